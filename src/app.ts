@@ -1,0 +1,94 @@
+/**
+ * The composition root: builds every part of a Chorus node from its config and wires them
+ * together through their interfaces. `main.ts` runs it; tests and benchmarks start nodes here.
+ */
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { TokenService } from './auth/tokens.js';
+import type { Config } from './config/config.js';
+import { createHttpServer } from './http/server.js';
+import { WorkerPool } from './media/workerPool.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { RoomManager } from './rooms/roomManager.js';
+import { SocketRoomChannel } from './signaling/channel.js';
+import { attachProtocol, createSignalingServer } from './signaling/server.js';
+import { MemoryStateStore } from './store/memoryStore.js';
+import type { StateStore } from './store/stateStore.js';
+
+export interface ChorusNode {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly tokens: TokenService;
+  readonly rooms: RoomManager;
+  readonly workers: WorkerPool;
+  readonly store: StateStore;
+  /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+const defaultWebDir = fileURLToPath(new URL('../dist/web', import.meta.url));
+
+export async function startNode(config: Config, log: Logger = createLogger(config.logLevel, config.nodeId)): Promise<ChorusNode> {
+  const tokens = new TokenService(config.tokens.secret, config.tokens.ttlSeconds);
+  const store: StateStore = new MemoryStateStore();
+  const workers = await WorkerPool.start(
+    { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
+    log,
+  );
+
+  let closing = false;
+  const http = createHttpServer({
+    log,
+    tokens,
+    demo: config.tokens.demo,
+    webDir: config.http.webDir ?? defaultWebDir,
+    ready: () => ({
+      ready: !closing && workers.healthy,
+      detail: { node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+    }),
+  });
+
+  const io = createSignalingServer(http.server, { pingIntervalMs: 5000, pingTimeoutMs: 5000, corsOrigins: true });
+  const rooms = new RoomManager({
+    pool: workers,
+    store,
+    channel: new SocketRoomChannel(io),
+    transport: config.media,
+    maxConsumersPerWorker: config.media.maxConsumersPerWorker,
+    room: {
+      nodeId: config.nodeId,
+      maxPeers: config.rooms.maxPeersPerRoom,
+      countIntervalMs: config.rooms.countIntervalMs,
+      opusBitrate: config.media.opusBitrate,
+    },
+    log,
+  });
+  attachProtocol(io, { rooms, tokens }, log);
+
+  await http.listen({ host: config.http.host, port: config.http.port });
+  const address = http.server.address() as AddressInfo;
+  const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+  const url = `http://${host}:${address.port}`;
+  log.info({ url, workers: workers.size, demo: config.tokens.demo }, 'chorus node listening');
+
+  return {
+    config,
+    log,
+    tokens,
+    rooms,
+    workers,
+    store,
+    url,
+    async close() {
+      if (closing) return;
+      closing = true;
+      io.disconnectSockets(true);
+      await rooms.closeAll();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+      await http.close().catch(() => undefined);
+      workers.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * Node configuration, read once from the environment and validated. Everything has an embedded
+ * default so `npm start` on a laptop works with no settings at all.
+ */
+import { randomBytes } from 'node:crypto';
+import { networkInterfaces, availableParallelism } from 'node:os';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const port = z.coerce.number().int().min(1).max(65535);
+
+const envSchema = z
+  .object({
+    CHORUS_HOST: z.string().default('0.0.0.0'),
+    CHORUS_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    CHORUS_NODE_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+    /** HS256 secret for room tokens. Unset: one is generated at start and demo minting is on. */
+    CHORUS_TOKEN_SECRET: z.string().min(32, 'CHORUS_TOKEN_SECRET must be at least 32 characters').optional(),
+    /** Let the home page mint tokens (a demo convenience; never on with a configured secret unless asked). */
+    CHORUS_DEMO: bool.optional(),
+    CHORUS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(12 * 3600),
+
+    MEDIASOUP_WORKERS: z.coerce.number().int().min(1).max(256).optional(),
+    MEDIASOUP_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
+    /** Consumers one worker should carry before a broadcast fans out to another worker. */
+    CHORUS_MAX_CONSUMERS_PER_WORKER: z.coerce.number().int().min(1).default(500),
+
+    /** IP the RTC sockets bind to. */
+    RTC_LISTEN_IP: z.string().default('0.0.0.0'),
+    /** Address put in ICE candidates: the one clients can reach. Default: first LAN IPv4. */
+    RTC_ANNOUNCED_ADDRESS: z.string().optional(),
+    RTC_MIN_PORT: port.default(40000),
+    RTC_MAX_PORT: port.default(49999),
+    RTC_ENABLE_TCP: bool.default(true),
+    RTC_ENABLE_UDP: bool.default(true),
+    RTC_INITIAL_BITRATE: z.coerce.number().int().min(16000).default(600_000),
+
+    /** Opus target for speech (kbit/s average). 16-32 is the useful range for one voice. */
+    CHORUS_OPUS_BITRATE: z.coerce.number().int().min(16000).max(32000).default(24000),
+    /** How often, at most, each room's listener count is pushed to its clients. */
+    CHORUS_COUNT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+    /** Per-room listener cap on this node (a later cluster issue lifts this across nodes). */
+    CHORUS_MAX_PEERS_PER_ROOM: z.coerce.number().int().min(1).default(10_000),
+
+    /** Where the built web pages live. */
+    CHORUS_WEB_DIR: z.string().optional(),
+  })
+  .refine((e) => e.RTC_MIN_PORT <= e.RTC_MAX_PORT, { message: 'RTC_MIN_PORT must be <= RTC_MAX_PORT' })
+  .refine((e) => e.RTC_ENABLE_UDP || e.RTC_ENABLE_TCP, { message: 'enable at least one of RTC_ENABLE_UDP, RTC_ENABLE_TCP' });
+
+export interface Config {
+  nodeId: string;
+  http: { host: string; port: number; webDir: string | undefined };
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  tokens: { secret: Uint8Array; generated: boolean; demo: boolean; ttlSeconds: number };
+  media: {
+    workers: number;
+    logLevel: 'debug' | 'warn' | 'error' | 'none';
+    maxConsumersPerWorker: number;
+    listenIp: string;
+    announcedAddress: string | undefined;
+    minPort: number;
+    maxPort: number;
+    enableUdp: boolean;
+    enableTcp: boolean;
+    initialAvailableOutgoingBitrate: number;
+    opusBitrate: number;
+  };
+  rooms: { countIntervalMs: number; maxPeersPerRoom: number };
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** First non-internal IPv4 address, so phones on the same LAN can reach the demo. */
+export function lanAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const info of list ?? []) {
+      if (info.family === 'IPv4' && !info.internal) return info.address;
+    }
+  }
+  return undefined;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const generated = e.CHORUS_TOKEN_SECRET === undefined;
+  const secret = generated ? randomBytes(32) : new TextEncoder().encode(e.CHORUS_TOKEN_SECRET);
+  const listenIsWildcard = e.RTC_LISTEN_IP === '0.0.0.0' || e.RTC_LISTEN_IP === '::';
+  return {
+    nodeId: e.CHORUS_NODE_ID ?? `node-${randomBytes(4).toString('hex')}`,
+    http: { host: e.CHORUS_HOST, port: e.CHORUS_PORT, webDir: e.CHORUS_WEB_DIR },
+    logLevel: e.LOG_LEVEL,
+    tokens: { secret, generated, demo: e.CHORUS_DEMO ?? generated, ttlSeconds: e.CHORUS_TOKEN_TTL_SECONDS },
+    media: {
+      workers: e.MEDIASOUP_WORKERS ?? availableParallelism(),
+      logLevel: e.MEDIASOUP_LOG_LEVEL,
+      maxConsumersPerWorker: e.CHORUS_MAX_CONSUMERS_PER_WORKER,
+      listenIp: e.RTC_LISTEN_IP,
+      // A wildcard bind cannot go into a candidate; announce something reachable instead.
+      announcedAddress: e.RTC_ANNOUNCED_ADDRESS ?? (listenIsWildcard ? (lanAddress() ?? '127.0.0.1') : undefined),
+      minPort: e.RTC_MIN_PORT,
+      maxPort: e.RTC_MAX_PORT,
+      enableUdp: e.RTC_ENABLE_UDP,
+      enableTcp: e.RTC_ENABLE_TCP,
+      initialAvailableOutgoingBitrate: e.RTC_INITIAL_BITRATE,
+      opusBitrate: e.CHORUS_OPUS_BITRATE,
+    },
+    rooms: { countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS, maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM },
+  };
+}

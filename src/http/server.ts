@@ -1,0 +1,82 @@
+/**
+ * HTTP: the built web pages, health endpoints, the demo token endpoint, and JSON errors that
+ * never carry a stack trace.
+ */
+import { existsSync } from 'node:fs';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { TokenService } from '../auth/tokens.js';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError } from '../protocol/errors.js';
+import { roomId } from '../protocol/messages.js';
+
+export interface HttpDeps {
+  log: Logger;
+  tokens: TokenService;
+  demo: boolean;
+  webDir: string;
+  /** Readiness: workers alive and the node accepting work. */
+  ready(): { ready: boolean; detail: Record<string, unknown> };
+}
+
+const demoBroadcastBody = z.strictObject({
+  roomId: roomId.optional(),
+  name: z.string().min(1).max(64).optional(),
+});
+
+export function createHttpServer(deps: HttpDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
+    bodyLimit: 16 * 1024,
+    genReqId: () => randomBytes(8).toString('hex'),
+    disableRequestLogging: true,
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    if (error instanceof ChorusError) {
+      return reply.status(error.status).send({ error: error.toWire() });
+    }
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    const code = status === 413 ? 'LIMIT_REACHED' : status < 500 ? 'BAD_REQUEST' : 'INTERNAL';
+    const message = status < 500 ? (error as Error).message : 'internal error';
+    return reply.status(status).send({ error: { code, message, retryable: status >= 500 } });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}`, retryable: false } }),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const { ready, detail } = deps.ready();
+    return reply.status(ready ? 200 : 503).send({ ready, ...detail });
+  });
+
+  app.get('/api/config', async () => ({ demo: deps.demo }));
+
+  if (deps.demo) {
+    // Demo only: anyone reaching the node may mint a broadcast. A configured secret turns this
+    // off unless CHORUS_DEMO=true; the security issue replaces it with API-key minting.
+    app.post('/api/demo/broadcasts', async (request) => {
+      const parsed = demoBroadcastBody.safeParse(request.body ?? {});
+      if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
+      const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
+      const [broadcaster, listener] = await Promise.all([
+        deps.tokens.mint({ room, identity: `broadcaster-${randomBytes(4).toString('hex')}`, role: 'broadcaster', name: parsed.data.name }),
+        deps.tokens.mint({ room, identity: 'listener', role: 'listener' }),
+      ]);
+      return { roomId: room, broadcasterToken: broadcaster, listenerToken: listener };
+    });
+  }
+
+  if (existsSync(deps.webDir)) {
+    void app.register(fastifyStatic, { root: deps.webDir, extensions: ['html'], index: ['index.html'] });
+  } else {
+    deps.log.warn({ webDir: deps.webDir }, 'web pages not built (npm run build); serving the API only');
+  }
+  return app;
+}

@@ -1,0 +1,35 @@
+/** `npm start`: one Chorus node on its configuration, stopped cleanly by SIGINT/SIGTERM. */
+import { startNode } from './app.js';
+import { ConfigError, loadConfig } from './config/config.js';
+import { createLogger } from './observability/logger.js';
+
+let config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+const log = createLogger(config.logLevel, config.nodeId);
+const node = await startNode(config, log);
+if (config.tokens.generated) {
+  log.warn('no CHORUS_TOKEN_SECRET set: generated one for this run; demo token minting is on');
+}
+const lan = config.media.announcedAddress;
+log.info(`open ${node.url}/ here${lan && lan !== '127.0.0.1' ? `, or http://${lan}:${config.http.port}/ from a phone on this network` : ''}`);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log.info({ signal }, 'shutting down');
+    node.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}

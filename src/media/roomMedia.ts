@@ -1,0 +1,213 @@
+/**
+ * The media side of one room: an origin router (where publishers send) and, once listeners
+ * outnumber what one worker should carry, fan-out routers on other workers fed with
+ * `pipeToRouter`. Receive transports are placed on the router with room to spare, so a big
+ * broadcast spreads its consumers over every core.
+ *
+ * Closing a RoomMedia closes its routers, and with them every transport, producer and consumer.
+ */
+import { EventEmitter } from 'node:events';
+import type { types } from 'mediasoup';
+import { ChorusError } from '../protocol/errors.js';
+import type { Logger } from '../observability/logger.js';
+import { routerCodecs } from './codecs.js';
+import type { WorkerPool } from './workerPool.js';
+
+export interface TransportSettings {
+  listenIp: string;
+  announcedAddress: string | undefined;
+  minPort: number;
+  maxPort: number;
+  enableUdp: boolean;
+  enableTcp: boolean;
+  initialAvailableOutgoingBitrate: number;
+}
+
+export interface RouterSlot {
+  readonly router: types.Router;
+  readonly worker: types.Worker;
+  readonly origin: boolean;
+  /** Receive transports placed here: one listener each, the unit of fan-out capacity. */
+  recvTransports: number;
+  /** Producers piped here from the origin (by id), or being piped. */
+  readonly piped: Map<string, Promise<void>>;
+}
+
+interface RoomMediaEvents {
+  /** A router of this room died with its worker; `origin` means the whole room's media is gone. */
+  routerlost: [slot: RouterSlot];
+}
+
+export class RoomMedia extends EventEmitter<RoomMediaEvents> {
+  readonly #slots: RouterSlot[] = [];
+  readonly #producers = new Map<string, types.Producer>();
+  #closed = false;
+
+  private constructor(
+    readonly roomId: string,
+    private readonly pool: WorkerPool,
+    private readonly settings: TransportSettings,
+    private readonly maxConsumersPerWorker: number,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  static async create(
+    roomId: string,
+    pool: WorkerPool,
+    settings: TransportSettings,
+    maxConsumersPerWorker: number,
+    log: Logger,
+  ): Promise<RoomMedia> {
+    const media = new RoomMedia(roomId, pool, settings, maxConsumersPerWorker, log);
+    await media.#addRouter(pool.leastLoaded(), true);
+    return media;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get origin(): RouterSlot {
+    const origin = this.#slots[0];
+    if (!origin?.origin) throw new ChorusError('UNAVAILABLE', 'room media is not available');
+    return origin;
+  }
+
+  get rtpCapabilities(): types.RtpCapabilities {
+    return this.origin.router.rtpCapabilities;
+  }
+
+  get slots(): readonly RouterSlot[] {
+    return this.#slots;
+  }
+
+  async #addRouter(workerSlot: { worker: types.Worker }, origin: boolean): Promise<RouterSlot> {
+    const { worker } = workerSlot;
+    const router = await worker.createRouter({ mediaCodecs: routerCodecs(), appData: { roomId: this.roomId } });
+    const slot: RouterSlot = { router, worker, origin, recvTransports: 0, piped: new Map() };
+    this.#slots.push(slot);
+    router.observer.once('close', () => {
+      const at = this.#slots.indexOf(slot);
+      if (at >= 0) this.#slots.splice(at, 1);
+      // A router closes under us only when its worker died; our own close() sets #closed first.
+      if (!this.#closed) {
+        this.log.warn({ room: this.roomId, origin, router: router.id }, 'router lost with its worker');
+        this.emit('routerlost', slot);
+      }
+    });
+    this.log.debug({ room: this.roomId, router: router.id, origin, workerPid: worker.pid }, 'router created');
+    return slot;
+  }
+
+  /**
+   * Where a new receive transport should go: the first router under the per-worker consumer
+   * budget, else a new router on the least-loaded worker this room does not use yet (with
+   * every current producer piped to it), else the emptiest router we have.
+   */
+  async #slotForReceiver(): Promise<RouterSlot> {
+    const withRoom = this.#slots.find((s) => s.recvTransports < this.maxConsumersPerWorker);
+    if (withRoom) return withRoom;
+    const used = new Set(this.#slots.map((s) => s.worker));
+    const candidate = this.pool.leastLoaded(used);
+    if (!used.has(candidate.worker)) {
+      const slot = await this.#addRouter(candidate, false);
+      this.log.info({ room: this.roomId, routers: this.#slots.length }, 'broadcast fanned out to another worker');
+      await Promise.all([...this.#producers.keys()].map((id) => this.#pipe(id, slot)));
+      return slot;
+    }
+    return this.#slots.reduce((a, b) => (b.recvTransports < a.recvTransports ? b : a));
+  }
+
+  #pipe(producerId: string, slot: RouterSlot): Promise<void> {
+    if (slot.origin) return Promise.resolve();
+    let piping = slot.piped.get(producerId);
+    if (!piping) {
+      piping = this.origin.router
+        .pipeToRouter({ producerId, router: slot.router })
+        .then(() => undefined);
+      slot.piped.set(producerId, piping);
+      piping.catch(() => slot.piped.delete(producerId));
+    }
+    return piping;
+  }
+
+  async createTransport(direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
+    const slot = direction === 'send' ? this.origin : await this.#slotForReceiver();
+    const s = this.settings;
+    const listenInfos: types.TransportListenInfo[] = [];
+    const portRange = { min: s.minPort, max: s.maxPort };
+    const base = { ip: s.listenIp, announcedAddress: s.announcedAddress, portRange };
+    if (s.enableUdp && !forceTcp) listenInfos.push({ ...base, protocol: 'udp' });
+    if (s.enableTcp || forceTcp) listenInfos.push({ ...base, protocol: 'tcp' });
+    const transport = await slot.router.createWebRtcTransport({
+      listenInfos,
+      preferUdp: true,
+      initialAvailableOutgoingBitrate: s.initialAvailableOutgoingBitrate,
+      appData: { direction, routerId: slot.router.id },
+    });
+    if (direction === 'recv') slot.recvTransports++;
+    this.pool.adjustLoad(slot.worker, 1);
+    transport.observer.once('close', () => {
+      if (direction === 'recv') slot.recvTransports--;
+      this.pool.adjustLoad(slot.worker, -1);
+    });
+    transport.observer.on('newconsumer', (consumer) => {
+      this.pool.adjustLoad(slot.worker, 1);
+      consumer.observer.once('close', () => this.pool.adjustLoad(slot.worker, -1));
+    });
+    return transport;
+  }
+
+  /** Registers a producer made on the origin so fan-out routers get it too. */
+  addProducer(producer: types.Producer): void {
+    this.#producers.set(producer.id, producer);
+    producer.observer.once('close', () => {
+      this.#producers.delete(producer.id);
+      for (const slot of this.#slots) slot.piped.delete(producer.id);
+    });
+    for (const slot of this.#slots) {
+      if (!slot.origin) {
+        this.#pipe(producer.id, slot).catch((error: unknown) =>
+          this.log.error({ room: this.roomId, err: error }, 'piping producer to fan-out router failed'),
+        );
+      }
+    }
+  }
+
+  /** Makes sure `producerId` exists on the router that hosts `transport`. */
+  async ensureProducerOn(transport: types.WebRtcTransport, producerId: string): Promise<types.Router> {
+    const slot = this.#slots.find((s) => s.router.id === routerIdOf(transport));
+    if (!slot) throw new ChorusError('TRANSPORT_NOT_FOUND', 'transport is not in this room');
+    if (!this.#producers.has(producerId)) throw new ChorusError('PRODUCER_NOT_FOUND', 'no such producer in this room');
+    await this.#pipe(producerId, slot);
+    return slot.router;
+  }
+
+  /** Counts of live mediasoup objects, from each router's own dump, for tests and diagnostics. */
+  async dump(): Promise<{ routers: number; transports: number; producers: number; consumers: number }> {
+    let transports = 0;
+    let producers = 0;
+    let consumers = 0;
+    for (const slot of this.#slots) {
+      const d = await slot.router.dump();
+      transports += d.transportIds.length;
+      producers += d.mapProducerIdConsumerIds.length;
+      consumers += d.mapConsumerIdProducerId.length;
+    }
+    return { routers: this.#slots.length, transports, producers, consumers };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const slot of [...this.#slots]) slot.router.close();
+    this.#slots.length = 0;
+  }
+}
+
+/** The id of the router a transport lives on (kept in appData when the transport is made). */
+function routerIdOf(transport: types.WebRtcTransport): unknown {
+  return transport.appData['routerId'];
+}

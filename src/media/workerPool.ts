@@ -1,0 +1,116 @@
+/**
+ * One mediasoup worker per core (configurable). Each worker's load is the number of consumers
+ * and transports placed on it, so new routers go to the least-loaded worker. A worker that dies
+ * is replaced in its slot; the rooms that had routers on it are told through `workerdied` and
+ * recover their own peers.
+ */
+import { EventEmitter } from 'node:events';
+import * as mediasoup from 'mediasoup';
+import type { types } from 'mediasoup';
+import type { Logger } from '../observability/logger.js';
+
+export interface WorkerPoolOptions {
+  size: number;
+  logLevel: types.WorkerLogLevel;
+  rtcMinPort: number;
+  rtcMaxPort: number;
+}
+
+export interface WorkerSlot {
+  readonly index: number;
+  worker: types.Worker;
+  /** Consumers + transports currently placed on this worker. */
+  load: number;
+}
+
+interface PoolEvents {
+  workerdied: [worker: types.Worker, slot: WorkerSlot];
+  workerspawned: [slot: WorkerSlot];
+}
+
+const RESPAWN_DELAY_MS = 500;
+
+export class WorkerPool extends EventEmitter<PoolEvents> {
+  readonly #slots: WorkerSlot[] = [];
+  readonly #log: Logger;
+  #closed = false;
+
+  private constructor(
+    private readonly options: WorkerPoolOptions,
+    log: Logger,
+  ) {
+    super();
+    this.#log = log.child({ component: 'workers' });
+  }
+
+  static async start(options: WorkerPoolOptions, log: Logger): Promise<WorkerPool> {
+    const pool = new WorkerPool(options, log);
+    for (let index = 0; index < options.size; index++) {
+      pool.#slots.push({ index, worker: await pool.#spawn(index), load: 0 });
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.#slots.length;
+  }
+
+  get slots(): readonly WorkerSlot[] {
+    return this.#slots;
+  }
+
+  /** True when every slot has a live worker. */
+  get healthy(): boolean {
+    return !this.#closed && this.#slots.every((s) => !s.worker.closed && !s.worker.died);
+  }
+
+  /** The live worker with the lowest load, skipping `exclude`. */
+  leastLoaded(exclude: ReadonlySet<types.Worker> = new Set()): WorkerSlot {
+    const live = this.#slots.filter((s) => !s.worker.closed && !s.worker.died);
+    if (live.length === 0) throw new Error('no live mediasoup worker');
+    const candidates = live.filter((s) => !exclude.has(s.worker));
+    const from = candidates.length > 0 ? candidates : live;
+    return from.reduce((best, s) => (s.load < best.load ? s : best));
+  }
+
+  adjustLoad(worker: types.Worker, delta: number): void {
+    const slot = this.#slots.find((s) => s.worker === worker);
+    if (slot) slot.load = Math.max(0, slot.load + delta);
+  }
+
+  async #spawn(index: number): Promise<types.Worker> {
+    const worker = await mediasoup.createWorker({
+      logLevel: this.options.logLevel,
+      rtcMinPort: this.options.rtcMinPort,
+      rtcMaxPort: this.options.rtcMaxPort,
+      appData: { index },
+    });
+    this.#log.info({ worker: index, pid: worker.pid }, 'mediasoup worker started');
+    worker.on('died', (error) => this.#onDied(index, worker, error));
+    return worker;
+  }
+
+  #onDied(index: number, worker: types.Worker, error: Error): void {
+    const slot = this.#slots[index];
+    if (!slot) return;
+    this.#log.error({ worker: index, pid: worker.pid, err: error }, 'mediasoup worker died');
+    slot.load = 0;
+    this.emit('workerdied', worker, slot);
+    const respawn = async (): Promise<void> => {
+      if (this.#closed) return;
+      try {
+        slot.worker = await this.#spawn(index);
+        this.emit('workerspawned', slot);
+      } catch (spawnError) {
+        this.#log.error({ worker: index, err: spawnError }, 'respawning mediasoup worker failed; retrying');
+        setTimeout(() => void respawn(), RESPAWN_DELAY_MS * 4).unref();
+      }
+    };
+    setTimeout(() => void respawn(), RESPAWN_DELAY_MS).unref();
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const slot of this.#slots) slot.worker.close();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Stable error codes. Clients branch on `code`, never on `message`; a code, once shipped, keeps
+ * its meaning. `retryable` tells the SDK whether trying the same request later can succeed.
+ */
+export const ErrorCodes = {
+  BAD_REQUEST: { status: 400, retryable: false },
+  UNKNOWN_METHOD: { status: 400, retryable: false },
+  NOT_JOINED: { status: 409, retryable: false },
+  ALREADY_JOINED: { status: 409, retryable: false },
+  TOKEN_INVALID: { status: 401, retryable: false },
+  TOKEN_EXPIRED: { status: 401, retryable: false },
+  TOKEN_WRONG_ROOM: { status: 403, retryable: false },
+  FORBIDDEN_ROLE: { status: 403, retryable: false },
+  BROADCASTER_PRESENT: { status: 409, retryable: true },
+  TRANSPORT_NOT_FOUND: { status: 404, retryable: false },
+  PRODUCER_NOT_FOUND: { status: 404, retryable: false },
+  CONSUMER_NOT_FOUND: { status: 404, retryable: false },
+  NOTHING_TO_CONSUME: { status: 409, retryable: true },
+  CANNOT_CONSUME: { status: 422, retryable: false },
+  MEDIA_REJECTED: { status: 422, retryable: false },
+  LIMIT_REACHED: { status: 429, retryable: true },
+  NOT_FOUND: { status: 404, retryable: false },
+  UNAVAILABLE: { status: 503, retryable: true },
+  INTERNAL: { status: 500, retryable: true },
+} as const satisfies Record<string, { status: number; retryable: boolean }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+}
+
+export class ChorusError extends Error {
+  override readonly name = 'ChorusError';
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return ErrorCodes[this.code].status;
+  }
+
+  toWire(): WireError {
+    return { code: this.code, message: this.message, retryable: ErrorCodes[this.code].retryable };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ErrorCodes, value);
+}

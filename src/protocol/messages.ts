@@ -1,0 +1,120 @@
+/**
+ * The Chorus wire protocol, defined once and shared by the server and the client SDK.
+ *
+ * Requests are Socket.IO events named after the method, carrying one payload object and an
+ * acknowledgement callback that receives a `Reply`. Events the server pushes are listed in
+ * `ServerEvents`. Payloads are strict: unknown fields are an error, not silently ignored.
+ */
+import { z } from 'zod';
+import type { WireError } from './errors.js';
+import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
+
+export const PROTOCOL_VERSION = 1;
+
+export const roomKinds = ['broadcast'] as const;
+export type RoomKind = (typeof roomKinds)[number];
+
+export const roles = ['broadcaster', 'listener'] as const;
+export type Role = (typeof roles)[number];
+
+/** Room ids appear in URLs, logs and (later) Redis keys, so they are kept to a safe alphabet. */
+export const roomId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'room ids are 1-64 of A-Z a-z 0-9 _ -');
+
+export const requests = {
+  join: z.strictObject({
+    /** The room the client means to join; a token for any other room is refused. */
+    roomId,
+    token: z.string().min(1).max(4096),
+    /** The id of this session before a reconnect, so the server can retire the old one now. */
+    previousPeerId: entityId.optional(),
+  }),
+  getRouterRtpCapabilities: z.strictObject({}),
+  createTransport: z.strictObject({
+    direction: z.enum(['send', 'recv']),
+    /** Ask for ICE over TCP only, for networks that drop UDP. */
+    forceTcp: z.boolean().optional(),
+  }),
+  connectTransport: z.strictObject({ transportId: entityId, dtlsParameters }),
+  restartIce: z.strictObject({ transportId: entityId }),
+  produce: z.strictObject({
+    transportId: entityId,
+    kind: mediaKind,
+    rtpParameters,
+  }),
+  pauseProducer: z.strictObject({ producerId: entityId }),
+  resumeProducer: z.strictObject({ producerId: entityId }),
+  closeProducer: z.strictObject({ producerId: entityId }),
+  consume: z.strictObject({
+    transportId: entityId,
+    /** Omitted: consume the room's broadcast, whatever its producer id is now. */
+    producerId: entityId.optional(),
+    rtpCapabilities,
+  }),
+  resumeConsumer: z.strictObject({ consumerId: entityId }),
+  leave: z.strictObject({}),
+} as const;
+
+export type Method = keyof typeof requests;
+export type RequestOf<M extends Method> = z.infer<(typeof requests)[M]>;
+
+export interface TransportInfo {
+  id: string;
+  iceParameters: unknown;
+  iceCandidates: unknown[];
+  dtlsParameters: unknown;
+}
+
+export interface BroadcastState {
+  live: boolean;
+  paused: boolean;
+  producerId?: string | undefined;
+}
+
+export interface Responses {
+  join: {
+    protocol: number;
+    peerId: string;
+    roomId: string;
+    kind: RoomKind;
+    role: Role;
+    identity: string;
+    routerRtpCapabilities: unknown;
+    broadcast: BroadcastState;
+    listeners: number;
+  };
+  getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
+  createTransport: TransportInfo;
+  connectTransport: Record<string, never>;
+  restartIce: { iceParameters: unknown };
+  produce: { producerId: string };
+  pauseProducer: Record<string, never>;
+  resumeProducer: Record<string, never>;
+  closeProducer: Record<string, never>;
+  consume: { consumerId: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown };
+  resumeConsumer: Record<string, never>;
+  leave: Record<string, never>;
+}
+
+export type Reply<M extends Method> = { ok: true; data: Responses[M] } | { ok: false; error: WireError };
+
+export interface ServerEvents {
+  /** The broadcaster started (or restarted) publishing: consume `producerId`. */
+  'broadcast:started': (e: { producerId: string }) => void;
+  'broadcast:paused': (e: { producerId: string }) => void;
+  'broadcast:resumed': (e: { producerId: string }) => void;
+  /** The broadcaster stopped or dropped; listeners stay joined and wait for it to return. */
+  'broadcast:ended': (e: { producerId: string; reason: 'stopped' | 'left' | 'dropped' }) => void;
+  /** Throttled: at most one per room per interval, only when the number changed. */
+  'room:listeners': (e: { count: number }) => void;
+  /** This consumer is gone (its producer closed or its transport did); drop the track. */
+  'consumer:closed': (e: { consumerId: string }) => void;
+  /** The media behind this session was lost (a worker died): join again to recover. */
+  'session:reset': (e: { reason: string }) => void;
+  /** A request that carried no acknowledgement callback failed; reported here instead. */
+  'request:error': (e: { method: string; error: WireError }) => void;
+}
+
+/** Limits the server applies to every socket, shared so the SDK can stay inside them. */
+export const wireLimits = {
+  maxMessageBytes: 64 * 1024,
+} as const;

@@ -1,0 +1,10 @@
+import type { ServerEvents } from '../protocol/messages.js';
+
+/**
+ * How a room reaches its peers. Signaling implements it over Socket.IO (and, with the cluster,
+ * over the Redis adapter), so rooms never touch sockets.
+ */
+export interface RoomChannel {
+  toRoom<E extends keyof ServerEvents>(roomId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
+  toPeer<E extends keyof ServerEvents>(peerId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
+}

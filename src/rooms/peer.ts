@@ -1,0 +1,67 @@
+import type { types } from 'mediasoup';
+import { ChorusError } from '../protocol/errors.js';
+import type { Role } from '../protocol/messages.js';
+
+/**
+ * One joined session and the media objects it owns. Lookups go through the peer, so a peer can
+ * only ever name its own transports, producers and consumers: another peer's id is simply
+ * "not found".
+ */
+export class Peer {
+  readonly transports = new Map<string, types.WebRtcTransport>();
+  readonly producers = new Map<string, types.Producer>();
+  readonly consumers = new Map<string, types.Consumer>();
+  /** Routers this session has transports on, to know who is hit when a worker dies. */
+  readonly routers = new Set<string>();
+  readonly joinedAt = Date.now();
+  #closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly roomId: string,
+    readonly identity: string,
+    readonly role: Role,
+    readonly name: string | undefined,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  transport(id: string): types.WebRtcTransport {
+    const transport = this.transports.get(id);
+    if (!transport) throw new ChorusError('TRANSPORT_NOT_FOUND', `no transport ${id} in this session`);
+    return transport;
+  }
+
+  producer(id: string): types.Producer {
+    const producer = this.producers.get(id);
+    if (!producer) throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${id} in this session`);
+    return producer;
+  }
+
+  consumer(id: string): types.Consumer {
+    const consumer = this.consumers.get(id);
+    if (!consumer) throw new ChorusError('CONSUMER_NOT_FOUND', `no consumer ${id} in this session`);
+    return consumer;
+  }
+
+  track<T extends { id: string; observer: { once(e: 'close', f: () => void): unknown } }>(
+    map: Map<string, T>,
+    item: T,
+  ): T {
+    map.set(item.id, item);
+    item.observer.once('close', () => map.delete(item.id));
+    return item;
+  }
+
+  /** Closing transports closes the producers and consumers on them. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const transport of this.transports.values()) transport.close();
+    this.transports.clear();
+    this.producers.clear();
+    this.consumers.clear();
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * What each kind of room allows. The room enforces these on every request; pages only mirror
+ * them. Later kinds (class, call, watch) add their own policy beside `broadcastPolicy`.
+ */
+import type { Role, RoomKind } from '../protocol/messages.js';
+import type { Seat } from '../store/stateStore.js';
+
+export type MediaKind = 'audio' | 'video';
+
+export interface RoomPolicy {
+  readonly kind: RoomKind;
+  /** Roles a token may carry to join this kind of room. */
+  readonly roles: readonly Role[];
+  canSend(role: Role): boolean;
+  /** Media kinds a sender may publish, at most one producer each. */
+  sendableKinds(role: Role): readonly MediaKind[];
+  /** A seat the role must hold alone, if any. */
+  exclusiveSeat(role: Role): Seat | undefined;
+  /** Whether peers of this role count as the room's audience (the pushed listener count). */
+  isAudience(role: Role): boolean;
+}
+
+/** One speaker, any number of receive-only listeners; audio only (video is for class rooms). */
+export const broadcastPolicy: RoomPolicy = {
+  kind: 'broadcast',
+  roles: ['broadcaster', 'listener'],
+  canSend: (role) => role === 'broadcaster',
+  sendableKinds: (role) => (role === 'broadcaster' ? ['audio'] : []),
+  exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),
+  isAudience: (role) => role === 'listener',
+};
+
+const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy };
+
+export function policyFor(kind: RoomKind): RoomPolicy {
+  return policies[kind];
+}

@@ -1,0 +1,311 @@
+/**
+ * One room on this node: its peers, its media and its policy. Every request a peer makes goes
+ * through here and is checked against the policy before any media object is touched.
+ */
+import { EventEmitter } from 'node:events';
+import type { types } from 'mediasoup';
+import { tuneOpusForSpeech } from '../media/codecs.js';
+import type { RoomMedia } from '../media/roomMedia.js';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError } from '../protocol/errors.js';
+import type { BroadcastState, RoomKind } from '../protocol/messages.js';
+import type { RoomGrant } from '../auth/tokens.js';
+import type { StateStore } from '../store/stateStore.js';
+import type { RoomChannel } from './channel.js';
+import { Peer } from './peer.js';
+import type { MediaKind, RoomPolicy } from './policy.js';
+
+export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced';
+
+export interface RoomOptions {
+  nodeId: string;
+  maxPeers: number;
+  countIntervalMs: number;
+  opusBitrate: number;
+}
+
+interface RoomEvents {
+  close: [];
+}
+
+const MAX_TRANSPORTS_PER_PEER = 2;
+
+export class Room extends EventEmitter<RoomEvents> {
+  readonly peers = new Map<string, Peer>();
+  #broadcast: { producer: types.Producer; peer: Peer } | undefined;
+  #endReason: 'stopped' | 'left' | 'dropped' = 'stopped';
+  #pendingJoins = 0;
+  #countTimer: NodeJS.Timeout | undefined;
+  #lastCount = 0;
+  #closed = false;
+  readonly #log: Logger;
+
+  constructor(
+    readonly id: string,
+    readonly policy: RoomPolicy,
+    readonly media: RoomMedia,
+    private readonly store: StateStore,
+    private readonly channel: RoomChannel,
+    private readonly options: RoomOptions,
+    log: Logger,
+  ) {
+    super();
+    this.#log = log.child({ room: id });
+    media.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
+  }
+
+  get kind(): RoomKind {
+    return this.policy.kind;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get audience(): number {
+    let n = 0;
+    for (const peer of this.peers.values()) if (this.policy.isAudience(peer.role)) n++;
+    return n;
+  }
+
+  broadcastState(): BroadcastState {
+    const producer = this.#broadcast?.producer;
+    return { live: producer !== undefined, paused: producer?.paused ?? false, producerId: producer?.id };
+  }
+
+  async join(grant: RoomGrant, peerId: string, previousPeerId?: string): Promise<Peer> {
+    this.#assertOpen();
+    if (grant.room !== this.id) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
+    if (!this.policy.roles.includes(grant.role)) {
+      throw new ChorusError('FORBIDDEN_ROLE', `role ${grant.role} cannot join a ${this.kind} room`);
+    }
+    this.#pendingJoins++;
+    try {
+      // A client that reconnects before the server noticed its old socket die names the old
+      // session, which is retired now instead of after the ping timeout.
+      const previous = previousPeerId ? this.peers.get(previousPeerId) : undefined;
+      if (previous && previous.identity === grant.identity) await this.leave(previous, 'replaced');
+      if (this.peers.size >= this.options.maxPeers) throw new ChorusError('LIMIT_REACHED', 'room is full');
+
+      const seat = this.policy.exclusiveSeat(grant.role);
+      if (seat && !(await this.store.claimSeat(this.id, seat, peerId))) {
+        throw new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
+      }
+      this.#assertOpen();
+      const peer = new Peer(peerId, this.id, grant.identity, grant.role, grant.name);
+      this.peers.set(peerId, peer);
+      await this.store.addPeer({
+        id: peerId,
+        roomId: this.id,
+        identity: grant.identity,
+        role: grant.role,
+        nodeId: this.options.nodeId,
+        joinedAt: peer.joinedAt,
+      });
+      this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
+      this.#scheduleCount();
+      return peer;
+    } finally {
+      this.#pendingJoins--;
+    }
+  }
+
+  async leave(peer: Peer, reason: LeaveReason): Promise<void> {
+    if (!this.peers.has(peer.id)) return;
+    this.peers.delete(peer.id);
+    if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
+    peer.close();
+    const seat = this.policy.exclusiveSeat(peer.role);
+    await Promise.all([
+      this.store.removePeer(this.id, peer.id),
+      seat ? this.store.releaseSeat(this.id, seat, peer.id) : undefined,
+    ]);
+    this.#log.info({ peer: peer.id, reason }, 'peer left');
+    this.#scheduleCount();
+    if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close();
+  }
+
+  async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
+    this.#assertMember(peer);
+    if (direction === 'send' && !this.policy.canSend(peer.role)) {
+      throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
+    }
+    if (peer.transports.size >= MAX_TRANSPORTS_PER_PEER) {
+      throw new ChorusError('LIMIT_REACHED', `at most ${MAX_TRANSPORTS_PER_PEER} transports per session`);
+    }
+    const transport = await this.media.createTransport(direction, forceTcp);
+    if (peer.closed) {
+      transport.close();
+      throw new ChorusError('NOT_JOINED', 'session ended');
+    }
+    peer.routers.add(String(transport.appData['routerId']));
+    transport.on('dtlsstatechange', (state) => {
+      if (state === 'failed' || state === 'closed') {
+        this.#log.warn({ peer: peer.id, transport: transport.id, state }, 'DTLS ended');
+      }
+    });
+    transport.on('icestatechange', (state) => {
+      this.#log.debug({ peer: peer.id, transport: transport.id, state }, 'ICE state');
+    });
+    return peer.track(peer.transports, transport);
+  }
+
+  async connectTransport(peer: Peer, transportId: string, dtlsParameters: types.DtlsParameters): Promise<void> {
+    this.#assertMember(peer);
+    const transport = peer.transport(transportId);
+    try {
+      await transport.connect({ dtlsParameters });
+    } catch (error) {
+      throw new ChorusError('MEDIA_REJECTED', `cannot connect transport: ${messageOf(error)}`);
+    }
+  }
+
+  async restartIce(peer: Peer, transportId: string): Promise<types.IceParameters> {
+    this.#assertMember(peer);
+    return peer.transport(transportId).restartIce();
+  }
+
+  async produce(peer: Peer, transportId: string, kind: MediaKind, rtpParameters: types.RtpParameters): Promise<types.Producer> {
+    this.#assertMember(peer);
+    if (!this.policy.canSend(peer.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
+    const transport = peer.transport(transportId);
+    if (transport.appData['direction'] !== 'send') throw new ChorusError('BAD_REQUEST', 'that transport is receive-only');
+    if (!this.policy.sendableKinds(peer.role).includes(kind)) {
+      throw new ChorusError('MEDIA_REJECTED', `a ${this.kind} room does not carry ${kind}`);
+    }
+    for (const existing of peer.producers.values()) {
+      if (existing.kind === kind) throw new ChorusError('MEDIA_REJECTED', `already publishing ${kind}; close it first`);
+    }
+    let producer: types.Producer;
+    try {
+      const tuned = kind === 'audio' ? tuneOpusForSpeech(rtpParameters, this.options.opusBitrate) : rtpParameters;
+      producer = await transport.produce({ kind, rtpParameters: tuned, appData: { peerId: peer.id } });
+    } catch (error) {
+      throw new ChorusError('MEDIA_REJECTED', `cannot produce: ${messageOf(error)}`);
+    }
+    if (peer.closed) {
+      producer.close();
+      throw new ChorusError('NOT_JOINED', 'session ended');
+    }
+    peer.track(peer.producers, producer);
+    this.media.addProducer(producer);
+    if (this.policy.exclusiveSeat(peer.role) === 'broadcaster') this.#startBroadcast(peer, producer);
+    return producer;
+  }
+
+  #startBroadcast(peer: Peer, producer: types.Producer): void {
+    this.#broadcast = { producer, peer };
+    this.#endReason = 'stopped';
+    const producerId = producer.id;
+    producer.observer.on('pause', () => this.channel.toRoom(this.id, 'broadcast:paused', { producerId }));
+    producer.observer.on('resume', () => this.channel.toRoom(this.id, 'broadcast:resumed', { producerId }));
+    producer.observer.once('close', () => {
+      if (this.#broadcast?.producer === producer) this.#broadcast = undefined;
+      this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
+      this.channel.toRoom(this.id, 'broadcast:ended', { producerId, reason: this.#endReason });
+    });
+    this.#log.info({ peer: peer.id, producer: producerId }, 'broadcast started');
+    this.channel.toRoom(this.id, 'broadcast:started', { producerId });
+  }
+
+  async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
+    this.#assertMember(peer);
+    const producer = peer.producer(producerId);
+    if (paused) await producer.pause();
+    else await producer.resume();
+  }
+
+  closeProducer(peer: Peer, producerId: string): void {
+    this.#assertMember(peer);
+    const producer = peer.producer(producerId);
+    this.#endReason = 'stopped';
+    producer.close();
+  }
+
+  async consume(
+    peer: Peer,
+    transportId: string,
+    producerId: string | undefined,
+    rtpCapabilities: types.RtpCapabilities,
+  ): Promise<types.Consumer> {
+    this.#assertMember(peer);
+    const transport = peer.transport(transportId);
+    if (transport.appData['direction'] !== 'recv') throw new ChorusError('BAD_REQUEST', 'that transport is send-only');
+    const id = producerId ?? this.#broadcast?.producer.id;
+    if (id === undefined) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is being broadcast yet');
+    if (id !== this.#broadcast?.producer.id) throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${id} in this room`);
+    for (const existing of peer.consumers.values()) {
+      if (existing.producerId === id) throw new ChorusError('BAD_REQUEST', 'already consuming that producer');
+    }
+    const router = await this.media.ensureProducerOn(transport, id);
+    if (!router.canConsume({ producerId: id, rtpCapabilities })) {
+      throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
+    }
+    let consumer: types.Consumer;
+    try {
+      // Paused until the client has its track wired, so no early packets are lost to it.
+      consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: true });
+    } catch (error) {
+      throw new ChorusError('CANNOT_CONSUME', `cannot consume: ${messageOf(error)}`);
+    }
+    if (peer.closed) {
+      consumer.close();
+      throw new ChorusError('NOT_JOINED', 'session ended');
+    }
+    consumer.on('producerclose', () => this.channel.toPeer(peer.id, 'consumer:closed', { consumerId: consumer.id }));
+    return peer.track(peer.consumers, consumer);
+  }
+
+  async resumeConsumer(peer: Peer, consumerId: string): Promise<void> {
+    this.#assertMember(peer);
+    await peer.consumer(consumerId).resume();
+  }
+
+  /** Pushes the audience size at most once per interval, and only when it changed. */
+  #scheduleCount(): void {
+    if (this.#countTimer || this.#closed) return;
+    this.#countTimer = setTimeout(() => {
+      this.#countTimer = undefined;
+      const count = this.audience;
+      if (count !== this.#lastCount && !this.#closed) {
+        this.#lastCount = count;
+        this.channel.toRoom(this.id, 'room:listeners', { count });
+      }
+    }, this.options.countIntervalMs);
+    this.#countTimer.unref();
+  }
+
+  #onRouterLost(routerId: string, origin: boolean): void {
+    const affected = [...this.peers.values()].filter((p) => origin || p.routers.has(routerId));
+    this.#log.warn({ origin, peers: affected.length }, 'media lost with a worker; sessions must rejoin');
+    for (const peer of affected) {
+      this.channel.toPeer(peer.id, 'session:reset', { reason: 'media worker restarted' });
+      void this.leave(peer, 'reset');
+    }
+    if (origin) void this.close();
+  }
+
+  #assertMember(peer: Peer): void {
+    if (peer.closed || this.peers.get(peer.id) !== peer) throw new ChorusError('NOT_JOINED', 'join the room first');
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ChorusError('UNAVAILABLE', 'room is closing; join again');
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#countTimer);
+    for (const peer of this.peers.values()) peer.close();
+    this.peers.clear();
+    this.media.close();
+    await this.store.deleteRoom(this.id);
+    this.#log.info('room closed');
+    this.emit('close');
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

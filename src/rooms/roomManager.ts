@@ -1,0 +1,89 @@
+/**
+ * The rooms this node hosts. Creates a room (and its media) on first join, forgets it when it
+ * closes, and makes concurrent first joins share one creation.
+ */
+import { randomUUID } from 'node:crypto';
+import type { RoomGrant } from '../auth/tokens.js';
+import { RoomMedia, type TransportSettings } from '../media/roomMedia.js';
+import type { WorkerPool } from '../media/workerPool.js';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError } from '../protocol/errors.js';
+import type { RoomKind } from '../protocol/messages.js';
+import type { StateStore } from '../store/stateStore.js';
+import type { RoomChannel } from './channel.js';
+import type { Peer } from './peer.js';
+import { policyFor } from './policy.js';
+import { Room, type RoomOptions } from './room.js';
+
+export interface RoomManagerDeps {
+  pool: WorkerPool;
+  store: StateStore;
+  channel: RoomChannel;
+  transport: TransportSettings;
+  maxConsumersPerWorker: number;
+  room: RoomOptions;
+  log: Logger;
+}
+
+export class RoomManager {
+  readonly #rooms = new Map<string, Room>();
+  readonly #creating = new Map<string, Promise<Room>>();
+
+  constructor(private readonly deps: RoomManagerDeps) {}
+
+  get rooms(): ReadonlyMap<string, Room> {
+    return this.#rooms;
+  }
+
+  get(roomId: string): Room | undefined {
+    return this.#rooms.get(roomId);
+  }
+
+  /** Joins `grant` to its room, creating the room here if it is new. */
+  async join(grant: RoomGrant, previousPeerId?: string): Promise<{ room: Room; peer: Peer }> {
+    const peerId = randomUUID();
+    // A room may close (its last peer left) between being looked up and being joined; one
+    // retry against a freshly created room covers that window.
+    for (let attempt = 0; ; attempt++) {
+      const room = await this.#roomFor(grant.room, 'broadcast');
+      try {
+        return { room, peer: await room.join(grant, peerId, previousPeerId) };
+      } catch (error) {
+        if (!(room.closed && attempt === 0 && error instanceof ChorusError && error.code === 'UNAVAILABLE')) throw error;
+      }
+    }
+  }
+
+  async #roomFor(roomId: string, kind: RoomKind): Promise<Room> {
+    const existing = this.#rooms.get(roomId);
+    if (existing && !existing.closed) return existing;
+    let creating = this.#creating.get(roomId);
+    if (!creating) {
+      creating = this.#create(roomId, kind).finally(() => this.#creating.delete(roomId));
+      this.#creating.set(roomId, creating);
+    }
+    return creating;
+  }
+
+  async #create(roomId: string, kind: RoomKind): Promise<Room> {
+    const { pool, store, channel, transport, maxConsumersPerWorker, room: options, log } = this.deps;
+    let media: RoomMedia;
+    try {
+      media = await RoomMedia.create(roomId, pool, transport, maxConsumersPerWorker, log);
+    } catch (error) {
+      log.error({ room: roomId, err: error }, 'cannot create room media');
+      throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
+    }
+    const room = new Room(roomId, policyFor(kind), media, store, channel, options, log);
+    await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now() });
+    this.#rooms.set(roomId, room);
+    room.once('close', () => {
+      if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);
+    });
+    return room;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#rooms.values()].map((room) => room.close()));
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * One function per protocol method. Each receives a validated request and the socket's session
+ * and returns the response payload, or throws a ChorusError.
+ */
+import type { types } from 'mediasoup';
+import type { TokenService } from '../auth/tokens.js';
+import { ChorusError } from '../protocol/errors.js';
+import { PROTOCOL_VERSION, type Method, type RequestOf, type Responses } from '../protocol/messages.js';
+import type { Peer } from '../rooms/peer.js';
+import type { Room } from '../rooms/room.js';
+import type { RoomManager } from '../rooms/roomManager.js';
+
+export interface Session {
+  room?: Room | undefined;
+  peer?: Peer | undefined;
+  joining: boolean;
+  /** False once the connection is gone; a join finishing after that is undone. */
+  isConnected(): boolean;
+  /** Called after a successful join / leave so the transport layer can (un)subscribe. */
+  onJoined(room: Room, peer: Peer): void;
+  onLeft(room: Room, peer: Peer): void;
+}
+
+export interface HandlerDeps {
+  rooms: RoomManager;
+  tokens: TokenService;
+}
+
+type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
+
+function member(session: Session): { room: Room; peer: Peer } {
+  const { room, peer } = session;
+  if (!room || !peer || peer.closed) throw new ChorusError('NOT_JOINED', 'join a room first');
+  return { room, peer };
+}
+
+const empty = {} as Record<string, never>;
+
+export function createHandlers({ rooms, tokens }: HandlerDeps): Handlers {
+  return {
+    async join(session, { roomId, token, previousPeerId }) {
+      if (session.joining || (session.peer && !session.peer.closed)) {
+        throw new ChorusError('ALREADY_JOINED', 'this connection already joined a room; leave first');
+      }
+      session.joining = true;
+      try {
+        const grant = await tokens.verify(token);
+        if (grant.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
+        const { room, peer } = await rooms.join(grant, previousPeerId);
+        if (!session.isConnected()) {
+          await room.leave(peer, 'dropped');
+          throw new ChorusError('NOT_JOINED', 'connection closed while joining');
+        }
+        session.room = room;
+        session.peer = peer;
+        session.onJoined(room, peer);
+        return {
+          protocol: PROTOCOL_VERSION,
+          peerId: peer.id,
+          roomId: room.id,
+          kind: room.kind,
+          role: peer.role,
+          identity: peer.identity,
+          routerRtpCapabilities: room.media.rtpCapabilities,
+          broadcast: room.broadcastState(),
+          listeners: room.audience,
+        };
+      } finally {
+        session.joining = false;
+      }
+    },
+
+    async getRouterRtpCapabilities(session) {
+      return { routerRtpCapabilities: member(session).room.media.rtpCapabilities };
+    },
+
+    async createTransport(session, { direction, forceTcp }) {
+      const { room, peer } = member(session);
+      const t = await room.createTransport(peer, direction, forceTcp ?? false);
+      return { id: t.id, iceParameters: t.iceParameters, iceCandidates: t.iceCandidates, dtlsParameters: t.dtlsParameters };
+    },
+
+    async connectTransport(session, { transportId, dtlsParameters }) {
+      const { room, peer } = member(session);
+      await room.connectTransport(peer, transportId, dtlsParameters as types.DtlsParameters);
+      return empty;
+    },
+
+    async restartIce(session, { transportId }) {
+      const { room, peer } = member(session);
+      return { iceParameters: await room.restartIce(peer, transportId) };
+    },
+
+    async produce(session, { transportId, kind, rtpParameters }) {
+      const { room, peer } = member(session);
+      const producer = await room.produce(peer, transportId, kind, rtpParameters as types.RtpParameters);
+      return { producerId: producer.id };
+    },
+
+    async pauseProducer(session, { producerId }) {
+      const { room, peer } = member(session);
+      await room.setProducerPaused(peer, producerId, true);
+      return empty;
+    },
+
+    async resumeProducer(session, { producerId }) {
+      const { room, peer } = member(session);
+      await room.setProducerPaused(peer, producerId, false);
+      return empty;
+    },
+
+    async closeProducer(session, { producerId }) {
+      const { room, peer } = member(session);
+      room.closeProducer(peer, producerId);
+      return empty;
+    },
+
+    async consume(session, { transportId, producerId, rtpCapabilities }) {
+      const { room, peer } = member(session);
+      const c = await room.consume(peer, transportId, producerId, rtpCapabilities as types.RtpCapabilities);
+      return { consumerId: c.id, producerId: c.producerId, kind: c.kind, rtpParameters: c.rtpParameters };
+    },
+
+    async resumeConsumer(session, { consumerId }) {
+      const { room, peer } = member(session);
+      await room.resumeConsumer(peer, consumerId);
+      return empty;
+    },
+
+    async leave(session) {
+      const { room, peer } = member(session);
+      session.room = undefined;
+      session.peer = undefined;
+      session.onLeft(room, peer);
+      await room.leave(peer, 'left');
+      return empty;
+    },
+  };
+}

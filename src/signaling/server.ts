@@ -1,0 +1,102 @@
+/**
+ * Socket.IO transport for the protocol: validates every incoming message against the shared
+ * schemas, dispatches it to its handler and answers through the acknowledgement callback with
+ * either `{ ok: true, data }` or `{ ok: false, error: { code, message, retryable } }`.
+ */
+import type { Server as HttpServer } from 'node:http';
+import { Server, type Socket } from 'socket.io';
+import type { ZodError } from 'zod';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError, type WireError } from '../protocol/errors.js';
+import { requests, wireLimits, type Method, type ServerEvents } from '../protocol/messages.js';
+import { peerAddress, roomAddress } from './channel.js';
+import { createHandlers, type HandlerDeps, type Session } from './handlers.js';
+
+export type SignalingServer = Server<Record<string, never>, ServerEvents>;
+
+export interface SignalingOptions {
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  corsOrigins: string[] | true;
+}
+
+const methods = new Set<string>(Object.keys(requests));
+const isMethod = (name: string): name is Method => methods.has(name);
+
+function describe(error: ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`)
+    .join('; ');
+}
+
+export function createSignalingServer(httpServer: HttpServer, options: SignalingOptions): SignalingServer {
+  return new Server<Record<string, never>, ServerEvents>(httpServer, {
+    maxHttpBufferSize: wireLimits.maxMessageBytes,
+    pingInterval: options.pingIntervalMs,
+    pingTimeout: options.pingTimeoutMs,
+    cors: { origin: options.corsOrigins },
+    serveClient: false,
+  });
+}
+
+export function attachProtocol(io: SignalingServer, deps: HandlerDeps, log: Logger): void {
+  const handlers = createHandlers(deps);
+
+  io.on('connection', (socket: Socket<Record<string, never>, ServerEvents>) => {
+    let socketLog = log.child({ socket: socket.id });
+    const session: Session = {
+      joining: false,
+      isConnected: () => socket.connected,
+      onJoined(room, peer) {
+        socketLog = log.child({ socket: socket.id, room: room.id, peer: peer.id });
+        void socket.join([roomAddress(room.id), peerAddress(peer.id)]);
+      },
+      onLeft(room, peer) {
+        void socket.leave(roomAddress(room.id));
+        void socket.leave(peerAddress(peer.id));
+      },
+    };
+
+    const run = async (method: string, args: unknown[]): Promise<void> => {
+      const last = args.at(-1);
+      const ack = typeof last === 'function' ? (last as (reply: unknown) => void) : undefined;
+      const payload = ack ? args.slice(0, -1)[0] : args[0];
+      const fail = (error: WireError): void => {
+        if (ack) ack({ ok: false, error });
+        else socket.emit('request:error', { method: method.slice(0, 64), error });
+      };
+      try {
+        if (!isMethod(method)) throw new ChorusError('UNKNOWN_METHOD', `unknown method "${method.slice(0, 64)}"`);
+        const parsed = requests[method].safeParse(payload ?? {});
+        if (!parsed.success) throw new ChorusError('BAD_REQUEST', describe(parsed.error));
+        const handler = handlers[method] as (s: Session, r: unknown) => Promise<unknown>;
+        const data = await handler(session, parsed.data);
+        ack?.({ ok: true, data });
+      } catch (error) {
+        if (error instanceof ChorusError) {
+          socketLog.debug({ method, code: error.code, msg: error.message }, 'request refused');
+          fail(error.toWire());
+        } else {
+          socketLog.error({ method, err: error }, 'request failed');
+          fail(new ChorusError('INTERNAL', 'internal error').toWire());
+        }
+      }
+    };
+
+    // Every event goes through one path, so unknown names are answered as carefully as known ones.
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      void run(typeof event === 'string' ? event : String(event), args);
+    });
+
+    socket.on('disconnect', (reason) => {
+      const { room, peer } = session;
+      session.room = undefined;
+      session.peer = undefined;
+      if (room && peer && !peer.closed) {
+        socketLog.info({ reason }, 'connection dropped');
+        room.leave(peer, 'dropped').catch((error: unknown) => socketLog.error({ err: error }, 'leave after drop failed'));
+      }
+    });
+  });
+}

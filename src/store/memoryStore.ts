@@ -1,0 +1,67 @@
+import type { Role } from '../protocol/messages.js';
+import type { PeerRecord, RoomRecord, Seat, StateStore } from './stateStore.js';
+
+/** The embedded default: one process, so plain maps are already atomic. */
+export class MemoryStateStore implements StateStore {
+  readonly #rooms = new Map<string, RoomRecord>();
+  readonly #peers = new Map<string, Map<string, PeerRecord>>();
+  readonly #seats = new Map<string, string>();
+
+  async putRoom(room: RoomRecord): Promise<void> {
+    this.#rooms.set(room.id, { ...room });
+  }
+
+  async getRoom(roomId: string): Promise<RoomRecord | undefined> {
+    const room = this.#rooms.get(roomId);
+    return room && { ...room };
+  }
+
+  async deleteRoom(roomId: string): Promise<void> {
+    this.#rooms.delete(roomId);
+    this.#peers.delete(roomId);
+    for (const key of this.#seats.keys()) if (key.startsWith(`${roomId}\0`)) this.#seats.delete(key);
+  }
+
+  async addPeer(peer: PeerRecord): Promise<void> {
+    let peers = this.#peers.get(peer.roomId);
+    if (!peers) this.#peers.set(peer.roomId, (peers = new Map()));
+    peers.set(peer.id, { ...peer });
+  }
+
+  async removePeer(roomId: string, peerId: string): Promise<void> {
+    const peers = this.#peers.get(roomId);
+    peers?.delete(peerId);
+    if (peers?.size === 0) this.#peers.delete(roomId);
+  }
+
+  async countPeers(roomId: string, role?: Role): Promise<number> {
+    const peers = this.#peers.get(roomId);
+    if (!peers) return 0;
+    if (role === undefined) return peers.size;
+    let n = 0;
+    for (const p of peers.values()) if (p.role === role) n++;
+    return n;
+  }
+
+  async claimSeat(roomId: string, seat: Seat, peerId: string): Promise<boolean> {
+    const key = `${roomId}\0${seat}`;
+    if (this.#seats.has(key)) return false;
+    this.#seats.set(key, peerId);
+    return true;
+  }
+
+  async releaseSeat(roomId: string, seat: Seat, peerId: string): Promise<void> {
+    const key = `${roomId}\0${seat}`;
+    if (this.#seats.get(key) === peerId) this.#seats.delete(key);
+  }
+
+  async seatHolder(roomId: string, seat: Seat): Promise<string | undefined> {
+    return this.#seats.get(`${roomId}\0${seat}`);
+  }
+
+  async close(): Promise<void> {
+    this.#rooms.clear();
+    this.#peers.clear();
+    this.#seats.clear();
+  }
+}
