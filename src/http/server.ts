@@ -31,7 +31,6 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     bodyLimit: 16 * 1024,
     genReqId: () => randomBytes(8).toString('hex'),
-    disableRequestLogging: true,
   });
 
   app.setErrorHandler((error, request, reply) => {

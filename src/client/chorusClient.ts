@@ -1,0 +1,353 @@
+/**
+ * The Chorus client SDK: joins a room, publishes (broadcaster) or listens (listener), and keeps
+ * doing so across network drops, server-side resets and broadcaster restarts without the page
+ * having to do anything. Runs in browsers; in Node, pass a mediasoup-client `handlerFactory`
+ * backed by a Node WebRTC implementation.
+ */
+import { Emitter } from '@socket.io/component-emitter';
+import { Device } from 'mediasoup-client';
+import type { types } from 'mediasoup-client';
+import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import type { BroadcastState, RequestOf, Responses, Role } from '../protocol/messages.js';
+import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+
+export { ChorusClientError } from './signaling.js';
+
+export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
+
+export interface ChorusClientOptions {
+  /** Base URL of a Chorus node, e.g. https://chorus.example.org */
+  url: string;
+  roomId: string;
+  token: string;
+  handlerFactory?: types.HandlerFactory;
+  /** Opus average bitrate for publishing (16-32 kbit/s suits one voice). */
+  opusBitrate?: number;
+  /** Backoff for re-joining after a failure: first delay and cap, in ms (jittered). */
+  retry?: { initialMs: number; maxMs: number };
+  socket?: Partial<ManagerOptions & SocketOptions>;
+}
+
+interface ClientEvents {
+  state: (state: ClientState) => void;
+  joined: (info: Responses['join']) => void;
+  broadcast: (state: BroadcastState) => void;
+  listeners: (count: number) => void;
+  /** A remote track to play (listeners). */
+  track: (track: MediaStreamTrack) => void;
+  /** The remote track stopped (broadcast ended, or a reconnect is under way). */
+  trackended: () => void;
+  /** ICE/DTLS state of the media transport. */
+  transport: (state: string) => void;
+  error: (error: ChorusClientError) => void;
+}
+
+export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
+  readonly #options: ChorusClientOptions;
+  readonly #socket: ClientSocket;
+  #state: ClientState = 'idle';
+  #device: Device | undefined;
+  #info: Responses['join'] | undefined;
+  #transport: types.Transport | undefined;
+  #producer: types.Producer | undefined;
+  #consumer: types.Consumer | undefined;
+  #publishTrack: MediaStreamTrack | undefined;
+  #broadcast: BroadcastState = { live: false, paused: false };
+  #listeners = 0;
+  #generation = 0;
+  #retries = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #consuming: Promise<void> | undefined;
+
+  constructor(options: ChorusClientOptions) {
+    super();
+    this.#options = options;
+    this.#socket = io(options.url, {
+      autoConnect: false,
+      transports: ['websocket', 'polling'],
+      tryAllTransports: true,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 5000,
+      randomizationFactor: 0.5,
+      ...options.socket,
+    }) as ClientSocket;
+    this.#wireSocket();
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+  get role(): Role | undefined {
+    return this.#info?.role;
+  }
+  get peerId(): string | undefined {
+    return this.#info?.peerId;
+  }
+  get broadcast(): BroadcastState {
+    return this.#broadcast;
+  }
+  /** Listeners in the room, as last pushed by the server. */
+  get audience(): number {
+    return this.#listeners;
+  }
+  get consumer(): types.Consumer | undefined {
+    return this.#consumer;
+  }
+  get producer(): types.Producer | undefined {
+    return this.#producer;
+  }
+  /** The transport carrying media, for stats (getStats) and diagnostics. */
+  get transport(): types.Transport | undefined {
+    return this.#transport;
+  }
+
+  /** Connects and joins; resolves once joined (and listening or ready to publish). */
+  async join(): Promise<Responses['join']> {
+    if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
+    this.#setState('connecting');
+    const joined = new Promise<Responses['join']>((resolve, reject) => {
+      const onJoined = (info: Responses['join']): void => {
+        this.off('error', onError);
+        resolve(info);
+      };
+      const onError = (error: ChorusClientError): void => {
+        if (error.retryable) return;
+        this.off('joined', onJoined);
+        reject(error);
+      };
+      this.once('joined', onJoined);
+      this.on('error', onError);
+    });
+    this.#socket.connect();
+    return joined;
+  }
+
+  /** Broadcaster: send this microphone track, now and after every reconnect. */
+  async publish(track: MediaStreamTrack): Promise<void> {
+    this.#publishTrack = track;
+    if (this.#state === 'joined' && this.#transport?.direction === 'send') await this.#produce(this.#generation);
+  }
+
+  /** Broadcaster: stop sending; listeners are told the broadcast ended. */
+  async unpublish(): Promise<void> {
+    this.#publishTrack = undefined;
+    const producer = this.#producer;
+    this.#producer = undefined;
+    if (!producer) return;
+    producer.close();
+    await request(this.#socket, 'closeProducer', { producerId: producer.id }).catch(() => undefined);
+  }
+
+  async setPaused(paused: boolean): Promise<void> {
+    const producer = this.#producer;
+    if (!producer) return;
+    if (paused) producer.pause();
+    else producer.resume();
+    await request(this.#socket, paused ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    clearTimeout(this.#retryTimer);
+    if (this.#socket.connected && this.#info) await request(this.#socket, 'leave', {}, 2000).catch(() => undefined);
+    this.#teardownMedia();
+    this.#socket.disconnect();
+    this.#setState('closed');
+  }
+
+  #setState(state: ClientState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  #wireSocket(): void {
+    const s = this.#socket;
+    s.on('connect', () => void this.#establish());
+    s.on('disconnect', () => {
+      if (this.#state === 'closed') return;
+      this.#teardownMedia();
+      this.#setState('reconnecting');
+    });
+    s.on('broadcast:started', ({ producerId }) => {
+      this.#setBroadcast({ live: true, paused: false, producerId });
+      void this.#consume(this.#generation);
+    });
+    s.on('broadcast:paused', ({ producerId }) => this.#setBroadcast({ live: true, paused: true, producerId }));
+    s.on('broadcast:resumed', ({ producerId }) => this.#setBroadcast({ live: true, paused: false, producerId }));
+    s.on('broadcast:ended', ({ producerId }) => {
+      this.#setBroadcast({ live: false, paused: false });
+      if (this.#consumer?.producerId === producerId) this.#dropConsumer();
+      if (this.#producer?.id === producerId) this.#producer = undefined;
+    });
+    s.on('consumer:closed', ({ consumerId }) => {
+      if (this.#consumer?.id === consumerId) this.#dropConsumer();
+    });
+    s.on('room:listeners', ({ count }) => {
+      this.#listeners = count;
+      this.emit('listeners', count);
+    });
+    s.on('session:reset', () => this.#restart());
+  }
+
+  #setBroadcast(state: BroadcastState): void {
+    this.#broadcast = state;
+    this.emit('broadcast', state);
+  }
+
+  /** (Re)joins over the current connection and rebuilds the media path. */
+  async #establish(): Promise<void> {
+    clearTimeout(this.#retryTimer);
+    const generation = ++this.#generation;
+    const previousPeerId = this.#info?.peerId;
+    try {
+      const info = await request(this.#socket, 'join', {
+        roomId: this.#options.roomId,
+        token: this.#options.token,
+        ...(previousPeerId ? { previousPeerId } : {}),
+      });
+      if (generation !== this.#generation) return;
+      this.#info = info;
+      this.#listeners = info.listeners;
+      const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
+      if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
+      this.#device = device;
+      await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv');
+      this.#retries = 0;
+      this.#setState('joined');
+      this.emit('joined', info);
+      this.emit('listeners', info.listeners);
+      this.#setBroadcast(info.broadcast);
+      if (info.role === 'broadcaster') await this.#produce(generation);
+      else if (info.broadcast.live) await this.#consume(generation);
+    } catch (error) {
+      if (generation !== this.#generation || this.#state === 'closed') return;
+      const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
+      this.emit('error', failure);
+      if (failure.retryable) this.#scheduleRetry();
+      else void this.close();
+    }
+  }
+
+  #scheduleRetry(): void {
+    const { initialMs, maxMs } = this.#options.retry ?? { initialMs: 500, maxMs: 10_000 };
+    const delay = Math.min(maxMs, initialMs * 2 ** this.#retries++) * (0.5 + Math.random() / 2);
+    this.#setState('reconnecting');
+    this.#retryTimer = setTimeout(() => {
+      this.#teardownMedia();
+      if (this.#socket.connected) void this.#establish();
+    }, delay);
+  }
+
+  /** Drops the media path and joins again on the same connection. */
+  #restart(): void {
+    if (this.#state === 'closed') return;
+    this.#teardownMedia();
+    this.#setState('reconnecting');
+    if (this.#socket.connected) void this.#establish();
+  }
+
+  async #createTransport(generation: number, direction: 'send' | 'recv'): Promise<void> {
+    const device = this.#device!;
+    const info = await request(this.#socket, 'createTransport', { direction });
+    if (generation !== this.#generation) return;
+    const params = {
+      id: info.id,
+      iceParameters: info.iceParameters as types.IceParameters,
+      iceCandidates: info.iceCandidates as types.IceCandidate[],
+      dtlsParameters: info.dtlsParameters as types.DtlsParameters,
+    };
+    const transport = direction === 'send' ? device.createSendTransport(params) : device.createRecvTransport(params);
+    this.#transport = transport;
+    transport.on('connect', ({ dtlsParameters }, done, fail) => {
+      request(this.#socket, 'connectTransport', { transportId: transport.id, dtlsParameters }).then(() => done(), fail);
+    });
+    transport.on('produce', ({ kind, rtpParameters }, done, fail) => {
+      request(this.#socket, 'produce', {
+        transportId: transport.id,
+        kind,
+        rtpParameters: rtpParameters as RequestOf<'produce'>['rtpParameters'],
+      }).then(
+        ({ producerId }) => done({ id: producerId }),
+        fail,
+      );
+    });
+    let iceRestarted = false;
+    transport.on('connectionstatechange', (state) => {
+      this.emit('transport', state);
+      if (state === 'connected') iceRestarted = false;
+      if (state !== 'failed' || generation !== this.#generation) return;
+      // One ICE restart first (cheap, keeps the session); a second failure rebuilds everything.
+      if (iceRestarted) return this.#restart();
+      iceRestarted = true;
+      request(this.#socket, 'restartIce', { transportId: transport.id })
+        .then(({ iceParameters }) => transport.restartIce({ iceParameters: iceParameters as types.IceParameters }))
+        .catch(() => this.#restart());
+    });
+  }
+
+  async #produce(generation: number): Promise<void> {
+    const track = this.#publishTrack;
+    const transport = this.#transport;
+    if (!track || !transport || transport.direction !== 'send' || this.#producer || generation !== this.#generation) return;
+    const bitrate = this.#options.opusBitrate ?? 24000;
+    this.#producer = await transport.produce({
+      track,
+      encodings: [{ maxBitrate: Math.round(bitrate * 1.35), dtx: true }],
+      codecOptions: { opusStereo: false, opusDtx: true, opusFec: true, opusMaxAverageBitrate: bitrate },
+      stopTracks: false,
+    });
+  }
+
+  /** Listener: consume the live broadcast once per generation, whoever asks first. */
+  async #consume(generation: number): Promise<void> {
+    if (this.#info?.role !== 'listener' || this.#consumer) return;
+    if (this.#consuming) return this.#consuming;
+    this.#consuming = (async () => {
+      try {
+        const transport = this.#transport;
+        if (!transport || transport.direction !== 'recv' || generation !== this.#generation) return;
+        const info = await request(this.#socket, 'consume', {
+          transportId: transport.id,
+          rtpCapabilities: this.#device!.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
+        });
+        if (generation !== this.#generation) return;
+        const consumer = await transport.consume({
+          id: info.consumerId,
+          producerId: info.producerId,
+          kind: info.kind,
+          rtpParameters: info.rtpParameters as types.RtpParameters,
+        });
+        this.#consumer = consumer;
+        await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
+        this.emit('track', consumer.track);
+      } catch (error) {
+        // Nothing live (ended between the event and our request) is not a failure.
+        if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') return;
+        if (error instanceof ChorusClientError) this.emit('error', error);
+        if (generation === this.#generation) this.#scheduleRetry();
+      } finally {
+        this.#consuming = undefined;
+      }
+    })();
+    return this.#consuming;
+  }
+
+  #dropConsumer(): void {
+    const consumer = this.#consumer;
+    this.#consumer = undefined;
+    if (!consumer) return;
+    consumer.close();
+    this.emit('trackended');
+  }
+
+  #teardownMedia(): void {
+    this.#generation++;
+    this.#dropConsumer();
+    this.#producer?.close();
+    this.#producer = undefined;
+    this.#transport?.close();
+    this.#transport = undefined;
+    this.#consuming = undefined;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Typed request/response over the Socket.IO connection, using the shared protocol. Rejections
+ * are ChorusClientError with the server's stable code.
+ */
+import type { Socket } from 'socket.io-client';
+import type { ErrorCode, WireError } from '../protocol/errors.js';
+import type { Method, Reply, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
+
+export class ChorusClientError extends Error {
+  override readonly name = 'ChorusClientError';
+
+  constructor(
+    readonly code: ErrorCode | 'TIMEOUT' | 'DISCONNECTED',
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+
+  static from(error: WireError): ChorusClientError {
+    return new ChorusClientError(error.code, error.message, error.retryable);
+  }
+}
+
+export type ClientSocket = Socket<ServerEvents, Record<string, (...args: never[]) => void>>;
+
+export async function request<M extends Method>(
+  socket: ClientSocket,
+  method: M,
+  payload: RequestOf<M>,
+  timeoutMs = 10_000,
+): Promise<Responses[M]> {
+  if (!socket.connected) throw new ChorusClientError('DISCONNECTED', 'not connected', true);
+  let reply: Reply<M>;
+  try {
+    reply = (await (socket as unknown as { timeout(ms: number): { emitWithAck(e: string, p: unknown): Promise<unknown> } })
+      .timeout(timeoutMs)
+      .emitWithAck(method, payload)) as Reply<M>;
+  } catch {
+    throw new ChorusClientError('TIMEOUT', `${method} got no answer in ${timeoutMs} ms`, true);
+  }
+  if (!reply.ok) throw ChorusClientError.from(reply.error);
+  return reply.data;
+}
