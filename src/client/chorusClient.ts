@@ -293,7 +293,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     const bitrate = this.#options.opusBitrate ?? 24000;
     this.#producer = await transport.produce({
       track,
-      encodings: [{ maxBitrate: Math.round(bitrate * 1.35), dtx: true }],
+      encodings: [{ maxBitrate: Math.round(bitrate * 1.35) }],
       codecOptions: { opusStereo: false, opusDtx: true, opusFec: true, opusMaxAverageBitrate: bitrate },
       stopTracks: false,
     });

@@ -1,0 +1,90 @@
+/**
+ * Real WebRTC in Node for tests and benchmarks: libwebrtc from @roamhq/wrtc behind
+ * mediasoup-client's Chrome111 handler, so the very SDK the pages use runs here too. A
+ * broadcaster sends a generated tone through RTCAudioSource; a listener decodes what arrives
+ * through RTCAudioSink, so tests can check the audio is the tone and not silence.
+ */
+import wrtc from '@roamhq/wrtc';
+import { Chrome111 } from 'mediasoup-client/handlers/Chrome111';
+import type { types } from 'mediasoup-client';
+
+let installed = false;
+
+/** mediasoup-client's handler looks these up as globals, as it would in a browser. */
+export function webrtcHandlerFactory(): types.HandlerFactory {
+  if (!installed) {
+    const g = globalThis as Record<string, unknown>;
+    g['RTCPeerConnection'] = wrtc.RTCPeerConnection;
+    g['RTCSessionDescription'] = wrtc.RTCSessionDescription;
+    g['RTCIceCandidate'] = wrtc.RTCIceCandidate;
+    g['MediaStream'] = wrtc.MediaStream;
+    g['MediaStreamTrack'] = wrtc.MediaStreamTrack;
+    installed = true;
+  }
+  return Chrome111.createFactory();
+}
+
+export interface ToneSource {
+  track: MediaStreamTrack;
+  stop(): void;
+}
+
+const SAMPLE_RATE = 48000;
+const FRAME = SAMPLE_RATE / 100; // wrtc takes 10 ms frames
+
+/** A mono sine tone as a live track. */
+export function toneTrack(frequency = 440, amplitude = 0.5): ToneSource {
+  const source = new wrtc.nonstandard.RTCAudioSource();
+  const track = source.createTrack();
+  let phase = 0;
+  const samples = new Int16Array(FRAME);
+  const step = (2 * Math.PI * frequency) / SAMPLE_RATE;
+  const push = (): void => {
+    for (let i = 0; i < FRAME; i++) {
+      samples[i] = Math.round(Math.sin(phase) * amplitude * 32767);
+      phase += step;
+    }
+    source.onData({ samples, sampleRate: SAMPLE_RATE, bitsPerSample: 16, channelCount: 1, numberOfFrames: FRAME });
+  };
+  const timer = setInterval(push, 10);
+  return {
+    track: track as unknown as MediaStreamTrack,
+    stop() {
+      clearInterval(timer);
+      track.stop();
+    },
+  };
+}
+
+export interface AudioProbe {
+  /** Frames received so far. */
+  frames: number;
+  /** RMS level (0..1) of the most recent frames. */
+  rms: number;
+  /** Dominant frequency estimate (Hz) from zero crossings of recent frames. */
+  frequency: number;
+  stop(): void;
+}
+
+/** Measures what a received audio track decodes to. */
+export function probeAudio(track: MediaStreamTrack): AudioProbe {
+  const sink = new wrtc.nonstandard.RTCAudioSink(track as never);
+  const probe: AudioProbe = { frames: 0, rms: 0, frequency: 0, stop: () => sink.stop() };
+  sink.ondata = (data: { samples: Int16Array; sampleRate: number; channelCount: number }) => {
+    const { samples, sampleRate, channelCount } = data;
+    let sum = 0;
+    let crossings = 0;
+    let previous = 0;
+    const n = samples.length / channelCount;
+    for (let i = 0; i < n; i++) {
+      const v = (samples[i * channelCount] ?? 0) / 32768;
+      sum += v * v;
+      if (i > 0 && previous < 0 && v >= 0) crossings++;
+      previous = v;
+    }
+    probe.frames++;
+    probe.rms = Math.sqrt(sum / n);
+    if (probe.rms > 0.01) probe.frequency = (crossings * sampleRate) / n;
+  };
+  return probe;
+}

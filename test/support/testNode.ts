@@ -1,0 +1,50 @@
+import { startNode, type ChorusNode } from '../../src/app.js';
+import { loadConfig } from '../../src/config/config.js';
+import { ChorusClient, type ChorusClientOptions } from '../../src/client/chorusClient.js';
+import type { Role } from '../../src/protocol/messages.js';
+import { webrtcHandlerFactory } from './nodePeer.js';
+
+/** A real node on loopback with an ephemeral HTTP port and its own RTC port range. */
+export async function startTestNode(env: Record<string, string> = {}): Promise<ChorusNode> {
+  return startNode(
+    loadConfig({
+      CHORUS_HOST: '127.0.0.1',
+      CHORUS_PORT: '0',
+      LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
+      MEDIASOUP_WORKERS: '2',
+      RTC_LISTEN_IP: '127.0.0.1',
+      RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
+      RTC_MIN_PORT: '20000',
+      RTC_MAX_PORT: '29999',
+      CHORUS_COUNT_INTERVAL_MS: '200',
+      CHORUS_WEB_DIR: '/nonexistent',
+      ...env,
+    }),
+  );
+}
+
+export async function tokenFor(node: ChorusNode, room: string, role: Role, identity = `${role}-${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
+  return node.tokens.mint({ room, identity, role });
+}
+
+/** An SDK client backed by Node WebRTC, not yet joined. */
+export function nodeClient(node: ChorusNode, roomId: string, token: string, extra: Partial<ChorusClientOptions> = {}): ChorusClient {
+  return new ChorusClient({
+    url: node.url,
+    roomId,
+    token,
+    handlerFactory: webrtcHandlerFactory(),
+    socket: { transports: ['websocket'] },
+    retry: { initialMs: 100, maxMs: 1000 },
+    ...extra,
+  });
+}
+
+/** Resolves when `predicate` holds, checked on every event loop turn; rejects after `ms`. */
+export async function until(predicate: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
