@@ -1,0 +1,57 @@
+import { SignJWT } from 'jose';
+import { describe, expect, test } from 'vitest';
+import { TokenService } from '../../src/auth/tokens.js';
+import { ChorusError } from '../../src/protocol/errors.js';
+
+const secret = new TextEncoder().encode('s'.repeat(32));
+const tokens = new TokenService(secret, 60);
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    return error instanceof ChorusError ? error.code : `other: ${String(error)}`;
+  }
+}
+
+describe('room tokens', () => {
+  test('round-trips room, identity, role and name', async () => {
+    const token = await tokens.mint({ room: 'r1', identity: 'imam', role: 'broadcaster', name: 'Imam' });
+    expect(await tokens.verify(token)).toEqual({ room: 'r1', identity: 'imam', role: 'broadcaster', name: 'Imam' });
+  });
+
+  test('a token signed with another secret is invalid', async () => {
+    const other = new TokenService(new TextEncoder().encode('x'.repeat(32)), 60);
+    expect(await codeOf(tokens.verify(await other.mint({ room: 'r', identity: 'i', role: 'listener' })))).toBe('TOKEN_INVALID');
+  });
+
+  test('an expired token says so', async () => {
+    const expired = await new SignJWT({ room: 'r', role: 'listener' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('chorus')
+      .setSubject('i')
+      .setIssuedAt(Math.floor(Date.now() / 1000) - 120)
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(secret);
+    expect(await codeOf(tokens.verify(expired))).toBe('TOKEN_EXPIRED');
+  });
+
+  test('unknown roles, bad room ids, missing subjects and garbage are refused', async () => {
+    const sign = (claims: Record<string, unknown>, sub?: string) => {
+      const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer('chorus').setExpirationTime('1m');
+      if (sub) jwt.setSubject(sub);
+      return jwt.sign(secret);
+    };
+    expect(await codeOf(tokens.verify(await sign({ room: 'r', role: 'admin' }, 'i')))).toBe('TOKEN_INVALID');
+    expect(await codeOf(tokens.verify(await sign({ room: '../x', role: 'listener' }, 'i')))).toBe('TOKEN_INVALID');
+    expect(await codeOf(tokens.verify(await sign({ room: 'r', role: 'listener' })))).toBe('TOKEN_INVALID');
+    expect(await codeOf(tokens.verify('not-a-jwt'))).toBe('TOKEN_INVALID');
+  });
+
+  test('the "none" algorithm is not accepted', async () => {
+    const header = Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url');
+    const body = Buffer.from(JSON.stringify({ room: 'r', role: 'broadcaster', sub: 'i', iss: 'chorus', exp: 9e9 })).toString('base64url');
+    expect(await codeOf(tokens.verify(`${header}.${body}.`))).toBe('TOKEN_INVALID');
+  });
+});
