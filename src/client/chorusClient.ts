@@ -13,6 +13,9 @@ import { ChorusClientError, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
+/** Failures of the path, not refusals by the server: always worth another try. */
+const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL']);
+
 export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
 export interface ChorusClientOptions {
@@ -58,6 +61,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #retries = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #consuming: Promise<void> | undefined;
+  #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
 
   constructor(options: ChorusClientOptions) {
     super();
@@ -106,17 +110,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
     this.#setState('connecting');
     const joined = new Promise<Responses['join']>((resolve, reject) => {
-      const onJoined = (info: Responses['join']): void => {
-        this.off('error', onError);
-        resolve(info);
-      };
-      const onError = (error: ChorusClientError): void => {
-        if (error.retryable) return;
-        this.off('joined', onJoined);
-        reject(error);
-      };
-      this.once('joined', onJoined);
-      this.on('error', onError);
+      this.#joinWaiter = { resolve, reject };
     });
     this.#socket.connect();
     return joined;
@@ -149,6 +143,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     clearTimeout(this.#retryTimer);
+    this.#joinWaiter?.reject(new ChorusClientError('DISCONNECTED', 'client closed before joining', false));
+    this.#joinWaiter = undefined;
     if (this.#socket.connected && this.#info) await request(this.#socket, 'leave', {}, 2000).catch(() => undefined);
     this.#teardownMedia();
     this.#socket.disconnect();
@@ -216,6 +212,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.#retries = 0;
       this.#setState('joined');
       this.emit('joined', info);
+      this.#joinWaiter?.resolve(info);
+      this.#joinWaiter = undefined;
       this.emit('listeners', info.listeners);
       this.#setBroadcast(info.broadcast);
       if (info.role === 'broadcaster') await this.#produce(generation);
@@ -224,8 +222,16 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (generation !== this.#generation || this.#state === 'closed') return;
       const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
       this.emit('error', failure);
-      if (failure.retryable) this.#scheduleRetry();
-      else void this.close();
+      // Before the first successful join, a refusal (wrong token, seat taken...) goes back to
+      // the caller; afterwards the session is worth keeping alive through anything retryable.
+      const everJoined = this.#info !== undefined;
+      if (transientCodes.has(failure.code) || (everJoined && failure.retryable)) {
+        this.#scheduleRetry();
+      } else {
+        this.#joinWaiter?.reject(failure);
+        this.#joinWaiter = undefined;
+        void this.close();
+      }
     }
   }
 
