@@ -2,6 +2,7 @@
  * The composition root: builds every part of a Chorus node from its config and wires them
  * together through their interfaces. `main.ts` runs it; tests and benchmarks start nodes here.
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { TokenService } from './auth/tokens.js';
@@ -27,7 +28,10 @@ export interface ChorusNode {
   close(): Promise<void>;
 }
 
-const defaultWebDir = fileURLToPath(new URL('../dist/web', import.meta.url));
+/** dist/web beside the compiled server (dist/server/app.js) or above the sources (src/app.ts). */
+const defaultWebDir = ['../web', '../dist/web']
+  .map((relative) => fileURLToPath(new URL(relative, import.meta.url)))
+  .find((dir) => existsSync(`${dir}/index.html`)) ?? fileURLToPath(new URL('../dist/web', import.meta.url));
 
 export async function startNode(config: Config, log: Logger = createLogger(config.logLevel, config.nodeId)): Promise<ChorusNode> {
   const tokens = new TokenService(config.tokens.secret, config.tokens.ttlSeconds);

@@ -26,6 +26,8 @@ export interface ChorusClientOptions {
   handlerFactory?: types.HandlerFactory;
   /** Opus average bitrate for publishing (16-32 kbit/s suits one voice). */
   opusBitrate?: number;
+  /** ICE over TCP only, for networks that block UDP. */
+  forceTcp?: boolean;
   /** Backoff for re-joining after a failure: first delay and cap, in ms (jittered). */
   retry?: { initialMs: number; maxMs: number };
   socket?: Partial<ManagerOptions & SocketOptions>;
@@ -255,7 +257,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
 
   async #createTransport(generation: number, direction: 'send' | 'recv'): Promise<void> {
     const device = this.#device!;
-    const info = await request(this.#socket, 'createTransport', { direction });
+    const info = await request(this.#socket, 'createTransport', {
+      direction,
+      ...(this.#options.forceTcp ? { forceTcp: true } : {}),
+    });
     if (generation !== this.#generation) return;
     const params = {
       id: info.id,

@@ -51,6 +51,36 @@ describe('a broadcast on one node', () => {
     expect(counts).toMatchObject({ routers: 1, transports: 5, producers: 1, consumers: 4 });
   });
 
+  test('the stream reaching listeners is Opus tuned for speech: mono, DTX, in-band FEC, capped bitrate', async () => {
+    await broadcaster('opus', 1000);
+    const [l] = await listeners('opus', 1);
+    await l!.hears(1000);
+    const codec = l!.client.consumer!.rtpParameters.codecs[0]!;
+    expect(codec.mimeType.toLowerCase()).toBe('audio/opus');
+    expect(codec.parameters).toMatchObject({ usedtx: 1, useinbandfec: 1, stereo: 0, maxaveragebitrate: 24000 });
+  });
+
+  test('pausing is pushed to listeners as paused, resuming as live, and audio returns', async () => {
+    const { client } = await broadcaster('pause', 1000);
+    const [l] = await listeners('pause', 1);
+    await l!.hears(1000);
+    await client.setPaused(true);
+    await until(() => l!.client.broadcast.paused, 5000, 'listener told of the pause');
+    await client.setPaused(false);
+    await until(() => l!.client.broadcast.live && !l!.client.broadcast.paused, 5000, 'listener told of the resume');
+    await l!.hears(1000);
+  });
+
+  test('a listener whose network blocks UDP gets the audio over ICE-TCP', async () => {
+    await broadcaster('tcp', 1000);
+    const l = await joinListener(node, 'tcp', { forceTcp: true });
+    cleanup.push(() => l.close());
+    await l.hears(1000);
+    const [peer] = [...node.rooms.get('tcp')!.peers.values()].filter((p) => p.role === 'listener');
+    const [transport] = [...peer!.transports.values()];
+    expect(transport!.iceSelectedTuple?.protocol).toBe('tcp');
+  });
+
   test('listeners who arrive first wait, then hear the broadcast when it starts', async () => {
     const early = await listeners('early', 2);
     for (const l of early) {

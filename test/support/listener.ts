@@ -1,5 +1,5 @@
 import type { ChorusNode } from '../../src/app.js';
-import type { ChorusClient } from '../../src/client/chorusClient.js';
+import type { ChorusClient, ChorusClientOptions } from '../../src/client/chorusClient.js';
 import { probeAudio, type AudioProbe } from './nodePeer.js';
 import { nodeClient, tokenFor, until } from './testNode.js';
 
@@ -14,8 +14,8 @@ export interface TestListener {
   close(): Promise<void>;
 }
 
-export async function joinListener(node: ChorusNode, roomId: string): Promise<TestListener> {
-  const client = nodeClient(node, roomId, await tokenFor(node, roomId, 'listener'));
+export async function joinListener(node: ChorusNode, roomId: string, options: Partial<ChorusClientOptions> = {}): Promise<TestListener> {
+  const client = nodeClient(node, roomId, await tokenFor(node, roomId, 'listener'), options);
   let probe: AudioProbe | undefined;
   const events: string[] = [];
   const counts: number[] = [];
