@@ -21,6 +21,10 @@ if (config.tokens.generated) {
 const lan = config.media.announcedAddress;
 log.info(`open ${node.url}/ here${lan && lan !== '127.0.0.1' ? `, or http://${lan}:${config.http.port}/ from a phone on this network` : ''}`);
 
+// A bug that escapes a handler must not take every room on this node down with it: log it loudly
+// and keep serving. (Request handlers already turn their own failures into typed errors.)
+process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled promise rejection'));
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log.info({ signal }, 'shutting down');

@@ -280,9 +280,9 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#log.warn({ origin, peers: affected.length }, 'media lost with a worker; sessions must rejoin');
     for (const peer of affected) {
       this.channel.toPeer(peer.id, 'session:reset', { reason: 'media worker restarted' });
-      void this.leave(peer, 'reset');
+      this.leave(peer, 'reset').catch((error: unknown) => this.#log.error({ err: error, peer: peer.id }, 'leave after reset failed'));
     }
-    if (origin) void this.close();
+    if (origin) this.close().catch((error: unknown) => this.#log.error({ err: error }, 'closing room after reset failed'));
   }
 
   #assertMember(peer: Peer): void {
