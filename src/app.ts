@@ -9,7 +9,9 @@ import { TokenService } from './auth/tokens.js';
 import type { Config } from './config/config.js';
 import { createHttpServer } from './http/server.js';
 import { WorkerPool } from './media/workerPool.js';
+import { AuditLog } from './observability/audit.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
@@ -23,6 +25,8 @@ export interface ChorusNode {
   readonly rooms: RoomManager;
   readonly workers: WorkerPool;
   readonly store: StateStore;
+  readonly audit: AuditLog;
+  readonly limits: Limits;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   close(): Promise<void>;
@@ -35,6 +39,8 @@ const defaultWebDir = ['../web', '../dist/web']
 
 export async function startNode(config: Config, log: Logger = createLogger(config.logLevel, config.nodeId)): Promise<ChorusNode> {
   const tokens = new TokenService(config.tokens.secret, config.tokens.ttlSeconds);
+  const audit = new AuditLog(log);
+  const limits = new Limits(config.limits, audit);
   const store: StateStore = new MemoryStateStore();
   const workers = await WorkerPool.start(
     { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
@@ -47,13 +53,23 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     tokens,
     demo: config.tokens.demo,
     webDir: config.http.webDir ?? defaultWebDir,
+    limits,
+    trustProxy: config.http.trustProxy,
+    corsOrigins: config.http.corsOrigins,
+    tls: config.http.tls,
     ready: () => ({
       ready: !closing && workers.healthy,
       detail: { node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
     }),
   });
 
-  const io = createSignalingServer(http.server, { pingIntervalMs: 5000, pingTimeoutMs: 5000, corsOrigins: true });
+  const signaling = {
+    pingIntervalMs: 5000,
+    pingTimeoutMs: 5000,
+    corsOrigins: config.http.corsOrigins ?? (true as const),
+    trustProxy: config.http.trustProxy,
+  };
+  const io = createSignalingServer(http.server, signaling);
   const rooms = new RoomManager({
     pool: workers,
     store,
@@ -68,12 +84,12 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     },
     log,
   });
-  attachProtocol(io, { rooms, tokens }, log);
+  attachProtocol(io, { rooms, tokens, limits, audit }, signaling, log);
 
   await http.listen({ host: config.http.host, port: config.http.port });
   const address = http.server.address() as AddressInfo;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
-  const url = `http://${host}:${address.port}`;
+  const url = `${config.http.tls ? 'https' : 'http'}://${host}:${address.port}`;
   log.info({ url, workers: workers.size, demo: config.tokens.demo }, 'chorus node listening');
 
   return {
@@ -83,6 +99,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     rooms,
     workers,
     store,
+    audit,
+    limits,
     url,
     async close() {
       if (closing) return;

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { networkInterfaces, availableParallelism } from 'node:os';
 import { z } from 'zod';
+import type { LimitSettings } from '../limits/limits.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -46,15 +47,43 @@ const envSchema = z
     /** Per-room listener cap on this node (a later cluster issue lifts this across nodes). */
     CHORUS_MAX_PEERS_PER_ROOM: z.coerce.number().int().min(1).default(10_000),
 
+    /** Believe X-Forwarded-For for client addresses (only behind a proxy you run). */
+    CHORUS_TRUST_PROXY: bool.default(false),
+    /** Comma-separated origins allowed to call the API and open signaling. Unset: any origin. */
+    CHORUS_CORS_ORIGINS: z.string().optional(),
+    /** Serve HTTPS directly (no proxy): PEM certificate chain and key paths. */
+    CHORUS_TLS_CERT: z.string().optional(),
+    CHORUS_TLS_KEY: z.string().optional(),
+
+    CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+    CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: z.coerce.number().int().min(1).default(50),
+    CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: z.coerce.number().int().min(1).default(2000),
+    CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: z.coerce.number().int().min(1).default(30),
+    CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: z.coerce.number().int().min(1).default(200),
+    /** Many listeners can share one address (a campus, carrier-grade NAT): keep this generous. */
+    CHORUS_LIMIT_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(1000),
+    CHORUS_LIMIT_TOKENS_PER_KEY_PER_MINUTE: z.coerce.number().int().min(1).default(6000),
+    CHORUS_LIMIT_ROOMS_PER_API_KEY: z.coerce.number().int().min(1).default(1000),
+
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
+  })
+  .refine((e) => (e.CHORUS_TLS_CERT === undefined) === (e.CHORUS_TLS_KEY === undefined), {
+    message: 'set both CHORUS_TLS_CERT and CHORUS_TLS_KEY, or neither',
   })
   .refine((e) => e.RTC_MIN_PORT <= e.RTC_MAX_PORT, { message: 'RTC_MIN_PORT must be <= RTC_MAX_PORT' })
   .refine((e) => e.RTC_ENABLE_UDP || e.RTC_ENABLE_TCP, { message: 'enable at least one of RTC_ENABLE_UDP, RTC_ENABLE_TCP' });
 
 export interface Config {
   nodeId: string;
-  http: { host: string; port: number; webDir: string | undefined };
+  http: {
+    host: string;
+    port: number;
+    webDir: string | undefined;
+    trustProxy: boolean;
+    corsOrigins: string[] | undefined;
+    tls: { certPath: string; keyPath: string } | undefined;
+  };
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   tokens: { secret: Uint8Array; generated: boolean; demo: boolean; ttlSeconds: number };
   media: {
@@ -71,6 +100,7 @@ export interface Config {
     opusBitrate: number;
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number };
+  limits: LimitSettings;
 }
 
 export class ConfigError extends Error {
@@ -99,7 +129,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const listenIsWildcard = e.RTC_LISTEN_IP === '0.0.0.0' || e.RTC_LISTEN_IP === '::';
   return {
     nodeId: e.CHORUS_NODE_ID ?? `node-${randomBytes(4).toString('hex')}`,
-    http: { host: e.CHORUS_HOST, port: e.CHORUS_PORT, webDir: e.CHORUS_WEB_DIR },
+    http: {
+      host: e.CHORUS_HOST,
+      port: e.CHORUS_PORT,
+      webDir: e.CHORUS_WEB_DIR,
+      trustProxy: e.CHORUS_TRUST_PROXY,
+      corsOrigins: e.CHORUS_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean),
+      tls: e.CHORUS_TLS_CERT && e.CHORUS_TLS_KEY ? { certPath: e.CHORUS_TLS_CERT, keyPath: e.CHORUS_TLS_KEY } : undefined,
+    },
     logLevel: e.LOG_LEVEL,
     tokens: { secret, generated, demo: e.CHORUS_DEMO ?? generated, ttlSeconds: e.CHORUS_TOKEN_TTL_SECONDS },
     media: {
@@ -117,5 +154,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       opusBitrate: e.CHORUS_OPUS_BITRATE,
     },
     rooms: { countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS, maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM },
+    limits: {
+      httpPerIpPerMinute: e.CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE,
+      messagesPerConnectionPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND,
+      messagesPerIpPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND,
+      joinsPerIdentityPerMinute: e.CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE,
+      joinsPerRoomPerSecond: e.CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND,
+      connectionsPerIp: e.CHORUS_LIMIT_CONNECTIONS_PER_IP,
+      tokensPerKeyPerMinute: e.CHORUS_LIMIT_TOKENS_PER_KEY_PER_MINUTE,
+      roomsPerApiKey: e.CHORUS_LIMIT_ROOMS_PER_API_KEY,
+    },
   };
 }

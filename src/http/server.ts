@@ -2,12 +2,15 @@
  * HTTP: the built web pages, health endpoints, the demo token endpoint, and JSON errors that
  * never carry a stack trace.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { TokenService } from '../auth/tokens.js';
+import type { Limits } from '../limits/limits.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId } from '../protocol/messages.js';
@@ -17,6 +20,11 @@ export interface HttpDeps {
   tokens: TokenService;
   demo: boolean;
   webDir: string;
+  limits: Limits;
+  trustProxy: boolean;
+  /** Origins allowed cross-origin; undefined allows any. */
+  corsOrigins: string[] | undefined;
+  tls: { certPath: string; keyPath: string } | undefined;
   /** Readiness: workers alive and the node accepting work. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
 }
@@ -27,11 +35,41 @@ const demoBroadcastBody = z.strictObject({
 });
 
 export function createHttpServer(deps: HttpDeps): FastifyInstance {
+  const https = deps.tls && { cert: readFileSync(deps.tls.certPath), key: readFileSync(deps.tls.keyPath) };
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     bodyLimit: 16 * 1024,
     genReqId: () => randomBytes(8).toString('hex'),
+    trustProxy: deps.trustProxy,
+    ...(https ? { https } : {}),
+  }) as unknown as FastifyInstance;
+
+  // Refused before any routing or body parsing, so a flood costs a map lookup per request.
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      await deps.limits.take('http', request.ip);
+    } catch (error) {
+      if (error instanceof ChorusError && error.retryAfterMs !== undefined) {
+        void reply.header('retry-after', Math.ceil(error.retryAfterMs / 1000));
+      }
+      throw error;
+    }
   });
+
+  void app.register(fastifyHelmet, {
+    contentSecurityPolicy: {
+      directives: {
+        // Pages talk to this node only (signaling is same-origin WebSocket); media elements may
+        // play MediaStreams and, for HLS, blob: URLs.
+        'connect-src': ["'self'"],
+        'media-src': ["'self'", 'blob:'],
+        // Plain HTTP on a LAN must keep working for phones: only ask for upgrades on TLS.
+        'upgrade-insecure-requests': https ? [] : null,
+      },
+    },
+    strictTransportSecurity: https ? { maxAge: 15552000 } : false,
+  });
+  void app.register(fastifyCors, { origin: deps.corsOrigins ?? true });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof ChorusError) {

@@ -30,6 +30,8 @@ export interface WireError {
   code: ErrorCode;
   message: string;
   retryable: boolean;
+  /** For LIMIT_REACHED: how long to wait before the same request can succeed. */
+  retryAfterMs?: number;
 }
 
 export class ChorusError extends Error {
@@ -38,6 +40,7 @@ export class ChorusError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -47,7 +50,9 @@ export class ChorusError extends Error {
   }
 
   toWire(): WireError {
-    return { code: this.code, message: this.message, retryable: ErrorCodes[this.code].retryable };
+    const wire: WireError = { code: this.code, message: this.message, retryable: ErrorCodes[this.code].retryable };
+    if (this.retryAfterMs !== undefined) wire.retryAfterMs = this.retryAfterMs;
+    return wire;
   }
 }
 

@@ -9,8 +9,12 @@ import { PROTOCOL_VERSION, type Method, type RequestOf, type Responses } from '.
 import type { Peer } from '../rooms/peer.js';
 import type { Room } from '../rooms/room.js';
 import type { RoomManager } from '../rooms/roomManager.js';
+import type { Limits } from '../limits/limits.js';
+import type { AuditSink } from '../observability/audit.js';
 
 export interface Session {
+  /** Client address (the proxy's forwarded one when the proxy is trusted). */
+  readonly ip: string;
   room?: Room | undefined;
   peer?: Peer | undefined;
   joining: boolean;
@@ -24,6 +28,8 @@ export interface Session {
 export interface HandlerDeps {
   rooms: RoomManager;
   tokens: TokenService;
+  limits: Limits;
+  audit: AuditSink;
 }
 
 type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
@@ -36,16 +42,20 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
-export function createHandlers({ rooms, tokens }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
         throw new ChorusError('ALREADY_JOINED', 'this connection already joined a room; leave first');
       }
       session.joining = true;
+      let identity: string | undefined;
       try {
+        await limits.take('joinsPerRoom', roomId);
         const grant = await tokens.verify(token);
+        identity = grant.identity;
         if (grant.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
+        await limits.take('joinsPerIdentity', `${roomId}\0${grant.identity}`);
         const { room, peer } = await rooms.join(grant, previousPeerId);
         if (!session.isConnected()) {
           await room.leave(peer, 'dropped');
@@ -54,6 +64,7 @@ export function createHandlers({ rooms, tokens }: HandlerDeps): Handlers {
         session.room = room;
         session.peer = peer;
         session.onJoined(room, peer);
+        audit.record({ type: 'join.accepted', room: room.id, identity: peer.identity, role: peer.role, peer: peer.id, ip: session.ip });
         return {
           protocol: PROTOCOL_VERSION,
           peerId: peer.id,
@@ -65,6 +76,11 @@ export function createHandlers({ rooms, tokens }: HandlerDeps): Handlers {
           broadcast: room.broadcastState(),
           listeners: room.audience,
         };
+      } catch (error) {
+        if (error instanceof ChorusError) {
+          audit.record({ type: 'join.refused', room: roomId, identity, code: error.code, reason: error.message, ip: session.ip });
+        }
+        throw error;
       } finally {
         session.joining = false;
       }

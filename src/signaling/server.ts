@@ -18,6 +18,20 @@ export interface SignalingOptions {
   pingIntervalMs: number;
   pingTimeoutMs: number;
   corsOrigins: string[] | true;
+  /** Believe X-Forwarded-For (only behind a proxy you run). */
+  trustProxy: boolean;
+}
+
+/** Refusals in a row after which a connection is cut: a client that ignores LIMIT_REACHED. */
+const FLOOD_DISCONNECT_AFTER = 200;
+
+function clientIp(socket: Socket, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = socket.handshake.headers['x-forwarded-for'];
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+    if (first) return first;
+  }
+  return socket.handshake.address;
 }
 
 const methods = new Set<string>(Object.keys(requests));
@@ -37,15 +51,39 @@ export function createSignalingServer(httpServer: HttpServer, options: Signaling
     pingTimeout: options.pingTimeoutMs,
     cors: { origin: options.corsOrigins },
     serveClient: false,
+    // CORS headers do not bind WebSocket upgrades, so the allow-list is enforced on the
+    // handshake itself. Clients that send no Origin (servers, native apps) authenticate by token.
+    allowRequest: (request, callback) => {
+      const origin = request.headers.origin;
+      const allowed = options.corsOrigins === true || origin === undefined || options.corsOrigins.includes(origin);
+      callback(allowed ? null : 'origin not allowed', allowed);
+    },
   });
 }
 
-export function attachProtocol(io: SignalingServer, deps: HandlerDeps, log: Logger): void {
+export function attachProtocol(io: SignalingServer, deps: HandlerDeps, options: SignalingOptions, log: Logger): void {
   const handlers = createHandlers(deps);
+  const { limits } = deps;
+
+  // Connections per IP are counted before the handshake completes, so a refused client costs
+  // one map lookup and never gets a session.
+  io.use((socket, next) => {
+    const ip = clientIp(socket, options.trustProxy);
+    if (!limits.openConnection(ip)) {
+      const refusal = new ChorusError('LIMIT_REACHED', 'too many connections from your address');
+      return next(Object.assign(new Error(refusal.message), { data: refusal.toWire() }));
+    }
+    socket.data.ip = ip;
+    socket.once('disconnect', () => limits.closeConnection(ip));
+    next();
+  });
 
   io.on('connection', (socket: Socket<Record<string, never>, ServerEvents>) => {
     let socketLog = log.child({ socket: socket.id });
+    const ip = String(socket.data.ip);
+    let refusedInARow = 0;
     const session: Session = {
+      ip,
       joining: false,
       isConnected: () => socket.connected,
       onJoined(room, peer) {
@@ -67,6 +105,9 @@ export function attachProtocol(io: SignalingServer, deps: HandlerDeps, log: Logg
         else socket.emit('request:error', { method: method.slice(0, 64), error });
       };
       try {
+        await limits.take('messagesPerConnection', socket.id);
+        await limits.take('messagesPerIp', ip);
+        refusedInARow = 0;
         if (!isMethod(method)) throw new ChorusError('UNKNOWN_METHOD', `unknown method "${method.slice(0, 64)}"`);
         const parsed = requests[method].safeParse(payload ?? {});
         if (!parsed.success) throw new ChorusError('BAD_REQUEST', describe(parsed.error));
@@ -74,6 +115,11 @@ export function attachProtocol(io: SignalingServer, deps: HandlerDeps, log: Logg
         const data = await handler(session, parsed.data);
         ack?.({ ok: true, data });
       } catch (error) {
+        if (error instanceof ChorusError && error.code === 'LIMIT_REACHED' && ++refusedInARow >= FLOOD_DISCONNECT_AFTER) {
+          socketLog.warn({ ip }, 'connection kept flooding past its limit; closing it');
+          socket.disconnect(true);
+          return;
+        }
         if (error instanceof ChorusError) {
           socketLog.debug({ method, code: error.code, msg: error.message }, 'request refused');
           fail(error.toWire());

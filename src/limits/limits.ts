@@ -1,0 +1,78 @@
+/**
+ * Abuse limits: request rates per IP, per connection and per identity, joins per room, concurrent
+ * connections per IP. Backed by rate-limiter-flexible's memory limiters; the cluster swaps in its
+ * Redis limiters behind the same `RateLimiterAbstract` interface. Refusing costs one map lookup.
+ */
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { ChorusError } from '../protocol/errors.js';
+import type { AuditSink } from '../observability/audit.js';
+
+export interface LimitSettings {
+  httpPerIpPerMinute: number;
+  messagesPerConnectionPerSecond: number;
+  messagesPerIpPerSecond: number;
+  joinsPerIdentityPerMinute: number;
+  joinsPerRoomPerSecond: number;
+  connectionsPerIp: number;
+  tokensPerKeyPerMinute: number;
+  roomsPerApiKey: number;
+}
+
+export type LimitName = 'http' | 'messagesPerConnection' | 'messagesPerIp' | 'joinsPerIdentity' | 'joinsPerRoom' | 'tokensPerKey';
+
+export class Limits {
+  readonly #limiters: Record<LimitName, RateLimiterAbstract>;
+  readonly #connections = new Map<string, number>();
+  readonly #refusedIps = new Set<string>();
+
+  constructor(
+    readonly settings: LimitSettings,
+    private readonly audit: AuditSink,
+  ) {
+    const perSecond = (points: number, keyPrefix: string) => new RateLimiterMemory({ points, duration: 1, keyPrefix });
+    const perMinute = (points: number, keyPrefix: string) => new RateLimiterMemory({ points, duration: 60, keyPrefix });
+    this.#limiters = {
+      http: perMinute(settings.httpPerIpPerMinute, 'http'),
+      messagesPerConnection: perSecond(settings.messagesPerConnectionPerSecond, 'msg-conn'),
+      messagesPerIp: perSecond(settings.messagesPerIpPerSecond, 'msg-ip'),
+      joinsPerIdentity: perMinute(settings.joinsPerIdentityPerMinute, 'join-id'),
+      joinsPerRoom: perSecond(settings.joinsPerRoomPerSecond, 'join-room'),
+      tokensPerKey: perMinute(settings.tokensPerKeyPerMinute, 'tokens'),
+    };
+  }
+
+  /** Spends one point of `name` for `key`, or throws LIMIT_REACHED with a retry delay. */
+  async take(name: LimitName, key: string): Promise<void> {
+    try {
+      await this.#limiters[name].consume(key);
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+      // Audit the first refusal of a burst only: a flood must not become a log flood.
+      if (rejection.consumedPoints === this.#limiters[name].points + 1) this.audit.record({ type: 'limit.exceeded', limit: name, key });
+      throw new ChorusError('LIMIT_REACHED', `too many requests (${name}); retry later`, Math.max(1, rejection.msBeforeNext));
+    }
+  }
+
+  /** Counts a new connection from `ip`; false when that IP already holds its share. */
+  openConnection(ip: string): boolean {
+    const n = this.#connections.get(ip) ?? 0;
+    if (n >= this.settings.connectionsPerIp) {
+      if (!this.#refusedIps.has(ip)) this.audit.record({ type: 'limit.exceeded', limit: 'connectionsPerIp', key: ip });
+      this.#refusedIps.add(ip);
+      return false;
+    }
+    this.#connections.set(ip, n + 1);
+    return true;
+  }
+
+  closeConnection(ip: string): void {
+    this.#refusedIps.delete(ip);
+    const n = (this.#connections.get(ip) ?? 1) - 1;
+    if (n <= 0) this.#connections.delete(ip);
+    else this.#connections.set(ip, n);
+  }
+
+  connectionsFrom(ip: string): number {
+    return this.#connections.get(ip) ?? 0;
+  }
+}

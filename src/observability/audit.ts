@@ -1,0 +1,36 @@
+/**
+ * Audit events: who was let in, who was turned away and why, who spoke, what moderators did.
+ * Emitted as structured log lines now (`audit: true`, with `event` naming the type) and to
+ * in-process subscribers; the records issue persists them through the same sink.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from './logger.js';
+
+export type AuditEvent =
+  | { type: 'token.minted'; keyId: string; room: string; identity: string; role: string; tokenId: string; via: 'http' | 'cli' | 'demo' }
+  | { type: 'join.refused'; room?: string | undefined; identity?: string | undefined; code: string; reason: string; ip?: string | undefined }
+  | { type: 'join.accepted'; room: string; identity: string; role: string; peer: string; ip?: string | undefined }
+  | { type: 'broadcast.started'; room: string; peer: string; identity: string; producer: string }
+  | { type: 'broadcast.stopped'; room: string; peer: string; identity: string; producer: string; reason: string }
+  | { type: 'moderator.action'; room: string; moderator: string; action: 'mute' | 'kick' | 'end'; target?: string | undefined }
+  | { type: 'limit.exceeded'; limit: string; key: string };
+
+export interface AuditSink {
+  record(event: AuditEvent): void;
+}
+
+export class AuditLog extends EventEmitter<{ event: [AuditEvent & { at: number }] }> implements AuditSink {
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    super();
+    this.#log = log.child({ audit: true });
+  }
+
+  record(event: AuditEvent): void {
+    const stamped = { ...event, at: Date.now() };
+    const { type, ...fields } = stamped;
+    this.#log.info({ event: type, ...fields }, `audit ${type}`);
+    this.emit('event', stamped);
+  }
+}
