@@ -84,7 +84,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     },
     log,
   });
-  attachProtocol(io, { rooms, tokens, limits, audit }, signaling, log);
+  attachProtocol(io, { rooms, tokens, limits, audit, turn: config.turn }, signaling, log);
 
   await http.listen({ host: config.http.host, port: config.http.port });
   const address = http.server.address() as AddressInfo;

@@ -26,6 +26,8 @@ export interface ChorusClientOptions {
   handlerFactory?: types.HandlerFactory;
   /** Opus average bitrate for publishing (16-32 kbit/s suits one voice). */
   opusBitrate?: number;
+  /** 'relay' sends everything through the TURN servers the node hands out. */
+  iceTransportPolicy?: 'all' | 'relay';
   /** ICE over TCP only, for networks that block UDP. */
   forceTcp?: boolean;
   /** Backoff for re-joining after a failure: first delay and cap, in ms (jittered). */
@@ -263,6 +265,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     });
     if (generation !== this.#generation) return;
     const params = {
+      iceServers: (this.#info?.iceServers ?? []) as RTCIceServer[],
+      iceTransportPolicy: this.#options.iceTransportPolicy ?? 'all',
       id: info.id,
       iceParameters: info.iceParameters as types.IceParameters,
       iceCandidates: info.iceCandidates as types.IceCandidate[],

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { networkInterfaces, availableParallelism } from 'node:os';
 import { z } from 'zod';
 import type { LimitSettings } from '../limits/limits.js';
+import type { TurnSettings } from '../auth/turn.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -65,8 +66,18 @@ const envSchema = z
     CHORUS_LIMIT_TOKENS_PER_KEY_PER_MINUTE: z.coerce.number().int().min(1).default(6000),
     CHORUS_LIMIT_ROOMS_PER_API_KEY: z.coerce.number().int().min(1).default(1000),
 
+    /** TURN servers for clients, comma-separated (turn:host:3478?transport=udp,turns:host:5349). */
+    TURN_URLS: z.string().optional(),
+    /** coturn's static-auth-secret (use-auth-secret): credentials are minted per session. */
+    TURN_SECRET: z.string().min(16, 'TURN_SECRET must be at least 16 characters').optional(),
+    /** TURN credentials must outlive the session: coturn checks them again on every refresh. */
+    TURN_TTL_SECONDS: z.coerce.number().int().min(60).default(12 * 3600),
+
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
+  })
+  .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
+    message: 'set both TURN_URLS and TURN_SECRET, or neither',
   })
   .refine((e) => (e.CHORUS_TLS_CERT === undefined) === (e.CHORUS_TLS_KEY === undefined), {
     message: 'set both CHORUS_TLS_CERT and CHORUS_TLS_KEY, or neither',
@@ -101,6 +112,7 @@ export interface Config {
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number };
   limits: LimitSettings;
+  turn: TurnSettings | undefined;
 }
 
 export class ConfigError extends Error {
@@ -164,5 +176,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tokensPerKeyPerMinute: e.CHORUS_LIMIT_TOKENS_PER_KEY_PER_MINUTE,
       roomsPerApiKey: e.CHORUS_LIMIT_ROOMS_PER_API_KEY,
     },
+    turn:
+      e.TURN_URLS && e.TURN_SECRET
+        ? { urls: e.TURN_URLS.split(',').map((u) => u.trim()).filter(Boolean), secret: e.TURN_SECRET, ttlSeconds: e.TURN_TTL_SECONDS }
+        : undefined,
   };
 }

@@ -81,6 +81,8 @@ export interface Responses {
     routerRtpCapabilities: unknown;
     broadcast: BroadcastState;
     listeners: number;
+    /** STUN/TURN servers for this session, TURN credentials minted for it. */
+    iceServers: Array<{ urls: string[]; username?: string; credential?: string }>;
   };
   getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
   createTransport: TransportInfo;

@@ -11,6 +11,7 @@ import type { Room } from '../rooms/room.js';
 import type { RoomManager } from '../rooms/roomManager.js';
 import type { Limits } from '../limits/limits.js';
 import type { AuditSink } from '../observability/audit.js';
+import { iceServersFor, type TurnSettings } from '../auth/turn.js';
 
 export interface Session {
   /** Client address (the proxy's forwarded one when the proxy is trusted). */
@@ -30,6 +31,7 @@ export interface HandlerDeps {
   tokens: TokenService;
   limits: Limits;
   audit: AuditSink;
+  turn: TurnSettings | undefined;
 }
 
 type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
@@ -42,7 +44,7 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
-export function createHandlers({ rooms, tokens, limits, audit }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -75,6 +77,7 @@ export function createHandlers({ rooms, tokens, limits, audit }: HandlerDeps): H
           routerRtpCapabilities: room.media.rtpCapabilities,
           broadcast: room.broadcastState(),
           listeners: room.audience,
+          iceServers: iceServersFor(turn, peer.identity),
         };
       } catch (error) {
         if (error instanceof ChorusError) {
