@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
+import { ApiKeyring } from './auth/apiKeys.js';
 import { TokenService } from './auth/tokens.js';
 import type { Config } from './config/config.js';
 import { createHttpServer } from './http/server.js';
@@ -22,6 +23,7 @@ export interface ChorusNode {
   readonly config: Config;
   readonly log: Logger;
   readonly tokens: TokenService;
+  readonly keys: ApiKeyring;
   readonly rooms: RoomManager;
   readonly workers: WorkerPool;
   readonly store: StateStore;
@@ -38,7 +40,8 @@ const defaultWebDir = ['../web', '../dist/web']
   .find((dir) => existsSync(`${dir}/index.html`)) ?? fileURLToPath(new URL('../dist/web', import.meta.url));
 
 export async function startNode(config: Config, log: Logger = createLogger(config.logLevel, config.nodeId)): Promise<ChorusNode> {
-  const tokens = new TokenService(config.tokens.secret, config.tokens.ttlSeconds);
+  const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
+  const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
   const limits = new Limits(config.limits, audit);
   const store: StateStore = new MemoryStateStore();
@@ -81,10 +84,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       maxPeers: config.rooms.maxPeersPerRoom,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,
+      markTtlSeconds: config.tokens.maxTtlSeconds,
     },
+    maxRoomsPerKey: config.limits.roomsPerApiKey,
+    audit,
     log,
   });
-  attachProtocol(io, { rooms, tokens, limits, audit, turn: config.turn }, signaling, log);
+  attachProtocol(
+    io,
+    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds },
+    signaling,
+    log,
+  );
 
   await http.listen({ host: config.http.host, port: config.http.port });
   const address = http.server.address() as AddressInfo;
@@ -96,6 +107,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     config,
     log,
     tokens,
+    keys,
     rooms,
     workers,
     store,

@@ -15,8 +15,8 @@ try {
 }
 const log = createLogger(config.logLevel, config.nodeId);
 const node = await startNode(config, log);
-if (config.tokens.generated) {
-  log.warn('no CHORUS_TOKEN_SECRET set: generated one for this run; demo token minting is on');
+if (!config.tokens.keys) {
+  log.warn({ dataDir: config.dataDir }, 'no CHORUS_API_KEYS set: using the development key in the data directory; demo token minting is on');
 }
 const lan = config.media.announcedAddress;
 log.info(`open ${node.url}/ here${lan && lan !== '127.0.0.1' ? `, or http://${lan}:${config.http.port}/ from a phone on this network` : ''}`);

@@ -1,59 +1,183 @@
 /**
- * Room tokens (first version): HS256 JWTs naming the room, the identity and the role. Signing
- * lives here too so the demo page, tests and benchmarks mint tokens the same way operators will.
+ * Room tokens: HS256 JWTs signed with an API key's secret (header `kid` names the key), carrying
+ * the room, the identity (`sub`), the role, a unique id (`jti`), an expiry and optional grants.
+ * Join tokens are short-lived and single-use; on join the node hands back a resume token so the
+ * SDK can reconnect as the same identity without a fresh join token.
  */
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { randomUUID } from 'node:crypto';
+import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { ChorusError } from '../protocol/errors.js';
 import { roles, roomId, type Role } from '../protocol/messages.js';
+import type { ApiKeyring } from './apiKeys.js';
+
+export interface Grants {
+  /** Media kinds this token may publish, where the role allows sending at all. */
+  publish?: Array<'audio' | 'video'> | undefined;
+  /** May publish data messages (chat, reactions) where the room has them. */
+  data?: boolean | undefined;
+  /** May mute, kick and end (moderator powers for any role). */
+  moderate?: boolean | undefined;
+  /** A broadcaster token with `replace` takes the seat from a present broadcaster. */
+  replace?: boolean | undefined;
+  /** Listener tokens only: may be used by many joins (a public listening link). */
+  reusable?: boolean | undefined;
+}
 
 export interface RoomGrant {
   room: string;
   identity: string;
   role: Role;
-  /** Display name, if the issuer gave one. */
   name?: string | undefined;
+  grants?: Grants | undefined;
 }
+
+export interface VerifiedGrant extends RoomGrant {
+  grants: Grants;
+  tokenId: string;
+  keyId: string;
+  issuedAtMs: number;
+  expiresAtMs: number;
+  /** A resume token the node issued, not a join token from the operator. */
+  resume: boolean;
+}
+
+const grantsSchema = z.strictObject({
+  publish: z.array(z.enum(['audio', 'video'])).max(2).optional(),
+  data: z.boolean().optional(),
+  moderate: z.boolean().optional(),
+  replace: z.boolean().optional(),
+  reusable: z.boolean().optional(),
+});
 
 const claims = z.object({
   room: roomId,
   sub: z.string().min(1).max(256),
   role: z.enum(roles),
   name: z.string().max(128).optional(),
+  grants: grantsSchema.optional(),
+  jti: z.string().min(8).max(128),
+  iat: z.number(),
+  exp: z.number(),
+  typ: z.literal('resume').optional(),
+});
+
+export const grantSchema = z.strictObject({
+  room: roomId,
+  identity: z.string().min(1).max(256),
+  role: z.enum(roles),
+  name: z.string().min(1).max(128).optional(),
+  grants: grantsSchema.optional(),
 });
 
 const ISSUER = 'chorus';
 const ALGORITHM = 'HS256';
+const encoder = new TextEncoder();
+
+export interface MintedToken {
+  token: string;
+  tokenId: string;
+  keyId: string;
+  expiresAtMs: number;
+}
 
 export class TokenService {
-  constructor(
-    private readonly secret: Uint8Array,
-    private readonly defaultTtlSeconds: number,
-  ) {}
+  readonly #secrets = new Map<string, Uint8Array>();
+  readonly #primary: string;
 
-  async mint(grant: RoomGrant, ttlSeconds = this.defaultTtlSeconds): Promise<string> {
-    const payload: Record<string, string> = { room: grant.room, role: grant.role };
-    if (grant.name !== undefined) payload['name'] = grant.name;
-    return new SignJWT(payload)
-      .setProtectedHeader({ alg: ALGORITHM })
-      .setIssuer(ISSUER)
-      .setSubject(grant.identity)
-      .setIssuedAt()
-      .setExpirationTime(`${ttlSeconds}s`)
-      .sign(this.secret);
+  /**
+   * @param keys the API keyring, or one raw secret (used as key id `default`).
+   * @param defaultTtlSeconds lifetime of a join token unless the caller asks otherwise.
+   * @param maxTtlSeconds the longest lifetime anyone may ask for.
+   */
+  constructor(
+    keys: ApiKeyring | Uint8Array,
+    readonly defaultTtlSeconds: number,
+    readonly maxTtlSeconds = 7 * 24 * 3600,
+  ) {
+    if (keys instanceof Uint8Array) {
+      this.#secrets.set('default', keys);
+      this.#primary = 'default';
+    } else {
+      for (const id of keys.ids) this.#secrets.set(id, encoder.encode(keys.get(id)!.secret));
+      this.#primary = keys.primary.id;
+    }
   }
 
-  async verify(token: string): Promise<RoomGrant> {
+  async mint(grant: RoomGrant, ttlSeconds?: number): Promise<string> {
+    return (await this.issue(grant, { ttlSeconds })).token;
+  }
+
+  async issue(grant: RoomGrant, options: { ttlSeconds?: number | undefined; keyId?: string | undefined; resume?: boolean } = {}): Promise<MintedToken> {
+    const parsed = grantSchema.safeParse(grant);
+    if (!parsed.success) throw new ChorusError('BAD_REQUEST', `invalid grant: ${parsed.error.issues[0]?.message}`);
+    if (grant.grants?.reusable && grant.role !== 'listener') {
+      throw new ChorusError('BAD_REQUEST', 'only listener tokens can be reusable');
+    }
+    const ttl = options.ttlSeconds ?? this.defaultTtlSeconds;
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > this.maxTtlSeconds) {
+      throw new ChorusError('BAD_REQUEST', `ttl must be 1..${this.maxTtlSeconds} seconds`);
+    }
+    const keyId = options.keyId ?? this.#primary;
+    const secret = this.#secrets.get(keyId);
+    if (!secret) throw new ChorusError('BAD_REQUEST', `no API key ${keyId}`);
+    const tokenId = randomUUID();
+    const payload: Record<string, unknown> = { room: grant.room, role: grant.role };
+    if (grant.name !== undefined) payload['name'] = grant.name;
+    if (grant.grants && Object.keys(grant.grants).length > 0) payload['grants'] = grant.grants;
+    if (options.resume) payload['typ'] = 'resume';
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT(payload)
+      .setProtectedHeader({ alg: ALGORITHM, kid: keyId })
+      .setIssuer(ISSUER)
+      .setSubject(grant.identity)
+      .setJti(tokenId)
+      .setIssuedAt(nowSeconds)
+      .setExpirationTime(nowSeconds + ttl)
+      .sign(secret);
+    return { token, tokenId, keyId, expiresAtMs: (nowSeconds + ttl) * 1000 };
+  }
+
+  /** A token that lets this session reconnect as itself; same key, same grants. */
+  async resumeToken(grant: VerifiedGrant, ttlSeconds: number): Promise<string> {
+    const { room, identity, role, name, grants } = grant;
+    return (await this.issue({ room, identity, role, name, grants }, { ttlSeconds, keyId: grant.keyId, resume: true })).token;
+  }
+
+  async verify(token: string): Promise<VerifiedGrant> {
+    let keyId: string;
+    try {
+      const header = decodeProtectedHeader(token);
+      // Tokens without a key id are accepted only while a single key exists (no ambiguity).
+      keyId = header.kid ?? (this.#secrets.size === 1 ? this.#primary : '');
+    } catch {
+      throw new ChorusError('TOKEN_INVALID', 'token is not a JWT');
+    }
+    const secret = this.#secrets.get(keyId);
+    if (!secret) throw new ChorusError('TOKEN_INVALID', 'token names an unknown API key');
     let payload: unknown;
     try {
-      ({ payload } = await jwtVerify(token, this.secret, { issuer: ISSUER, algorithms: [ALGORITHM] }));
+      ({ payload } = await jwtVerify(token, secret, { issuer: ISSUER, algorithms: [ALGORITHM] }));
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw new ChorusError('TOKEN_EXPIRED', 'token has expired');
       throw new ChorusError('TOKEN_INVALID', 'token signature or format is invalid');
     }
     const parsed = claims.safeParse(payload);
-    if (!parsed.success) throw new ChorusError('TOKEN_INVALID', 'token lacks a valid room, sub or role claim');
-    const { room, sub, role, name } = parsed.data;
-    return { room, identity: sub, role, name };
+    if (!parsed.success) throw new ChorusError('TOKEN_INVALID', 'token lacks valid room, sub, role, jti or expiry claims');
+    const c = parsed.data;
+    const grants: Grants = { ...c.grants };
+    if (c.role !== 'listener') delete grants.reusable;
+    return {
+      room: c.room,
+      identity: c.sub,
+      role: c.role,
+      name: c.name,
+      grants,
+      tokenId: c.jti,
+      keyId,
+      issuedAtMs: c.iat * 1000,
+      expiresAtMs: c.exp * 1000,
+      resume: c.typ === 'resume',
+    };
   }
 }

@@ -47,6 +47,8 @@ interface ClientEvents {
   /** ICE/DTLS state of the media transport. */
   transport: (state: string) => void;
   error: (error: ChorusClientError) => void;
+  /** A moderator muted (true) or unmuted (false) this broadcaster. */
+  muted: (muted: boolean) => void;
 }
 
 export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
@@ -155,6 +157,13 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     this.#setState('closed');
   }
 
+  /** The server ended this session for good: report why and stop, without reconnecting. */
+  #end(reason: ChorusClientError): void {
+    this.#info = undefined;
+    this.emit('error', reason);
+    void this.close();
+  }
+
   #setState(state: ClientState): void {
     if (this.#state === state) return;
     this.#state = state;
@@ -188,6 +197,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.emit('listeners', count);
     });
     s.on('session:reset', () => this.#restart());
+    s.on('session:muted', ({ muted }) => this.emit('muted', muted));
+    s.on('session:kicked', ({ reason }) => this.#end(new ChorusClientError('KICKED', reason, false)));
+    s.on('room:ended', ({ reason }) => this.#end(new ChorusClientError('ROOM_ENDED', reason, false)));
   }
 
   #setBroadcast(state: BroadcastState): void {
@@ -203,7 +215,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     try {
       const info = await request(this.#socket, 'join', {
         roomId: this.#options.roomId,
-        token: this.#options.token,
+        // The join token is single-use; every later join resumes with the token the node gave.
+        token: this.#info?.resumeToken ?? this.#options.token,
         ...(previousPeerId ? { previousPeerId } : {}),
       });
       if (generation !== this.#generation) return;

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { networkInterfaces, availableParallelism } from 'node:os';
 import { z } from 'zod';
 import type { LimitSettings } from '../limits/limits.js';
+import { ApiKeyring } from '../auth/apiKeys.js';
 import type { TurnSettings } from '../auth/turn.js';
 
 const bool = z
@@ -20,11 +21,23 @@ const envSchema = z
     CHORUS_NODE_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
-    /** HS256 secret for room tokens. Unset: one is generated at start and demo minting is on. */
+    /**
+     * API keys that sign room tokens: `id:secret,id2:secret2` (secrets ≥ 32 chars; the first signs
+     * new tokens). Unset: a development key is created in CHORUS_DATA_DIR and demo minting is on.
+     */
+    CHORUS_API_KEYS: z.string().optional(),
+    /** One secret instead of a key list (key id `default`). */
     CHORUS_TOKEN_SECRET: z.string().min(32, 'CHORUS_TOKEN_SECRET must be at least 32 characters').optional(),
-    /** Let the home page mint tokens (a demo convenience; never on with a configured secret unless asked). */
+    /** Let the home page mint tokens (a demo convenience; off when keys are configured, unless asked). */
     CHORUS_DEMO: bool.optional(),
-    CHORUS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(12 * 3600),
+    /** Where embedded defaults keep state between runs (the development API key). */
+    CHORUS_DATA_DIR: z.string().default('.data'),
+    /** Default lifetime of a join token: short, since it only has to reach the join. */
+    CHORUS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(600),
+    /** The longest lifetime a token may be minted with (public listening links). */
+    CHORUS_TOKEN_MAX_TTL_SECONDS: z.coerce.number().int().min(60).max(365 * 24 * 3600).default(7 * 24 * 3600),
+    /** Lifetime of the resume token a session gets on join, to reconnect as itself. */
+    CHORUS_RESUME_TTL_SECONDS: z.coerce.number().int().min(60).default(24 * 3600),
 
     MEDIASOUP_WORKERS: z.coerce.number().int().min(1).max(256).optional(),
     MEDIASOUP_LOG_LEVEL: z.enum(['debug', 'warn', 'error', 'none']).default('warn'),
@@ -96,7 +109,15 @@ export interface Config {
     tls: { certPath: string; keyPath: string } | undefined;
   };
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
-  tokens: { secret: Uint8Array; generated: boolean; demo: boolean; ttlSeconds: number };
+  tokens: {
+    /** Configured keys; undefined means "use the development key in dataDir". */
+    keys: ApiKeyring | undefined;
+    demo: boolean;
+    ttlSeconds: number;
+    maxTtlSeconds: number;
+    resumeTtlSeconds: number;
+  };
+  dataDir: string;
   media: {
     workers: number;
     logLevel: 'debug' | 'warn' | 'error' | 'none';
@@ -136,8 +157,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   const e = parsed.data;
-  const generated = e.CHORUS_TOKEN_SECRET === undefined;
-  const secret = generated ? randomBytes(32) : new TextEncoder().encode(e.CHORUS_TOKEN_SECRET);
+  let keys: ApiKeyring | undefined;
+  try {
+    if (e.CHORUS_API_KEYS) keys = ApiKeyring.parse(e.CHORUS_API_KEYS);
+    else if (e.CHORUS_TOKEN_SECRET) keys = new ApiKeyring([{ id: 'default', secret: e.CHORUS_TOKEN_SECRET }]);
+  } catch (error) {
+    throw new ConfigError(`invalid configuration:\n  CHORUS_API_KEYS: ${error instanceof z.ZodError ? error.issues[0]?.message : (error as Error).message}`);
+  }
   const listenIsWildcard = e.RTC_LISTEN_IP === '0.0.0.0' || e.RTC_LISTEN_IP === '::';
   return {
     nodeId: e.CHORUS_NODE_ID ?? `node-${randomBytes(4).toString('hex')}`,
@@ -150,7 +176,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tls: e.CHORUS_TLS_CERT && e.CHORUS_TLS_KEY ? { certPath: e.CHORUS_TLS_CERT, keyPath: e.CHORUS_TLS_KEY } : undefined,
     },
     logLevel: e.LOG_LEVEL,
-    tokens: { secret, generated, demo: e.CHORUS_DEMO ?? generated, ttlSeconds: e.CHORUS_TOKEN_TTL_SECONDS },
+    tokens: {
+      keys,
+      demo: e.CHORUS_DEMO ?? keys === undefined,
+      ttlSeconds: e.CHORUS_TOKEN_TTL_SECONDS,
+      maxTtlSeconds: e.CHORUS_TOKEN_MAX_TTL_SECONDS,
+      resumeTtlSeconds: e.CHORUS_RESUME_TTL_SECONDS,
+    },
+    dataDir: e.CHORUS_DATA_DIR,
     media: {
       workers: e.MEDIASOUP_WORKERS ?? availableParallelism(),
       logLevel: e.MEDIASOUP_LOG_LEVEL,

@@ -4,6 +4,7 @@
  */
 export const ErrorCodes = {
   BAD_REQUEST: { status: 400, retryable: false },
+  UNAUTHORIZED: { status: 401, retryable: false },
   UNKNOWN_METHOD: { status: 400, retryable: false },
   NOT_JOINED: { status: 409, retryable: false },
   ALREADY_JOINED: { status: 409, retryable: false },
@@ -11,6 +12,10 @@ export const ErrorCodes = {
   TOKEN_EXPIRED: { status: 401, retryable: false },
   TOKEN_WRONG_ROOM: { status: 403, retryable: false },
   FORBIDDEN_ROLE: { status: 403, retryable: false },
+  TOKEN_USED: { status: 401, retryable: false },
+  KICKED: { status: 403, retryable: false },
+  ROOM_ENDED: { status: 410, retryable: false },
+  MUTED: { status: 403, retryable: false },
   BROADCASTER_PRESENT: { status: 409, retryable: true },
   TRANSPORT_NOT_FOUND: { status: 404, retryable: false },
   PRODUCER_NOT_FOUND: { status: 404, retryable: false },

@@ -14,7 +14,7 @@ export const PROTOCOL_VERSION = 1;
 export const roomKinds = ['broadcast'] as const;
 export type RoomKind = (typeof roomKinds)[number];
 
-export const roles = ['broadcaster', 'listener'] as const;
+export const roles = ['broadcaster', 'listener', 'host', 'participant', 'moderator'] as const;
 export type Role = (typeof roles)[number];
 
 /** Room ids appear in URLs, logs and (later) Redis keys, so they are kept to a safe alphabet. */
@@ -51,6 +51,15 @@ export const requests = {
     rtpCapabilities,
   }),
   resumeConsumer: z.strictObject({ consumerId: entityId }),
+  /** Moderators: who is in the room (first `limit` sessions). */
+  listPeers: z.strictObject({ limit: z.number().int().min(1).max(1000).optional() }),
+  /** Moderators: mute/unmute or kick a session, or end the room for everyone. */
+  moderate: z.discriminatedUnion('action', [
+    z.strictObject({ action: z.literal('mute'), peerId: entityId }),
+    z.strictObject({ action: z.literal('unmute'), peerId: entityId }),
+    z.strictObject({ action: z.literal('kick'), peerId: entityId }),
+    z.strictObject({ action: z.literal('end') }),
+  ]),
   leave: z.strictObject({}),
 } as const;
 
@@ -83,6 +92,8 @@ export interface Responses {
     listeners: number;
     /** STUN/TURN servers for this session, TURN credentials minted for it. */
     iceServers: Array<{ urls: string[]; username?: string; credential?: string }>;
+    /** Rejoin with this after a drop: same identity, no new join token needed. */
+    resumeToken: string;
   };
   getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
   createTransport: TransportInfo;
@@ -94,6 +105,8 @@ export interface Responses {
   closeProducer: Record<string, never>;
   consume: { consumerId: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown };
   resumeConsumer: Record<string, never>;
+  listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
+  moderate: Record<string, never>;
   leave: Record<string, never>;
 }
 
@@ -110,6 +123,12 @@ export interface ServerEvents {
   'room:listeners': (e: { count: number }) => void;
   /** This consumer is gone (its producer closed or its transport did); drop the track. */
   'consumer:closed': (e: { consumerId: string }) => void;
+  /** A moderator removed this session; do not rejoin with the same token. */
+  'session:kicked': (e: { reason: string }) => void;
+  /** A moderator muted or unmuted this session's microphone. */
+  'session:muted': (e: { muted: boolean }) => void;
+  /** The room was ended by a moderator; everyone is out. */
+  'room:ended': (e: { reason: string }) => void;
   /** The media behind this session was lost (a worker died): join again to recover. */
   'session:reset': (e: { reason: string }) => void;
   /** A request that carried no acknowledgement callback failed; reported here instead. */

@@ -1,6 +1,7 @@
 import type { types } from 'mediasoup';
 import { ChorusError } from '../protocol/errors.js';
 import type { Role } from '../protocol/messages.js';
+import type { Grants } from '../auth/tokens.js';
 
 /**
  * One joined session and the media objects it owns. Lookups go through the peer, so a peer can
@@ -14,6 +15,8 @@ export class Peer {
   /** Routers this session has transports on, to know who is hit when a worker dies. */
   readonly routers = new Set<string>();
   readonly joinedAt = Date.now();
+  /** Muted by a moderator: the session may not resume its producers until unmuted. */
+  muted = false;
   #closed = false;
 
   constructor(
@@ -22,6 +25,7 @@ export class Peer {
     readonly identity: string,
     readonly role: Role,
     readonly name: string | undefined,
+    readonly grants: Grants = {},
   ) {}
 
   get closed(): boolean {

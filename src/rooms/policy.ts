@@ -20,10 +20,13 @@ export interface RoomPolicy {
   isAudience(role: Role): boolean;
 }
 
-/** One speaker, any number of receive-only listeners; audio only (video is for class rooms). */
+/**
+ * One speaker, any number of receive-only listeners; audio only (video is for class rooms).
+ * Moderators listen like anyone else and may mute, kick and end.
+ */
 export const broadcastPolicy: RoomPolicy = {
   kind: 'broadcast',
-  roles: ['broadcaster', 'listener'],
+  roles: ['broadcaster', 'listener', 'moderator'],
   canSend: (role) => role === 'broadcaster',
   sendableKinds: (role) => (role === 'broadcaster' ? ['audio'] : []),
   exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),

@@ -9,19 +9,22 @@ import type { RoomMedia } from '../media/roomMedia.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, RoomKind } from '../protocol/messages.js';
-import type { RoomGrant } from '../auth/tokens.js';
+import type { VerifiedGrant } from '../auth/tokens.js';
+import type { AuditSink } from '../observability/audit.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
-export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced';
+export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended';
 
 export interface RoomOptions {
   nodeId: string;
   maxPeers: number;
   countIntervalMs: number;
   opusBitrate: number;
+  /** How long kick and end marks live: the longest a token can live, so none outlives them. */
+  markTtlSeconds: number;
 }
 
 interface RoomEvents {
@@ -42,11 +45,14 @@ export class Room extends EventEmitter<RoomEvents> {
 
   constructor(
     readonly id: string,
+    /** The API key whose token opened the room. */
+    readonly keyId: string,
     readonly policy: RoomPolicy,
     readonly media: RoomMedia,
     private readonly store: StateStore,
     private readonly channel: RoomChannel,
     private readonly options: RoomOptions,
+    private readonly audit: AuditSink,
     log: Logger,
   ) {
     super();
@@ -73,7 +79,7 @@ export class Room extends EventEmitter<RoomEvents> {
     return { live: producer !== undefined, paused: producer?.paused ?? false, producerId: producer?.id };
   }
 
-  async join(grant: RoomGrant, peerId: string, previousPeerId?: string): Promise<Peer> {
+  async join(grant: VerifiedGrant, peerId: string, previousPeerId?: string): Promise<Peer> {
     this.#assertOpen();
     if (grant.room !== this.id) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
     if (!this.policy.roles.includes(grant.role)) {
@@ -89,10 +95,16 @@ export class Room extends EventEmitter<RoomEvents> {
 
       const seat = this.policy.exclusiveSeat(grant.role);
       if (seat && !(await this.store.claimSeat(this.id, seat, peerId))) {
-        throw new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
+        const holder = [...this.peers.values()].find((p) => p.role === grant.role);
+        if (!grant.grants.replace || !holder) throw new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
+        this.channel.toPeer(holder.id, 'session:kicked', { reason: 'replaced by another broadcaster' });
+        await this.leave(holder, 'replaced');
+        if (!(await this.store.claimSeat(this.id, seat, peerId))) {
+          throw new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
+        }
       }
       this.#assertOpen();
-      const peer = new Peer(peerId, this.id, grant.identity, grant.role, grant.name);
+      const peer = new Peer(peerId, this.id, grant.identity, grant.role, grant.name, grant.grants);
       this.peers.set(peerId, peer);
       await this.store.addPeer({
         id: peerId,
@@ -173,6 +185,10 @@ export class Room extends EventEmitter<RoomEvents> {
     if (!this.policy.sendableKinds(peer.role).includes(kind)) {
       throw new ChorusError('MEDIA_REJECTED', `a ${this.kind} room does not carry ${kind}`);
     }
+    if (peer.grants.publish && !peer.grants.publish.includes(kind)) {
+      throw new ChorusError('FORBIDDEN_ROLE', `your token does not grant publishing ${kind}`);
+    }
+    if (peer.muted) throw new ChorusError('MUTED', 'a moderator muted you');
     for (const existing of peer.producers.values()) {
       if (existing.kind === kind) throw new ChorusError('MEDIA_REJECTED', `already publishing ${kind}; close it first`);
     }
@@ -202,15 +218,18 @@ export class Room extends EventEmitter<RoomEvents> {
     producer.observer.once('close', () => {
       if (this.#broadcast?.producer === producer) this.#broadcast = undefined;
       this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
+      this.audit.record({ type: 'broadcast.stopped', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId, reason: this.#endReason });
       this.channel.toRoom(this.id, 'broadcast:ended', { producerId, reason: this.#endReason });
     });
     this.#log.info({ peer: peer.id, producer: producerId }, 'broadcast started');
+    this.audit.record({ type: 'broadcast.started', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId });
     this.channel.toRoom(this.id, 'broadcast:started', { producerId });
   }
 
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
     this.#assertMember(peer);
     const producer = peer.producer(producerId);
+    if (!paused && peer.muted) throw new ChorusError('MUTED', 'a moderator muted you');
     if (paused) await producer.pause();
     else await producer.resume();
   }
@@ -259,6 +278,63 @@ export class Room extends EventEmitter<RoomEvents> {
   async resumeConsumer(peer: Peer, consumerId: string): Promise<void> {
     this.#assertMember(peer);
     await peer.consumer(consumerId).resume();
+  }
+
+  canModerate(peer: Peer): boolean {
+    return peer.role === 'moderator' || peer.grants.moderate === true;
+  }
+
+  listPeers(peer: Peer, limit: number): Array<{ peerId: string; identity: string; role: Peer['role']; name?: string | undefined; publishing: boolean; muted: boolean }> {
+    this.#assertModerator(peer);
+    return [...this.peers.values()].slice(0, limit).map((p) => ({
+      peerId: p.id,
+      identity: p.identity,
+      role: p.role,
+      name: p.name,
+      publishing: p.producers.size > 0,
+      muted: p.muted,
+    }));
+  }
+
+  async moderate(peer: Peer, action: 'mute' | 'unmute' | 'kick' | 'end', targetId?: string): Promise<void> {
+    this.#assertModerator(peer);
+    const moderator = peer.identity;
+    if (action === 'end') {
+      this.audit.record({ type: 'moderator.action', room: this.id, moderator, action: 'end' });
+      // Tokens issued before now can no longer open this room; new ones can.
+      await this.store.setMark(`ended\0${this.id}`, Date.now(), this.options.markTtlSeconds);
+      this.channel.toRoom(this.id, 'room:ended', { reason: `ended by ${moderator}` });
+      for (const p of [...this.peers.values()]) await this.leave(p, 'ended');
+      await this.close();
+      return;
+    }
+    const target = targetId === undefined ? undefined : this.peers.get(targetId);
+    if (!target) throw new ChorusError('NOT_FOUND', `no session ${targetId} in this room`);
+    if (action === 'kick') {
+      this.audit.record({ type: 'moderator.action', room: this.id, moderator, action: 'kick', target: target.identity });
+      await this.store.setMark(`kick\0${this.id}\0${target.identity}`, Date.now(), this.options.markTtlSeconds);
+      this.channel.toPeer(target.id, 'session:kicked', { reason: `removed by ${moderator}` });
+      await this.leave(target, 'kicked');
+      return;
+    }
+    const muted = action === 'mute';
+    if (muted) this.audit.record({ type: 'moderator.action', room: this.id, moderator, action: 'mute', target: target.identity });
+    target.muted = muted;
+    if (muted) for (const producer of target.producers.values()) await producer.pause();
+    this.channel.toPeer(target.id, 'session:muted', { muted });
+  }
+
+  /** Whether tokens issued at `issuedAtMs` are refused for `identity` (kicked, or room ended). */
+  static async refusal(store: StateStore, roomId: string, identity: string, issuedAtMs: number): Promise<ChorusError | undefined> {
+    const [ended, kicked] = await Promise.all([store.getMark(`ended\0${roomId}`), store.getMark(`kick\0${roomId}\0${identity}`)]);
+    if (ended !== undefined && issuedAtMs <= ended) return new ChorusError('ROOM_ENDED', 'this room was ended; ask for a new token');
+    if (kicked !== undefined && issuedAtMs <= kicked) return new ChorusError('KICKED', 'you were removed from this room');
+    return undefined;
+  }
+
+  #assertModerator(peer: Peer): void {
+    this.#assertMember(peer);
+    if (!this.canModerate(peer)) throw new ChorusError('FORBIDDEN_ROLE', 'only moderators can do that');
   }
 
   /** Pushes the audience size at most once per interval, and only when it changed. */

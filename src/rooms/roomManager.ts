@@ -3,7 +3,8 @@
  * closes, and makes concurrent first joins share one creation.
  */
 import { randomUUID } from 'node:crypto';
-import type { RoomGrant } from '../auth/tokens.js';
+import type { VerifiedGrant } from '../auth/tokens.js';
+import type { AuditSink } from '../observability/audit.js';
 import { RoomMedia, type TransportSettings } from '../media/roomMedia.js';
 import type { WorkerPool } from '../media/workerPool.js';
 import type { Logger } from '../observability/logger.js';
@@ -22,6 +23,9 @@ export interface RoomManagerDeps {
   transport: TransportSettings;
   maxConsumersPerWorker: number;
   room: RoomOptions;
+  /** Rooms one API key's tokens may have open on this node at once. */
+  maxRoomsPerKey: number;
+  audit: AuditSink;
   log: Logger;
 }
 
@@ -40,12 +44,12 @@ export class RoomManager {
   }
 
   /** Joins `grant` to its room, creating the room here if it is new. */
-  async join(grant: RoomGrant, previousPeerId?: string): Promise<{ room: Room; peer: Peer }> {
+  async join(grant: VerifiedGrant, previousPeerId?: string): Promise<{ room: Room; peer: Peer }> {
     const peerId = randomUUID();
     // A room may close (its last peer left) between being looked up and being joined; one
     // retry against a freshly created room covers that window.
     for (let attempt = 0; ; attempt++) {
-      const room = await this.#roomFor(grant.room, 'broadcast');
+      const room = await this.#roomFor(grant.room, 'broadcast', grant.keyId);
       try {
         return { room, peer: await room.join(grant, peerId, previousPeerId) };
       } catch (error) {
@@ -54,19 +58,23 @@ export class RoomManager {
     }
   }
 
-  async #roomFor(roomId: string, kind: RoomKind): Promise<Room> {
+  async #roomFor(roomId: string, kind: RoomKind, keyId: string): Promise<Room> {
     const existing = this.#rooms.get(roomId);
     if (existing && !existing.closed) return existing;
     let creating = this.#creating.get(roomId);
     if (!creating) {
-      creating = this.#create(roomId, kind).finally(() => this.#creating.delete(roomId));
+      const open = [...this.#rooms.values()].filter((r) => r.keyId === keyId).length;
+      if (open >= this.deps.maxRoomsPerKey) {
+        throw new ChorusError('LIMIT_REACHED', `API key ${keyId} already has ${open} rooms open`);
+      }
+      creating = this.#create(roomId, kind, keyId).finally(() => this.#creating.delete(roomId));
       this.#creating.set(roomId, creating);
     }
     return creating;
   }
 
-  async #create(roomId: string, kind: RoomKind): Promise<Room> {
-    const { pool, store, channel, transport, maxConsumersPerWorker, room: options, log } = this.deps;
+  async #create(roomId: string, kind: RoomKind, keyId: string): Promise<Room> {
+    const { pool, store, channel, transport, maxConsumersPerWorker, room: options, audit, log } = this.deps;
     let media: RoomMedia;
     try {
       media = await RoomMedia.create(roomId, pool, transport, maxConsumersPerWorker, log);
@@ -74,8 +82,8 @@ export class RoomManager {
       log.error({ room: roomId, err: error }, 'cannot create room media');
       throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
     }
-    const room = new Room(roomId, policyFor(kind), media, store, channel, options, log);
-    await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now() });
+    const room = new Room(roomId, keyId, policyFor(kind), media, store, channel, options, audit, log);
+    await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId });
     this.#rooms.set(roomId, room);
     room.once('close', () => {
       if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);

@@ -7,7 +7,8 @@ import type { TokenService } from '../auth/tokens.js';
 import { ChorusError } from '../protocol/errors.js';
 import { PROTOCOL_VERSION, type Method, type RequestOf, type Responses } from '../protocol/messages.js';
 import type { Peer } from '../rooms/peer.js';
-import type { Room } from '../rooms/room.js';
+import { Room } from '../rooms/room.js';
+import type { StateStore } from '../store/stateStore.js';
 import type { RoomManager } from '../rooms/roomManager.js';
 import type { Limits } from '../limits/limits.js';
 import type { AuditSink } from '../observability/audit.js';
@@ -32,6 +33,9 @@ export interface HandlerDeps {
   limits: Limits;
   audit: AuditSink;
   turn: TurnSettings | undefined;
+  store: StateStore;
+  /** Lifetime of the resume tokens handed out on join. */
+  resumeTtlSeconds: number;
 }
 
 type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
@@ -44,7 +48,7 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
-export function createHandlers({ rooms, tokens, limits, audit, turn }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -58,7 +62,17 @@ export function createHandlers({ rooms, tokens, limits, audit, turn }: HandlerDe
         identity = grant.identity;
         if (grant.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
         await limits.take('joinsPerIdentity', `${roomId}\0${grant.identity}`);
+        const refusal = await Room.refusal(store, roomId, grant.identity, grant.issuedAtMs);
+        if (refusal) throw refusal;
         const { room, peer } = await rooms.join(grant, previousPeerId);
+        // A join token works once. It is spent only now, so a join refused for a passing reason
+        // (seat taken, room full) can be retried with it; two racing joins still admit one.
+        const singleUse = !grant.resume && !grant.grants.reusable;
+        const ttl = Math.max(1, Math.ceil((grant.expiresAtMs - Date.now()) / 1000));
+        if (singleUse && !(await store.useOnce(`jti\0${grant.tokenId}`, ttl))) {
+          await room.leave(peer, 'left');
+          throw new ChorusError('TOKEN_USED', 'this token was already used to join; ask for a new one');
+        }
         if (!session.isConnected()) {
           await room.leave(peer, 'dropped');
           throw new ChorusError('NOT_JOINED', 'connection closed while joining');
@@ -78,6 +92,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn }: HandlerDe
           broadcast: room.broadcastState(),
           listeners: room.audience,
           iceServers: iceServersFor(turn, peer.identity),
+          resumeToken: await tokens.resumeToken(grant, resumeTtlSeconds),
         };
       } catch (error) {
         if (error instanceof ChorusError) {
@@ -143,6 +158,17 @@ export function createHandlers({ rooms, tokens, limits, audit, turn }: HandlerDe
     async resumeConsumer(session, { consumerId }) {
       const { room, peer } = member(session);
       await room.resumeConsumer(peer, consumerId);
+      return empty;
+    },
+
+    async listPeers(session, { limit }) {
+      const { room, peer } = member(session);
+      return { peers: room.listPeers(peer, limit ?? 200) };
+    },
+
+    async moderate(session, request) {
+      const { room, peer } = member(session);
+      await room.moderate(peer, request.action, 'peerId' in request ? request.peerId : undefined);
       return empty;
     },
 

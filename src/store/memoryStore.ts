@@ -6,6 +6,9 @@ export class MemoryStateStore implements StateStore {
   readonly #rooms = new Map<string, RoomRecord>();
   readonly #peers = new Map<string, Map<string, PeerRecord>>();
   readonly #seats = new Map<string, string>();
+  /** key → [value, expiresAt ms]; swept as it grows so expired entries do not pile up. */
+  readonly #expiring = new Map<string, [number, number]>();
+  #nextSweepAt = 1024;
 
   async putRoom(room: RoomRecord): Promise<void> {
     this.#rooms.set(room.id, { ...room });
@@ -59,7 +62,33 @@ export class MemoryStateStore implements StateStore {
     return this.#seats.get(`${roomId}\0${seat}`);
   }
 
+  async useOnce(key: string, ttlSeconds: number): Promise<boolean> {
+    if ((await this.getMark(key)) !== undefined) return false;
+    await this.setMark(key, 1, ttlSeconds);
+    return true;
+  }
+
+  async setMark(key: string, value: number, ttlSeconds: number): Promise<void> {
+    this.#expiring.set(key, [value, Date.now() + ttlSeconds * 1000]);
+    if (this.#expiring.size >= this.#nextSweepAt) {
+      const now = Date.now();
+      for (const [k, [, expiresAt]] of this.#expiring) if (expiresAt <= now) this.#expiring.delete(k);
+      this.#nextSweepAt = Math.max(1024, this.#expiring.size * 2);
+    }
+  }
+
+  async getMark(key: string): Promise<number | undefined> {
+    const entry = this.#expiring.get(key);
+    if (!entry) return undefined;
+    if (entry[1] <= Date.now()) {
+      this.#expiring.delete(key);
+      return undefined;
+    }
+    return entry[0];
+  }
+
   async close(): Promise<void> {
+    this.#expiring.clear();
     this.#rooms.clear();
     this.#peers.clear();
     this.#seats.clear();

@@ -10,6 +10,8 @@ export interface RoomRecord {
   kind: RoomKind;
   nodeId: string;
   createdAt: number;
+  /** The API key whose token created the room (rooms-per-key quota). */
+  keyId: string;
 }
 
 export interface PeerRecord {
@@ -38,6 +40,14 @@ export interface StateStore {
   /** Frees `seat` only if `peerId` holds it, so a late release never evicts a successor. */
   releaseSeat(roomId: string, seat: Seat, peerId: string): Promise<void>;
   seatHolder(roomId: string, seat: Seat): Promise<string | undefined>;
+
+  /**
+   * Records `key` for `ttlSeconds`; true only for the first caller (a token id's single use).
+   */
+  useOnce(key: string, ttlSeconds: number): Promise<boolean>;
+  /** A timestamp that expires (when an identity was kicked, when a room was ended). */
+  setMark(key: string, value: number, ttlSeconds: number): Promise<void>;
+  getMark(key: string): Promise<number | undefined>;
 
   close(): Promise<void>;
 }

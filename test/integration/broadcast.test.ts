@@ -120,8 +120,8 @@ describe('a broadcast on one node', () => {
 
   test('a broadcaster that drops (process killed) frees the seat; listeners recover when it returns', async () => {
     const [l] = await listeners('drop', 1);
-    const token = await tokenFor(node, 'drop', 'broadcaster', 'imam-drop');
     const start = async (frequency: number): Promise<ChildProcess> => {
+      const token = await tokenFor(node, 'drop', 'broadcaster', 'imam-drop');
       const script = fileURLToPath(new URL('../support/broadcasterProcess.ts', import.meta.url));
       const child = spawn(process.execPath, ['--import', 'tsx', script, node.url, 'drop', token, String(frequency)], {
         stdio: ['ignore', 'pipe', 'inherit'],

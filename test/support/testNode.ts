@@ -18,6 +18,8 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<C
       RTC_MAX_PORT: '29999',
       CHORUS_COUNT_INTERVAL_MS: '200',
       CHORUS_WEB_DIR: '/nonexistent',
+      CHORUS_API_KEYS: `test:${'t'.repeat(40)}`,
+      CHORUS_DEMO: 'true',
       ...env,
     }),
   );

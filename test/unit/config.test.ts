@@ -2,19 +2,28 @@ import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 
 describe('config', () => {
-  test('embedded defaults need no environment and generate a secret with demo minting on', () => {
+  test('embedded defaults need no environment: development key, demo minting on, short join tokens', () => {
     const config = loadConfig({});
-    expect(config.tokens.generated).toBe(true);
+    expect(config.tokens.keys).toBeUndefined();
     expect(config.tokens.demo).toBe(true);
-    expect(config.tokens.secret.length).toBe(32);
+    expect(config.tokens.ttlSeconds).toBe(600);
     expect(config.media.maxConsumersPerWorker).toBe(500);
     expect(config.media.enableUdp && config.media.enableTcp).toBe(true);
   });
 
-  test('a configured secret turns demo minting off unless asked for', () => {
+  test('configured keys turn demo minting off unless asked for', () => {
     const secret = 'k'.repeat(40);
     expect(loadConfig({ CHORUS_TOKEN_SECRET: secret }).tokens.demo).toBe(false);
     expect(loadConfig({ CHORUS_TOKEN_SECRET: secret, CHORUS_DEMO: 'true' }).tokens.demo).toBe(true);
+    const keys = loadConfig({ CHORUS_API_KEYS: `new:${'n'.repeat(32)}, old:${'o'.repeat(32)}` }).tokens.keys!;
+    expect(keys.ids).toEqual(['new', 'old']);
+    expect(keys.primary.id).toBe('new');
+  });
+
+  test('malformed API key lists are refused', () => {
+    expect(() => loadConfig({ CHORUS_API_KEYS: 'nocolon' })).toThrow(ConfigError);
+    expect(() => loadConfig({ CHORUS_API_KEYS: 'k:short' })).toThrow(/32/);
+    expect(() => loadConfig({ CHORUS_API_KEYS: `a:${'x'.repeat(32)},a:${'y'.repeat(32)}` })).toThrow(/twice/);
   });
 
   test('bad values fail with every problem named', () => {

@@ -25,7 +25,7 @@ describe('memory state store', () => {
     await store.removePeer('r', 'b');
     expect(await store.countPeers('r', 'listener')).toBe(1);
     await store.claimSeat('r', 'broadcaster', 'a');
-    await store.putRoom({ id: 'r', kind: 'broadcast', nodeId: 'n', createdAt: 0 });
+    await store.putRoom({ id: 'r', kind: 'broadcast', nodeId: 'n', createdAt: 0, keyId: 'k' });
     await store.deleteRoom('r');
     expect(await store.getRoom('r')).toBeUndefined();
     expect(await store.countPeers('r')).toBe(0);

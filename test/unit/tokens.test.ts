@@ -18,7 +18,10 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 describe('room tokens', () => {
   test('round-trips room, identity, role and name', async () => {
     const token = await tokens.mint({ room: 'r1', identity: 'imam', role: 'broadcaster', name: 'Imam' });
-    expect(await tokens.verify(token)).toEqual({ room: 'r1', identity: 'imam', role: 'broadcaster', name: 'Imam' });
+    const verified = await tokens.verify(token);
+    expect(verified).toMatchObject({ room: 'r1', identity: 'imam', role: 'broadcaster', name: 'Imam', keyId: 'default', resume: false });
+    expect(verified.tokenId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(verified.expiresAtMs - verified.issuedAtMs).toBe(60_000);
   });
 
   test('a token signed with another secret is invalid', async () => {
