@@ -26,6 +26,11 @@ export interface ChorusClientOptions {
   handlerFactory?: types.HandlerFactory;
   /** Opus average bitrate for publishing (16-32 kbit/s suits one voice). */
   opusBitrate?: number;
+  /**
+   * A resume token from an earlier session of this client (see `resumeToken`), e.g. kept in
+   * sessionStorage so a page reload rejoins as the same identity without a new join token.
+   */
+  resumeToken?: string;
   /** 'relay' sends everything through the TURN servers the node hands out. */
   iceTransportPolicy?: 'all' | 'relay';
   /** ICE over TCP only, for networks that block UDP. */
@@ -52,7 +57,7 @@ interface ClientEvents {
 }
 
 export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
-  readonly #options: ChorusClientOptions;
+  #options: ChorusClientOptions;
   readonly #socket: ClientSocket;
   #state: ClientState = 'idle';
   #device: Device | undefined;
@@ -92,6 +97,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   }
   get peerId(): string | undefined {
     return this.#info?.peerId;
+  }
+  /** Rejoins as this session's identity; valid for a day. Keep it to survive page reloads. */
+  get resumeToken(): string | undefined {
+    return this.#info?.resumeToken;
   }
   get broadcast(): BroadcastState {
     return this.#broadcast;
@@ -216,7 +225,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       const info = await request(this.#socket, 'join', {
         roomId: this.#options.roomId,
         // The join token is single-use; every later join resumes with the token the node gave.
-        token: this.#info?.resumeToken ?? this.#options.token,
+        token: this.#info?.resumeToken ?? this.#options.resumeToken ?? this.#options.token,
         ...(previousPeerId ? { previousPeerId } : {}),
       });
       if (generation !== this.#generation) return;
@@ -242,6 +251,12 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // Before the first successful join, a refusal (wrong token, seat taken...) goes back to
       // the caller; afterwards the session is worth keeping alive through anything retryable.
       const everJoined = this.#info !== undefined;
+      if (!everJoined && this.#options.resumeToken && failure.code.startsWith('TOKEN_')) {
+        // A stale saved resume token: fall back to the join token we were given.
+        this.#options = { ...this.#options, resumeToken: undefined };
+        void this.#establish();
+        return;
+      }
       if (transientCodes.has(failure.code) || (everJoined && failure.retryable)) {
         this.#scheduleRetry();
       } else {

@@ -103,8 +103,10 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
       const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
       const [broadcaster, listener] = await Promise.all([
-        deps.tokens.mint({ room, identity: `broadcaster-${randomBytes(4).toString('hex')}`, role: 'broadcaster', name: parsed.data.name }),
-        deps.tokens.mint({ room, identity: 'listener', role: 'listener' }),
+        // The broadcaster link is single-use (the page keeps its resume token for reloads); the
+        // listener link is reusable, for sharing, and lives a day.
+        deps.tokens.mint({ room, identity: `broadcaster-${randomBytes(4).toString('hex')}`, role: 'broadcaster', name: parsed.data.name }, 24 * 3600),
+        deps.tokens.mint({ room, identity: 'listener', role: 'listener', grants: { reusable: true } }, 24 * 3600),
       ]);
       return { roomId: room, broadcasterToken: broadcaster, listenerToken: listener };
     });

@@ -2,6 +2,7 @@
  * One function per protocol method. Each receives a validated request and the socket's session
  * and returns the response payload, or throws a ChorusError.
  */
+import { randomBytes } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type { TokenService } from '../auth/tokens.js';
 import { ChorusError } from '../protocol/errors.js';
@@ -58,10 +59,14 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       let identity: string | undefined;
       try {
         await limits.take('joinsPerRoom', roomId);
-        const grant = await tokens.verify(token);
-        identity = grant.identity;
-        if (grant.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
-        await limits.take('joinsPerIdentity', `${roomId}\0${grant.identity}`);
+        const verified = await tokens.verify(token);
+        identity = verified.identity;
+        if (verified.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
+        // A reusable link is shared by many people under one identity: each join becomes its own
+        // identity (kept across reconnects by the resume token), and its join rate is per address.
+        const shared = verified.grants.reusable === true && !verified.resume;
+        const grant = shared ? { ...verified, identity: `${verified.identity}~${randomBytes(6).toString('base64url')}` } : verified;
+        await limits.take('joinsPerIdentity', shared ? `${roomId}\0${verified.identity}\0${session.ip}` : `${roomId}\0${grant.identity}`);
         const refusal = await Room.refusal(store, roomId, grant.identity, grant.issuedAtMs);
         if (refusal) throw refusal;
         const { room, peer } = await rooms.join(grant, previousPeerId);
