@@ -54,6 +54,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const http = createHttpServer({
     log,
     tokens,
+    keys,
+    audit,
     demo: config.tokens.demo,
     webDir: config.http.webDir ?? defaultWebDir,
     limits,

@@ -9,7 +9,9 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { TokenService } from '../auth/tokens.js';
+import type { ApiKeyring } from '../auth/apiKeys.js';
+import { grantSchema, type TokenService } from '../auth/tokens.js';
+import type { AuditSink } from '../observability/audit.js';
 import type { Limits } from '../limits/limits.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
@@ -18,6 +20,8 @@ import { roomId } from '../protocol/messages.js';
 export interface HttpDeps {
   log: Logger;
   tokens: TokenService;
+  keys: ApiKeyring;
+  audit: AuditSink;
   demo: boolean;
   webDir: string;
   limits: Limits;
@@ -27,6 +31,17 @@ export interface HttpDeps {
   tls: { certPath: string; keyPath: string } | undefined;
   /** Readiness: workers alive and the node accepting work. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
+}
+
+const tokenBody = grantSchema.extend({ ttlSeconds: z.number().int().positive().optional() });
+
+/** HTTP Basic credentials (`keyId:secret`), or undefined when absent or malformed. */
+function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
+  const match = /^Basic ([A-Za-z0-9+/=]{1,1024})$/.exec(header ?? '');
+  if (!match?.[1]) return undefined;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const at = decoded.indexOf(':');
+  return at > 0 ? { id: decoded.slice(0, at), secret: decoded.slice(at + 1) } : undefined;
 }
 
 const demoBroadcastBody = z.strictObject({
@@ -95,6 +110,27 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
 
   app.get('/api/config', async () => ({ demo: deps.demo }));
 
+  // Token minting for applications holding an API key and secret (HTTP Basic, over TLS in
+  // production). The application decides who may join which room with which role.
+  app.post('/api/tokens', async (request, reply) => {
+    const credentials = basicCredentials(request.headers.authorization);
+    const key = credentials && deps.keys.authenticate(credentials.id, credentials.secret);
+    if (!key) {
+      void reply.header('www-authenticate', 'Basic realm="chorus"');
+      throw new ChorusError('UNAUTHORIZED', 'an API key id and secret are required (HTTP Basic)');
+    }
+    await deps.limits.take('tokensPerKey', key.id);
+    const parsed = tokenBody.safeParse(request.body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ChorusError('BAD_REQUEST', `${issue?.path.join('.') || 'body'}: ${issue?.message}`);
+    }
+    const { ttlSeconds, ...grant } = parsed.data;
+    const minted = await deps.tokens.issue(grant, { ttlSeconds, keyId: key.id });
+    deps.audit.record({ type: 'token.minted', keyId: key.id, room: grant.room, identity: grant.identity, role: grant.role, tokenId: minted.tokenId, via: 'http' });
+    return reply.status(201).send({ token: minted.token, tokenId: minted.tokenId, expiresAt: new Date(minted.expiresAtMs).toISOString() });
+  });
+
   if (deps.demo) {
     // Demo only: anyone reaching the node may mint a broadcast. A configured secret turns this
     // off unless CHORUS_DEMO=true; the security issue replaces it with API-key minting.
@@ -102,13 +138,18 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       const parsed = demoBroadcastBody.safeParse(request.body ?? {});
       if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
       const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
-      const [broadcaster, listener] = await Promise.all([
-        // The broadcaster link is single-use (the page keeps its resume token for reloads); the
-        // listener link is reusable, for sharing, and lives a day.
-        deps.tokens.mint({ room, identity: `broadcaster-${randomBytes(4).toString('hex')}`, role: 'broadcaster', name: parsed.data.name }, 24 * 3600),
-        deps.tokens.mint({ room, identity: 'listener', role: 'listener', grants: { reusable: true } }, 24 * 3600),
-      ]);
-      return { roomId: room, broadcasterToken: broadcaster, listenerToken: listener };
+      // The broadcaster link is single-use (the page keeps its resume token for reloads); the
+      // listener link is reusable, for sharing, and lives a day.
+      const grants = [
+        { room, identity: `broadcaster-${randomBytes(4).toString('hex')}`, role: 'broadcaster' as const, name: parsed.data.name },
+        { room, identity: 'listener', role: 'listener' as const, grants: { reusable: true } },
+      ];
+      const [broadcaster, listener] = await Promise.all(grants.map((grant) => deps.tokens.issue(grant, { ttlSeconds: 24 * 3600 })));
+      grants.forEach((grant, i) => {
+        const minted = [broadcaster, listener][i]!;
+        deps.audit.record({ type: 'token.minted', keyId: minted.keyId, room, identity: grant.identity, role: grant.role, tokenId: minted.tokenId, via: 'demo' });
+      });
+      return { roomId: room, broadcasterToken: broadcaster!.token, listenerToken: listener!.token };
     });
   }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/**
+ * The `chorus` command for operators, offline (no running node needed):
+ *   chorus token --room R --role listener [--identity I] [--name N] [--ttl SECONDS] [--key ID]
+ *                [--reusable] [--moderate] [--replace] [--publish audio,video]
+ *   chorus key [--id ID]      prints a new `id:secret` for CHORUS_API_KEYS
+ * Keys come from CHORUS_API_KEYS / CHORUS_TOKEN_SECRET, else the development key in
+ * CHORUS_DATA_DIR (the one a node on embedded defaults uses).
+ */
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { ApiKeyring } from '../auth/apiKeys.js';
+import { TokenService, type Grants } from '../auth/tokens.js';
+import { ConfigError, loadConfig } from '../config/config.js';
+import { createLogger } from '../observability/logger.js';
+import { AuditLog } from '../observability/audit.js';
+import { ChorusError } from '../protocol/errors.js';
+import { roles, type Role } from '../protocol/messages.js';
+
+const usage = `usage:
+  chorus token --room ROOM --role ${roles.join('|')} [--identity ID] [--name NAME] [--ttl SECONDS]
+               [--key KEY_ID] [--reusable] [--moderate] [--replace] [--publish audio,video]
+  chorus key [--id KEY_ID]`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`chorus: ${message}\n`);
+  process.exit(code);
+}
+
+async function token(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      room: { type: 'string' },
+      role: { type: 'string' },
+      identity: { type: 'string' },
+      name: { type: 'string' },
+      ttl: { type: 'string' },
+      key: { type: 'string' },
+      publish: { type: 'string' },
+      reusable: { type: 'boolean' },
+      moderate: { type: 'boolean' },
+      replace: { type: 'boolean' },
+    },
+  });
+  if (!values.room || !values.role) fail(`--room and --role are required\n${usage}`);
+  if (!(roles as readonly string[]).includes(values.role)) fail(`--role must be one of ${roles.join(', ')}`);
+  const config = loadConfig();
+  const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
+  const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
+  const grants: Grants = {};
+  if (values.publish) grants.publish = values.publish.split(',').map((k) => k.trim()) as Array<'audio' | 'video'>;
+  if (values.reusable) grants.reusable = true;
+  if (values.moderate) grants.moderate = true;
+  if (values.replace) grants.replace = true;
+  const ttlSeconds = values.ttl === undefined ? undefined : Number(values.ttl);
+  const identity = values.identity ?? `${values.role}-${randomBytes(4).toString('hex')}`;
+  const minted = await tokens.issue(
+    { room: values.room, identity, role: values.role as Role, name: values.name, grants },
+    { ttlSeconds, keyId: values.key },
+  );
+  new AuditLog(createLogger('silent', 'cli')).record({
+    type: 'token.minted',
+    keyId: minted.keyId,
+    room: values.room,
+    identity,
+    role: values.role,
+    tokenId: minted.tokenId,
+    via: 'cli',
+  });
+  process.stdout.write(`${minted.token}\n`);
+}
+
+function key(argv: string[]): void {
+  const { values } = parseArgs({ args: argv, strict: true, options: { id: { type: 'string' } } });
+  const id = values.id ?? `key-${randomBytes(3).toString('hex')}`;
+  process.stdout.write(`${id}:${randomBytes(32).toString('base64url')}\n`);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+try {
+  if (command === 'token') await token(rest);
+  else if (command === 'key') key(rest);
+  else fail(usage);
+} catch (error) {
+  if (error instanceof ChorusError || error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    fail((error as Error).message);
+  }
+  throw error;
+}
