@@ -1,0 +1,130 @@
+/**
+ * TURN against a real coturn on loopback: a relay-only listener hears the broadcast through the
+ * relay, the join hands out TURN REST credentials coturn accepts, and coturn refuses forged and
+ * expired ones.
+ */
+import { createHmac } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { turnCredentials } from '../../src/auth/turn.js';
+import { startCoturn, uclient, type Coturn } from '../support/coturn.js';
+import { joinListener } from '../support/listener.js';
+import { toneTrack } from '../support/nodePeer.js';
+import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+
+const TTL = 600;
+
+let turn: Coturn;
+let node: ChorusNode;
+const cleanup: Array<() => Promise<void> | void> = [];
+
+beforeAll(async () => {
+  turn = await startCoturn();
+  node = await startTestNode({ TURN_URLS: turn.url, TURN_SECRET: turn.secret, TURN_TTL_SECONDS: String(TTL) });
+});
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await until(() => node.rooms.rooms.size === 0, 5000, 'rooms to close after the test');
+});
+afterAll(async () => {
+  await node?.close();
+  await turn?.stop();
+});
+
+const escape = (s: string): RegExp => new RegExp(s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+/** coturn's verbose log line for a request from this user with this outcome (newer coturn adds `remote <addr>`). */
+const logged = (username: string | RegExp, outcome: string): RegExp =>
+  new RegExp(`user <${(typeof username === 'string' ? escape(username) : username).source}>(?: remote <[^>]*>)?: incoming packet ${outcome}`);
+
+async function broadcaster(roomId: string, frequency: number): Promise<void> {
+  const tone = toneTrack(frequency);
+  const client = nodeClient(node, roomId, await tokenFor(node, roomId, 'broadcaster', `imam-${roomId}`));
+  cleanup.push(async () => {
+    await client.close();
+    tone.stop();
+  });
+  await client.join();
+  await client.publish(tone.track);
+}
+
+describe('TURN with coturn (use-auth-secret)', () => {
+  test('a relay-only listener hears the broadcast, and the media really goes through coturn', async () => {
+    await broadcaster('relayed', 1000);
+    const l = await joinListener(node, 'relayed', { iceTransportPolicy: 'relay' });
+    cleanup.push(() => l.close());
+    await l.hears(1000);
+
+    // Server side: the listener's transport talks to a coturn relay address, not to the
+    // client's own host candidate (which would be an ephemeral port on the client's interface).
+    const listenerPeer = [...node.rooms.get('relayed')!.peers.values()].find((p) => p.role === 'listener')!;
+    const [transport] = [...listenerPeer.transports.values()];
+    const tuple = transport!.iceSelectedTuple!;
+    expect(tuple.protocol).toBe('udp');
+    expect(tuple.remoteIp).toBe(turn.host);
+    expect(tuple.remotePort).toBeGreaterThanOrEqual(turn.relayPorts.min);
+    expect(tuple.remotePort).toBeLessThanOrEqual(turn.relayPorts.max);
+
+    // Client side: the selected candidate pair's local candidate is a relay candidate.
+    const report = (await l.client.transport!.getStats()) as Map<string, Record<string, unknown>>;
+    const stats = [...report.values()];
+    const selectedId = stats.find((s) => s['type'] === 'transport' && s['selectedCandidatePairId'])?.['selectedCandidatePairId'];
+    const pair =
+      stats.find((s) => s['type'] === 'candidate-pair' && s['id'] === selectedId) ??
+      stats.find((s) => s['type'] === 'candidate-pair' && s['nominated'] === true && s['state'] === 'succeeded');
+    expect(pair, 'a selected candidate pair in the listener\'s stats').toBeDefined();
+    const local = report.get(pair!['localCandidateId'] as string);
+    expect(local?.['candidateType']).toBe('relay');
+
+    // coturn side: it allocated a relay for this session's minted credential.
+    await turn.waitForLog(logged(new RegExp(`\\d+:${escape(listenerPeer.identity).source}`), 'ALLOCATE processed, success'));
+  });
+
+  test('the join hands out TURN REST credentials: `<expiry>:<identity>`, expiry = now + TURN_TTL_SECONDS, HMAC-SHA1 of the secret', async () => {
+    const client = nodeClient(node, 'creds', await tokenFor(node, 'creds', 'listener', 'ops:alice'));
+    cleanup.push(() => client.close());
+    const before = Math.floor(Date.now() / 1000);
+    const info = await client.join();
+    const after = Math.floor(Date.now() / 1000);
+
+    expect(info.iceServers).toHaveLength(1);
+    const [server] = info.iceServers;
+    expect(server!.urls).toEqual([turn.url]);
+    const match = /^(\d+):(.+)$/.exec(server!.username ?? '');
+    expect(match, `username ${server!.username}`).not.toBeNull();
+    const expiry = Number(match![1]);
+    // A colon inside the identity would shift coturn's parse, so it is replaced.
+    expect(match![2]).toBe('ops_alice');
+    expect(expiry).toBeGreaterThanOrEqual(before + TTL);
+    expect(expiry).toBeLessThanOrEqual(after + TTL);
+    expect(server!.credential).toBe(createHmac('sha1', turn.secret).update(server!.username!).digest('base64'));
+  });
+
+  test('coturn accepts the credential a join hands out, and refuses a forged one and an expired one', async () => {
+    const client = nodeClient(node, 'refuse', await tokenFor(node, 'refuse', 'listener', 'checker'));
+    cleanup.push(() => client.close());
+    const [server] = (await client.join()).iceServers;
+
+    // Valid: the very credential the node minted gets allocations and relays messages.
+    const ok = await uclient(turn, server!.username!, server!.credential!);
+    expect(ok.code, ok.output).toBe(0);
+    expect(ok.received, ok.output).toBeGreaterThan(0);
+    await turn.waitForLog(logged(server!.username!, 'ALLOCATE processed, success'));
+
+    // Forged: right shape, live expiry, HMAC under another secret.
+    const forged = turnCredentials('not-the-coturn-secret-at-all', 'forger', TTL);
+    const bad = await uclient(turn, forged.username, forged.credential);
+    expect(bad.code, bad.output).not.toBe(0);
+    expect(bad.output).toContain('Cannot complete Allocation');
+    expect(bad.received).toBe(0);
+    await turn.waitForLog(logged(forged.username, 'message processed, error 401'));
+
+    // Expired: HMAC under the right secret, but the expiry is an hour ago.
+    const expired = turnCredentials(turn.secret, 'late', TTL, Date.now() - 3600_000);
+    expect(Number(expired.username.split(':')[0])).toBeLessThan(Date.now() / 1000);
+    const old = await uclient(turn, expired.username, expired.credential);
+    expect(old.code, old.output).not.toBe(0);
+    expect(old.output).toContain('Cannot complete Allocation');
+    expect(old.received).toBe(0);
+    await turn.waitForLog(logged(expired.username, 'message processed, error 401'));
+  });
+});
