@@ -1,0 +1,499 @@
+/**
+ * Broadcast capacity benchmark: one speaker, N receive-only listeners, all real SDK clients on
+ * Node WebRTC, against a Chorus node running in its own process so its CPU is measured apart
+ * from the load generator's.
+ *
+ *   npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR]
+ *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
+ *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE]
+ *
+ * Prints one JSON line to stdout (progress goes to stderr), appends the run to
+ * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, setPriority } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BroadcasterProcConfig, ChildToParent, ListenerProcConfig, ListenerResult, ParentToChild } from './lib/messages.js';
+import { renderHtml, type RunRecord } from './lib/report.js';
+import { TreeSampler, allStats, busiestThreads, machineUsagePct, round, threadTicks, tree, usage } from './lib/procstat.js';
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(benchDir, '..');
+
+const { values: args } = parseArgs({
+  options: {
+    listeners: { type: 'string' },
+    procs: { type: 'string' },
+    duration: { type: 'string', default: '20' },
+    out: { type: 'string', default: 'bench/results' },
+    workers: { type: 'string', default: '2' },
+    stagger: { type: 'string', default: '20' },
+    'join-timeout': { type: 'string', default: '30000' },
+    threshold: { type: 'string', default: '0.05' },
+    settle: { type: 'string', default: '3' },
+    'keep-sinks': { type: 'boolean', default: false },
+    'max-consumers-per-worker': { type: 'string' },
+    'broadcaster-nice': { type: 'string', default: '-5' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE]';
+if (args.help || !args.listeners) {
+  process.stderr.write(`${usageText}\n`);
+  process.exit(args.help ? 0 : 2);
+}
+
+function int(name: string, value: string | undefined, min: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    process.stderr.write(`--${name} must be an integer >= ${min}\n${usageText}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const N = int('listeners', args.listeners, 1);
+const K = Math.min(N, args.procs ? int('procs', args.procs, 1) : Math.max(1, Math.ceil(N / 100)));
+const durationS = int('duration', args.duration, 1);
+const workers = int('workers', args.workers, 1);
+const staggerMs = int('stagger', args.stagger, 0);
+const joinTimeoutMs = int('join-timeout', args['join-timeout'], 1000);
+const settleS = int('settle', args.settle, 0);
+const rmsThreshold = Number(args.threshold);
+const broadcasterNice = Number(args['broadcaster-nice']);
+const outDir = resolve(process.cwd(), args.out);
+const argv = process.argv.slice(2).join(' ');
+const command = process.env['npm_lifecycle_event'] === 'bench:broadcast' ? `npm run bench:broadcast -- ${argv}` : `tsx bench/broadcast.ts ${argv}`;
+
+function gitCommit(): string | undefined {
+  if (process.env['CHORUS_BENCH_COMMIT']) return process.env['CHORUS_BENCH_COMMIT'];
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+const secret = `chorus-bench-${randomBytes(24).toString('hex')}`;
+const roomId = `bench-${randomBytes(4).toString('hex')}`;
+
+const log = (message: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** A forked load-generator child: messages queued by type, failure if it dies unexpectedly. */
+class Child {
+  readonly #queues = new Map<string, ChildToParent[]>();
+  readonly #waiters = new Map<string, (m: ChildToParent) => void>();
+  exitCode: number | null | undefined;
+  readonly exited: Promise<void>;
+  #expectExit = false;
+  #onDeath: ((error: Error) => void) | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+    onMessage: (m: ChildToParent) => void = () => undefined,
+  ) {
+    proc.on('message', (m: ChildToParent) => {
+      if (m.type === 'log') return log(`${name}: ${m.message}`);
+      if (m.type === 'progress') return onMessage(m);
+      const waiter = this.#waiters.get(m.type);
+      if (waiter) {
+        this.#waiters.delete(m.type);
+        waiter(m);
+      } else {
+        const q = this.#queues.get(m.type) ?? [];
+        q.push(m);
+        this.#queues.set(m.type, q);
+      }
+    });
+    this.exited = new Promise((resolveExit) =>
+      proc.once('exit', (code, signal) => {
+        this.exitCode = code;
+        if (!this.#expectExit) this.#onDeath?.(new Error(`${name} exited unexpectedly (code ${code}, signal ${signal})`));
+        resolveExit();
+      }),
+    );
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  send(message: ParentToChild): void {
+    if (this.proc.connected) this.proc.send(message);
+  }
+
+  next<T extends ChildToParent['type']>(type: T, timeoutMs: number): Promise<Extract<ChildToParent, { type: T }>> {
+    const queued = this.#queues.get(type)?.shift();
+    if (queued) return Promise.resolve(queued as Extract<ChildToParent, { type: T }>);
+    if (this.exitCode !== undefined) return Promise.reject(new Error(`${this.name} has exited`));
+    return new Promise((resolveMessage, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(type);
+        reject(new Error(`${this.name}: no '${type}' within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#onDeath = (error) => {
+        clearTimeout(timer);
+        reject(error);
+      };
+      this.#waiters.set(type, (m) => {
+        clearTimeout(timer);
+        this.#onDeath = undefined;
+        resolveMessage(m as Extract<ChildToParent, { type: T }>);
+      });
+    });
+  }
+
+  /** Asks the child to close politely, then kills it if it has not gone in time. */
+  async stop(graceMs: number): Promise<void> {
+    this.#expectExit = true;
+    if (this.exitCode !== undefined) return;
+    this.send({ type: 'close' });
+    await Promise.race([this.exited, sleep(graceMs)]);
+    if (this.exitCode === undefined) {
+      this.proc.kill('SIGKILL');
+      await Promise.race([this.exited, sleep(2000)]);
+    }
+  }
+}
+
+/**
+ * Renices every thread of a process (Linux nice is per thread; later threads inherit from the
+ * thread that creates them). Best effort: needs root to raise priority.
+ */
+function renice(pid: number, nice: number): boolean {
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) setPriority(Number(tid), nice);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function forkTs(script: string, config: unknown): ChildProcess {
+  return fork(join(benchDir, script), [JSON.stringify(config)], {
+    cwd: repoRoot,
+    execArgv: ['--import', 'tsx'],
+    // Children never write to our stdout: it carries the one JSON line.
+    stdio: ['ignore', 2, 2, 'ipc'],
+  });
+}
+
+// ---- everything we start, so it can all be stopped, even on failure --------------------------
+
+let server: ChildProcess | undefined;
+let serverExited: Promise<void> = Promise.resolve();
+let broadcaster: Child | undefined;
+const listenerProcs: Child[] = [];
+/** Every pid seen in the server's tree (node + mediasoup workers), for the orphan check. */
+const serverPids = new Set<number>();
+let sampleTimer: ReturnType<typeof setInterval> | undefined;
+let cleaning: Promise<void> | undefined;
+
+function rememberServerTree(): void {
+  if (server?.pid) for (const s of tree(server.pid)) serverPids.add(s.pid);
+}
+
+async function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    clearInterval(sampleTimer);
+    await Promise.all([...listenerProcs, ...(broadcaster ? [broadcaster] : [])].map((c) => c.stop(8000)));
+    if (server && server.exitCode === null && server.signalCode === null) {
+      rememberServerTree();
+      log('stopping the node (SIGTERM)');
+      server.kill('SIGTERM');
+      await Promise.race([serverExited, sleep(10_000)]);
+      if (server.exitCode === null && server.signalCode === null) {
+        log('node did not stop in 10 s: SIGKILL');
+        server.kill('SIGKILL');
+        await Promise.race([serverExited, sleep(2000)]);
+      }
+    }
+    // Workers leave when their node's channel closes; give them a moment, then kill any left.
+    let alive = allStats();
+    for (let waited = 0; waited < 5000 && [...serverPids].some((pid) => alive.has(pid)); waited += 100) {
+      await sleep(100);
+      alive = allStats();
+    }
+    const left = [...serverPids].filter((pid) => alive.has(pid));
+    for (const pid of left) {
+      log(`killing leftover ${alive.get(pid)?.comm} ${pid}`);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    const workerPids = [...serverPids].filter((pid) => /mediasoup/.test(alive.get(pid)?.comm ?? ''));
+    log(left.length === 0 ? 'clean shutdown: node and its workers are gone' : `had to kill ${left.length} leftover process(es) (${workerPids.length} worker(s))`);
+  })();
+  return cleaning;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---- the run -----------------------------------------------------------------------------------
+
+async function startServer(): Promise<string> {
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CHORUS_HOST: '127.0.0.1',
+    CHORUS_PORT: String(port),
+    LOG_LEVEL: 'warn',
+    RTC_LISTEN_IP: '127.0.0.1',
+    RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
+    CHORUS_TOKEN_SECRET: secret,
+    MEDIASOUP_WORKERS: String(workers),
+    // Every listener here comes from 127.0.0.1: per-IP abuse limits, meant for one real client
+    // per address, would throttle the load generator, not measure the node. Per-connection,
+    // per-identity and per-room limits stay at their defaults.
+    CHORUS_LIMIT_CONNECTIONS_PER_IP: '1000000',
+    CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: '1000000',
+    CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: '1000000',
+  };
+  if (args['max-consumers-per-worker']) env['CHORUS_MAX_CONSUMERS_PER_WORKER'] = args['max-consumers-per-worker'];
+  // `tsx src/main.ts` minus the tsx CLI's extra wrapper process, plus a guard that stops the
+  // node if this parent dies without cleaning up.
+  server = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(join(benchDir, 'lib/orphanGuard.ts')).href, 'src/main.ts'], {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = server;
+  serverExited = new Promise((r) => proc.once('exit', () => r()));
+  for (const stream of [proc.stdout, proc.stderr]) {
+    stream?.setEncoding('utf8');
+    stream?.on('data', (chunk: string) => {
+      for (const line of chunk.split('\n')) if (line.trim()) process.stderr.write(`[node] ${line}\n`);
+    });
+  }
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the node exited during start (code ${proc.exitCode})`);
+    try {
+      const res = await fetch(`${url}/readyz`);
+      if (res.ok) return url;
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(200);
+  }
+  throw new Error('the node was not ready within 30 s');
+}
+
+async function run(): Promise<void> {
+  const cores = cpus().length;
+  log(`N=${N} listeners over ${K} process(es), ${workers} mediasoup worker(s), stagger ${staggerMs} ms, steady state ${durationS} s`);
+
+  const url = await startServer();
+  rememberServerTree();
+  log(`node ready at ${url} (pid ${server!.pid}, ${serverPids.size - 1} worker(s))`);
+
+  const sampler = new TreeSampler(() => {
+    const roots = new Map<string, number>();
+    if (server?.pid) roots.set('server', server.pid);
+    if (broadcaster) roots.set('broadcaster', broadcaster.pid);
+    listenerProcs.forEach((c, i) => roots.set(`listeners-${i}`, c.pid));
+    return roots;
+  });
+
+  const bcConfig: BroadcasterProcConfig = { url, roomId, secret, frequency: 440 };
+  broadcaster = new Child('broadcaster', forkTs('broadcaster.ts', bcConfig));
+  await broadcaster.next('publishing', 30_000);
+  // The speaker stands for a separate machine: keep our own listeners from starving it.
+  const reniced = broadcasterNice !== 0 && renice(broadcaster.pid, broadcasterNice);
+  log(`broadcaster publishing in room ${roomId}${reniced ? ` (nice ${broadcasterNice})` : ''}`);
+  await sleep(1000);
+
+  let joined = 0;
+  let failed = 0;
+  const firstErrors: string[] = [];
+  const onProgress = (m: ChildToParent): void => {
+    if (m.type !== 'progress') return;
+    if (m.ok) joined++;
+    else {
+      failed++;
+      if (firstErrors.length < 5 && m.error) firstErrors.push(`#${m.index}: ${m.error}`);
+    }
+  };
+  for (let k = 0; k < K; k++) {
+    const indices = Array.from({ length: N }, (_, i) => i).filter((i) => i % K === k);
+    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'] };
+    listenerProcs.push(new Child(`listeners-${k}`, forkTs('listeners.ts', config), onProgress));
+  }
+  await Promise.all(listenerProcs.map((c) => c.next('ready', 60_000)));
+  sampleTimer = setInterval(() => sampler.sample(), 1000);
+  sampler.sample();
+
+  const rampStart = performance.now();
+  const startAt = Date.now() + 200;
+  for (const c of listenerProcs) c.send({ type: 'start', startAt });
+  log(`ramping up: ${N} listeners over ~${((N * staggerMs) / 1000).toFixed(1)} s`);
+  const progress = setInterval(() => log(`joined ${joined}/${N}${failed ? `, failed ${failed}` : ''}`), 2000);
+  try {
+    await Promise.all(listenerProcs.map((c) => c.next('ramped', N * staggerMs + joinTimeoutMs + 60_000)));
+  } finally {
+    clearInterval(progress);
+  }
+  sampler.sample();
+  const rampEnd = performance.now();
+  log(`ramp done in ${((rampEnd - rampStart) / 1000).toFixed(1)} s: ${joined} joined, ${failed} failed`);
+  for (const e of firstErrors) log(`  failure ${e}`);
+
+  if (settleS > 0) await sleep(settleS * 1000);
+  listenerProcs.forEach((c) => c.send({ type: 'baseline' }));
+  broadcaster.send({ type: 'baseline' });
+  await Promise.all(listenerProcs.map((c) => c.next('baselined', 30_000)));
+  const sentBefore = await broadcaster.next('sent', 30_000);
+  sampler.sample();
+  const windowStart = performance.now();
+  const threadPids = (): number[] => listenerProcs.map((c) => c.pid);
+  const threadsBefore = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
+  log(`steady state: measuring for ${durationS} s`);
+  await sleep(durationS * 1000);
+  sampler.sample();
+  const windowEnd = performance.now();
+  const threadsAfter = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
+  listenerProcs.forEach((c) => c.send({ type: 'finish' }));
+  broadcaster.send({ type: 'finish' });
+  const sentAfter = await broadcaster.next('sent', 30_000);
+  const reports = await Promise.all(listenerProcs.map((c) => c.next('report', 60_000)));
+  clearInterval(sampleTimer);
+  rememberServerTree();
+
+  // ---- figures ----
+  const results: ListenerResult[] = reports.flatMap((r) => r.results).sort((a, b) => a.index - b.index);
+  const ok = results.filter((r) => r.ok);
+  const joinTimes = ok.map((r) => r.joinMs!).filter((v) => Number.isFinite(v));
+  const dropped = ok.filter((r) => r.dropped).length;
+  const withStats = ok.filter((r) => r.packetsReceived !== undefined);
+  const received = withStats.reduce((s, r) => s + (r.packetsReceived ?? 0), 0);
+  const lost = withStats.reduce((s, r) => s + Math.max(0, r.packetsLost ?? 0), 0);
+  const jitters = withStats.map((r) => r.jitterMs ?? 0);
+
+  const win = sampler.window(windowStart - 1, windowEnd + 1);
+  const srv = usage(win, 'server');
+  const bc = usage(win, 'broadcaster');
+  const lg = listenerProcs.map((_, i) => usage(win, `listeners-${i}`));
+  const loadgenCpu = round(bc.cpuPct + lg.reduce((s, u) => s + u.cpuPct, 0), 1);
+  const loadgenRss = round(bc.rssMiB + lg.reduce((s, u) => s + u.rssMiB, 0), 1);
+  const ramp = sampler.window(rampStart - 1100, rampEnd + 1);
+  const serverCpuCores = round(srv.cpuPct / 100, 3);
+  const windowS = (windowEnd - windowStart) / 1000;
+  const sent = sentAfter.packetsSent - sentBefore.packetsSent;
+  const receivedPps = received / windowS;
+  const phase = (p: 'joined' | 'track' | 'audible'): number => percentile(ok.map((r) => r.phases[p] ?? 0), 50);
+
+  const summary = {
+    listeners: N,
+    procs: K,
+    workers,
+    joined: ok.length,
+    failed: N - ok.length + dropped,
+    joinMs: { p50: percentile(joinTimes, 50), p95: percentile(joinTimes, 95), p99: percentile(joinTimes, 99), max: percentile(joinTimes, 100) },
+    lossPct: received + lost > 0 ? round((lost / (received + lost)) * 100, 3) : 0,
+    jitterMs: { p50: round(percentile(jitters, 50), 2), p95: round(percentile(jitters, 95), 2) },
+    serverCpuPct: srv.cpuPct,
+    serverCpuCores,
+    serverRssMiB: srv.rssMiB,
+    loadgenCpuPct: loadgenCpu,
+    loadgenRssMiB: loadgenRss,
+    listenersPerServerCore: serverCpuCores > 0 ? Math.round(ok.length / serverCpuCores) : null,
+    cpuPerListenerPctOfCore: ok.length > 0 ? round(srv.cpuPct / ok.length, 3) : null,
+    machine: { cpus: cores, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    command,
+    // Beyond the asked-for fields: what explains the numbers.
+    ts: new Date().toISOString(),
+    commit: gitCommit(),
+    durationS: round(windowS, 1),
+    staggerMs,
+    failures: {
+      joinFailed: N - ok.length,
+      droppedInWindow: dropped,
+      examples: results.filter((r) => !r.ok || r.dropped).slice(0, 3).map((r) => `#${r.index}: ${r.error ?? 'dropped during steady state'}`),
+    },
+    joinPhasesP50Ms: { signaledAndTransport: phase('joined'), track: phase('track'), audible: phase('audible') },
+    packets: {
+      received,
+      lost,
+      /** Broadcaster's outbound-rtp packets over the window, per second (50/s for 20 ms Opus). */
+      sentPerSec: round(sent / windowS, 1),
+      receivedPerListenerPerSec: withStats.length ? round(received / withStats.length / windowS, 1) : 0,
+      /** Received by listeners ÷ (sent × listeners): below 100 with no loss means late, not lost. */
+      deliveredPct: sent > 0 && withStats.length ? round((received / (sent * withStats.length)) * 100, 1) : 0,
+      /** Tone frames the broadcaster's clock had to drop because its process ran too late. */
+      sourceFramesSkipped: sentAfter.framesSkipped,
+    },
+    serverCpuPctPerKpps: receivedPps > 0 ? round(srv.cpuPct / (receivedPps / 1000), 2) : null,
+    serverProcs: srv.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct, rssMiB: p.rssMiB })),
+    loadgenProcsCpuPct: { broadcaster: bc.cpuPct, listeners: lg.map((u) => u.cpuPct) },
+    /** Busiest thread of each listener process: one saturated libwebrtc thread caps a process. */
+    loadgenBusiestThread: listenerProcs.map((c) => busiestThreads(threadsBefore.get(c.pid) ?? new Map(), threadsAfter.get(c.pid) ?? new Map(), windowS, 1)[0]),
+    machineCpuPct: machineUsagePct(win, cores),
+    ramp: { seconds: round((rampEnd - rampStart) / 1000, 1), serverCpuPct: usage(ramp, 'server').cpuPct, machineCpuPct: machineUsagePct(ramp, cores) },
+  };
+
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+
+  mkdirSync(outDir, { recursive: true });
+  const record: RunRecord = { ...summary, joinTimesMs: joinTimes };
+  appendFileSync(join(outDir, 'results.jsonl'), `${JSON.stringify(record)}\n`);
+  writeFileSync(join(outDir, `run-${summary.ts.replace(/[:.]/g, '-')}-n${N}.json`), `${JSON.stringify({ summary, listeners: results }, null, 1)}\n`);
+  const runs = readFileSync(join(outDir, 'results.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as RunRecord];
+      } catch {
+        return [];
+      }
+    });
+  writeFileSync(join(outDir, 'broadcast.html'), renderHtml(runs));
+  log(`wrote ${join(outDir, 'results.jsonl')} and ${join(outDir, 'broadcast.html')} (${runs.length} run(s))`);
+}
+
+let exitCode = 0;
+try {
+  await run();
+} catch (error) {
+  log(`FAILED: ${error instanceof Error ? error.message : String(error)}`);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);

@@ -1,0 +1,102 @@
+/**
+ * The broadcast benchmark's speaker, in its own process so its WebRTC work is billed to the load
+ * generator and not to the parent or the server: joins as broadcaster with the SDK on Node
+ * WebRTC and publishes a sine tone. Started by bench/broadcast.ts over IPC.
+ *
+ * The tone is fed by the clock, not by one frame per timer tick: on a busy machine timers fire
+ * late, and a source that pushes one 10 ms frame per tick would send fewer packets than real
+ * time, which looks like a lighter load rather than a worse one. Late frames are pushed in a
+ * catch-up burst (at most 200 ms of audio; more than that is skipped and counted).
+ */
+import wrtc from '@roamhq/wrtc';
+import { TokenService } from '../src/auth/tokens.js';
+import { ChorusClient } from '../src/client/chorusClient.js';
+import { webrtcHandlerFactory } from '../test/support/nodePeer.js';
+import type { BroadcasterProcConfig, ChildToParent, ParentToChild } from './lib/messages.js';
+
+const config = JSON.parse(process.argv[2] ?? '{}') as BroadcasterProcConfig;
+if (!config.url) throw new Error('broadcaster.ts is started by bench/broadcast.ts');
+const send = (message: ChildToParent): void => {
+  if (process.connected) process.send?.(message);
+};
+process.on('disconnect', () => process.exit(1));
+
+const SAMPLE_RATE = 48000;
+const FRAME = SAMPLE_RATE / 100;
+const MAX_BURST = 20;
+
+function clockedTone(frequency: number, amplitude: number) {
+  const source = new wrtc.nonstandard.RTCAudioSource();
+  const track = source.createTrack();
+  const samples = new Int16Array(FRAME);
+  const step = (2 * Math.PI * frequency) / SAMPLE_RATE;
+  let phase = 0;
+  const stats = { pushed: 0, skipped: 0 };
+  const start = performance.now();
+  const push = (): void => {
+    for (let i = 0; i < FRAME; i++) {
+      samples[i] = Math.round(Math.sin(phase) * amplitude * 32767);
+      phase += step;
+    }
+    source.onData({ samples, sampleRate: SAMPLE_RATE, bitsPerSample: 16, channelCount: 1, numberOfFrames: FRAME });
+    stats.pushed++;
+  };
+  const timer = setInterval(() => {
+    const due = Math.floor((performance.now() - start) / 10);
+    let behind = due - stats.pushed - stats.skipped;
+    if (behind > MAX_BURST) {
+      stats.skipped += behind - MAX_BURST;
+      behind = MAX_BURST;
+    }
+    for (let i = 0; i < behind; i++) push();
+  }, 10);
+  return {
+    track: track as unknown as MediaStreamTrack,
+    stats,
+    stop(): void {
+      clearInterval(timer);
+      track.stop();
+    },
+  };
+}
+
+const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
+const token = await tokens.mint({ room: config.roomId, identity: 'bench-broadcaster', role: 'broadcaster' });
+const tone = clockedTone(config.frequency, 0.5);
+const client = new ChorusClient({
+  url: config.url,
+  roomId: config.roomId,
+  token,
+  handlerFactory: webrtcHandlerFactory(),
+  socket: { transports: ['websocket'] },
+});
+client.on('error', (error) => send({ type: 'log', message: `broadcaster error: ${error.code} ${error.message}` }));
+client.on('transport', (state) => {
+  if (state !== 'connected' && state !== 'connecting' && state !== 'new') send({ type: 'log', message: `broadcaster transport ${state}` });
+});
+
+async function packetsSent(): Promise<number> {
+  const transport = client.transport;
+  if (!transport || transport.closed) return 0;
+  const report = (await transport.getStats()) as Map<string, Record<string, unknown>>;
+  let sent = 0;
+  for (const stat of report.values()) if (stat['type'] === 'outbound-rtp') sent += Number(stat['packetsSent'] ?? 0);
+  return sent;
+}
+
+process.on('message', (message: ParentToChild) => {
+  if (message.type === 'baseline' || message.type === 'finish') {
+    void packetsSent()
+      .catch(() => 0)
+      .then((sent) => send({ type: 'sent', packetsSent: sent, framesPushed: tone.stats.pushed, framesSkipped: tone.stats.skipped }));
+    return;
+  }
+  if (message.type !== 'close') return;
+  setTimeout(() => process.exit(0), 3000).unref();
+  tone.stop();
+  void client.close().finally(() => process.exit(0));
+});
+
+await client.join();
+await client.publish(tone.track);
+send({ type: 'publishing' });

@@ -1,0 +1,59 @@
+/** What the benchmark parent and its load-generator children say to each other over IPC. */
+
+/** Handed to a listener process as its single argument (JSON). */
+export interface ListenerProcConfig {
+  proc: number;
+  url: string;
+  roomId: string;
+  /** HS256 secret the node was started with: each listener mints its own token. */
+  secret: string;
+  /** Global listener indices this process runs. */
+  indices: number[];
+  /** Listener i starts at startAt + i * staggerMs (startAt arrives with the 'start' message). */
+  staggerMs: number;
+  /** RMS (0..1) a decoded frame must exceed to count as "hearing the broadcast". */
+  rmsThreshold: number;
+  joinTimeoutMs: number;
+  /** Keep decoding audio through the steady state (costs load-generator CPU) or stop at first sound. */
+  keepSinks: boolean;
+}
+
+export interface BroadcasterProcConfig {
+  url: string;
+  roomId: string;
+  secret: string;
+  frequency: number;
+}
+
+export type JoinPhase = 'joined' | 'track' | 'audible';
+
+export interface ListenerResult {
+  index: number;
+  ok: boolean;
+  /** Why it failed, if it did. */
+  error?: string;
+  /** Token minting to first audible frame. */
+  joinMs?: number;
+  /** Token minting to each step: SDK joined (transport made), track arrived, first audible frame. */
+  phases: Partial<Record<JoinPhase, number>>;
+  /** Over the steady-state window, from inbound-rtp. */
+  packetsReceived?: number;
+  packetsLost?: number;
+  /** inbound-rtp jitter at the end of the window, ms. */
+  jitterMs?: number;
+  /** Lost its track or transport during the steady-state window. */
+  dropped?: boolean;
+}
+
+export type ParentToChild = { type: 'start'; startAt: number } | { type: 'baseline' } | { type: 'finish' } | { type: 'close' };
+
+export type ChildToParent =
+  | { type: 'progress'; index: number; ok: boolean; joinMs?: number; error?: string }
+  | { type: 'ready' }
+  | { type: 'ramped' }
+  | { type: 'baselined' }
+  | { type: 'report'; results: ListenerResult[] }
+  | { type: 'publishing' }
+  /** Broadcaster: outbound-rtp packetsSent so far and 10 ms frames fed to the track so far. */
+  | { type: 'sent'; packetsSent: number; framesPushed: number; framesSkipped: number }
+  | { type: 'log'; message: string };
