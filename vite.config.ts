@@ -1,0 +1,34 @@
+/**
+ * Builds the browser pages (src/web) into dist/web, which the node serves. `npm run build:web`
+ * builds; `npx vite` serves the pages with hot reload and forwards the API and signaling to a
+ * node running on CHORUS_DEV_TARGET (default http://127.0.0.1:3000).
+ */
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vite';
+
+const root = fileURLToPath(new URL('./src/web', import.meta.url));
+const page = (name: string): string => fileURLToPath(new URL(`./src/web/${name}.html`, import.meta.url));
+const target = process.env['CHORUS_DEV_TARGET'] ?? 'http://127.0.0.1:3000';
+
+export default defineConfig({
+  root,
+  base: '/',
+  // The pages are served by the node; nothing in public/ and no env files to read.
+  publicDir: false,
+  envDir: false,
+  build: {
+    outDir: fileURLToPath(new URL('./dist/web', import.meta.url)),
+    emptyOutDir: true,
+    target: 'es2022',
+    sourcemap: true,
+    rolldownOptions: {
+      input: { index: page('index'), broadcast: page('broadcast'), listen: page('listen') },
+    },
+  },
+  server: {
+    proxy: {
+      '/api': target,
+      '/socket.io': { target, ws: true },
+    },
+  },
+});
