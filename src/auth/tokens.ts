@@ -60,6 +60,8 @@ const claims = z.object({
   iat: z.number(),
   exp: z.number(),
   typ: z.literal('resume').optional(),
+  /** Issue time in ms: `iat` has whole seconds, too coarse to order a token against a kick. */
+  ims: z.number().optional(),
 });
 
 export const grantSchema = z.strictObject({
@@ -126,7 +128,9 @@ export class TokenService {
     if (grant.name !== undefined) payload['name'] = grant.name;
     if (grant.grants && Object.keys(grant.grants).length > 0) payload['grants'] = grant.grants;
     if (options.resume) payload['typ'] = 'resume';
-    const nowSeconds = Math.floor(Date.now() / 1000);
+    const nowMs = Date.now();
+    payload['ims'] = nowMs;
+    const nowSeconds = Math.floor(nowMs / 1000);
     const token = await new SignJWT(payload)
       .setProtectedHeader({ alg: ALGORITHM, kid: keyId })
       .setIssuer(ISSUER)
@@ -175,7 +179,7 @@ export class TokenService {
       grants,
       tokenId: c.jti,
       keyId,
-      issuedAtMs: c.iat * 1000,
+      issuedAtMs: c.ims !== undefined && Math.abs(c.ims - c.iat * 1000) < 1000 ? c.ims : c.iat * 1000,
       expiresAtMs: c.exp * 1000,
       resume: c.typ === 'resume',
     };

@@ -1,0 +1,310 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { io } from 'socket.io-client';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import type { AuditEvent } from '../../src/observability/audit.js';
+import { toneTrack } from '../support/nodePeer.js';
+import { joinListener } from '../support/listener.js';
+import { RawSocket } from '../support/rawSocket.js';
+import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+
+const run = promisify(execFile);
+const KEY = { id: 'test', secret: 't'.repeat(40) };
+const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+
+let node: ChorusNode;
+const audit: AuditEvent[] = [];
+const cleanup: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  node = await startTestNode();
+  node.audit.on('event', (e) => audit.push(e));
+});
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await until(() => node.rooms.rooms.size === 0, 5000, 'rooms to close');
+});
+afterAll(async () => {
+  await node?.close();
+});
+
+async function raw(n: ChorusNode = node): Promise<RawSocket> {
+  const s = await RawSocket.connect(n);
+  cleanup.push(() => s.close());
+  return s;
+}
+
+async function broadcasting(roomId: string) {
+  const tone = toneTrack(1000);
+  const client = nodeClient(node, roomId, await tokenFor(node, roomId, 'broadcaster', `b-${roomId}`));
+  await client.join();
+  await client.publish(tone.track);
+  cleanup.push(() => tone.stop());
+  cleanup.push(() => client.close());
+  return client;
+}
+
+describe('tokens', () => {
+  test('POST /api/tokens mints for a valid key and refuses a wrong secret, an unknown key and no credentials', async () => {
+    const body = JSON.stringify({ room: 'minted', identity: 'amina', role: 'listener', ttlSeconds: 120 });
+    const post = (authorization?: string) =>
+      fetch(`${node.url}/api/tokens`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) } });
+    const ok = await post(basic(KEY.id, KEY.secret));
+    expect(ok.status).toBe(201);
+    const { token, tokenId, expiresAt } = (await ok.json()) as { token: string; tokenId: string; expiresAt: string };
+    const verified = await node.tokens.verify(token);
+    expect(verified).toMatchObject({ room: 'minted', identity: 'amina', role: 'listener', keyId: 'test', tokenId });
+    expect(Date.parse(expiresAt) - Date.now()).toBeGreaterThan(100_000);
+    expect(audit.some((e) => e.type === 'token.minted' && e.tokenId === tokenId && e.via === 'http')).toBe(true);
+    for (const bad of [basic(KEY.id, 'wrong'.repeat(8)), basic('nokey', KEY.secret), undefined]) {
+      const refused = await post(bad);
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
+    }
+    const invalid = await fetch(`${node.url}/api/tokens`, {
+      method: 'POST',
+      body: JSON.stringify({ room: 'x', identity: 'y', role: 'god' }),
+      headers: { 'content-type': 'application/json', authorization: basic(KEY.id, KEY.secret) },
+    });
+    expect(invalid.status).toBe(400);
+    const reusableBroadcaster = await fetch(`${node.url}/api/tokens`, {
+      method: 'POST',
+      body: JSON.stringify({ room: 'x', identity: 'y', role: 'broadcaster', grants: { reusable: true } }),
+      headers: { 'content-type': 'application/json', authorization: basic(KEY.id, KEY.secret) },
+    });
+    expect(reusableBroadcaster.status).toBe(400);
+  });
+
+  test('the CLI mints tokens the node accepts, with the configured key', async () => {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'cli', '--role', 'moderator', '--identity', 'ops', '--ttl', '60'], {
+      env: { ...process.env, CHORUS_API_KEYS: `${KEY.id}:${KEY.secret}` },
+    });
+    expect(await node.tokens.verify(stdout.trim())).toMatchObject({ room: 'cli', identity: 'ops', role: 'moderator', keyId: 'test' });
+    await expect(run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'cli'])).rejects.toMatchObject({ code: 2 });
+  });
+
+  test('rotation: tokens of every configured key are accepted, new ones are signed with the first', async () => {
+    const n = await startTestNode({ CHORUS_API_KEYS: `new:${'n'.repeat(32)},old:${'o'.repeat(32)}` });
+    cleanup.push(() => n.close());
+    const { TokenService } = await import('../../src/auth/tokens.js');
+    const { ApiKeyring } = await import('../../src/auth/apiKeys.js');
+    const oldOnly = new TokenService(new ApiKeyring([{ id: 'old', secret: 'o'.repeat(32) }]), 60);
+    const s = await raw(n);
+    await s.ok('join', { roomId: 'rot', token: await oldOnly.mint({ room: 'rot', identity: 'a', role: 'listener' }) });
+    expect((await n.tokens.verify(await n.tokens.mint({ room: 'r', identity: 'b', role: 'listener' }))).keyId).toBe('new');
+  });
+
+  test('a join token works once; a reusable listener link works many times with distinct identities', async () => {
+    const token = await tokenFor(node, 'once', 'listener', 'zaid');
+    const first = await raw();
+    await first.ok('join', { roomId: 'once', token });
+    const second = await raw();
+    expect(await second.code('join', { roomId: 'once', token })).toBe('TOKEN_USED');
+    const link = await node.tokens.mint({ room: 'once', identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
+    const identities = new Set<unknown>();
+    for (let i = 0; i < 3; i++) identities.add((await (await raw()).ok('join', { roomId: 'once', token: link }))['identity']);
+    expect(identities.size).toBe(3);
+    expect(audit.some((e) => e.type === 'join.refused' && e.code === 'TOKEN_USED' && e.identity === 'zaid')).toBe(true);
+  });
+});
+
+describe('roles and moderation', () => {
+  test('a moderator mutes the broadcaster (who cannot unmute), kicks a listener (whose old tokens stop working) and ends the room', async () => {
+    const broadcaster = await broadcasting('mod');
+    const muted: boolean[] = [];
+    broadcaster.on('muted', (m) => muted.push(m));
+    const listener = await joinListener(node, 'mod');
+    cleanup.push(() => listener.close());
+    await listener.hears(1000);
+    const spare = await tokenFor(node, 'mod', 'listener', 'troll');
+    const trollClient = nodeClient(node, 'mod', await tokenFor(node, 'mod', 'listener', 'troll'));
+    const trollErrors: string[] = [];
+    trollClient.on('error', (e) => trollErrors.push(e.code));
+    await trollClient.join();
+    cleanup.push(() => trollClient.close());
+
+    const mod = await raw();
+    await mod.ok('join', { roomId: 'mod', token: await tokenFor(node, 'mod', 'moderator', 'sheikh') });
+    const peers = (await mod.ok('listPeers', {}))['peers'] as Array<{ peerId: string; identity: string; role: string }>;
+    const broadcasterPeer = peers.find((p) => p.role === 'broadcaster')!;
+    const troll = peers.find((p) => p.identity === 'troll')!;
+
+    await mod.ok('moderate', { action: 'mute', peerId: broadcasterPeer.peerId });
+    await until(() => listener.client.broadcast.paused && muted.includes(true), 5000, 'mute to reach everyone');
+    await expect(broadcaster.setPaused(false)).rejects.toMatchObject({ code: 'MUTED' });
+    await mod.ok('moderate', { action: 'unmute', peerId: broadcasterPeer.peerId });
+    await broadcaster.setPaused(false);
+    await listener.hears(1000);
+
+    await mod.ok('moderate', { action: 'kick', peerId: troll.peerId });
+    await until(() => trollErrors.includes('KICKED') && trollClient.state === 'closed', 5000, 'troll to be kicked');
+    expect(await (await raw()).code('join', { roomId: 'mod', token: spare })).toBe('KICKED');
+    // A token minted after the kick is the operator's decision to let them back.
+    await (await raw()).ok('join', { roomId: 'mod', token: await tokenFor(node, 'mod', 'listener', 'troll') });
+
+    const preEnd = await tokenFor(node, 'mod', 'listener', 'late');
+    await mod.ok('moderate', { action: 'end' });
+    await until(() => listener.client.state === 'closed', 5000, 'listener to be told the room ended');
+    expect(await (await raw()).code('join', { roomId: 'mod', token: preEnd })).toBe('ROOM_ENDED');
+    const actions = audit.filter((e) => e.type === 'moderator.action').map((e) => (e as { action: string }).action);
+    expect(actions).toEqual(expect.arrayContaining(['mute', 'kick', 'end']));
+  });
+
+  test('listeners and broadcasters cannot moderate; a moderator cannot publish', async () => {
+    await broadcasting('nomod');
+    const l = await raw();
+    await l.ok('join', { roomId: 'nomod', token: await tokenFor(node, 'nomod', 'listener') });
+    expect(await l.code('listPeers', {})).toBe('FORBIDDEN_ROLE');
+    expect(await l.code('moderate', { action: 'end' })).toBe('FORBIDDEN_ROLE');
+    const m = await raw();
+    await m.ok('join', { roomId: 'nomod', token: await tokenFor(node, 'nomod', 'moderator') });
+    expect(await m.code('createTransport', { direction: 'send' })).toBe('FORBIDDEN_ROLE');
+    expect(await m.code('moderate', { action: 'kick', peerId: 'nobody' })).toBe('NOT_FOUND');
+    const host = await raw();
+    expect(await host.code('join', { roomId: 'nomod', token: await tokenFor(node, 'nomod', 'host') })).toBe('FORBIDDEN_ROLE');
+  });
+
+  test('a broadcaster token with the replace grant takes over the seat; the old broadcaster is told', async () => {
+    const first = await broadcasting('swap');
+    const firstErrors: string[] = [];
+    first.on('error', (e) => firstErrors.push(e.code));
+    const listener = await joinListener(node, 'swap');
+    cleanup.push(() => listener.close());
+    await listener.hears(1000);
+    const tone = toneTrack(600);
+    cleanup.push(() => tone.stop());
+    const second = nodeClient(node, 'swap', await node.tokens.mint({ room: 'swap', identity: 'relief', role: 'broadcaster', grants: { replace: true } }));
+    cleanup.push(() => second.close());
+    await second.join();
+    await second.publish(tone.track);
+    await until(() => firstErrors.includes('KICKED'), 5000, 'old broadcaster to be told');
+    await listener.hears(600);
+  });
+
+  test('a token limited to video cannot publish audio', async () => {
+    const s = await raw();
+    await s.ok('join', { roomId: 'grant', token: await node.tokens.mint({ room: 'grant', identity: 'b', role: 'broadcaster', grants: { publish: ['video'] } }) });
+    const t = await s.ok('createTransport', { direction: 'send' });
+    const rtpParameters = { codecs: [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }], encodings: [{ ssrc: 1 }] };
+    expect(await s.code('produce', { transportId: t['id'], kind: 'audio', rtpParameters })).toBe('FORBIDDEN_ROLE');
+  });
+});
+
+describe('rate limits and quotas', () => {
+  test('signaling: a connection over its message rate gets LIMIT_REACHED with a retry delay; others are unaffected', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5' });
+    cleanup.push(() => n.close());
+    const noisy = await raw(n);
+    const replies = await Promise.all(Array.from({ length: 12 }, () => noisy.call('getRouterRtpCapabilities', {})));
+    const limited = replies.filter((r) => r.error?.code === 'LIMIT_REACHED');
+    expect(limited.length).toBeGreaterThanOrEqual(7);
+    expect(limited[0]!.error).toMatchObject({ retryable: true });
+    expect((limited[0]!.error as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
+    const quiet = await raw(n);
+    expect(await quiet.code('getRouterRtpCapabilities', {})).toBe('NOT_JOINED');
+    expect(audit.some((e) => e.type === 'limit.exceeded' && e.limit === 'messagesPerConnection')).toBe(false); // other node's audit
+    expect(n.audit).not.toBe(node.audit);
+  });
+
+  test('HTTP: over the per-IP rate answers 429 with Retry-After', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: '3' });
+    cleanup.push(() => n.close());
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`${n.url}/healthz`);
+      statuses.push(r.status);
+      if (r.status === 429) retryAfter = r.headers.get('retry-after');
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    expect(Number(retryAfter)).toBeGreaterThan(0);
+  });
+
+  test('connections per IP: the one over the limit is refused at the handshake with LIMIT_REACHED', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_CONNECTIONS_PER_IP: '2' });
+    cleanup.push(() => n.close());
+    await raw(n);
+    await raw(n);
+    const third = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+    cleanup.push(() => third.close());
+    const error = await new Promise<{ message: string; data?: { code: string } }>((resolve) => third.once('connect_error', resolve));
+    expect(error.data?.code).toBe('LIMIT_REACHED');
+    expect(n.limits.connectionsFrom('127.0.0.1')).toBe(2);
+  });
+
+  test('joins per room per second, and rooms per API key', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: '2', CHORUS_LIMIT_ROOMS_PER_API_KEY: '1' });
+    cleanup.push(() => n.close());
+    const codes: Array<string | undefined> = [];
+    for (let i = 0; i < 3; i++) codes.push(await (await raw(n)).code('join', { roomId: 'busy', token: await tokenFor(n, 'busy', 'listener') }));
+    expect(codes).toEqual([undefined, undefined, 'LIMIT_REACHED']);
+    expect(await (await raw(n)).code('join', { roomId: 'second', token: await tokenFor(n, 'second', 'listener') })).toBe('LIMIT_REACHED');
+  });
+});
+
+describe('HTTP hardening', () => {
+  test('security headers are set and errors carry no stack', async () => {
+    const r = await fetch(`${node.url}/healthz`);
+    expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(r.headers.get('content-security-policy')).toContain("default-src 'self'");
+    expect(r.headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
+    const bad = await fetch(`${node.url}/api/tokens`, { method: 'POST', body: '{"broken', headers: { 'content-type': 'application/json', authorization: basic(KEY.id, KEY.secret) } });
+    expect(bad.status).toBe(400);
+    const text = await bad.text();
+    expect(text).not.toMatch(/at .*\.(ts|js):\d+/);
+    expect(JSON.parse(text)).toMatchObject({ error: { code: 'BAD_REQUEST' } });
+  });
+
+  test('CORS allow-list applies to the API and to the signaling handshake', async () => {
+    const n = await startTestNode({ CHORUS_CORS_ORIGINS: 'https://masjid.example' });
+    cleanup.push(() => n.close());
+    const allowed = await fetch(`${n.url}/api/config`, { headers: { origin: 'https://masjid.example' } });
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://masjid.example');
+    const other = await fetch(`${n.url}/api/config`, { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    const refused = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: 'https://evil.example' } });
+    cleanup.push(() => refused.close());
+    await new Promise((resolve) => refused.once('connect_error', resolve));
+    const welcome = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: 'https://masjid.example' } });
+    cleanup.push(() => welcome.close());
+    await new Promise<void>((resolve) => welcome.once('connect', () => resolve()));
+  });
+
+  test('TLS: with a certificate and key the node serves HTTPS itself', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chorus-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    const n = await startTestNode({ CHORUS_TLS_CERT: cert, CHORUS_TLS_KEY: key });
+    cleanup.push(() => n.close());
+    expect(n.url.startsWith('https://')).toBe(true);
+    const body = await new Promise<string>((resolve, reject) => {
+      httpsRequest(`${n.url}/healthz`, { ca: readFileSync(cert) }, (res) => {
+        let data = '';
+        res.on('data', (c: Buffer) => (data += c.toString()));
+        res.on('end', () => resolve(`${res.statusCode} ${res.headers['strict-transport-security'] ? 'hsts ' : ''}${data}`));
+      }).on('error', reject).end();
+    });
+    expect(body).toBe('200 hsts {"status":"ok"}');
+  });
+});
+
+describe('audit', () => {
+  test('join refusals carry their reason; broadcasts record start and stop', async () => {
+    const before = audit.length;
+    const s = await raw();
+    await s.code('join', { roomId: 'aud', token: await tokenFor(node, 'elsewhere', 'listener', 'lost') });
+    const client = await broadcasting('aud');
+    await client.unpublish();
+    await until(() => audit.slice(before).some((e) => e.type === 'broadcast.stopped'), 5000, 'broadcast.stopped');
+    const types = audit.slice(before).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['join.refused', 'join.accepted', 'broadcast.started', 'broadcast.stopped']));
+    expect(audit.slice(before).find((e) => e.type === 'join.refused')).toMatchObject({ code: 'TOKEN_WRONG_ROOM', identity: 'lost' });
+    expect(audit.slice(before).find((e) => e.type === 'broadcast.stopped')).toMatchObject({ room: 'aud', reason: 'stopped' });
+  });
+});
