@@ -324,7 +324,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (iceRestarted) return this.#restart();
       iceRestarted = true;
       request(this.#socket, 'restartIce', { transportId: transport.id })
-        .then(({ iceParameters }) => transport.restartIce({ iceParameters: iceParameters as types.IceParameters }))
+        .then(async ({ iceParameters, iceServers }) => {
+          if (iceServers.length > 0) await transport.updateIceServers({ iceServers: iceServers as RTCIceServer[] });
+          await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
+        })
         .catch(() => this.#restart());
     });
   }

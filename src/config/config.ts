@@ -83,7 +83,11 @@ const envSchema = z
     TURN_URLS: z.string().optional(),
     /** coturn's static-auth-secret (use-auth-secret): credentials are minted per session. */
     TURN_SECRET: z.string().min(16, 'TURN_SECRET must be at least 16 characters').optional(),
-    /** TURN credentials must outlive the session: coturn checks them again on every refresh. */
+    /**
+     * Lifetime of minted TURN credentials. coturn checks the expiry when an allocation is made,
+     * not on refreshes, so this bounds how long a credential can open new relays (ICE restarts
+     * get fresh ones), not how long a call may last.
+     */
     TURN_TTL_SECONDS: z.coerce.number().int().min(60).default(12 * 3600),
 
     /** Where the built web pages live. */

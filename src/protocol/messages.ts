@@ -98,7 +98,7 @@ export interface Responses {
   getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
   createTransport: TransportInfo;
   connectTransport: Record<string, never>;
-  restartIce: { iceParameters: unknown };
+  restartIce: { iceParameters: unknown; iceServers: Responses['join']['iceServers'] };
   produce: { producerId: string };
   pauseProducer: Record<string, never>;
   resumeProducer: Record<string, never>;

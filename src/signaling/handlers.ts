@@ -127,7 +127,8 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
 
     async restartIce(session, { transportId }) {
       const { room, peer } = member(session);
-      return { iceParameters: await room.restartIce(peer, transportId) };
+      // Fresh TURN credentials too: the join's may have expired for new allocations.
+      return { iceParameters: await room.restartIce(peer, transportId), iceServers: iceServersFor(turn, peer.identity) };
     },
 
     async produce(session, { transportId, kind, rtpParameters }) {
