@@ -66,6 +66,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #producer: types.Producer | undefined;
   #consumer: types.Consumer | undefined;
   #publishTrack: MediaStreamTrack | undefined;
+  /** The broadcaster's wish, kept across reconnects so a paused broadcast stays paused. */
+  #paused = false;
   #broadcast: BroadcastState = { live: false, paused: false };
   #listeners = 0;
   #generation = 0;
@@ -134,12 +136,19 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   /** Broadcaster: send this microphone track, now and after every reconnect. */
   async publish(track: MediaStreamTrack): Promise<void> {
     this.#publishTrack = track;
+    // Switching microphones while live swaps the track under the same producer: listeners
+    // notice nothing.
+    if (this.#producer && this.#producer.track !== track) {
+      await this.#producer.replaceTrack({ track });
+      return;
+    }
     if (this.#state === 'joined' && this.#transport?.direction === 'send') await this.#produce(this.#generation);
   }
 
   /** Broadcaster: stop sending; listeners are told the broadcast ended. */
   async unpublish(): Promise<void> {
     this.#publishTrack = undefined;
+    this.#paused = false;
     const producer = this.#producer;
     this.#producer = undefined;
     if (!producer) return;
@@ -148,6 +157,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   }
 
   async setPaused(paused: boolean): Promise<void> {
+    this.#paused = paused;
     const producer = this.#producer;
     if (!producer) return;
     if (paused) producer.pause();
@@ -237,9 +247,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv');
       this.#retries = 0;
       this.#setState('joined');
-      this.emit('joined', info);
       this.#joinWaiter?.resolve(info);
       this.#joinWaiter = undefined;
+      this.emit('joined', info);
       this.emit('listeners', info.listeners);
       this.#setBroadcast(info.broadcast);
       if (info.role === 'broadcaster') await this.#produce(generation);
@@ -343,6 +353,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       codecOptions: { opusStereo: false, opusDtx: true, opusFec: true, opusMaxAverageBitrate: bitrate },
       stopTracks: false,
     });
+    if (this.#paused) {
+      this.#producer.pause();
+      await request(this.#socket, 'pauseProducer', { producerId: this.#producer.id });
+    }
   }
 
   /** Listener: consume the live broadcast once per generation, whoever asks first. */

@@ -37,3 +37,32 @@ test('when the signaling connection drops, the SDK reconnects, rejoins and plays
   tone.stop();
   await proxy.close();
 });
+
+test('a paused broadcaster that reconnects comes back paused, and a new microphone track replaces the old live', async () => {
+  const proxy = await TcpProxy.start(Number(new URL(node.url).port));
+  const first = toneTrack(1000);
+  const broadcaster = nodeClient(node, 'paused', await tokenFor(node, 'paused', 'broadcaster'), { url: proxy.url });
+  await broadcaster.join();
+  await broadcaster.publish(first.track);
+  const listener = await joinListener(node, 'paused');
+  await listener.hears(1000);
+
+  const second = toneTrack(600);
+  await broadcaster.publish(second.track);
+  await listener.hears(600);
+
+  await broadcaster.setPaused(true);
+  await until(() => listener.client.broadcast.paused, 5000, 'listener to see the pause');
+  const producerBefore = broadcaster.producer!.id;
+  proxy.cut();
+  await until(() => broadcaster.producer !== undefined && broadcaster.producer.id !== producerBefore, 15_000, 'broadcaster to republish');
+  await until(() => listener.client.broadcast.live && listener.client.broadcast.paused, 10_000, 'listener to see the new broadcast paused');
+  await broadcaster.setPaused(false);
+  await listener.hears(600);
+
+  await listener.close();
+  await broadcaster.close();
+  first.stop();
+  second.stop();
+  await proxy.close();
+});
