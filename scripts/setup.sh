@@ -3,7 +3,8 @@
 #   scripts/setup.sh          Debian packages to run, npm dependencies, the mediasoup worker,
 #                             and the built server and web pages.
 #   scripts/setup.sh --test   also what the test suite drives: Debian's chromium (real browser
-#                             tests), ffmpeg, and coturn (the TURN relay test).
+#                             tests), ffmpeg, coturn (the TURN relay test), redis-server and
+#                             nginx (the cluster tests start their own instances).
 # Needs Node.js 20+ and npm. Runs apt-get as root, or through sudo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,7 +26,7 @@ fi
 # The mediasoup worker's build dependencies are installed by scripts/setup-worker.sh only when
 # it has to build from source; here go the packages every install needs.
 packages="ca-certificates curl python3 python3-venv"
-$want_test && packages="$packages chromium ffmpeg coturn"
+$want_test && packages="$packages chromium ffmpeg coturn redis-server nginx"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
