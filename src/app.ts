@@ -31,6 +31,12 @@ export interface ChorusNode {
   readonly limits: Limits;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
+  /**
+   * Graceful drain (SIGTERM): stop accepting connections, tell every client to move (they
+   * reconnect through the load balancer to another node and resume), wait until the sessions
+   * are gone or `deadlineMs` passes, then close. /readyz answers 503 from the first moment.
+   */
+  drain(deadlineMs: number): Promise<{ remaining: number }>;
   close(): Promise<void>;
 }
 
@@ -51,6 +57,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   );
 
   let closing = false;
+  let draining = false;
   const http = createHttpServer({
     log,
     tokens,
@@ -63,7 +70,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
     ready: () => ({
-      ready: !closing && workers.healthy,
+      ready: !closing && !draining && workers.healthy,
       detail: { node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
     }),
   });
@@ -105,7 +112,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const url = `${config.http.tls ? 'https' : 'http'}://${host}:${address.port}`;
   log.info({ url, workers: workers.size, demo: config.tokens.demo }, 'chorus node listening');
 
-  return {
+  const node: ChorusNode = {
     config,
     log,
     tokens,
@@ -116,6 +123,23 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     audit,
     limits,
     url,
+    async drain(deadlineMs) {
+      draining = true;
+      const peers = (): number => [...rooms.rooms.values()].reduce((n, room) => n + room.peers.size, 0);
+      log.info({ peers: peers(), deadlineMs }, 'draining: telling clients to move');
+      // New connections are refused from now on (the balancer sends them elsewhere); open ones
+      // stay until their clients have moved.
+      http.server.close();
+      io.emit('node:draining', { reason: 'node is shutting down' });
+      const deadline = Date.now() + deadlineMs;
+      while (peers() > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const remaining = peers();
+      log.info({ remaining }, remaining === 0 ? 'drained' : 'drain deadline reached; closing remaining sessions');
+      await node.close();
+      return { remaining };
+    },
     async close() {
       if (closing) return;
       closing = true;
@@ -127,4 +151,5 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       await store.close();
     },
   };
+  return node;
 }

@@ -28,7 +28,9 @@ process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandl
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log.info({ signal }, 'shutting down');
-    node.close().then(
+    // SIGTERM is how orchestrators ask for a graceful stop; Ctrl-C means now.
+    const stop = signal === 'SIGTERM' ? node.drain(config.drainDeadlineMs) : node.close();
+    stop.then(
       () => process.exit(0),
       (error: unknown) => {
         log.error({ err: error }, 'shutdown failed');

@@ -216,6 +216,14 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.emit('listeners', count);
     });
     s.on('session:reset', () => this.#restart());
+    s.on('node:draining', () => {
+      // Leave this node for another: drop the connection and open a new one (through the load
+      // balancer), spread over a second so a whole node's clients do not arrive at once.
+      this.#teardownMedia();
+      this.#setState('reconnecting');
+      s.disconnect();
+      this.#retryTimer = setTimeout(() => s.connect(), Math.random() * 1000);
+    });
     s.on('session:muted', ({ muted }) => this.emit('muted', muted));
     s.on('session:kicked', ({ reason }) => this.#end(new ChorusClientError('KICKED', reason, false)));
     s.on('room:ended', ({ reason }) => this.#end(new ChorusClientError('ROOM_ENDED', reason, false)));

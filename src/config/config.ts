@@ -90,6 +90,9 @@ const envSchema = z
      */
     TURN_TTL_SECONDS: z.coerce.number().int().min(60).default(12 * 3600),
 
+    /** On SIGTERM, how long to wait for clients to move to other nodes before closing. */
+    CHORUS_DRAIN_DEADLINE_MS: z.coerce.number().int().min(0).max(600_000).default(20_000),
+
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
   })
@@ -122,6 +125,7 @@ export interface Config {
     resumeTtlSeconds: number;
   };
   dataDir: string;
+  drainDeadlineMs: number;
   media: {
     workers: number;
     logLevel: 'debug' | 'warn' | 'error' | 'none';
@@ -188,6 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resumeTtlSeconds: e.CHORUS_RESUME_TTL_SECONDS,
     },
     dataDir: e.CHORUS_DATA_DIR,
+    drainDeadlineMs: e.CHORUS_DRAIN_DEADLINE_MS,
     media: {
       workers: e.MEDIASOUP_WORKERS ?? availableParallelism(),
       logLevel: e.MEDIASOUP_LOG_LEVEL,

@@ -129,6 +129,8 @@ export interface ServerEvents {
   'session:muted': (e: { muted: boolean }) => void;
   /** The room was ended by a moderator; everyone is out. */
   'room:ended': (e: { reason: string }) => void;
+  /** This node is shutting down: reconnect (the balancer picks another node) and resume. */
+  'node:draining': (e: { reason: string }) => void;
   /** The media behind this session was lost (a worker died): join again to recover. */
   'session:reset': (e: { reason: string }) => void;
   /** A request that carried no acknowledgement callback failed; reported here instead. */
