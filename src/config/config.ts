@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { LimitSettings } from '../limits/limits.js';
 import { ApiKeyring } from '../auth/apiKeys.js';
 import type { TurnSettings } from '../auth/turn.js';
+import type { TransportSettings } from '../media/roomMedia.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -126,17 +127,10 @@ export interface Config {
   };
   dataDir: string;
   drainDeadlineMs: number;
-  media: {
+  media: TransportSettings & {
     workers: number;
     logLevel: 'debug' | 'warn' | 'error' | 'none';
     maxConsumersPerWorker: number;
-    listenIp: string;
-    announcedAddress: string | undefined;
-    minPort: number;
-    maxPort: number;
-    enableUdp: boolean;
-    enableTcp: boolean;
-    initialAvailableOutgoingBitrate: number;
     opusBitrate: number;
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number };
