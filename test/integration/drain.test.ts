@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { toneTrack } from '../support/nodePeer.js';
@@ -42,11 +47,6 @@ test('a draining node refuses new connections, tells its clients to move, and th
 });
 
 test('npm start\'s process drains on SIGTERM and exits 0', async () => {
-  const { spawn } = await import('node:child_process');
-  const { once } = await import('node:events');
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     env: {
       ...process.env,
