@@ -48,7 +48,8 @@ export class MemoryStateStore implements StateStore {
 
   async claimSeat(roomId: string, seat: Seat, peerId: string): Promise<boolean> {
     const key = `${roomId}\0${seat}`;
-    if (this.#seats.has(key)) return false;
+    const holder = this.#seats.get(key);
+    if (holder !== undefined) return holder === peerId;
     this.#seats.set(key, peerId);
     return true;
   }
@@ -63,12 +64,21 @@ export class MemoryStateStore implements StateStore {
   }
 
   async useOnce(key: string, ttlSeconds: number): Promise<boolean> {
-    if ((await this.getMark(key)) !== undefined) return false;
-    await this.setMark(key, 1, ttlSeconds);
+    // Check and set in one synchronous step: awaiting in between let racing callers all pass.
+    if (this.#read(key) !== undefined) return false;
+    this.#write(key, 1, ttlSeconds);
     return true;
   }
 
   async setMark(key: string, value: number, ttlSeconds: number): Promise<void> {
+    this.#write(key, value, ttlSeconds);
+  }
+
+  async getMark(key: string): Promise<number | undefined> {
+    return this.#read(key);
+  }
+
+  #write(key: string, value: number, ttlSeconds: number): void {
     this.#expiring.set(key, [value, Date.now() + ttlSeconds * 1000]);
     if (this.#expiring.size >= this.#nextSweepAt) {
       const now = Date.now();
@@ -77,7 +87,7 @@ export class MemoryStateStore implements StateStore {
     }
   }
 
-  async getMark(key: string): Promise<number | undefined> {
+  #read(key: string): number | undefined {
     const entry = this.#expiring.get(key);
     if (!entry) return undefined;
     if (entry[1] <= Date.now()) {
@@ -85,6 +95,10 @@ export class MemoryStateStore implements StateStore {
       return undefined;
     }
     return entry[0];
+  }
+
+  async refresh(): Promise<void> {
+    // One process: nothing can outlive or lose this state behind its back.
   }
 
   async close(): Promise<void> {

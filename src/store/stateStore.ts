@@ -1,7 +1,7 @@
 /**
- * Shared room and peer state. The memory implementation serves one node; a Redis one (next, for
- * the cluster) will implement the same interface so several nodes agree on who is in a room and
- * who holds its single broadcaster seat. Everything is async for that reason.
+ * Shared room and peer state. The memory implementation serves one node; the Redis one
+ * (redisStore.ts, for the cluster) implements the same interface so several nodes agree on who is
+ * in a room and who holds its single broadcaster seat. Everything is async for that reason.
  */
 import type { Role, RoomKind } from '../protocol/messages.js';
 
@@ -23,8 +23,9 @@ export interface PeerRecord {
   joinedAt: number;
 }
 
-/** A seat only one peer of a room can hold at a time (the broadcaster's, a host's). */
-export type Seat = 'broadcaster';
+/** Seats only one peer of a room can hold at a time (the broadcaster's, a host's). */
+export const seats = ['broadcaster'] as const;
+export type Seat = (typeof seats)[number];
 
 export interface StateStore {
   putRoom(room: RoomRecord): Promise<void>;
@@ -35,7 +36,10 @@ export interface StateStore {
   removePeer(roomId: string, peerId: string): Promise<void>;
   countPeers(roomId: string, role?: Role): Promise<number>;
 
-  /** Atomically takes `seat` for `peerId` if nobody holds it; true when taken. */
+  /**
+   * Atomically takes `seat` for `peerId` if nobody holds it; true when `peerId` holds it after the
+   * call (so a retried claim whose first reply was lost still reports success).
+   */
   claimSeat(roomId: string, seat: Seat, peerId: string): Promise<boolean>;
   /** Frees `seat` only if `peerId` holds it, so a late release never evicts a successor. */
   releaseSeat(roomId: string, seat: Seat, peerId: string): Promise<void>;
@@ -48,6 +52,15 @@ export interface StateStore {
   /** A timestamp that expires (when an identity was kicked, when a room was ended). */
   setMark(key: string, value: number, ttlSeconds: number): Promise<void>;
   getMark(key: string): Promise<number | undefined>;
+
+  /**
+   * Re-asserts what this node wrote (its rooms, peers and seats) and extends their leases. A
+   * shared store gives every entry a lease so a node that dies or is partitioned away stops
+   * counting on its own; the node keeps its live entries by calling this periodically (the Redis
+   * store does so on a timer) and it also restores them after the store lost its data. A no-op in
+   * the memory store, whose state dies with the process it describes.
+   */
+  refresh(): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -1,0 +1,205 @@
+/**
+ * A real `redis-server` for one test: a free port on 127.0.0.1, a fresh temp dir, no persistence
+ * (`--save ''`, no AOF), in the foreground so the test owns the process. `kill()` and `restart()`
+ * (same port, empty data, like a Redis without persistence coming back) are for chaos tests.
+ *
+ * Nothing here is skipped when redis-server is missing: `scripts/setup.sh --test` installs it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+
+export interface RedisServer {
+  /** `redis://127.0.0.1:<port>`, ready for REDIS_URL. */
+  url: string;
+  port: number;
+  /** Everything the current process logged so far. */
+  log(): string;
+  /** SIGTERM, waits for the exit, removes the temp dir. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash), and waits for the exit. The temp dir stays for `restart()`. */
+  kill(): Promise<void>;
+  /** Starts redis-server again on the same port (empty: no persistence) and waits for PING. */
+  restart(): Promise<void>;
+}
+
+const MISSING = 'redis-server is not installed (no `redis-server` on PATH): run `scripts/setup.sh --test`';
+
+/** Every server started in this process, killed if the test process exits without stopping it. */
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function findRedisServer(): string {
+  const dirs = [...(process.env['PATH'] ?? '').split(delimiter), '/usr/bin', '/usr/sbin', '/usr/local/bin'];
+  for (const dir of dirs.filter(Boolean)) {
+    const candidate = join(dir, 'redis-server');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  throw new Error(MISSING);
+}
+
+/** A TCP port free on 127.0.0.1 right now, found by binding port 0. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** One PING over a raw socket: true on `+PONG`, false on any error or within `ms`. */
+function ping(port: number, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString();
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+    socket.on('error', () => done(false));
+  });
+}
+
+interface Running {
+  child: ChildProcess;
+  exited: Promise<void>;
+  output: () => string;
+}
+
+function spawnRedis(binary: string, port: number, dir: string): Running {
+  const args = [
+    '--port', String(port),
+    '--bind', '127.0.0.1',
+    '--dir', dir,
+    '--save', '',
+    '--appendonly', 'no',
+    '--daemonize', 'no',
+    '--logfile', '', // stdout
+  ];
+  const child = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  let output = '';
+  const collect = (chunk: Buffer): void => {
+    output += chunk.toString();
+    if (process.env['REDIS_LOG']) process.stderr.write(chunk);
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const exited = new Promise<void>((resolve, reject) => {
+    child.once('exit', () => {
+      live.delete(child);
+      resolve();
+    });
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      live.delete(child);
+      reject(error.code === 'ENOENT' ? new Error(MISSING) : error);
+    });
+  });
+  exited.catch(() => undefined);
+  return { child, exited, output: () => output };
+}
+
+/** Resolves once the server answers PING; rejects if it exits first or after `ms`. */
+async function waitReady(running: Running, port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  let exited = false;
+  running.exited.then(
+    () => (exited = true),
+    () => (exited = true),
+  );
+  while (Date.now() < deadline) {
+    if (exited || running.child.exitCode !== null) {
+      await running.exited; // rethrows ENOENT as the MISSING message
+      throw new Error(`redis-server exited (code ${running.child.exitCode}) before it answered PING`);
+    }
+    if (await ping(port, 500)) return;
+    // Not listening yet: the next connect attempt is the wait (refused connects return at once,
+    // so pace them on the process' own progress instead of spinning).
+    await Promise.race([running.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 20))]);
+  }
+  throw new Error(`redis-server did not answer PING on 127.0.0.1:${port} within ${ms} ms`);
+}
+
+async function terminate(running: Running, signal: NodeJS.Signals): Promise<void> {
+  const { child } = running;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  const killer = signal === 'SIGKILL' ? undefined : setTimeout(() => child.kill('SIGKILL'), 5000);
+  await running.exited.catch(() => undefined);
+  clearTimeout(killer);
+}
+
+export async function startRedis(options: { readyMs?: number } = {}): Promise<RedisServer> {
+  const binary = findRedisServer();
+  const readyMs = options.readyMs ?? 15_000;
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const child of live) child.kill('SIGKILL');
+    });
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'chorus-redis-'));
+  let port = 0;
+  let running: Running | undefined;
+  // The port found free can be taken by someone else before redis binds it: try another.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    running = spawnRedis(binary, port, dir);
+    try {
+      await waitReady(running, port, readyMs);
+      break;
+    } catch (error) {
+      await terminate(running, 'SIGKILL');
+      const bindFailed = /Address already in use|Could not create server TCP/i.test(running.output());
+      if (!bindFailed || attempt >= 5) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`${(error as Error).message}\n--- redis-server output ---\n${running.output()}`);
+      }
+    }
+  }
+
+  let current: Running = running;
+  let stopped = false;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    log: () => current.output(),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await terminate(current, 'SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async kill() {
+      await terminate(current, 'SIGKILL');
+    },
+    async restart() {
+      if (stopped) throw new Error('redis-server was stopped; start a new one');
+      await terminate(current, 'SIGKILL');
+      current = spawnRedis(binary, port, dir);
+      try {
+        await waitReady(current, port, readyMs);
+      } catch (error) {
+        await terminate(current, 'SIGKILL');
+        throw new Error(`${(error as Error).message} (restart on the same port)\n--- redis-server output ---\n${current.output()}`);
+      }
+    },
+  };
+}
