@@ -16,7 +16,9 @@ import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
+import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { MemoryStateStore } from './store/memoryStore.js';
+import { RedisStateStore } from './store/redisStore.js';
 import type { StateStore } from './store/stateStore.js';
 
 export interface ChorusNode {
@@ -50,7 +52,16 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
   const limits = new Limits(config.limits, audit);
-  const store: StateStore = new MemoryStateStore();
+  const redisStore = config.redis
+    ? new RedisStateStore({
+        url: config.redis.url,
+        prefix: config.redis.prefix,
+        connectionName: config.nodeId,
+        onError: (error, context) => log.warn({ err: error, context }, 'redis'),
+      })
+    : undefined;
+  if (redisStore) await redisStore.ready();
+  const store: StateStore = redisStore ?? new MemoryStateStore();
   const workers = await WorkerPool.start(
     { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
     log,
@@ -70,8 +81,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
     ready: () => ({
-      ready: !closing && !draining && workers.healthy,
-      detail: { node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+      ready: !closing && !draining && workers.healthy && (redisStore?.healthy ?? true),
+      detail: {
+        redis: redisStore ? redisStore.breakerState : 'unused', node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
     }),
   });
 
@@ -82,6 +94,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
   };
   const io = createSignalingServer(http.server, signaling);
+  // With Redis, room events reach clients on every node. The streams adapter resumes from its
+  // stream position after a Redis blip instead of losing what was published meanwhile.
+  const adapterClient = redisStore?.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+  adapterClient?.on('error', (error: Error) => log.debug({ err: error }, 'redis (signaling adapter)'));
+  if (adapterClient) io.adapter(createAdapter(adapterClient, { streamName: `${config.redis!.prefix}socket.io`, channelPrefix: `${config.redis!.prefix}socket.io` }));
   const rooms = new RoomManager({
     pool: workers,
     store,
@@ -148,6 +165,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
       workers.close();
+      adapterClient?.disconnect();
       await store.close();
     },
   };

@@ -91,6 +91,11 @@ const envSchema = z
      */
     TURN_TTL_SECONDS: z.coerce.number().int().min(60).default(12 * 3600),
 
+    /** Shared state for a cluster (`redis://`, `rediss://`, `redis+sentinel://`). Unset: in memory. */
+    REDIS_URL: z.string().optional(),
+    /** Key prefix, so several deployments can share one Redis. */
+    CHORUS_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_:.-]{1,32}$/).default('chorus:'),
+
     /** On SIGTERM, how long to wait for clients to move to other nodes before closing. */
     CHORUS_DRAIN_DEADLINE_MS: z.coerce.number().int().min(0).max(600_000).default(20_000),
 
@@ -127,6 +132,7 @@ export interface Config {
   };
   dataDir: string;
   drainDeadlineMs: number;
+  redis: { url: string; prefix: string } | undefined;
   media: TransportSettings & {
     workers: number;
     logLevel: 'debug' | 'warn' | 'error' | 'none';
@@ -187,6 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     dataDir: e.CHORUS_DATA_DIR,
     drainDeadlineMs: e.CHORUS_DRAIN_DEADLINE_MS,
+    redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.CHORUS_REDIS_PREFIX } : undefined,
     media: {
       workers: e.MEDIASOUP_WORKERS ?? availableParallelism(),
       logLevel: e.MEDIASOUP_LOG_LEVEL,

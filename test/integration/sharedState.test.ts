@@ -1,0 +1,81 @@
+/**
+ * Two nodes sharing one real Redis: the state that must be cluster-wide already is. (Media
+ * crossing nodes — edges pulling a broadcast from its origin — is the cluster issue's next step.)
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { RawSocket } from '../support/rawSocket.js';
+import { startRedis, type RedisServer } from '../support/redisServer.js';
+import { startTestNode, tokenFor, until } from '../support/testNode.js';
+
+let redis: RedisServer;
+let a: ChorusNode;
+let b: ChorusNode;
+const sockets: RawSocket[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  a = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'node-a', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
+  b = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'node-b', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+});
+afterAll(async () => {
+  for (const s of sockets) s.close();
+  await a?.close();
+  await b?.close();
+  await redis?.stop();
+});
+
+async function on(node: ChorusNode): Promise<RawSocket> {
+  const s = await RawSocket.connect(node);
+  sockets.push(s);
+  return s;
+}
+
+test('the broadcaster seat is one per room across nodes', async () => {
+  const first = await on(a);
+  await first.ok('join', { roomId: 'seat', token: await tokenFor(a, 'seat', 'broadcaster', 'one') });
+  const second = await on(b);
+  expect(await second.code('join', { roomId: 'seat', token: await tokenFor(b, 'seat', 'broadcaster', 'two') })).toBe('BROADCASTER_PRESENT');
+  first.close();
+  // The seat frees when its holder leaves, whichever node it was on.
+  await until(async () => (await a.store.seatHolder('seat', 'broadcaster')) === undefined, 10_000, 'seat to free');
+  const third = await on(b);
+  await third.ok('join', { roomId: 'seat', token: await tokenFor(b, 'seat', 'broadcaster', 'three') });
+});
+
+test('a join token used on one node is spent on every node; kicks and room ends hold cluster-wide', async () => {
+  const token = await tokenFor(a, 'replay', 'listener', 'yusuf');
+  await (await on(a)).ok('join', { roomId: 'replay', token });
+  expect(await (await on(b)).code('join', { roomId: 'replay', token })).toBe('TOKEN_USED');
+
+  const preKick = await tokenFor(a, 'replay', 'listener', 'troll');
+  const troll = await on(a);
+  const trollPeer = (await troll.ok('join', { roomId: 'replay', token: await tokenFor(a, 'replay', 'listener', 'troll') }))['peerId'];
+  const mod = await on(a);
+  await mod.ok('join', { roomId: 'replay', token: await tokenFor(a, 'replay', 'moderator', 'mod') });
+  await mod.ok('moderate', { action: 'kick', peerId: trollPeer });
+  expect(await (await on(b)).code('join', { roomId: 'replay', token: preKick })).toBe('KICKED');
+});
+
+test('room events reach clients on other nodes through the Redis streams adapter', async () => {
+  const listenerOnB = await on(b);
+  await listenerOnB.ok('join', { roomId: 'events', token: await tokenFor(b, 'events', 'listener') });
+  const broadcasterOnA = await on(a);
+  await broadcasterOnA.ok('join', { roomId: 'events', token: await tokenFor(a, 'events', 'broadcaster') });
+  const moderatorOnA = await on(a);
+  await moderatorOnA.ok('join', { roomId: 'events', token: await tokenFor(a, 'events', 'moderator') });
+  await moderatorOnA.ok('moderate', { action: 'end' });
+  await until(() => listenerOnB.events.some((e) => e.event === 'room:ended'), 10_000, 'room:ended on node b');
+});
+
+test('readiness reports the Redis breaker; with Redis gone joins get a retryable UNAVAILABLE, and recover', async () => {
+  expect((await (await fetch(`${a.url}/readyz`)).json()) as object).toMatchObject({ ready: true, redis: 'closed' });
+  await redis.kill();
+  const s = await on(a);
+  const reply = await s.call('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
+  expect(reply.error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+  await until(async () => (await fetch(`${a.url}/readyz`)).status === 503, 10_000, 'readyz to report the outage');
+  await redis.restart();
+  await until(async () => (await fetch(`${a.url}/readyz`)).status === 200, 15_000, 'readyz to recover');
+  await s.ok('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
+});
