@@ -14,6 +14,8 @@ import { AuditLog } from './observability/audit.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
+import { NodeBus } from './cluster/bus.js';
+import { ClusterPipes } from './cluster/pipes.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
@@ -99,7 +101,13 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const adapterClient = redisStore?.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
   adapterClient?.on('error', (error: Error) => log.debug({ err: error }, 'redis (signaling adapter)'));
   if (adapterClient) io.adapter(createAdapter(adapterClient, { streamName: `${config.redis!.prefix}socket.io`, channelPrefix: `${config.redis!.prefix}socket.io` }));
-  const rooms = new RoomManager({
+  // In a cluster, broadcasts cascade: an edge pulls a room's broadcast from its origin node.
+  const bus = redisStore ? await NodeBus.start(redisStore.client, config.nodeId, config.redis!.prefix, log) : undefined;
+  const pipes = bus
+    ? new ClusterPipes(bus, store, (roomId) => rooms.get(roomId), { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress }, log)
+    : undefined;
+  const rooms: RoomManager = new RoomManager({
+    remote: pipes,
     pool: workers,
     store,
     channel: new SocketRoomChannel(io),
@@ -164,6 +172,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       await rooms.closeAll();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
+      pipes?.close();
+      bus?.close();
       workers.close();
       adapterClient?.disconnect();
       await store.close();

@@ -74,6 +74,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #retries = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #consuming: Promise<void> | undefined;
+  #consumeRetries = 0;
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
 
   constructor(options: ChorusClientOptions) {
@@ -387,11 +388,18 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
           rtpParameters: info.rtpParameters as types.RtpParameters,
         });
         this.#consumer = consumer;
+        this.#consumeRetries = 0;
         await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
         this.emit('track', consumer.track);
       } catch (error) {
-        // Nothing live (ended between the event and our request) is not a failure.
-        if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') return;
+        // Nothing live: it ended between the event and our request (fine), or, in a cluster, the
+        // news travelled faster than the stream's location; try again shortly while it is live.
+        if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') {
+          if (this.#broadcast.live && generation === this.#generation && this.#consumeRetries++ < 5) {
+            setTimeout(() => void this.#consume(generation), 300 * this.#consumeRetries);
+          }
+          return;
+        }
         if (error instanceof ChorusClientError) this.emit('error', error);
         if (generation === this.#generation) this.#scheduleRetry();
       } finally {

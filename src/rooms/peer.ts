@@ -17,6 +17,14 @@ export class Peer {
   readonly joinedAt = Date.now();
   /** Muted by a moderator: the session may not resume its producers until unmuted. */
   muted = false;
+  /**
+   * Requests in flight, counted with what exists against the per-session rules, so requests sent
+   * at once cannot all pass a check made before the media worker answers: transports being created,
+   * kinds being published, producer ids being consumed.
+   */
+  pendingTransports = 0;
+  readonly pendingProduce = new Set<string>();
+  readonly pendingConsume = new Set<string>();
   #closed = false;
 
   constructor(

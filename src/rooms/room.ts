@@ -13,6 +13,7 @@ import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
+import type { RemoteBroadcasts } from './remote.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
@@ -54,6 +55,8 @@ export class Room extends EventEmitter<RoomEvents> {
     private readonly options: RoomOptions,
     private readonly audit: AuditSink,
     log: Logger,
+    /** Broadcasts held by other nodes (the cluster); absent on a single node. */
+    private readonly remote?: RemoteBroadcasts,
   ) {
     super();
     this.#log = log.child({ room: id });
@@ -74,19 +77,28 @@ export class Room extends EventEmitter<RoomEvents> {
     return n;
   }
 
-  broadcastState(): BroadcastState {
+  /** The broadcast producer this node holds (this node is the room's origin), if any. */
+  get localBroadcast(): types.Producer | undefined {
+    return this.#broadcast?.producer;
+  }
+
+  /** The room's broadcast, wherever in the cluster it is held. */
+  async broadcastState(): Promise<BroadcastState> {
     const producer = this.#broadcast?.producer;
-    return { live: producer !== undefined, paused: producer?.paused ?? false, producerId: producer?.id };
+    if (producer) return { live: true, paused: producer.paused, producerId: producer.id };
+    const remote = await this.remote?.location(this.id);
+    return remote ? { live: true, paused: false, producerId: remote.producerId } : { live: false, paused: false };
   }
 
   async join(grant: VerifiedGrant, peerId: string, previousPeerId?: string): Promise<Peer> {
     this.#assertOpen();
-    if (grant.room !== this.id) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
-    if (!this.policy.roles.includes(grant.role)) {
-      throw new ChorusError('FORBIDDEN_ROLE', `role ${grant.role} cannot join a ${this.kind} room`);
-    }
     this.#pendingJoins++;
+    let joined = false;
     try {
+      if (grant.room !== this.id) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
+      if (!this.policy.roles.includes(grant.role)) {
+        throw new ChorusError('FORBIDDEN_ROLE', `role ${grant.role} cannot join a ${this.kind} room`);
+      }
       // A client that reconnects before the server noticed its old socket die names the old
       // session, which is retired now instead of after the ping timeout.
       const previous = previousPeerId ? this.peers.get(previousPeerId) : undefined;
@@ -116,9 +128,15 @@ export class Room extends EventEmitter<RoomEvents> {
       });
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
       this.#scheduleCount();
+      joined = true;
       return peer;
     } finally {
       this.#pendingJoins--;
+      // A refused join must not leave behind a room nobody is in: the one it just created, or one
+      // whose last peer left while it waited (that leave saw this join pending and stayed open).
+      if (!joined && this.peers.size === 0 && this.#pendingJoins === 0) {
+        await this.close().catch((error: unknown) => this.#log.error({ err: error }, 'closing a room left empty by a refused join failed'));
+      }
     }
   }
 
@@ -142,10 +160,17 @@ export class Room extends EventEmitter<RoomEvents> {
     if (direction === 'send' && !this.policy.canSend(peer.role)) {
       throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
     }
-    if (peer.transports.size >= MAX_TRANSPORTS_PER_PEER) {
+    // Transports still being created count too: requests sent at once must not all pass the check.
+    if (peer.transports.size + peer.pendingTransports >= MAX_TRANSPORTS_PER_PEER) {
       throw new ChorusError('LIMIT_REACHED', `at most ${MAX_TRANSPORTS_PER_PEER} transports per session`);
     }
-    const transport = await this.media.createTransport(direction, forceTcp);
+    peer.pendingTransports++;
+    let transport: types.WebRtcTransport;
+    try {
+      transport = await this.media.createTransport(direction, forceTcp);
+    } finally {
+      peer.pendingTransports--;
+    }
     if (peer.closed) {
       transport.close();
       throw new ChorusError('NOT_JOINED', 'session ended');
@@ -189,15 +214,19 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new ChorusError('FORBIDDEN_ROLE', `your token does not grant publishing ${kind}`);
     }
     if (peer.muted) throw new ChorusError('MUTED', 'a moderator muted you');
-    for (const existing of peer.producers.values()) {
-      if (existing.kind === kind) throw new ChorusError('MEDIA_REJECTED', `already publishing ${kind}; close it first`);
+    // A producer still being created counts too: requests sent at once must not all pass the check.
+    if (peer.pendingProduce.has(kind) || [...peer.producers.values()].some((existing) => existing.kind === kind)) {
+      throw new ChorusError('MEDIA_REJECTED', `already publishing ${kind}; close it first`);
     }
     let producer: types.Producer;
+    peer.pendingProduce.add(kind);
     try {
       const tuned = kind === 'audio' ? tuneOpusForSpeech(rtpParameters, this.options.opusBitrate) : rtpParameters;
       producer = await transport.produce({ kind, rtpParameters: tuned, appData: { peerId: peer.id } });
     } catch (error) {
       throw new ChorusError('MEDIA_REJECTED', `cannot produce: ${messageOf(error)}`);
+    } finally {
+      peer.pendingProduce.delete(kind);
     }
     if (peer.closed) {
       producer.close();
@@ -205,18 +234,24 @@ export class Room extends EventEmitter<RoomEvents> {
     }
     peer.track(peer.producers, producer);
     this.media.addProducer(producer);
-    if (this.policy.exclusiveSeat(peer.role) === 'broadcaster') this.#startBroadcast(peer, producer);
+    if (this.policy.exclusiveSeat(peer.role) === 'broadcaster') await this.#startBroadcast(peer, producer);
     return producer;
   }
 
-  #startBroadcast(peer: Peer, producer: types.Producer): void {
+  async #startBroadcast(peer: Peer, producer: types.Producer): Promise<void> {
     this.#broadcast = { producer, peer };
     this.#endReason = 'stopped';
+    // Other nodes learn where the broadcast is before anyone is told it started, so a listener
+    // elsewhere reacting to the event finds it.
+    await this.remote?.announce(this.id, producer.id).catch((error: unknown) => this.#log.warn({ err: error }, 'broadcast not announced to the cluster'));
     const producerId = producer.id;
     producer.observer.on('pause', () => this.channel.toRoom(this.id, 'broadcast:paused', { producerId }));
     producer.observer.on('resume', () => this.channel.toRoom(this.id, 'broadcast:resumed', { producerId }));
     producer.observer.once('close', () => {
-      if (this.#broadcast?.producer === producer) this.#broadcast = undefined;
+      if (this.#broadcast?.producer === producer) {
+        this.#broadcast = undefined;
+        this.remote?.withdraw(this.id);
+      }
       this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
       this.audit.record({ type: 'broadcast.stopped', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId, reason: this.#endReason });
       this.channel.toRoom(this.id, 'broadcast:ended', { producerId, reason: this.#endReason });
@@ -250,22 +285,30 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const transport = peer.transport(transportId);
     if (transport.appData['direction'] !== 'recv') throw new ChorusError('BAD_REQUEST', 'that transport is send-only');
-    const id = producerId ?? this.#broadcast?.producer.id;
+    // Held here, or pulled here from the node that holds it (one pipe per room per node).
+    const broadcast = this.#broadcast?.producer ?? (await this.remote?.pull(this));
+    const id = producerId ?? broadcast?.id;
     if (id === undefined) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is being broadcast yet');
-    if (id !== this.#broadcast?.producer.id) throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${id} in this room`);
-    for (const existing of peer.consumers.values()) {
-      if (existing.producerId === id) throw new ChorusError('BAD_REQUEST', 'already consuming that producer');
-    }
-    const router = await this.media.ensureProducerOn(transport, id);
-    if (!router.canConsume({ producerId: id, rtpCapabilities })) {
-      throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
+    if (id !== broadcast?.id) throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${id} in this room`);
+    // A consumer still being created counts too: requests sent at once must not all pass the check.
+    if (peer.pendingConsume.has(id) || [...peer.consumers.values()].some((existing) => existing.producerId === id)) {
+      throw new ChorusError('BAD_REQUEST', 'already consuming that producer');
     }
     let consumer: types.Consumer;
+    peer.pendingConsume.add(id);
     try {
-      // Paused until the client has its track wired, so no early packets are lost to it.
-      consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: true });
-    } catch (error) {
-      throw new ChorusError('CANNOT_CONSUME', `cannot consume: ${messageOf(error)}`);
+      const router = await this.media.ensureProducerOn(transport, id);
+      if (!router.canConsume({ producerId: id, rtpCapabilities })) {
+        throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
+      }
+      try {
+        // Paused until the client has its track wired, so no early packets are lost to it.
+        consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: true });
+      } catch (error) {
+        throw new ChorusError('CANNOT_CONSUME', `cannot consume: ${messageOf(error)}`);
+      }
+    } finally {
+      peer.pendingConsume.delete(id);
     }
     if (peer.closed) {
       consumer.close();
@@ -373,10 +416,26 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#countTimer);
-    for (const peer of this.peers.values()) peer.close();
+    const mine = [...this.peers.values()];
+    for (const peer of mine) peer.close();
     this.peers.clear();
     this.media.close();
-    await this.store.deleteRoom(this.id);
+    this.remote?.withdraw(this.id);
+    // Other nodes may still serve this room: remove only what this node put in the shared
+    // state, and the room record only when nobody anywhere is left in it.
+    try {
+      await Promise.all(
+        mine.map(async (peer) => {
+          await this.store.removePeer(this.id, peer.id);
+          const seat = this.policy.exclusiveSeat(peer.role);
+          if (seat) await this.store.releaseSeat(this.id, seat, peer.id);
+        }),
+      );
+      if ((await this.store.countPeers(this.id)) === 0) await this.store.deleteRoom(this.id);
+    } catch (error) {
+      // Leases expire what could not be removed now (shared state unreachable).
+      this.#log.warn({ err: error }, 'room closed; its shared records will expire instead');
+    }
     this.#log.info('room closed');
     this.emit('close');
   }

@@ -14,6 +14,7 @@ import type { StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { Peer } from './peer.js';
 import { policyFor } from './policy.js';
+import type { RemoteBroadcasts } from './remote.js';
 import { Room, type RoomOptions } from './room.js';
 
 export interface RoomManagerDeps {
@@ -27,6 +28,8 @@ export interface RoomManagerDeps {
   maxRoomsPerKey: number;
   audit: AuditSink;
   log: Logger;
+  /** The cluster's view of broadcasts on other nodes; absent on a single node. */
+  remote?: RemoteBroadcasts | undefined;
 }
 
 export class RoomManager {
@@ -82,7 +85,7 @@ export class RoomManager {
       log.error({ room: roomId, err: error }, 'cannot create room media');
       throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
     }
-    const room = new Room(roomId, keyId, policyFor(kind), media, store, channel, options, audit, log);
+    const room = new Room(roomId, keyId, policyFor(kind), media, store, channel, options, audit, log, this.deps.remote);
     await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId });
     this.#rooms.set(roomId, room);
     room.once('close', () => {

@@ -94,7 +94,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           role: peer.role,
           identity: peer.identity,
           routerRtpCapabilities: room.media.rtpCapabilities,
-          broadcast: room.broadcastState(),
+          broadcast: await room.broadcastState(),
           listeners: room.audience,
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken: await tokens.resumeToken(grant, resumeTtlSeconds),

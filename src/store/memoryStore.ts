@@ -101,7 +101,25 @@ export class MemoryStateStore implements StateStore {
     // One process: nothing can outlive or lose this state behind its back.
   }
 
+  readonly #values = new Map<string, [string, number]>();
+
+  async setValue(key: string, value: string, ttlSeconds: number): Promise<void> {
+    this.#values.set(key, [value, Date.now() + ttlSeconds * 1000]);
+  }
+
+  async getValue(key: string): Promise<string | undefined> {
+    const entry = this.#values.get(key);
+    if (entry && entry[1] > Date.now()) return entry[0];
+    this.#values.delete(key);
+    return undefined;
+  }
+
+  async deleteValue(key: string, value: string): Promise<void> {
+    if (this.#values.get(key)?.[0] === value) this.#values.delete(key);
+  }
+
   async close(): Promise<void> {
+    this.#values.clear();
     this.#expiring.clear();
     this.#rooms.clear();
     this.#peers.clear();

@@ -471,6 +471,18 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
     return value === null ? undefined : Number(value);
   }
 
+  async setValue(key: string, value: string, ttlSeconds: number): Promise<void> {
+    await this.#run('setValue', () => this.client.set(`${this.prefix}value:${key}`, value, 'PX', ttlMs(ttlSeconds)));
+  }
+
+  async getValue(key: string): Promise<string | undefined> {
+    return (await this.#run('getValue', () => this.client.get(`${this.prefix}value:${key}`))) ?? undefined;
+  }
+
+  async deleteValue(key: string, value: string): Promise<void> {
+    await this.#run('deleteValue', () => this.#eval(scripts.release, [`${this.prefix}value:${key}`], [value]));
+  }
+
   // --- leases -------------------------------------------------------------------------------
 
   async refresh(): Promise<void> {

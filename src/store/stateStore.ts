@@ -62,5 +62,14 @@ export interface StateStore {
    */
   refresh(): Promise<void>;
 
+  /**
+   * A small value with a lease, owned by whoever wrote it (a room's current broadcast: which
+   * node holds it, which producer). The owner re-writes it to extend the lease.
+   */
+  setValue(key: string, value: string, ttlSeconds: number): Promise<void>;
+  getValue(key: string): Promise<string | undefined>;
+  /** Deletes `key` only while it still holds `value`, so a late delete spares a successor's. */
+  deleteValue(key: string, value: string): Promise<void>;
+
   close(): Promise<void>;
 }

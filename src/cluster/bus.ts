@@ -1,0 +1,124 @@
+/**
+ * Node-to-node requests over Redis pub/sub: each node listens on its own channel; a request
+ * carries an id and the sender's node id, and the answer comes back on the sender's channel.
+ * Requests time out and are retried (cockatiel); handlers must therefore be idempotent.
+ */
+import { randomUUID } from 'node:crypto';
+import { ExponentialBackoff, handleWhen, retry, timeout, TimeoutStrategy, wrap } from 'cockatiel';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError, isErrorCode, type WireError } from '../protocol/errors.js';
+
+type Handler = (params: unknown, from: string) => Promise<unknown>;
+
+interface Envelope {
+  id: string;
+  from: string;
+  method?: string;
+  params?: unknown;
+  reply?: { ok: true; result: unknown } | { ok: false; error: WireError };
+}
+
+export class NodeBus {
+  readonly #handlers = new Map<string, Handler>();
+  readonly #pending = new Map<string, { resolve(value: unknown): void; reject(error: Error): void }>();
+  readonly #policy = wrap(
+    retry(handleWhen((e) => e instanceof ChorusError && e.code === 'UNAVAILABLE'), {
+      maxAttempts: 2,
+      backoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 500 }),
+    }),
+    timeout(3000, TimeoutStrategy.Aggressive),
+  );
+
+  private constructor(
+    private readonly pub: Redis,
+    private readonly sub: Redis,
+    readonly nodeId: string,
+    private readonly prefix: string,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(client: Redis, nodeId: string, prefix: string, log: Logger): Promise<NodeBus> {
+    const pub = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: 1 });
+    const sub = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    for (const c of [pub, sub]) c.on('error', (error: Error) => log.debug({ err: error }, 'redis (node bus)'));
+    const bus = new NodeBus(pub, sub, nodeId, prefix, log.child({ component: 'bus' }));
+    sub.on('message', (_channel: string, raw: string) => bus.#receive(raw));
+    await sub.subscribe(bus.#channel(nodeId));
+    return bus;
+  }
+
+  #channel(nodeId: string): string {
+    return `${this.prefix}node:${nodeId}`;
+  }
+
+  handle(method: string, handler: Handler): void {
+    this.#handlers.set(method, handler);
+  }
+
+  /** Calls `method` on `nodeId` and returns its result, or throws its ChorusError. */
+  async request<T>(nodeId: string, method: string, params: unknown): Promise<T> {
+    try {
+      return (await this.#policy.execute(() => this.#once(nodeId, method, params))) as T;
+    } catch (error) {
+      if (error instanceof ChorusError) throw error;
+      throw new ChorusError('UNAVAILABLE', `node ${nodeId} did not answer ${method}`);
+    }
+  }
+
+  /** Fire and forget (a notice that needs no answer). */
+  notify(nodeId: string, method: string, params: unknown): void {
+    const envelope: Envelope = { id: randomUUID(), from: this.nodeId, method, params };
+    this.pub.publish(this.#channel(nodeId), JSON.stringify(envelope)).catch((error: unknown) => this.log.warn({ err: error, method }, 'notice not sent'));
+  }
+
+  async #once(nodeId: string, method: string, params: unknown): Promise<unknown> {
+    const id = randomUUID();
+    const answered = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    try {
+      const envelope: Envelope = { id, from: this.nodeId, method, params };
+      const receivers = await this.pub.publish(this.#channel(nodeId), JSON.stringify(envelope));
+      if (receivers === 0) throw new ChorusError('UNAVAILABLE', `node ${nodeId} is not listening`);
+      return await answered;
+    } finally {
+      this.#pending.delete(id);
+    }
+  }
+
+  #receive(raw: string): void {
+    let envelope: Envelope;
+    try {
+      envelope = JSON.parse(raw) as Envelope;
+    } catch {
+      return;
+    }
+    if (envelope.reply) {
+      const pending = this.#pending.get(envelope.id);
+      if (!pending) return;
+      if (envelope.reply.ok) pending.resolve(envelope.reply.result);
+      else pending.reject(new ChorusError(isErrorCode(envelope.reply.error.code) ? envelope.reply.error.code : 'INTERNAL', envelope.reply.error.message));
+      return;
+    }
+    const handler = envelope.method === undefined ? undefined : this.#handlers.get(envelope.method);
+    if (!handler) return;
+    handler(envelope.params, envelope.from).then(
+      (result) => this.#reply(envelope, { ok: true, result }),
+      (error: unknown) => {
+        if (!(error instanceof ChorusError)) this.log.error({ err: error, method: envelope.method }, 'bus handler failed');
+        const wire = error instanceof ChorusError ? error.toWire() : new ChorusError('INTERNAL', 'internal error').toWire();
+        this.#reply(envelope, { ok: false, error: wire });
+      },
+    );
+  }
+
+  #reply(request: Envelope, reply: NonNullable<Envelope['reply']>): void {
+    const envelope: Envelope = { id: request.id, from: this.nodeId, reply };
+    this.pub.publish(this.#channel(request.from), JSON.stringify(envelope)).catch((error: unknown) => this.log.warn({ err: error }, 'reply not sent'));
+  }
+
+  close(): void {
+    for (const { reject } of this.#pending.values()) reject(new ChorusError('UNAVAILABLE', 'node bus closed'));
+    this.sub.disconnect();
+    this.pub.disconnect();
+  }
+}

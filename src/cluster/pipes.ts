@@ -1,0 +1,205 @@
+/**
+ * Cascading a broadcast between nodes. The origin is the node holding the broadcaster's
+ * producer; a node serving listeners of that room elsewhere (an edge) pulls the stream once,
+ * over a pair of SRTP mediasoup PipeTransports, and fans it out locally — one pipe per room per
+ * edge, however many listeners it has.
+ *
+ * Where a room's broadcast lives is a leased value in the state store (`broadcast\0<room>`:
+ * node and producer), written and kept alive by the origin. Pipe set-up is a request over the
+ * node bus; pipe tear-down is a notice either way.
+ */
+import type { types } from 'mediasoup';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError } from '../protocol/errors.js';
+import type { RemoteBroadcasts } from '../rooms/remote.js';
+import type { Room } from '../rooms/room.js';
+import type { StateStore } from '../store/stateStore.js';
+import type { NodeBus } from './bus.js';
+
+export interface PipeSettings {
+  /** IP the node-to-node RTP sockets bind. */
+  listenIp: string;
+  /** Address other nodes reach those sockets at. */
+  announcedAddress: string | undefined;
+}
+
+interface Location {
+  nodeId: string;
+  producerId: string;
+}
+
+interface OpenRequest {
+  roomId: string;
+  producerId: string;
+  ip: string;
+  port: number;
+  srtpParameters: types.SrtpParameters;
+}
+
+interface OpenAnswer {
+  ip: string;
+  port: number;
+  srtpParameters: types.SrtpParameters;
+  kind: types.MediaKind;
+  rtpParameters: types.RtpParameters;
+  paused: boolean;
+}
+
+const LEASE_SECONDS = 15;
+const key = (roomId: string): string => `broadcast\0${roomId}`;
+
+export class ClusterPipes implements RemoteBroadcasts {
+  /** Origin side: pipes this node feeds, by `${room}\0${edge}`. */
+  readonly #outgoing = new Map<string, types.PipeTransport>();
+  /** Edge side: the pulled producer of each room, or the pull under way. */
+  readonly #incoming = new Map<string, Promise<types.Producer | undefined>>();
+  readonly #announced = new Map<string, { value: string; timer: NodeJS.Timeout }>();
+
+  constructor(
+    private readonly bus: NodeBus,
+    private readonly store: StateStore,
+    private readonly roomById: (roomId: string) => Room | undefined,
+    private readonly settings: PipeSettings,
+    private readonly log: Logger,
+  ) {
+    bus.handle('pipe.open', (params, from) => this.#open(params as OpenRequest, from));
+    bus.handle('pipe.release', async (params, from) => this.#release((params as { roomId: string }).roomId, from));
+    bus.handle('pipe.closed', async (params) => this.#originClosed(params as { roomId: string; producerId: string }));
+  }
+
+  get #address(): string {
+    return this.settings.announcedAddress ?? this.settings.listenIp;
+  }
+
+  // --- origin ---------------------------------------------------------------------------
+
+  async announce(roomId: string, producerId: string): Promise<void> {
+    this.withdraw(roomId);
+    const value = JSON.stringify({ nodeId: this.bus.nodeId, producerId } satisfies Location);
+    const write = (): Promise<void> => this.store.setValue(key(roomId), value, LEASE_SECONDS);
+    const timer = setInterval(() => {
+      write().catch((error: unknown) => this.log.warn({ err: error, room: roomId }, 'broadcast lease not renewed'));
+    }, (LEASE_SECONDS * 1000) / 3);
+    timer.unref();
+    this.#announced.set(roomId, { value, timer });
+    await write();
+  }
+
+  withdraw(roomId: string): void {
+    const announced = this.#announced.get(roomId);
+    if (!announced) return;
+    clearInterval(announced.timer);
+    this.#announced.delete(roomId);
+    this.store.deleteValue(key(roomId), announced.value).catch(() => undefined);
+  }
+
+  async #open(request: OpenRequest, edge: string): Promise<OpenAnswer> {
+    const room = this.roomById(request.roomId);
+    const producer = room?.localBroadcast;
+    if (!room || !producer || producer.id !== request.producerId) {
+      throw new ChorusError('PRODUCER_NOT_FOUND', `no broadcast ${request.producerId} here`);
+    }
+    // A retried request (its answer was lost) replaces the earlier pipe instead of leaking it.
+    const pipeKey = `${request.roomId}\0${edge}`;
+    this.#outgoing.get(pipeKey)?.close();
+    const transport = await room.media.origin.router.createPipeTransport({
+      listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
+      enableSrtp: true,
+    });
+    this.#outgoing.set(pipeKey, transport);
+    transport.observer.once('close', () => {
+      if (this.#outgoing.get(pipeKey) === transport) this.#outgoing.delete(pipeKey);
+    });
+    await transport.connect({ ip: request.ip, port: request.port, srtpParameters: request.srtpParameters });
+    const consumer = await transport.consume({ producerId: producer.id });
+    consumer.on('producerclose', () => {
+      this.bus.notify(edge, 'pipe.closed', { roomId: request.roomId, producerId: producer.id });
+      transport.close();
+    });
+    this.log.info({ room: request.roomId, edge, producer: producer.id }, 'piping broadcast to an edge');
+    return {
+      ip: this.#address,
+      port: transport.tuple.localPort,
+      srtpParameters: transport.srtpParameters!,
+      kind: consumer.kind,
+      rtpParameters: consumer.rtpParameters,
+      paused: consumer.producerPaused,
+    };
+  }
+
+  #release(roomId: string, edge: string): void {
+    this.#outgoing.get(`${roomId}\0${edge}`)?.close();
+  }
+
+  // --- edge ------------------------------------------------------------------------------
+
+  async location(roomId: string): Promise<Location | undefined> {
+    const raw = await this.store.getValue(key(roomId));
+    if (raw === undefined) return undefined;
+    const parsed = JSON.parse(raw) as Location;
+    return parsed.nodeId === this.bus.nodeId ? undefined : parsed;
+  }
+
+  pull(room: Room): Promise<types.Producer | undefined> {
+    // Pulls for one room run one after another (each waits for the previous), so listeners
+    // arriving together share one pipe instead of racing to open several.
+    const previous = this.#incoming.get(room.id);
+    const next = (async (): Promise<types.Producer | undefined> => {
+      const existing = await previous?.catch(() => undefined);
+      const where = await this.location(room.id);
+      if (existing && !existing.closed && existing.id === where?.producerId) return existing;
+      if (existing && !existing.closed) existing.close();
+      return where ? this.#pullFrom(room, where) : undefined;
+    })();
+    this.#incoming.set(room.id, next);
+    const forget = (): void => {
+      if (this.#incoming.get(room.id) === next) this.#incoming.delete(room.id);
+    };
+    next.then((producer) => (producer ? producer.observer.once('close', forget) : forget()), forget);
+    return next;
+  }
+
+  async #pullFrom(room: Room, where: Location): Promise<types.Producer> {
+    const transport = await room.media.origin.router.createPipeTransport({
+      listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
+      enableSrtp: true,
+    });
+    try {
+      const answer = await this.bus.request<OpenAnswer>(where.nodeId, 'pipe.open', {
+        roomId: room.id,
+        producerId: where.producerId,
+        ip: this.#address,
+        port: transport.tuple.localPort,
+        srtpParameters: transport.srtpParameters!,
+      } satisfies OpenRequest);
+      await transport.connect({ ip: answer.ip, port: answer.port, srtpParameters: answer.srtpParameters });
+      const producer = await transport.produce({
+        id: where.producerId,
+        kind: answer.kind,
+        rtpParameters: answer.rtpParameters,
+        paused: answer.paused,
+      });
+      producer.observer.once('close', () => {
+        transport.close();
+        this.bus.notify(where.nodeId, 'pipe.release', { roomId: room.id });
+      });
+      transport.observer.once('close', () => producer.close());
+      room.media.addProducer(producer);
+      this.log.info({ room: room.id, origin: where.nodeId, producer: producer.id }, 'pulled broadcast from its origin');
+      return producer;
+    } catch (error) {
+      transport.close();
+      throw error;
+    }
+  }
+
+  async #originClosed({ roomId, producerId }: { roomId: string; producerId: string }): Promise<void> {
+    const producer = await this.#incoming.get(roomId)?.catch(() => undefined);
+    if (producer?.id === producerId) producer.close();
+  }
+
+  close(): void {
+    for (const roomId of [...this.#announced.keys()]) this.withdraw(roomId);
+    for (const transport of this.#outgoing.values()) transport.close();
+  }
+}
