@@ -381,12 +381,14 @@ async function run(): Promise<void> {
   const sentBefore = await broadcaster.next('sent', 30_000);
   sampler.sample();
   const windowStart = performance.now();
+  const parentCpuBefore = process.cpuUsage();
   const threadPids = (): number[] => listenerProcs.map((c) => c.pid);
   const threadsBefore = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
   log(`steady state: measuring for ${durationS} s`);
   await sleep(durationS * 1000);
   sampler.sample();
   const windowEnd = performance.now();
+  const parentCpu = process.cpuUsage(parentCpuBefore);
   const threadsAfter = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
   listenerProcs.forEach((c) => c.send({ type: 'finish' }));
   broadcaster.send({ type: 'finish' });
@@ -464,6 +466,10 @@ async function run(): Promise<void> {
     /** Busiest thread of each listener process: one saturated libwebrtc thread caps a process. */
     loadgenBusiestThread: listenerProcs.map((c) => busiestThreads(threadsBefore.get(c.pid) ?? new Map(), threadsAfter.get(c.pid) ?? new Map(), windowS, 1)[0]),
     machineCpuPct: machineUsagePct(win, cores),
+    /** This benchmark's own parent process (sampling, IPC), not in either figure above. */
+    benchParentCpuPct: round(((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
+    /** Machine busy minus server, load generator and parent: other work on a shared machine. */
+    otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - loadgenCpu - ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
     ramp: { seconds: round((rampEnd - rampStart) / 1000, 1), serverCpuPct: usage(ramp, 'server').cpuPct, machineCpuPct: machineUsagePct(ramp, cores) },
   };
 

@@ -24,6 +24,7 @@ export interface RunRecord {
   command: string;
   machineCpuPct?: number;
   durationS?: number;
+  packets?: { deliveredPct?: number; receivedPerListenerPerSec?: number };
   /** Every successful listener's join time, ms (for the per-run histogram). */
   joinTimesMs?: number[];
 }
@@ -226,10 +227,19 @@ export function renderHtml(runs: RunRecord[]): string {
       { name: 'jitter p95 ms', points: pts((r) => r.jitterMs.p95), dashed: true },
     ],
   });
+  const deliveryChart = lineChart({
+    title: 'Delivered on time: received ÷ (sent × listeners) in the window',
+    xLabel: 'listeners (N)',
+    yLabel: '%',
+    series: [
+      { name: 'delivered %', points: pts((r) => r.packets?.deliveredPct) },
+      { name: 'joined % of N', points: pts((r) => (r.joined / r.listeners) * 100), dashed: true },
+    ],
+  });
   const rows = runs
     .map(
       (r) => `<tr><td>${esc(r.ts)}</td><td>${r.listeners}</td><td>${r.procs}</td><td>${r.workers}</td><td>${r.joined}</td><td>${r.failed}</td>` +
-        `<td>${r.joinMs.p50}</td><td>${r.joinMs.p95}</td><td>${r.joinMs.p99}</td><td>${r.joinMs.max}</td><td>${r.lossPct}</td><td>${r.jitterMs.p50} / ${r.jitterMs.p95}</td>` +
+        `<td>${r.joinMs.p50}</td><td>${r.joinMs.p95}</td><td>${r.joinMs.p99}</td><td>${r.joinMs.max}</td><td>${r.lossPct}</td><td>${r.packets?.deliveredPct ?? ''}</td><td>${r.jitterMs.p50} / ${r.jitterMs.p95}</td>` +
         `<td>${r.serverCpuPct}</td><td>${r.serverRssMiB}</td><td>${r.loadgenCpuPct}</td><td>${r.machineCpuPct ?? ''}</td><td>${r.listenersPerServerCore ?? ''}</td><td>${r.cpuPerListenerPctOfCore ?? ''}</td></tr>`,
     )
     .join('\n');
@@ -251,9 +261,9 @@ figure{display:inline-block;margin:8px 16px 16px 0;vertical-align:top}figcaption
 </style></head><body>
 <h1>Chorus broadcast benchmark</h1>
 <p>${runs.length} run(s) from results.jsonl${machine ? ` · machine: ${machine.cpus} × ${esc(machine.model)}, Node ${esc(machine.node)}` : ''}. One broadcaster publishing an Opus tone, N receive-only listeners on Node WebRTC spread over load-generator processes, all on loopback. CPU is % of one core, averaged over the steady-state window.</p>
-<div class="charts">${joinChart}${cpuChart}${rssChart}${qualityChart}</div>
+<div class="charts">${joinChart}${cpuChart}${qualityChart}${deliveryChart}${rssChart}</div>
 <h2>Runs</h2>
-<table><thead><tr><th>time</th><th>N</th><th>procs</th><th>workers</th><th>joined</th><th>failed</th><th>join p50</th><th>p95</th><th>p99</th><th>max</th><th>loss %</th><th>jitter p50/p95 ms</th><th>server CPU %</th><th>server RSS MiB</th><th>loadgen CPU %</th><th>machine CPU %</th><th>listeners / server core</th><th>server CPU % per listener</th></tr></thead>
+<table><thead><tr><th>time</th><th>N</th><th>procs</th><th>workers</th><th>joined</th><th>failed</th><th>join p50</th><th>p95</th><th>p99</th><th>max</th><th>loss %</th><th>delivered %</th><th>jitter p50/p95 ms</th><th>server CPU %</th><th>server RSS MiB</th><th>loadgen CPU %</th><th>machine CPU %</th><th>listeners / server core</th><th>server CPU % per listener</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>
