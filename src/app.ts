@@ -96,6 +96,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
   };
   const io = createSignalingServer(http.server, signaling);
+  const channel = new SocketRoomChannel(io);
   // With Redis, room events reach clients on every node. The streams adapter resumes from its
   // stream position after a Redis blip instead of losing what was published meanwhile.
   const adapterClient = redisStore?.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
@@ -110,7 +111,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     remote: pipes,
     pool: workers,
     store,
-    channel: new SocketRoomChannel(io),
+    channel,
     transport: config.media,
     maxConsumersPerWorker: config.media.maxConsumersPerWorker,
     room: {
@@ -123,6 +124,15 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     maxRoomsPerKey: config.limits.roomsPerApiKey,
     audit,
     log,
+  });
+  // A seat this node held was taken over elsewhere (its broadcaster came back on another node):
+  // the session here is stale; tell it and let it go.
+  redisStore?.on('seatLost', ({ roomId, peerId }) => {
+    const room = rooms.get(roomId);
+    const peer = room?.peers.get(peerId);
+    if (!room || !peer) return;
+    channel.toPeer(peerId, 'session:kicked', { reason: 'replaced by a newer session' });
+    room.leave(peer, 'replaced').catch((error: unknown) => log.warn({ err: error, room: roomId }, 'leaving a replaced session failed'));
   });
   attachProtocol(
     io,

@@ -11,7 +11,7 @@ import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, RoomKind } from '../protocol/messages.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
-import type { StateStore } from '../store/stateStore.js';
+import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { RemoteBroadcasts } from './remote.js';
 import { Peer } from './peer.js';
@@ -106,15 +106,7 @@ export class Room extends EventEmitter<RoomEvents> {
       if (this.peers.size >= this.options.maxPeers) throw new ChorusError('LIMIT_REACHED', 'room is full');
 
       const seat = this.policy.exclusiveSeat(grant.role);
-      if (seat && !(await this.store.claimSeat(this.id, seat, peerId))) {
-        const holder = [...this.peers.values()].find((p) => p.role === grant.role);
-        if (!grant.grants.replace || !holder) throw new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
-        this.channel.toPeer(holder.id, 'session:kicked', { reason: 'replaced by another broadcaster' });
-        await this.leave(holder, 'replaced');
-        if (!(await this.store.claimSeat(this.id, seat, peerId))) {
-          throw new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
-        }
-      }
+      if (seat && !(await this.store.claimSeat(this.id, seat, peerId))) await this.#takeSeat(seat, grant, peerId);
       this.#assertOpen();
       const peer = new Peer(peerId, this.id, grant.identity, grant.role, grant.name, grant.grants);
       this.peers.set(peerId, peer);
@@ -138,6 +130,34 @@ export class Room extends EventEmitter<RoomEvents> {
         await this.close().catch((error: unknown) => this.#log.error({ err: error }, 'closing a room left empty by a refused join failed'));
       }
     }
+  }
+
+  /**
+   * The seat is held. It is taken over when the token says `replace`, when the holder is the
+   * same identity (a broadcaster back from a dropped connection or a dead node, before its old
+   * session has timed out), or when the holder has no session record left (it died with its
+   * node). The holder is told, here or — through the store's lease check — on its own node.
+   */
+  async #takeSeat(seat: Seat, grant: VerifiedGrant, peerId: string): Promise<void> {
+    const present = (): ChorusError => new ChorusError('BROADCASTER_PRESENT', 'this room already has a broadcaster');
+    const holderId = await this.store.seatHolder(this.id, seat);
+    if (holderId === undefined) {
+      if (await this.store.claimSeat(this.id, seat, peerId)) return;
+      throw present();
+    }
+    const local = this.peers.get(holderId);
+    const record = local ? undefined : await this.store.getPeer(this.id, holderId);
+    const identity = local?.identity ?? record?.identity;
+    const orphaned = !local && record === undefined;
+    if (!grant.grants.replace && identity !== grant.identity && !orphaned) throw present();
+    if (local) {
+      this.channel.toPeer(local.id, 'session:kicked', { reason: 'replaced by a newer session' });
+      await this.leave(local, 'replaced');
+      if (!(await this.store.claimSeat(this.id, seat, peerId))) throw present();
+      return;
+    }
+    if (!(await this.store.takeSeat(this.id, seat, holderId, peerId))) throw present();
+    this.#log.info({ peer: peerId, from: holderId, orphaned }, 'took the seat over from a session on another node');
   }
 
   async leave(peer: Peer, reason: LeaveReason): Promise<void> {

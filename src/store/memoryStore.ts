@@ -59,6 +59,18 @@ export class MemoryStateStore implements StateStore {
     if (this.#seats.get(key) === peerId) this.#seats.delete(key);
   }
 
+  async takeSeat(roomId: string, seat: Seat, fromPeerId: string, toPeerId: string): Promise<boolean> {
+    const key = `${roomId}\0${seat}`;
+    if (this.#seats.get(key) !== fromPeerId) return false;
+    this.#seats.set(key, toPeerId);
+    return true;
+  }
+
+  async getPeer(roomId: string, peerId: string): Promise<PeerRecord | undefined> {
+    const peer = this.#peers.get(roomId)?.get(peerId);
+    return peer && { ...peer };
+  }
+
   async seatHolder(roomId: string, seat: Seat): Promise<string | undefined> {
     return this.#seats.get(`${roomId}\0${seat}`);
   }

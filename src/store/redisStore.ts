@@ -241,6 +241,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+/** KEYS: seat. ARGV: from, to, leaseMs. 1 when the seat moved from ARGV[1] to ARGV[2]. */
+const TAKE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
 /** KEYS: once key. ARGV: nonce, ttlMs. 1 for the first caller (or that caller's retry). */
 const ONCE = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -257,7 +264,7 @@ function script(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
-const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), once: script(ONCE) };
+const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), once: script(ONCE), take: script(TAKE) };
 
 /** Failures worth a retry and counted by the breaker: the connection, timeouts, a failover. */
 export function isTransientRedisError(error: unknown): boolean {
@@ -446,6 +453,18 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
     if (held?.seats.get(seat) === peerId) held.seats.delete(seat);
     const key = this.#keys(roomId).seats[seats.indexOf(seat)]!;
     await this.#run('releaseSeat', () => this.#eval(scripts.release, [key], [peerId]));
+  }
+
+  async takeSeat(roomId: string, seat: Seat, fromPeerId: string, toPeerId: string): Promise<boolean> {
+    const key = this.#keys(roomId).seats[seats.indexOf(seat)]!;
+    const moved = Number(await this.#run('takeSeat', () => this.#eval(scripts.take, [key], [fromPeerId, toPeerId, this.leaseMs]))) === 1;
+    if (moved) this.#hold(roomId).seats.set(seat, toPeerId);
+    return moved;
+  }
+
+  async getPeer(roomId: string, peerId: string): Promise<PeerRecord | undefined> {
+    const raw = await this.#run('getPeer', () => this.client.hget(this.#keys(roomId).peers, peerId));
+    return raw === null ? undefined : (JSON.parse(raw) as PeerRecord);
   }
 
   async seatHolder(roomId: string, seat: Seat): Promise<string | undefined> {

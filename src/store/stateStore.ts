@@ -44,6 +44,9 @@ export interface StateStore {
   /** Frees `seat` only if `peerId` holds it, so a late release never evicts a successor. */
   releaseSeat(roomId: string, seat: Seat, peerId: string): Promise<void>;
   seatHolder(roomId: string, seat: Seat): Promise<string | undefined>;
+  /** Moves `seat` from `fromPeerId` to `toPeerId` only if `fromPeerId` still holds it. */
+  takeSeat(roomId: string, seat: Seat, fromPeerId: string, toPeerId: string): Promise<boolean>;
+  getPeer(roomId: string, peerId: string): Promise<PeerRecord | undefined>;
 
   /**
    * Records `key` for `ttlSeconds`; true only for the first caller (a token id's single use).

@@ -79,3 +79,16 @@ test('readiness reports the Redis breaker; with Redis gone joins get a retryable
   await until(async () => (await fetch(`${a.url}/readyz`)).status === 200, 15_000, 'readyz to recover');
   await s.ok('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
 });
+
+test('a broadcaster returning on another node (same identity) takes its seat over; the stale session is told', async () => {
+  const before = await on(a);
+  await before.ok('join', { roomId: 'takeover', token: await tokenFor(a, 'takeover', 'broadcaster', 'imam') });
+  const intruder = await on(b);
+  expect(await intruder.code('join', { roomId: 'takeover', token: await tokenFor(b, 'takeover', 'broadcaster', 'someone-else') })).toBe('BROADCASTER_PRESENT');
+  const after = await on(b);
+  const joined = await after.ok('join', { roomId: 'takeover', token: await tokenFor(b, 'takeover', 'broadcaster', 'imam') });
+  expect(await b.store.seatHolder('takeover', 'broadcaster')).toBe(joined['peerId']);
+  // Node a finds out at its next lease refresh and lets the old session go.
+  await until(() => before.events.some((e) => e.event === 'session:kicked'), 20_000, 'the old session to be told');
+  await until(() => a.rooms.get('takeover') === undefined, 10_000, 'node a to let the room go');
+});
