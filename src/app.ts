@@ -53,7 +53,6 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
-  const limits = new Limits(config.limits, audit);
   const redisStore = config.redis
     ? new RedisStateStore({
         url: config.redis.url,
@@ -64,6 +63,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     : undefined;
   if (redisStore) await redisStore.ready();
   const store: StateStore = redisStore ?? new MemoryStateStore();
+  const limits = new Limits(config.limits, audit, redisStore && { client: redisStore.client, prefix: config.redis!.prefix });
+
   const workers = await WorkerPool.start(
     { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
     log,

@@ -14,7 +14,7 @@ import { ChorusClientError, request, type ClientSocket } from './signaling.js';
 export { ChorusClientError } from './signaling.js';
 
 /** Failures of the path, not refusals by the server: always worth another try. */
-const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL']);
+const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED']);
 
 export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
@@ -143,7 +143,16 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       await this.#producer.replaceTrack({ track });
       return;
     }
-    if (this.#state === 'joined' && this.#transport?.direction === 'send') await this.#produce(this.#generation);
+    if (this.#state !== 'joined' || this.#transport?.direction !== 'send') return;
+    try {
+      await this.#produce(this.#generation);
+    } catch (error) {
+      // A passing refusal (rate limit, node busy): the track is kept and goes out when the
+      // session is set up again. Anything else is the caller's to handle.
+      if (!(error instanceof ChorusClientError) || !error.retryable) throw error;
+      this.emit('error', error);
+      this.#scheduleRetry(error.retryAfterMs);
+    }
   }
 
   /** Broadcaster: stop sending; listeners are told the broadcast ended. */
@@ -270,6 +279,13 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // Before the first successful join, a refusal (wrong token, seat taken...) goes back to
       // the caller; afterwards the session is worth keeping alive through anything retryable.
       const everJoined = this.#info !== undefined;
+      if (failure.code === 'ALREADY_JOINED' && this.#socket.connected) {
+        // A retry after a half-finished setup on the same connection: the server still holds
+        // that session. Leave it, then join again straight away.
+        await request(this.#socket, 'leave', {}).catch(() => undefined);
+        if (generation === this.#generation) void this.#establish();
+        return;
+      }
       if (!everJoined && this.#options.resumeToken && failure.code.startsWith('TOKEN_')) {
         // A stale saved resume token: fall back to the join token we were given.
         this.#options = { ...this.#options, resumeToken: undefined };
@@ -277,7 +293,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         return;
       }
       if (transientCodes.has(failure.code) || (everJoined && failure.retryable)) {
-        this.#scheduleRetry();
+        this.#scheduleRetry(failure.retryAfterMs);
       } else {
         this.#joinWaiter?.reject(failure);
         this.#joinWaiter = undefined;
@@ -286,9 +302,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     }
   }
 
-  #scheduleRetry(): void {
+  #scheduleRetry(atLeastMs = 0): void {
     const { initialMs, maxMs } = this.#options.retry ?? { initialMs: 500, maxMs: 10_000 };
-    const delay = Math.min(maxMs, initialMs * 2 ** this.#retries++) * (0.5 + Math.random() / 2);
+    const delay = Math.max(atLeastMs, Math.min(maxMs, initialMs * 2 ** this.#retries++) * (0.5 + Math.random() / 2));
     this.#setState('reconnecting');
     this.#retryTimer = setTimeout(() => {
       this.#teardownMedia();

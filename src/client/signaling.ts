@@ -13,12 +13,14 @@ export class ChorusClientError extends Error {
     readonly code: ErrorCode | 'TIMEOUT' | 'DISCONNECTED',
     message: string,
     readonly retryable: boolean,
+    /** For LIMIT_REACHED: wait at least this long before trying again. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
 
   static from(error: WireError): ChorusClientError {
-    return new ChorusClientError(error.code, error.message, error.retryable);
+    return new ChorusClientError(error.code, error.message, error.retryable, error.retryAfterMs);
   }
 }
 

@@ -3,7 +3,8 @@
  * connections per IP. Backed by rate-limiter-flexible's memory limiters; the cluster swaps in its
  * Redis limiters behind the same `RateLimiterAbstract` interface. Refusing costs one map lookup.
  */
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ChorusError } from '../protocol/errors.js';
 import type { AuditSink } from '../observability/audit.js';
 
@@ -25,12 +26,29 @@ export class Limits {
   readonly #connections = new Map<string, number>();
   readonly #refusedIps = new Set<string>();
 
+  /**
+   * @param redis in a cluster, counters live in Redis so a client spreading requests over nodes
+   *   meets one limit; while Redis is unreachable each node falls back to its own memory counters.
+   */
   constructor(
     readonly settings: LimitSettings,
     private readonly audit: AuditSink,
+    redis?: { client: Redis; prefix: string },
   ) {
-    const perSecond = (points: number, keyPrefix: string) => new RateLimiterMemory({ points, duration: 1, keyPrefix });
-    const perMinute = (points: number, keyPrefix: string) => new RateLimiterMemory({ points, duration: 60, keyPrefix });
+    const make = (points: number, duration: number, keyPrefix: string): RateLimiterAbstract => {
+      const memory = new RateLimiterMemory({ points, duration, keyPrefix });
+      if (!redis) return memory;
+      return new RateLimiterRedis({
+        storeClient: redis.client,
+        points,
+        duration,
+        keyPrefix: `${redis.prefix}rl:${keyPrefix}`,
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: memory,
+      });
+    };
+    const perSecond = (points: number, keyPrefix: string) => make(points, 1, keyPrefix);
+    const perMinute = (points: number, keyPrefix: string) => make(points, 60, keyPrefix);
     this.#limiters = {
       http: perMinute(settings.httpPerIpPerMinute, 'http'),
       messagesPerConnection: perSecond(settings.messagesPerConnectionPerSecond, 'msg-conn'),

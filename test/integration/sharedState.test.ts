@@ -92,3 +92,20 @@ test('a broadcaster returning on another node (same identity) takes its seat ove
   await until(() => before.events.some((e) => e.event === 'session:kicked'), 20_000, 'the old session to be told');
   await until(() => a.rooms.get('takeover') === undefined, 10_000, 'node a to let the room go');
 });
+
+test('rate limits are shared through Redis: a client spreading messages over two nodes meets one limit', async () => {
+  const { Limits } = await import('../../src/limits/limits.js');
+  const settings = { ...a.limits.settings, joinsPerRoomPerSecond: 3 };
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redis.url);
+  await client.ping(); // ready: before that the limiters fall back to per-node memory counters
+  const audit = { record: () => undefined };
+  const onA = new Limits(settings, audit, { client, prefix: 'limits-test:' });
+  const onB = new Limits(settings, audit, { client, prefix: 'limits-test:' });
+  const outcomes: string[] = [];
+  for (const limits of [onA, onB, onA, onB]) {
+    outcomes.push(await limits.take('joinsPerRoom', 'shared-room').then(() => 'ok', (e: { code: string }) => e.code));
+  }
+  expect(outcomes).toEqual(['ok', 'ok', 'ok', 'LIMIT_REACHED']);
+  client.disconnect();
+});
