@@ -6,5 +6,7 @@ import type { ServerEvents } from '../protocol/messages.js';
  */
 export interface RoomChannel {
   toRoom<E extends keyof ServerEvents>(roomId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
+  /** Only this node's clients of the room (for what every node pushes itself, like counts). */
+  toRoomLocal<E extends keyof ServerEvents>(roomId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
   toPeer<E extends keyof ServerEvents>(peerId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
 }

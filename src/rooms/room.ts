@@ -61,6 +61,12 @@ export class Room extends EventEmitter<RoomEvents> {
     super();
     this.#log = log.child({ room: id });
     media.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
+    if (remote) {
+      // In a cluster the audience joins on every node, so each node reads the shared count at
+      // the push interval and tells its own clients (the adapter would multiply a room-wide push).
+      this.#countTimer = setInterval(() => void this.#pushClusterCount(), options.countIntervalMs);
+      this.#countTimer.unref();
+    }
   }
 
   get kind(): RoomKind {
@@ -400,9 +406,23 @@ export class Room extends EventEmitter<RoomEvents> {
     if (!this.canModerate(peer)) throw new ChorusError('FORBIDDEN_ROLE', 'only moderators can do that');
   }
 
+  /** The audience across the cluster (this node's alone without one). */
+  async audienceCount(): Promise<number> {
+    if (!this.remote) return this.audience;
+    return this.store.countPeers(this.id, 'listener').catch(() => this.audience);
+  }
+
+  async #pushClusterCount(): Promise<void> {
+    const count = await this.audienceCount();
+    if (count !== this.#lastCount && !this.#closed) {
+      this.#lastCount = count;
+      this.channel.toRoomLocal(this.id, 'room:listeners', { count });
+    }
+  }
+
   /** Pushes the audience size at most once per interval, and only when it changed. */
   #scheduleCount(): void {
-    if (this.#countTimer || this.#closed) return;
+    if (this.#countTimer || this.#closed || this.remote) return;
     this.#countTimer = setTimeout(() => {
       this.#countTimer = undefined;
       const count = this.audience;
@@ -436,6 +456,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#countTimer);
+    clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];
     for (const peer of mine) peer.close();
     this.peers.clear();

@@ -13,6 +13,10 @@ export class SocketRoomChannel implements RoomChannel {
     this.io.to(roomAddress(roomId)).emit(event, ...args);
   }
 
+  toRoomLocal<E extends keyof ServerEvents>(roomId: string, event: E, ...args: Parameters<ServerEvents[E]>): void {
+    this.io.local.to(roomAddress(roomId)).emit(event, ...args);
+  }
+
   toPeer<E extends keyof ServerEvents>(peerId: string, event: E, ...args: Parameters<ServerEvents[E]>): void {
     this.io.to(peerAddress(peerId)).emit(event, ...args);
   }

@@ -95,7 +95,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           identity: peer.identity,
           routerRtpCapabilities: room.media.rtpCapabilities,
           broadcast: await room.broadcastState(),
-          listeners: room.audience,
+          listeners: await room.audienceCount(),
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken: await tokens.resumeToken(grant, resumeTtlSeconds),
         };

@@ -42,6 +42,8 @@ test('listeners on another node hear the broadcast through one pipe, and follow 
   for (let i = 0; i < 3; i++) there.push(await joinListener(edge, 'city'));
   cleanup.push(() => Promise.all([here, ...there].map((l) => l.close())));
   await Promise.all([here, ...there].map((l) => l.hears(1000)));
+  // The listener count is the whole room's, on every node, and the broadcaster sees it too.
+  await until(() => [here, ...there].every((l) => l.client.audience === 4) && broadcaster.audience === 4, 10_000, 'cluster-wide count of 4');
 
   // The edge holds the broadcast as one piped producer, whatever its number of listeners.
   const edgeRoom = edge.rooms.get('city')!;
