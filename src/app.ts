@@ -16,6 +16,7 @@ import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
+import { NodeRegistry } from './cluster/registry.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
@@ -72,6 +73,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
 
   let closing = false;
   let draining = false;
+  let nodeUrl = '';
   const http = createHttpServer({
     log,
     tokens,
@@ -86,7 +88,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     ready: () => ({
       ready: !closing && !draining && workers.healthy && (redisStore?.healthy ?? true),
       detail: {
-        redis: redisStore ? redisStore.breakerState : 'unused', node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+        redis: redisStore ? redisStore.breakerState : 'unused',
+        cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
     }),
   });
 
@@ -105,8 +108,29 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   if (adapterClient) io.adapter(createAdapter(adapterClient, { streamName: `${config.redis!.prefix}socket.io`, channelPrefix: `${config.redis!.prefix}socket.io` }));
   // In a cluster, broadcasts cascade: an edge pulls a room's broadcast from its origin node.
   const bus = redisStore ? await NodeBus.start(redisStore.client, config.nodeId, config.redis!.prefix, log) : undefined;
+  const registry = redisStore
+    ? new NodeRegistry(
+        store,
+        () => ({
+          id: config.nodeId,
+          url: nodeUrl,
+          load: workers.slots.reduce((n, s) => n + s.load, 0),
+          rooms: rooms.rooms.size,
+          peers: [...rooms.rooms.values()].reduce((n, r) => n + r.peers.size, 0),
+          draining,
+        }),
+        log.child({ component: 'registry' }),
+      )
+    : undefined;
   const pipes = bus
-    ? new ClusterPipes(bus, store, (roomId) => rooms.get(roomId), { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress }, log)
+    ? new ClusterPipes(
+        bus,
+        store,
+        (roomId) => rooms.get(roomId),
+        { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },
+        log,
+        (nodeId) => registry?.isAlive(nodeId) ?? true,
+      )
     : undefined;
   const rooms: RoomManager = new RoomManager({
     remote: pipes,
@@ -146,6 +170,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const address = http.server.address() as AddressInfo;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
   const url = `${config.http.tls ? 'https' : 'http'}://${host}:${address.port}`;
+  nodeUrl = url;
+  await registry?.start();
   log.info({ url, workers: workers.size, demo: config.tokens.demo }, 'chorus node listening');
 
   const node: ChorusNode = {
@@ -184,6 +210,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
       pipes?.close();
+      await registry?.close();
       bus?.close();
       workers.close();
       adapterClient?.disconnect();

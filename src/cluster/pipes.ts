@@ -54,6 +54,7 @@ export class ClusterPipes implements RemoteBroadcasts {
   /** Edge side: the pulled producer of each room, or the pull under way. */
   readonly #incoming = new Map<string, Promise<types.Producer | undefined>>();
   readonly #announced = new Map<string, { value: string; timer: NodeJS.Timeout }>();
+  readonly #sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly bus: NodeBus,
@@ -61,8 +62,21 @@ export class ClusterPipes implements RemoteBroadcasts {
     private readonly roomById: (roomId: string) => Room | undefined,
     private readonly settings: PipeSettings,
     private readonly log: Logger,
+    /** Whether a node is still in the registry: dead origins are not pulled from, dead edges not fed. */
+    private readonly isAlive: (nodeId: string) => boolean = () => true,
   ) {
     bus.handle('pipe.open', (params, from) => this.#open(params as OpenRequest, from));
+    // An edge that died never says goodbye: its pipes would feed nobody forever.
+    this.#sweeper = setInterval(() => {
+      for (const [pipeKey, transport] of this.#outgoing) {
+        const edge = pipeKey.split('\0')[1]!;
+        if (!this.isAlive(edge)) {
+          this.log.info({ edge }, 'closing a pipe to a node that left the cluster');
+          transport.close();
+        }
+      }
+    }, 2000);
+    this.#sweeper.unref();
     bus.handle('pipe.release', async (params, from) => this.#release((params as { roomId: string }).roomId, from));
     bus.handle('pipe.closed', async (params) => this.#originClosed(params as { roomId: string; producerId: string }));
   }
@@ -137,7 +151,8 @@ export class ClusterPipes implements RemoteBroadcasts {
     const raw = await this.store.getValue(key(roomId));
     if (raw === undefined) return undefined;
     const parsed = JSON.parse(raw) as Location;
-    return parsed.nodeId === this.bus.nodeId ? undefined : parsed;
+    // Held here, or by a node that is gone (its broadcaster will reappear elsewhere): nothing to pull.
+    return parsed.nodeId === this.bus.nodeId || !this.isAlive(parsed.nodeId) ? undefined : parsed;
   }
 
   pull(room: Room): Promise<types.Producer | undefined> {
@@ -199,6 +214,7 @@ export class ClusterPipes implements RemoteBroadcasts {
   }
 
   close(): void {
+    clearInterval(this.#sweeper);
     for (const roomId of [...this.#announced.keys()]) this.withdraw(roomId);
     for (const transport of this.#outgoing.values()) transport.close();
   }

@@ -1,5 +1,5 @@
 import type { Role } from '../protocol/messages.js';
-import type { PeerRecord, RoomRecord, Seat, StateStore } from './stateStore.js';
+import type { NodeRecord, PeerRecord, RoomRecord, Seat, StateStore } from './stateStore.js';
 
 /** The embedded default: one process, so plain maps are already atomic. */
 export class MemoryStateStore implements StateStore {
@@ -130,7 +130,23 @@ export class MemoryStateStore implements StateStore {
     if (this.#values.get(key)?.[0] === value) this.#values.delete(key);
   }
 
+  readonly #nodes = new Map<string, [NodeRecord, number]>();
+
+  async putNode(node: NodeRecord, ttlSeconds: number): Promise<void> {
+    this.#nodes.set(node.id, [{ ...node }, Date.now() + ttlSeconds * 1000]);
+  }
+
+  async removeNode(nodeId: string): Promise<void> {
+    this.#nodes.delete(nodeId);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const now = Date.now();
+    return [...this.#nodes.values()].filter(([, expiresAt]) => expiresAt > now).map(([node]) => ({ ...node }));
+  }
+
   async close(): Promise<void> {
+    this.#nodes.clear();
     this.#values.clear();
     this.#expiring.clear();
     this.#rooms.clear();

@@ -57,7 +57,7 @@ import {
 import { Redis, type RedisOptions } from 'ioredis';
 import { ChorusError } from '../protocol/errors.js';
 import { roles, type Role } from '../protocol/messages.js';
-import { seats, type PeerRecord, type RoomRecord, type Seat, type StateStore } from './stateStore.js';
+import { seats, type NodeRecord, type PeerRecord, type RoomRecord, type Seat, type StateStore } from './stateStore.js';
 
 export interface RedisStateStoreOptions {
   /** REDIS_URL: `redis://`, `rediss://` or `redis+sentinel://` (see the module comment). */
@@ -241,6 +241,25 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+/** KEYS: nodes hash, expiries zset. ARGV: id, record, ttlMs. Expiry on Redis's clock. */
+const NODE_PUT = `${NOW}
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+`;
+
+/** KEYS: nodes hash, expiries zset. Drops expired nodes, returns the live records. */
+const NODE_LIST = `${NOW}
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now))
+if #dead > 0 then
+  redis.call('ZREM', KEYS[2], unpack(dead))
+  redis.call('HDEL', KEYS[1], unpack(dead))
+end
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[1], unpack(ids))
+`;
+
 /** KEYS: seat. ARGV: from, to, leaseMs. 1 when the seat moved from ARGV[1] to ARGV[2]. */
 const TAKE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -264,7 +283,7 @@ function script(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
-const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), once: script(ONCE), take: script(TAKE) };
+const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), once: script(ONCE), take: script(TAKE), nodePut: script(NODE_PUT), nodeList: script(NODE_LIST) };
 
 /** Failures worth a retry and counted by the breaker: the connection, timeouts, a failover. */
 export function isTransientRedisError(error: unknown): boolean {
@@ -460,6 +479,22 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
     const moved = Number(await this.#run('takeSeat', () => this.#eval(scripts.take, [key], [fromPeerId, toPeerId, this.leaseMs]))) === 1;
     if (moved) this.#hold(roomId).seats.set(seat, toPeerId);
     return moved;
+  }
+
+  async putNode(node: NodeRecord, ttlSeconds: number): Promise<void> {
+    await this.#run('putNode', () => this.#eval(scripts.nodePut, [`${this.prefix}nodes`, `${this.prefix}nodes:expiry`], [node.id, JSON.stringify(node), ttlMs(ttlSeconds)]));
+  }
+
+  async removeNode(nodeId: string): Promise<void> {
+    await this.#run('removeNode', async () => {
+      await this.client.zrem(`${this.prefix}nodes:expiry`, nodeId);
+      await this.client.hdel(`${this.prefix}nodes`, nodeId);
+    });
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const raw = (await this.#run('listNodes', () => this.#eval(scripts.nodeList, [`${this.prefix}nodes`, `${this.prefix}nodes:expiry`], []))) as Array<string | null>;
+    return raw.filter((r): r is string => typeof r === 'string').map((r) => JSON.parse(r) as NodeRecord);
   }
 
   async getPeer(roomId: string, peerId: string): Promise<PeerRecord | undefined> {

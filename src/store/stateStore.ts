@@ -24,6 +24,18 @@ export interface PeerRecord {
 }
 
 /** Seats only one peer of a room can hold at a time (the broadcaster's, a host's). */
+/** A node of the cluster as it announces itself in the registry. */
+export interface NodeRecord {
+  id: string;
+  /** Base URL of its HTTP/signaling endpoint. */
+  url: string;
+  /** Consumers + transports on its workers. */
+  load: number;
+  rooms: number;
+  peers: number;
+  draining: boolean;
+}
+
 export const seats = ['broadcaster'] as const;
 export type Seat = (typeof seats)[number];
 
@@ -73,6 +85,12 @@ export interface StateStore {
   getValue(key: string): Promise<string | undefined>;
   /** Deletes `key` only while it still holds `value`, so a late delete spares a successor's. */
   deleteValue(key: string, value: string): Promise<void>;
+
+  /** Announces (or re-announces) a node; it drops out of `listNodes` after `ttlSeconds`. */
+  putNode(node: NodeRecord, ttlSeconds: number): Promise<void>;
+  removeNode(nodeId: string): Promise<void>;
+  /** Nodes whose announcement has not expired. */
+  listNodes(): Promise<NodeRecord[]>;
 
   close(): Promise<void>;
 }

@@ -109,3 +109,14 @@ test('rate limits are shared through Redis: a client spreading messages over two
   expect(outcomes).toEqual(['ok', 'ok', 'ok', 'LIMIT_REACHED']);
   client.disconnect();
 });
+
+test('the node registry: every node sees the others; a node that stops drops out within seconds', async () => {
+  await until(async () => {
+    const info = (await (await fetch(`${a.url}/readyz`)).json()) as { cluster?: Array<{ id: string }> };
+    return (info.cluster ?? []).map((n) => n.id).sort().join(',') === 'node-a,node-b';
+  }, 10_000, 'node a to see both nodes');
+  const c = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'node-c', RTC_MIN_PORT: '30000', RTC_MAX_PORT: '30999' });
+  await until(async () => (await a.store.listNodes()).some((n) => n.id === 'node-c'), 10_000, 'node c to register');
+  await c.close();
+  await until(async () => !(await a.store.listNodes()).some((n) => n.id === 'node-c'), 10_000, 'node c to leave');
+});

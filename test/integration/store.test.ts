@@ -217,6 +217,25 @@ describe.each(backends)('state store contract: $name', (backend) => {
     expect(Date.now() - start).toBeGreaterThanOrEqual(990);
     expect(await a.getMark('kick\0r\0bob')).toBe(8);
   });
+
+  test('values: owner-checked delete; node registry: listed while announced, gone after its TTL', async () => {
+    const [a, b] = (await backend.nodes(2)) as [StateStore, StateStore];
+    await a.setValue('broadcast\0r', 'from-a', 60);
+    await b.deleteValue('broadcast\0r', 'from-b');
+    expect(await b.getValue('broadcast\0r')).toBe('from-a');
+    await b.deleteValue('broadcast\0r', 'from-a');
+    expect(await a.getValue('broadcast\0r')).toBeUndefined();
+
+    const node = (id: string) => ({ id, url: `http://${id}`, load: 1, rooms: 0, peers: 0, draining: false });
+    const start = Date.now();
+    await a.putNode(node('short'), 1);
+    await b.putNode(node('long'), 60);
+    expect((await a.listNodes()).map((n) => n.id).sort()).toEqual(['long', 'short']);
+    await waitFor('the 1 s node to drop out', async () => !(await b.listNodes()).some((n) => n.id === 'short'), 5000);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(990);
+    await a.removeNode('long');
+    expect(await b.listNodes()).toEqual([]);
+  });
 });
 
 describe('redis state store only', () => {
