@@ -209,6 +209,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     });
     s.on('broadcast:started', ({ producerId }) => {
       this.#setBroadcast({ live: true, paused: false, producerId });
+      // A new broadcast replaces the one this client still plays, whose end may never have been
+      // announced (its node died): keeping that consumer would mean silence from now on.
+      if (this.#consumer && this.#consumer.producerId !== producerId) this.#dropConsumer();
       void this.#consume(this.#generation);
     });
     s.on('broadcast:paused', ({ producerId }) => this.#setBroadcast({ live: true, paused: true, producerId }));
