@@ -150,6 +150,10 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     audit,
     log,
   });
+  // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
+  redisStore?.on('health', (healthy) => {
+    if (healthy) pipes?.reannounce();
+  });
   // A seat this node held was taken over elsewhere (its broadcaster came back on another node):
   // the session here is stale; tell it and let it go.
   redisStore?.on('seatLost', ({ roomId, peerId }) => {

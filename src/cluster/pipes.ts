@@ -115,6 +115,18 @@ export class ClusterPipes implements RemoteBroadcasts {
     await write();
   }
 
+  /**
+   * Writes every broadcast location this node holds again, now: the store is back after an
+   * outage and may have come back empty (Redis without persistence). Waiting for the next lease
+   * renewal would leave a window in which listeners joining other nodes find the room silent and
+   * wait for a `broadcast:started` that never comes.
+   */
+  reannounce(): void {
+    for (const [roomId, { value }] of this.#announced) {
+      this.store.setValue(key(roomId), value, LEASE_SECONDS).catch((error: unknown) => this.log.warn({ err: error, room: roomId }, 'broadcast location not re-announced'));
+    }
+  }
+
   withdraw(roomId: string): void {
     const announced = this.#announced.get(roomId);
     if (!announced) return;
