@@ -13,6 +13,8 @@ export interface RegistryOptions {
 
 export class NodeRegistry {
   #nodes = new Map<string, NodeRecord>();
+  /** When each node was last listed: what `isAlive` judges by. */
+  readonly #lastSeen = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -38,6 +40,10 @@ export class NodeRegistry {
     const before = new Set(this.#nodes.keys());
     this.#nodes = new Map(nodes.map((n) => [n.id, n]));
     this.#nodes.set(me.id, me);
+    const now = Date.now();
+    for (const id of this.#nodes.keys()) this.#lastSeen.set(id, now);
+    // Forget nodes long gone (node ids are new on every start), keeping the map bounded.
+    for (const [id, seen] of this.#lastSeen) if (now - seen > 3_600_000) this.#lastSeen.delete(id);
     for (const id of before) if (!this.#nodes.has(id)) this.log.warn({ gone: id }, 'node left the cluster (heartbeat expired)');
   }
 
@@ -45,8 +51,15 @@ export class NodeRegistry {
     return [...this.#nodes.values()];
   }
 
+  /**
+   * False only for a node this one has seen and has not seen since for longer than a record
+   * lives: the view is a snapshot, so a node that started after it (unknown) or missed one
+   * heartbeat is not declared dead.
+   */
   isAlive(nodeId: string): boolean {
-    return this.#nodes.has(nodeId);
+    const seen = this.#lastSeen.get(nodeId);
+    if (seen === undefined || this.#nodes.has(nodeId)) return true;
+    return Date.now() - seen <= this.options.ttlSeconds * 1000 + this.options.heartbeatMs * 2;
   }
 
   async close(): Promise<void> {
