@@ -105,6 +105,14 @@ export class ClusterPipes implements RemoteBroadcasts {
 
   async announce(roomId: string, producerId: string): Promise<void> {
     this.withdraw(roomId);
+    // This node was an edge of the room until now (the broadcaster moved here, e.g. after its
+    // node died): the producer pulled from the old origin carries nothing any more; closing it
+    // closes its consumers, whose listeners are told and follow the new broadcast.
+    const pulled = this.#incoming.get(roomId);
+    if (pulled) {
+      this.#incoming.delete(roomId);
+      void pulled.then((producer) => producer?.close(), () => undefined);
+    }
     const value = JSON.stringify({ nodeId: this.bus.nodeId, producerId } satisfies Location);
     const write = (): Promise<void> => this.store.setValue(key(roomId), value, LEASE_SECONDS);
     const timer = setInterval(() => {
