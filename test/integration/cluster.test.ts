@@ -184,7 +184,17 @@ test('(c) SIGTERM drains a node: its clients move, hear again, and it exits 0', 
   const t0 = Date.now();
   const exited = target.kill('SIGTERM', 60_000);
   exited.catch(() => undefined);
-  const times = await restoreTimes(t0);
+  const times = await restoreTimes(t0).catch((error: Error) => {
+    // Where did the stuck client's reconnects go? nginx's view and the drained node's last words.
+    const ports = new Map(cluster.nodes.map((n) => [String(n.port), n.nodeId]));
+    const nginx = cluster
+      .nginxErrors()
+      .split('\n')
+      .filter((l) => /\[(warn|error)\]/.test(l))
+      .map((l) => l.replace(/^(\S+ \S+) .*?\*\d+ (.*?), client.*?upstream: "http:\/\/([^"/]+).*$/, (_m, at: string, what: string, up: string) => `${at} ${what} -> ${ports.get(up.split(':')[1] ?? '') ?? up}`))
+      .join('\n');
+    throw new Error(`${error.message}\n--- nginx warnings/errors (upstream port -> node) ---\n${nginx.slice(-6000)}\n--- ${target.nodeId} (tail) ---\n${target.output().slice(-1500)}`);
+  });
   const status = await exited;
   const exitMs = Date.now() - t0;
   const result = await drained;
