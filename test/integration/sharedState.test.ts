@@ -68,18 +68,6 @@ test('room events reach clients on other nodes through the Redis streams adapter
   await until(() => listenerOnB.events.some((e) => e.event === 'room:ended'), 10_000, 'room:ended on node b');
 });
 
-test('readiness reports the Redis breaker; with Redis gone joins get a retryable UNAVAILABLE, and recover', async () => {
-  expect((await (await fetch(`${a.url}/readyz`)).json()) as object).toMatchObject({ ready: true, redis: 'closed' });
-  await redis.kill();
-  const s = await on(a);
-  const reply = await s.call('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
-  expect(reply.error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
-  await until(async () => (await fetch(`${a.url}/readyz`)).status === 503, 10_000, 'readyz to report the outage');
-  await redis.restart();
-  await until(async () => (await fetch(`${a.url}/readyz`)).status === 200, 15_000, 'readyz to recover');
-  await s.ok('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
-});
-
 test('a broadcaster returning on another node (same identity) takes its seat over; the stale session is told', async () => {
   const before = await on(a);
   await before.ok('join', { roomId: 'takeover', token: await tokenFor(a, 'takeover', 'broadcaster', 'imam') });
@@ -119,4 +107,17 @@ test('the node registry: every node sees the others; a node that stops drops out
   await until(async () => (await a.store.listNodes()).some((n) => n.id === 'node-c'), 10_000, 'node c to register');
   await c.close();
   await until(async () => !(await a.store.listNodes()).some((n) => n.id === 'node-c'), 10_000, 'node c to leave');
+});
+
+// Last: it kills and restarts Redis, which the tests above should not have to recover from.
+test('readiness reports the Redis breaker; with Redis gone joins get a retryable UNAVAILABLE, and recover', async () => {
+  expect((await (await fetch(`${a.url}/readyz`)).json()) as object).toMatchObject({ ready: true, redis: 'closed' });
+  await redis.kill();
+  const s = await on(a);
+  const reply = await s.call('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
+  expect(reply.error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+  await until(async () => (await fetch(`${a.url}/readyz`)).status === 503, 10_000, 'readyz to report the outage');
+  await redis.restart();
+  await until(async () => (await fetch(`${a.url}/readyz`)).status === 200, 15_000, 'readyz to recover');
+  await s.ok('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
 });
