@@ -15,7 +15,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -25,6 +24,7 @@ import { TokenService } from '../../src/auth/tokens.js';
 import type { ChorusNode } from '../../src/app.js';
 import type { Role } from '../../src/protocol/messages.js';
 import { allStats, tree } from '../../bench/lib/procstat.js';
+import { freePort } from './ports.js';
 import { startRedis, type RedisServer } from './redisServer.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -127,16 +127,6 @@ function track(child: ChildProcess): void {
       for (const c of live) c.kill('SIGKILL');
     });
   }
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 function alivePid(pid: number): boolean {

@@ -7,10 +7,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { once } from 'node:events';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { freePort } from './ports.js';
 
 export interface RedisServer {
   /** `redis://127.0.0.1:<port>`, ready for REDIS_URL. */
@@ -44,17 +44,6 @@ function findRedisServer(): string {
     }
   }
   throw new Error(MISSING);
-}
-
-/** A TCP port free on 127.0.0.1 right now, found by binding port 0. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 /** One PING over a raw socket: true on `+PONG`, false on any error or within `ms`. */
