@@ -46,8 +46,6 @@ interface OpenAnswer {
 }
 
 const LEASE_SECONDS = 15;
-/** Longer than a registry record lives (6 s) plus a heartbeat (2 s). */
-const EDGE_GONE_AFTER_MS = 10_000;
 const key = (roomId: string): string => `broadcast\0${roomId}`;
 
 export class ClusterPipes implements RemoteBroadcasts {
@@ -57,8 +55,6 @@ export class ClusterPipes implements RemoteBroadcasts {
   readonly #incoming = new Map<string, Promise<types.Producer | undefined>>();
   readonly #announced = new Map<string, { value: string; timer: NodeJS.Timeout }>();
   readonly #sweeper: NodeJS.Timeout;
-  /** Edges with pipes from here that the registry has not listed since (ms). */
-  readonly #missingSince = new Map<string, number>();
 
   constructor(
     private readonly bus: NodeBus,
@@ -71,26 +67,15 @@ export class ClusterPipes implements RemoteBroadcasts {
   ) {
     bus.handle('pipe.open', (params, from) => this.#open(params as OpenRequest, from));
     // An edge that died never says goodbye: its pipes would feed nobody forever. The registry
-    // view is a snapshot refreshed every heartbeat, so a node missing from it may simply be newer
-    // than the snapshot (an edge that started a moment ago, or every node right after Redis came
-    // back empty): only an edge missing for longer than a record's lifetime is gone.
+    // only calls a node dead once it has been missing longer than a record lives, so an edge
+    // newer than its snapshot is not cut off.
     this.#sweeper = setInterval(() => {
-      const now = Date.now();
-      const edges = new Set<string>();
       for (const [pipeKey, transport] of this.#outgoing) {
         const edge = pipeKey.split('\0')[1]!;
-        edges.add(edge);
-        if (this.isAlive(edge)) {
-          this.#missingSince.delete(edge);
-          continue;
-        }
-        const since = this.#missingSince.get(edge) ?? now;
-        this.#missingSince.set(edge, since);
-        if (now - since < EDGE_GONE_AFTER_MS) continue;
+        if (this.isAlive(edge)) continue;
         this.log.info({ edge }, 'closing a pipe to a node that left the cluster');
         transport.close();
       }
-      for (const edge of this.#missingSince.keys()) if (!edges.has(edge)) this.#missingSince.delete(edge);
     }, 2000);
     this.#sweeper.unref();
     bus.handle('pipe.release', async (params, from) => this.#release((params as { roomId: string }).roomId, from));
