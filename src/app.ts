@@ -11,6 +11,9 @@ import type { Config } from './config/config.js';
 import { createHttpServer } from './http/server.js';
 import { WorkerPool } from './media/workerPool.js';
 import { AuditLog } from './observability/audit.js';
+import { RoomAdmin } from './admin/roomAdmin.js';
+import { registerAdminRoutes } from './admin/routes.js';
+import { Webhooks } from './webhooks/webhooks.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
@@ -145,6 +148,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,
       markTtlSeconds: config.tokens.maxTtlSeconds,
+      stalePeerMs: config.rooms.stalePeerMs,
+      idleRoomMs: config.rooms.idleRoomMs,
     },
     maxRoomsPerKey: config.limits.roomsPerApiKey,
     audit,
@@ -163,6 +168,10 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     channel.toPeer(peerId, 'session:kicked', { reason: 'replaced by a newer session' });
     room.leave(peer, 'replaced').catch((error: unknown) => log.warn({ err: error, room: roomId }, 'leaving a replaced session failed'));
   });
+  // Operators' backends administer rooms over HTTP; in a cluster the question goes to every node.
+  const admin = new RoomAdmin(rooms, config.nodeId, log, bus && registry ? { bus, nodeIds: () => registry.nodes.map((n) => n.id) } : undefined);
+  registerAdminRoutes(http, admin, keys);
+  const webhooks = new Webhooks(config.webhooks, keys.primary, config.nodeId, audit, log);
   attachProtocol(
     io,
     { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds },
@@ -211,6 +220,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       closing = true;
       io.disconnectSockets(true);
       await rooms.closeAll();
+      // After the rooms: their last events (room finished, participants left) still go out.
+      await webhooks.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
       pipes?.close();

@@ -61,6 +61,19 @@ const envSchema = z
     CHORUS_COUNT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
     /** Per-room listener cap on this node (a later cluster issue lifts this across nodes). */
     CHORUS_MAX_PEERS_PER_ROOM: z.coerce.number().int().min(1).default(10_000),
+    /** A session whose media transport stays unconnected (never, or ICE lost) this long is removed. 0: never. */
+    CHORUS_STALE_PEER_MS: z.coerce.number().int().min(0).max(3_600_000).default(45_000),
+    /** A room where nobody publishes for this long is ended (listeners may wait for a broadcast). 0: never. */
+    CHORUS_ROOM_IDLE_MS: z.coerce.number().int().min(0).default(6 * 3600_000),
+
+    /** Comma-separated URLs that receive signed webhooks (room, participant, broadcast events). */
+    CHORUS_WEBHOOK_URLS: z.string().optional(),
+    /** Deliveries tried per webhook before it is recorded as failed. */
+    CHORUS_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(6),
+    /** Per-attempt timeout of a webhook delivery. */
+    CHORUS_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+    /** First retry delay of a webhook; each later one doubles, up to 30 s. */
+    CHORUS_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(60_000).default(500),
 
     /** Believe X-Forwarded-For for client addresses (only behind a proxy you run). */
     CHORUS_TRUST_PROXY: bool.default(false),
@@ -139,7 +152,8 @@ export interface Config {
     maxConsumersPerWorker: number;
     opusBitrate: number;
   };
-  rooms: { countIntervalMs: number; maxPeersPerRoom: number };
+  rooms: { countIntervalMs: number; maxPeersPerRoom: number; stalePeerMs: number; idleRoomMs: number };
+  webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
   limits: LimitSettings;
   turn: TurnSettings | undefined;
 }
@@ -208,7 +222,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       initialAvailableOutgoingBitrate: e.RTC_INITIAL_BITRATE,
       opusBitrate: e.CHORUS_OPUS_BITRATE,
     },
-    rooms: { countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS, maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM },
+    rooms: {
+      countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS,
+      maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM,
+      stalePeerMs: e.CHORUS_STALE_PEER_MS,
+      idleRoomMs: e.CHORUS_ROOM_IDLE_MS,
+    },
+    webhooks: {
+      urls: webhookUrls(e.CHORUS_WEBHOOK_URLS),
+      maxAttempts: e.CHORUS_WEBHOOK_MAX_ATTEMPTS,
+      timeoutMs: e.CHORUS_WEBHOOK_TIMEOUT_MS,
+      initialDelayMs: e.CHORUS_WEBHOOK_BACKOFF_MS,
+    },
     limits: {
       httpPerIpPerMinute: e.CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE,
       messagesPerConnectionPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND,
@@ -224,4 +249,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         ? { urls: e.TURN_URLS.split(',').map((u) => u.trim()).filter(Boolean), secret: e.TURN_SECRET, ttlSeconds: e.TURN_TTL_SECONDS }
         : undefined,
   };
+}
+
+/** Webhook targets must be absolute http(s) URLs: a typo fails at start, not at the first event. */
+function webhookUrls(list: string | undefined): string[] {
+  const urls = (list ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError(`invalid configuration:\n  CHORUS_WEBHOOK_URLS: "${url}" is not a URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new ConfigError(`invalid configuration:\n  CHORUS_WEBHOOK_URLS: "${url}" must be http or https`);
+    }
+  }
+  return urls;
 }

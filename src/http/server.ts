@@ -16,6 +16,7 @@ import type { Limits } from '../limits/limits.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId } from '../protocol/messages.js';
+import { requireApiKey } from './apiKeyAuth.js';
 
 export interface HttpDeps {
   log: Logger;
@@ -34,15 +35,6 @@ export interface HttpDeps {
 }
 
 const tokenBody = grantSchema.extend({ ttlSeconds: z.number().int().positive().optional() });
-
-/** HTTP Basic credentials (`keyId:secret`), or undefined when absent or malformed. */
-function basicCredentials(header: string | undefined): { id: string; secret: string } | undefined {
-  const match = /^Basic ([A-Za-z0-9+/=]{1,1024})$/.exec(header ?? '');
-  if (!match?.[1]) return undefined;
-  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
-  const at = decoded.indexOf(':');
-  return at > 0 ? { id: decoded.slice(0, at), secret: decoded.slice(at + 1) } : undefined;
-}
 
 const demoBroadcastBody = z.strictObject({
   roomId: roomId.optional(),
@@ -113,12 +105,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   // Token minting for applications holding an API key and secret (HTTP Basic, over TLS in
   // production). The application decides who may join which room with which role.
   app.post('/api/tokens', async (request, reply) => {
-    const credentials = basicCredentials(request.headers.authorization);
-    const key = credentials && deps.keys.authenticate(credentials.id, credentials.secret);
-    if (!key) {
-      void reply.header('www-authenticate', 'Basic realm="chorus"');
-      throw new ChorusError('UNAUTHORIZED', 'an API key id and secret are required (HTTP Basic)');
-    }
+    const key = requireApiKey(request, reply, deps.keys);
     await deps.limits.take('tokensPerKey', key.id);
     const parsed = tokenBody.safeParse(request.body ?? {});
     if (!parsed.success) {

@@ -14,10 +14,14 @@ import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { RemoteBroadcasts } from './remote.js';
+import { watchTransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
-export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended';
+export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'stale';
+
+/** Why a room closed on this node. */
+export type CloseReason = 'empty' | 'ended' | 'idle' | 'media lost' | 'node closing';
 
 export interface RoomOptions {
   nodeId: string;
@@ -26,22 +30,30 @@ export interface RoomOptions {
   opusBitrate: number;
   /** How long kick and end marks live: the longest a token can live, so none outlives them. */
   markTtlSeconds: number;
+  /** A session whose media transport stays unconnected this long is removed (0: never). */
+  stalePeerMs: number;
+  /** A room where nobody publishes for this long is ended (0: never). */
+  idleRoomMs: number;
 }
 
 interface RoomEvents {
-  close: [];
+  close: [reason: CloseReason];
 }
 
 const MAX_TRANSPORTS_PER_PEER = 2;
 
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
+  readonly createdAt = Date.now();
   #broadcast: { producer: types.Producer; peer: Peer } | undefined;
   #endReason: 'stopped' | 'left' | 'dropped' = 'stopped';
   #pendingJoins = 0;
   #countTimer: NodeJS.Timeout | undefined;
   #lastCount = 0;
   #closed = false;
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** Set while the room is being ended on purpose, so the last leave closes it for that reason. */
+  #ending: CloseReason | undefined;
   readonly #log: Logger;
 
   constructor(
@@ -67,6 +79,7 @@ export class Room extends EventEmitter<RoomEvents> {
       this.#countTimer = setInterval(() => void this.#pushClusterCount(), options.countIntervalMs);
       this.#countTimer.unref();
     }
+    this.#armIdle();
   }
 
   get kind(): RoomKind {
@@ -133,7 +146,7 @@ export class Room extends EventEmitter<RoomEvents> {
       // A refused join must not leave behind a room nobody is in: the one it just created, or one
       // whose last peer left while it waited (that leave saw this join pending and stayed open).
       if (!joined && this.peers.size === 0 && this.#pendingJoins === 0) {
-        await this.close().catch((error: unknown) => this.#log.error({ err: error }, 'closing a room left empty by a refused join failed'));
+        await this.close('empty').catch((error: unknown) => this.#log.error({ err: error }, 'closing a room left empty by a refused join failed'));
       }
     }
   }
@@ -177,8 +190,9 @@ export class Room extends EventEmitter<RoomEvents> {
       seat ? this.store.releaseSeat(this.id, seat, peer.id) : undefined,
     ]);
     this.#log.info({ peer: peer.id, reason }, 'peer left');
+    this.audit.record({ type: 'participant.left', room: this.id, peer: peer.id, identity: peer.identity, role: peer.role, reason });
     this.#scheduleCount();
-    if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close();
+    if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');
   }
 
   async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
@@ -210,6 +224,7 @@ export class Room extends EventEmitter<RoomEvents> {
     transport.on('icestatechange', (state) => {
       this.#log.debug({ peer: peer.id, transport: transport.id, state }, 'ICE state');
     });
+    watchTransportLiveness(transport, this.options.stalePeerMs, (why) => this.#onStale(peer, transport.id, why));
     return peer.track(peer.transports, transport);
   }
 
@@ -266,6 +281,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async #startBroadcast(peer: Peer, producer: types.Producer): Promise<void> {
     this.#broadcast = { producer, peer };
+    this.#disarmIdle();
     this.#endReason = 'stopped';
     // Other nodes learn where the broadcast is before anyone is told it started, so a listener
     // elsewhere reacting to the event finds it.
@@ -277,6 +293,7 @@ export class Room extends EventEmitter<RoomEvents> {
       if (this.#broadcast?.producer === producer) {
         this.#broadcast = undefined;
         this.remote?.withdraw(this.id);
+        this.#armIdle();
       }
       this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
       this.audit.record({ type: 'broadcast.stopped', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId, reason: this.#endReason });
@@ -367,30 +384,48 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async moderate(peer: Peer, action: 'mute' | 'unmute' | 'kick' | 'end', targetId?: string): Promise<void> {
     this.#assertModerator(peer);
-    const moderator = peer.identity;
-    if (action === 'end') {
-      this.audit.record({ type: 'moderator.action', room: this.id, moderator, action: 'end' });
-      // Tokens issued before now can no longer open this room; new ones can.
-      await this.store.setMark(`ended\0${this.id}`, Date.now(), this.options.markTtlSeconds);
-      this.channel.toRoom(this.id, 'room:ended', { reason: `ended by ${moderator}` });
-      for (const p of [...this.peers.values()]) await this.leave(p, 'ended');
-      await this.close();
-      return;
-    }
-    const target = targetId === undefined ? undefined : this.peers.get(targetId);
-    if (!target) throw new ChorusError('NOT_FOUND', `no session ${targetId} in this room`);
-    if (action === 'kick') {
-      this.audit.record({ type: 'moderator.action', room: this.id, moderator, action: 'kick', target: target.identity });
-      await this.store.setMark(`kick\0${this.id}\0${target.identity}`, Date.now(), this.options.markTtlSeconds);
-      this.channel.toPeer(target.id, 'session:kicked', { reason: `removed by ${moderator}` });
-      await this.leave(target, 'kicked');
-      return;
-    }
-    const muted = action === 'mute';
-    if (muted) this.audit.record({ type: 'moderator.action', room: this.id, moderator, action: 'mute', target: target.identity });
+    if (action === 'end') return this.end(peer.identity);
+    if (action === 'kick') return this.kick(targetId, peer.identity);
+    return this.setMuted(targetId, action === 'mute', peer.identity);
+  }
+
+  /**
+   * Ends the room for everyone on this node and refuses tokens issued before now everywhere.
+   * `by` names who did it (a moderator's identity, `api:<key>` for the admin API). `localOnly`
+   * tells only this node's clients, for a caller that ends the room on every node itself.
+   */
+  async end(by: string, { localOnly = false } = {}): Promise<void> {
+    this.audit.record({ type: 'moderator.action', room: this.id, moderator: by, action: 'end' });
+    await this.store.setMark(`ended\0${this.id}`, Date.now(), this.options.markTtlSeconds);
+    if (localOnly) this.channel.toRoomLocal(this.id, 'room:ended', { reason: `ended by ${by}` });
+    else this.channel.toRoom(this.id, 'room:ended', { reason: `ended by ${by}` });
+    this.#ending = 'ended';
+    for (const p of [...this.peers.values()]) await this.leave(p, 'ended');
+    await this.close('ended');
+  }
+
+  /** Removes a session; the identity's tokens issued before now stop working, so it cannot resume. */
+  async kick(targetId: string | undefined, by: string): Promise<void> {
+    const target = this.#target(targetId);
+    this.audit.record({ type: 'moderator.action', room: this.id, moderator: by, action: 'kick', target: target.identity });
+    await this.store.setMark(`kick\0${this.id}\0${target.identity}`, Date.now(), this.options.markTtlSeconds);
+    this.channel.toPeer(target.id, 'session:kicked', { reason: `removed by ${by}` });
+    await this.leave(target, 'kicked');
+  }
+
+  /** A muted session's producers are paused and it may not resume them until unmuted. */
+  async setMuted(targetId: string | undefined, muted: boolean, by: string): Promise<void> {
+    const target = this.#target(targetId);
+    this.audit.record({ type: 'moderator.action', room: this.id, moderator: by, action: muted ? 'mute' : 'unmute', target: target.identity });
     target.muted = muted;
     if (muted) for (const producer of target.producers.values()) await producer.pause();
     this.channel.toPeer(target.id, 'session:muted', { muted });
+  }
+
+  #target(targetId: string | undefined): Peer {
+    const target = targetId === undefined ? undefined : this.peers.get(targetId);
+    if (!target) throw new ChorusError('NOT_FOUND', `no session ${targetId} in this room`);
+    return target;
   }
 
   /** Whether tokens issued at `issuedAtMs` are refused for `identity` (kicked, or room ended). */
@@ -441,7 +476,45 @@ export class Room extends EventEmitter<RoomEvents> {
       this.channel.toPeer(peer.id, 'session:reset', { reason: 'media worker restarted' });
       this.leave(peer, 'reset').catch((error: unknown) => this.#log.error({ err: error, peer: peer.id }, 'leave after reset failed'));
     }
-    if (origin) this.close().catch((error: unknown) => this.#log.error({ err: error }, 'closing room after reset failed'));
+    if (origin) this.close('media lost').catch((error: unknown) => this.#log.error({ err: error }, 'closing room after reset failed'));
+  }
+
+  #onStale(peer: Peer, transportId: string, why: string): void {
+    if (peer.closed || this.peers.get(peer.id) !== peer) return;
+    this.#log.warn({ peer: peer.id, transport: transportId, why, staleMs: this.options.stalePeerMs }, 'media transport stale; removing the session');
+    // The client may still be listening on its socket: it rejoins with a fresh transport.
+    this.channel.toPeer(peer.id, 'session:reset', { reason: `media connection lost (${why})` });
+    this.leave(peer, 'stale').catch((error: unknown) => this.#log.error({ err: error, peer: peer.id }, 'removing a stale session failed'));
+  }
+
+  /** Starts the no-publisher clock (again); it ends the room when it runs out. */
+  #armIdle(): void {
+    if (this.options.idleRoomMs <= 0 || this.#idleTimer || this.#closed) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      void this.#endIfIdle();
+    }, this.options.idleRoomMs);
+    this.#idleTimer.unref();
+  }
+
+  #disarmIdle(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  async #endIfIdle(): Promise<void> {
+    if (this.#closed) return;
+    // In a cluster the broadcast may be held by another node.
+    const state = await this.broadcastState().catch(() => ({ live: true }));
+    if (state.live) {
+      this.#armIdle();
+      return;
+    }
+    this.#log.info({ idleRoomMs: this.options.idleRoomMs }, 'nobody published for too long; ending the room here');
+    this.channel.toRoomLocal(this.id, 'room:ended', { reason: `nobody broadcast for ${Math.round(this.options.idleRoomMs / 1000)} s` });
+    this.#ending = 'idle';
+    for (const p of [...this.peers.values()]) await this.leave(p, 'ended');
+    await this.close('idle');
   }
 
   #assertMember(peer: Peer): void {
@@ -452,9 +525,10 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) throw new ChorusError('UNAVAILABLE', 'room is closing; join again');
   }
 
-  async close(): Promise<void> {
+  async close(reason: CloseReason = 'node closing'): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#disarmIdle();
     clearTimeout(this.#countTimer);
     clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];
@@ -477,8 +551,8 @@ export class Room extends EventEmitter<RoomEvents> {
       // Leases expire what could not be removed now (shared state unreachable).
       this.#log.warn({ err: error }, 'room closed; its shared records will expire instead');
     }
-    this.#log.info('room closed');
-    this.emit('close');
+    this.#log.info({ reason }, 'room closed');
+    this.emit('close', reason);
   }
 }
 

@@ -88,8 +88,10 @@ export class RoomManager {
     const room = new Room(roomId, keyId, policyFor(kind), media, store, channel, options, audit, log, this.deps.remote);
     await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId });
     this.#rooms.set(roomId, room);
-    room.once('close', () => {
+    audit.record({ type: 'room.started', room: roomId, kind, node: options.nodeId });
+    room.once('close', (reason) => {
       if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);
+      audit.record({ type: 'room.finished', room: roomId, kind, node: options.nodeId, reason });
     });
     return room;
   }

@@ -20,6 +20,13 @@ describe('config', () => {
     expect(keys.primary.id).toBe('new');
   });
 
+  test('webhook URLs must be absolute http(s); a list is split and trimmed', () => {
+    expect(loadConfig({ CHORUS_WEBHOOK_URLS: ' https://a.example/h , http://b.example:8080/x' }).webhooks.urls).toEqual(['https://a.example/h', 'http://b.example:8080/x']);
+    expect(loadConfig({}).webhooks.urls).toEqual([]);
+    expect(() => loadConfig({ CHORUS_WEBHOOK_URLS: 'not a url' })).toThrow(/CHORUS_WEBHOOK_URLS/);
+    expect(() => loadConfig({ CHORUS_WEBHOOK_URLS: 'file:///etc/passwd' })).toThrow(/http or https/);
+  });
+
   test('malformed API key lists are refused', () => {
     expect(() => loadConfig({ CHORUS_API_KEYS: 'nocolon' })).toThrow(ConfigError);
     expect(() => loadConfig({ CHORUS_API_KEYS: 'k:short' })).toThrow(/32/);

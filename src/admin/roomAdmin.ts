@@ -1,0 +1,221 @@
+/**
+ * Room administration for an operator's backend: list and inspect rooms, close a room, remove a
+ * session, mute a session. A room may be served by several nodes (its origin and edges), so in a
+ * cluster every question goes to every live node over the node bus and the answers are merged;
+ * on a single node it is all local.
+ *
+ * An API key administers only the rooms opened with its own tokens: another key's room is
+ * simply not found.
+ */
+import { z } from 'zod';
+import type { NodeBus } from '../cluster/bus.js';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError } from '../protocol/errors.js';
+import type { RoomKind, Role } from '../protocol/messages.js';
+import type { Room } from '../rooms/room.js';
+import type { RoomManager } from '../rooms/roomManager.js';
+
+export interface PeerView {
+  id: string;
+  identity: string;
+  role: Role;
+  name?: string | undefined;
+  node: string;
+  joinedAt: string;
+  publishing: boolean;
+  muted: boolean;
+}
+
+/** One node's share of a room. */
+export interface RoomShare {
+  node: string;
+  peers: number;
+  byRole: Partial<Record<Role, number>>;
+}
+
+export interface RoomView {
+  id: string;
+  kind: RoomKind;
+  peers: number;
+  nodes: RoomShare[];
+  broadcasting: boolean;
+  createdAt: string;
+}
+
+interface LocalRoom {
+  id: string;
+  kind: RoomKind;
+  keyId: string;
+  createdAt: number;
+  share: RoomShare;
+  broadcasting: boolean;
+  peers?: PeerView[] | undefined;
+}
+
+export interface ClusterView {
+  bus: NodeBus;
+  /** Ids of the nodes currently alive (including this one). */
+  nodeIds(): string[];
+}
+
+const target = z.object({ keyId: z.string(), roomId: z.string(), by: z.string() });
+const peerTarget = target.extend({ peerId: z.string() });
+
+export class RoomAdmin {
+  readonly #log: Logger;
+
+  constructor(
+    private readonly rooms: RoomManager,
+    private readonly nodeId: string,
+    log: Logger,
+    private readonly cluster?: ClusterView,
+  ) {
+    this.#log = log.child({ component: 'admin' });
+    if (cluster) {
+      cluster.bus.handle('admin.rooms', async (params) => {
+        const { keyId, roomId } = z.object({ keyId: z.string(), roomId: z.string().optional() }).parse(params);
+        return this.#localRooms(keyId, roomId);
+      });
+      cluster.bus.handle('admin.end', async (params) => {
+        const p = target.parse(params);
+        return this.#localEnd(p.keyId, p.roomId, p.by);
+      });
+      cluster.bus.handle('admin.kick', async (params) => {
+        const p = peerTarget.parse(params);
+        return this.#localPeer(p.keyId, p.roomId, p.peerId, (room) => room.kick(p.peerId, p.by));
+      });
+      cluster.bus.handle('admin.mute', async (params) => {
+        const p = peerTarget.extend({ muted: z.boolean() }).parse(params);
+        return this.#localPeer(p.keyId, p.roomId, p.peerId, (room) => room.setMuted(p.peerId, p.muted, p.by));
+      });
+    }
+  }
+
+  async listRooms(keyId: string): Promise<{ rooms: RoomView[]; unreachable: string[] }> {
+    const { shares, unreachable } = await this.#gather(keyId);
+    return { rooms: merge(shares).map(({ view }) => view), unreachable };
+  }
+
+  async getRoom(keyId: string, roomId: string): Promise<RoomView & { participants: PeerView[]; unreachable: string[] }> {
+    const { shares, unreachable } = await this.#gather(keyId, roomId);
+    const found = merge(shares)[0];
+    if (!found) throw new ChorusError('NOT_FOUND', `no room ${roomId}`);
+    return { ...found.view, participants: found.peers, unreachable };
+  }
+
+  /** Ends the room on every node that serves it; tokens issued before now cannot reopen it. */
+  async closeRoom(keyId: string, roomId: string, by: string): Promise<{ nodes: string[] }> {
+    const ended = await this.#onEveryNode<boolean>('admin.end', { keyId, roomId, by }, () => this.#localEnd(keyId, roomId, by));
+    const nodes = ended.filter((r) => r.result).map((r) => r.node);
+    if (nodes.length === 0) throw new ChorusError('NOT_FOUND', `no room ${roomId}`);
+    return { nodes };
+  }
+
+  /** Removes a session wherever it is connected; its identity's older tokens stop working. */
+  async removePeer(keyId: string, roomId: string, peerId: string, by: string): Promise<void> {
+    await this.#onPeerNode(keyId, roomId, peerId, 'admin.kick', { keyId, roomId, peerId, by }, (room) => room.kick(peerId, by));
+  }
+
+  async mutePeer(keyId: string, roomId: string, peerId: string, muted: boolean, by: string): Promise<void> {
+    await this.#onPeerNode(keyId, roomId, peerId, 'admin.mute', { keyId, roomId, peerId, muted, by }, (room) => room.setMuted(peerId, muted, by));
+  }
+
+  async #onPeerNode(keyId: string, roomId: string, peerId: string, method: string, params: unknown, act: (room: Room) => Promise<void>): Promise<void> {
+    // Peers are few per node and ids are unguessable: asking every node is simpler and as
+    // cheap as a shared-state lookup, and it cannot act on a stale record.
+    const results = await this.#onEveryNode<boolean>(method, params, () => this.#localPeer(keyId, roomId, peerId, act));
+    if (!results.some((r) => r.result)) throw new ChorusError('NOT_FOUND', `no session ${peerId} in room ${roomId}`);
+  }
+
+  async #gather(keyId: string, roomId?: string): Promise<{ shares: LocalRoom[]; unreachable: string[] }> {
+    const results = await this.#onEveryNode<LocalRoom[]>('admin.rooms', { keyId, roomId }, () => this.#localRooms(keyId, roomId));
+    return { shares: results.flatMap((r) => r.result ?? []), unreachable: results.filter((r) => r.result === undefined).map((r) => r.node) };
+  }
+
+  /** Runs locally and, in a cluster, on every other live node; a node that fails to answer is reported, not fatal. */
+  async #onEveryNode<T>(method: string, params: unknown, local: () => Promise<T>): Promise<Array<{ node: string; result: T | undefined }>> {
+    const others = this.cluster ? this.cluster.nodeIds().filter((id) => id !== this.nodeId) : [];
+    return Promise.all([
+      local().then((result) => ({ node: this.nodeId, result })),
+      ...others.map((node) =>
+        this.cluster!.bus.request<T>(node, method, params).then(
+          (result) => ({ node, result }),
+          (error: unknown) => {
+            if (error instanceof ChorusError && error.code === 'NOT_FOUND') return { node, result: undefined };
+            this.#log.warn({ node, method, err: error }, 'a node did not answer an admin request');
+            return { node, result: undefined };
+          },
+        ),
+      ),
+    ]);
+  }
+
+  async #localRooms(keyId: string, roomId?: string): Promise<LocalRoom[]> {
+    const rooms = roomId === undefined ? [...this.rooms.rooms.values()] : [this.rooms.get(roomId)].filter((r) => r !== undefined);
+    return rooms
+      .filter((room) => !room.closed && room.keyId === keyId)
+      .map((room) => {
+        const byRole: Partial<Record<Role, number>> = {};
+        for (const peer of room.peers.values()) byRole[peer.role] = (byRole[peer.role] ?? 0) + 1;
+        return {
+          id: room.id,
+          kind: room.kind,
+          keyId: room.keyId,
+          createdAt: room.createdAt,
+          broadcasting: room.localBroadcast !== undefined,
+          share: { node: this.nodeId, peers: room.peers.size, byRole },
+          peers: roomId === undefined ? undefined : [...room.peers.values()].map((p) => ({
+            id: p.id,
+            identity: p.identity,
+            role: p.role,
+            name: p.name,
+            node: this.nodeId,
+            joinedAt: new Date(p.joinedAt).toISOString(),
+            publishing: p.producers.size > 0,
+            muted: p.muted,
+          })),
+        };
+      });
+  }
+
+  #ownRoom(keyId: string, roomId: string): Room | undefined {
+    const room = this.rooms.get(roomId);
+    return room && !room.closed && room.keyId === keyId ? room : undefined;
+  }
+
+  async #localEnd(keyId: string, roomId: string, by: string): Promise<boolean> {
+    const room = this.#ownRoom(keyId, roomId);
+    if (!room) return false;
+    this.#log.info({ room: roomId, by }, 'closing a room (admin API)');
+    await room.end(by, { localOnly: true });
+    return true;
+  }
+
+  async #localPeer(keyId: string, roomId: string, peerId: string, act: (room: Room) => Promise<void>): Promise<boolean> {
+    const room = this.#ownRoom(keyId, roomId);
+    if (!room?.peers.has(peerId)) return false;
+    await act(room);
+    return true;
+  }
+}
+
+/** Folds every node's share of each room into one view per room. */
+function merge(shares: LocalRoom[]): Array<{ view: RoomView; peers: PeerView[] }> {
+  const byId = new Map<string, { view: RoomView; peers: PeerView[] }>();
+  for (const share of shares) {
+    let entry = byId.get(share.id);
+    if (!entry) {
+      entry = {
+        view: { id: share.id, kind: share.kind, peers: 0, nodes: [], broadcasting: false, createdAt: new Date(share.createdAt).toISOString() },
+        peers: [],
+      };
+      byId.set(share.id, entry);
+    }
+    entry.view.peers += share.share.peers;
+    entry.view.nodes.push(share.share);
+    entry.view.broadcasting ||= share.broadcasting;
+    if (share.createdAt < Date.parse(entry.view.createdAt)) entry.view.createdAt = new Date(share.createdAt).toISOString();
+    entry.peers.push(...(share.peers ?? []));
+  }
+  return [...byId.values()].sort((a, b) => a.view.id.localeCompare(b.view.id));
+}
