@@ -88,3 +88,50 @@ test('a broadcaster that moves to another node (origin change) is heard again by
   await onEdge.hears(600);
   await onOrigin.hears(600);
 });
+
+test('the admin API of any node sees the room on every node and acts where each session is', async () => {
+  const auth = `Basic ${Buffer.from(`test:${'t'.repeat(40)}`).toString('base64')}`;
+  const api = async (node: ChorusNode, method: string, path: string): Promise<{ status: number; json: any }> => {
+    const response = await fetch(`${node.url}${path}`, { method, headers: { authorization: auth } });
+    return { status: response.status, json: await response.json() };
+  };
+  const tone = toneTrack(700);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(origin, 'admin-city', await tokenFor(origin, 'admin-city', 'broadcaster', 'imam'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  const far = [await joinListener(edge, 'admin-city'), await joinListener(edge, 'admin-city')];
+  cleanup.push(() => Promise.all(far.map((l) => l.close())));
+  await Promise.all(far.map((l) => l.hears(700)));
+
+  // Asked on the origin, the answer includes the edge's share (once the registry has seen it).
+  let room: any;
+  await until(async () => {
+    room = (await api(origin, 'GET', '/api/admin/rooms/admin-city')).json;
+    return room.nodes?.length === 2;
+  }, 10_000, 'both nodes in the admin view');
+  expect(room.peers).toBe(3);
+  expect(room.broadcasting).toBe(true);
+  expect(room.nodes).toEqual(expect.arrayContaining([
+    { node: 'origin', peers: 1, byRole: { broadcaster: 1 } },
+    { node: 'edge', peers: 2, byRole: { listener: 2 } },
+  ]));
+  expect(room.participants.filter((p: { node: string }) => p.node === 'edge')).toHaveLength(2);
+
+  // Removing, asked on the origin, happens on the edge where that session is.
+  const kicked: string[] = [];
+  far[0]!.client.on('error', (e) => kicked.push(e.code));
+  expect((await api(origin, 'DELETE', `/api/admin/rooms/admin-city/participants/${far[0]!.client.peerId}`)).status).toBe(200);
+  await until(() => kicked.includes('KICKED'), 5000, 'the edge listener to be removed');
+  expect(edge.rooms.get('admin-city')!.peers.size).toBe(1);
+
+  // Closing, asked on the edge, ends the room on both nodes.
+  const ended: string[] = [];
+  for (const c of [broadcaster, far[1]!.client]) c.on('error', (e) => ended.push(e.code));
+  const closed = await api(edge, 'DELETE', '/api/admin/rooms/admin-city');
+  expect(closed.status).toBe(200);
+  expect(closed.json.nodes.sort()).toEqual(['edge', 'origin']);
+  await until(() => ended.filter((c) => c === 'ROOM_ENDED').length === 2, 5000, 'everyone to be told the room ended');
+  await until(() => !origin.rooms.get('admin-city') && !edge.rooms.get('admin-city'), 5000, 'the room to close on both nodes');
+});
