@@ -1,0 +1,105 @@
+/**
+ * A Chorus node as a separate process for a benchmark: `node --import tsx src/main.ts` (tsx's
+ * loader without its CLI's wrapper process, so the pid we sample is the node), with the orphan
+ * guard preloaded, loopback RTC, and per-IP abuse limits lifted (every client here is
+ * 127.0.0.1). stop() leaves no mediasoup worker behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from '../../test/support/ports.js';
+import { allStats, tree } from './procstat.js';
+
+const libDir = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(libDir, '../..');
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface BenchNode {
+  url: string;
+  proc: ChildProcess;
+  /** Every pid seen in the node's tree so far (node + mediasoup workers). */
+  readonly pids: Set<number>;
+  /** Samples the tree now, so workers born since are known to stop(). */
+  rememberTree(): void;
+  /** SIGTERM, then SIGKILL; then kills any worker left. Returns how many had to be killed. */
+  stop(): Promise<number>;
+}
+
+export async function startBenchNode(env: Record<string, string>, log: (line: string) => void): Promise<BenchNode> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(join(libDir, 'orphanGuard.ts')).href, 'src/main.ts'], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      CHORUS_HOST: '127.0.0.1',
+      CHORUS_PORT: String(port),
+      LOG_LEVEL: 'warn',
+      RTC_LISTEN_IP: '127.0.0.1',
+      RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
+      CHORUS_LIMIT_CONNECTIONS_PER_IP: '1000000',
+      CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: '1000000',
+      CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: '1000000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  for (const stream of [proc.stdout, proc.stderr]) {
+    stream?.setEncoding('utf8');
+    stream?.on('data', (chunk: string) => {
+      for (const line of chunk.split('\n')) if (line.trim()) process.stderr.write(`[node] ${line}\n`);
+    });
+  }
+  const pids = new Set<number>();
+  const rememberTree = (): void => {
+    if (proc.pid) for (const s of tree(proc.pid)) pids.add(s.pid);
+  };
+  const running = (): boolean => proc.exitCode === null && proc.signalCode === null;
+  const stop = async (): Promise<number> => {
+    if (running()) {
+      rememberTree();
+      log('stopping the node (SIGTERM)');
+      proc.kill('SIGTERM');
+      await Promise.race([exited, sleep(10_000)]);
+      if (running()) {
+        log('node did not stop in 10 s: SIGKILL');
+        proc.kill('SIGKILL');
+        await Promise.race([exited, sleep(2000)]);
+      }
+    }
+    // Workers leave when their node's channel closes; give them a moment, then kill any left.
+    let alive = allStats();
+    for (let waited = 0; waited < 5000 && [...pids].some((pid) => alive.has(pid)); waited += 100) {
+      await sleep(100);
+      alive = allStats();
+    }
+    const left = [...pids].filter((pid) => alive.has(pid));
+    for (const pid of left) {
+      log(`killing leftover ${alive.get(pid)?.comm} ${pid}`);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    log(left.length === 0 ? 'clean shutdown: node and its workers are gone' : `had to kill ${left.length} leftover process(es)`);
+    return left.length;
+  };
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (!running()) throw new Error(`the node exited during start (code ${proc.exitCode})`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) {
+        rememberTree();
+        return { url, proc, pids, rememberTree, stop };
+      }
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(200);
+  }
+  await stop();
+  throw new Error('the node was not ready within 30 s');
+}
