@@ -10,17 +10,17 @@
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
  */
-import { freePort } from '../test/support/ports.js';
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BroadcasterProcConfig, ChildToParent, ListenerProcConfig, ListenerResult, ParentToChild } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
-import { TreeSampler, allStats, busiestThreads, machineUsagePct, round, threadTicks, tree, usage } from './lib/procstat.js';
+import { startBenchNode, type BenchNode } from './lib/benchNode.js';
+import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(benchDir, '..');
@@ -197,51 +197,17 @@ function forkTs(script: string, config: unknown): ChildProcess {
 
 // ---- everything we start, so it can all be stopped, even on failure --------------------------
 
-let server: ChildProcess | undefined;
-let serverExited: Promise<void> = Promise.resolve();
+let server: BenchNode | undefined;
 let broadcaster: Child | undefined;
 const listenerProcs: Child[] = [];
-/** Every pid seen in the server's tree (node + mediasoup workers), for the orphan check. */
-const serverPids = new Set<number>();
 let sampleTimer: ReturnType<typeof setInterval> | undefined;
 let cleaning: Promise<void> | undefined;
-
-function rememberServerTree(): void {
-  if (server?.pid) for (const s of tree(server.pid)) serverPids.add(s.pid);
-}
 
 async function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     clearInterval(sampleTimer);
     await Promise.all([...listenerProcs, ...(broadcaster ? [broadcaster] : [])].map((c) => c.stop(8000)));
-    if (server && server.exitCode === null && server.signalCode === null) {
-      rememberServerTree();
-      log('stopping the node (SIGTERM)');
-      server.kill('SIGTERM');
-      await Promise.race([serverExited, sleep(10_000)]);
-      if (server.exitCode === null && server.signalCode === null) {
-        log('node did not stop in 10 s: SIGKILL');
-        server.kill('SIGKILL');
-        await Promise.race([serverExited, sleep(2000)]);
-      }
-    }
-    // Workers leave when their node's channel closes; give them a moment, then kill any left.
-    let alive = allStats();
-    for (let waited = 0; waited < 5000 && [...serverPids].some((pid) => alive.has(pid)); waited += 100) {
-      await sleep(100);
-      alive = allStats();
-    }
-    const left = [...serverPids].filter((pid) => alive.has(pid));
-    for (const pid of left) {
-      log(`killing leftover ${alive.get(pid)?.comm} ${pid}`);
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-    const workerPids = [...serverPids].filter((pid) => /mediasoup/.test(alive.get(pid)?.comm ?? ''));
-    log(left.length === 0 ? 'clean shutdown: node and its workers are gone' : `had to kill ${left.length} leftover process(es) (${workerPids.length} worker(s))`);
+    await server?.stop();
   })();
   return cleaning;
 }
@@ -256,52 +222,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 // ---- the run -----------------------------------------------------------------------------------
 
 async function startServer(): Promise<string> {
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CHORUS_HOST: '127.0.0.1',
-    CHORUS_PORT: String(port),
-    LOG_LEVEL: 'warn',
-    RTC_LISTEN_IP: '127.0.0.1',
-    RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
-    CHORUS_TOKEN_SECRET: secret,
-    MEDIASOUP_WORKERS: String(workers),
-    // Every listener here comes from 127.0.0.1: per-IP abuse limits, meant for one real client
-    // per address, would throttle the load generator, not measure the node. Per-connection,
-    // per-identity and per-room limits stay at their defaults.
-    CHORUS_LIMIT_CONNECTIONS_PER_IP: '1000000',
-    CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: '1000000',
-    CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: '1000000',
-  };
+  const env: Record<string, string> = { CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: String(workers) };
   if (args['max-consumers-per-worker']) env['CHORUS_MAX_CONSUMERS_PER_WORKER'] = args['max-consumers-per-worker'];
-  // `tsx src/main.ts` minus the tsx CLI's extra wrapper process, plus a guard that stops the
-  // node if this parent dies without cleaning up.
-  server = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(join(benchDir, 'lib/orphanGuard.ts')).href, 'src/main.ts'], {
-    cwd: repoRoot,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const proc = server;
-  serverExited = new Promise((r) => proc.once('exit', () => r()));
-  for (const stream of [proc.stdout, proc.stderr]) {
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) if (line.trim()) process.stderr.write(`[node] ${line}\n`);
-    });
-  }
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the node exited during start (code ${proc.exitCode})`);
-    try {
-      const res = await fetch(`${url}/readyz`);
-      if (res.ok) return url;
-    } catch {
-      /* not listening yet */
-    }
-    await sleep(200);
-  }
-  throw new Error('the node was not ready within 30 s');
+  server = await startBenchNode(env, log);
+  return server.url;
 }
 
 async function run(): Promise<void> {
@@ -309,12 +233,11 @@ async function run(): Promise<void> {
   log(`N=${N} listeners over ${K} process(es), ${workers} mediasoup worker(s), stagger ${staggerMs} ms, steady state ${durationS} s`);
 
   const url = await startServer();
-  rememberServerTree();
-  log(`node ready at ${url} (pid ${server!.pid}, ${serverPids.size - 1} worker(s))`);
+  log(`node ready at ${url} (pid ${server!.proc.pid}, ${server!.pids.size - 1} worker(s))`);
 
   const sampler = new TreeSampler(() => {
     const roots = new Map<string, number>();
-    if (server?.pid) roots.set('server', server.pid);
+    if (server?.proc.pid) roots.set('server', server.proc.pid);
     if (broadcaster) roots.set('broadcaster', broadcaster.pid);
     listenerProcs.forEach((c, i) => roots.set(`listeners-${i}`, c.pid));
     return roots;
@@ -384,7 +307,7 @@ async function run(): Promise<void> {
   const sentAfter = await broadcaster.next('sent', 30_000);
   const reports = await Promise.all(listenerProcs.map((c) => c.next('report', 60_000)));
   clearInterval(sampleTimer);
-  rememberServerTree();
+  server?.rememberTree();
 
   // ---- figures ----
   const results: ListenerResult[] = reports.flatMap((r) => r.results).sort((a, b) => a.index - b.index);
