@@ -19,6 +19,10 @@ import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
+import { OriginPlacement } from './cluster/placement.js';
+import { policyFor } from './rooms/policy.js';
+import type { Room } from './rooms/room.js';
+import type { Role } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
@@ -76,7 +80,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
 
   let closing = false;
   let draining = false;
-  let nodeUrl = '';
+  let publicUrl = '';
   const http = createHttpServer({
     log,
     tokens,
@@ -116,7 +120,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         store,
         () => ({
           id: config.nodeId,
-          url: nodeUrl,
+          url: publicUrl,
           load: workers.slots.reduce((n, s) => n + s.load, 0),
           rooms: rooms.rooms.size,
           peers: [...rooms.rooms.values()].reduce((n, r) => n + r.peers.size, 0),
@@ -168,13 +172,27 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     channel.toPeer(peerId, 'session:kicked', { reason: 'replaced by a newer session' });
     room.leave(peer, 'replaced').catch((error: unknown) => log.warn({ err: error, room: roomId }, 'leaving a replaced session failed'));
   });
+  // A room's publisher goes to the node rendezvous hashing picks for the room (see placement.ts).
+  const placement =
+    registry && config.cluster.placement === 'rendezvous'
+      ? new OriginPlacement(store, () => store.listNodes(), config.nodeId, log)
+      : undefined;
+  const broadcastPolicy = policyFor('broadcast');
+  const publisherPlacement = placement && {
+    places: (role: Role) => broadcastPolicy.exclusiveSeat(role) !== undefined,
+    redirectFor: async (roomId: string) => {
+      const origin = await placement.originFor(roomId);
+      return origin && origin.id !== config.nodeId ? origin.url : undefined;
+    },
+    hold: (room: Room) => placement.hold(room.id, room),
+  };
   // Operators' backends administer rooms over HTTP; in a cluster the question goes to every node.
   const admin = new RoomAdmin(rooms, config.nodeId, log, bus && registry ? { bus, nodeIds: () => registry.nodes.map((n) => n.id) } : undefined);
   registerAdminRoutes(http, admin, keys);
   const webhooks = new Webhooks(config.webhooks, keys.primary, config.nodeId, audit, log);
   attachProtocol(
     io,
-    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds },
+    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds, placement: publisherPlacement },
     signaling,
     log,
   );
@@ -183,7 +201,14 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const address = http.server.address() as AddressInfo;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
   const url = `${config.http.tls ? 'https' : 'http'}://${host}:${address.port}`;
-  nodeUrl = url;
+  // Where clients reach this node when a redirect sends them here: the configured public URL,
+  // else the announced RTC address (the one clients already reach for media) on our port.
+  const announced = config.media.announcedAddress;
+  publicUrl =
+    config.cluster.publicUrl ??
+    (announced && (config.http.host === '0.0.0.0' || config.http.host === '::')
+      ? `${config.http.tls ? 'https' : 'http'}://${announced.includes(':') ? `[${announced}]` : announced}:${address.port}`
+      : url);
   await registry?.start();
   log.info({ url, workers: workers.size, demo: config.tokens.demo }, 'chorus node listening');
 
@@ -200,12 +225,17 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     url,
     async drain(deadlineMs) {
       draining = true;
+      // Tell the cluster at once (not at the next heartbeat) and give up this node's rooms, so
+      // publishers moving away are placed on a node that stays.
+      await registry?.beat().catch(() => undefined);
+      placement?.close();
       const peers = (): number => [...rooms.rooms.values()].reduce((n, room) => n + room.peers.size, 0);
       log.info({ peers: peers(), deadlineMs }, 'draining: telling clients to move');
       // New connections are refused from now on (the balancer sends them elsewhere); open ones
       // stay until their clients have moved.
       http.server.close();
-      io.emit('node:draining', { reason: 'node is shutting down' });
+      // `local`: with the Redis adapter a plain emit would send every client of the cluster away.
+      io.local.emit('node:draining', { reason: 'node is shutting down' });
       const deadline = Date.now() + deadlineMs;
       while (peers() > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -218,12 +248,14 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     async close() {
       if (closing) return;
       closing = true;
-      io.disconnectSockets(true);
+      // Only this node's clients (the adapter would disconnect the whole cluster's).
+      io.local.disconnectSockets(true);
       await rooms.closeAll();
       // After the rooms: their last events (room finished, participants left) still go out.
       await webhooks.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
+      placement?.close();
       pipes?.close();
       await registry?.close();
       bus?.close();

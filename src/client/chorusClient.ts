@@ -58,7 +58,11 @@ interface ClientEvents {
 
 export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #options: ChorusClientOptions;
-  readonly #socket: ClientSocket;
+  #socket: ClientSocket;
+  /** Where the socket points: the configured URL, or a node a WRONG_NODE answer sent us to. */
+  #socketUrl: string;
+  /** Redirects followed since the last successful join, so two confused nodes cannot loop us. */
+  #redirects = 0;
   #state: ClientState = 'idle';
   #device: Device | undefined;
   #info: Responses['join'] | undefined;
@@ -80,16 +84,39 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   constructor(options: ChorusClientOptions) {
     super();
     this.#options = options;
-    this.#socket = io(options.url, {
+    this.#socketUrl = options.url;
+    this.#socket = this.#openSocket(options.url);
+    this.#wireSocket();
+  }
+
+  #openSocket(url: string): ClientSocket {
+    return io(url, {
       autoConnect: false,
       transports: ['websocket', 'polling'],
       tryAllTransports: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 5000,
       randomizationFactor: 0.5,
-      ...options.socket,
+      ...this.#options.socket,
     }) as ClientSocket;
+  }
+
+  /** Drops the current connection and connects to `url` (another node, or back to the entry URL). */
+  #moveTo(url: string, delayMs = 0): void {
+    const old = this.#socket;
+    old.off();
+    old.disconnect();
+    this.#teardownMedia();
+    this.#setState('reconnecting');
+    this.#socketUrl = url;
+    this.#socket = this.#openSocket(url);
     this.#wireSocket();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#socket.connect(), delayMs);
+  }
+
+  get #redirected(): boolean {
+    return this.#socketUrl !== this.#options.url;
   }
 
   get state(): ClientState {
@@ -202,10 +229,23 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #wireSocket(): void {
     const s = this.#socket;
     s.on('connect', () => void this.#establish());
-    s.on('disconnect', () => {
+    s.on('connect_error', () => {
+      // The node we were sent to does not take connections (gone, or draining): start over at
+      // the entry URL instead of knocking on its door forever.
+      if (this.#redirected && this.#state !== 'closed') this.#moveTo(this.#options.url, 200 + Math.random() * 800);
+    });
+    s.on('disconnect', (reason) => {
       if (this.#state === 'closed') return;
       this.#teardownMedia();
       this.#setState('reconnecting');
+      // The node we were sent to went away: start over at the entry URL, which places us again.
+      if (this.#redirected && reason !== 'io client disconnect') {
+        this.#moveTo(this.#options.url, Math.random() * 500);
+        return;
+      }
+      // A node closing (or shedding a flooding connection) disconnects us itself, and Socket.IO
+      // does not reconnect after that on its own: come back, through the load balancer, later.
+      if (reason === 'io server disconnect') this.#scheduleReconnect();
     });
     s.on('broadcast:started', ({ producerId }) => {
       this.#setBroadcast({ live: true, paused: false, producerId });
@@ -232,6 +272,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     s.on('node:draining', () => {
       // Leave this node for another: drop the connection and open a new one (through the load
       // balancer), spread over a second so a whole node's clients do not arrive at once.
+      if (this.#redirected) {
+        this.#moveTo(this.#options.url, Math.random() * 1000);
+        return;
+      }
       this.#teardownMedia();
       this.#setState('reconnecting');
       s.disconnect();
@@ -267,6 +311,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.#device = device;
       await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv');
       this.#retries = 0;
+      this.#redirects = 0;
       this.#setState('joined');
       this.#joinWaiter?.resolve(info);
       this.#joinWaiter = undefined;
@@ -278,6 +323,17 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     } catch (error) {
       if (generation !== this.#generation || this.#state === 'closed') return;
       const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
+      if (failure.code === 'WRONG_NODE' && failure.redirectUrl) {
+        if (this.#redirects < 3) {
+          this.#redirects++;
+          this.#moveTo(failure.redirectUrl);
+          return;
+        }
+        // Nodes disagreeing for a moment (a registry view not yet fresh): back off, then follow again.
+        this.#redirects = 0;
+        this.#scheduleRetry();
+        return;
+      }
       this.emit('error', failure);
       // Before the first successful join, a refusal (wrong token, seat taken...) goes back to
       // the caller; afterwards the session is worth keeping alive through anything retryable.
@@ -303,6 +359,15 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         void this.close();
       }
     }
+  }
+
+  #scheduleReconnect(): void {
+    const { initialMs, maxMs } = this.#options.retry ?? { initialMs: 500, maxMs: 10_000 };
+    const delay = Math.min(maxMs, initialMs * 2 ** this.#retries++) * (0.5 + Math.random() / 2);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      if (this.#state !== 'closed' && !this.#socket.connected) this.#socket.connect();
+    }, delay);
   }
 
   #scheduleRetry(atLeastMs = 0): void {

@@ -15,12 +15,14 @@ export class ChorusClientError extends Error {
     readonly retryable: boolean,
     /** For LIMIT_REACHED: wait at least this long before trying again. */
     readonly retryAfterMs?: number,
+    /** For WRONG_NODE: where to connect instead. */
+    readonly redirectUrl?: string,
   ) {
     super(message);
   }
 
   static from(error: WireError): ChorusClientError {
-    return new ChorusClientError(error.code, error.message, error.retryable, error.retryAfterMs);
+    return new ChorusClientError(error.code, error.message, error.retryable, error.retryAfterMs, error.redirectUrl);
   }
 }
 

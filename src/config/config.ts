@@ -106,6 +106,14 @@ const envSchema = z
 
     /** Shared state for a cluster (`redis://`, `rediss://`, `redis+sentinel://`). Unset: in memory. */
     REDIS_URL: z.string().optional(),
+    /**
+     * In a cluster, where a room's publisher connects: `rendezvous` sends it to the node rendezvous
+     * hashing picks (clients must reach every node's CHORUS_PUBLIC_URL), `local` keeps it on the
+     * node the load balancer chose.
+     */
+    CHORUS_ORIGIN_PLACEMENT: z.enum(['rendezvous', 'local']).default('rendezvous'),
+    /** This node's URL as clients reach it (for redirects in a cluster). Default: its listen address. */
+    CHORUS_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
     /** Key prefix, so several deployments can share one Redis. */
     CHORUS_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_:.-]{1,32}$/).default('chorus:'),
 
@@ -146,6 +154,7 @@ export interface Config {
   dataDir: string;
   drainDeadlineMs: number;
   redis: { url: string; prefix: string } | undefined;
+  cluster: { placement: 'rendezvous' | 'local'; publicUrl: string | undefined };
   media: TransportSettings & {
     workers: number;
     logLevel: 'debug' | 'warn' | 'error' | 'none';
@@ -208,6 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: e.CHORUS_DATA_DIR,
     drainDeadlineMs: e.CHORUS_DRAIN_DEADLINE_MS,
     redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.CHORUS_REDIS_PREFIX } : undefined,
+    cluster: { placement: e.CHORUS_ORIGIN_PLACEMENT, publicUrl: e.CHORUS_PUBLIC_URL?.replace(/\/+$/, '') },
     media: {
       workers: e.MEDIASOUP_WORKERS ?? availableParallelism(),
       logLevel: e.MEDIASOUP_LOG_LEVEL,

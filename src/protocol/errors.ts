@@ -26,6 +26,8 @@ export const ErrorCodes = {
   LIMIT_REACHED: { status: 429, retryable: true },
   NOT_FOUND: { status: 404, retryable: false },
   UNAVAILABLE: { status: 503, retryable: true },
+  /** This room's publisher belongs on another node: connect to `redirectUrl` and join there. */
+  WRONG_NODE: { status: 421, retryable: true },
   INTERNAL: { status: 500, retryable: true },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
@@ -37,6 +39,8 @@ export interface WireError {
   retryable: boolean;
   /** For LIMIT_REACHED: how long to wait before the same request can succeed. */
   retryAfterMs?: number;
+  /** For WRONG_NODE: the node to connect to instead. */
+  redirectUrl?: string;
 }
 
 export class ChorusError extends Error {
@@ -46,6 +50,7 @@ export class ChorusError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly retryAfterMs?: number,
+    readonly redirectUrl?: string,
   ) {
     super(message);
   }
@@ -57,6 +62,7 @@ export class ChorusError extends Error {
   toWire(): WireError {
     const wire: WireError = { code: this.code, message: this.message, retryable: ErrorCodes[this.code].retryable };
     if (this.retryAfterMs !== undefined) wire.retryAfterMs = this.retryAfterMs;
+    if (this.redirectUrl !== undefined) wire.redirectUrl = this.redirectUrl;
     return wire;
   }
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type { TokenService } from '../auth/tokens.js';
 import { ChorusError } from '../protocol/errors.js';
-import { PROTOCOL_VERSION, type Method, type RequestOf, type Responses } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, type Method, type RequestOf, type Responses, type Role } from '../protocol/messages.js';
 import type { Peer } from '../rooms/peer.js';
 import { Room } from '../rooms/room.js';
 import type { StateStore } from '../store/stateStore.js';
@@ -37,6 +37,17 @@ export interface HandlerDeps {
   store: StateStore;
   /** Lifetime of the resume tokens handed out on join. */
   resumeTtlSeconds: number;
+  /** In a cluster: sends a room's publisher to the node that owns the room. */
+  placement?: PublisherPlacement | undefined;
+}
+
+export interface PublisherPlacement {
+  /** Whether `role` publishes, so its node must be the room's origin. */
+  places(role: Role): boolean;
+  /** The URL of the node the publisher must use instead of this one, if any. */
+  redirectFor(roomId: string): Promise<string | undefined>;
+  /** This node now hosts the room's publisher. */
+  hold(room: Room): void;
 }
 
 type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
@@ -49,7 +60,7 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
-export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -69,6 +80,11 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         await limits.take('joinsPerIdentity', shared ? `${roomId}\0${verified.identity}\0${session.ip}` : `${roomId}\0${grant.identity}`);
         const refusal = await Room.refusal(store, roomId, grant.identity, grant.issuedAtMs);
         if (refusal) throw refusal;
+        // Before anything is created or the token spent: the client joins again over there.
+        if (placement?.places(grant.role)) {
+          const elsewhere = await placement.redirectFor(roomId);
+          if (elsewhere) throw new ChorusError('WRONG_NODE', `room ${roomId} is hosted on another node`, undefined, elsewhere);
+        }
         const { room, peer } = await rooms.join(grant, previousPeerId);
         // A join token works once. It is spent only now, so a join refused for a passing reason
         // (seat taken, room full) can be retried with it; two racing joins still admit one.
@@ -85,6 +101,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         session.room = room;
         session.peer = peer;
         session.onJoined(room, peer);
+        if (placement?.places(peer.role)) placement.hold(room);
         audit.record({ type: 'join.accepted', room: room.id, identity: peer.identity, role: peer.role, peer: peer.id, ip: session.ip });
         return {
           protocol: PROTOCOL_VERSION,

@@ -126,6 +126,14 @@ export class MemoryStateStore implements StateStore {
     return undefined;
   }
 
+  async claimValue(key: string, value: string, ttlSeconds: number): Promise<string | undefined> {
+    // No await between the check and the write: racing claims in this process see each other.
+    const entry = this.#values.get(key);
+    if (entry && entry[1] > Date.now()) return entry[0];
+    this.#values.set(key, [value, Date.now() + ttlSeconds * 1000]);
+    return value;
+  }
+
   async deleteValue(key: string, value: string): Promise<void> {
     if (this.#values.get(key)?.[0] === value) this.#values.delete(key);
   }

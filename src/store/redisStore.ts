@@ -241,6 +241,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+/** KEYS: value. ARGV: value, ttlMs. Writes only if absent; answers whoever holds it now. */
+const CLAIM_VALUE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+`;
+
 /** KEYS: nodes hash, expiries zset. ARGV: id, record, ttlMs. Expiry on Redis's clock. */
 const NODE_PUT = `${NOW}
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -283,7 +289,7 @@ function script(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
-const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), once: script(ONCE), take: script(TAKE), nodePut: script(NODE_PUT), nodeList: script(NODE_LIST) };
+const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), claimValue: script(CLAIM_VALUE), once: script(ONCE), take: script(TAKE), nodePut: script(NODE_PUT), nodeList: script(NODE_LIST) };
 
 /** Failures worth a retry and counted by the breaker: the connection, timeouts, a failover. */
 export function isTransientRedisError(error: unknown): boolean {
@@ -531,6 +537,11 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
 
   async getValue(key: string): Promise<string | undefined> {
     return (await this.#run('getValue', () => this.client.get(`${this.prefix}value:${key}`))) ?? undefined;
+  }
+
+  async claimValue(key: string, value: string, ttlSeconds: number): Promise<string | undefined> {
+    const holder = await this.#run('claimValue', () => this.#eval(scripts.claimValue, [`${this.prefix}value:${key}`], [value, ttlMs(ttlSeconds)]));
+    return holder === null || holder === undefined ? undefined : String(holder);
   }
 
   async deleteValue(key: string, value: string): Promise<void> {

@@ -83,6 +83,11 @@ export interface StateStore {
    */
   setValue(key: string, value: string, ttlSeconds: number): Promise<void>;
   getValue(key: string): Promise<string | undefined>;
+  /**
+   * Writes `value` only if `key` holds nothing, atomically; answers the value `key` holds after
+   * the call (ours if we won). Two nodes claiming at once: one wins, both learn who.
+   */
+  claimValue(key: string, value: string, ttlSeconds: number): Promise<string | undefined>;
   /** Deletes `key` only while it still holds `value`, so a late delete spares a successor's. */
   deleteValue(key: string, value: string): Promise<void>;
 

@@ -17,8 +17,11 @@ const cleanup: Array<() => unknown> = [];
 
 beforeAll(async () => {
   redis = await startRedis();
-  origin = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'origin', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  edge = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'edge', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  // The broadcaster stays where it connects, so these tests choose the origin; rendezvous
+  // placement has its own test (placement.test.ts).
+  const shared = { REDIS_URL: redis.url, CHORUS_ORIGIN_PLACEMENT: 'local' };
+  origin = await startTestNode({ ...shared, CHORUS_NODE_ID: 'origin', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
+  edge = await startTestNode({ ...shared, CHORUS_NODE_ID: 'edge', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
 });
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();

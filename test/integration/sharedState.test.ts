@@ -15,8 +15,11 @@ const sockets: RawSocket[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
-  a = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'node-a', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  b = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'node-b', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  // Publishers stay on the node they connect to (no rendezvous redirect), so what is tested here
+  // is the shared state's own guarantee: one seat per room even when two nodes are asked at once.
+  const shared = { REDIS_URL: redis.url, CHORUS_ORIGIN_PLACEMENT: 'local' };
+  a = await startTestNode({ ...shared, CHORUS_NODE_ID: 'node-a', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
+  b = await startTestNode({ ...shared, CHORUS_NODE_ID: 'node-b', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
 });
 afterAll(async () => {
   for (const s of sockets) s.close();

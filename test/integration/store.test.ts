@@ -236,6 +236,18 @@ describe.each(backends)('state store contract: $name', (backend) => {
     await a.removeNode('long');
     expect(await b.listNodes()).toEqual([]);
   });
+
+  test('claimValue: 12 racing claims, one wins and all learn who; free again once deleted or expired', async () => {
+    const nodes = await backend.nodes(3);
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => nodes[i % 3]!.claimValue('origin\0r', `n${i}`, 60)));
+    expect(new Set(answers).size).toBe(1);
+    const winner = answers[0]!;
+    expect(await nodes[1]!.getValue('origin\0r')).toBe(winner);
+    await nodes[2]!.deleteValue('origin\0r', winner);
+    expect(await nodes[0]!.claimValue('origin\0r', 'next', 1)).toBe('next');
+    await waitFor('the 1 s claim to expire', async () => (await nodes[1]!.getValue('origin\0r')) === undefined, 5000);
+    expect(await nodes[1]!.claimValue('origin\0r', 'after', 60)).toBe('after');
+  });
 });
 
 describe('redis state store only', () => {

@@ -1,0 +1,90 @@
+/**
+ * Rendezvous placement in a three-node cluster: a broadcaster that connects anywhere is sent to
+ * the node the room hashes to, listeners anywhere hear it through their own node, and when that
+ * node drains the broadcaster moves to a node that stays, with the listeners following.
+ */
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { rendezvousScore } from '../../src/cluster/placement.js';
+import { joinListener, type TestListener } from '../support/listener.js';
+import { toneTrack } from '../support/nodePeer.js';
+import { startRedis, type RedisServer } from '../support/redisServer.js';
+import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+
+let redis: RedisServer;
+const nodes: Record<string, ChorusNode> = {};
+const cleanup: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  for (const [i, id] of ['alpha', 'beta', 'gamma'].entries()) {
+    nodes[id] = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: id, RTC_MIN_PORT: String(20000 + i * 3000), RTC_MAX_PORT: String(22999 + i * 3000) });
+  }
+  await until(async () => (await nodes['alpha']!.store.listNodes()).length === 3, 10_000, 'all three nodes registered');
+});
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+afterAll(async () => {
+  for (const node of Object.values(nodes)) await node.close();
+  await redis?.stop();
+});
+
+/** A room id that hashes to `owner` among `among` by a wide margin, so small load differences cannot flip it. */
+function roomOwnedBy(owner: string, among: string[], prefix: string): string {
+  for (let i = 0; ; i++) {
+    const room = `${prefix}-${i}`;
+    const score = (id: string): number => rendezvousScore(room, { id, load: 0 });
+    const others = among.filter((id) => id !== owner).map(score);
+    if (score(owner) > 2 * Math.max(...others)) return room;
+  }
+}
+
+test('a broadcaster connecting to any node is sent to the room\'s node; listeners everywhere hear it', async () => {
+  const room = roomOwnedBy('gamma', ['alpha', 'beta', 'gamma'], 'placed');
+  const tone = toneTrack(880);
+  cleanup.push(() => tone.stop());
+  // Connects to alpha, which is not the room's node.
+  const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'muezzin'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+
+  expect(nodes['gamma']!.rooms.get(room)?.localBroadcast).toBeDefined();
+  expect(nodes['gamma']!.rooms.get(room)!.peers.has(broadcaster.peerId!)).toBe(true);
+  expect(nodes['alpha']!.rooms.get(room)).toBeUndefined();
+  expect(await nodes['beta']!.store.getValue(`origin\0${room}`)).toBe('gamma');
+  const listeners: TestListener[] = [];
+  for (const id of ['alpha', 'beta', 'gamma']) listeners.push(await joinListener(nodes[id]!, room));
+  cleanup.push(() => Promise.all(listeners.map((l) => l.close())));
+  await Promise.all(listeners.map((l) => l.hears(880)));
+});
+
+test('the room\'s node draining sends the broadcaster to a node that stays; listeners hear it again', async () => {
+  const room = roomOwnedBy('beta', ['alpha', 'beta', 'gamma'], 'drained');
+  const tone = toneTrack(523);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'imam'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  expect(nodes['beta']!.rooms.get(room)?.localBroadcast).toBeDefined();
+  const listeners = [await joinListener(nodes['alpha']!, room), await joinListener(nodes['gamma']!, room)];
+  cleanup.push(() => Promise.all(listeners.map((l) => l.close())));
+  await Promise.all(listeners.map((l) => l.hears(523)));
+
+  const sessions = listeners.map((l) => l.client.peerId);
+  const drained = nodes['beta']!.drain(15_000);
+  delete nodes['beta'];
+  expect((await drained).remaining).toBe(0);
+  // Placed again among the nodes that stay, and heard again by both listeners without a reload.
+  await until(() => ['alpha', 'gamma'].some((id) => nodes[id]!.rooms.get(room)?.localBroadcast !== undefined), 15_000, 'the broadcast to resume on a staying node');
+  const holder = await nodes['alpha']!.store.getValue(`origin\0${room}`);
+  expect(['alpha', 'gamma']).toContain(holder);
+  expect(nodes[holder!]!.rooms.get(room)?.localBroadcast).toBeDefined();
+  await Promise.all(listeners.map((l) => l.hears(523, 15_000)));
+  // Only beta's clients were asked to move: listeners on the other nodes kept their sessions and
+  // only switched to the new stream.
+  expect(listeners.map((l) => l.client.peerId)).toEqual(sessions);
+  for (const l of listeners) expect(l.events).not.toContain('state:reconnecting');
+});

@@ -1,0 +1,51 @@
+import { describe, expect, test } from 'vitest';
+import { rendezvousPick, weightOf } from '../../src/cluster/placement.js';
+
+const nodes = (ids: string[], load = 0) => ids.map((id) => ({ id, load }));
+const rooms = Array.from({ length: 3000 }, (_, i) => `room-${i}`);
+
+describe('weighted rendezvous placement', () => {
+  test('every node computes the same owner, whatever the order it lists the nodes in', () => {
+    const a = nodes(['n1', 'n2', 'n3', 'n4']);
+    const b = [...a].reverse();
+    for (const room of rooms.slice(0, 200)) expect(rendezvousPick(room, a)!.id).toBe(rendezvousPick(room, b)!.id);
+    expect(rendezvousPick('x', [])).toBeUndefined();
+  });
+
+  test('equal nodes get about equal shares of the rooms', () => {
+    const counts = new Map<string, number>();
+    for (const room of rooms) {
+      const id = rendezvousPick(room, nodes(['n1', 'n2', 'n3']))!.id;
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    for (const n of ['n1', 'n2', 'n3']) expect(Math.abs(counts.get(n)! - 1000)).toBeLessThan(150);
+  });
+
+  test('a loaded node gets fewer new rooms, in proportion to its weight', () => {
+    const busy = { id: 'busy', load: 1500 }; // weight 1/4
+    const idle = { id: 'idle', load: 0 };
+    expect(weightOf(busy)).toBeCloseTo(0.25);
+    const toBusy = rooms.filter((room) => rendezvousPick(room, [busy, idle])!.id === 'busy').length / rooms.length;
+    // Weighted rendezvous gives w/(w1+w2) = 0.2 of the keys to the busy node.
+    expect(toBusy).toBeGreaterThan(0.15);
+    expect(toBusy).toBeLessThan(0.25);
+  });
+
+  test('a node leaving moves only its own rooms; a node joining takes rooms only for itself', () => {
+    const four = nodes(['n1', 'n2', 'n3', 'n4']);
+    const three = four.filter((n) => n.id !== 'n4');
+    let moved = 0;
+    for (const room of rooms) {
+      const before = rendezvousPick(room, four)!.id;
+      const after = rendezvousPick(room, three)!.id;
+      if (before !== 'n4') expect(after).toBe(before);
+      else moved++;
+    }
+    expect(moved).toBeGreaterThan(0);
+    for (const room of rooms) {
+      const before = rendezvousPick(room, three)!.id;
+      const after = rendezvousPick(room, four)!.id;
+      expect(after === before || after === 'n4').toBe(true);
+    }
+  });
+});
