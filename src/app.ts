@@ -11,6 +11,9 @@ import type { Config } from './config/config.js';
 import { createHttpServer } from './http/server.js';
 import { WorkerPool } from './media/workerPool.js';
 import { AuditLog } from './observability/audit.js';
+import { HealthChecks, packageVersion } from './observability/health.js';
+import { MediaStatsSampler } from './observability/mediaStats.js';
+import { ChorusMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
@@ -34,6 +37,10 @@ export interface ChorusNode {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly limits: Limits;
+  /** Prometheus metrics (/metrics); other parts report through it (records: observeDbLatency). */
+  readonly metrics: ChorusMetrics;
+  /** Readiness checks; a part with a dependency of its own registers it here (records: `database`). */
+  readonly health: HealthChecks;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
@@ -54,12 +61,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
+  const metrics = new ChorusMetrics(config.nodeId);
+  const health = new HealthChecks(config.observability.optionalDependencies);
+  audit.on('event', (event) => {
+    if (event.type === 'join.accepted') metrics.joinAccepted(event.role);
+  });
   const redisStore = config.redis
     ? new RedisStateStore({
         url: config.redis.url,
         prefix: config.redis.prefix,
         connectionName: config.nodeId,
         onError: (error, context) => log.warn({ err: error, context }, 'redis'),
+        onCommand: (op, seconds, ok) => metrics.observeRedis(op, seconds, ok),
       })
     : undefined;
   if (redisStore) await redisStore.ready();
@@ -70,6 +83,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
     log,
   );
+  const mediaStats = new MediaStatsSampler(
+    workers,
+    metrics,
+    {
+      maxRooms: config.observability.metricsRooms,
+      consumersPerRoom: config.observability.consumersPerRoom,
+      intervalMs: config.observability.sampleIntervalMs,
+    },
+    log.child({ component: 'metrics' }),
+  );
+  if (redisStore) health.register('redis', () => ({ up: redisStore.healthy, detail: redisStore.breakerState }));
+  const startedAt = Date.now();
 
   let closing = false;
   let draining = false;
@@ -85,11 +110,27 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
-    ready: () => ({
-      ready: !closing && !draining && workers.healthy && (redisStore?.healthy ?? true),
+    ready: () => {
+      const readiness = health.evaluate(!closing && !draining && workers.healthy);
+      return {
+      ready: readiness.ready,
       detail: {
+        status: readiness.status,
+        draining,
+        dependencies: readiness.dependencies,
         redis: redisStore ? redisStore.breakerState : 'unused',
         cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+      };
+    },
+    metrics: { contentType: metrics.contentType, render: () => metrics.render(), token: config.observability.metricsToken },
+    info: () => ({
+      node: config.nodeId,
+      version: packageVersion(),
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      draining,
+      rooms: rooms.rooms.size,
+      peers: [...rooms.rooms.values()].reduce((n, r) => n + r.peers.size, 0),
+      workers: workers.slots.map((s) => ({ index: s.index, pid: s.worker.pid, load: s.load, alive: !s.worker.closed && !s.worker.died })),
     }),
   });
 
@@ -150,6 +191,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     audit,
     log,
   });
+  metrics.attach({
+    rooms: () => [...rooms.rooms.values()].map((room) => ({ kind: room.kind, peers: room.peers.values() })),
+    workers: () => workers.slots,
+    breakers: () => ({ redis: redisStore?.breakerState }),
+  });
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -168,6 +214,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds },
     signaling,
     log,
+    (method, seconds, code) => metrics.observeRequest(method, seconds, code),
   );
 
   await http.listen({ host: config.http.host, port: config.http.port });
@@ -188,6 +235,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     store,
     audit,
     limits,
+    metrics,
+    health,
     url,
     async drain(deadlineMs) {
       draining = true;
@@ -216,7 +265,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       pipes?.close();
       await registry?.close();
       bus?.close();
+      mediaStats.close();
       workers.close();
+      metrics.close();
       adapterClient?.disconnect();
       await store.close();
     },
