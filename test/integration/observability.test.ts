@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
+import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 /** `name{a="b",c="d"} value` lines of the Prometheus text format, as (name, labels, value). */
@@ -200,5 +201,46 @@ describe('protected metrics and degraded readiness', () => {
     const series = await scrape(guarded, { authorization: `Bearer ${token}` });
     expect(value(series, 'chorus_db_query_duration_seconds_count', { op: 'insert_events', outcome: 'ok' })).toBe(1);
     expect(value(series, 'chorus_db_query_duration_seconds_count', { op: 'insert_events', outcome: 'error' })).toBe(1);
+  });
+});
+
+describe('Redis latency and circuit breaker', () => {
+  let redis: RedisServer;
+  let clustered: ChorusNode;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    clustered = await startTestNode({ MEDIASOUP_WORKERS: '1', REDIS_URL: redis.url, CHORUS_NODE_ID: 'metrics-redis' });
+  });
+  afterAll(async () => {
+    await clustered?.close();
+    await redis?.stop();
+  });
+
+  test('Redis calls are timed by operation; the breaker state follows an outage and recovery', async () => {
+    // The node registry heartbeats into Redis every 2 s, so putNode calls happen without clients.
+    let series = await scrape(clustered);
+    await until(async () => {
+      series = await scrape(clustered);
+      return (value(series, 'chorus_redis_command_duration_seconds_count', { op: 'putNode', outcome: 'ok' }) ?? 0) > 0;
+    }, 10_000, 'a timed putNode');
+    expect(value(series, 'chorus_circuit_breaker_state', { dependency: 'redis', state: 'closed' })).toBe(1);
+    expect(value(series, 'chorus_circuit_breaker_state', { dependency: 'redis', state: 'open' })).toBe(0);
+
+    await redis.kill();
+    await until(async () => {
+      series = await scrape(clustered);
+      return value(series, 'chorus_circuit_breaker_state', { dependency: 'redis', state: 'closed' }) === 0;
+    }, 15_000, 'the breaker to leave closed while Redis is down');
+    expect((value(series, 'chorus_redis_command_duration_seconds_count', { op: 'putNode', outcome: 'error' }) ?? 0)).toBeGreaterThan(0);
+    const ready = await fetch(`${clustered.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ status: 'unready', dependencies: { redis: { up: false, required: true } } });
+
+    await redis.restart();
+    await until(async () => {
+      series = await scrape(clustered);
+      return value(series, 'chorus_circuit_breaker_state', { dependency: 'redis', state: 'closed' }) === 1;
+    }, 20_000, 'the breaker to close again');
   });
 });
