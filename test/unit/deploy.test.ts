@@ -77,7 +77,7 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
   test('the schema check is real: a misspelt field or a wrong type fails it', async () => {
     const Deployment = (await modelFor('apps/v1', 'Deployment'))!;
     const { file: _file, ...deployment } = byKind('Deployment');
-    const broken = structuredClone(deployment) as { spec: { replicas: unknown } };
+    const broken = structuredClone(deployment) as unknown as { spec: { replicas: unknown } };
     broken.spec.replicas = 'two';
     expect(() => new Deployment(broken).validate()).toThrow();
     expect(await modelFor('chorus.example/v1', 'Deployment')).toBeUndefined();
