@@ -95,6 +95,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   );
   if (redisStore) health.register('redis', () => ({ up: redisStore.healthy, detail: redisStore.breakerState }));
   const startedAt = Date.now();
+  const version = packageVersion();
 
   let closing = false;
   let draining = false;
@@ -113,19 +114,19 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     ready: () => {
       const readiness = health.evaluate(!closing && !draining && workers.healthy);
       return {
-      ready: readiness.ready,
-      detail: {
-        status: readiness.status,
-        draining,
-        dependencies: readiness.dependencies,
-        redis: redisStore ? redisStore.breakerState : 'unused',
-        cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+        ready: readiness.ready,
+        detail: {
+          status: readiness.status,
+          draining,
+          dependencies: readiness.dependencies,
+          redis: redisStore ? redisStore.breakerState : 'unused',
+          cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
       };
     },
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), token: config.observability.metricsToken },
     info: () => ({
       node: config.nodeId,
-      version: packageVersion(),
+      version,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       draining,
       rooms: rooms.rooms.size,
