@@ -14,6 +14,9 @@ import { AuditLog } from './observability/audit.js';
 import { RoomAdmin } from './admin/roomAdmin.js';
 import { registerAdminRoutes } from './admin/routes.js';
 import { Webhooks } from './webhooks/webhooks.js';
+import { HealthChecks, packageVersion } from './observability/health.js';
+import { MediaStatsSampler } from './observability/mediaStats.js';
+import { ChorusMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
@@ -41,6 +44,10 @@ export interface ChorusNode {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly limits: Limits;
+  /** Prometheus metrics (/metrics); other parts report through it (records: observeDbLatency). */
+  readonly metrics: ChorusMetrics;
+  /** Readiness checks; a part with a dependency of its own registers it here (records: `database`). */
+  readonly health: HealthChecks;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
@@ -61,12 +68,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
+  const metrics = new ChorusMetrics(config.nodeId);
+  const health = new HealthChecks(config.observability.optionalDependencies);
+  audit.on('event', (event) => {
+    if (event.type === 'join.accepted') metrics.joinAccepted(event.role);
+  });
   const redisStore = config.redis
     ? new RedisStateStore({
         url: config.redis.url,
         prefix: config.redis.prefix,
         connectionName: config.nodeId,
         onError: (error, context) => log.warn({ err: error, context }, 'redis'),
+        onCommand: (op, seconds, ok) => metrics.observeRedis(op, seconds, ok),
       })
     : undefined;
   if (redisStore) await redisStore.ready();
@@ -77,6 +90,19 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
     log,
   );
+  const mediaStats = new MediaStatsSampler(
+    workers,
+    metrics,
+    {
+      maxRooms: config.observability.metricsRooms,
+      consumersPerRoom: config.observability.consumersPerRoom,
+      intervalMs: config.observability.sampleIntervalMs,
+    },
+    log.child({ component: 'metrics' }),
+  );
+  if (redisStore) health.register('redis', () => ({ up: redisStore.healthy, detail: redisStore.breakerState }));
+  const startedAt = Date.now();
+  const version = packageVersion();
 
   let closing = false;
   let draining = false;
@@ -92,11 +118,27 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
-    ready: () => ({
-      ready: !closing && !draining && workers.healthy && (redisStore?.healthy ?? true),
-      detail: {
-        redis: redisStore ? redisStore.breakerState : 'unused',
-        cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+    ready: () => {
+      const readiness = health.evaluate(!closing && !draining && workers.healthy);
+      return {
+        ready: readiness.ready,
+        detail: {
+          status: readiness.status,
+          draining,
+          dependencies: readiness.dependencies,
+          redis: redisStore ? redisStore.breakerState : 'unused',
+          cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
+      };
+    },
+    metrics: { contentType: metrics.contentType, render: () => metrics.render(), token: config.observability.metricsToken },
+    info: () => ({
+      node: config.nodeId,
+      version,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      draining,
+      rooms: rooms.rooms.size,
+      peers: [...rooms.rooms.values()].reduce((n, r) => n + r.peers.size, 0),
+      workers: workers.slots.map((s) => ({ index: s.index, pid: s.worker.pid, load: s.load, alive: !s.worker.closed && !s.worker.died })),
     }),
   });
 
@@ -159,6 +201,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     audit,
     log,
   });
+  metrics.attach({
+    rooms: () => [...rooms.rooms.values()].map((room) => ({ kind: room.kind, peers: room.peers.values() })),
+    workers: () => workers.slots,
+    breakers: () => ({ redis: redisStore?.breakerState }),
+  });
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -195,6 +242,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds, placement: publisherPlacement },
     signaling,
     log,
+    (method, seconds, code) => metrics.observeRequest(method, seconds, code),
   );
 
   await http.listen({ host: config.http.host, port: config.http.port });
@@ -222,6 +270,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     store,
     audit,
     limits,
+    metrics,
+    health,
     url,
     async drain(deadlineMs) {
       draining = true;
@@ -259,7 +309,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       pipes?.close();
       await registry?.close();
       bus?.close();
+      mediaStats.close();
       workers.close();
+      metrics.close();
       adapterClient?.disconnect();
       await store.close();
     },

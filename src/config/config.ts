@@ -15,7 +15,7 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const port = z.coerce.number().int().min(1).max(65535);
 
-const envSchema = z
+export const envSchema = z
   .object({
     CHORUS_HOST: z.string().default('0.0.0.0'),
     CHORUS_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -122,6 +122,17 @@ const envSchema = z
 
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
+
+    /** Bearer token /metrics asks for. Unset: /metrics is open (keep it off the public network). */
+    CHORUS_METRICS_TOKEN: z.string().min(16, 'CHORUS_METRICS_TOKEN must be at least 16 characters').optional(),
+    /** Rooms given their own series (bitrate, loss, jitter): the N with most listeners; 0 turns them off. */
+    CHORUS_METRICS_ROOMS: z.coerce.number().int().min(0).max(1000).default(20),
+    /** How often per-room media stats are sampled from mediasoup. */
+    CHORUS_METRICS_SAMPLE_INTERVAL_MS: z.coerce.number().int().min(500).max(300_000).default(5000),
+    /** Consumers per room whose stats are read each sample (egress is scaled from them). */
+    CHORUS_METRICS_CONSUMERS_PER_ROOM: z.coerce.number().int().min(1).max(10_000).default(50),
+    /** Dependencies whose outage marks the node degraded but still ready (comma-separated: redis, database). */
+    CHORUS_READY_OPTIONAL: z.string().default(''),
   })
   .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
     message: 'set both TURN_URLS and TURN_SECRET, or neither',
@@ -165,6 +176,14 @@ export interface Config {
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
   limits: LimitSettings;
   turn: TurnSettings | undefined;
+  observability: {
+    metricsToken: string | undefined;
+    metricsRooms: number;
+    sampleIntervalMs: number;
+    consumersPerRoom: number;
+    /** Dependencies that only degrade readiness (the others make the node unready). */
+    optionalDependencies: string[];
+  };
 }
 
 export class ConfigError extends Error {
@@ -258,6 +277,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       e.TURN_URLS && e.TURN_SECRET
         ? { urls: e.TURN_URLS.split(',').map((u) => u.trim()).filter(Boolean), secret: e.TURN_SECRET, ttlSeconds: e.TURN_TTL_SECONDS }
         : undefined,
+    observability: {
+      metricsToken: e.CHORUS_METRICS_TOKEN,
+      metricsRooms: e.CHORUS_METRICS_ROOMS,
+      sampleIntervalMs: e.CHORUS_METRICS_SAMPLE_INTERVAL_MS,
+      consumersPerRoom: e.CHORUS_METRICS_CONSUMERS_PER_ROOM,
+      optionalDependencies: e.CHORUS_READY_OPTIONAL.split(',').map((d) => d.trim()).filter(Boolean),
+    },
   };
 }
 

@@ -7,7 +7,7 @@ import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { ApiKeyring } from '../auth/apiKeys.js';
 import { grantSchema, type TokenService } from '../auth/tokens.js';
@@ -32,6 +32,23 @@ export interface HttpDeps {
   tls: { certPath: string; keyPath: string } | undefined;
   /** Readiness: workers alive and the node accepting work. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
+  /** Prometheus exposition for /metrics; `token`, when set, is the bearer token it asks for. */
+  metrics?: { contentType: string; render(): Promise<string>; token: string | undefined } | undefined;
+  /** What /health/info shows: node id, version, uptime, rooms, peers, workers. */
+  info?: (() => Record<string, unknown>) | undefined;
+}
+
+/** A caller's (or proxy's) request id is kept when it looks like one; otherwise a fresh one is made. */
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestId(header: string | string[] | undefined): string {
+  return typeof header === 'string' && requestIdPattern.test(header) ? header : randomBytes(8).toString('hex');
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 const tokenBody = grantSchema.extend({ ttlSeconds: z.number().int().positive().optional() });
@@ -46,10 +63,16 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     bodyLimit: 16 * 1024,
-    genReqId: () => randomBytes(8).toString('hex'),
+    // Every request carries an id, logged as reqId and echoed as x-request-id, so a client's
+    // report, the proxy's log and this node's log can be matched.
+    genReqId: (request) => requestId(request.headers['x-request-id']),
     trustProxy: deps.trustProxy,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
 
   // Refused before any routing or body parsing, so a flood costs a map lookup per request.
   app.addHook('onRequest', async (request, reply) => {
@@ -99,6 +122,20 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     const { ready, detail } = deps.ready();
     return reply.status(ready ? 200 : 503).send({ ready, ...detail });
   });
+
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get('/metrics', async (request, reply) => {
+      if (metrics.token !== undefined && !bearerMatches(request.headers.authorization, metrics.token)) {
+        void reply.header('www-authenticate', 'Bearer realm="chorus-metrics"');
+        throw new ChorusError('UNAUTHORIZED', 'a bearer token is required for /metrics');
+      }
+      return reply.header('content-type', metrics.contentType).send(await metrics.render());
+    });
+  }
+
+  const info = deps.info;
+  if (info) app.get('/health/info', async () => info());
 
   app.get('/api/config', async () => ({ demo: deps.demo }));
 

@@ -61,7 +61,16 @@ export function createSignalingServer(httpServer: HttpServer, options: Signaling
   });
 }
 
-export function attachProtocol(io: SignalingServer, deps: HandlerDeps, options: SignalingOptions, log: Logger): void {
+/** Told of every answered request (for metrics): `code` is undefined on success. */
+export type RequestObserver = (method: string, seconds: number, code: string | undefined) => void;
+
+export function attachProtocol(
+  io: SignalingServer,
+  deps: HandlerDeps,
+  options: SignalingOptions,
+  log: Logger,
+  observe: RequestObserver = () => undefined,
+): void {
   const handlers = createHandlers(deps);
   const { limits } = deps;
 
@@ -97,6 +106,9 @@ export function attachProtocol(io: SignalingServer, deps: HandlerDeps, options: 
     };
 
     const run = async (method: string, args: unknown[]): Promise<void> => {
+      const started = performance.now();
+      // Unknown names are not echoed into metric labels (their number would be unbounded).
+      const done = (code: string | undefined): void => observe(isMethod(method) ? method : 'unknown', (performance.now() - started) / 1000, code);
       const last = args.at(-1);
       const ack = typeof last === 'function' ? (last as (reply: unknown) => void) : undefined;
       const payload = ack ? args.slice(0, -1)[0] : args[0];
@@ -113,18 +125,22 @@ export function attachProtocol(io: SignalingServer, deps: HandlerDeps, options: 
         if (!parsed.success) throw new ChorusError('BAD_REQUEST', describe(parsed.error));
         const handler = handlers[method] as (s: Session, r: unknown) => Promise<unknown>;
         const data = await handler(session, parsed.data);
+        done(undefined);
         ack?.({ ok: true, data });
       } catch (error) {
         if (error instanceof ChorusError && error.code === 'LIMIT_REACHED' && ++refusedInARow >= FLOOD_DISCONNECT_AFTER) {
+          done(error.code);
           socketLog.warn({ ip }, 'connection kept flooding past its limit; closing it');
           socket.disconnect(true);
           return;
         }
         if (error instanceof ChorusError) {
           socketLog.debug({ method, code: error.code, msg: error.message }, 'request refused');
+          done(error.code);
           fail(error.toWire());
         } else {
           socketLog.error({ method, err: error }, 'request failed');
+          done('INTERNAL');
           fail(new ChorusError('INTERNAL', 'internal error').toWire());
         }
       }

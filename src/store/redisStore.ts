@@ -82,6 +82,8 @@ export interface RedisStateStoreOptions {
   connectionName?: string;
   /** Failures nobody awaits: background refreshes, connection errors. */
   onError?: (error: unknown, context: string) => void;
+  /** Each call's duration through the whole policy (retries included) and outcome, for metrics. */
+  onCommand?: (op: string, seconds: number, ok: boolean) => void;
 }
 
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
@@ -631,12 +633,18 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
 
   async #run<T>(op: string, fn: () => Promise<T>): Promise<T> {
     if (this.#closed) throw new ChorusError('UNAVAILABLE', `state store closed (${op})`);
+    const started = performance.now();
+    let ok = false;
     try {
       // A signal of its own per call: without one cockatiel hangs every call's listener on one
       // shared signal, and a burst of concurrent calls trips Node's max-listeners warning.
-      return await this.#policy.execute(fn, new AbortController().signal);
+      const result = await this.#policy.execute(fn, new AbortController().signal);
+      ok = true;
+      return result;
     } catch (error) {
       throw this.#asChorusError(op, error);
+    } finally {
+      this.#options.onCommand?.(op, (performance.now() - started) / 1000, ok);
     }
   }
 

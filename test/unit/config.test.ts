@@ -39,4 +39,12 @@ describe('config', () => {
     expect(() => loadConfig({ RTC_MIN_PORT: '50000', RTC_MAX_PORT: '40000' })).toThrow(/RTC_MIN_PORT/);
     expect(() => loadConfig({ CHORUS_OPUS_BITRATE: '64000' })).toThrow(/CHORUS_OPUS_BITRATE/);
   });
+
+  test('observability settings: optional dependencies as a list, a metrics token long enough, bounded per-room metrics', () => {
+    expect(loadConfig({}).observability).toEqual({ metricsToken: undefined, metricsRooms: 20, sampleIntervalMs: 5000, consumersPerRoom: 50, optionalDependencies: [] });
+    expect(loadConfig({ CHORUS_READY_OPTIONAL: ' database, redis ,' }).observability.optionalDependencies).toEqual(['database', 'redis']);
+    expect(() => loadConfig({ CHORUS_METRICS_TOKEN: 'short' })).toThrow(/CHORUS_METRICS_TOKEN/);
+    expect(() => loadConfig({ CHORUS_METRICS_SAMPLE_INTERVAL_MS: '10' })).toThrow(/CHORUS_METRICS_SAMPLE_INTERVAL_MS/);
+    expect(loadConfig({ CHORUS_METRICS_ROOMS: '0' }).observability.metricsRooms).toBe(0);
+  });
 });

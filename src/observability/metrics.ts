@@ -1,0 +1,300 @@
+/**
+ * Prometheus metrics for one node, on a registry of its own: several nodes in one process (the
+ * tests, the benchmarks) must not share series, so nothing here touches prom-client's global
+ * default registry. Parts of the node report through the narrow `observe*` methods; counts that
+ * already live elsewhere (rooms, peers, workers, the Redis breaker) are read at scrape time from
+ * the sources given to `attach`.
+ */
+import { readFile } from 'node:fs/promises';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { types } from 'mediasoup';
+import { roles, roomKinds } from '../protocol/messages.js';
+
+/** What the metrics read at scrape time; each returns the current state, nothing is cached. */
+export interface MetricSources {
+  rooms(): Iterable<{ kind: string; peers: Iterable<{ role: string }> }>;
+  workers(): Iterable<{ index: number; worker: types.Worker }>;
+  /** Circuit-breaker state per dependency (`closed`, `open`, `half-open`, `isolated`). */
+  breakers(): Record<string, string | undefined>;
+}
+
+/** One room's media as sampled from mediasoup stats (see mediaStats.ts). */
+export interface RoomMediaSample {
+  room: string;
+  listeners: number;
+  egressBitrateBps: number;
+  /** Fraction of packets lost, 0..1: egress as listeners report it, ingress as the SFU sees it. */
+  egressLoss: number | undefined;
+  ingressLoss: number | undefined;
+  /** Interarrival jitter of the publisher's stream at the SFU, in seconds. */
+  ingressJitterSeconds: number | undefined;
+}
+
+const BREAKER_STATES = ['closed', 'open', 'half-open', 'isolated'] as const;
+
+export class ChorusMetrics {
+  readonly registry = new Registry();
+  readonly #eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  #sources: MetricSources | undefined;
+
+  readonly #joins: Counter<'role'>;
+  readonly #joinFailures: Counter<'code'>;
+  readonly #joinDuration: Histogram<'outcome'>;
+  readonly #firstMedia: Histogram;
+  readonly #signaling: Counter<'method' | 'code'>;
+  readonly #transportFailures: Counter<'stage'>;
+  readonly #redisLatency: Histogram<'op' | 'outcome'>;
+  readonly #dbLatency: Histogram<'op' | 'outcome'>;
+  readonly #roomEgress: Gauge<'room'>;
+  readonly #roomLoss: Gauge<'room' | 'direction'>;
+  readonly #roomJitter: Gauge<'room'>;
+  readonly #roomListeners: Gauge<'room'>;
+  readonly #roomsUnlabelled: Gauge;
+  readonly #egressTotal: Gauge;
+
+  constructor(nodeId: string) {
+    const registers = [this.registry];
+    // prom-client calls `collect` with the metric as `this`; the node's sources are reached through `self`.
+    const self = this;
+    this.registry.setDefaultLabels({ node: nodeId });
+    collectDefaultMetrics({ register: this.registry });
+    this.#eventLoop.enable();
+
+    new Gauge({
+      name: 'chorus_rooms',
+      help: 'Rooms open on this node, by kind',
+      labelNames: ['kind'],
+      registers,
+      collect: function (this: Gauge<'kind'>) {
+        this.reset();
+        for (const [kind, n] of count(self.#sources?.rooms() ?? [], (room) => [room.kind], roomKinds)) this.set({ kind }, n);
+      },
+    });
+    new Gauge({
+      name: 'chorus_peers',
+      help: 'Sessions joined on this node, by role',
+      labelNames: ['role'],
+      registers,
+      collect: function (this: Gauge<'role'>) {
+        this.reset();
+        for (const [role, n] of count(self.#sources?.rooms() ?? [], (room) => [...room.peers].map((p) => p.role), roles)) this.set({ role }, n);
+      },
+    });
+    this.#joins = new Counter({ name: 'chorus_joins_total', help: 'Joins accepted, by role', labelNames: ['role'], registers });
+    this.#joinFailures = new Counter({
+      name: 'chorus_join_failures_total',
+      help: 'Joins refused or failed, by error code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.#joinDuration = new Histogram({
+      name: 'chorus_join_duration_seconds',
+      help: 'From a join request arriving to its response leaving, on the server',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.#firstMedia = new Histogram({
+      name: 'chorus_join_to_first_media_seconds',
+      help: 'From join request to the first media frame, as reported by clients',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20],
+      registers,
+    });
+    this.#signaling = new Counter({
+      name: 'chorus_signaling_requests_total',
+      help: 'Signaling requests answered, by method and result code (ok or the error code)',
+      labelNames: ['method', 'code'],
+      registers,
+    });
+    this.#transportFailures = new Counter({
+      name: 'chorus_transport_failures_total',
+      help: 'WebRTC transport failures: ICE consent lost (ice_disconnected) or DTLS handshake failed (dtls_failed)',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.#roomEgress = new Gauge({ name: 'chorus_room_egress_bitrate_bps', help: 'Media sent to a room\'s listeners (bits/s; sampled)', labelNames: ['room'], registers });
+    this.#roomLoss = new Gauge({
+      name: 'chorus_room_packet_loss_ratio',
+      help: 'Packet loss fraction: egress as listeners report it (RTCP), ingress as the SFU sees the publisher',
+      labelNames: ['room', 'direction'],
+      registers,
+    });
+    this.#roomJitter = new Gauge({ name: 'chorus_room_jitter_seconds', help: 'Interarrival jitter of the publisher\'s stream at the SFU', labelNames: ['room'], registers });
+    this.#roomListeners = new Gauge({ name: 'chorus_room_listeners', help: 'Listeners (consumers) of a labelled room on this node', labelNames: ['room'], registers });
+    this.#roomsUnlabelled = new Gauge({
+      name: 'chorus_rooms_unlabelled',
+      help: 'Rooms left out of the per-room series by the CHORUS_METRICS_ROOMS cap',
+      registers,
+    });
+    this.#egressTotal = new Gauge({ name: 'chorus_egress_bitrate_bps', help: 'Media sent to listeners by this node over the sampled rooms (bits/s)', registers });
+
+    new Gauge({
+      name: 'chorus_worker_cpu_seconds',
+      help: 'CPU time (user + system) used by each mediasoup worker since it started; use rate()',
+      labelNames: ['worker'],
+      registers,
+      collect: async function (this: Gauge<'worker'>) {
+        this.reset();
+        await Promise.all([...(self.#sources?.workers() ?? [])].map(async ({ index, worker }) => {
+          if (worker.closed || worker.died) return;
+          const usage = await worker.getResourceUsage().catch(() => undefined);
+          if (usage) this.set({ worker: String(index) }, (usage.ru_utime + usage.ru_stime) / 1000);
+        }));
+      },
+    });
+    new Gauge({
+      name: 'chorus_worker_memory_bytes',
+      help: 'Resident memory of each mediasoup worker process',
+      labelNames: ['worker'],
+      registers,
+      collect: async function (this: Gauge<'worker'>) {
+        this.reset();
+        await Promise.all([...(self.#sources?.workers() ?? [])].map(async ({ index, worker }) => {
+          if (worker.closed || worker.died) return;
+          const rss = await residentBytes(worker);
+          if (rss !== undefined) this.set({ worker: String(index) }, rss);
+        }));
+      },
+    });
+    new Gauge({
+      name: 'chorus_worker_up',
+      help: '1 when the worker in a slot is alive',
+      labelNames: ['worker'],
+      registers,
+      collect: function (this: Gauge<'worker'>) {
+        this.reset();
+        for (const { index, worker } of self.#sources?.workers() ?? []) this.set({ worker: String(index) }, worker.closed || worker.died ? 0 : 1);
+      },
+    });
+
+    this.#redisLatency = new Histogram({
+      name: 'chorus_redis_command_duration_seconds',
+      help: 'Redis calls through the store\'s resilience policy (retries included), by operation',
+      labelNames: ['op', 'outcome'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.#dbLatency = new Histogram({
+      name: 'chorus_db_query_duration_seconds',
+      help: 'Database calls made by the records module, by operation',
+      labelNames: ['op', 'outcome'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    new Gauge({
+      name: 'chorus_circuit_breaker_state',
+      help: '1 for the state each dependency\'s circuit breaker is in (closed is healthy)',
+      labelNames: ['dependency', 'state'],
+      registers,
+      collect: function (this: Gauge<'dependency' | 'state'>) {
+        this.reset();
+        for (const [dependency, current] of Object.entries(self.#sources?.breakers() ?? {})) {
+          if (current === undefined) continue;
+          for (const state of BREAKER_STATES) this.set({ dependency, state }, state === current ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'chorus_event_loop_delay_seconds',
+      help: 'Event-loop delay since the previous scrape (perf_hooks monitorEventLoopDelay)',
+      labelNames: ['quantile'],
+      registers,
+      collect: function (this: Gauge<'quantile'>) {
+        const h = self.#eventLoop;
+        // A fresh histogram has no samples and reports NaN/huge sentinels: show zeros instead.
+        const seconds = (ns: number): number => (Number.isFinite(ns) && h.count > 0 ? ns / 1e9 : 0);
+        this.set({ quantile: '0.5' }, seconds(h.percentile(50)));
+        this.set({ quantile: '0.99' }, seconds(h.percentile(99)));
+        this.set({ quantile: 'max' }, seconds(h.max));
+        h.reset();
+      },
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Connects the scrape-time sources (rooms, workers, breakers). */
+  attach(sources: MetricSources): void {
+    this.#sources = sources;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** A signaling request answered: `code` is undefined on success, else the error code sent. */
+  observeRequest(method: string, seconds: number, code: string | undefined): void {
+    this.#signaling.inc({ method, code: code ?? 'ok' });
+    if (method !== 'join') return;
+    this.#joinDuration.observe({ outcome: code === undefined ? 'ok' : 'error' }, seconds);
+    if (code !== undefined) this.#joinFailures.inc({ code });
+  }
+
+  joinAccepted(role: string): void {
+    this.#joins.inc({ role });
+  }
+
+  /** Client-reported time from its join request to the first media frame it played. */
+  observeFirstMedia(seconds: number): void {
+    this.#firstMedia.observe(seconds);
+  }
+
+  transportFailure(stage: 'ice_disconnected' | 'dtls_failed'): void {
+    this.#transportFailures.inc({ stage });
+  }
+
+  observeRedis(op: string, seconds: number, ok: boolean): void {
+    this.#redisLatency.observe({ op, outcome: ok ? 'ok' : 'error' }, seconds);
+  }
+
+  /** For the records module: one database call and whether it succeeded. */
+  observeDbLatency(op: string, seconds: number, ok = true): void {
+    this.#dbLatency.observe({ op, outcome: ok ? 'ok' : 'error' }, seconds);
+  }
+
+  /** Replaces every per-room series with the latest sample (rooms gone since drop out). */
+  setRoomSamples(samples: readonly RoomMediaSample[], unlabelled: number): void {
+    for (const gauge of [this.#roomEgress, this.#roomLoss, this.#roomJitter, this.#roomListeners]) gauge.reset();
+    let total = 0;
+    for (const s of samples) {
+      total += s.egressBitrateBps;
+      this.#roomEgress.set({ room: s.room }, s.egressBitrateBps);
+      this.#roomListeners.set({ room: s.room }, s.listeners);
+      if (s.egressLoss !== undefined) this.#roomLoss.set({ room: s.room, direction: 'egress' }, s.egressLoss);
+      if (s.ingressLoss !== undefined) this.#roomLoss.set({ room: s.room, direction: 'ingress' }, s.ingressLoss);
+      if (s.ingressJitterSeconds !== undefined) this.#roomJitter.set({ room: s.room }, s.ingressJitterSeconds);
+    }
+    this.#egressTotal.set(total);
+    this.#roomsUnlabelled.set(unlabelled);
+  }
+
+  /** Names of every metric this registry exposes (the dashboard test checks against them). */
+  metricNames(): string[] {
+    return this.registry.getMetricsAsArray().map((m) => m.name);
+  }
+
+  close(): void {
+    this.#eventLoop.disable();
+    this.registry.clear();
+  }
+}
+
+/** How many times each key occurs over what `keys` yields for each item. */
+function count<T>(items: Iterable<T>, keys: (item: T) => string[], known: readonly string[]): Map<string, number> {
+  // Known keys are always reported (as 0 when absent), so a series does not vanish when it empties.
+  const counts = new Map<string, number>(known.map((key) => [key, 0]));
+  for (const item of items) for (const key of keys(item)) counts.set(key, (counts.get(key) ?? 0) + 1);
+  return counts;
+}
+
+/** Current RSS of a worker process from /proc (Linux); ru_maxrss would only give the peak. */
+async function residentBytes(worker: types.Worker): Promise<number | undefined> {
+  const status = await readFile(`/proc/${worker.pid}/status`, 'utf8').catch(() => undefined);
+  const kb = status && /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+  if (kb) return Number(kb) * 1024;
+  const usage = await worker.getResourceUsage().catch(() => undefined);
+  return usage ? usage.ru_maxrss * 1024 : undefined;
+}
