@@ -152,7 +152,16 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const channel = new SocketRoomChannel(io);
   // With Redis, room events reach clients on every node. The streams adapter resumes from its
   // stream position after a Redis blip instead of losing what was published meanwhile.
-  const adapterClient = redisStore?.client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+  // The adapter reads with a blocking XREAD (5 s), which needs its own timeouts: not the store's
+  // 500 ms command timeout (it would abandon every idle read while Redis still answers it), and
+  // a blocking timeout, without which ioredis leaves a read that was in flight when Redis went
+  // away waiting forever — that node then never heard another room event from the cluster.
+  const adapterClient = redisStore?.client.duplicate({
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    commandTimeout: undefined,
+    blockingTimeout: 10_000,
+  });
   adapterClient?.on('error', (error: Error) => log.debug({ err: error }, 'redis (signaling adapter)'));
   if (adapterClient) io.adapter(createAdapter(adapterClient, { streamName: `${config.redis!.prefix}socket.io`, channelPrefix: `${config.redis!.prefix}socket.io` }));
   // In a cluster, broadcasts cascade: an edge pulls a room's broadcast from its origin node.

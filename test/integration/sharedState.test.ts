@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
+import type { RoomChannel } from '../../src/rooms/channel.js';
 import { RawSocket } from '../support/rawSocket.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { startTestNode, tokenFor, until } from '../support/testNode.js';
@@ -113,8 +114,15 @@ test('the node registry: every node sees the others; a node that stops drops out
 });
 
 // Last: it kills and restarts Redis, which the tests above should not have to recover from.
-test('readiness reports the Redis breaker; with Redis gone joins get a retryable UNAVAILABLE, and recover', async () => {
+test('readiness reports the Redis breaker; with Redis gone joins get a retryable UNAVAILABLE, and recover; room events cross nodes again', async () => {
   expect((await (await fetch(`${a.url}/readyz`)).json()) as object).toMatchObject({ ready: true, redis: 'closed' });
+  // A client on b, listening for room events published on a, before and after the outage.
+  const far = await on(b);
+  await far.ok('join', { roomId: 'events-after', token: await tokenFor(b, 'events-after', 'listener') });
+  const room = (n: number): void => (a.rooms as unknown as { deps: { channel: RoomChannel } }).deps.channel.toRoom('events-after', 'broadcast:paused', { producerId: `p${n}` });
+  const heard = (): string[] => far.events.filter((e) => e.event === 'broadcast:paused').map((e) => (e.payload as { producerId: string }).producerId);
+  room(0);
+  await until(() => heard().includes('p0'), 5000, 'an event across nodes before the outage');
   await redis.kill();
   const s = await on(a);
   const reply = await s.call('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
@@ -123,4 +131,11 @@ test('readiness reports the Redis breaker; with Redis gone joins get a retryable
   await redis.restart();
   await until(async () => (await fetch(`${a.url}/readyz`)).status === 200, 15_000, 'readyz to recover');
   await s.ok('join', { roomId: 'outage', token: await tokenFor(a, 'outage', 'listener') });
+  // Redis came back empty; the streams adapter must read the new stream on every node (a read in
+  // flight when Redis died used to hang forever, leaving b deaf to the cluster's room events).
+  let n = 1;
+  await until(() => {
+    room(n++);
+    return heard().length > 1;
+  }, 20_000, 'room events across nodes after Redis restarted empty');
 });
