@@ -23,6 +23,7 @@ import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { MemoryStateStore } from './store/memoryStore.js';
 import { RedisStateStore } from './store/redisStore.js';
 import type { StateStore } from './store/stateStore.js';
+import { WatchService } from './watch/watchService.js';
 
 export interface ChorusNode {
   readonly config: Config;
@@ -150,6 +151,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     audit,
     log,
   });
+  const watch = new WatchService({ store, channel, audit, log, nodeId: config.nodeId, settings: config.watch });
+  watch.attach(rooms);
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -165,7 +168,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   });
   attachProtocol(
     io,
-    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds },
+    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds, watch },
     signaling,
     log,
   );
@@ -210,6 +213,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       if (closing) return;
       closing = true;
       io.disconnectSockets(true);
+      watch.close();
       await rooms.closeAll();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);

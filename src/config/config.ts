@@ -9,6 +9,7 @@ import type { LimitSettings } from '../limits/limits.js';
 import { ApiKeyring } from '../auth/apiKeys.js';
 import type { TurnSettings } from '../auth/turn.js';
 import type { TransportSettings } from '../media/roomMedia.js';
+import type { WatchSettings } from '../watch/watchService.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -101,6 +102,13 @@ const envSchema = z
 
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
+
+    /** Watch rooms: a member whose player is further than this from the room is told to resync. */
+    CHORUS_WATCH_DRIFT_MS: z.coerce.number().int().min(20).max(10_000).default(300),
+    /** Watch rooms: how often members report their position (their heartbeat; two missed remove them). */
+    CHORUS_WATCH_REPORT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
+    /** Watch rooms: how long an empty room's playback is kept for people coming back. */
+    CHORUS_WATCH_ARCHIVE_AFTER_MS: z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000).default(300_000),
   })
   .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
     message: 'set both TURN_URLS and TURN_SECRET, or neither',
@@ -140,6 +148,7 @@ export interface Config {
     opusBitrate: number;
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number };
+  watch: WatchSettings;
   limits: LimitSettings;
   turn: TurnSettings | undefined;
 }
@@ -209,6 +218,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       opusBitrate: e.CHORUS_OPUS_BITRATE,
     },
     rooms: { countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS, maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM },
+    watch: {
+      driftThresholdMs: e.CHORUS_WATCH_DRIFT_MS,
+      reportIntervalMs: e.CHORUS_WATCH_REPORT_INTERVAL_MS,
+      archiveAfterMs: e.CHORUS_WATCH_ARCHIVE_AFTER_MS,
+      // Renewed while anyone is in the room; a day covers a node dying with the last members.
+      stateTtlSeconds: 24 * 3600,
+    },
     limits: {
       httpPerIpPerMinute: e.CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE,
       messagesPerConnectionPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND,

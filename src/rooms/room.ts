@@ -17,7 +17,7 @@ import type { RemoteBroadcasts } from './remote.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
-export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended';
+export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'expired';
 
 export interface RoomOptions {
   nodeId: string;
@@ -30,6 +30,10 @@ export interface RoomOptions {
 
 interface RoomEvents {
   close: [];
+  /** A session joined (its shared record is written). */
+  peerjoined: [peer: Peer];
+  /** A session left (its shared record is removed). */
+  peerleft: [peer: Peer, reason: LeaveReason];
 }
 
 const MAX_TRANSPORTS_PER_PEER = 2;
@@ -127,6 +131,7 @@ export class Room extends EventEmitter<RoomEvents> {
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
       this.#scheduleCount();
       joined = true;
+      this.emit('peerjoined', peer);
       return peer;
     } finally {
       this.#pendingJoins--;
@@ -177,6 +182,7 @@ export class Room extends EventEmitter<RoomEvents> {
       seat ? this.store.releaseSeat(this.id, seat, peer.id) : undefined,
     ]);
     this.#log.info({ peer: peer.id, reason }, 'peer left');
+    this.emit('peerleft', peer, reason);
     this.#scheduleCount();
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close();
   }

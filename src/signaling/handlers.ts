@@ -14,6 +14,7 @@ import type { RoomManager } from '../rooms/roomManager.js';
 import type { Limits } from '../limits/limits.js';
 import type { AuditSink } from '../observability/audit.js';
 import { iceServersFor, type TurnSettings } from '../auth/turn.js';
+import type { WatchRequests } from '../watch/watchService.js';
 
 export interface Session {
   /** Client address (the proxy's forwarded one when the proxy is trusted). */
@@ -37,9 +38,16 @@ export interface HandlerDeps {
   store: StateStore;
   /** Lifetime of the resume tokens handed out on join. */
   resumeTtlSeconds: number;
+  /** Watch parties' playback (for rooms whose policy has shared playback). */
+  watch: WatchRequests;
 }
 
-type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
+export interface RequestContext {
+  /** When the message arrived (server clock, ms), before any other work on it. */
+  receivedAt: number;
+}
+
+type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>, context: RequestContext) => Promise<Responses[M]> };
 
 function member(session: Session): { room: Room; peer: Peer } {
   const { room, peer } = session;
@@ -49,7 +57,7 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
-export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, watch }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -85,6 +93,17 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         session.room = room;
         session.peer = peer;
         session.onJoined(room, peer);
+        // After subscribing to room events, so no change falls between the snapshot and them.
+        let playback: Responses['join']['watch'];
+        try {
+          playback = await watch.joined(room, peer);
+        } catch (error) {
+          session.room = undefined;
+          session.peer = undefined;
+          session.onLeft(room, peer);
+          await room.leave(peer, 'left');
+          throw error;
+        }
         audit.record({ type: 'join.accepted', room: room.id, identity: peer.identity, role: peer.role, peer: peer.id, ip: session.ip });
         return {
           protocol: PROTOCOL_VERSION,
@@ -98,6 +117,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           listeners: await room.audienceCount(),
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken: await tokens.resumeToken(grant, resumeTtlSeconds),
+          ...(playback ? { watch: playback } : {}),
         };
       } catch (error) {
         if (error instanceof ChorusError) {
@@ -176,6 +196,20 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       const { room, peer } = member(session);
       await room.moderate(peer, request.action, 'peerId' in request ? request.peerId : undefined);
       return empty;
+    },
+
+    async 'time.sync'(_session, { clientSentAt }, { receivedAt }) {
+      return { ...(clientSentAt !== undefined ? { clientSentAt } : {}), receivedAt, sentAt: Date.now() };
+    },
+
+    async 'watch.control'(session, control) {
+      const { room, peer } = member(session);
+      return { state: await watch.control(room, peer, control) };
+    },
+
+    async 'watch.report'(session, report, { receivedAt }) {
+      const { room, peer } = member(session);
+      return watch.report(room, peer, report, receivedAt);
     },
 
     async leave(session) {

@@ -97,6 +97,7 @@ export function attachProtocol(io: SignalingServer, deps: HandlerDeps, options: 
     };
 
     const run = async (method: string, args: unknown[]): Promise<void> => {
+      const receivedAt = Date.now();
       const last = args.at(-1);
       const ack = typeof last === 'function' ? (last as (reply: unknown) => void) : undefined;
       const payload = ack ? args.slice(0, -1)[0] : args[0];
@@ -111,8 +112,8 @@ export function attachProtocol(io: SignalingServer, deps: HandlerDeps, options: 
         if (!isMethod(method)) throw new ChorusError('UNKNOWN_METHOD', `unknown method "${method.slice(0, 64)}"`);
         const parsed = requests[method].safeParse(payload ?? {});
         if (!parsed.success) throw new ChorusError('BAD_REQUEST', describe(parsed.error));
-        const handler = handlers[method] as (s: Session, r: unknown) => Promise<unknown>;
-        const data = await handler(session, parsed.data);
+        const handler = handlers[method] as (s: Session, r: unknown, c: { receivedAt: number }) => Promise<unknown>;
+        const data = await handler(session, parsed.data, { receivedAt });
         ack?.({ ok: true, data });
       } catch (error) {
         if (error instanceof ChorusError && error.code === 'LIMIT_REACHED' && ++refusedInARow >= FLOOD_DISCONNECT_AFTER) {
