@@ -199,7 +199,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       // New connections are refused from now on (the balancer sends them elsewhere); open ones
       // stay until their clients have moved.
       http.server.close();
-      io.emit('node:draining', { reason: 'node is shutting down' });
+      io.local.emit('node:draining', { reason: 'node is shutting down' });
       const deadline = Date.now() + deadlineMs;
       while (peers() > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -212,7 +212,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     async close() {
       if (closing) return;
       closing = true;
-      io.disconnectSockets(true);
+      io.local.disconnectSockets(true);
       watch.close();
       await rooms.closeAll();
       await new Promise<void>((resolve) => io.close(() => resolve()));
