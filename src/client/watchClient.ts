@@ -145,6 +145,11 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
     if (this.#playback) this.#applyToPlayer(this.#playback, true);
   }
 
+  /** Puts the player where the room is now (e.g. once a newly loaded video can seek). */
+  realign(): void {
+    if (this.#playback) this.#applyToPlayer(this.#playback, true);
+  }
+
   async join(): Promise<Responses['join']> {
     if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
     this.#setState('connecting');
