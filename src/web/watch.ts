@@ -150,7 +150,12 @@ async function start(roomId: string, token: string): Promise<void> {
   });
   c.on('members', renderMembers);
   c.on('host', renderMembers);
-  c.on('blocked', () => setState('idle', 'The browser paused the video: press Start watching.'));
+  c.on('blocked', () => {
+    const join = byId<HTMLButtonElement>('join');
+    join.textContent = 'Tap to play';
+    join.hidden = false;
+    setState('idle', 'The browser paused the video: tap to play.');
+  });
   c.on('error', (error) => {
     if (endsSession(error)) {
       resume.set(undefined);
@@ -204,12 +209,13 @@ function showPlayer(roomId: string, token: string): void {
   setState('idle');
   const join = byId<HTMLButtonElement>('join');
   join.addEventListener('click', () => {
+    join.hidden = true;
     if (client) {
       // Again after the browser refused to play: this tap counts as the gesture.
-      void video.play().then(() => setState('watching'), fail);
+      client.realign();
+      setState('watching');
       return;
     }
-    join.textContent = 'Play';
     void start(roomId, token);
   });
 }
