@@ -67,6 +67,8 @@ export class WatchService implements WatchRequests {
   /** Last state this node read or wrote per room, with its stored form (for compare-and-set). */
   readonly #cache = new Map<string, { raw: string; state: WatchState; touchedAt: number }>();
   readonly #archiveTimers = new Map<string, NodeJS.Timeout>();
+  /** Per room, the tail of this node's queued changes. */
+  readonly #queues = new Map<string, Promise<void>>();
   readonly #sweepTimer: NodeJS.Timeout;
   #sweeping = false;
   #closed = false;
@@ -288,17 +290,42 @@ export class WatchService implements WatchRequests {
 
   /**
    * Read, change, compare-and-set, until it lands. `change` returns the next state, or undefined
-   * for "no change"; it may throw (a refusal) and is then not retried.
+   * for "no change"; it may throw (a refusal) and is then not retried. Changes to one room are
+   * queued on this node, so its own requests never race each other for the swap; the first try
+   * trusts this node's copy (one round trip), a failed swap reads the store.
    */
-  async #update(
+  #update(roomId: string, change: (current: WatchState | undefined) => WatchState | undefined): Promise<{ state: WatchState; previous: WatchState | undefined; changed: boolean }> {
+    const previous = this.#queues.get(roomId) ?? Promise.resolve();
+    const run = previous.then(() => this.#swap(roomId, change));
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#queues.set(roomId, tail);
+    void tail.then(() => {
+      if (this.#queues.get(roomId) === tail) this.#queues.delete(roomId);
+    });
+    return run;
+  }
+
+  async #swap(
     roomId: string,
     change: (current: WatchState | undefined) => WatchState | undefined,
   ): Promise<{ state: WatchState; previous: WatchState | undefined; changed: boolean }> {
     for (let attempt = 0; attempt < SWAP_ATTEMPTS; attempt++) {
-      const raw = await this.deps.store.getValue(stateKey(roomId));
-      const current = raw === undefined ? undefined : parseWatchState(raw);
-      const next = change(current);
+      const cached = attempt === 0 ? this.#cache.get(roomId) : undefined;
+      const raw = cached ? cached.raw : await this.deps.store.getValue(stateKey(roomId));
+      const current = cached ? cached.state : raw === undefined ? undefined : parseWatchState(raw);
+      let next: WatchState | undefined;
+      try {
+        next = change(current);
+      } catch (error) {
+        // A refusal judged on this node's copy is checked again against the store's.
+        if (cached) continue;
+        throw error;
+      }
       if (next === undefined) {
+        if (cached) continue; // "no change" must hold for the stored state, not only our copy
         if (!current) throw new ChorusError('UNAVAILABLE', 'the room has no playback state right now; join again');
         if (raw !== undefined) this.#remember(roomId, raw, current);
         return { state: current, previous: current, changed: false };
