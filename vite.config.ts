@@ -3,8 +3,22 @@
  * builds; `npx vite` serves the pages with hot reload and forwards the API and signaling to a
  * node running on CHORUS_DEV_TARGET (default http://127.0.0.1:3000).
  */
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
+
+/** The watch page's sample video, generated with ffmpeg (scripts/sample-video.mjs), not downloaded. */
+const sampleVideo: Plugin = {
+  name: 'chorus-sample-video',
+  apply: 'build',
+  closeBundle() {
+    try {
+      execFileSync(process.execPath, [fileURLToPath(new URL('./scripts/sample-video.mjs', import.meta.url))], { stdio: 'inherit' });
+    } catch {
+      this.warn('no sample video for the watch page (is ffmpeg installed?): run npm run sample-video');
+    }
+  },
+};
 
 const root = fileURLToPath(new URL('./src/web', import.meta.url));
 const page = (name: string): string => fileURLToPath(new URL(`./src/web/${name}.html`, import.meta.url));
@@ -22,9 +36,10 @@ export default defineConfig({
     target: 'es2022',
     sourcemap: true,
     rolldownOptions: {
-      input: { index: page('index'), broadcast: page('broadcast'), listen: page('listen') },
+      input: { index: page('index'), broadcast: page('broadcast'), listen: page('listen'), watch: page('watch') },
     },
   },
+  plugins: [sampleVideo],
   server: {
     proxy: {
       '/api': target,

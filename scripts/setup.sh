@@ -25,8 +25,9 @@ fi
 
 # The mediasoup worker's build dependencies are installed by scripts/setup-worker.sh only when
 # it has to build from source; here go the packages every install needs.
-packages="ca-certificates curl python3 python3-venv"
-$want_test && packages="$packages chromium ffmpeg coturn redis-server nginx"
+# ffmpeg generates the watch page's sample video at build time (scripts/sample-video.mjs).
+packages="ca-certificates curl python3 python3-venv ffmpeg"
+$want_test && packages="$packages chromium coturn redis-server nginx"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -46,4 +47,6 @@ npm ci --no-audit --no-fund
 unset MEDIASOUP_WORKER_BIN
 
 npm run build
+# Normally made by the web build already; idempotent, and says so if ffmpeg is missing.
+npm run --silent sample-video
 echo "setup: done"

@@ -33,6 +33,7 @@ import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { MemoryStateStore } from './store/memoryStore.js';
 import { RedisStateStore } from './store/redisStore.js';
 import type { StateStore } from './store/stateStore.js';
+import { WatchService } from './watch/watchService.js';
 
 export interface ChorusNode {
   readonly config: Config;
@@ -215,6 +216,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     workers: () => workers.slots,
     breakers: () => ({ redis: redisStore?.breakerState }),
   });
+  const watch = new WatchService({ store, channel, audit, log, nodeId: config.nodeId, settings: config.watch });
+  watch.attach(rooms);
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -248,7 +251,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const webhooks = new Webhooks(config.webhooks, keys.primary, config.nodeId, audit, log);
   attachProtocol(
     io,
-    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds, placement: publisherPlacement },
+    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds, placement: publisherPlacement, watch },
     signaling,
     log,
     (method, seconds, code) => metrics.observeRequest(method, seconds, code),
@@ -309,6 +312,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       closing = true;
       // Only this node's clients (the adapter would disconnect the whole cluster's).
       io.local.disconnectSockets(true);
+      watch.close();
       await rooms.closeAll();
       // After the rooms: their last events (room finished, participants left) still go out.
       await webhooks.close();

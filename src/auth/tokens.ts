@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { ChorusError } from '../protocol/errors.js';
-import { roles, roomId, type Role } from '../protocol/messages.js';
+import { roles, roomId, roomKinds, type Role, type RoomKind } from '../protocol/messages.js';
 import type { ApiKeyring } from './apiKeys.js';
 
 export interface Grants {
@@ -22,6 +22,8 @@ export interface Grants {
   replace?: boolean | undefined;
   /** Listener tokens only: may be used by many joins (a public listening link). */
   reusable?: boolean | undefined;
+  /** Watch rooms: may change playback whoever hosts (a co-host). */
+  control?: boolean | undefined;
 }
 
 export interface RoomGrant {
@@ -30,10 +32,13 @@ export interface RoomGrant {
   role: Role;
   name?: string | undefined;
   grants?: Grants | undefined;
+  /** The kind of room the token opens or joins; broadcast when absent. */
+  kind?: RoomKind | undefined;
 }
 
 export interface VerifiedGrant extends RoomGrant {
   grants: Grants;
+  kind: RoomKind;
   tokenId: string;
   keyId: string;
   issuedAtMs: number;
@@ -48,6 +53,7 @@ const grantsSchema = z.strictObject({
   moderate: z.boolean().optional(),
   replace: z.boolean().optional(),
   reusable: z.boolean().optional(),
+  control: z.boolean().optional(),
 });
 
 const claims = z.object({
@@ -56,6 +62,7 @@ const claims = z.object({
   role: z.enum(roles),
   name: z.string().max(128).optional(),
   grants: grantsSchema.optional(),
+  kind: z.enum(roomKinds).optional(),
   jti: z.string().min(8).max(128),
   iat: z.number(),
   exp: z.number(),
@@ -70,6 +77,7 @@ export const grantSchema = z.strictObject({
   role: z.enum(roles),
   name: z.string().min(1).max(128).optional(),
   grants: grantsSchema.optional(),
+  kind: z.enum(roomKinds).optional(),
 });
 
 const ISSUER = 'chorus';
@@ -127,6 +135,7 @@ export class TokenService {
     const payload: Record<string, unknown> = { room: grant.room, role: grant.role };
     if (grant.name !== undefined) payload['name'] = grant.name;
     if (grant.grants && Object.keys(grant.grants).length > 0) payload['grants'] = grant.grants;
+    if (grant.kind !== undefined && grant.kind !== 'broadcast') payload['kind'] = grant.kind;
     if (options.resume) payload['typ'] = 'resume';
     const nowMs = Date.now();
     payload['ims'] = nowMs;
@@ -144,8 +153,8 @@ export class TokenService {
 
   /** A token that lets this session reconnect as itself; same key, same grants. */
   async resumeToken(grant: VerifiedGrant, ttlSeconds: number): Promise<string> {
-    const { room, identity, role, name, grants } = grant;
-    return (await this.issue({ room, identity, role, name, grants }, { ttlSeconds, keyId: grant.keyId, resume: true })).token;
+    const { room, identity, role, name, grants, kind } = grant;
+    return (await this.issue({ room, identity, role, name, grants, kind }, { ttlSeconds, keyId: grant.keyId, resume: true })).token;
   }
 
   async verify(token: string): Promise<VerifiedGrant> {
@@ -177,6 +186,7 @@ export class TokenService {
       role: c.role,
       name: c.name,
       grants,
+      kind: c.kind ?? 'broadcast',
       tokenId: c.jti,
       keyId,
       issuedAtMs: c.ims !== undefined && Math.abs(c.ims - c.iat * 1000) < 1000 ? c.ims : c.iat * 1000,

@@ -9,6 +9,7 @@ import type { LimitSettings } from '../limits/limits.js';
 import { ApiKeyring } from '../auth/apiKeys.js';
 import type { TurnSettings } from '../auth/turn.js';
 import type { TransportSettings } from '../media/roomMedia.js';
+import type { WatchSettings } from '../watch/watchService.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -133,6 +134,12 @@ export const envSchema = z
     CHORUS_METRICS_CONSUMERS_PER_ROOM: z.coerce.number().int().min(1).max(10_000).default(50),
     /** Dependencies whose outage marks the node degraded but still ready (comma-separated: redis, database). */
     CHORUS_READY_OPTIONAL: z.string().default(''),
+    /** Watch rooms: a member whose player is further than this from the room is told to resync. */
+    CHORUS_WATCH_DRIFT_MS: z.coerce.number().int().min(20).max(10_000).default(300),
+    /** Watch rooms: how often members report their position (their heartbeat; two missed remove them). */
+    CHORUS_WATCH_REPORT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
+    /** Watch rooms: how long an empty room's playback is kept for people coming back. */
+    CHORUS_WATCH_ARCHIVE_AFTER_MS: z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000).default(300_000),
   })
   .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
     message: 'set both TURN_URLS and TURN_SECRET, or neither',
@@ -174,6 +181,7 @@ export interface Config {
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number; stalePeerMs: number; idleRoomMs: number };
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
+  watch: WatchSettings;
   limits: LimitSettings;
   turn: TurnSettings | undefined;
   observability: {
@@ -262,6 +270,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxAttempts: e.CHORUS_WEBHOOK_MAX_ATTEMPTS,
       timeoutMs: e.CHORUS_WEBHOOK_TIMEOUT_MS,
       initialDelayMs: e.CHORUS_WEBHOOK_BACKOFF_MS,
+    },
+    watch: {
+      driftThresholdMs: e.CHORUS_WATCH_DRIFT_MS,
+      reportIntervalMs: e.CHORUS_WATCH_REPORT_INTERVAL_MS,
+      archiveAfterMs: e.CHORUS_WATCH_ARCHIVE_AFTER_MS,
+      // Renewed while anyone is in the room; a day covers a node dying with the last members.
+      stateTtlSeconds: 24 * 3600,
     },
     limits: {
       httpPerIpPerMinute: e.CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE,

@@ -175,6 +175,23 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       });
       return { roomId: room, broadcasterToken: broadcaster!.token, listenerToken: listener!.token };
     });
+
+    // Demo only: a watch party. The host link is single-use (the page keeps its resume token);
+    // the guest link is reusable, for sharing.
+    app.post('/api/demo/watch', async (request) => {
+      const parsed = demoBroadcastBody.safeParse(request.body ?? {});
+      if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
+      const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
+      const grants = [
+        { room, kind: 'watch' as const, identity: `host-${randomBytes(4).toString('hex')}`, role: 'host' as const, name: parsed.data.name },
+        { room, kind: 'watch' as const, identity: 'guest', role: 'listener' as const, grants: { reusable: true } },
+      ];
+      const minted = await Promise.all(grants.map((grant) => deps.tokens.issue(grant, { ttlSeconds: 24 * 3600 })));
+      grants.forEach((grant, i) => {
+        deps.audit.record({ type: 'token.minted', keyId: minted[i]!.keyId, room, identity: grant.identity, role: grant.role, tokenId: minted[i]!.tokenId, via: 'demo' });
+      });
+      return { roomId: room, hostToken: minted[0]!.token, guestToken: minted[1]!.token };
+    });
   }
 
   if (existsSync(deps.webDir)) {

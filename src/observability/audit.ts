@@ -18,7 +18,25 @@ export type AuditEvent =
   | { type: 'moderator.action'; room: string; moderator: string; action: 'mute' | 'unmute' | 'kick' | 'end'; target?: string | undefined }
   | { type: 'webhook.delivered'; id: string; event: string; url: string; attempts: number; status: number }
   | { type: 'webhook.failed'; id: string; event: string; url: string; attempts: number; error: string }
-  | { type: 'limit.exceeded'; limit: string; key: string };
+  | { type: 'limit.exceeded'; limit: string; key: string }
+  /** Watch rooms: every change of the playback state (`create` when a room's state is born). */
+  | {
+      type: 'watch.state';
+      room: string;
+      peer: string;
+      identity: string;
+      action: 'create' | 'play' | 'pause' | 'seek' | 'rate' | 'load';
+      version: number;
+      url: string;
+      position: number;
+      playing: boolean;
+      rate: number;
+    }
+  /** Watch rooms: hosting passed on (`to` absent: nobody left to host). */
+  | { type: 'watch.host'; room: string; from?: string | undefined; to?: string | undefined; peer?: string | undefined; reason: 'joined' | 'left' | 'gone'; version: number }
+  | { type: 'watch.member.removed'; room: string; peer: string; identity: string; reason: 'missed heartbeats' }
+  /** Watch rooms: nobody came back within the archive timeout; the state was dropped. */
+  | { type: 'watch.archived'; room: string; url: string; position: number; version: number };
 
 export interface AuditSink {
   record(event: AuditEvent): void;

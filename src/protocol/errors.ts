@@ -25,6 +25,10 @@ export const ErrorCodes = {
   MEDIA_REJECTED: { status: 422, retryable: false },
   LIMIT_REACHED: { status: 429, retryable: true },
   NOT_FOUND: { status: 404, retryable: false },
+  /** Watch rooms: only the host (or a token with the control grant) changes playback. */
+  NOT_HOST: { status: 403, retryable: false },
+  /** The token names a room kind other than the one the room already is. */
+  WRONG_ROOM_KIND: { status: 409, retryable: false },
   UNAVAILABLE: { status: 503, retryable: true },
   /** This room's publisher belongs on another node: connect to `redirectUrl` and join there. */
   WRONG_NODE: { status: 421, retryable: true },

@@ -8,10 +8,11 @@
 import { z } from 'zod';
 import type { WireError } from './errors.js';
 import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
+import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
 export const PROTOCOL_VERSION = 1;
 
-export const roomKinds = ['broadcast'] as const;
+export const roomKinds = ['broadcast', 'watch'] as const;
 export type RoomKind = (typeof roomKinds)[number];
 
 export const roles = ['broadcaster', 'listener', 'host', 'participant', 'moderator'] as const;
@@ -61,6 +62,12 @@ export const requests = {
     z.strictObject({ action: z.literal('end') }),
   ]),
   leave: z.strictObject({}),
+  /** NTP-style clock ping: the server's receive and send times (any connection, joined or not). */
+  'time.sync': timeSync,
+  /** Watch rooms: change the shared playback (the host, or a token with the control grant). */
+  'watch.control': watchControl,
+  /** Watch rooms: this member's player position; also its heartbeat. */
+  'watch.report': watchReport,
 } as const;
 
 export type Method = keyof typeof requests;
@@ -94,6 +101,8 @@ export interface Responses {
     iceServers: Array<{ urls: string[]; username?: string; credential?: string }>;
     /** Rejoin with this after a drop: same identity, no new join token needed. */
     resumeToken: string;
+    /** Watch rooms: the playback state, members and sync settings. */
+    watch?: WatchSnapshot | undefined;
   };
   getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
   createTransport: TransportInfo;
@@ -108,6 +117,10 @@ export interface Responses {
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
   leave: Record<string, never>;
+  'time.sync': { clientSentAt?: number | undefined; receivedAt: number; sentAt: number };
+  'watch.control': { state: WatchState };
+  /** `driftMs`: reported minus expected position (null when not comparable, e.g. ended). */
+  'watch.report': { driftMs: number | null; resync: boolean; version: number };
 }
 
 export type Reply<M extends Method> = { ok: true; data: Responses[M] } | { ok: false; error: WireError };
@@ -133,6 +146,13 @@ export interface ServerEvents {
   'node:draining': (e: { reason: string }) => void;
   /** The media behind this session was lost (a worker died): join again to recover. */
   'session:reset': (e: { reason: string }) => void;
+  /** Watch rooms: the playback state changed (a control, or hosting passed to someone else). */
+  'watch:state': (e: { state: WatchState; cause: WatchCause; serverTime: number; by?: string | undefined }) => void;
+  /** Watch rooms: this member's player is off by more than the threshold; follow `state`. */
+  'watch:resync': (e: { state: WatchState; driftMs: number | null; serverTime: number }) => void;
+  'watch:member': (e: { change: 'joined' | 'left'; member: WatchMember }) => void;
+  /** Watch rooms: this session missed its heartbeats and was removed; join again to come back. */
+  'watch:removed': (e: { reason: string }) => void;
   /** A request that carried no acknowledgement callback failed; reported here instead. */
   'request:error': (e: { method: string; error: WireError }) => void;
 }

@@ -9,4 +9,6 @@ export interface RoomChannel {
   /** Only this node's clients of the room (for what every node pushes itself, like counts). */
   toRoomLocal<E extends keyof ServerEvents>(roomId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
   toPeer<E extends keyof ServerEvents>(peerId: string, event: E, ...args: Parameters<ServerEvents[E]>): void;
+  /** Stops room events reaching a session the server removed while its connection stays open. */
+  detach(peerId: string, roomId: string): void;
 }

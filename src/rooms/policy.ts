@@ -18,6 +18,11 @@ export interface RoomPolicy {
   exclusiveSeat(role: Role): Seat | undefined;
   /** Whether peers of this role count as the room's audience (the pushed listener count). */
   isAudience(role: Role): boolean;
+  /**
+   * The room keeps a shared playback state its members follow (watch parties: src/watch/).
+   * Rooms without it carry only media.
+   */
+  readonly sharedPlayback: boolean;
 }
 
 /**
@@ -31,9 +36,25 @@ export const broadcastPolicy: RoomPolicy = {
   sendableKinds: (role) => (role === 'broadcaster' ? ['audio'] : []),
   exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),
   isAudience: (role) => role === 'listener',
+  sharedPlayback: false,
 };
 
-const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy };
+/**
+ * Watch parties: everyone follows one video's playback; whoever hosts (or holds the control grant)
+ * steers it. No media is sent yet (voice chat would reuse the call room's rules when it lands).
+ * `host` tokens take hosting on arrival; `listener` tokens allow reusable viewing links.
+ */
+export const watchPolicy: RoomPolicy = {
+  kind: 'watch',
+  roles: ['host', 'participant', 'listener', 'moderator'],
+  canSend: () => false,
+  sendableKinds: () => [],
+  exclusiveSeat: () => undefined,
+  isAudience: (role) => role === 'listener',
+  sharedPlayback: true,
+};
+
+const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy };
 
 export function policyFor(kind: RoomKind): RoomPolicy {
   return policies[kind];

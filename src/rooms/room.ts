@@ -18,7 +18,7 @@ import { watchTransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
-export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'stale';
+export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'stale' | 'expired';
 
 /** Why a room closed on this node. */
 export type CloseReason = 'empty' | 'ended' | 'idle' | 'media lost' | 'node closing';
@@ -38,6 +38,10 @@ export interface RoomOptions {
 
 interface RoomEvents {
   close: [reason: CloseReason];
+  /** A session joined (its shared record is written). */
+  peerjoined: [peer: Peer];
+  /** A session left (its shared record is removed). */
+  peerleft: [peer: Peer, reason: LeaveReason];
 }
 
 const MAX_TRANSPORTS_PER_PEER = 2;
@@ -140,6 +144,7 @@ export class Room extends EventEmitter<RoomEvents> {
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
       this.#scheduleCount();
       joined = true;
+      this.emit('peerjoined', peer);
       return peer;
     } finally {
       this.#pendingJoins--;
@@ -191,6 +196,7 @@ export class Room extends EventEmitter<RoomEvents> {
     ]);
     this.#log.info({ peer: peer.id, reason }, 'peer left');
     this.audit.record({ type: 'participant.left', room: this.id, peer: peer.id, identity: peer.identity, role: peer.role, reason });
+    this.emit('peerleft', peer, reason);
     this.#scheduleCount();
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');
   }

@@ -3,6 +3,7 @@
  * closes, and makes concurrent first joins share one creation.
  */
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import { RoomMedia, type TransportSettings } from '../media/roomMedia.js';
@@ -32,11 +33,13 @@ export interface RoomManagerDeps {
   remote?: RemoteBroadcasts | undefined;
 }
 
-export class RoomManager {
+export class RoomManager extends EventEmitter<{ created: [room: Room] }> {
   readonly #rooms = new Map<string, Room>();
   readonly #creating = new Map<string, Promise<Room>>();
 
-  constructor(private readonly deps: RoomManagerDeps) {}
+  constructor(private readonly deps: RoomManagerDeps) {
+    super();
+  }
 
   get rooms(): ReadonlyMap<string, Room> {
     return this.#rooms;
@@ -52,7 +55,8 @@ export class RoomManager {
     // A room may close (its last peer left) between being looked up and being joined; one
     // retry against a freshly created room covers that window.
     for (let attempt = 0; ; attempt++) {
-      const room = await this.#roomFor(grant.room, 'broadcast', grant.keyId);
+      const room = await this.#roomFor(grant.room, grant.kind, grant.keyId);
+      if (room.kind !== grant.kind) throw new ChorusError('WRONG_ROOM_KIND', `this is a ${room.kind} room; the token is for a ${grant.kind} room`);
       try {
         return { room, peer: await room.join(grant, peerId, previousPeerId) };
       } catch (error) {
@@ -85,6 +89,12 @@ export class RoomManager {
       log.error({ room: roomId, err: error }, 'cannot create room media');
       throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
     }
+    // Another node may already serve this room as another kind: one room id, one kind.
+    const existing = await store.getRoom(roomId).catch(() => undefined);
+    if (existing && existing.kind !== kind && (await store.countPeers(roomId).catch(() => 1)) > 0) {
+      media.close();
+      throw new ChorusError('WRONG_ROOM_KIND', `this is a ${existing.kind} room; the token is for a ${kind} room`);
+    }
     const room = new Room(roomId, keyId, policyFor(kind), media, store, channel, options, audit, log, this.deps.remote);
     await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId });
     this.#rooms.set(roomId, room);
@@ -93,6 +103,7 @@ export class RoomManager {
       if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);
       audit.record({ type: 'room.finished', room: roomId, kind, node: options.nodeId, reason });
     });
+    this.emit('created', room);
     return room;
   }
 

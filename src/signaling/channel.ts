@@ -20,4 +20,8 @@ export class SocketRoomChannel implements RoomChannel {
   toPeer<E extends keyof ServerEvents>(peerId: string, event: E, ...args: Parameters<ServerEvents[E]>): void {
     this.io.to(peerAddress(peerId)).emit(event, ...args);
   }
+
+  detach(peerId: string, roomId: string): void {
+    this.io.in(peerAddress(peerId)).socketsLeave(roomAddress(roomId));
+  }
 }

@@ -14,6 +14,7 @@ import type { RoomManager } from '../rooms/roomManager.js';
 import type { Limits } from '../limits/limits.js';
 import type { AuditSink } from '../observability/audit.js';
 import { iceServersFor, type TurnSettings } from '../auth/turn.js';
+import type { WatchRequests } from '../watch/watchService.js';
 
 export interface Session {
   /** Client address (the proxy's forwarded one when the proxy is trusted). */
@@ -37,6 +38,8 @@ export interface HandlerDeps {
   store: StateStore;
   /** Lifetime of the resume tokens handed out on join. */
   resumeTtlSeconds: number;
+  /** Watch parties' playback (for rooms whose policy has shared playback). */
+  watch: WatchRequests;
   /** In a cluster: sends a room's publisher to the node that owns the room. */
   placement?: PublisherPlacement | undefined;
 }
@@ -50,7 +53,12 @@ export interface PublisherPlacement {
   hold(room: Room): void;
 }
 
-type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>) => Promise<Responses[M]> };
+export interface RequestContext {
+  /** When the message arrived (server clock, ms), before any other work on it. */
+  receivedAt: number;
+}
+
+type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>, context: RequestContext) => Promise<Responses[M]> };
 
 function member(session: Session): { room: Room; peer: Peer } {
   const { room, peer } = session;
@@ -60,7 +68,7 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
-export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -101,6 +109,17 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         session.room = room;
         session.peer = peer;
         session.onJoined(room, peer);
+        // After subscribing to room events, so no change falls between the snapshot and them.
+        let playback: Responses['join']['watch'];
+        try {
+          playback = await watch.joined(room, peer);
+        } catch (error) {
+          session.room = undefined;
+          session.peer = undefined;
+          session.onLeft(room, peer);
+          await room.leave(peer, 'left');
+          throw error;
+        }
         if (placement?.places(peer.role)) placement.hold(room);
         audit.record({ type: 'join.accepted', room: room.id, identity: peer.identity, role: peer.role, peer: peer.id, ip: session.ip });
         return {
@@ -115,6 +134,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           listeners: await room.audienceCount(),
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken: await tokens.resumeToken(grant, resumeTtlSeconds),
+          ...(playback ? { watch: playback } : {}),
         };
       } catch (error) {
         if (error instanceof ChorusError) {
@@ -193,6 +213,20 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       const { room, peer } = member(session);
       await room.moderate(peer, request.action, 'peerId' in request ? request.peerId : undefined);
       return empty;
+    },
+
+    async 'time.sync'(_session, { clientSentAt }, { receivedAt }) {
+      return { ...(clientSentAt !== undefined ? { clientSentAt } : {}), receivedAt, sentAt: Date.now() };
+    },
+
+    async 'watch.control'(session, control) {
+      const { room, peer } = member(session);
+      return { state: await watch.control(room, peer, control) };
+    },
+
+    async 'watch.report'(session, report, { receivedAt }) {
+      const { room, peer } = member(session);
+      return watch.report(room, peer, report, receivedAt);
     },
 
     async leave(session) {

@@ -109,6 +109,7 @@ export function attachProtocol(
       const started = performance.now();
       // Unknown names are not echoed into metric labels (their number would be unbounded).
       const done = (code: string | undefined): void => observe(isMethod(method) ? method : 'unknown', (performance.now() - started) / 1000, code);
+      const receivedAt = Date.now();
       const last = args.at(-1);
       const ack = typeof last === 'function' ? (last as (reply: unknown) => void) : undefined;
       const payload = ack ? args.slice(0, -1)[0] : args[0];
@@ -123,8 +124,8 @@ export function attachProtocol(
         if (!isMethod(method)) throw new ChorusError('UNKNOWN_METHOD', `unknown method "${method.slice(0, 64)}"`);
         const parsed = requests[method].safeParse(payload ?? {});
         if (!parsed.success) throw new ChorusError('BAD_REQUEST', describe(parsed.error));
-        const handler = handlers[method] as (s: Session, r: unknown) => Promise<unknown>;
-        const data = await handler(session, parsed.data);
+        const handler = handlers[method] as (s: Session, r: unknown, c: { receivedAt: number }) => Promise<unknown>;
+        const data = await handler(session, parsed.data, { receivedAt });
         done(undefined);
         ack?.({ ok: true, data });
       } catch (error) {

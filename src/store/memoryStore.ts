@@ -46,6 +46,10 @@ export class MemoryStateStore implements StateStore {
     return n;
   }
 
+  async listPeers(roomId: string): Promise<PeerRecord[]> {
+    return [...(this.#peers.get(roomId)?.values() ?? [])].map((peer) => ({ ...peer }));
+  }
+
   async claimSeat(roomId: string, seat: Seat, peerId: string): Promise<boolean> {
     const key = `${roomId}\0${seat}`;
     const holder = this.#seats.get(key);
@@ -136,6 +140,15 @@ export class MemoryStateStore implements StateStore {
 
   async deleteValue(key: string, value: string): Promise<void> {
     if (this.#values.get(key)?.[0] === value) this.#values.delete(key);
+  }
+
+  async swapValue(key: string, expected: string | undefined, next: string | undefined, ttlSeconds: number): Promise<boolean> {
+    // Read and write in one synchronous step: nothing can interleave.
+    const current = await this.getValue(key);
+    if (current !== expected && !(next !== undefined && current === next)) return false;
+    if (next === undefined) this.#values.delete(key);
+    else this.#values.set(key, [next, Date.now() + ttlSeconds * 1000]);
+    return true;
   }
 
   readonly #nodes = new Map<string, [NodeRecord, number]>();

@@ -275,6 +275,35 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `;
 
+/** KEYS: role zsets, then the peers hash. Records of live peers (scores not yet passed). */
+const LIST = `${NOW}
+local ids = {}
+for i = 1, #KEYS - 1 do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], now, '+inf')) do ids[#ids + 1] = id end
+end
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[#KEYS], unpack(ids))
+`;
+
+/**
+ * KEYS: value. ARGV: expected present ('1'/'0'), expected, next present ('1'/'0'), next, ttlMs.
+ * 1 when the value held `expected` (or was absent, as expected) and is now `next` (or deleted).
+ * A value already equal to `next` also answers 1: a retry after a lost reply finds its own write
+ * (values carry a version and a timestamp, so another writer's is never byte-equal).
+ */
+const SWAP = `
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] == '1' and current == ARGV[4] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then return 0 end
+if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5]) else redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
 /** KEYS: once key. ARGV: nonce, ttlMs. 1 for the first caller (or that caller's retry). */
 const ONCE = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -291,7 +320,7 @@ function script(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
-const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), claimValue: script(CLAIM_VALUE), once: script(ONCE), take: script(TAKE), nodePut: script(NODE_PUT), nodeList: script(NODE_LIST) };
+const scripts = { sync: script(SYNC), count: script(COUNT), remove: script(REMOVE), claim: script(CLAIM), release: script(RELEASE), claimValue: script(CLAIM_VALUE), once: script(ONCE), take: script(TAKE), nodePut: script(NODE_PUT), nodeList: script(NODE_LIST), list: script(LIST), swap: script(SWAP) };
 
 /** Failures worth a retry and counted by the breaker: the connection, timeouts, a failover. */
 export function isTransientRedisError(error: unknown): boolean {
@@ -466,6 +495,12 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
     return Number(await this.#run('countPeers', () => this.#eval(scripts.count, keys, [])));
   }
 
+  async listPeers(roomId: string): Promise<PeerRecord[]> {
+    const k = this.#keys(roomId);
+    const raw = (await this.#run('listPeers', () => this.#eval(scripts.list, [...k.roles, k.peers], []))) as Array<string | null>;
+    return raw.filter((r): r is string => typeof r === 'string').map((r) => JSON.parse(r) as PeerRecord);
+  }
+
   // --- seats --------------------------------------------------------------------------------
 
   async claimSeat(roomId: string, seat: Seat, peerId: string): Promise<boolean> {
@@ -548,6 +583,11 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
 
   async deleteValue(key: string, value: string): Promise<void> {
     await this.#run('deleteValue', () => this.#eval(scripts.release, [`${this.prefix}value:${key}`], [value]));
+  }
+
+  async swapValue(key: string, expected: string | undefined, next: string | undefined, ttlSeconds: number): Promise<boolean> {
+    const args = [expected === undefined ? '0' : '1', expected ?? '', next === undefined ? '0' : '1', next ?? '', ttlMs(ttlSeconds)];
+    return Number(await this.#run('swapValue', () => this.#eval(scripts.swap, [`${this.prefix}value:${key}`], args))) === 1;
   }
 
   // --- leases -------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ export interface StateStore {
   addPeer(peer: PeerRecord): Promise<void>;
   removePeer(roomId: string, peerId: string): Promise<void>;
   countPeers(roomId: string, role?: Role): Promise<number>;
+  /** The room's live sessions on every node (leases not run out), in no particular order. */
+  listPeers(roomId: string): Promise<PeerRecord[]>;
 
   /**
    * Atomically takes `seat` for `peerId` if nobody holds it; true when `peerId` holds it after the
@@ -90,6 +92,12 @@ export interface StateStore {
   claimValue(key: string, value: string, ttlSeconds: number): Promise<string | undefined>;
   /** Deletes `key` only while it still holds `value`, so a late delete spares a successor's. */
   deleteValue(key: string, value: string): Promise<void>;
+  /**
+   * Compare-and-set: writes `next` (or deletes the key when `next` is undefined) only while the key
+   * holds `expected` (undefined: the key is absent). True when the swap happened. State several
+   * nodes change (a watch room's playback) goes through this so no change is silently lost.
+   */
+  swapValue(key: string, expected: string | undefined, next: string | undefined, ttlSeconds: number): Promise<boolean>;
 
   /** Announces (or re-announces) a node; it drops out of `listNodes` after `ttlSeconds`. */
   putNode(node: NodeRecord, ttlSeconds: number): Promise<void>;

@@ -218,6 +218,28 @@ describe.each(backends)('state store contract: $name', (backend) => {
     expect(await a.getMark('kick\0r\0bob')).toBe(8);
   });
 
+  test('values: compare-and-set writes only over what the caller read; peers are listed across nodes', async () => {
+    const [a, b] = (await backend.nodes(2)) as [StateStore, StateStore];
+    expect(await a.swapValue('watch:r', 'stale', 'v1', 60)).toBe(false);
+    expect(await a.getValue('watch:r')).toBeUndefined();
+    expect(await a.swapValue('watch:r', undefined, 'v1', 60)).toBe(true);
+    expect(await b.swapValue('watch:r', undefined, 'v1-b', 60)).toBe(false);
+    expect(await b.swapValue('watch:r', 'v1', 'v2', 60)).toBe(true);
+    expect(await a.swapValue('watch:r', 'v1', 'v3', 60)).toBe(false); // a lost the race: v2 stays
+    expect(await a.getValue('watch:r')).toBe('v2');
+    expect(await a.swapValue('watch:r', 'v2', 'v2', 60)).toBe(true); // same value: a lease renewal
+    expect(await b.swapValue('watch:r', 'v1', undefined, 60)).toBe(false);
+    expect(await b.swapValue('watch:r', 'v2', undefined, 60)).toBe(true);
+    expect(await a.getValue('watch:r')).toBeUndefined();
+
+    await a.addPeer(peer('r', 'p1', 'host', 'n1'));
+    await b.addPeer(peer('r', 'p2', 'listener', 'n2'));
+    expect((await b.listPeers('r')).map((p) => p.id).sort()).toEqual(['p1', 'p2']);
+    await a.removePeer('r', 'p1');
+    expect((await b.listPeers('r')).map((p) => p.id)).toEqual(['p2']);
+    expect(await a.listPeers('nobody-here')).toEqual([]);
+  });
+
   test('values: owner-checked delete; node registry: listed while announced, gone after its TTL', async () => {
     const [a, b] = (await backend.nodes(2)) as [StateStore, StateStore];
     await a.setValue('broadcast\0r', 'from-a', 60);

@@ -10,7 +10,7 @@ export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const webDir = join(repoRoot, 'dist', 'web');
 
 /** Everything that ends up in the pages' bundles. */
-const sources = ['src/web', 'src/client', 'src/protocol', 'vite.config.ts'].map((p) => join(repoRoot, p));
+const sources = ['src/web', 'src/client', 'src/protocol', 'vite.config.ts', 'scripts/sample-video.mjs'].map((p) => join(repoRoot, p));
 
 function newestMtime(path: string): number {
   if (!existsSync(path)) return 0;
@@ -21,7 +21,7 @@ function newestMtime(path: string): number {
 
 function upToDate(): boolean {
   const built = join(webDir, 'index.html');
-  if (!['index.html', 'broadcast.html', 'listen.html'].every((page) => existsSync(join(webDir, page)))) return false;
+  if (!['index.html', 'broadcast.html', 'listen.html', 'watch.html', 'sample.webm'].every((page) => existsSync(join(webDir, page)))) return false;
   return statSync(built).mtimeMs >= Math.max(...sources.map(newestMtime));
 }
 

@@ -16,6 +16,15 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 describe('room tokens', () => {
+  test('carry the room kind (broadcast when absent) and the control grant, also into resume tokens', async () => {
+    expect((await tokens.verify(await tokens.mint({ room: 'r', identity: 'a', role: 'listener' }))).kind).toBe('broadcast');
+    const watch = await tokens.verify(await tokens.mint({ room: 'r', identity: 'b', role: 'participant', kind: 'watch', grants: { control: true } }));
+    expect(watch).toMatchObject({ kind: 'watch', grants: { control: true } });
+    const resumed = await tokens.verify(await tokens.resumeToken(watch, 60));
+    expect(resumed).toMatchObject({ kind: 'watch', grants: { control: true }, resume: true });
+    expect(await codeOf(tokens.mint({ room: 'r', identity: 'c', role: 'host', kind: 'cinema' as never }))).toBe('BAD_REQUEST');
+  });
+
   test('round-trips room, identity, role and name', async () => {
     const token = await tokens.mint({ room: 'r1', identity: 'imam', role: 'broadcaster', name: 'Imam' });
     const verified = await tokens.verify(token);
