@@ -14,6 +14,9 @@ import { AuditLog } from './observability/audit.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
+import { recordNode } from './records/nodeRecorder.js';
+import { QualitySampler } from './records/qualitySampler.js';
+import { startRecords, type Records } from './records/records.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
 import { NodeRegistry } from './cluster/registry.js';
@@ -34,6 +37,8 @@ export interface ChorusNode {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly limits: Limits;
+  /** Rooms, sessions, audit events and quality samples in PostgreSQL/PGlite; absent when off. */
+  readonly records: Records | undefined;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
@@ -54,6 +59,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
+  const records = config.records ? await startRecords(config.records, config.dataDir, log) : undefined;
   const redisStore = config.redis
     ? new RedisStateStore({
         url: config.redis.url,
@@ -89,6 +95,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       ready: !closing && !draining && workers.healthy && (redisStore?.healthy ?? true),
       detail: {
         redis: redisStore ? redisStore.breakerState : 'unused',
+        records: records?.health() ?? 'off',
         cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
     }),
   });
@@ -150,6 +157,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     audit,
     log,
   });
+  const stopRecording = records && recordNode(rooms, audit, records, config.nodeId);
+  const sampler =
+    records && config.records!.qualitySampleMs > 0
+      ? new QualitySampler(rooms, records, config.nodeId, config.records!.qualitySampleMs, log)
+      : undefined;
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -188,6 +200,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     store,
     audit,
     limits,
+    records,
     url,
     async drain(deadlineMs) {
       draining = true;
@@ -210,7 +223,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       if (closing) return;
       closing = true;
       io.disconnectSockets(true);
+      sampler?.stop();
       await rooms.closeAll();
+      // Sessions ended by the close above are recorded too; what cannot be written in time spills.
+      stopRecording?.();
+      await records?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
       pipes?.close();

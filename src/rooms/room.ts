@@ -28,7 +28,13 @@ export interface RoomOptions {
   markTtlSeconds: number;
 }
 
+/** How a session on this node ended: a leave, or the room closing under it. */
+export type SessionEndReason = LeaveReason | 'closed';
+
 interface RoomEvents {
+  /** A session joined (`previousPeerId`: the connection it resumes, as the client named it). */
+  peerjoined: [peer: Peer, previousPeerId: string | undefined];
+  peerleft: [peer: Peer, reason: SessionEndReason];
   close: [];
 }
 
@@ -125,6 +131,7 @@ export class Room extends EventEmitter<RoomEvents> {
         joinedAt: peer.joinedAt,
       });
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
+      this.emit('peerjoined', peer, previousPeerId);
       this.#scheduleCount();
       joined = true;
       return peer;
@@ -169,6 +176,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async leave(peer: Peer, reason: LeaveReason): Promise<void> {
     if (!this.peers.has(peer.id)) return;
     this.peers.delete(peer.id);
+    this.emit('peerleft', peer, reason);
     if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
     peer.close();
     const seat = this.policy.exclusiveSeat(peer.role);
@@ -460,6 +468,7 @@ export class Room extends EventEmitter<RoomEvents> {
     const mine = [...this.peers.values()];
     for (const peer of mine) peer.close();
     this.peers.clear();
+    for (const peer of mine) this.emit('peerleft', peer, 'closed');
     this.media.close();
     this.remote?.withdraw(this.id);
     // Other nodes may still serve this room: remove only what this node put in the shared

@@ -3,6 +3,7 @@
  * closes, and makes concurrent first joins share one creation.
  */
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import { RoomMedia, type TransportSettings } from '../media/roomMedia.js';
@@ -32,11 +33,18 @@ export interface RoomManagerDeps {
   remote?: RemoteBroadcasts | undefined;
 }
 
-export class RoomManager {
+export interface RoomManagerEvents {
+  /** A room was created on this node (before anyone joined it). */
+  room: [room: Room];
+}
+
+export class RoomManager extends EventEmitter<RoomManagerEvents> {
   readonly #rooms = new Map<string, Room>();
   readonly #creating = new Map<string, Promise<Room>>();
 
-  constructor(private readonly deps: RoomManagerDeps) {}
+  constructor(private readonly deps: RoomManagerDeps) {
+    super();
+  }
 
   get rooms(): ReadonlyMap<string, Room> {
     return this.#rooms;
@@ -91,6 +99,7 @@ export class RoomManager {
     room.once('close', () => {
       if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);
     });
+    this.emit('room', room);
     return room;
   }
 
