@@ -4,7 +4,8 @@
 #                             and the built server and web pages.
 #   scripts/setup.sh --test   also what the test suite drives: Debian's chromium (real browser
 #                             tests), ffmpeg, coturn (the TURN relay test), redis-server and
-#                             nginx (the cluster tests start their own instances).
+#                             nginx (the cluster tests start their own instances), and postgresql
+#                             (the records tests start their own server from its binaries).
 # Needs Node.js 20+ and npm. Runs apt-get as root, or through sudo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,7 +27,7 @@ fi
 # The mediasoup worker's build dependencies are installed by scripts/setup-worker.sh only when
 # it has to build from source; here go the packages every install needs.
 packages="ca-certificates curl python3 python3-venv"
-$want_test && packages="$packages chromium ffmpeg coturn redis-server nginx"
+$want_test && packages="$packages chromium ffmpeg coturn redis-server nginx postgresql"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

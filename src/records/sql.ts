@@ -53,7 +53,7 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
   });
   // An idle client losing its server (a restart) is reported here; without a listener it would
   // crash the node. The next query reconnects.
-  pool.on('error', (error) => log.warn({ err: error }, 'records database connection lost'));
+  pool.on('error', (error) => log.warn({ error: error.message }, 'records database connection lost'));
   const executor = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
     async query<R>(text: string, params?: unknown[]) {
       return (await client.query(text, params)).rows as R[];
@@ -69,6 +69,12 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
     async transaction(fn) {
       const client = await pool.connect();
       let broken: Error | undefined;
+      // A checked-out client whose server goes away between two statements emits 'error'
+      // outside any query; unheard, that would crash the node. The next statement fails instead.
+      const onError = (error: Error): void => {
+        broken = error;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn(executor(client));
@@ -79,6 +85,7 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
         throw error;
       } finally {
         // A client whose connection failed is discarded instead of going back to the pool.
+        client.off('error', onError);
         client.release(broken);
       }
     },

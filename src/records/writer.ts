@@ -1,9 +1,9 @@
 /**
  * Gets records from the node into the database without ever making the caller wait: records
  * are queued in memory and written in batches on an interval (or as soon as a batch is full).
- * Writes go through retries with backoff and a circuit breaker. While the database cannot take
- * them the memory queue is bounded: what goes beyond the bound is appended to the spill file,
- * oldest first, so the file always holds older records than memory. When the database is back
+ * Writes go through retries with backoff and a circuit breaker. When a write fails, what is
+ * queued is appended to the spill file (and while the database is slow, whatever goes beyond
+ * the memory bound), oldest first, so the file always holds older records than memory. When the database is back
  * the spill file drains first, then memory, which keeps the original order; the file is
  * truncated only after all of it was committed. Records are idempotent (see recordStore.ts),
  * so anything delivered twice on the way (a commit whose answer was lost, a close racing a
@@ -153,9 +153,9 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
     }
     this.#memory.push(record);
     const { batchSize, queueMax } = this.#options;
-    // While the database is away, only the timer retries; but memory must not grow far past
-    // its bound meanwhile, so a run (which spills the overflow) starts when it would.
-    if ((this.#healthy && this.#memory.length >= batchSize) || this.#memory.length >= queueMax + batchSize) void this.#run();
+    // While the database is away only the timer retries (and spills); memory must not pass its
+    // bound meanwhile, so a run starts early when it would.
+    if ((this.#healthy && this.#memory.length >= batchSize) || this.#memory.length >= queueMax) void this.#run();
   }
 
   /** Writes everything queued and spilled; true when nothing is left. */
@@ -197,8 +197,10 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
         async (error: unknown) => {
           this.#healthy = false;
           this.#lastError = error instanceof Error ? error.message : String(error);
-          if (!(error instanceof BrokenCircuitError)) this.#log.warn({ err: error, queued: this.#memory.length }, 'records write failed; will retry');
-          await this.#spillOverflow().catch((spillError: unknown) => this.#log.error({ err: spillError }, 'records spill failed; keeping records in memory'));
+          if (!(error instanceof BrokenCircuitError)) this.#log.warn({ error: this.#lastError, queued: this.#memory.length }, 'records write failed; will retry');
+          // The database is away: everything queued goes to disk now, so a crash of the node
+          // during the outage loses at most what arrives until the next run.
+          await this.#spillOverflow(0).catch((spillError: unknown) => this.#log.error({ err: spillError }, 'records spill failed; keeping records in memory'));
         },
       )
       .finally(() => (this.#running = undefined));
@@ -231,9 +233,9 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
     }
   }
 
-  /** Moves the oldest records beyond the memory bound to the end of the spill file. */
-  async #spillOverflow(): Promise<void> {
-    const over = this.#memory.length - this.#options.queueMax;
+  /** Moves the oldest records beyond `keep` (the memory bound) to the end of the spill file. */
+  async #spillOverflow(keep = this.#options.queueMax): Promise<void> {
+    const over = this.#memory.length - keep;
     if (over <= 0) return;
     const oldest = this.#memory.splice(0, over);
     try {
