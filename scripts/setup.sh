@@ -4,7 +4,8 @@
 #                             and the built server and web pages.
 #   scripts/setup.sh --test   also what the test suite drives: Debian's chromium (real browser
 #                             tests), ffmpeg, coturn (the TURN relay test), redis-server and
-#                             nginx (the cluster tests start their own instances).
+#                             nginx (the cluster tests start their own instances), and postgresql
+#                             (the records tests start their own server from its binaries).
 # Needs Node.js 20+ and npm. Runs apt-get as root, or through sudo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +28,7 @@ fi
 # it has to build from source; here go the packages every install needs.
 # ffmpeg generates the watch page's sample video at build time (scripts/sample-video.mjs).
 packages="ca-certificates curl python3 python3-venv ffmpeg"
-$want_test && packages="$packages chromium coturn redis-server nginx"
+$want_test && packages="$packages chromium coturn redis-server nginx postgresql"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -20,6 +20,9 @@ import { ChorusMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { RoomManager } from './rooms/roomManager.js';
+import { recordNode } from './records/nodeRecorder.js';
+import { QualitySampler } from './records/qualitySampler.js';
+import { startRecords, type Records } from './records/records.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
 import { OriginPlacement } from './cluster/placement.js';
@@ -49,6 +52,8 @@ export interface ChorusNode {
   readonly metrics: ChorusMetrics;
   /** Readiness checks; a part with a dependency of its own registers it here (records: `database`). */
   readonly health: HealthChecks;
+  /** Rooms, sessions, audit events and quality samples in PostgreSQL/PGlite; absent when off. */
+  readonly records: Records | undefined;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
@@ -70,10 +75,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const audit = new AuditLog(log);
   const metrics = new ChorusMetrics(config.nodeId);
-  const health = new HealthChecks(config.observability.optionalDependencies);
+  // Records spill to disk while the database is away, so its outage degrades a node, never unreadies it.
+  const health = new HealthChecks([...config.observability.optionalDependencies, 'database']);
   audit.on('event', (event) => {
     if (event.type === 'join.accepted') metrics.joinAccepted(event.role);
   });
+  const records = config.records ? await startRecords(config.records, config.dataDir, log) : undefined;
+  if (records) {
+    health.register('database', () => {
+      const { breaker, queued, spilledBytes } = records.health();
+      return { up: breaker === 'closed' || breaker === 'half-open', detail: `breaker ${breaker}, ${queued} queued, ${spilledBytes} bytes spilled` };
+    });
+  }
   const redisStore = config.redis
     ? new RedisStateStore({
         url: config.redis.url,
@@ -128,6 +141,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
           draining,
           dependencies: readiness.dependencies,
           redis: redisStore ? redisStore.breakerState : 'unused',
+          records: records?.health() ?? 'off',
           cluster: registry ? registry.nodes.map((n) => ({ id: n.id, load: n.load, peers: n.peers, draining: n.draining })) : undefined, node: config.nodeId, workers: workers.slots.map((s) => ({ pid: s.worker.pid, load: s.load, alive: !s.worker.died })) },
       };
     },
@@ -214,10 +228,15 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   metrics.attach({
     rooms: () => [...rooms.rooms.values()].map((room) => ({ kind: room.kind, peers: room.peers.values() })),
     workers: () => workers.slots,
-    breakers: () => ({ redis: redisStore?.breakerState }),
+    breakers: () => ({ redis: redisStore?.breakerState, database: records?.health().breaker }),
   });
   const watch = new WatchService({ store, channel, audit, log, nodeId: config.nodeId, settings: config.watch });
   watch.attach(rooms);
+  const stopRecording = records && recordNode(rooms, audit, records, config.nodeId);
+  const sampler =
+    records && config.records!.qualitySampleMs > 0
+      ? new QualitySampler(rooms, records, config.nodeId, config.records!.qualitySampleMs, log)
+      : undefined;
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -284,6 +303,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     limits,
     metrics,
     health,
+    records,
     url,
     async drain(deadlineMs) {
       draining = true;
@@ -313,9 +333,13 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       // Only this node's clients (the adapter would disconnect the whole cluster's).
       io.local.disconnectSockets(true);
       watch.close();
+      sampler?.stop();
       await rooms.closeAll();
+      // Sessions ended by the close above are recorded too; what cannot be written in time spills.
+      stopRecording?.();
       // After the rooms: their last events (room finished, participants left) still go out.
       await webhooks.close();
+      await records?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);
       placement?.close();

@@ -10,6 +10,7 @@ import { ApiKeyring } from '../auth/apiKeys.js';
 import type { TurnSettings } from '../auth/turn.js';
 import type { TransportSettings } from '../media/roomMedia.js';
 import type { WatchSettings } from '../watch/watchService.js';
+import type { RecordsSettings } from '../records/records.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -121,6 +122,24 @@ export const envSchema = z
     /** On SIGTERM, how long to wait for clients to move to other nodes before closing. */
     CHORUS_DRAIN_DEADLINE_MS: z.coerce.number().int().min(0).max(600_000).default(20_000),
 
+    /**
+     * Records (rooms, sessions, audit events, quality samples): a PostgreSQL URL
+     * (`postgres://user:pass@host:5432/db`). Unset: PGlite in CHORUS_DATA_DIR/pglite.
+     */
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/.+/, 'DATABASE_URL must be a postgres:// or postgresql:// URL')
+      .refine((u) => URL.canParse(u), 'DATABASE_URL is not a valid URL')
+      .optional(),
+    /** Turn records off entirely (no database at all). */
+    CHORUS_RECORDS: bool.default(true),
+    /** How often queued records are written to the database. */
+    CHORUS_RECORDS_FLUSH_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+    /** Records held in memory while the database is down; beyond that they spill to a file. */
+    CHORUS_RECORDS_QUEUE_MAX: z.coerce.number().int().min(10).default(10_000),
+    /** How often each session's quality (loss, jitter, RTT, bitrate) is sampled; 0 turns it off. */
+    CHORUS_QUALITY_SAMPLE_MS: z.coerce.number().int().min(0).default(10_000),
+
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
 
@@ -192,6 +211,7 @@ export interface Config {
     /** Dependencies that only degrade readiness (the others make the node unready). */
     optionalDependencies: string[];
   };
+  records: RecordsSettings | undefined;
 }
 
 export class ConfigError extends Error {
@@ -299,6 +319,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       consumersPerRoom: e.CHORUS_METRICS_CONSUMERS_PER_ROOM,
       optionalDependencies: e.CHORUS_READY_OPTIONAL.split(',').map((d) => d.trim()).filter(Boolean),
     },
+    records: e.CHORUS_RECORDS
+      ? {
+          databaseUrl: e.DATABASE_URL,
+          flushMs: e.CHORUS_RECORDS_FLUSH_MS,
+          queueMax: e.CHORUS_RECORDS_QUEUE_MAX,
+          qualitySampleMs: e.CHORUS_QUALITY_SAMPLE_MS,
+        }
+      : undefined,
   };
 }
 

@@ -36,12 +36,15 @@ export interface RoomOptions {
   idleRoomMs: number;
 }
 
+/** How a session on this node ended: a leave, or the room closing under it. */
+export type SessionEndReason = LeaveReason | 'closed';
+
 interface RoomEvents {
   close: [reason: CloseReason];
-  /** A session joined (its shared record is written). */
-  peerjoined: [peer: Peer];
-  /** A session left (its shared record is removed). */
-  peerleft: [peer: Peer, reason: LeaveReason];
+  /** A session joined, its shared record written (`previousPeerId`: the connection it resumes, as the client named it). */
+  peerjoined: [peer: Peer, previousPeerId: string | undefined];
+  /** A session left, its shared record removed (`closed`: the room closed under it). */
+  peerleft: [peer: Peer, reason: SessionEndReason];
 }
 
 const MAX_TRANSPORTS_PER_PEER = 2;
@@ -142,9 +145,9 @@ export class Room extends EventEmitter<RoomEvents> {
         joinedAt: peer.joinedAt,
       });
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
+      this.emit('peerjoined', peer, previousPeerId);
       this.#scheduleCount();
       joined = true;
-      this.emit('peerjoined', peer);
       return peer;
     } finally {
       this.#pendingJoins--;
@@ -540,6 +543,7 @@ export class Room extends EventEmitter<RoomEvents> {
     const mine = [...this.peers.values()];
     for (const peer of mine) peer.close();
     this.peers.clear();
+    for (const peer of mine) this.emit('peerleft', peer, 'closed');
     this.media.close();
     this.remote?.withdraw(this.id);
     // Other nodes may still serve this room: remove only what this node put in the shared

@@ -33,7 +33,12 @@ export interface RoomManagerDeps {
   remote?: RemoteBroadcasts | undefined;
 }
 
-export class RoomManager extends EventEmitter<{ created: [room: Room] }> {
+export interface RoomManagerEvents {
+  /** A room was created on this node (before anyone joined it). */
+  room: [room: Room];
+}
+
+export class RoomManager extends EventEmitter<RoomManagerEvents> {
   readonly #rooms = new Map<string, Room>();
   readonly #creating = new Map<string, Promise<Room>>();
 
@@ -103,7 +108,7 @@ export class RoomManager extends EventEmitter<{ created: [room: Room] }> {
       if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);
       audit.record({ type: 'room.finished', room: roomId, kind, node: options.nodeId, reason });
     });
-    this.emit('created', room);
+    this.emit('room', room);
     return room;
   }
 

@@ -14,7 +14,7 @@ import { ChorusError } from '../protocol/errors.js';
 import type { WatchCause, WatchControl, WatchHost, WatchMember, WatchReport, WatchSnapshot, WatchState } from '../protocol/watch.js';
 import type { RoomChannel } from '../rooms/channel.js';
 import type { Peer } from '../rooms/peer.js';
-import type { LeaveReason, Room } from '../rooms/room.js';
+import type { Room, SessionEndReason } from '../rooms/room.js';
 import type { RoomManager } from '../rooms/roomManager.js';
 import type { PeerRecord, StateStore } from '../store/stateStore.js';
 import { applyControl, initialState, measureDrift, nextHost, takesHostOnJoin, withHost, type Drift } from './state.js';
@@ -86,7 +86,7 @@ export class WatchService implements WatchRequests {
 
   /** Follows the rooms `rooms` creates: leaves pass hosting on, closes schedule archiving. */
   attach(rooms: RoomManager): void {
-    rooms.on('created', (room) => {
+    rooms.on('room', (room) => {
       if (!room.policy.sharedPlayback) return;
       clearTimeout(this.#archiveTimers.get(room.id));
       this.#archiveTimers.delete(room.id);
@@ -170,12 +170,12 @@ export class WatchService implements WatchRequests {
     return member;
   }
 
-  async #left(room: Room, peer: Peer, reason: LeaveReason): Promise<void> {
+  async #left(room: Room, peer: Peer, reason: SessionEndReason): Promise<void> {
     if (!this.#members.delete(peer.id)) return;
     const member: WatchMember = { peerId: peer.id, identity: peer.identity, role: peer.role, joinedAt: peer.joinedAt };
     this.deps.channel.toRoom(room.id, 'watch:member', { change: 'left', member });
     try {
-      await this.#succeed(room.id, peer.id, reason === 'dropped' || reason === 'expired' ? 'gone' : 'left');
+      await this.#succeed(room.id, peer.id, reason === 'dropped' || reason === 'expired' || reason === 'stale' || reason === 'closed' ? 'gone' : 'left');
     } catch (error) {
       // The sweep tries again: it finds a host that is no longer anywhere.
       this.#log.warn({ err: error, room: room.id, peer: peer.id }, 'passing hosting on failed');

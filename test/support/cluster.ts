@@ -385,6 +385,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         CHORUS_API_KEYS: apiKeys,
         CHORUS_DEMO: 'false',
         CHORUS_DATA_DIR: join(dir, `data-${i}`),
+        // Records (a PGlite per node) are tested on their own; here they would only cost memory.
+        CHORUS_RECORDS: 'false',
         CHORUS_WEB_DIR: '/nonexistent',
         REDIS_URL: redis.url,
         CHORUS_TRUST_PROXY: 'true',

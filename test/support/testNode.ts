@@ -20,6 +20,8 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<C
       CHORUS_WEB_DIR: '/nonexistent',
       CHORUS_API_KEYS: `test:${'t'.repeat(40)}`,
       CHORUS_DEMO: 'true',
+      // PGlite costs seconds and hundreds of MB per node: only the records tests turn it on.
+      CHORUS_RECORDS: 'false',
       ...env,
     }),
   );

@@ -47,4 +47,13 @@ describe('config', () => {
     expect(() => loadConfig({ CHORUS_METRICS_SAMPLE_INTERVAL_MS: '10' })).toThrow(/CHORUS_METRICS_SAMPLE_INTERVAL_MS/);
     expect(loadConfig({ CHORUS_METRICS_ROOMS: '0' }).observability.metricsRooms).toBe(0);
   });
+
+  test('records: PGlite by default, PostgreSQL with DATABASE_URL, off on request', () => {
+    expect(loadConfig({}).records).toEqual({ databaseUrl: undefined, flushMs: 1000, queueMax: 10_000, qualitySampleMs: 10_000 });
+    const url = 'postgresql://chorus:pw@db:5432/chorus';
+    expect(loadConfig({ DATABASE_URL: url, CHORUS_RECORDS_FLUSH_MS: '250', CHORUS_QUALITY_SAMPLE_MS: '0' }).records).toMatchObject({ databaseUrl: url, flushMs: 250, qualitySampleMs: 0 });
+    expect(loadConfig({ CHORUS_RECORDS: 'false' }).records).toBeUndefined();
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ CHORUS_RECORDS_QUEUE_MAX: '1' })).toThrow(/CHORUS_RECORDS_QUEUE_MAX/);
+  });
 });

@@ -15,14 +15,10 @@ import { envSchema } from '../../src/config/config.js';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const read = (path: string): string => readFileSync(join(root, path), 'utf8');
 const chorusVariables = new Set(Object.keys(envSchema.shape));
-/**
- * Read by parts merged from other branches of issue 6 (records: DATABASE_URL). Listed here so the
- * deploy files can carry them now; each must still look like a Chorus setting.
- */
-const pendingVariables = new Set(['DATABASE_URL']);
+
 
 function unknownVariables(names: Iterable<string>): string[] {
-  return [...names].filter((name) => !chorusVariables.has(name) && !pendingVariables.has(name));
+  return [...names].filter((name) => !chorusVariables.has(name));
 }
 
 interface Manifest {

@@ -1,0 +1,63 @@
+/**
+ * Turns what happens on a node into records: rooms opening and closing, sessions joining and
+ * leaving (from the rooms' observer events) and every audit event. It only queues; the writer
+ * does the rest off the caller's path.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AuditEvent, AuditLog } from '../observability/audit.js';
+import type { Room } from '../rooms/room.js';
+import type { RoomManager } from '../rooms/roomManager.js';
+import { pgSafe, type ChorusRecord } from './types.js';
+
+/** Records without id and time; the recorder stamps them. */
+export type NewRecord = ChorusRecord extends infer R ? (R extends ChorusRecord ? Omit<R, 'id' | 'at'> : never) : never;
+
+export interface RecordSink {
+  record(record: NewRecord, at?: number): void;
+}
+
+/** Subscribes to `rooms` and `audit`; returns the unsubscribe. */
+export function recordNode(rooms: RoomManager, audit: AuditLog, sink: RecordSink, nodeId: string): () => void {
+  const onRoom = (room: Room): void => {
+    sink.record({ kind: 'room.opened', room: room.id, roomKind: room.kind, node: nodeId });
+    room.on('peerjoined', (peer, previousPeerId) =>
+      sink.record({
+        kind: 'session.joined',
+        peer: peer.id,
+        ...(previousPeerId ? { previousPeer: previousPeerId } : {}),
+        room: room.id,
+        identity: pgSafe(peer.identity),
+        role: peer.role,
+        node: nodeId,
+      }),
+    );
+    room.on('peerleft', (peer, reason) => sink.record({ kind: 'session.left', peer: peer.id, room: room.id, reason }));
+    room.once('close', () => sink.record({ kind: 'room.closed', room: room.id, node: nodeId }));
+  };
+  const onEvent = (event: AuditEvent & { at: number }): void => {
+    const { type, at, ...data } = event;
+    const room = 'room' in event ? event.room : undefined;
+    const identity = 'identity' in event ? event.identity : 'moderator' in event ? event.moderator : undefined;
+    sink.record(
+      {
+        kind: 'event',
+        type,
+        ...(room !== undefined ? { room } : {}),
+        ...(identity !== undefined ? { identity: pgSafe(identity) } : {}),
+        node: nodeId,
+        data: JSON.parse(pgSafe(JSON.stringify(data))) as Record<string, unknown>,
+      },
+      at,
+    );
+  };
+  rooms.on('room', onRoom);
+  audit.on('event', onEvent);
+  return () => {
+    rooms.off('room', onRoom);
+    audit.off('event', onEvent);
+  };
+}
+
+export function stamp(record: NewRecord, at = Date.now()): ChorusRecord {
+  return { ...record, id: randomUUID(), at } as ChorusRecord;
+}

@@ -1,0 +1,100 @@
+/**
+ * Samples the quality of every session on the node at an interval from mediasoup's own stats:
+ * for a peer's producers what this node receives from it (loss, jitter, bitrate), for its
+ * consumers what this node sends to it as the peer's receiver reports describe it (loss, RTT,
+ * bitrate). mediasoup reports no jitter for what it sends, so that stays null.
+ *
+ * One stats request at a time, and a tick that is still running skips the next one: sampling
+ * must never pile requests onto the media workers.
+ */
+import type { types } from 'mediasoup';
+import type { Logger } from '../observability/logger.js';
+import type { RoomManager } from '../rooms/roomManager.js';
+import type { RecordSink } from './nodeRecorder.js';
+
+export class QualitySampler {
+  readonly #timer: NodeJS.Timeout;
+  #busy = false;
+  #stopped = false;
+
+  constructor(
+    private readonly rooms: RoomManager,
+    private readonly sink: RecordSink,
+    private readonly nodeId: string,
+    intervalMs: number,
+    private readonly log: Logger,
+  ) {
+    this.#timer = setInterval(() => void this.sample(), intervalMs);
+    this.#timer.unref();
+  }
+
+  /** One pass over every producer and consumer on the node. */
+  async sample(): Promise<void> {
+    if (this.#busy || this.#stopped) return;
+    this.#busy = true;
+    try {
+      for (const room of [...this.rooms.rooms.values()]) {
+        for (const peer of [...room.peers.values()]) {
+          for (const producer of [...peer.producers.values()]) await this.#sampleProducer(room.id, peer.id, producer);
+          for (const consumer of [...peer.consumers.values()]) await this.#sampleConsumer(room.id, peer.id, consumer);
+          if (this.#stopped) return;
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+
+  async #sampleProducer(room: string, peer: string, producer: types.Producer): Promise<void> {
+    if (producer.closed) return;
+    const stats = await producer.getStats().catch((error: unknown) => this.#failed(error, producer.id));
+    const stream = stats?.[0];
+    if (!stream) return;
+    const clockRate = producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
+    this.sink.record({
+      kind: 'quality',
+      peer,
+      room,
+      node: this.nodeId,
+      direction: 'send',
+      track: producer.id,
+      packetLoss: stream.fractionLost / 256,
+      packetsLost: stream.packetsLost,
+      // mediasoup keeps jitter in RTP timestamp units.
+      jitterMs: (stream.jitter / clockRate) * 1000,
+      rttMs: stream.roundTripTime ?? null,
+      bitrate: stream.bitrate,
+    });
+  }
+
+  async #sampleConsumer(room: string, peer: string, consumer: types.Consumer): Promise<void> {
+    if (consumer.closed) return;
+    const stats = await consumer.getStats().catch((error: unknown) => this.#failed(error, consumer.id));
+    const stream = stats?.find((s) => s.type === 'outbound-rtp');
+    if (!stream) return;
+    this.sink.record({
+      kind: 'quality',
+      peer,
+      room,
+      node: this.nodeId,
+      direction: 'recv',
+      track: consumer.id,
+      packetLoss: stream.fractionLost / 256,
+      packetsLost: stream.packetsLost,
+      jitterMs: null,
+      rttMs: stream.roundTripTime ?? null,
+      bitrate: stream.bitrate,
+    });
+  }
+
+  #failed(error: unknown, id: string): undefined {
+    // A producer or consumer closing during the pass is normal; anything else is worth a line.
+    this.log.debug({ err: error, id }, 'quality sample skipped');
+    return undefined;
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The two databases records can live in, behind one small interface: a real PostgreSQL (`pg`
+ * pool, DATABASE_URL) or PGlite (PostgreSQL compiled to WebAssembly, in a data directory). Both
+ * run the same migrations and the same statements.
+ */
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+import type { Logger } from '../observability/logger.js';
+
+export interface SqlExecutor {
+  query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
+  /** Several statements, no parameters (migrations). */
+  exec(text: string): Promise<void>;
+}
+
+export interface SqlDatabase extends SqlExecutor {
+  readonly kind: 'postgres' | 'pglite';
+  /** Human-readable location, without credentials. */
+  readonly where: string;
+  /** BEGIN … COMMIT around `fn`; ROLLBACK when it throws. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** The URL with its password masked, for logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+export interface PostgresOptions {
+  /** Longest wait for a connection. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** Longest a statement may run before the client gives up on it. Default 30 s. */
+  queryTimeoutMs?: number;
+}
+
+export function openPostgres(url: string, log: Logger, options: PostgresOptions = {}): SqlDatabase {
+  const pool = new pg.Pool({
+    connectionString: url,
+    // Records are written by one flush at a time; a second connection serves reads meanwhile.
+    max: 3,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    query_timeout: options.queryTimeoutMs ?? 30_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'chorus-records',
+  });
+  // An idle client losing its server (a restart) is reported here; without a listener it would
+  // crash the node. The next query reconnects.
+  pool.on('error', (error) => log.warn({ error: error.message }, 'records database connection lost'));
+  const executor = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
+    async query<R>(text: string, params?: unknown[]) {
+      return (await client.query(text, params)).rows as R[];
+    },
+    async exec(text: string) {
+      await client.query(text);
+    },
+  });
+  return {
+    kind: 'postgres',
+    where: redactUrl(url),
+    ...executor(pool),
+    async transaction(fn) {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      // A checked-out client whose server goes away between two statements emits 'error'
+      // outside any query; unheard, that would crash the node. The next statement fails instead.
+      const onError = (error: Error): void => {
+        broken = error;
+      };
+      client.on('error', onError);
+      try {
+        await client.query('BEGIN');
+        const result = await fn(executor(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
+        throw error;
+      } finally {
+        // A client whose connection failed is discarded instead of going back to the pool.
+        client.off('error', onError);
+        client.release(broken);
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+export async function openPglite(dir: string): Promise<SqlDatabase> {
+  mkdirSync(dir, { recursive: true });
+  const db = new PGlite(dir);
+  await db.waitReady;
+  const executor = (target: Pick<PGlite, 'query' | 'exec'>): SqlExecutor => ({
+    async query<R>(text: string, params?: unknown[]) {
+      return (await target.query<R>(text, params)).rows;
+    },
+    async exec(text: string) {
+      await target.exec(text);
+    },
+  });
+  return {
+    kind: 'pglite',
+    where: `pglite:${dir}`,
+    ...executor(db),
+    transaction: (fn) => db.transaction((tx) => fn(executor(tx))),
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * What a node writes to its records database. Each record carries a unique id made when it is
+ * queued, so a record delivered twice (a retry whose commit did land, a spill file drained
+ * after a crash) is applied once.
+ */
+import { z } from 'zod';
+
+const base = { id: z.uuid(), at: z.number() };
+
+export const chorusRecord = z.discriminatedUnion('kind', [
+  z.object({ ...base, kind: z.literal('room.opened'), room: z.string(), roomKind: z.string(), node: z.string() }),
+  z.object({ ...base, kind: z.literal('room.closed'), room: z.string(), node: z.string() }),
+  z.object({
+    ...base,
+    kind: z.literal('session.joined'),
+    /** The peer id of this connection. */
+    peer: z.string(),
+    /** The connection this one resumes (the SDK's previousPeerId), if any. */
+    previousPeer: z.string().optional(),
+    room: z.string(),
+    identity: z.string(),
+    role: z.string(),
+    node: z.string(),
+  }),
+  z.object({ ...base, kind: z.literal('session.left'), peer: z.string(), room: z.string(), reason: z.string() }),
+  z.object({
+    ...base,
+    kind: z.literal('event'),
+    type: z.string(),
+    room: z.string().optional(),
+    identity: z.string().optional(),
+    node: z.string(),
+    data: z.record(z.string(), z.unknown()),
+  }),
+  z.object({
+    ...base,
+    kind: z.literal('quality'),
+    peer: z.string(),
+    room: z.string(),
+    node: z.string(),
+    /** `send`: the peer's producer as received here; `recv`: a consumer sending to the peer. */
+    direction: z.enum(['send', 'recv']),
+    track: z.string(),
+    /** Fraction of packets lost in the last report interval, 0..1. */
+    packetLoss: z.number().nullable(),
+    packetsLost: z.number().nullable(),
+    jitterMs: z.number().nullable(),
+    rttMs: z.number().nullable(),
+    bitrate: z.number().nullable(),
+  }),
+]);
+
+export type ChorusRecord = z.infer<typeof chorusRecord>;
+export type RecordKind = ChorusRecord['kind'];
+
+/** Room and session changes: applied in order, once each (tracked in `applied_records`). */
+export function isLifecycle(record: ChorusRecord): record is Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` }> {
+  return record.kind.startsWith('room.') || record.kind.startsWith('session.');
+}
+
+/** PostgreSQL text and jsonb cannot hold NUL; identities come from tokens and may contain one. */
+export function pgSafe(value: string): string {
+  return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
+}

@@ -1,0 +1,186 @@
+/**
+ * The records schema and batch writes against both backends: a real PostgreSQL started for
+ * this file and PGlite in a temp dir. Same migrations, same statements, same answers.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger } from '../../src/observability/logger.js';
+import { migrate } from '../../src/records/migrate.js';
+import { migrations } from '../../src/records/migrations.js';
+import { stamp } from '../../src/records/nodeRecorder.js';
+import { SqlRecordStore } from '../../src/records/recordStore.js';
+import { openPglite, openPostgres, type SqlDatabase } from '../../src/records/sql.js';
+import { startPostgres, type PostgresServer } from '../support/postgresServer.js';
+
+const log = createLogger('silent', 'test');
+let server: PostgresServer;
+const open: SqlDatabase[] = [];
+let pgliteDir: string;
+let databases = 0;
+
+beforeAll(async () => {
+  server = await startPostgres();
+  pgliteDir = mkdtempSync(join(tmpdir(), 'chorus-pglite-'));
+});
+afterAll(async () => {
+  for (const db of open.splice(0)) await db.close().catch(() => undefined);
+  await server?.stop();
+});
+
+/** A fresh PostgreSQL database, or the file's one PGlite (PGlite costs seconds to create). */
+async function database(kind: 'postgres' | 'pglite'): Promise<SqlDatabase> {
+  if (kind === 'pglite') {
+    // One PGlite at a time may own a directory: close the previous handle first.
+    for (const db of open.splice(0).filter((d) => d.kind === 'pglite')) await db.close();
+    const db = await openPglite(pgliteDir);
+    open.push(db);
+    return db;
+  }
+  const db = openPostgres(await server.createDatabase(`t${++databases}`), log);
+  open.push(db);
+  return db;
+}
+
+async function count(db: SqlDatabase, sql: string, params: unknown[] = []): Promise<number> {
+  const [row] = await db.query<{ n: string | number }>(`SELECT count(*) AS n FROM ${sql}`, params);
+  return Number(row!.n);
+}
+
+describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => {
+  test('migrations apply on first start, are recorded, and running them again changes nothing', async () => {
+    const db = await database(kind);
+    await db.exec('DROP TABLE IF EXISTS schema_migrations, rooms, sessions, session_peers, events, quality_samples, applied_records');
+    expect(await migrate(db)).toEqual({ applied: migrations.map((m) => m.version) });
+    expect(await migrate(db)).toEqual({ applied: [] });
+    const tables = (await db.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)).map((r) => r.table_name);
+    expect(tables).toEqual(['applied_records', 'events', 'quality_samples', 'rooms', 'schema_migrations', 'session_peers', 'sessions']);
+    expect(await count(db, 'schema_migrations')).toBe(migrations.length);
+  });
+
+  test('a batch delivered twice is applied once; a resumed session stays one row; a move to another node is a failover event', async () => {
+    const db = await database(kind);
+    await migrate(db);
+    const store = new SqlRecordStore(db);
+    const room = `r-${kind}`;
+    const t = 1_700_000_000_000;
+    const joinedP = stamp({ kind: 'session.joined', peer: 'P', room, identity: 'amina', role: 'listener', node: 'A' }, t + 1);
+    const first = [
+      stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'A' }, t),
+      joinedP,
+      stamp({ kind: 'event', type: 'join.accepted', room, identity: 'amina', node: 'A', data: { peer: 'P', ip: '10.0.0.1' } }, t + 2),
+      stamp({ kind: 'quality', peer: 'P', room, node: 'A', direction: 'recv', track: 'c1', packetLoss: 0.01, packetsLost: 3, jitterMs: null, rttMs: 12.5, bitrate: 24_100 }, t + 3),
+    ];
+    await store.write(first);
+    await store.write(first);
+    // Node A died; the client resumes on node B naming its old connection. A's late notice
+    // that P dropped must not end the session Q now carries.
+    const second = [
+      stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'B' }, t + 10),
+      stamp({ kind: 'session.joined', peer: 'Q', previousPeer: 'P', room, identity: 'amina', role: 'listener', node: 'B' }, t + 11),
+      stamp({ kind: 'session.left', peer: 'P', room, reason: 'dropped' }, t + 12),
+      // Someone else naming P as their previous connection does not take the session over.
+      stamp({ kind: 'session.joined', peer: 'R', previousPeer: 'P', room, identity: 'mallory', role: 'listener', node: 'B' }, t + 13),
+    ];
+    await store.write(second);
+    await store.write([...first, ...second]);
+    const open = await db.query<{ id: string; node: string; peer_id: string; resumes: number; left_at: Date | null }>(
+      'SELECT id, node, peer_id, resumes, left_at FROM sessions ORDER BY id',
+    );
+    expect(open).toEqual([
+      { id: 'P', node: 'B', peer_id: 'Q', resumes: 1, left_at: null },
+      { id: 'R', node: 'B', peer_id: 'R', resumes: 0, left_at: null },
+    ]);
+    const third = [
+      stamp({ kind: 'session.left', peer: 'Q', room, reason: 'left' }, t + 20),
+      stamp({ kind: 'session.left', peer: 'R', room, reason: 'kicked' }, t + 21),
+      stamp({ kind: 'room.closed', room, node: 'B' }, t + 22),
+    ];
+    await store.write(third);
+    await store.write(third);
+
+    const sessions = await db.query<{ id: string; end_reason: string; left_ms: number; joined_ms: number }>(
+      `SELECT id, end_reason, extract(epoch FROM left_at) * 1000 AS left_ms, extract(epoch FROM joined_at) * 1000 AS joined_ms FROM sessions ORDER BY id`,
+    );
+    expect(sessions.map((s) => [s.id, s.end_reason, Math.round(Number(s.left_ms)), Math.round(Number(s.joined_ms))])).toEqual([
+      ['P', 'left', t + 20, t + 1],
+      ['R', 'kicked', t + 21, t + 13],
+    ]);
+    expect(await db.query('SELECT peer_id, session_id FROM session_peers ORDER BY peer_id')).toEqual([
+      { peer_id: 'P', session_id: 'P' },
+      { peer_id: 'Q', session_id: 'P' },
+      { peer_id: 'R', session_id: 'R' },
+    ]);
+    const events = await db.query<{ type: string; data: Record<string, unknown> }>('SELECT type, data FROM events ORDER BY at');
+    expect(events).toEqual([
+      { type: 'join.accepted', data: { peer: 'P', ip: '10.0.0.1' } },
+      { type: 'session.failover', data: { session: 'P', peer: 'Q', previousPeer: 'P', fromNode: 'A', toNode: 'B' } },
+    ]);
+    const [sample] = await db.query<{ session_id: string; packet_loss: number; packets_lost: string | number; rtt_ms: number; bitrate: string | number }>(
+      'SELECT session_id, packet_loss, packets_lost, rtt_ms, bitrate FROM quality_samples',
+    );
+    expect(await count(db, 'quality_samples')).toBe(1);
+    expect({ ...sample, packets_lost: Number(sample!.packets_lost), bitrate: Number(sample!.bitrate) }).toEqual({
+      session_id: 'P',
+      packet_loss: expect.closeTo(0.01, 5),
+      packets_lost: 3,
+      rtt_ms: 12.5,
+      bitrate: 24_100,
+    });
+    expect(await db.query('SELECT status, last_node FROM rooms WHERE id = $1', [room])).toEqual([{ status: 'ended', last_node: 'B' }]);
+    expect(await count(db, 'applied_records')).toBe([...first, ...second, ...third].filter((r) => r.kind !== 'event' && r.kind !== 'quality').length);
+  });
+
+  test('a room is archived, never deleted, and opens again when its name is used again', async () => {
+    const db = await database(kind);
+    await migrate(db);
+    const store = new SqlRecordStore(db);
+    const room = `arch-${kind}`;
+    await store.write([stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'A' }), stamp({ kind: 'room.closed', room, node: 'A' })]);
+    expect(await store.archiveRoom(room)).toBe(true);
+    expect(await store.archiveRoom('no-such-room')).toBe(false);
+    const [archived] = await db.query<{ status: string; archived: boolean; ended: boolean }>(
+      'SELECT status, archived_at IS NOT NULL AS archived, ended_at IS NOT NULL AS ended FROM rooms WHERE id = $1',
+      [room],
+    );
+    expect(archived).toEqual({ status: 'archived', archived: true, ended: true });
+    await store.write([stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'B' })]);
+    expect(await db.query('SELECT status, archived_at FROM rooms WHERE id = $1', [room])).toEqual([{ status: 'open', archived_at: null }]);
+  });
+
+  test('a room still in use on another node stays open when one node closes it', async () => {
+    const db = await database(kind);
+    await migrate(db);
+    const store = new SqlRecordStore(db);
+    const room = `shared-${kind}`;
+    await store.write([
+      stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'A' }),
+      stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'B' }),
+      stamp({ kind: 'session.joined', peer: `${room}-b1`, room, identity: 'x', role: 'listener', node: 'B' }),
+      stamp({ kind: 'room.closed', room, node: 'A' }),
+    ]);
+    expect(await db.query('SELECT status FROM rooms WHERE id = $1', [room])).toEqual([{ status: 'open' }]);
+    await store.write([stamp({ kind: 'session.left', peer: `${room}-b1`, room, reason: 'left' }), stamp({ kind: 'room.closed', room, node: 'B' })]);
+    expect(await db.query('SELECT status FROM rooms WHERE id = $1', [room])).toEqual([{ status: 'ended' }]);
+  });
+});
+
+test('two nodes migrating a fresh PostgreSQL at the same moment: one applies, the other finds it done', async () => {
+  const url = await server.createDatabase('concurrent');
+  const a = openPostgres(url, log);
+  const b = openPostgres(url, log);
+  open.push(a, b);
+  const results = await Promise.all([migrate(a), migrate(b)]);
+  expect(results.map((r) => r.applied).sort()).toEqual([[], migrations.map((m) => m.version)]);
+  expect(await count(a, 'schema_migrations')).toBe(migrations.length);
+});
+
+test('a PGlite database keeps its rows when reopened from the same directory', async () => {
+  const db = await database('pglite');
+  await migrate(db);
+  await new SqlRecordStore(db).write([stamp({ kind: 'event', type: 'persisted', node: 'n', data: {} })]);
+  const reopened = await database('pglite');
+  expect(await migrate(reopened)).toEqual({ applied: [] });
+  expect(await count(reopened, "events WHERE type = 'persisted'")).toBe(1);
+});
