@@ -167,7 +167,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const channel = new SocketRoomChannel(io);
   // With Redis, room events reach clients on every node. The streams adapter resumes from its
   // stream position after a Redis blip instead of losing what was published meanwhile.
-  // The adapter reads with a blocking XREAD (5 s), which needs its own timeouts: not the store's
+  // The adapter reads with a blocking XREAD, which needs its own timeouts: not the store's
   // 500 ms command timeout (it would abandon every idle read while Redis still answers it), and
   // a blocking timeout, without which ioredis leaves a read that was in flight when Redis went
   // away waiting forever — that node then never heard another room event from the cluster.
@@ -175,10 +175,19 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
     commandTimeout: undefined,
-    blockingTimeout: 10_000,
+    blockingTimeout: 3000,
   });
   adapterClient?.on('error', (error: Error) => log.debug({ err: error }, 'redis (signaling adapter)'));
-  if (adapterClient) io.adapter(createAdapter(adapterClient, { streamName: `${config.redis!.prefix}socket.io`, channelPrefix: `${config.redis!.prefix}socket.io` }));
+  if (adapterClient) {
+    io.adapter(
+      createAdapter(adapterClient, {
+        streamName: `${config.redis!.prefix}socket.io`,
+        channelPrefix: `${config.redis!.prefix}socket.io`,
+        // Short reads, so a read stranded by a Redis restart is given up (blockingTimeout) in seconds.
+        blockTimeInMs: 2000,
+      }),
+    );
+  }
   // In a cluster, broadcasts cascade: an edge pulls a room's broadcast from its origin node.
   const bus = redisStore ? await NodeBus.start(redisStore.client, config.nodeId, config.redis!.prefix, log) : undefined;
   const registry = redisStore
