@@ -96,7 +96,8 @@ test('the host seeks on its page and the guest page\'s video follows within 500 
   await waitForState(host, 'watching');
   await host.waitForFunction(() => window.chorusDebug?.['url'] === '/sample.webm', undefined, { timeout: 10_000 });
   expect(await debug(host, 'isHost')).toBe(true);
-  expect(await host.locator('#controls').isVisible()).toBe(true);
+  // The page renders on its next tick after learning it hosts.
+  await host.locator('#controls').waitFor({ state: 'visible', timeout: 5000 });
 
   const guest = await openPage('guest', guestLink);
   await guest.getByRole('button', { name: 'Start watching' }).click();
