@@ -17,6 +17,8 @@ import { RoomManager } from './rooms/roomManager.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
 import { NodeRegistry } from './cluster/registry.js';
+import { HlsService } from './hls/hlsService.js';
+import { Room } from './rooms/room.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
@@ -34,6 +36,8 @@ export interface ChorusNode {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly limits: Limits;
+  /** The HLS fallback, unless CHORUS_HLS=false. */
+  readonly hls: HlsService | undefined;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
@@ -74,6 +78,24 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   let closing = false;
   let draining = false;
   let nodeUrl = '';
+  // HLS runs where a room's broadcast is; other nodes proxy to that node's registered URL.
+  const hls = config.hls
+    ? new HlsService({
+        settings: config.hls,
+        nodeId: config.nodeId,
+        log,
+        localBroadcast: (roomId) => {
+          const room = rooms.get(roomId);
+          const producer = room?.localBroadcast;
+          return room && producer && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
+        },
+        liveRooms: () => [...rooms.rooms.values()].filter((r) => r.localBroadcast).map((r) => r.id),
+        originUrl: async (roomId) => {
+          const where = await pipes?.location(roomId);
+          return where && registry?.nodes.find((n) => n.id === where.nodeId)?.url;
+        },
+      })
+    : undefined;
   const http = createHttpServer({
     log,
     tokens,
@@ -85,6 +107,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
+    hls: hls && { hls, tokens, refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs) },
     ready: () => ({
       ready: !closing && !draining && workers.healthy && (redisStore?.healthy ?? true),
       detail: {
@@ -188,6 +211,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     store,
     audit,
     limits,
+    hls,
     url,
     async drain(deadlineMs) {
       draining = true;
@@ -210,6 +234,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       if (closing) return;
       closing = true;
       io.disconnectSockets(true);
+      await hls?.close();
       await rooms.closeAll();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await http.close().catch(() => undefined);

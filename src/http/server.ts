@@ -16,6 +16,7 @@ import type { Limits } from '../limits/limits.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId } from '../protocol/messages.js';
+import { registerHlsRoutes, type HlsRouteDeps } from '../hls/routes.js';
 
 export interface HttpDeps {
   log: Logger;
@@ -29,6 +30,8 @@ export interface HttpDeps {
   /** Origins allowed cross-origin; undefined allows any. */
   corsOrigins: string[] | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
+  /** The HLS fallback (/hls/<room>/…), when enabled. */
+  hls?: HlsRouteDeps | undefined;
   /** Readiness: workers alive and the node accepting work. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
 }
@@ -109,6 +112,8 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   });
 
   app.get('/api/config', async () => ({ demo: deps.demo }));
+
+  if (deps.hls) registerHlsRoutes(app, deps.hls);
 
   // Token minting for applications holding an API key and secret (HTTP Basic, over TLS in
   // production). The application decides who may join which room with which role.
