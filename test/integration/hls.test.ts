@@ -376,3 +376,52 @@ describe('HLS settings and failures', () => {
     expect(none.error?.code).toBe('NOT_FOUND');
   });
 });
+
+describe('the SDK\'s HLS fallback', () => {
+  test('a listener whose WebRTC cannot connect switches to HLS by itself, hears the tone there, and can go back', async () => {
+    await broadcaster('sdk', 1000);
+    // Relay-only with no TURN server: libwebrtc gathers no candidate and never connects.
+    const listener = nodeClient(node, 'sdk', await tokenFor(node, 'sdk', 'listener'), { iceTransportPolicy: 'relay', hlsFallback: { afterMs: 1500 } });
+    cleanup.push(() => listener.close());
+    const modes: string[] = [];
+    listener.on('mode', (mode, reason) => modes.push(`${mode}:${reason}`));
+    await listener.join();
+    await until(() => listener.mode === 'hls', 10_000, 'the fallback to HLS');
+    expect(modes).toEqual(['hls:timeout']);
+    // Still in the room for its events, but without a WebRTC media path on the server.
+    await until(() => listener.state === 'joined', 5000, 'the session to rejoin');
+    const peer = [...node.rooms.get('sdk')!.peers.values()].find((p) => p.role === 'listener')!;
+    expect(peer.transports.size).toBe(0);
+    expect(listener.transport).toBeUndefined();
+
+    const url = new URL(listener.hlsUrl);
+    expect(url.pathname).toBe('/hls/sdk/index.m3u8');
+    const { playlist } = await fetchPlaylist(node.url, `${url.pathname}${url.search}`);
+    const segments = playlist.segments.slice(-2).map((s) => s.uri);
+    const audio = Buffer.concat(await Promise.all(segments.map(async (u) => (await rawGet(node.url, `/hls/sdk/${u}`)).body)));
+    const { rms, frequency } = analyse(await decodeSegment(audio));
+    expect(rms).toBeGreaterThan(0.05);
+    expect(Math.abs(frequency - 1000)).toBeLessThan(60);
+
+    // Back to WebRTC when asked; still blocked, it falls back again.
+    listener.useWebRtc();
+    expect(listener.mode).toBe('webrtc');
+    await until(() => listener.mode === 'hls' && modes.length === 3, 10_000, 'a second fallback');
+    expect(modes).toEqual(['hls:timeout', 'webrtc:asked', 'hls:timeout']);
+  });
+
+  test('a listener whose WebRTC works stays on WebRTC', async () => {
+    await broadcaster('fine', 1000);
+    const listener = nodeClient(node, 'fine', await tokenFor(node, 'fine', 'listener'), { hlsFallback: { afterMs: 1500 } });
+    cleanup.push(() => listener.close());
+    const modes: string[] = [];
+    listener.on('mode', (mode) => modes.push(mode));
+    await listener.join();
+    await until(() => listener.transport?.connectionState === 'connected' && listener.consumer !== undefined, 10_000, 'WebRTC audio');
+    // Checked past the fallback delay: connected audio never triggers it.
+    const at = Date.now();
+    await until(() => Date.now() - at > 2500, 5000, 'the fallback delay to pass');
+    expect(modes).toEqual([]);
+    expect(listener.mode).toBe('webrtc');
+  });
+});
