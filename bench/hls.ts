@@ -17,7 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import wrtc from '@roamhq/wrtc';
@@ -169,7 +169,7 @@ interface HlsRun {
   firstPlaylistMs: number;
   latencyMs: { p50: number; p95: number; max: number; min: number };
   playerEstimateMs: { p50: number; p95: number; liveSyncDurationCount: number };
-  machine: { cpus: number; model: string; node: string };
+  machine: { cpus: number; model: string; node: string; loadAverage1m: number };
   command: string;
   samples?: Array<[number, number]>;
 }
@@ -218,6 +218,7 @@ async function run(): Promise<HlsRun> {
     const startAt = Date.now();
     const end = startAt + seconds * 1000;
     let lastSequence = -1;
+    let analysis = Promise.resolve();
     while (Date.now() < end) {
       const text = await (await fetch(playlistUrl)).text();
       const playlist = parse(text) as InstanceType<typeof types.MediaPlaylist>;
@@ -229,21 +230,26 @@ async function run(): Promise<HlsRun> {
         const response = await fetch(`${node.url}/hls/${ROOM}/${segment.uri}`);
         const body = Buffer.from(await response.arrayBuffer());
         const inHand = Date.now();
-        if (segment.discontinuity || segment.mediaSequenceNumber !== lastSequence + 1) loud = false;
+        const continues = !segment.discontinuity && segment.mediaSequenceNumber === lastSequence + 1;
         lastSequence = segment.mediaSequenceNumber;
-        const found = onsets(await decode(body), loud);
-        loud = found.loudAtEnd;
-        for (const frequency of found.frequencies) {
-          // The latest burst of that pitch emitted before the segment was in hand.
-          const emission = [...emissions].reverse().find((e) => e.frequency === frequency && e.at <= inHand && !matched.has(e));
-          if (!emission || inHand - emission.at > FREQUENCIES.length * intervalMs) continue;
-          matched.add(emission);
-          if (emission.at >= startAt) latencies.push([(emission.at - startAt) / 1000, inHand - emission.at]);
-        }
+        // Decoding (an ffmpeg process per segment) runs behind the polling, in order, so a slow
+        // decode never delays when the next segment is fetched.
+        analysis = analysis.then(async () => {
+          const found = onsets(await decode(body), continues && loud);
+          loud = found.loudAtEnd;
+          for (const frequency of found.frequencies) {
+            // The latest burst of that pitch emitted before the segment was in hand.
+            const emission = [...emissions].reverse().find((e) => e.frequency === frequency && e.at <= inHand && !matched.has(e));
+            if (!emission || inHand - emission.at > FREQUENCIES.length * intervalMs) continue;
+            matched.add(emission);
+            if (emission.at >= startAt) latencies.push([(emission.at - startAt) / 1000, inHand - emission.at]);
+          }
+        });
       }
       if (lastSequence < 0) lastSequence = playlist.segments.at(-1)?.mediaSequenceNumber ?? 0;
       await new Promise((r) => setTimeout(r, 50));
     }
+    await analysis;
     const values = latencies.map(([, v]) => v);
     // Bursts emitted while watching, except the last few seconds' (their segments came too late to see).
     const bursts = emissions.filter((e) => e.at >= startAt && e.at < end - 3000).length;
@@ -260,7 +266,8 @@ async function run(): Promise<HlsRun> {
       firstPlaylistMs,
       latencyMs: { p50: pct(values, 50), p95: pct(values, 95), max: values.length ? Math.max(...values) : 0, min: values.length ? Math.min(...values) : 0 },
       playerEstimateMs: { p50: pct(values, 50) + extra, p95: pct(values, 95) + extra, liveSyncDurationCount },
-      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+      // The machine is shared: a high load average explains a slow run.
+      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: Number(loadavg()[0]!.toFixed(2)) },
       command,
       samples: latencies,
     };

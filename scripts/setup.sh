@@ -25,7 +25,8 @@ fi
 
 # The mediasoup worker's build dependencies are installed by scripts/setup-worker.sh only when
 # it has to build from source; here go the packages every install needs.
-packages="ca-certificates curl python3 python3-venv"
+# ffmpeg runs the HLS fallback (src/hls): every node needs it, not only the tests.
+packages="ca-certificates curl python3 python3-venv ffmpeg"
 $want_test && packages="$packages chromium ffmpeg coturn redis-server nginx"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

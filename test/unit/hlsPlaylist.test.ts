@@ -2,6 +2,7 @@ import { parse, setOptions, types } from 'hls-parser';
 import { describe, expect, test } from 'vitest';
 import { RollingPlaylist } from '../../src/hls/playlist.js';
 import { parseHlsPath } from '../../src/hls/routes.js';
+import { ConfigError, loadConfig } from '../../src/config/config.js';
 
 setOptions({ strictMode: true });
 const media = (text: string) => parse(text) as InstanceType<typeof types.MediaPlaylist>;
@@ -56,5 +57,15 @@ describe('HLS paths', () => {
     for (const bad of ['/hls/r/../x.ts', '/hls/r/%2e%2e', '/hls/r%2F..%2Fx/index.m3u8', '/hls//index.m3u8', '/hls/r/seg-1-1.ts/', '/hls/r/SEG-1-1.ts', '/x/r/index.m3u8', '/hls/r/index.m3u8%00']) {
       expect(() => parseHlsPath(bad), bad).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
     }
+  });
+});
+
+describe('HLS configuration', () => {
+  test('defaults: on, 1 s segments, 6 listed, 30 s idle; segments over 2 s are refused', () => {
+    const config = loadConfig({ CHORUS_DATA_DIR: '/var/lib/chorus' });
+    expect(config.hls).toMatchObject({ dir: '/var/lib/chorus/hls', segmentSeconds: 1, listSize: 6, idleMs: 30_000, always: false, ffmpeg: 'ffmpeg' });
+    expect(loadConfig({ CHORUS_HLS: 'false' }).hls).toBeUndefined();
+    expect(() => loadConfig({ CHORUS_HLS_SEGMENT_SECONDS: '3' })).toThrow(ConfigError);
+    expect(() => loadConfig({ CHORUS_HLS_LIST_SIZE: '1' })).toThrow(ConfigError);
   });
 });
