@@ -87,7 +87,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         localBroadcast: (roomId) => {
           const room = rooms.get(roomId);
           const producer = room?.localBroadcast;
-          return room && producer && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
+          // The origin router is gone for a moment when its worker died (the room is closing).
+          const router = room && !room.media.closed ? room.media.slots.find((slot) => slot.origin)?.router : undefined;
+          return producer && router ? { producer, router } : undefined;
         },
         liveRooms: () => [...rooms.rooms.values()].filter((r) => r.localBroadcast).map((r) => r.id),
         originUrl: async (roomId) => {
