@@ -252,7 +252,8 @@ async function run(): Promise<HlsRun> {
     await analysis;
     const values = latencies.map(([, v]) => v);
     // Bursts emitted while watching, except the last few seconds' (their segments came too late to see).
-    const bursts = emissions.filter((e) => e.at >= startAt && e.at < end - 3000).length;
+    const counted = (e: Emission): boolean => e.at >= startAt && e.at < end - 3000;
+    const bursts = emissions.filter(counted).length;
     const liveSyncDurationCount = 3;
     const extra = liveSyncDurationCount * segmentSeconds * 1000;
     return {
@@ -262,7 +263,7 @@ async function run(): Promise<HlsRun> {
       intervalMs,
       seconds,
       bursts,
-      detected: values.length,
+      detected: [...matched].filter(counted).length,
       firstPlaylistMs,
       latencyMs: { p50: pct(values, 50), p95: pct(values, 95), max: values.length ? Math.max(...values) : 0, min: values.length ? Math.min(...values) : 0 },
       playerEstimateMs: { p50: pct(values, 50) + extra, p95: pct(values, 95) + extra, liveSyncDurationCount },
