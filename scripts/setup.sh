@@ -26,7 +26,7 @@ fi
 
 # The mediasoup worker's build dependencies are installed by scripts/setup-worker.sh only when
 # it has to build from source; here go the packages every install needs.
-# ffmpeg generates the watch page's sample video at build time (scripts/sample-video.mjs).
+# ffmpeg runs the HLS fallback (src/hls) on every node and makes the watch page's sample video.
 packages="ca-certificates curl python3 python3-venv ffmpeg"
 $want_test && packages="$packages chromium coturn redis-server nginx postgresql"
 missing=""

@@ -27,9 +27,10 @@ import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
 import { OriginPlacement } from './cluster/placement.js';
 import { policyFor } from './rooms/policy.js';
-import type { Room } from './rooms/room.js';
 import type { Role } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
+import { HlsService } from './hls/hlsService.js';
+import { Room } from './rooms/room.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
@@ -54,6 +55,8 @@ export interface ChorusNode {
   readonly health: HealthChecks;
   /** Rooms, sessions, audit events and quality samples in PostgreSQL/PGlite; absent when off. */
   readonly records: Records | undefined;
+  /** The HLS fallback, unless CHORUS_HLS=false. */
+  readonly hls: HlsService | undefined;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
@@ -121,6 +124,26 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   let closing = false;
   let draining = false;
   let publicUrl = '';
+  // HLS runs where a room's broadcast is; other nodes proxy to that node's registered URL.
+  const hls = config.hls
+    ? new HlsService({
+        settings: config.hls,
+        nodeId: config.nodeId,
+        log,
+        localBroadcast: (roomId) => {
+          const room = rooms.get(roomId);
+          const producer = room?.localBroadcast;
+          // The origin router is gone for a moment when its worker died (the room is closing).
+          const router = room && !room.media.closed ? room.media.slots.find((slot) => slot.origin)?.router : undefined;
+          return producer && router ? { producer, router } : undefined;
+        },
+        liveRooms: () => [...rooms.rooms.values()].filter((r) => r.localBroadcast).map((r) => r.id),
+        originUrl: async (roomId) => {
+          const where = await pipes?.location(roomId);
+          return where && registry?.nodes.find((n) => n.id === where.nodeId)?.url;
+        },
+      })
+    : undefined;
   const http = createHttpServer({
     log,
     tokens,
@@ -132,6 +155,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
+    hls: hls && { hls, tokens, refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs) },
     ready: () => {
       const readiness = health.evaluate(!closing && !draining && workers.healthy);
       return {
@@ -313,6 +337,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     metrics,
     health,
     records,
+    hls,
     url,
     async drain(deadlineMs) {
       draining = true;
@@ -343,6 +368,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       io.local.disconnectSockets(true);
       watch.close();
       sampler?.stop();
+      await hls?.close();
       await rooms.closeAll();
       // Sessions ended by the close above are recorded too; what cannot be written in time spills.
       stopRecording?.();

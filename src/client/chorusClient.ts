@@ -18,6 +18,9 @@ const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE'
 
 export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
+/** How a listener receives the broadcast: WebRTC (sub-second), or the HLS fallback (seconds behind). */
+export type MediaMode = 'webrtc' | 'hls';
+
 export interface ChorusClientOptions {
   /** Base URL of a Chorus node, e.g. https://chorus.example.org */
   url: string;
@@ -38,6 +41,12 @@ export interface ChorusClientOptions {
   /** Backoff for re-joining after a failure: first delay and cap, in ms (jittered). */
   retry?: { initialMs: number; maxMs: number };
   socket?: Partial<ManagerOptions & SocketOptions>;
+  /**
+   * Listeners: switch to HLS by themselves when WebRTC audio is not flowing `afterMs` after it
+   * should (join, or the broadcast starting), or when the WebRTC transport fails. The client then
+   * emits `mode` ('hls'); play `hlsUrl` (e.g. with `playHls` from ./hlsPlayer.js). Off unless set.
+   */
+  hlsFallback?: { afterMs: number };
 }
 
 interface ClientEvents {
@@ -54,6 +63,8 @@ interface ClientEvents {
   error: (error: ChorusClientError) => void;
   /** A moderator muted (true) or unmuted (false) this broadcaster. */
   muted: (muted: boolean) => void;
+  /** Listeners: the broadcast now comes over `mode` (why: 'timeout', 'failed' or 'asked'). */
+  mode: (mode: MediaMode, reason: 'timeout' | 'failed' | 'asked') => void;
 }
 
 export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
@@ -80,6 +91,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #consuming: Promise<void> | undefined;
   #consumeRetries = 0;
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
+  #mode: MediaMode = 'webrtc';
+  #fallbackTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ChorusClientOptions) {
     super();
@@ -145,6 +158,77 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   get producer(): types.Producer | undefined {
     return this.#producer;
   }
+  /** Whether this listener receives over WebRTC or the HLS fallback. */
+  get mode(): MediaMode {
+    return this.#mode;
+  }
+  /**
+   * The room's HLS playlist, authorised by this session's token (the resume token once joined:
+   * it outlives the join token). Any node serves it; players reload it every second or so.
+   */
+  get hlsUrl(): string {
+    const token = this.#info?.resumeToken ?? this.#options.resumeToken ?? this.#options.token;
+    return `${this.#options.url.replace(/\/$/, '')}/hls/${encodeURIComponent(this.#options.roomId)}/index.m3u8?token=${encodeURIComponent(token)}`;
+  }
+
+  /**
+   * Listeners: receive over HLS instead of WebRTC. The WebRTC media path is released; the
+   * session stays joined for room events (broadcast started/ended, counts).
+   */
+  useHls(reason: 'timeout' | 'failed' | 'asked' = 'asked'): void {
+    if (this.#mode === 'hls' || this.#state === 'closed' || this.role === 'broadcaster') return;
+    clearTimeout(this.#fallbackTimer);
+    this.#fallbackTimer = undefined;
+    this.#mode = 'hls';
+    this.emit('mode', 'hls', reason);
+    if (this.#state === 'joined') this.#rejoin();
+  }
+
+  /** Listeners: go back to WebRTC (the fallback applies again if it still cannot connect). */
+  useWebRtc(): void {
+    if (this.#mode === 'webrtc' || this.#state === 'closed') return;
+    this.#mode = 'webrtc';
+    this.emit('mode', 'webrtc', 'asked');
+    if (this.#state === 'joined') this.#rejoin();
+    else this.#armFallback();
+  }
+
+  /**
+   * Leaves and joins again on the same connection (as the same identity, with the resume
+   * token), so the server drops the old media path and the new join sets up the one the mode
+   * wants.
+   */
+  #rejoin(): void {
+    this.#teardownMedia();
+    this.#setState('reconnecting');
+    const generation = this.#generation;
+    void request(this.#socket, 'leave', {})
+      .catch(() => undefined)
+      .then(() => {
+        if (generation === this.#generation && this.#socket.connected && this.#state !== 'closed') void this.#establish();
+      });
+  }
+
+  /** WebRTC audio is arriving: a consumer on a connected transport. */
+  #mediaFlowing(): boolean {
+    return this.#consumer !== undefined && this.#transport?.connectionState === 'connected';
+  }
+
+  /**
+   * Starts the fallback clock if audio should be flowing and is not: before the join completes,
+   * or while the broadcast is live. Nothing to wait for while nobody broadcasts.
+   */
+  #armFallback(): void {
+    const fallback = this.#options.hlsFallback;
+    if (!fallback || this.#mode !== 'webrtc' || this.#fallbackTimer || this.#state === 'closed' || this.role === 'broadcaster') return;
+    this.#fallbackTimer = setTimeout(() => {
+      this.#fallbackTimer = undefined;
+      if (this.#mode !== 'webrtc' || this.#mediaFlowing() || this.#state === 'closed' || this.role === 'broadcaster') return;
+      if (this.#state === 'joined' && !this.#broadcast.live) return;
+      this.useHls('timeout');
+    }, fallback.afterMs);
+  }
+
   /** The transport carrying media, for stats (getStats) and diagnostics. */
   get transport(): types.Transport | undefined {
     return this.#transport;
@@ -154,6 +238,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   async join(): Promise<Responses['join']> {
     if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
     this.#setState('connecting');
+    this.#armFallback();
     const joined = new Promise<Responses['join']>((resolve, reject) => {
       this.#joinWaiter = { resolve, reject };
     });
@@ -205,6 +290,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#fallbackTimer);
     this.#joinWaiter?.reject(new ChorusClientError('DISCONNECTED', 'client closed before joining', false));
     this.#joinWaiter = undefined;
     if (this.#socket.connected && this.#info) await request(this.#socket, 'leave', {}, 2000).catch(() => undefined);
@@ -252,6 +338,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // A new broadcast replaces the one this client still plays, whose end may never have been
       // announced (its node died): keeping that consumer would mean silence from now on.
       if (this.#consumer && this.#consumer.producerId !== producerId) this.#dropConsumer();
+      this.#armFallback();
       void this.#consume(this.#generation);
     });
     s.on('broadcast:paused', ({ producerId }) => this.#setBroadcast({ live: true, paused: true, producerId }));
@@ -309,7 +396,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;
-      await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv');
+      // Over HLS there is no WebRTC media path to set up; the session carries room events only.
+      if (info.role === 'broadcaster' || this.#mode === 'webrtc') await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv');
       this.#retries = 0;
       this.#redirects = 0;
       this.#setState('joined');
@@ -318,8 +406,13 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.emit('joined', info);
       this.emit('listeners', info.listeners);
       this.#setBroadcast(info.broadcast);
-      if (info.role === 'broadcaster') await this.#produce(generation);
-      else if (info.broadcast.live) await this.#consume(generation);
+      if (info.role === 'broadcaster') {
+        clearTimeout(this.#fallbackTimer);
+        await this.#produce(generation);
+      } else if (info.broadcast.live) {
+        this.#armFallback();
+        await this.#consume(generation);
+      }
     } catch (error) {
       if (generation !== this.#generation || this.#state === 'closed') return;
       const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
@@ -422,7 +515,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     transport.on('connectionstatechange', (state) => {
       this.emit('transport', state);
       if (state === 'connected') iceRestarted = false;
+      if (direction === 'recv' && state === 'disconnected') this.#armFallback();
       if (state !== 'failed' || generation !== this.#generation) return;
+      // A listener with somewhere else to go goes there rather than retrying what just failed.
+      if (direction === 'recv' && this.#options.hlsFallback) return this.useHls('failed');
       // One ICE restart first (cheap, keeps the session); a second failure rebuilds everything.
       if (iceRestarted) return this.#restart();
       iceRestarted = true;
@@ -454,7 +550,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
 
   /** Listener: consume the live broadcast once per generation, whoever asks first. */
   async #consume(generation: number): Promise<void> {
-    if (this.#info?.role !== 'listener' || this.#consumer) return;
+    if (this.#info?.role !== 'listener' || this.#consumer || this.#mode === 'hls') return;
     if (this.#consuming) return this.#consuming;
     this.#consuming = (async () => {
       try {

@@ -11,6 +11,7 @@ import type { TurnSettings } from '../auth/turn.js';
 import type { TransportSettings } from '../media/roomMedia.js';
 import type { WatchSettings } from '../watch/watchService.js';
 import type { RecordsSettings } from '../records/records.js';
+import type { HlsSettings } from '../hls/settings.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -159,6 +160,23 @@ export const envSchema = z
     CHORUS_WATCH_REPORT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
     /** Watch rooms: how long an empty room's playback is kept for people coming back. */
     CHORUS_WATCH_ARCHIVE_AFTER_MS: z.coerce.number().int().min(0).max(7 * 24 * 3600 * 1000).default(300_000),
+    /** HLS fallback (src/hls): serve live broadcasts at /hls/<room>/index.m3u8. */
+    CHORUS_HLS: bool.default(true),
+    /** Where HLS segments are written (per node, per room); default <CHORUS_DATA_DIR>/hls. */
+    CHORUS_HLS_DIR: z.string().optional(),
+    CHORUS_HLS_FFMPEG: z.string().default('ffmpeg'),
+    CHORUS_HLS_SEGMENT_SECONDS: z.coerce.number().min(0.5).max(2).default(1),
+    CHORUS_HLS_LIST_SIZE: z.coerce.number().int().min(3).max(60).default(6),
+    /** Start HLS for every live broadcast here instead of on the first HLS request. */
+    CHORUS_HLS_ALWAYS: bool.default(false),
+    /** Stop (and delete) a room's HLS after no playlist or segment fetch for this long. */
+    CHORUS_HLS_IDLE_MS: z.coerce.number().int().min(1000).default(30_000),
+    /** How long the first request waits for the first segment before answering UNAVAILABLE. */
+    CHORUS_HLS_START_TIMEOUT_MS: z.coerce.number().int().min(1000).default(15_000),
+    /** No new segment for this long while the broadcast is live means ffmpeg hangs: restart it. */
+    CHORUS_HLS_STALL_MS: z.coerce.number().int().min(1000).default(6000),
+    /** Consecutive ffmpeg failures (crash, hang) before a room's HLS gives up until asked again. */
+    CHORUS_HLS_MAX_RESTARTS: z.coerce.number().int().min(0).max(100).default(5),
   })
   .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
     message: 'set both TURN_URLS and TURN_SECRET, or neither',
@@ -212,6 +230,7 @@ export interface Config {
     optionalDependencies: string[];
   };
   records: RecordsSettings | undefined;
+  hls: HlsSettings | undefined;
 }
 
 export class ConfigError extends Error {
@@ -325,6 +344,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           flushMs: e.CHORUS_RECORDS_FLUSH_MS,
           queueMax: e.CHORUS_RECORDS_QUEUE_MAX,
           qualitySampleMs: e.CHORUS_QUALITY_SAMPLE_MS,
+        }
+      : undefined,
+    hls: e.CHORUS_HLS
+      ? {
+          dir: e.CHORUS_HLS_DIR ?? `${e.CHORUS_DATA_DIR}/hls`,
+          ffmpeg: e.CHORUS_HLS_FFMPEG,
+          segmentSeconds: e.CHORUS_HLS_SEGMENT_SECONDS,
+          listSize: e.CHORUS_HLS_LIST_SIZE,
+          always: e.CHORUS_HLS_ALWAYS,
+          idleMs: e.CHORUS_HLS_IDLE_MS,
+          startTimeoutMs: e.CHORUS_HLS_START_TIMEOUT_MS,
+          stallMs: e.CHORUS_HLS_STALL_MS,
+          maxRestarts: e.CHORUS_HLS_MAX_RESTARTS,
         }
       : undefined,
   };

@@ -17,6 +17,7 @@ import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId } from '../protocol/messages.js';
 import { requireApiKey } from './apiKeyAuth.js';
+import { registerHlsRoutes, type HlsRouteDeps } from '../hls/routes.js';
 
 export interface HttpDeps {
   log: Logger;
@@ -30,6 +31,8 @@ export interface HttpDeps {
   /** Origins allowed cross-origin; undefined allows any. */
   corsOrigins: string[] | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
+  /** The HLS fallback (/hls/<room>/…), when enabled. */
+  hls?: HlsRouteDeps | undefined;
   /** Readiness: workers alive and the node accepting work. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
   /** Prometheus exposition for /metrics; `token`, when set, is the bearer token it asks for. */
@@ -138,6 +141,8 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   if (info) app.get('/health/info', async () => info());
 
   app.get('/api/config', async () => ({ demo: deps.demo }));
+
+  if (deps.hls) registerHlsRoutes(app, deps.hls);
 
   // Token minting for applications holding an API key and secret (HTTP Basic, over TLS in
   // production). The application decides who may join which room with which role.

@@ -3,7 +3,8 @@
  * the AudioContext, unlocks the <audio> element and joins). The SDK hands over a new track every
  * time the broadcast (re)starts; each one is played and metered without reloading.
  */
-import { ChorusClient } from '../client/chorusClient.js';
+import { ChorusClient, type MediaMode } from '../client/chorusClient.js';
+import { playHls, type HlsPlayback } from '../client/hlsPlayer.js';
 import {
   byId,
   describeError,
@@ -17,13 +18,17 @@ import {
   showAlert,
 } from './shared.js';
 
-type ListenerState = 'idle' | 'connecting' | 'waiting' | 'live' | 'paused' | 'reconnecting' | 'stopped' | 'ended' | 'error';
+type ListenerState = 'idle' | 'connecting' | 'waiting' | 'live' | 'hls' | 'paused' | 'reconnecting' | 'stopped' | 'ended' | 'error';
+
+/** How long WebRTC gets to bring audio before the page falls back to HLS. */
+const FALLBACK_AFTER_MS = 5000;
 
 const statusWords: Record<ListenerState, string> = {
   idle: 'Press Play to listen.',
   connecting: 'Connecting…',
   waiting: 'Waiting for the broadcast to start…',
   live: 'Live',
+  hls: 'Live over HLS (a few seconds behind)',
   paused: 'The broadcaster paused. Stay here: it resumes by itself.',
   reconnecting: 'Connection lost. Reconnecting…',
   stopped: 'Stopped. Press Play to listen again.',
@@ -37,6 +42,9 @@ const levelEl = byId('level');
 const audience = byId('audience');
 const errorBox = byId('error');
 const player = byId<HTMLAudioElement>('player');
+const hlsNote = byId('hls-note');
+const hlsText = byId('hls-text');
+const webrtcButton = byId<HTMLButtonElement>('use-webrtc');
 
 const link = linkParams();
 let client: ChorusClient | undefined;
@@ -53,6 +61,9 @@ let state: ListenerState = 'idle';
 let stoppedByUser = false;
 /** A moderator ended the room: nothing more to wait for. */
 let ended = false;
+let mode: MediaMode = 'webrtc';
+let hls: HlsPlayback | undefined;
+let hlsTrouble: string | undefined;
 
 exposeDebug({
   get state() {
@@ -78,6 +89,17 @@ exposeDebug({
   get transport() {
     return transport;
   },
+  /** 'webrtc', or 'hls' after the fallback. */
+  get mode() {
+    return mode;
+  },
+  /** The audio element's playback position (advances while HLS plays). */
+  get currentTime() {
+    return player.currentTime;
+  },
+  get hlsTrouble() {
+    return hlsTrouble;
+  },
   get error() {
     return errorBox.hidden ? undefined : errorBox.textContent;
   },
@@ -87,6 +109,7 @@ function currentState(): ListenerState {
   if (ended) return 'ended';
   if (fatal !== undefined) return 'error';
   if (!client) return stoppedByUser ? 'stopped' : 'idle';
+  if (mode === 'hls' && client.state !== 'closed' && client.state !== 'joined') return 'hls';
   switch (client.state) {
     case 'idle':
     case 'connecting':
@@ -99,6 +122,12 @@ function currentState(): ListenerState {
       break;
   }
   const broadcast = client.broadcast;
+  if (mode === 'hls') {
+    // Signaling may not have got through at all: then HLS itself is all we know about.
+    if (client.state === 'joined' && !broadcast.live) return 'waiting';
+    if (client.state === 'joined' && broadcast.paused) return 'paused';
+    return 'hls';
+  }
   if (!broadcast.live) return 'waiting';
   if (track && (transport === 'disconnected' || transport === 'failed')) return 'reconnecting';
   if (broadcast.paused) return 'paused';
@@ -117,6 +146,32 @@ function render(): void {
   playButton.setAttribute('aria-label', needsTap ? 'Tap to hear the broadcast' : active ? 'Stop listening' : 'Play the broadcast');
   audience.hidden = !active || client?.state !== 'joined';
   audience.textContent = listeners === 1 ? '1 person listening' : `${listeners} people listening`;
+  hlsNote.hidden = !active || mode !== 'hls';
+}
+
+/** The SDK switched how this listener receives: start or stop the HLS player to match. */
+function onMode(next: MediaMode, reason: string): void {
+  mode = next;
+  hls?.stop();
+  hls = undefined;
+  hlsTrouble = undefined;
+  if (next === 'hls' && client) {
+    onTrackEnded();
+    hlsText.textContent =
+      reason === 'asked'
+        ? 'Listening over HLS: it works almost everywhere but runs a few seconds behind.'
+        : 'WebRTC could not connect from this network, so you are listening over HLS: it works almost everywhere but runs a few seconds behind.';
+    hls = playHls(player, client.hlsUrl, { onTrouble: (what) => (hlsTrouble = what) });
+    if (audio) {
+      meter ??= new LevelMeter(audio, levelEl);
+      // Meter what the element plays (Chromium, Firefox); without captureStream, no meter.
+      const capture = (player as HTMLAudioElement & { captureStream?: () => MediaStream }).captureStream;
+      player.addEventListener('playing', () => {
+        if (mode === 'hls' && capture) meter?.attach(capture.call(player));
+      }, { once: true });
+    }
+  }
+  render();
 }
 
 function play(): void {
@@ -148,7 +203,8 @@ function onTrack(next: MediaStreamTrack): void {
 function onTrackEnded(): void {
   track = undefined;
   meter?.detach();
-  player.srcObject = null;
+  // Setting srcObject reloads the element, which would cut off HLS playing through it.
+  if (player.srcObject) player.srcObject = null;
   render();
 }
 
@@ -161,7 +217,8 @@ function connect(roomId: string, token: string): void {
   // Rejoining as the same listener after a reload, rather than as one more from a shared link.
   const resume = resumeStore(roomId, token);
   const resumeToken = resume.get();
-  const c = new ChorusClient({ url: location.origin, roomId, token, ...(resumeToken ? { resumeToken } : {}) });
+  mode = 'webrtc';
+  const c = new ChorusClient({ url: location.origin, roomId, token, hlsFallback: { afterMs: FALLBACK_AFTER_MS }, ...(resumeToken ? { resumeToken } : {}) });
   client = c;
   const mine = <A extends unknown[]>(fn: (...args: A) => void) => (...args: A) => {
     if (c === client) fn(...args);
@@ -189,6 +246,7 @@ function connect(roomId: string, token: string): void {
     showAlert(errorBox, fatal);
     void c.close();
   }));
+  c.on('mode', mine(onMode));
   c.on('track', mine(onTrack));
   c.on('trackended', mine(onTrackEnded));
   c.on('error', mine((error) => {
@@ -212,6 +270,9 @@ function stopListening(): void {
   stoppedByUser = true;
   client = undefined;
   onTrackEnded();
+  hls?.stop();
+  hls = undefined;
+  mode = 'webrtc';
   player.pause();
   void c?.close();
 }
@@ -243,6 +304,7 @@ if ('missing' in link) {
     void player.play().catch(() => undefined);
     connect(roomId, token);
   });
+  webrtcButton.addEventListener('click', () => client?.useWebRtc());
   window.addEventListener('pagehide', () => void client?.close());
   window.addEventListener('pageshow', (event) => {
     if (event.persisted) location.reload();

@@ -1,0 +1,89 @@
+/**
+ * HLS for the broadcasts of this node. A room's HLS runs only on the node holding its broadcast
+ * (the origin): it starts there on the first request (or, with `always`, as soon as the
+ * broadcast is live) and stops after `idleMs` without fetches. In a cluster, a request reaching
+ * another node is proxied by the HTTP route to the origin's URL from the node registry, so one
+ * ffmpeg serves the room whichever node players land on, and idleness is judged where it runs.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../observability/logger.js';
+import { ChorusError } from '../protocol/errors.js';
+import { RoomHls, type LiveBroadcast } from './roomHls.js';
+import type { HlsSettings } from './settings.js';
+
+export interface HlsServiceDeps {
+  settings: HlsSettings;
+  nodeId: string;
+  log: Logger;
+  /** The room's broadcast if this node holds it. */
+  localBroadcast(roomId: string): LiveBroadcast | undefined;
+  /** Rooms with a live broadcast on this node (for `always`). */
+  liveRooms(): Iterable<string>;
+  /** Base URL of the node holding the room's broadcast, when another node does (cluster). */
+  originUrl?(roomId: string): Promise<string | undefined>;
+}
+
+/** Where a room's HLS is served from, as far as this node can tell. */
+export type HlsPlace = { kind: 'here'; session: RoomHls } | { kind: 'elsewhere'; url: string };
+
+export class HlsService {
+  readonly #sessions = new Map<string, RoomHls>();
+  readonly #root: string;
+  readonly #alwaysTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(private readonly deps: HlsServiceDeps) {
+    // Per node: several nodes may share a data directory (or a host).
+    this.#root = join(deps.settings.dir, deps.nodeId);
+    if (deps.settings.always) {
+      this.#alwaysTimer = setInterval(() => {
+        for (const roomId of deps.liveRooms()) if (!this.#sessions.has(roomId)) this.#open(roomId);
+      }, 1000);
+      this.#alwaysTimer.unref();
+    }
+  }
+
+  get settings(): HlsSettings {
+    return this.deps.settings;
+  }
+
+  /** The session of a room, if HLS runs for it here (tests, diagnostics). */
+  session(roomId: string): RoomHls | undefined {
+    return this.#sessions.get(roomId);
+  }
+
+  /**
+   * Where requests for `roomId` are answered. Here when this node holds the broadcast (starting
+   * HLS if needed) or still has HLS for it (between a broadcaster's stop and return the
+   * playlist stays available); elsewhere when another node holds it; NOTHING_TO_CONSUME when
+   * nothing is live anywhere.
+   */
+  async place(roomId: string, mayProxy: boolean): Promise<HlsPlace> {
+    if (this.#closed) throw new ChorusError('UNAVAILABLE', 'node is shutting down');
+    const existing = this.#sessions.get(roomId);
+    const local = this.deps.localBroadcast(roomId);
+    if (local || (existing && !mayProxy)) return { kind: 'here', session: existing ?? this.#open(roomId) };
+    const url = mayProxy ? await this.deps.originUrl?.(roomId) : undefined;
+    if (url) return { kind: 'elsewhere', url };
+    if (existing) return { kind: 'here', session: existing };
+    throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is being broadcast in this room right now');
+  }
+
+  #open(roomId: string): RoomHls {
+    const session = new RoomHls(roomId, join(this.#root, roomId), this.deps.settings, () => this.deps.localBroadcast(roomId), this.deps.log);
+    this.#sessions.set(roomId, session);
+    session.once('closed', () => {
+      if (this.#sessions.get(roomId) === session) this.#sessions.delete(roomId);
+    });
+    this.deps.log.info({ room: roomId }, 'HLS started');
+    return session;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#alwaysTimer);
+    await Promise.all([...this.#sessions.values()].map((s) => s.close('node closing')));
+    await rm(this.#root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * GET /hls/<room>/index.m3u8 and /hls/<room>/seg-<run>-<n>.ts: the HLS fallback over HTTP.
+ *
+ * Checked in this order, each with a typed JSON error, before any file is looked at:
+ *  1. the raw path has exactly that shape (no encoded slashes or dots, no `..`, a valid room id,
+ *     one of the two file name forms) — BAD_REQUEST;
+ *  2. a room token (`?token=` or `Authorization: Bearer`) that verifies — UNAUTHORIZED,
+ *     TOKEN_INVALID, TOKEN_EXPIRED;
+ *  3. the token is for this room and a receiving role — TOKEN_WRONG_ROOM, FORBIDDEN_ROLE;
+ *  4. for playlists (which players reload every segment, so segments need not repeat it), the
+ *     room was not ended and the identity not kicked since the token was issued — ROOM_ENDED, KICKED.
+ * A segment is read only when the room's playlist lists it (or just did), by the name matched in 1,
+ * from the room's own directory: no request can name any other file.
+ */
+import { readFile } from 'node:fs/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { TokenService } from '../auth/tokens.js';
+import { ChorusError } from '../protocol/errors.js';
+import { roomId as roomIdSchema } from '../protocol/messages.js';
+import { segmentName } from './ffmpegRun.js';
+import type { HlsService } from './hlsService.js';
+
+export interface HlsRouteDeps {
+  hls: HlsService;
+  tokens: TokenService;
+  /** Why tokens issued at `issuedAtMs` are refused in the room now (kicked, room ended), if they are. */
+  refusal(roomId: string, identity: string, issuedAtMs: number): Promise<ChorusError | undefined>;
+}
+
+const PLAYLIST = 'index.m3u8';
+/** Set on requests one node proxies to another, so a request is proxied at most once. */
+const PROXY_HEADER = 'x-chorus-hls-proxied';
+const receivingRoles = new Set(['listener', 'moderator']);
+
+const query = z.object({ token: z.string().min(1).max(4096).optional() });
+
+/** Room and file from the raw request path, or BAD_REQUEST saying what is wrong. */
+export function parseHlsPath(rawUrl: string): { roomId: string; file: string } {
+  const path = rawUrl.split('?')[0] ?? '';
+  const parts = path.split('/');
+  if (parts.length !== 4 || parts[0] !== '' || parts[1] !== 'hls') {
+    throw new ChorusError('BAD_REQUEST', 'malformed HLS path: expected /hls/<room>/index.m3u8 or /hls/<room>/seg-<run>-<n>.ts');
+  }
+  const [, , roomId = '', file = ''] = parts;
+  if (!roomIdSchema.safeParse(roomId).success) throw new ChorusError('BAD_REQUEST', 'malformed HLS path: room ids are 1-64 of A-Z a-z 0-9 _ -');
+  if (file !== PLAYLIST && !segmentName.test(file)) {
+    throw new ChorusError('BAD_REQUEST', 'not an HLS file: expected index.m3u8 or seg-<run>-<n>.ts');
+  }
+  return { roomId, file };
+}
+
+function bearer(header: string | undefined): string | undefined {
+  const match = /^Bearer ([A-Za-z0-9._~+/=-]{1,4096})$/.exec(header ?? '');
+  return match?.[1];
+}
+
+export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): void {
+  const serve = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const { roomId, file } = parseHlsPath(request.raw.url ?? '');
+    const parsed = query.safeParse(request.query ?? {});
+    if (!parsed.success) throw new ChorusError('BAD_REQUEST', 'token: one token, 1-4096 characters');
+    const token = parsed.data.token ?? bearer(request.headers.authorization);
+    if (!token) throw new ChorusError('UNAUTHORIZED', 'a room token is required (?token= or Authorization: Bearer)');
+    const grant = await deps.tokens.verify(token);
+    if (grant.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
+    if (!receivingRoles.has(grant.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${grant.role} token cannot listen over HLS`);
+    if (file === PLAYLIST) {
+      const refusal = await deps.refusal(roomId, grant.identity, grant.issuedAtMs);
+      if (refusal) throw refusal;
+    }
+
+    const proxied = request.headers[PROXY_HEADER] !== undefined;
+    const place = await deps.hls.place(roomId, !proxied);
+    if (place.kind === 'elsewhere') return proxy(request, reply, `${place.url}/hls/${roomId}/${file}`, deps.hls.settings.startTimeoutMs + 5000);
+    const session = place.session;
+    session.touch();
+    if (file === PLAYLIST) {
+      await session.ready(deps.hls.settings.startTimeoutMs);
+      // Players that got the token in the address (hls.js, radio apps) send no header: segment
+      // addresses carry it too.
+      const carry = parsed.data.token ? `token=${encodeURIComponent(parsed.data.token)}` : undefined;
+      return reply
+        .header('content-type', 'application/vnd.apple.mpegurl')
+        .header('cache-control', 'no-cache, no-store')
+        .send(session.playlist.render(carry));
+    }
+    const path = session.segmentPath(file);
+    const body = path && (await readFile(path).catch(() => undefined));
+    if (!body) throw new ChorusError('NOT_FOUND', `segment ${file} is not (or no longer) in the playlist`);
+    return reply.header('content-type', 'video/mp2t').header('cache-control', 'private, max-age=60').send(body);
+  };
+
+  // Players fetch about twice a second each, with the token in the address: no per-request
+  // info logs (errors are still logged).
+  app.get('/hls/:room/:file', { logLevel: 'warn' }, serve);
+  // Any other shape under /hls gets the same typed BAD_REQUEST instead of a bare 404.
+  app.get('/hls/*', { logLevel: 'warn' }, serve);
+}
+
+async function proxy(request: FastifyRequest, reply: FastifyReply, target: string, timeoutMs: number): Promise<unknown> {
+  const search = (request.raw.url ?? '').includes('?') ? `?${(request.raw.url ?? '').split('?').slice(1).join('?')}` : '';
+  const headers: Record<string, string> = { [PROXY_HEADER]: '1' };
+  if (request.headers.authorization) headers['authorization'] = request.headers.authorization;
+  let response: Response;
+  try {
+    response = await fetch(`${target}${search}`, { headers, signal: AbortSignal.timeout(timeoutMs) });
+  } catch {
+    throw new ChorusError('UNAVAILABLE', 'the node holding this broadcast did not answer');
+  }
+  const body = Buffer.from(await response.arrayBuffer());
+  for (const name of ['content-type', 'cache-control']) {
+    const value = response.headers.get(name);
+    if (value) void reply.header(name, value);
+  }
+  return reply.status(response.status).send(body);
+}

@@ -1,0 +1,70 @@
+/**
+ * HLS in a cluster: ffmpeg runs only on the node holding the broadcast (the origin); a request
+ * reaching another node is checked there and proxied to the origin, so a player behind a load
+ * balancer gets one continuous playlist whichever node answers.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { analyse, decodeSegment, fetchPlaylist, rawGet } from '../support/hls.js';
+import { toneTrack } from '../support/nodePeer.js';
+import { startRedis, type RedisServer } from '../support/redisServer.js';
+import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+
+let redis: RedisServer;
+let origin: ChorusNode;
+let edge: ChorusNode;
+let dir: string;
+const cleanup: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'chorus-hls-cluster-'));
+  redis = await startRedis();
+  origin = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'origin', CHORUS_HLS_DIR: dir, RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
+  edge = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'edge', CHORUS_HLS_DIR: dir, RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+});
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+afterAll(async () => {
+  await edge?.close();
+  await origin?.close();
+  await redis?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a player asking any node gets the origin\'s HLS, checked at the node it asked', async () => {
+  const listener = await tokenFor(edge, 'hall', 'listener');
+  const nothing = await rawGet(edge.url, `/hls/hall/index.m3u8?token=${listener}`);
+  expect(nothing.error?.code).toBe('NOTHING_TO_CONSUME');
+
+  const tone = toneTrack(1000);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(origin, 'hall', await tokenFor(origin, 'hall', 'broadcaster', 'speaker'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  // The edge learns where the broadcast is from the shared state.
+  await until(async () => (await rawGet(edge.url, `/hls/hall/index.m3u8?token=${listener}`)).status === 200, 20_000, 'HLS through the edge');
+
+  const { playlist } = await fetchPlaylist(edge.url, `/hls/hall/index.m3u8?token=${listener}`);
+  expect(playlist.segments.length).toBeGreaterThan(0);
+  const segment = await rawGet(edge.url, `/hls/hall/${playlist.segments.at(-1)!.uri}`);
+  expect(segment.status).toBe(200);
+  expect(segment.headers['content-type']).toBe('video/mp2t');
+  const { rms, frequency } = analyse(await decodeSegment(segment.body));
+  expect(rms).toBeGreaterThan(0.05);
+  expect(Math.abs(frequency - 1000)).toBeLessThan(60);
+  // One ffmpeg, on the origin; the edge only relays.
+  expect(origin.hls!.session('hall')).toBeDefined();
+  expect(edge.hls!.session('hall')).toBeUndefined();
+
+  // The edge refuses bad tokens itself, without asking the origin.
+  const wrong = await rawGet(edge.url, `/hls/hall/index.m3u8?token=${await tokenFor(edge, 'other', 'listener')}`);
+  expect(wrong.error?.code).toBe('TOKEN_WRONG_ROOM');
+  // A header naming a proxied request is never proxied again (no loops between nodes).
+  const looped = await rawGet(edge.url, `/hls/hall/index.m3u8?token=${listener}`, { 'x-chorus-hls-proxied': '1' });
+  expect(looped.error?.code).toBe('NOTHING_TO_CONSUME');
+});
