@@ -79,6 +79,10 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
 
   // Refused before any routing or body parsing, so a flood costs a map lookup per request.
   app.addHook('onRequest', async (request, reply) => {
+    // An HLS player fetches about two files a second, and a neighbourhood behind one carrier NAT
+    // shares an address: per-address budgets would cut it off after a handful of players. HLS
+    // requests carry a room token instead, checked before any file is touched.
+    if (request.url.startsWith('/hls/')) return;
     try {
       await deps.limits.take('http', request.ip);
     } catch (error) {

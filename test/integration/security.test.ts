@@ -223,6 +223,10 @@ describe('rate limits and quotas', () => {
     }
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
     expect(Number(retryAfter)).toBeGreaterThan(0);
+    // HLS fetches are not counted per address (they carry a room token): past the limit, an HLS
+    // request still gets its own answer (here: no token), not a 429.
+    const hls = await fetch(`${n.url}/hls/some-room/index.m3u8`);
+    expect(hls.status).toBe(401);
   });
 
   test('connections per IP: the one over the limit is refused at the handshake with LIMIT_REACHED', async () => {
