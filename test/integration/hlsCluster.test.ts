@@ -22,8 +22,11 @@ const cleanup: Array<() => unknown> = [];
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'chorus-hls-cluster-'));
   redis = await startRedis();
-  origin = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'origin', CHORUS_HLS_DIR: dir, RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  edge = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: 'edge', CHORUS_HLS_DIR: dir, RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  // The broadcaster stays on the node it connects to (no rendezvous redirect), so the test knows
+  // which node is the origin.
+  const shared = { REDIS_URL: redis.url, CHORUS_HLS_DIR: dir, CHORUS_ORIGIN_PLACEMENT: 'local' };
+  origin = await startTestNode({ ...shared, CHORUS_NODE_ID: 'origin', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
+  edge = await startTestNode({ ...shared, CHORUS_NODE_ID: 'edge', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
 });
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
