@@ -7,29 +7,18 @@
  * page must switch to HLS by itself, say so, play (the audio element's clock advances, the meter
  * shows the tone), and offer a way back to WebRTC.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
+import { launchChromium } from '../support/chromium.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor } from '../support/testNode.js';
 
-const executablePath = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 /** Runs in the page before its scripts: WebRTC may only use relays, and there are none. */
 function blockWebRtc(): void {
@@ -56,11 +45,10 @@ let tone: ToneSource;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath}: run scripts/setup.sh --test`);
   const webDir = await buildWeb();
   hlsDir = mkdtempSync(join(tmpdir(), 'chorus-hls-e2e-'));
   node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_HLS_DIR: hlsDir });
-  browser = await chromium.launch({ executablePath, args: chromiumArgs, headless: true });
+  browser = await launchChromium([]);
   mkdirSync(screenshots, { recursive: true });
   tone = toneTrack(440);
   broadcaster = nodeClient(node, 'fallback', await tokenFor(node, 'fallback', 'broadcaster'));

@@ -6,25 +6,13 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
+import { launchChromium } from '../support/chromium.js';
 import { startTestNode } from '../support/testNode.js';
 
-const executablePath = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--mute-audio',
-  '--autoplay-policy=no-user-gesture-required',
-];
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;
@@ -33,11 +21,10 @@ const contexts: BrowserContext[] = [];
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath}: run scripts/setup.sh --test`);
   const webDir = await buildWeb();
   if (!existsSync(join(webDir, 'sample.webm'))) throw new Error('the build made no sample video: is ffmpeg installed? (scripts/setup.sh)');
   node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_WATCH_REPORT_INTERVAL_MS: '1000' });
-  browser = await chromium.launch({ executablePath, args: chromiumArgs, headless: true });
+  browser = await launchChromium(['--mute-audio']);
   mkdirSync(screenshots, { recursive: true });
 }, 120_000);
 
