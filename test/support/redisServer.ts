@@ -6,7 +6,7 @@
  * Nothing here is skipped when redis-server is missing: `scripts/setup.sh --test` installs it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -72,8 +72,10 @@ interface Running {
   output: () => string;
 }
 
-function spawnRedis(binary: string, port: number, dir: string): Running {
+function spawnRedis(binary: string, port: number, dir: string, extra: RedisOptions): Running {
   const args = [
+    // A config file, when given, must come first (Sentinel rewrites it, so it lives in `dir`).
+    ...(extra.config !== undefined ? [join(dir, 'redis.conf')] : []),
     '--port', String(port),
     '--bind', '127.0.0.1',
     '--dir', dir,
@@ -81,7 +83,9 @@ function spawnRedis(binary: string, port: number, dir: string): Running {
     '--appendonly', 'no',
     '--daemonize', 'no',
     '--logfile', '', // stdout
+    ...(extra.args ?? []),
   ];
+  if (extra.config !== undefined && !existsSync(join(dir, 'redis.conf'))) writeFileSync(join(dir, 'redis.conf'), extra.config);
   const child = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
@@ -135,7 +139,15 @@ async function terminate(running: Running, signal: NodeJS.Signals): Promise<void
   clearTimeout(killer);
 }
 
-export async function startRedis(options: { readyMs?: number } = {}): Promise<RedisServer> {
+export interface RedisOptions {
+  readyMs?: number;
+  /** More command-line arguments (`--replicaof host port`, `--sentinel`). */
+  args?: string[];
+  /** A config file's text (Sentinel needs one it can rewrite). */
+  config?: string;
+}
+
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const binary = findRedisServer();
   const readyMs = options.readyMs ?? 15_000;
   if (!exitHookInstalled) {
@@ -150,7 +162,7 @@ export async function startRedis(options: { readyMs?: number } = {}): Promise<Re
   // The port found free can be taken by someone else before redis binds it: try another.
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
-    running = spawnRedis(binary, port, dir);
+    running = spawnRedis(binary, port, dir, options);
     try {
       await waitReady(running, port, readyMs);
       break;
@@ -182,7 +194,7 @@ export async function startRedis(options: { readyMs?: number } = {}): Promise<Re
     async restart() {
       if (stopped) throw new Error('redis-server was stopped; start a new one');
       await terminate(current, 'SIGKILL');
-      current = spawnRedis(binary, port, dir);
+      current = spawnRedis(binary, port, dir, options);
       try {
         await waitReady(current, port, readyMs);
       } catch (error) {
