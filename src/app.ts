@@ -285,8 +285,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   });
   // A room's publisher goes to the node rendezvous hashing picks for the room (see placement.ts).
   const placement =
-    registry && config.cluster.placement === 'rendezvous'
-      ? new OriginPlacement(store, () => store.listNodes(), config.nodeId, log)
+    registry && bus && config.cluster.placement === 'rendezvous'
+      ? new OriginPlacement(store, () => store.listNodes(), config.nodeId, log, undefined, (id) => bus.isListening(id))
       : undefined;
   const broadcastPolicy = policyFor('broadcast');
   const publisherPlacement = placement && {

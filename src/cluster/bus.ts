@@ -66,6 +66,16 @@ export class NodeBus {
     }
   }
 
+  /**
+   * Whether `nodeId` is subscribed to its channel right now. Redis drops a subscription the moment
+   * its connection closes, so a killed node stops listening at once — seconds before its registry
+   * record expires.
+   */
+  async isListening(nodeId: string): Promise<boolean> {
+    const reply = (await this.pub.call('PUBSUB', 'NUMSUB', this.#channel(nodeId))) as [string, number];
+    return Number(reply[1]) > 0;
+  }
+
   /** Fire and forget (a notice that needs no answer). */
   notify(nodeId: string, method: string, params: unknown): void {
     const envelope: Envelope = { id: randomUUID(), from: this.nodeId, method, params };

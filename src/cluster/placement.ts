@@ -58,6 +58,8 @@ export class OriginPlacement {
     private readonly selfId: string,
     log: Logger,
     private readonly leaseSeconds = 15,
+    /** A faster death notice than the registry's TTL (the node bus: is it still subscribed?). */
+    private readonly listening: (nodeId: string) => Promise<boolean> = async () => true,
   ) {
     this.#log = log.child({ component: 'placement' });
   }
@@ -67,7 +69,10 @@ export class OriginPlacement {
    * other node is eligible (then this node serves it).
    */
   async originFor(roomId: string): Promise<NodeRecord | undefined> {
-    const eligible = (await this.nodes()).filter((n) => !n.draining);
+    const listed = (await this.nodes()).filter((n) => !n.draining);
+    // A node killed a moment ago is still listed until its record expires; it no longer listens.
+    const live = await Promise.all(listed.map((n) => (n.id === this.selfId ? true : this.listening(n.id).catch(() => true))));
+    const eligible = listed.filter((_, i) => live[i]);
     const key = claimKey(roomId);
     let holder = await this.store.getValue(key);
     if (holder !== undefined && !eligible.some((n) => n.id === holder)) {

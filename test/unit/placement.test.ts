@@ -1,5 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { rendezvousPick, weightOf } from '../../src/cluster/placement.js';
+import { OriginPlacement, rendezvousPick, weightOf } from '../../src/cluster/placement.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { MemoryStateStore } from '../../src/store/memoryStore.js';
 
 const nodes = (ids: string[], load = 0) => ids.map((id) => ({ id, load }));
 const rooms = Array.from({ length: 3000 }, (_, i) => `room-${i}`);
@@ -47,5 +49,38 @@ describe('weighted rendezvous placement', () => {
       const after = rendezvousPick(room, four)!.id;
       expect(after === before || after === 'n4').toBe(true);
     }
+  });
+});
+
+describe('origin claims', () => {
+  const node = (id: string, draining = false) => ({ id, url: `http://${id}`, load: 0, rooms: 0, peers: 0, draining });
+  const quiet = createLogger('silent', 'test');
+
+  test('the first asker claims the rendezvous pick; later askers get the same owner', async () => {
+    const store = new MemoryStateStore();
+    const nodes = [node('n1'), node('n2'), node('n3')];
+    const a = new OriginPlacement(store, async () => nodes, 'n1', quiet);
+    const b = new OriginPlacement(store, async () => [...nodes].reverse(), 'n2', quiet);
+    const owner = (await a.originFor('room-x'))!.id;
+    expect(owner).toBe(rendezvousPick('room-x', nodes)!.id);
+    expect((await b.originFor('room-x'))!.id).toBe(owner);
+  });
+
+  test('a claim held by a node that stopped listening, or is draining, is placed again among the others', async () => {
+    const store = new MemoryStateStore();
+    const nodes = [node('n1'), node('n2'), node('n3')];
+    const room = rooms.find((r) => rendezvousPick(r, nodes)!.id === 'n3')!;
+    await store.setValue(`origin\0${room}`, 'n3', 60);
+    const listening = new Set(['n1', 'n2']);
+    const placement = new OriginPlacement(store, async () => nodes, 'n1', quiet, 15, async (id) => listening.has(id));
+    const moved = (await placement.originFor(room))!.id;
+    expect(moved).not.toBe('n3');
+    expect(await store.getValue(`origin\0${room}`)).toBe(moved);
+
+    // Now its new owner drains (and n3 is still gone): the one node left gets it.
+    const drainingOwner = nodes.map((n) => ({ ...n, draining: n.id === moved || n.id === 'n3' }));
+    const again = new OriginPlacement(store, async () => drainingOwner, 'n1', quiet, 15, async (id) => listening.has(id));
+    const next = (await again.originFor(room))!.id;
+    expect([moved, 'n3']).not.toContain(next);
   });
 });
