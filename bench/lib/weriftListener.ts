@@ -83,8 +83,11 @@ class WeriftListener implements BenchPeer {
     this.result.phases[phase] ??= Math.round((performance.now() - this.#t0) * 10) / 10;
   }
 
-  #drop(): void {
-    if (this.#inWindow) this.result.dropped = true;
+  /** Only the first reason is kept: later ones are usually its consequences. */
+  #drop(reason: string): void {
+    if (!this.#inWindow || this.result.dropped) return;
+    this.result.dropped = true;
+    this.result.error = `dropped during steady state: ${reason}`;
   }
 
   start(): Promise<ListenerResult> {
@@ -128,9 +131,9 @@ class WeriftListener implements BenchPeer {
     });
     // No reconnection logic here: a listener that loses its connection or its consumer during
     // the window counts as dropped, which is what the benchmark reports.
-    socket.on('disconnect', () => this.#drop());
-    socket.on('consumer:closed', () => this.#drop());
-    socket.on('broadcast:ended', () => this.#drop());
+    socket.on('disconnect', (reason) => this.#drop(`signaling ${reason}`));
+    socket.on('consumer:closed', () => this.#drop('consumer closed'));
+    socket.on('broadcast:ended', ({ reason }) => this.#drop(`broadcast ended (${reason})`));
 
     const info = await request(socket, 'join', { roomId: this.config.roomId, token });
     const rtpCapabilities = opusCapabilities(info.routerRtpCapabilities);
@@ -156,7 +159,7 @@ class WeriftListener implements BenchPeer {
       throw new Error('closed while joining');
     }
     pc.connectionStateChange.subscribe((state) => {
-      if (state === 'failed' || state === 'disconnected' || state === 'closed') this.#drop();
+      if (state === 'failed' || state === 'disconnected' || state === 'closed') this.#drop(`peer connection ${state}`);
     });
     const stats = new RtpReceiveStats(codec.clockRate);
     this.#stats = stats;
@@ -214,13 +217,17 @@ class WeriftListener implements BenchPeer {
     const end = this.#stats?.snapshot();
     if (!begin || !end) {
       this.result.dropped = true;
+      this.result.error ??= 'no receive statistics';
       return;
     }
     const { received, lost } = windowDelta(begin, end);
     this.result.packetsReceived = received;
     this.result.packetsLost = lost;
     this.result.jitterMs = Math.round(end.jitterMs * 100) / 100;
-    if (received <= 0) this.result.dropped = true;
+    if (received <= 0) {
+      this.result.dropped = true;
+      this.result.error ??= 'no RTP received in the steady-state window';
+    }
   }
 
   async close(): Promise<void> {
