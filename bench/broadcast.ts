@@ -1,7 +1,7 @@
 /**
- * Broadcast capacity benchmark: one speaker, N receive-only listeners, all real SDK clients on
- * Node WebRTC, against a Chorus node running in its own process so its CPU is measured apart
- * from the load generator's.
+ * Broadcast capacity benchmark: one speaker, N receive-only listeners (real SDK clients on Node
+ * WebRTC, or with --peer werift light signaling clients that count RTP without decoding), against
+ * a Chorus node running in its own process so its CPU is measured apart from the load generator's.
  *
  *   npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR]
  *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
