@@ -17,7 +17,7 @@ import { cpus, setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type ParentToChild, type PeerImpl } from './lib/messages.js';
+import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
 import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
@@ -336,7 +336,7 @@ async function run(): Promise<void> {
   const windowS = (windowEnd - windowStart) / 1000;
   const sent = sentAfter.packetsSent - sentBefore.packetsSent;
   const receivedPps = received / windowS;
-  const phase = (p: 'joined' | 'track' | 'audible'): number => percentile(ok.map((r) => r.phases[p] ?? 0), 50);
+  const phase = (p: JoinPhase): number => percentile(ok.map((r) => r.phases[p] ?? 0), 50);
 
   const summary = {
     listeners: N,
@@ -368,7 +368,13 @@ async function run(): Promise<void> {
       droppedInWindow: dropped,
       examples: results.filter((r) => !r.ok || r.dropped).slice(0, 3).map((r) => `#${r.index}: ${r.error ?? 'dropped during steady state'}`),
     },
-    joinPhasesP50Ms: { signaledAndTransport: phase('joined'), track: phase('track'), audible: phase('audible') },
+    joinPhasesP50Ms: {
+      signaledAndTransport: phase('joined'),
+      // werift only: ICE + DTLS connected, to tell its own handshake time from signaling.
+      ...(peer === 'werift' ? { connected: phase('connected') } : {}),
+      track: phase('track'),
+      audible: phase('audible'),
+    },
     packets: {
       received,
       lost,

@@ -33,7 +33,8 @@ export interface BroadcasterProcConfig {
   frequency: number;
 }
 
-export type JoinPhase = 'joined' | 'track' | 'audible';
+/** `connected` (ICE + DTLS up) is reported by werift listeners only. */
+export type JoinPhase = 'joined' | 'connected' | 'track' | 'audible';
 
 export interface ListenerResult {
   index: number;
@@ -44,8 +45,8 @@ export interface ListenerResult {
   joinMs?: number;
   /**
    * Token minting to each step. wrtc: SDK joined (transport made), track arrived, first audible
-   * frame. werift: signaling done up to resumeConsumer, first RTP packet, first RTP packet whose
-   * Opus payload is more than a DTX/silence frame.
+   * frame. werift: signaling done up to resumeConsumer, peer connection connected (ICE + DTLS),
+   * first RTP packet, first RTP packet whose Opus payload is more than a DTX/silence frame.
    */
   phases: Partial<Record<JoinPhase, number>>;
   /** Over the steady-state window, from inbound-rtp (werift: from RTP sequence numbers). */

@@ -106,7 +106,7 @@ class WeriftListener implements BenchPeer {
         resolve(this.result);
       };
       const timer = setTimeout(() => {
-        const reached = (['audible', 'track', 'joined'] as const).find((p) => this.result.phases[p] !== undefined) ?? 'nothing';
+        const reached = (['audible', 'track', 'connected', 'joined'] as const).find((p) => this.result.phases[p] !== undefined) ?? 'nothing';
         settle(false, `timeout after ${this.config.joinTimeoutMs} ms (reached: ${reached}, peer connection ${this.#pc?.connectionState ?? 'not made'})`);
       }, this.config.joinTimeoutMs);
 
@@ -159,6 +159,7 @@ class WeriftListener implements BenchPeer {
       throw new Error('closed while joining');
     }
     pc.connectionStateChange.subscribe((state) => {
+      if (state === 'connected') this.#mark('connected');
       if (state === 'failed' || state === 'disconnected' || state === 'closed') this.#drop(`peer connection ${state}`);
     });
     const stats = new RtpReceiveStats(codec.clockRate);
@@ -185,9 +186,11 @@ class WeriftListener implements BenchPeer {
       }),
     });
     const answer = await pc.createAnswer();
+    // Tell the server our DTLS role and fingerprint before ICE starts (setLocalDescription):
+    // until connectTransport has arrived mediasoup drops our ClientHello, and werift would only
+    // retry it after its retransmission timer. mediasoup-client orders it the same way.
+    await request(socket, 'connectTransport', { transportId: transport.id, dtlsParameters: answerDtlsParameters(answer.sdp) });
     await pc.setLocalDescription(answer);
-    const sdp = pc.localDescription?.sdp ?? answer.sdp;
-    await request(socket, 'connectTransport', { transportId: transport.id, dtlsParameters: answerDtlsParameters(sdp) });
     await request(socket, 'resumeConsumer', { consumerId: consumer.consumerId });
     this.#mark('joined');
   }
