@@ -125,6 +125,10 @@ class WeriftListener implements BenchPeer {
     const token = await this.tokens.mint({ room: this.config.roomId, identity: `bench-listener-${this.index}`, role: 'listener' });
     const socket = io(this.config.url, { transports: ['websocket'], forceNew: true, reconnection: false }) as ClientSocket;
     this.#socket = socket;
+    if (this.#closed) {
+      socket.disconnect();
+      throw new Error('closed while joining');
+    }
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('connect_error', (error) => reject(new Error(`connect: ${error.message}`)));
