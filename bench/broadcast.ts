@@ -1,11 +1,11 @@
 /**
- * Broadcast capacity benchmark: one speaker, N receive-only listeners, all real SDK clients on
- * Node WebRTC, against a Chorus node running in its own process so its CPU is measured apart
- * from the load generator's.
+ * Broadcast capacity benchmark: one speaker, N receive-only listeners (real SDK clients on Node
+ * WebRTC, or with --peer werift light signaling clients that count RTP without decoding), against
+ * a Chorus node running in its own process so its CPU is measured apart from the load generator's.
  *
  *   npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR]
  *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
- *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE]
+ *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]
  *
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
@@ -17,7 +17,7 @@ import { cpus, setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BroadcasterProcConfig, ChildToParent, ListenerProcConfig, ListenerResult, ParentToChild } from './lib/messages.js';
+import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
 import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
@@ -39,12 +39,13 @@ const { values: args } = parseArgs({
     'keep-sinks': { type: 'boolean', default: false },
     'max-consumers-per-worker': { type: 'string' },
     'broadcaster-nice': { type: 'string', default: '-5' },
+    peer: { type: 'string', default: 'wrtc' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE]';
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]';
 if (args.help || !args.listeners) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -68,6 +69,11 @@ const joinTimeoutMs = int('join-timeout', args['join-timeout'], 1000);
 const settleS = int('settle', args.settle, 0);
 const rmsThreshold = Number(args.threshold);
 const broadcasterNice = Number(args['broadcaster-nice']);
+const peer = args.peer as PeerImpl;
+if (!peerImpls.includes(peer)) {
+  process.stderr.write(`--peer must be one of ${peerImpls.join(', ')}\n${usageText}\n`);
+  process.exit(2);
+}
 const outDir = resolve(process.cwd(), args.out);
 const argv = process.argv.slice(2).join(' ');
 const command = process.env['npm_lifecycle_event'] === 'bench:broadcast' ? `npm run bench:broadcast -- ${argv}` : `tsx bench/broadcast.ts ${argv}`;
@@ -230,7 +236,7 @@ async function startServer(): Promise<string> {
 
 async function run(): Promise<void> {
   const cores = cpus().length;
-  log(`N=${N} listeners over ${K} process(es), ${workers} mediasoup worker(s), stagger ${staggerMs} ms, steady state ${durationS} s`);
+  log(`N=${N} ${peer} listeners over ${K} process(es), ${workers} mediasoup worker(s), stagger ${staggerMs} ms, steady state ${durationS} s`);
 
   const url = await startServer();
   log(`node ready at ${url} (pid ${server!.proc.pid}, ${server!.pids.size - 1} worker(s))`);
@@ -264,7 +270,7 @@ async function run(): Promise<void> {
   };
   for (let k = 0; k < K; k++) {
     const indices = Array.from({ length: N }, (_, i) => i).filter((i) => i % K === k);
-    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'] };
+    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'], peer };
     listenerProcs.push(new Child(`listeners-${k}`, forkTs('listeners.ts', config), onProgress));
   }
   await Promise.all(listenerProcs.map((c) => c.next('ready', 60_000)));
@@ -330,7 +336,7 @@ async function run(): Promise<void> {
   const windowS = (windowEnd - windowStart) / 1000;
   const sent = sentAfter.packetsSent - sentBefore.packetsSent;
   const receivedPps = received / windowS;
-  const phase = (p: 'joined' | 'track' | 'audible'): number => percentile(ok.map((r) => r.phases[p] ?? 0), 50);
+  const phase = (p: JoinPhase): number => percentile(ok.map((r) => r.phases[p] ?? 0), 50);
 
   const summary = {
     listeners: N,
@@ -350,6 +356,8 @@ async function run(): Promise<void> {
     cpuPerListenerPctOfCore: ok.length > 0 ? round(srv.cpuPct / ok.length, 3) : null,
     machine: { cpus: cores, model: cpus()[0]?.model ?? 'unknown', node: process.version },
     command,
+    /** Listener stack: 'wrtc' = real SDK on libwebrtc, decodes audio; 'werift' = RTP counted, not decoded. */
+    peer,
     // Beyond the asked-for fields: what explains the numbers.
     ts: new Date().toISOString(),
     commit: gitCommit(),
@@ -360,7 +368,13 @@ async function run(): Promise<void> {
       droppedInWindow: dropped,
       examples: results.filter((r) => !r.ok || r.dropped).slice(0, 3).map((r) => `#${r.index}: ${r.error ?? 'dropped during steady state'}`),
     },
-    joinPhasesP50Ms: { signaledAndTransport: phase('joined'), track: phase('track'), audible: phase('audible') },
+    joinPhasesP50Ms: {
+      signaledAndTransport: phase('joined'),
+      // werift only: ICE + DTLS connected, to tell its own handshake time from signaling.
+      ...(peer === 'werift' ? { connected: phase('connected') } : {}),
+      track: phase('track'),
+      audible: phase('audible'),
+    },
     packets: {
       received,
       lost,

@@ -16,7 +16,15 @@ export interface ListenerProcConfig {
   joinTimeoutMs: number;
   /** Keep decoding audio through the steady state (costs load-generator CPU) or stop at first sound. */
   keepSinks: boolean;
+  /**
+   * Which listener runs: the real SDK on libwebrtc (decodes audio) or a minimal signaling client
+   * on werift (ICE/DTLS/SRTP only, counts RTP without decoding).
+   */
+  peer: PeerImpl;
 }
+
+export const peerImpls = ['wrtc', 'werift'] as const;
+export type PeerImpl = (typeof peerImpls)[number];
 
 export interface BroadcasterProcConfig {
   url: string;
@@ -25,21 +33,26 @@ export interface BroadcasterProcConfig {
   frequency: number;
 }
 
-export type JoinPhase = 'joined' | 'track' | 'audible';
+/** `connected` (ICE + DTLS up) is reported by werift listeners only. */
+export type JoinPhase = 'joined' | 'connected' | 'track' | 'audible';
 
 export interface ListenerResult {
   index: number;
   ok: boolean;
   /** Why it failed, if it did. */
   error?: string;
-  /** Token minting to first audible frame. */
+  /** Token minting to first audible frame (werift: first RTP packet carrying coded audio). */
   joinMs?: number;
-  /** Token minting to each step: SDK joined (transport made), track arrived, first audible frame. */
+  /**
+   * Token minting to each step. wrtc: SDK joined (transport made), track arrived, first audible
+   * frame. werift: signaling done up to resumeConsumer, peer connection connected (ICE + DTLS),
+   * first RTP packet, first RTP packet whose Opus payload is more than a DTX/silence frame.
+   */
   phases: Partial<Record<JoinPhase, number>>;
-  /** Over the steady-state window, from inbound-rtp. */
+  /** Over the steady-state window, from inbound-rtp (werift: from RTP sequence numbers). */
   packetsReceived?: number;
   packetsLost?: number;
-  /** inbound-rtp jitter at the end of the window, ms. */
+  /** inbound-rtp jitter at the end of the window, ms (werift: RFC 3550 interarrival jitter). */
   jitterMs?: number;
   /** Lost its track or transport during the steady-state window. */
   dropped?: boolean;

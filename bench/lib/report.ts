@@ -22,6 +22,8 @@ export interface RunRecord {
   cpuPerListenerPctOfCore: number | null;
   machine: { cpus: number; model: string; node: string };
   command: string;
+  /** Listener stack; runs from before the option existed are 'wrtc'. */
+  peer?: 'wrtc' | 'werift';
   machineCpuPct?: number;
   durationS?: number;
   packets?: { deliveredPct?: number; receivedPerListenerPerSec?: number };
@@ -185,60 +187,74 @@ function pct(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
 }
 
+const peerOf = (r: RunRecord): 'wrtc' | 'werift' => r.peer ?? 'wrtc';
+
 export function renderHtml(runs: RunRecord[]): string {
   const byN = [...runs].sort((a, b) => a.listeners - b.listeners);
-  const pts = (pick: (r: RunRecord) => number | null | undefined): [number, number][] =>
+  // The two listener stacks measure different things (decoded audio vs RTP received) and load
+  // the machine differently: never join their points into one line.
+  const peers = [...new Set(byN.map(peerOf))].sort();
+  const pts = (pick: (r: RunRecord) => number | null | undefined, peer: string): [number, number][] =>
     byN.flatMap((r) => {
       const v = pick(r);
-      return v === null || v === undefined ? [] : [[r.listeners, v] as [number, number]];
+      return peerOf(r) !== peer || v === null || v === undefined ? [] : [[r.listeners, v] as [number, number]];
     });
+  const perPeer = (series: Array<Omit<Series, 'points'> & { pick: (r: RunRecord) => number | null | undefined }>): Series[] =>
+    peers.flatMap((peer, p) =>
+      series.map(({ pick, ...s }, i) => ({
+        ...s,
+        name: peers.length > 1 ? `${s.name} (${peer})` : s.name,
+        points: pts(pick, peer),
+        color: s.color ?? palette[(p * series.length + i) % palette.length]!,
+      })),
+    );
   const joinChart = lineChart({
-    title: 'Join time (token to first audible frame) vs listeners',
+    title: 'Join time (token to first audible frame; werift: first audio RTP packet) vs listeners',
     xLabel: 'listeners (N)',
     yLabel: 'ms',
-    series: [
-      { name: 'p50', points: pts((r) => r.joinMs.p50) },
-      { name: 'p95', points: pts((r) => r.joinMs.p95), dashed: true },
-      { name: 'p99', points: pts((r) => r.joinMs.p99), dashed: true, color: '#999' },
-    ],
+    series: perPeer([
+      { name: 'p50', pick: (r) => r.joinMs.p50 },
+      { name: 'p95', pick: (r) => r.joinMs.p95, dashed: true },
+      { name: 'p99', pick: (r) => r.joinMs.p99, dashed: true },
+    ]),
   });
   const cpuChart = lineChart({
     title: 'CPU during steady state vs listeners (% of one core)',
     xLabel: 'listeners (N)',
     yLabel: '% of one core',
-    series: [
-      { name: 'server (node + workers)', points: pts((r) => r.serverCpuPct) },
-      { name: 'load generator', points: pts((r) => r.loadgenCpuPct), dashed: true },
-      { name: 'whole machine', points: pts((r) => r.machineCpuPct), color: '#999', dashed: true },
-    ],
+    series: perPeer([
+      { name: 'server (node + workers)', pick: (r) => r.serverCpuPct },
+      { name: 'load generator', pick: (r) => r.loadgenCpuPct, dashed: true },
+      { name: 'whole machine', pick: (r) => r.machineCpuPct, dashed: true },
+    ]),
   });
   const rssChart = lineChart({
     title: 'Server RSS vs listeners',
     xLabel: 'listeners (N)',
     yLabel: 'MiB',
-    series: [{ name: 'server RSS (peak)', points: pts((r) => r.serverRssMiB) }],
+    series: perPeer([{ name: 'server RSS (peak)', pick: (r) => r.serverRssMiB }]),
   });
   const qualityChart = lineChart({
     title: 'Packet loss and jitter vs listeners',
     xLabel: 'listeners (N)',
     yLabel: 'loss % / jitter ms',
-    series: [
-      { name: 'loss %', points: pts((r) => r.lossPct) },
-      { name: 'jitter p95 ms', points: pts((r) => r.jitterMs.p95), dashed: true },
-    ],
+    series: perPeer([
+      { name: 'loss %', pick: (r) => r.lossPct },
+      { name: 'jitter p95 ms', pick: (r) => r.jitterMs.p95, dashed: true },
+    ]),
   });
   const deliveryChart = lineChart({
     title: 'Delivered on time: received ÷ (sent × listeners) in the window',
     xLabel: 'listeners (N)',
     yLabel: '%',
-    series: [
-      { name: 'delivered %', points: pts((r) => r.packets?.deliveredPct) },
-      { name: 'joined % of N', points: pts((r) => (r.joined / r.listeners) * 100), dashed: true },
-    ],
+    series: perPeer([
+      { name: 'delivered %', pick: (r) => r.packets?.deliveredPct },
+      { name: 'joined % of N', pick: (r) => (r.joined / r.listeners) * 100, dashed: true },
+    ]),
   });
   const rows = runs
     .map(
-      (r) => `<tr><td>${esc(r.ts)}</td><td>${r.listeners}</td><td>${r.procs}</td><td>${r.workers}</td><td>${r.joined}</td><td>${r.failed}</td>` +
+      (r) => `<tr><td>${esc(r.ts)}</td><td>${peerOf(r)}</td><td>${r.listeners}</td><td>${r.procs}</td><td>${r.workers}</td><td>${r.joined}</td><td>${r.failed}</td>` +
         `<td>${r.joinMs.p50}</td><td>${r.joinMs.p95}</td><td>${r.joinMs.p99}</td><td>${r.joinMs.max}</td><td>${r.lossPct}</td><td>${r.packets?.deliveredPct ?? ''}</td><td>${r.jitterMs.p50} / ${r.jitterMs.p95}</td>` +
         `<td>${r.serverCpuPct}</td><td>${r.serverRssMiB}</td><td>${r.loadgenCpuPct}</td><td>${r.machineCpuPct ?? ''}</td><td>${r.listenersPerServerCore ?? ''}</td><td>${r.cpuPerListenerPctOfCore ?? ''}</td></tr>`,
     )
@@ -247,7 +263,7 @@ export function renderHtml(runs: RunRecord[]): string {
     .reverse()
     .map((r) => {
       const values = r.joinTimesMs ?? [];
-      return `<figure>${histogramCdf({ title: `N=${r.listeners}, procs=${r.procs} (${r.ts}): join time`, xLabel: 'join time, ms', values })}<figcaption>p50 ${pct(values, 50)} ms · p95 ${pct(values, 95)} ms · max ${values.length ? Math.max(...values) : 0} ms · ${r.joined} joined, ${r.failed} failed · <code>${esc(r.command)}</code></figcaption></figure>`;
+      return `<figure>${histogramCdf({ title: `N=${r.listeners}, procs=${r.procs}, ${peerOf(r)} (${r.ts}): join time`, xLabel: 'join time, ms', values })}<figcaption>p50 ${pct(values, 50)} ms · p95 ${pct(values, 95)} ms · max ${values.length ? Math.max(...values) : 0} ms · ${r.joined} joined, ${r.failed} failed · <code>${esc(r.command)}</code></figcaption></figure>`;
     })
     .join('\n');
   const machine = runs[runs.length - 1]?.machine;
@@ -260,10 +276,10 @@ figure{display:inline-block;margin:8px 16px 16px 0;vertical-align:top}figcaption
 .charts svg{margin:8px 16px 8px 0;border:1px solid #eee}
 </style></head><body>
 <h1>Chorus broadcast benchmark</h1>
-<p>${runs.length} run(s) from results.jsonl${machine ? ` · machine: ${machine.cpus} × ${esc(machine.model)}, Node ${esc(machine.node)}` : ''}. One broadcaster publishing an Opus tone, N receive-only listeners on Node WebRTC spread over load-generator processes, all on loopback. CPU is % of one core, averaged over the steady-state window.</p>
+<p>${runs.length} run(s) from results.jsonl${machine ? ` · machine: ${machine.cpus} × ${esc(machine.model)}, Node ${esc(machine.node)}` : ''}. One broadcaster publishing an Opus tone, N receive-only listeners spread over load-generator processes, all on loopback: <b>wrtc</b> = the real SDK on libwebrtc, decoding audio (joined = heard the tone); <b>werift</b> = a signaling client on werift that receives SRTP and counts RTP without decoding (joined = received an audio RTP packet). Their figures are plotted as separate series. CPU is % of one core, averaged over the steady-state window.</p>
 <div class="charts">${joinChart}${cpuChart}${qualityChart}${deliveryChart}${rssChart}</div>
 <h2>Runs</h2>
-<table><thead><tr><th>time</th><th>N</th><th>procs</th><th>workers</th><th>joined</th><th>failed</th><th>join p50</th><th>p95</th><th>p99</th><th>max</th><th>loss %</th><th>delivered %</th><th>jitter p50/p95 ms</th><th>server CPU %</th><th>server RSS MiB</th><th>loadgen CPU %</th><th>machine CPU %</th><th>listeners / server core</th><th>server CPU % per listener</th></tr></thead>
+<table><thead><tr><th>time</th><th>peer</th><th>N</th><th>procs</th><th>workers</th><th>joined</th><th>failed</th><th>join p50</th><th>p95</th><th>p99</th><th>max</th><th>loss %</th><th>delivered %</th><th>jitter p50/p95 ms</th><th>server CPU %</th><th>server RSS MiB</th><th>loadgen CPU %</th><th>machine CPU %</th><th>listeners / server core</th><th>server CPU % per listener</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>
