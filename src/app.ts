@@ -83,7 +83,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   audit.on('event', (event) => {
     if (event.type === 'join.accepted') metrics.joinAccepted(event.role);
   });
-  const records = config.records ? await startRecords(config.records, config.dataDir, log) : undefined;
+  const records = config.records
+    ? await startRecords(config.records, config.dataDir, log, (seconds, ok) => metrics.observeDbLatency('write', seconds, ok))
+    : undefined;
   if (records) {
     health.register('database', () => {
       const { breaker, queued, spilledBytes } = records.health();

@@ -84,7 +84,12 @@ function describe(error: unknown): string {
 }
 
 /** Opens and migrates the records database; throws a RecordsError saying where and why not. */
-export async function startRecords(settings: RecordsSettings, dataDir: string, log: Logger): Promise<Records> {
+export async function startRecords(
+  settings: RecordsSettings,
+  dataDir: string,
+  log: Logger,
+  observeWrite?: (seconds: number, ok: boolean) => void,
+): Promise<Records> {
   let db: SqlDatabase | undefined;
   const where = settings.databaseUrl ? 'DATABASE_URL' : `PGlite in ${join(dataDir, 'pglite')}`;
   try {
@@ -103,6 +108,7 @@ export async function startRecords(settings: RecordsSettings, dataDir: string, l
       queueMax: settings.queueMax,
       spillPath: join(dataDir, 'records', 'spill.jsonl'),
       rejectedPath: join(dataDir, 'records', 'rejected.jsonl'),
+      observeWrite,
     },
     log,
   );

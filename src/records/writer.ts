@@ -39,6 +39,8 @@ export interface WriterOptions {
   spillPath: string;
   /** Where records the database refuses as invalid (never transient) are kept for a human. */
   rejectedPath: string;
+  /** Told how long each write to the database took and whether it committed (metrics). */
+  observeWrite?: ((seconds: number, ok: boolean) => void) | undefined;
 }
 
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
@@ -81,7 +83,7 @@ export function isPermanentDbError(error: unknown): boolean {
 export class RecordWriter extends EventEmitter<WriterEvents> {
   readonly #store: RecordStore;
   readonly #log: Logger;
-  readonly #options: Required<WriterOptions>;
+  readonly #options: Required<Omit<WriterOptions, 'observeWrite'>> & Pick<WriterOptions, 'observeWrite'>;
   readonly #spill: SpillFile;
   readonly #rejected: SpillFile;
   readonly #breaker: CircuitBreakerPolicy;
@@ -99,6 +101,17 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
   #spilled = 0;
   #rejectedCount = 0;
   #lastError: string | undefined;
+
+  async #timedWrite(batch: ChorusRecord[]): Promise<void> {
+    const started = performance.now();
+    let ok = false;
+    try {
+      await this.#store.write(batch);
+      ok = true;
+    } finally {
+      this.#options.observeWrite?.((performance.now() - started) / 1000, ok);
+    }
+  }
 
   constructor(store: RecordStore, options: WriterOptions, log: Logger) {
     super();
@@ -250,13 +263,13 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
 
   async #commit(batch: ChorusRecord[]): Promise<void> {
     try {
-      await this.#policy.execute(() => this.#store.write(batch));
+      await this.#policy.execute(() => this.#timedWrite(batch));
     } catch (error) {
       if (!isPermanentDbError(error)) throw error;
       // One bad record must not hold up the rest: write one by one, set aside what is refused.
       for (const record of batch) {
         try {
-          await this.#policy.execute(() => this.#store.write([record]));
+          await this.#policy.execute(() => this.#timedWrite([record]));
         } catch (recordError) {
           if (!isPermanentDbError(recordError)) throw recordError;
           await this.#rejected.append([record]);

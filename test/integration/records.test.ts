@@ -172,6 +172,10 @@ describe.each(['postgres', 'pglite'] as const)('a live broadcast recorded in %s'
     );
     expect(perRole.map((r) => [r.role, r.direction])).toEqual([['broadcaster', 'send'], ['listener', 'recv']]);
     for (const row of perRole) expect(row.bitrate).toBeGreaterThan(0);
+    // Each committed batch is timed into the database latency histogram at /metrics.
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    const writes = /chorus_db_query_duration_seconds_count\{[^}]*op="write"[^}]*outcome="ok"[^}]*\} (\d+)/.exec(metrics);
+    expect(Number(writes?.[1] ?? 0)).toBeGreaterThan(0);
     await expectExactlyOnce(records, queued);
   });
 });
