@@ -230,7 +230,12 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  log(`failed: ${error instanceof Error ? error.stack : String(error)}`);
-  process.exitCode = 1;
-});
+// Exit explicitly: @roamhq/wrtc's native finalizers abort the process if they run during Node's
+// own environment teardown (after the JSON line is out, but with a core dump and exit code 134).
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    log(`failed: ${error instanceof Error ? error.stack : String(error)}`);
+    process.exit(1);
+  },
+);
