@@ -550,7 +550,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
 
   /** Listener: consume the live broadcast once per generation, whoever asks first. */
   async #consume(generation: number): Promise<void> {
-    if (this.#info?.role !== 'listener' || this.#consumer || this.#mode === 'hls') return;
+    if (this.#info?.role === 'broadcaster' || this.#consumer || this.#mode === 'hls') return;
     if (this.#consuming) return this.#consuming;
     this.#consuming = (async () => {
       try {

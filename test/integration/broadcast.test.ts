@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
-import { toneTrack, type ToneSource } from '../support/nodePeer.js';
+import { probeAudio, toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
@@ -69,6 +69,17 @@ describe('a broadcast on one node', () => {
     await client.setPaused(false);
     await until(() => l!.client.broadcast.live && !l!.client.broadcast.paused, 5000, 'listener told of the resume');
     await l!.hears(1000);
+  });
+
+  test('a moderator hears the broadcast like a listener', async () => {
+    await broadcaster('moderated', 523);
+    const client = nodeClient(node, 'moderated', await tokenFor(node, 'moderated', 'moderator', 'steward'));
+    cleanup.push(() => client.close());
+    let probe: ReturnType<typeof probeAudio> | undefined;
+    client.on('track', (track) => (probe = probeAudio(track)));
+    cleanup.push(() => probe?.stop());
+    await client.join();
+    await until(() => probe !== undefined && probe.frames > 50 && probe.rms > 0.05 && Math.abs(probe.frequency - 523) <= 150, 10_000, 'the moderator to hear the tone');
   });
 
   test('a listener whose network blocks UDP gets the audio over ICE-TCP', async () => {
