@@ -12,7 +12,7 @@
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
+import { readRuns } from './lib/runLog.js';
 import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -405,16 +406,7 @@ async function run(): Promise<void> {
   const record: RunRecord = { ...summary, joinTimesMs: joinTimes };
   appendFileSync(join(outDir, 'results.jsonl'), `${JSON.stringify(record)}\n`);
   writeFileSync(join(outDir, `run-${summary.ts.replace(/[:.]/g, '-')}-n${N}.json`), `${JSON.stringify({ summary, listeners: results }, null, 1)}\n`);
-  const runs = readFileSync(join(outDir, 'results.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as RunRecord];
-      } catch {
-        return [];
-      }
-    });
+  const runs = readRuns<RunRecord>(join(outDir, 'results.jsonl'));
   writeFileSync(join(outDir, 'broadcast.html'), renderHtml(runs));
   log(`wrote ${join(outDir, 'results.jsonl')} and ${join(outDir, 'broadcast.html')} (${runs.length} run(s))`);
 }

@@ -10,7 +10,6 @@
  * Prints one JSON line to stdout (progress on stderr), appends it to <out>/cluster.jsonl and
  * rewrites <out>/cluster.html (self-contained, inline SVG) from every run there.
  */
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +19,7 @@ import { joinListener, type TestListener } from '../test/support/listener.js';
 import { toneTrack } from '../test/support/nodePeer.js';
 import { nodeClient, until } from '../test/support/testNode.js';
 import { histogramCdf, lineChart } from './lib/report.js';
+import { recordRun } from './lib/runLog.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -268,14 +268,7 @@ try {
   const result = await run();
   const { joinTimesMs: _j, edgeRestoreTimesMs: _e, originRestoreTimesMs: _o, ts: _t, redisOpsPerJoinRaw: _r, ...line } = result;
   process.stdout.write(`${JSON.stringify(line)}\n`);
-  mkdirSync(outDir, { recursive: true });
-  appendFileSync(resolve(outDir, 'cluster.jsonl'), `${JSON.stringify(result)}\n`);
-  const runs = readFileSync(resolve(outDir, 'cluster.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as ClusterRun);
-  writeFileSync(resolve(outDir, 'cluster.html'), renderHtml(runs));
-  log(`wrote ${resolve(outDir, 'cluster.html')}`);
+  log(`wrote ${recordRun<ClusterRun>(outDir, 'cluster', result, renderHtml).html}`);
 } catch (error) {
   log(`failed: ${(error as Error).stack ?? String(error)}`);
   exitCode = 1;

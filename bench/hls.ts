@@ -16,7 +16,7 @@
  * Prints one JSON line, appends it to <out>/hls.jsonl and rewrites <out>/hls.html.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,7 @@ import { loadConfig } from '../src/config/config.js';
 import { ChorusClient } from '../src/client/chorusClient.js';
 import { webrtcHandlerFactory } from '../test/support/nodePeer.js';
 import { lineChart } from './lib/report.js';
+import { recordRun } from './lib/runLog.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -327,14 +328,7 @@ try {
   const result = await run();
   const { samples: _s, ...line } = result;
   process.stdout.write(`${JSON.stringify(line)}\n`);
-  mkdirSync(outDir, { recursive: true });
-  appendFileSync(resolve(outDir, 'hls.jsonl'), `${JSON.stringify(result)}\n`);
-  const runs = readFileSync(resolve(outDir, 'hls.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as HlsRun);
-  writeFileSync(resolve(outDir, 'hls.html'), renderHtml(runs));
-  log(`wrote ${resolve(outDir, 'hls.html')}`);
+  log(`wrote ${recordRun<HlsRun>(outDir, 'hls', result, renderHtml).html}`);
 } catch (error) {
   log(`failed: ${(error as Error).stack ?? String(error)}`);
   exitCode = 1;

@@ -19,7 +19,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -31,6 +30,7 @@ import { startRedis, type RedisServer } from '../test/support/redisServer.js';
 import { freePort } from '../test/support/ports.js';
 import { TreeSampler, usage, round } from './lib/procstat.js';
 import { lineChart } from './lib/report.js';
+import { recordRun } from './lib/runLog.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -271,20 +271,13 @@ async function main(): Promise<void> {
       command: `npm run bench:watch -- ${process.argv.slice(2).join(' ')}`.trim(),
     };
     console.log(JSON.stringify(record));
-    mkdirSync(OUT, { recursive: true });
-    appendFileSync(join(OUT, 'watch.jsonl'), `${JSON.stringify(record)}\n`);
-    writeFileSync(join(OUT, 'watch.html'), renderHtml(readRuns(join(OUT, 'watch.jsonl'))));
+    recordRun<RunRecord>(OUT, 'watch', record, renderHtml);
   } finally {
     await cleanup();
   }
 }
 
 type RunRecord = { ts: string; nodes: number; members: number; steps: Step[]; sustainedMsgsPerSec: number; command: string };
-
-function readRuns(path: string): RunRecord[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as RunRecord);
-}
 
 function renderHtml(runs: RunRecord[]): string {
   const label = (r: RunRecord): string => `${r.ts.slice(0, 16)} ${r.nodes} node(s)`;
