@@ -129,34 +129,30 @@ export class ChorusMetrics {
     });
     this.#egressTotal = new Gauge({ name: 'chorus_egress_bitrate_bps', help: 'Media sent to listeners by this node over the sampled rooms (bits/s)', registers });
 
-    new Gauge({
-      name: 'chorus_worker_cpu_seconds',
-      help: 'CPU time (user + system) used by each mediasoup worker since it started; use rate()',
-      labelNames: ['worker'],
-      registers,
-      collect: async function (this: Gauge<'worker'>) {
-        this.reset();
-        await Promise.all([...(self.#sources?.workers() ?? [])].map(async ({ index, worker }) => {
-          if (worker.closed || worker.died) return;
-          const usage = await worker.getResourceUsage().catch(() => undefined);
-          if (usage) this.set({ worker: String(index) }, (usage.ru_utime + usage.ru_stime) / 1000);
-        }));
-      },
+    // Read from each live worker at scrape time (a dead one is left out, not reported as 0).
+    const perLiveWorker = (name: string, help: string, read: (worker: types.Worker) => Promise<number | undefined>): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['worker'],
+        registers,
+        collect: async function (this: Gauge<'worker'>) {
+          this.reset();
+          await Promise.all(
+            [...(self.#sources?.workers() ?? [])].map(async ({ index, worker }) => {
+              if (worker.closed || worker.died) return;
+              const value = await read(worker);
+              if (value !== undefined) this.set({ worker: String(index) }, value);
+            }),
+          );
+        },
+      });
+    };
+    perLiveWorker('chorus_worker_cpu_seconds', 'CPU time (user + system) used by each mediasoup worker since it started; use rate()', async (worker) => {
+      const usage = await worker.getResourceUsage().catch(() => undefined);
+      return usage && (usage.ru_utime + usage.ru_stime) / 1000;
     });
-    new Gauge({
-      name: 'chorus_worker_memory_bytes',
-      help: 'Resident memory of each mediasoup worker process',
-      labelNames: ['worker'],
-      registers,
-      collect: async function (this: Gauge<'worker'>) {
-        this.reset();
-        await Promise.all([...(self.#sources?.workers() ?? [])].map(async ({ index, worker }) => {
-          if (worker.closed || worker.died) return;
-          const rss = await residentBytes(worker);
-          if (rss !== undefined) this.set({ worker: String(index) }, rss);
-        }));
-      },
-    });
+    perLiveWorker('chorus_worker_memory_bytes', 'Resident memory of each mediasoup worker process', residentBytes);
     new Gauge({
       name: 'chorus_worker_up',
       help: '1 when the worker in a slot is alive',
