@@ -7,9 +7,9 @@
 import { Emitter } from '@socket.io/component-emitter';
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
-import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { BroadcastState, RequestOf, Responses, Role } from '../protocol/messages.js';
-import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+import { ChorusClientError, openSocket, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -98,20 +98,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     super();
     this.#options = options;
     this.#socketUrl = options.url;
-    this.#socket = this.#openSocket(options.url);
+    this.#socket = openSocket(options.url, options.socket);
     this.#wireSocket();
-  }
-
-  #openSocket(url: string): ClientSocket {
-    return io(url, {
-      autoConnect: false,
-      transports: ['websocket', 'polling'],
-      tryAllTransports: true,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 5000,
-      randomizationFactor: 0.5,
-      ...this.#options.socket,
-    }) as ClientSocket;
   }
 
   /** Drops the current connection and connects to `url` (another node, or back to the entry URL). */
@@ -122,7 +110,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     this.#teardownMedia();
     this.#setState('reconnecting');
     this.#socketUrl = url;
-    this.#socket = this.#openSocket(url);
+    this.#socket = openSocket(url, this.#options.socket);
     this.#wireSocket();
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => this.#socket.connect(), delayMs);

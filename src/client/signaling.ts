@@ -2,7 +2,7 @@
  * Typed request/response over the Socket.IO connection, using the shared protocol. Rejections
  * are ChorusClientError with the server's stable code.
  */
-import type { Socket } from 'socket.io-client';
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import type { ErrorCode, WireError } from '../protocol/errors.js';
 import type { Method, Reply, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
 
@@ -27,6 +27,22 @@ export class ChorusClientError extends Error {
 }
 
 export type ClientSocket = Socket<ServerEvents, Record<string, (...args: never[]) => void>>;
+
+/**
+ * A signaling connection, not yet connected: WebSocket first with long-polling as the fallback
+ * (tried when WebSocket fails), and Socket.IO's own reconnection with jittered backoff.
+ */
+export function openSocket(url: string, overrides: Partial<ManagerOptions & SocketOptions> = {}): ClientSocket {
+  return io(url, {
+    autoConnect: false,
+    transports: ['websocket', 'polling'],
+    tryAllTransports: true,
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 5000,
+    randomizationFactor: 0.5,
+    ...overrides,
+  }) as ClientSocket;
+}
 
 export async function request<M extends Method>(
   socket: ClientSocket,

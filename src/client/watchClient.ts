@@ -8,11 +8,11 @@
  * draining, a removal after missed heartbeats) rejoin as the same identity with the resume token.
  */
 import { Emitter } from '@socket.io/component-emitter';
-import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { Responses } from '../protocol/messages.js';
 import { positionAt, type WatchCause, type WatchControl, type WatchHost, type WatchMember, type WatchState } from '../protocol/watch.js';
 import { ClockEstimate, clockSample, type ClockSample } from './clock.js';
-import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+import { ChorusClientError, openSocket, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -82,15 +82,7 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
     super();
     this.#options = options;
     this.#clock = new ClockEstimate(Math.max(8, options.syncSamples ?? 5));
-    this.#socket = io(options.url, {
-      autoConnect: false,
-      transports: ['websocket', 'polling'],
-      tryAllTransports: true,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 5000,
-      randomizationFactor: 0.5,
-      ...options.socket,
-    }) as ClientSocket;
+    this.#socket = openSocket(options.url, options.socket);
     this.#wireSocket();
   }
 
