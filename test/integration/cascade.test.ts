@@ -8,7 +8,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 let origin: ChorusNode;
@@ -20,8 +20,7 @@ beforeAll(async () => {
   // The broadcaster stays where it connects, so these tests choose the origin; rendezvous
   // placement has its own test (placement.test.ts).
   const shared = { REDIS_URL: redis.url, CHORUS_ORIGIN_PLACEMENT: 'local' };
-  origin = await startTestNode({ ...shared, CHORUS_NODE_ID: 'origin', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  edge = await startTestNode({ ...shared, CHORUS_NODE_ID: 'edge', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  [origin, edge] = (await startTestNodes(['origin', 'edge'], shared)) as [ChorusNode, ChorusNode];
 });
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();

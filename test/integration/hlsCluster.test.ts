@@ -11,7 +11,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { analyse, decodeSegment, fetchPlaylist, rawGet } from '../support/hls.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 let origin: ChorusNode;
@@ -25,8 +25,7 @@ beforeAll(async () => {
   // The broadcaster stays on the node it connects to (no rendezvous redirect), so the test knows
   // which node is the origin.
   const shared = { REDIS_URL: redis.url, CHORUS_HLS_DIR: dir, CHORUS_ORIGIN_PLACEMENT: 'local' };
-  origin = await startTestNode({ ...shared, CHORUS_NODE_ID: 'origin', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  edge = await startTestNode({ ...shared, CHORUS_NODE_ID: 'edge', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  [origin, edge] = (await startTestNodes(['origin', 'edge'], shared)) as [ChorusNode, ChorusNode];
 });
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();

@@ -9,7 +9,7 @@ import { rendezvousScore } from '../../src/cluster/placement.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 const nodes: Record<string, ChorusNode> = {};
@@ -17,9 +17,8 @@ const cleanup: Array<() => unknown> = [];
 
 beforeAll(async () => {
   redis = await startRedis();
-  for (const [i, id] of ['alpha', 'beta', 'gamma'].entries()) {
-    nodes[id] = await startTestNode({ REDIS_URL: redis.url, CHORUS_NODE_ID: id, RTC_MIN_PORT: String(20000 + i * 3000), RTC_MAX_PORT: String(22999 + i * 3000) });
-  }
+  const started = await startTestNodes(['alpha', 'beta', 'gamma'], { REDIS_URL: redis.url });
+  for (const node of started) nodes[node.config.nodeId] = node;
   await until(async () => (await nodes['alpha']!.store.listNodes()).length === 3, 10_000, 'all three nodes registered');
 });
 afterEach(async () => {

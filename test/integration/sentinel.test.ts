@@ -12,7 +12,7 @@ import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 let master: RedisServer;
 let replica: RedisServer;
@@ -42,8 +42,7 @@ beforeAll(async () => {
   await until(async () => ((await sentinelClient.call('SENTINEL', 'replicas', 'mymaster')) as unknown[]).length === 1, 20_000, 'Sentinel to know the replica');
   const url = `redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`;
   const shared = { REDIS_URL: url, CHORUS_ORIGIN_PLACEMENT: 'local' };
-  a = await startTestNode({ ...shared, CHORUS_NODE_ID: 'sentinel-a', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  b = await startTestNode({ ...shared, CHORUS_NODE_ID: 'sentinel-b', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  [a, b] = (await startTestNodes(['sentinel-a', 'sentinel-b'], shared)) as [ChorusNode, ChorusNode];
 }, 60_000);
 
 afterAll(async () => {

@@ -7,7 +7,7 @@ import type { ChorusNode } from '../../src/app.js';
 import type { RoomChannel } from '../../src/rooms/channel.js';
 import { RawSocket } from '../support/rawSocket.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { startTestNode, tokenFor, until } from '../support/testNode.js';
+import { startTestNode, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 let a: ChorusNode;
@@ -19,8 +19,7 @@ beforeAll(async () => {
   // Publishers stay on the node they connect to (no rendezvous redirect), so what is tested here
   // is the shared state's own guarantee: one seat per room even when two nodes are asked at once.
   const shared = { REDIS_URL: redis.url, CHORUS_ORIGIN_PLACEMENT: 'local' };
-  a = await startTestNode({ ...shared, CHORUS_NODE_ID: 'node-a', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  b = await startTestNode({ ...shared, CHORUS_NODE_ID: 'node-b', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  [a, b] = (await startTestNodes(['node-a', 'node-b'], shared)) as [ChorusNode, ChorusNode];
 });
 afterAll(async () => {
   for (const s of sockets) s.close();

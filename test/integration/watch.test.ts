@@ -13,7 +13,7 @@ import type { Role } from '../../src/protocol/messages.js';
 import { positionAt, type WatchState } from '../../src/protocol/watch.js';
 import { RawSocket } from '../support/rawSocket.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { startTestNode, until } from '../support/testNode.js';
+import { startTestNode, startTestNodes, until } from '../support/testNode.js';
 import { VirtualPlayer } from '../support/virtualPlayer.js';
 
 const REPORT_MS = 400;
@@ -27,8 +27,7 @@ const audits: AuditEvent[] = [];
 beforeAll(async () => {
   redis = await startRedis();
   const watchEnv = { CHORUS_WATCH_REPORT_INTERVAL_MS: String(REPORT_MS), CHORUS_WATCH_ARCHIVE_AFTER_MS: '600' };
-  a = await startTestNode({ ...watchEnv, REDIS_URL: redis.url, CHORUS_NODE_ID: 'watch-a', RTC_MIN_PORT: '20000', RTC_MAX_PORT: '24999' });
-  b = await startTestNode({ ...watchEnv, REDIS_URL: redis.url, CHORUS_NODE_ID: 'watch-b', RTC_MIN_PORT: '25000', RTC_MAX_PORT: '29999' });
+  [a, b] = (await startTestNodes(['watch-a', 'watch-b'], { ...watchEnv, REDIS_URL: redis.url })) as [ChorusNode, ChorusNode];
   for (const node of [a, b]) node.audit.on('event', (event) => audits.push(event));
 });
 

@@ -27,6 +27,19 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<C
   );
 }
 
+/**
+ * Several nodes of one cluster (pass REDIS_URL in `env`), named `ids`, each with its own slice of
+ * the 20000-29999 RTC port range so their media never collides.
+ */
+export async function startTestNodes(ids: string[], env: Record<string, string>): Promise<ChorusNode[]> {
+  const span = Math.floor(10_000 / ids.length);
+  const nodes: ChorusNode[] = [];
+  for (const [i, id] of ids.entries()) {
+    nodes.push(await startTestNode({ ...env, CHORUS_NODE_ID: id, RTC_MIN_PORT: String(20_000 + i * span), RTC_MAX_PORT: String(20_000 + (i + 1) * span - 1) }));
+  }
+  return nodes;
+}
+
 export async function tokenFor(node: ChorusNode, room: string, role: Role, identity = `${role}-${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
   return node.tokens.mint({ room, identity, role });
 }
