@@ -197,7 +197,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   // 500 ms command timeout (it would abandon every idle read while Redis still answers it), and
   // a blocking timeout, without which ioredis leaves a read that was in flight when Redis went
   // away waiting forever — that node then never heard another room event from the cluster.
-  const adapterClient = redisStore?.client.duplicate({
+  const adapterClient = redisStore?.connect({
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
     commandTimeout: undefined,
@@ -215,7 +215,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     );
   }
   // In a cluster, broadcasts cascade: an edge pulls a room's broadcast from its origin node.
-  const bus = redisStore ? await NodeBus.start(redisStore.client, config.nodeId, config.redis!.prefix, log) : undefined;
+  const bus = redisStore ? await NodeBus.start(redisStore, config.nodeId, config.redis!.prefix, log) : undefined;
   const registry = redisStore
     ? new NodeRegistry(
         store,

@@ -2,12 +2,25 @@
  * Node-to-node requests over Redis pub/sub: each node listens on its own channel; a request
  * carries an id and the sender's node id, and the answer comes back on the sender's channel.
  * Requests time out and are retried (cockatiel); handlers must therefore be idempotent.
+ *
+ * On a Redis Cluster the channels are sharded (SPUBLISH/SSUBSCRIBE, Redis ≥ 7): a node's channel
+ * lives on the shard its name hashes to, so a message crosses one shard instead of being
+ * broadcast to every cluster node, and the receiver count a publish answers is exact — classic
+ * PUBLISH on a cluster only counts the subscribers of the node that took the publish.
  */
 import { randomUUID } from 'node:crypto';
 import { ExponentialBackoff, handleWhen, retry, timeout, TimeoutStrategy, wrap } from 'cockatiel';
-import type { Redis } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError, isErrorCode, type WireError } from '../protocol/errors.js';
+import type { ConnectionPurpose, RedisClient } from '../store/redisConnection.js';
+
+/** Where the bus gets its two connections (the Redis state store). */
+export interface BusRedis {
+  connect(overrides: RedisOptions, purpose?: ConnectionPurpose): RedisClient;
+  /** A Redis Cluster: use sharded pub/sub. */
+  readonly cluster: boolean;
+}
 
 type Handler = (params: unknown, from: string) => Promise<unknown>;
 
@@ -31,21 +44,31 @@ export class NodeBus {
   );
 
   private constructor(
-    private readonly pub: Redis,
-    private readonly sub: Redis,
+    private readonly pub: RedisClient,
+    private readonly sub: RedisClient,
+    private readonly sharded: boolean,
     readonly nodeId: string,
     private readonly prefix: string,
     private readonly log: Logger,
   ) {}
 
-  static async start(client: Redis, nodeId: string, prefix: string, log: Logger): Promise<NodeBus> {
-    const pub = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: 1 });
-    const sub = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+  static async start(redis: BusRedis, nodeId: string, prefix: string, log: Logger): Promise<NodeBus> {
+    const sharded = redis.cluster;
+    const pub = redis.connect({ enableOfflineQueue: true, maxRetriesPerRequest: 1 });
+    const sub = redis.connect({ enableOfflineQueue: true, maxRetriesPerRequest: null }, { shardedSubscriber: sharded });
     for (const c of [pub, sub]) c.on('error', (error: Error) => log.debug({ err: error }, 'redis (node bus)'));
-    const bus = new NodeBus(pub, sub, nodeId, prefix, log.child({ component: 'bus' }));
-    sub.on('message', (_channel: string, raw: string) => bus.#receive(raw));
-    await sub.subscribe(bus.#channel(nodeId));
+    const bus = new NodeBus(pub, sub, sharded, nodeId, prefix, log.child({ component: 'bus' }));
+    sub.on(sharded ? 'smessage' : 'message', (_channel: string, raw: string) => bus.#receive(raw));
+    if (sharded) await sub.ssubscribe(bus.#channel(nodeId));
+    else await sub.subscribe(bus.#channel(nodeId));
     return bus;
+  }
+
+  /** Sends `envelope` to `nodeId`'s channel; answers how many subscribers received it. */
+  #publish(nodeId: string, envelope: Envelope): Promise<number> {
+    const channel = this.#channel(nodeId);
+    const raw = JSON.stringify(envelope);
+    return this.sharded ? this.pub.spublish(channel, raw).then(Number) : this.pub.publish(channel, raw);
   }
 
   #channel(nodeId: string): string {
@@ -69,25 +92,24 @@ export class NodeBus {
   /**
    * Whether `nodeId` is subscribed to its channel right now. Redis drops a subscription the moment
    * its connection closes, so a killed node stops listening at once — seconds before its registry
-   * record expires.
+   * record expires. Asked with an empty envelope (no method: the receiver ignores it) because a
+   * publish's receiver count is exact on every deployment, where PUBSUB NUMSUB on a cluster only
+   * knows the node it was sent to.
    */
   async isListening(nodeId: string): Promise<boolean> {
-    const reply = (await this.pub.call('PUBSUB', 'NUMSUB', this.#channel(nodeId))) as [string, number];
-    return Number(reply[1]) > 0;
+    return (await this.#publish(nodeId, { id: randomUUID(), from: this.nodeId })) > 0;
   }
 
   /** Fire and forget (a notice that needs no answer). */
   notify(nodeId: string, method: string, params: unknown): void {
-    const envelope: Envelope = { id: randomUUID(), from: this.nodeId, method, params };
-    this.pub.publish(this.#channel(nodeId), JSON.stringify(envelope)).catch((error: unknown) => this.log.warn({ err: error, method }, 'notice not sent'));
+    this.#publish(nodeId, { id: randomUUID(), from: this.nodeId, method, params }).catch((error: unknown) => this.log.warn({ err: error, method }, 'notice not sent'));
   }
 
   async #once(nodeId: string, method: string, params: unknown): Promise<unknown> {
     const id = randomUUID();
     const answered = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
     try {
-      const envelope: Envelope = { id, from: this.nodeId, method, params };
-      const receivers = await this.pub.publish(this.#channel(nodeId), JSON.stringify(envelope));
+      const receivers = await this.#publish(nodeId, { id, from: this.nodeId, method, params });
       if (receivers === 0) throw new ChorusError('UNAVAILABLE', `node ${nodeId} is not listening`);
       return await answered;
     } finally {
@@ -122,8 +144,7 @@ export class NodeBus {
   }
 
   #reply(request: Envelope, reply: NonNullable<Envelope['reply']>): void {
-    const envelope: Envelope = { id: request.id, from: this.nodeId, reply };
-    this.pub.publish(this.#channel(request.from), JSON.stringify(envelope)).catch((error: unknown) => this.log.warn({ err: error }, 'reply not sent'));
+    this.#publish(request.from, { id: request.id, from: this.nodeId, reply }).catch((error: unknown) => this.log.warn({ err: error }, 'reply not sent'));
   }
 
   close(): void {

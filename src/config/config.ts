@@ -12,6 +12,7 @@ import type { TransportSettings } from '../media/roomMedia.js';
 import type { WatchSettings } from '../watch/watchService.js';
 import type { RecordsSettings } from '../records/records.js';
 import type { HlsSettings } from '../hls/settings.js';
+import { parseRedisUrl } from '../store/redisConnection.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -107,8 +108,17 @@ export const envSchema = z
      */
     TURN_TTL_SECONDS: z.coerce.number().int().min(60).default(12 * 3600),
 
-    /** Shared state for a cluster (`redis://`, `rediss://`, `redis+sentinel://`). Unset: in memory. */
-    REDIS_URL: z.string().optional(),
+    /** Shared state for a cluster (`redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://`). Unset: in memory. */
+    REDIS_URL: z
+      .string()
+      .superRefine((url, ctx) => {
+        try {
+          parseRedisUrl(url);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: `REDIS_URL: ${(error as Error).message}` });
+        }
+      })
+      .optional(),
     /**
      * In a cluster, where a room's publisher connects: `rendezvous` sends it to the node rendezvous
      * hashing picks (clients must reach every node's CHORUS_PUBLIC_URL), `local` keeps it on the

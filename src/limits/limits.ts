@@ -3,10 +3,10 @@
  * connections per IP. Backed by rate-limiter-flexible's memory limiters; the cluster swaps in its
  * Redis limiters behind the same `RateLimiterAbstract` interface. Refusing costs one map lookup.
  */
-import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ChorusError } from '../protocol/errors.js';
 import type { AuditSink } from '../observability/audit.js';
+import type { RedisClient } from '../store/redisConnection.js';
 
 export interface LimitSettings {
   httpPerIpPerMinute: number;
@@ -33,7 +33,7 @@ export class Limits {
   constructor(
     readonly settings: LimitSettings,
     private readonly audit: AuditSink,
-    redis?: { client: Redis; prefix: string },
+    redis?: { client: RedisClient; prefix: string },
   ) {
     const make = (points: number, duration: number, keyPrefix: string): RateLimiterAbstract => {
       const memory = new RateLimiterMemory({ points, duration, keyPrefix });

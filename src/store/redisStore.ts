@@ -11,6 +11,9 @@
  *   chorus:{room}:seat:<seat>     string  holder peerId (SET NX)               PX lease
  *   chorus:once:<key>             string  nonce (SET NX)                       PX ttl
  *   chorus:mark:<key>             string  number                               PX ttl
+ *   chorus:value:<key>            string  small owned value (origin, playback)  PX ttl
+ *   chorus:{nodes}                hash    nodeId → NodeRecord JSON             owner: NODE_LIST
+ *   chorus:{nodes}:expiry         zset    nodeId scored by its expiry ms       prunes both
  *
  * Every key carries a TTL. The room keys are leases the writing node extends with `refresh()`
  * (on a timer here): when a node dies, its peers drop out of the counts once their zset score
@@ -26,16 +29,10 @@
  * reply never turns a success into a refusal. ioredis keeps no offline queue, so nothing waits
  * for a reconnect and no stale write lands seconds after its caller gave up.
  *
- * Connection URLs (`parseRedisUrl`):
- *   redis://[user:pass@]host[:port][/db], rediss://…     a single node (TLS with rediss)
- *   redis+sentinel://[user:pass@]h1[:port],h2[:port]/<master>[/db][?sentinelPassword=…]
- *                                                        Sentinel: ioredis asks the sentinels
- *                                                        (default port 26379) for the master and
- *                                                        follows failovers (READONLY/reconnects
- *                                                        are treated as transient and retried)
- *   redis+cluster://…                                    NOT YET SUPPORTED: refused with an error.
- *       The key layout is Cluster-ready (hash tags); what is missing is building an ioredis
- *       `Cluster` client from the seed list, handling MOVED/ASK in the policy, and testing it.
+ * Connection URLs: see redisConnection.ts (a single Redis, Sentinel, or a Redis Cluster). On a
+ * Cluster every multi-key script touches one room's keys only (one hash tag, so one slot) or the
+ * node registry's two keys (tagged `{nodes}` together); MOVED/ASK and failovers are followed by
+ * ioredis, and the errors a failover produces meanwhile count as transient here.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -54,13 +51,14 @@ import {
   type CircuitBreakerPolicy,
   type IPolicy,
 } from 'cockatiel';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { ChorusError } from '../protocol/errors.js';
 import { roles, type Role } from '../protocol/messages.js';
+import { openRedis, parseRedisUrl, type ConnectionPurpose, type ParsedRedisUrl, type RedisClient } from './redisConnection.js';
 import { seats, type NodeRecord, type PeerRecord, type RoomRecord, type Seat, type StateStore } from './stateStore.js';
 
 export interface RedisStateStoreOptions {
-  /** REDIS_URL: `redis://`, `rediss://` or `redis+sentinel://` (see the module comment). */
+  /** REDIS_URL: `redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://` (redisConnection.ts). */
   url: string;
   /** Prepended to every key; several deployments can share one Redis. Default `chorus:`. */
   prefix?: string;
@@ -86,6 +84,8 @@ export interface RedisStateStoreOptions {
   onCommand?: (op: string, seconds: number, ok: boolean) => void;
 }
 
+export { parseRedisUrl, type ParsedRedisUrl } from './redisConnection.js';
+
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
 
 export interface SeatLoss {
@@ -100,56 +100,6 @@ export interface RedisStateStoreEvents {
   health: [healthy: boolean];
   /** A refresh found a seat this node held taken by another peer (its lease had run out). */
   seatLost: [loss: SeatLoss];
-}
-
-export type ParsedRedisUrl =
-  | { mode: 'standalone'; url: string }
-  | {
-      mode: 'sentinel';
-      name: string;
-      sentinels: Array<{ host: string; port: number }>;
-      db: number;
-      username?: string;
-      password?: string;
-      sentinelPassword?: string;
-    };
-
-/** Reads REDIS_URL; throws (with the reason) on a malformed or unsupported one. */
-export function parseRedisUrl(url: string): ParsedRedisUrl {
-  const scheme = /^([a-z+]+):\/\//i.exec(url)?.[1]?.toLowerCase();
-  if (scheme === 'redis' || scheme === 'rediss') {
-    new URL(url); // throws on a malformed one
-    return { mode: 'standalone', url };
-  }
-  if (scheme === 'redis+sentinel') {
-    // Several comma-separated hosts are no valid WHATWG URL authority: split by hand.
-    const match = /^redis\+sentinel:\/\/(?:([^@/]*)@)?([^/?]+)\/([^/?]+)(?:\/(\d+))?\/?(?:\?(.*))?$/i.exec(url);
-    if (!match) throw new Error('redis+sentinel URL must look like redis+sentinel://[user:pass@]host[:port][,host[:port]…]/<master>[/db]');
-    const [, auth, hosts, name, db, query] = match;
-    const sentinels = hosts!.split(',').map((entry) => {
-      const hostMatch = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(entry.trim());
-      if (!hostMatch) throw new Error(`bad sentinel address "${entry}"`);
-      return { host: hostMatch[1]!.replace(/^\[|\]$/g, ''), port: hostMatch[2] ? Number(hostMatch[2]) : 26379 };
-    });
-    const parsed: ParsedRedisUrl = { mode: 'sentinel', name: decodeURIComponent(name!), sentinels, db: db ? Number(db) : 0 };
-    if (auth) {
-      const colon = auth.indexOf(':');
-      const user = decodeURIComponent(colon < 0 ? auth : auth.slice(0, colon));
-      const pass = colon < 0 ? undefined : decodeURIComponent(auth.slice(colon + 1));
-      if (pass === undefined) parsed.password = user;
-      else {
-        if (user) parsed.username = user;
-        parsed.password = pass;
-      }
-    }
-    const sentinelPassword = new URLSearchParams(query ?? '').get('sentinelPassword');
-    if (sentinelPassword) parsed.sentinelPassword = sentinelPassword;
-    return parsed;
-  }
-  if (scheme === 'redis+cluster') {
-    throw new Error('redis+cluster:// is not yet supported: use a single node (redis://) or Sentinel (redis+sentinel://)');
-  }
-  throw new Error(`unsupported REDIS_URL scheme "${scheme ?? url}": use redis://, rediss:// or redis+sentinel://`);
 }
 
 // --- Lua ------------------------------------------------------------------------------------
@@ -345,8 +295,10 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
   readonly prefix: string;
   readonly leaseMs: number;
   /** The connection, for other cluster parts that need one (RateLimiterRedis takes it as is). */
-  readonly client: Redis;
+  readonly client: RedisClient;
   readonly #options: RedisStateStoreOptions;
+  readonly #target: ParsedRedisUrl;
+  readonly #common: RedisOptions;
   readonly #breaker: CircuitBreakerPolicy;
   readonly #policy: IPolicy;
   readonly #held = new Map<string, Held>();
@@ -377,12 +329,9 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
       reconnectOnError: (error) => error.message.startsWith('READONLY'),
       ...(options.connectionName ? { connectionName: options.connectionName } : {}),
     };
-    const parsed = parseRedisUrl(options.url);
-    if (parsed.mode === 'standalone') this.client = new Redis(parsed.url, common);
-    else {
-      const { mode: _mode, ...sentinel } = parsed;
-      this.client = new Redis({ ...common, ...sentinel });
-    }
+    this.#target = parseRedisUrl(options.url);
+    this.#common = common;
+    this.client = openRedis(this.#target, common);
 
     this.client.on('error', (error) => this.#report(error, 'redis connection'));
     for (const event of ['ready', 'close', 'end', 'reconnecting'] as const) this.client.on(event, () => this.#updateHealth());
@@ -406,6 +355,19 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
       }, refreshIntervalMs);
       this.#refreshTimer.unref();
     }
+  }
+
+  /** Whether REDIS_URL names a Redis Cluster. */
+  get cluster(): boolean {
+    return this.#target.mode === 'cluster';
+  }
+
+  /**
+   * A further connection to the same deployment for another job (blocking reads, subscriptions),
+   * with the store's reconnect strategy and `overrides` on top. The caller closes it.
+   */
+  connect(overrides: RedisOptions, purpose: ConnectionPurpose = {}): RedisClient {
+    return openRedis(this.#target, { ...this.#common, ...overrides }, purpose);
   }
 
   /** Redis answers and the breaker is closed: what /readyz should report. */
@@ -525,18 +487,19 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
   }
 
   async putNode(node: NodeRecord, ttlSeconds: number): Promise<void> {
-    await this.#run('putNode', () => this.#eval(scripts.nodePut, [`${this.prefix}nodes`, `${this.prefix}nodes:expiry`], [node.id, JSON.stringify(node), ttlMs(ttlSeconds)]));
+    await this.#run('putNode', () => this.#eval(scripts.nodePut, [...this.#nodeKeys()], [node.id, JSON.stringify(node), ttlMs(ttlSeconds)]));
   }
 
   async removeNode(nodeId: string): Promise<void> {
     await this.#run('removeNode', async () => {
-      await this.client.zrem(`${this.prefix}nodes:expiry`, nodeId);
-      await this.client.hdel(`${this.prefix}nodes`, nodeId);
+      const [records, expiries] = this.#nodeKeys();
+      await this.client.zrem(expiries, nodeId);
+      await this.client.hdel(records, nodeId);
     });
   }
 
   async listNodes(): Promise<NodeRecord[]> {
-    const raw = (await this.#run('listNodes', () => this.#eval(scripts.nodeList, [`${this.prefix}nodes`, `${this.prefix}nodes:expiry`], []))) as Array<string | null>;
+    const raw = (await this.#run('listNodes', () => this.#eval(scripts.nodeList, [...this.#nodeKeys()], []))) as Array<string | null>;
     return raw.filter((r): r is string => typeof r === 'string').map((r) => JSON.parse(r) as NodeRecord);
   }
 
@@ -653,6 +616,11 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
       roles: roles.map((role) => `${base}:role:${role}`),
       seats: seats.map((seat) => `${base}:seat:${seat}`),
     };
+  }
+
+  /** The registry's hash and expiry zset: one hash tag, so NODE_PUT/NODE_LIST stay in one slot. */
+  #nodeKeys(): [records: string, expiries: string] {
+    return [`${this.prefix}{nodes}`, `${this.prefix}{nodes}:expiry`];
   }
 
   #hold(roomId: string): Held {

@@ -1,7 +1,9 @@
 /**
- * One contract for every StateStore: the memory store (one node) and the Redis store on a real
- * redis-server (several nodes = several connections). Then what only Redis has: leases that let
- * a dead node's peers drop out, no key without a TTL, and the breaker while Redis is down.
+ * One contract for every StateStore: the memory store (one node), the Redis store on a real
+ * redis-server (several nodes = several connections), and the same on a real three-shard Redis
+ * Cluster (where every multi-key script must stay inside one hash slot, or Redis refuses it with
+ * CROSSSLOT). Then what only Redis has: leases that let a dead node's peers drop out, no key
+ * without a TTL, and the breaker while Redis is down.
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
@@ -10,6 +12,7 @@ import type { Role } from '../../src/protocol/messages.js';
 import { MemoryStateStore } from '../../src/store/memoryStore.js';
 import { parseRedisUrl, RedisStateStore, type RedisStateStoreOptions } from '../../src/store/redisStore.js';
 import type { StateStore } from '../../src/store/stateStore.js';
+import { startRedisCluster, type RedisCluster } from '../support/redisCluster.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 
 /** Polls `probe` until it returns something truthy; fails with `what` after `ms`. */
@@ -56,25 +59,28 @@ interface Backend {
 
 let redis: RedisServer;
 let admin: Redis;
+let cluster: RedisCluster;
 const opened: StateStore[] = [];
 
 beforeAll(async () => {
-  redis = await startRedis();
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster({ masters: 3, replicas: 0 })]);
   admin = new Redis(redis.url);
-});
+}, 60_000);
 
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((store) => store.close()));
   await admin.flushall();
+  await cluster.flushAll();
 });
 
 afterAll(async () => {
   admin?.disconnect();
   await redis?.stop();
+  await cluster?.stop();
 });
 
-async function openRedis(options: Partial<RedisStateStoreOptions> = {}): Promise<RedisStateStore> {
-  const store = new RedisStateStore({ url: redis.url, refreshIntervalMs: 0, ...options });
+async function openRedis(options: Partial<RedisStateStoreOptions> = {}, url = redis.url): Promise<RedisStateStore> {
+  const store = new RedisStateStore({ url, refreshIntervalMs: 0, ...options });
   opened.push(store);
   await store.ready();
   return store;
@@ -97,6 +103,17 @@ const backends: Backend[] = [
     async inspect(roomId) {
       const all = await scanKeys(admin, 'chorus:*');
       const ttls = await Promise.all(all.map((key) => admin.pttl(key)));
+      return { roomKeys: all.filter((key) => key.includes(`{${roomId}}`)), withoutTtl: all.filter((_, i) => ttls[i]! < 0) };
+    },
+  },
+  {
+    name: 'redis cluster',
+    async nodes(n) {
+      return Promise.all(Array.from({ length: n }, () => openRedis({}, cluster.url)));
+    },
+    async inspect(roomId) {
+      const all = await cluster.keys('chorus:*');
+      const ttls = await Promise.all(all.map((key) => cluster.pttl(key)));
       return { roomKeys: all.filter((key) => key.includes(`{${roomId}}`)), withoutTtl: all.filter((_, i) => ttls[i]! < 0) };
     },
   },
@@ -335,7 +352,7 @@ describe('redis state store only', () => {
     expect((await Promise.all(keys.map((k) => admin.pttl(k)))).every((ttl) => ttl > 0)).toBe(true);
   });
 
-  test('REDIS_URL parsing: single node, Sentinel, and a clear refusal for Cluster', () => {
+  test('REDIS_URL parsing: single node, Sentinel, Cluster, and clear refusals', () => {
     expect(parseRedisUrl('redis://127.0.0.1:6380/2')).toEqual({ mode: 'standalone', url: 'redis://127.0.0.1:6380/2' });
     expect(parseRedisUrl('rediss://u:p@redis.example:6380')).toMatchObject({ mode: 'standalone' });
     expect(parseRedisUrl('redis+sentinel://:s3cret@s1:26380,s2,[::1]:26381/mymaster/3?sentinelPassword=sp')).toEqual({
@@ -352,7 +369,19 @@ describe('redis state store only', () => {
     });
     expect(parseRedisUrl('redis+sentinel://user:pw@s1/m')).toMatchObject({ username: 'user', password: 'pw', db: 0 });
     expect(() => parseRedisUrl('redis+sentinel://s1,s2')).toThrow(/master/);
-    expect(() => parseRedisUrl('redis+cluster://a:7000,b:7001')).toThrow(/not yet supported/);
+    expect(parseRedisUrl('redis+cluster://:pw@a:7000,b,[::1]:7002')).toEqual({
+      mode: 'cluster',
+      tls: false,
+      password: 'pw',
+      nodes: [
+        { host: 'a', port: 7000 },
+        { host: 'b', port: 6379 },
+        { host: '::1', port: 7002 },
+      ],
+    });
+    expect(parseRedisUrl('rediss+cluster://user:pw@a:7000/')).toMatchObject({ mode: 'cluster', tls: true, username: 'user', password: 'pw' });
+    expect(() => parseRedisUrl('redis+cluster://a:7000/2')).toThrow(/no database/);
+    expect(() => parseRedisUrl('redis+cluster://a:x')).toThrow(/bad cluster node address/);
     expect(() => parseRedisUrl('memcached://x')).toThrow(/unsupported/);
   });
 });

@@ -54,6 +54,14 @@ describe('config', () => {
     expect(loadConfig({ DATABASE_URL: url, CHORUS_RECORDS_FLUSH_MS: '250', CHORUS_QUALITY_SAMPLE_MS: '0' }).records).toMatchObject({ databaseUrl: url, flushMs: 250, qualitySampleMs: 0 });
     expect(loadConfig({ CHORUS_RECORDS: 'false' }).records).toBeUndefined();
     expect(() => loadConfig({ DATABASE_URL: 'postgres://' })).toThrow(/DATABASE_URL/);
+  });
+
+  test('REDIS_URL: every deployment shape is accepted, a wrong one refused at startup', () => {
+    for (const url of ['redis://r:6379', 'rediss://u:p@r:6380/2', 'redis+sentinel://s1,s2:26380/mymaster', 'redis+cluster://c1:7000,c2:7001']) {
+      expect(loadConfig({ REDIS_URL: url }).redis?.url).toBe(url);
+    }
+    expect(() => loadConfig({ REDIS_URL: 'memcached://m' })).toThrow(/REDIS_URL: unsupported/);
+    expect(() => loadConfig({ REDIS_URL: 'redis+cluster://c1:7000/3' })).toThrow(/REDIS_URL: .*no database/);
     expect(() => loadConfig({ CHORUS_RECORDS_QUEUE_MAX: '1' })).toThrow(/CHORUS_RECORDS_QUEUE_MAX/);
   });
 });
