@@ -5,9 +5,9 @@
  */
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
-import { rendezvousScore } from '../../src/cluster/placement.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
+import { roomOwnedBy } from '../support/placement.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
@@ -29,18 +29,8 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-/** A room id that hashes to `owner` among `among` by a wide margin, so small load differences cannot flip it. */
-function roomOwnedBy(owner: string, among: string[], prefix: string): string {
-  for (let i = 0; ; i++) {
-    const room = `${prefix}-${i}`;
-    const score = (id: string): number => rendezvousScore(room, { id, load: 0 });
-    const others = among.filter((id) => id !== owner).map(score);
-    if (score(owner) > 2 * Math.max(...others)) return room;
-  }
-}
-
 test('a broadcaster connecting to any node is sent to the room\'s node; listeners everywhere hear it', async () => {
-  const room = roomOwnedBy('gamma', ['alpha', 'beta', 'gamma'], 'placed');
+  const room = await roomOwnedBy('gamma', ['alpha', 'beta', 'gamma'], 'placed');
   const tone = toneTrack(880);
   cleanup.push(() => tone.stop());
   // Connects to alpha, which is not the room's node.
@@ -60,7 +50,7 @@ test('a broadcaster connecting to any node is sent to the room\'s node; listener
 });
 
 test('the room\'s node draining sends the broadcaster to a node that stays; listeners hear it again', async () => {
-  const room = roomOwnedBy('beta', ['alpha', 'beta', 'gamma'], 'drained');
+  const room = await roomOwnedBy('beta', ['alpha', 'beta', 'gamma'], 'drained');
   const tone = toneTrack(523);
   cleanup.push(() => tone.stop());
   const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'imam'));

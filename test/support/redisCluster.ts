@@ -66,9 +66,18 @@ function parseNodes(text: string): ClusterNodeLine[] {
 export async function startRedisCluster(options: { masters?: number; replicas?: number; nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const replicas = options.replicas ?? 1;
-  const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000)];
+  const args = [
+    '--cluster-enabled', 'yes',
+    '--cluster-config-file', 'nodes.conf',
+    '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000),
+    // A replica that never finished its first sync may not be promoted; Redis' default waits 5 s
+    // for more replicas before streaming that sync.
+    '--repl-diskless-sync-delay', '0',
+  ];
   const servers = await Promise.all(Array.from({ length: masters * (1 + replicas) }, () => startRedis({ args })));
   const admins = new Map(servers.map((s) => [s, new Redis({ port: s.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 })]));
+  // Admin connections to a killed node keep retrying; their errors are expected, not news.
+  for (const admin of admins.values()) admin.on('error', () => undefined);
   await Promise.all([...admins.values()].map((a) => a.connect()));
   const live = (): RedisServer[] => servers.filter((s) => admins.get(s)!.status === 'ready');
   const byPort = (port: number): RedisServer => servers.find((s) => s.port === port)!;
@@ -121,9 +130,11 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
       await until(
         async () => {
           const states = await Promise.all(live().map((s) => admins.get(s)!.call('CLUSTER', 'INFO').then(String, () => '')));
-          const covered = (await nodes().catch(() => []))
-            .filter((n) => n.master && !n.failed)
-            .reduce((sum, n) => sum + n.slots.reduce((k, [from, to]) => k + to - from + 1, 0), 0);
+          // A master only just killed still looks healthy to its peers until the node timeout:
+          // count the slots of masters that answer.
+          const masters = (await nodes().catch(() => [])).filter((n) => n.master && !n.failed);
+          const answering = await Promise.all(masters.map((n) => admins.get(byPort(n.port))!.ping().then(() => true, () => false)));
+          const covered = masters.filter((_, i) => answering[i]).reduce((sum, n) => sum + n.slots.reduce((k, [from, to]) => k + to - from + 1, 0), 0);
           return covered === 16384 && states.length > 0 && states.every((info) => info.includes('cluster_state:ok'));
         },
         ms,
@@ -140,11 +151,14 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
     const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
     await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
     await cluster.whole();
-    // Replicas attach after the slots are assigned: wait until every master has its replicas.
+    // Replicas attach after the slots are assigned: wait until every master has its replicas and
+    // each has synced (only a synced replica can be promoted when its master dies).
     await until(
       async () => {
         const all = await nodes();
-        return all.filter((n) => n.master).every((m) => all.filter((r) => !r.master && r.masterId === m.id).length === replicas);
+        if (!all.filter((n) => n.master).every((m) => all.filter((r) => !r.master && r.masterId === m.id).length === replicas)) return false;
+        const links = await Promise.all(all.filter((n) => !n.master).map((r) => admins.get(byPort(r.port))!.info('replication')));
+        return links.every((info) => info.includes('master_link_status:up'));
       },
       20_000,
       'every Redis Cluster master to have its replicas',
