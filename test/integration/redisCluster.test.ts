@@ -70,4 +70,12 @@ test('a shard\'s master dies mid-broadcast: audio never stops, its replica takes
   await until(() => broadcaster.audience === 2, 10_000, 'the broadcaster to see both listeners');
   expect(nodes['rc-a']!.rooms.get(room)?.localBroadcast).toBeDefined();
   await edge.hears(740);
+
+  // Room events cross nodes through the Socket.IO streams adapter on the cluster: a pause on the
+  // origin reaches the listeners on both other nodes.
+  await broadcaster.setPaused(true);
+  await until(() => [edge, late].every((l) => l.events.includes('paused')), 10_000, 'both listeners to hear of the pause');
+  await broadcaster.setPaused(false);
+  await until(() => [edge, late].every((l) => l.events.lastIndexOf('live') > l.events.lastIndexOf('paused')), 10_000, 'both listeners to hear it is live again');
+  await Promise.all([edge, late].map((l) => l.hears(740)));
 }, 120_000);
