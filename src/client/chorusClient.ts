@@ -90,6 +90,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #consuming: Promise<void> | undefined;
   #consumeRetries = 0;
+  #consumeTimer: ReturnType<typeof setTimeout> | undefined;
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #mode: MediaMode = 'webrtc';
   #fallbackTimer: ReturnType<typeof setTimeout> | undefined;
@@ -278,6 +279,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#consumeTimer);
     clearTimeout(this.#fallbackTimer);
     this.#joinWaiter?.reject(new ChorusClientError('DISCONNECTED', 'client closed before joining', false));
     this.#joinWaiter = undefined;
@@ -327,6 +329,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // announced (its node died): keeping that consumer would mean silence from now on.
       if (this.#consumer && this.#consumer.producerId !== producerId) this.#dropConsumer();
       this.#armFallback();
+      // News of a new broadcast: try at once, and back off afresh from here.
+      this.#consumeRetries = 0;
+      clearTimeout(this.#consumeTimer);
       void this.#consume(this.#generation);
     });
     s.on('broadcast:paused', ({ producerId }) => this.#setBroadcast({ live: true, paused: true, producerId }));
@@ -562,9 +567,15 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       } catch (error) {
         // Nothing live: it ended between the event and our request (fine), or, in a cluster, the
         // news travelled faster than the stream's location; try again shortly while it is live.
+        // It keeps trying for as long as the broadcast is live (backing off to every few
+        // seconds): a listener told "live" must never settle into silence because the stream
+        // took longer than a fixed number of tries to reach its node (a loaded cluster re-piping
+        // after an origin died).
         if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') {
-          if (this.#broadcast.live && generation === this.#generation && this.#consumeRetries++ < 5) {
-            setTimeout(() => void this.#consume(generation), 300 * this.#consumeRetries);
+          if (this.#broadcast.live && generation === this.#generation) {
+            const backoff = Math.min(300 * 2 ** this.#consumeRetries++, 5000);
+            clearTimeout(this.#consumeTimer);
+            this.#consumeTimer = setTimeout(() => void this.#consume(generation), backoff * (0.75 + Math.random() * 0.5));
           }
           return;
         }

@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
+import type { ChorusClientError } from '../../src/client/signaling.js';
 import { startCluster, type Cluster, type ClusterNode } from '../support/cluster.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
@@ -273,3 +274,46 @@ test('(d) Redis down: flowing media keeps flowing; after it returns, everyone he
   expect(missedEnd).toEqual([]);
   expect(silentOn).toEqual([]);
 }, 180_000);
+
+test('(e) a rolling restart of every node during the broadcast: it never ends for anyone', async () => {
+  await placed();
+  // Nobody may be dropped for good: a client that gives up, or an error the SDK does not retry,
+  // would show here. Retryable refusals on the way (a node busy draining) are only counted.
+  const given: string[] = [];
+  let retried = 0;
+  const clients = [broadcaster, ...listeners.map((l) => l.client)];
+  const offs = clients.map((client, i) => {
+    const onState = (state: string): void => void (state === 'closed' && given.push(`client ${i} closed`));
+    const onError = (error: ChorusClientError): void => {
+      if (error.retryable) retried++;
+      else given.push(`client ${i}: ${error.code} ${error.message}`);
+    };
+    client.on('state', onState);
+    client.on('error', onError);
+    return () => {
+      client.off('state', onState);
+      client.off('error', onError);
+    };
+  });
+  const steps: Array<Record<string, unknown>> = [];
+  try {
+    for (const node of [...cluster.nodes]) {
+      const before = describePlacement();
+      const t0 = Date.now();
+      const status = await node.kill('SIGTERM', 60_000);
+      const exitMs = Date.now() - t0;
+      expect(status).toEqual({ code: 0, signal: null });
+      const times = await restoreTimes(t0);
+      await node.restart();
+      await placed();
+      steps.push({ node: node.nodeId, before, after: describePlacement(), exitMs, restoreMaxMs: Math.max(...times) });
+    }
+  } finally {
+    for (const off of offs) off();
+  }
+  report('rollingRestart', { steps, retryableErrors: retried });
+  expect(given).toEqual([]);
+  expect(broadcaster.state).toBe('joined');
+  expect(listeners.every((l) => l.client.broadcast.live)).toBe(true);
+  await restoreTimes(Date.now());
+}, 300_000);
