@@ -25,7 +25,7 @@ import { QualitySampler } from './records/qualitySampler.js';
 import { startRecords, type Records } from './records/records.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
-import { OriginPlacement } from './cluster/placement.js';
+import { OriginPlacement, pickWeighted } from './cluster/placement.js';
 import { policyFor } from './rooms/policy.js';
 import type { Role } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
@@ -352,8 +352,15 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       // New connections are refused from now on (the balancer sends them elsewhere); open ones
       // stay until their clients have moved.
       http.server.close();
-      // `local`: with the Redis adapter a plain emit would send every client of the cluster away.
-      io.local.emit('node:draining', { reason: 'node is shutting down' });
+      // Each local client (a plain emit would, with the Redis adapter, move the whole cluster's)
+      // is sent straight to a node that stays, spread by load, where clients reach nodes directly
+      // (rendezvous placement): a balancer may still count a node restarted a moment ago as
+      // failed, and with every other node so marked it would turn the client away for seconds.
+      const stays = placement ? (await store.listNodes().catch(() => [])).filter((n) => n.id !== config.nodeId && !n.draining) : [];
+      for (const socket of io.of('/').sockets.values()) {
+        const to = pickWeighted(stays);
+        socket.emit('node:draining', { reason: 'node is shutting down', ...(to ? { moveTo: to.url } : {}) });
+      }
       const deadline = Date.now() + deadlineMs;
       while (peers() > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));

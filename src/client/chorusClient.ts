@@ -16,6 +16,12 @@ export { ChorusClientError } from './signaling.js';
 /** Failures of the path, not refusals by the server: always worth another try. */
 const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED']);
 
+/** An http(s) URL a server named for us to move to, or undefined for anything else. */
+function nodeUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string' || !URL.canParse(value)) return undefined;
+  return /^https?:$/.test(new URL(value).protocol) ? value : undefined;
+}
+
 export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
 /** How a listener receives the broadcast: WebRTC (sub-second), or the HLS fallback (seconds behind). */
@@ -349,9 +355,15 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.emit('listeners', count);
     });
     s.on('session:reset', () => this.#restart());
-    s.on('node:draining', () => {
-      // Leave this node for another: drop the connection and open a new one (through the load
-      // balancer), spread over a second so a whole node's clients do not arrive at once.
+    s.on('node:draining', ({ moveTo }) => {
+      // Leave this node for another: straight to the node it names when it names one (if that
+      // one fails too, the SDK starts over at the entry URL), else a new connection through the
+      // load balancer; spread over a second so a whole node's clients do not arrive at once.
+      const next = nodeUrl(moveTo);
+      if (next) {
+        this.#moveTo(next, Math.random() * 1000);
+        return;
+      }
       if (this.#redirected) {
         this.#moveTo(this.#options.url, Math.random() * 1000);
         return;

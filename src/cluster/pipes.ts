@@ -173,7 +173,12 @@ export class ClusterPipes implements RemoteBroadcasts {
     if (raw === undefined) return undefined;
     const parsed = JSON.parse(raw) as Location;
     // Held here, or by a node that is gone (its broadcaster will reappear elsewhere): nothing to pull.
-    return parsed.nodeId === this.bus.nodeId || !this.isAlive(parsed.nodeId) ? undefined : parsed;
+    if (parsed.nodeId === this.bus.nodeId) return undefined;
+    // The registry view is a snapshot a heartbeat old: a node restarted a moment ago (and just
+    // given the broadcast) can still be missing from it. Ask the bus before calling it dead, or
+    // a listener joining now is told nothing is live and waits for a start that already happened.
+    if (!this.isAlive(parsed.nodeId) && !(await this.bus.isListening(parsed.nodeId).catch(() => false))) return undefined;
+    return parsed;
   }
 
   pull(room: Room): Promise<types.Producer | undefined> {

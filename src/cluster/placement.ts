@@ -45,6 +45,20 @@ export function rendezvousPick<N extends Pick<NodeRecord, 'id' | 'load'>>(roomId
   return best;
 }
 
+/**
+ * A node drawn at random with probability proportional to its weight (idle nodes more often):
+ * how a draining node spreads its clients over the nodes that stay.
+ */
+export function pickWeighted<N extends Pick<NodeRecord, 'load'>>(nodes: readonly N[], random: () => number = Math.random): N | undefined {
+  const total = nodes.reduce((sum, node) => sum + weightOf(node), 0);
+  let r = random() * total;
+  for (const node of nodes) {
+    r -= weightOf(node);
+    if (r < 0) return node;
+  }
+  return nodes.at(-1);
+}
+
 const claimKey = (roomId: string): string => `origin\0${roomId}`;
 
 export class OriginPlacement {

@@ -143,7 +143,11 @@ export interface ServerEvents {
   /** The room was ended by a moderator; everyone is out. */
   'room:ended': (e: { reason: string }) => void;
   /** This node is shutting down: reconnect (the balancer picks another node) and resume. */
-  'node:draining': (e: { reason: string }) => void;
+  /**
+   * This node is shutting down: move. `moveTo`, when present, is a node that stays (a cluster
+   * whose nodes clients reach directly); otherwise reconnect through the entry URL.
+   */
+  'node:draining': (e: { reason: string; moveTo?: string }) => void;
   /** The media behind this session was lost (a worker died): join again to recover. */
   'session:reset': (e: { reason: string }) => void;
   /** Watch rooms: the playback state changed (a control, or hosting passed to someone else). */

@@ -77,3 +77,25 @@ test('the room\'s node draining sends the broadcaster to a node that stays; list
   expect(listeners.map((l) => l.client.peerId)).toEqual(sessions);
   for (const l of listeners) expect(l.events).not.toContain('state:reconnecting');
 });
+
+test('a draining node sends its clients straight to a node that stays, with no balancer in front', async () => {
+  // The listeners know only gamma's own URL: reconnecting there after it drains would find
+  // nothing. The drain notice names a node that stays.
+  const room = await roomOwnedBy('alpha', ['alpha', 'gamma'], 'direct');
+  const tone = toneTrack(587);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'imam'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  const listeners = [await joinListener(nodes['gamma']!, room), await joinListener(nodes['gamma']!, room)];
+  cleanup.push(() => Promise.all(listeners.map((l) => l.close())));
+  await Promise.all(listeners.map((l) => l.hears(587)));
+
+  const drained = nodes['gamma']!.drain(15_000);
+  delete nodes['gamma'];
+  expect((await drained).remaining).toBe(0);
+  await Promise.all(listeners.map((l) => l.hears(587, 15_000)));
+  const alpha = nodes['alpha']!.rooms.get(room)!;
+  expect(listeners.every((l) => alpha.peers.has(l.client.peerId!))).toBe(true);
+});

@@ -28,6 +28,8 @@ export async function joinListener(node: ChorusNode, roomId: string, options: Pa
   client.on('broadcast', (b) => events.push(b.live ? (b.paused ? 'paused' : 'live') : 'waiting'));
   client.on('listeners', (n) => counts.push(n));
   client.on('state', (s) => events.push(`state:${s}`));
+  // Errors too (most are retried by the SDK): a failure message then shows what it ran into.
+  client.on('error', (e) => events.push(`error:${(e as { code?: string }).code ?? e.message}`));
   await client.join();
   return {
     client,

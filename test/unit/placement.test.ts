@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { OriginPlacement, rendezvousPick, weightOf } from '../../src/cluster/placement.js';
+import { OriginPlacement, pickWeighted, rendezvousPick, weightOf } from '../../src/cluster/placement.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { MemoryStateStore } from '../../src/store/memoryStore.js';
 
@@ -82,5 +82,22 @@ describe('origin claims', () => {
     const again = new OriginPlacement(store, async () => drainingOwner, 'n1', quiet, 15, async (id) => listening.has(id));
     const next = (await again.originFor(room))!.id;
     expect([moved, 'n3']).not.toContain(next);
+  });
+});
+
+describe('spreading a draining node\'s clients', () => {
+  test('every staying node gets clients, in proportion to its weight; none when nobody stays', () => {
+    const nodes = [
+      { id: 'idle', load: 0 },
+      { id: 'busy', load: 500 }, // weighs half
+      { id: 'busier', load: 1500 }, // weighs a quarter
+    ];
+    // A fixed sequence spread evenly over [0, 1): the outcome is exact, not a sample.
+    const n = 7000;
+    const counts: Record<string, number> = { idle: 0, busy: 0, busier: 0 };
+    for (let i = 0; i < n; i++) counts[pickWeighted(nodes, () => (i + 0.5) / n)!.id]!++;
+    expect(counts).toEqual({ idle: 4000, busy: 2000, busier: 1000 });
+    expect(pickWeighted([], () => 0.5)).toBeUndefined();
+    expect(pickWeighted([{ id: 'only', load: 9999 }], () => 0.999)?.id).toBe('only');
   });
 });
