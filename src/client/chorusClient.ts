@@ -398,6 +398,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (generation !== this.#generation) return;
       this.#info = info;
       this.#listeners = info.listeners;
+      // The join's snapshot of the broadcast is taken in now: news that arrives while the media
+      // path is set up below is newer and must win over it, not be overwritten by it.
+      this.#broadcast = info.broadcast;
       const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;
@@ -410,11 +413,11 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.#joinWaiter = undefined;
       this.emit('joined', info);
       this.emit('listeners', info.listeners);
-      this.#setBroadcast(info.broadcast);
+      this.#setBroadcast(this.#broadcast);
       if (info.role === 'broadcaster') {
         clearTimeout(this.#fallbackTimer);
         await this.#produce(generation);
-      } else if (info.broadcast.live) {
+      } else if (this.#broadcast.live) {
         this.#armFallback();
         await this.#consume(generation);
       }
@@ -557,47 +560,54 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   async #consume(generation: number): Promise<void> {
     if (this.#info?.role === 'broadcaster' || this.#consumer || this.#mode === 'hls') return;
     if (this.#consuming) return this.#consuming;
-    this.#consuming = (async () => {
-      try {
-        const transport = this.#transport;
-        if (!transport || transport.direction !== 'recv' || generation !== this.#generation) return;
-        const info = await request(this.#socket, 'consume', {
-          transportId: transport.id,
-          rtpCapabilities: this.#device!.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
-        });
-        if (generation !== this.#generation) return;
-        const consumer = await transport.consume({
-          id: info.consumerId,
-          producerId: info.producerId,
-          kind: info.kind,
-          rtpParameters: info.rtpParameters as types.RtpParameters,
-        });
-        this.#consumer = consumer;
-        this.#consumeRetries = 0;
-        await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
-        this.emit('track', consumer.track);
-      } catch (error) {
-        // Nothing live: it ended between the event and our request (fine), or, in a cluster, the
-        // news travelled faster than the stream's location; try again shortly while it is live.
-        // It keeps trying for as long as the broadcast is live (backing off to every few
-        // seconds): a listener told "live" must never settle into silence because the stream
-        // took longer than a fixed number of tries to reach its node (a loaded cluster re-piping
-        // after an origin died).
-        if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') {
-          if (this.#broadcast.live && generation === this.#generation) {
-            const backoff = Math.min(300 * 2 ** this.#consumeRetries++, 5000);
-            clearTimeout(this.#consumeTimer);
-            this.#consumeTimer = setTimeout(() => void this.#consume(generation), backoff * (0.75 + Math.random() * 0.5));
-          }
-          return;
+    // Checked before an attempt exists: an attempt that ended synchronously would clear
+    // `#consuming` before it was even assigned and leave a settled promise there for good, and
+    // every later call would return it and never consume again (news of a broadcast arriving
+    // before the join's transport exists did exactly that).
+    const transport = this.#transport;
+    if (!transport || transport.direction !== 'recv' || generation !== this.#generation) return;
+    const attempt = this.#consumeOn(transport, generation).finally(() => {
+      if (this.#consuming === attempt) this.#consuming = undefined;
+    });
+    this.#consuming = attempt;
+    return attempt;
+  }
+
+  async #consumeOn(transport: types.Transport, generation: number): Promise<void> {
+    try {
+      const info = await request(this.#socket, 'consume', {
+        transportId: transport.id,
+        rtpCapabilities: this.#device!.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
+      });
+      if (generation !== this.#generation) return;
+      const consumer = await transport.consume({
+        id: info.consumerId,
+        producerId: info.producerId,
+        kind: info.kind,
+        rtpParameters: info.rtpParameters as types.RtpParameters,
+      });
+      this.#consumer = consumer;
+      this.#consumeRetries = 0;
+      await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
+      this.emit('track', consumer.track);
+    } catch (error) {
+      // Nothing live: it ended between the event and our request (fine), or, in a cluster, the
+      // news travelled faster than the stream's location; try again shortly while it is live.
+      // It keeps trying for as long as the broadcast is live (backing off to every few
+      // seconds): a listener told "live" must never settle into silence because the stream
+      // took longer than a fixed number of tries to reach its node (a loaded cluster re-piping
+      // after an origin died).
+      if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') {
+        if (this.#broadcast.live && generation === this.#generation) {
+          const backoff = Math.min(300 * 2 ** this.#consumeRetries++, 5000);
+          clearTimeout(this.#consumeTimer);
+          this.#consumeTimer = setTimeout(() => void this.#consume(generation), backoff * (0.75 + Math.random() * 0.5));
         }
-        if (error instanceof ChorusClientError) this.emit('error', error);
-        if (generation === this.#generation) this.#scheduleRetry();
-      } finally {
-        this.#consuming = undefined;
+        return;
       }
-    })();
-    return this.#consuming;
+      if (error instanceof ChorusClientError) this.emit('error', error);
+      if (generation === this.#generation) this.#scheduleRetry();
+    }
   }
 
   #dropConsumer(): void {

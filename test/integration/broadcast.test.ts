@@ -92,6 +92,21 @@ describe('a broadcast on one node', () => {
     expect(transport!.iceSelectedTuple?.protocol).toBe('tcp');
   });
 
+  test('a listener whose join crosses the start of the broadcast hears it', async () => {
+    const tone = toneTrack(784);
+    const b = nodeClient(node, 'crossing', await tokenFor(node, 'crossing', 'broadcaster', 'imam-crossing'));
+    cleanup.push(async () => {
+      await b.close();
+      tone.stop();
+    });
+    await b.join();
+    // The broadcast starts the moment the listener's join is accepted, so its news reaches the
+    // listener while it is still loading its device and creating its receive transport.
+    node.rooms.get('crossing')!.once('peerjoined', () => void b.publish(tone.track));
+    const [l] = await listeners('crossing', 1);
+    await l!.hears(784);
+  });
+
   test('listeners who arrive first wait, then hear the broadcast when it starts', async () => {
     const early = await listeners('early', 2);
     for (const l of early) {
