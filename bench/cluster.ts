@@ -28,6 +28,7 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '5' },
     'restore-timeout': { type: 'string', default: '40000' },
     out: { type: 'string', default: 'bench/results' },
+    redis: { type: 'string', default: 'single' },
   },
   strict: true,
 });
@@ -36,8 +37,9 @@ const K = Number(args.nodes);
 const concurrency = Math.max(1, Number(args.concurrency));
 const restoreTimeoutMs = Number(args['restore-timeout']);
 const outDir = resolve(process.cwd(), args.out);
-if (!Number.isInteger(N) || N < 1 || !Number.isInteger(K) || K < 2) {
-  process.stderr.write('usage: npm run bench:cluster -- [--listeners N>=1] [--nodes K>=2] [--concurrency C] [--restore-timeout MS] [--out DIR]\n');
+const redisMode = args.redis;
+if (!Number.isInteger(N) || N < 1 || !Number.isInteger(K) || K < 2 || (redisMode !== 'single' && redisMode !== 'cluster')) {
+  process.stderr.write('usage: npm run bench:cluster -- [--listeners N>=1] [--nodes K>=2] [--concurrency C] [--restore-timeout MS] [--redis single|cluster] [--out DIR]\n');
   process.exit(2);
 }
 const argv = process.argv.slice(2).join(' ');
@@ -54,14 +56,15 @@ function pct(values: number[], p: number): number {
 }
 const summary = (values: number[]): { p50: number; p95: number; max: number; n: number } => ({ p50: pct(values, 50), p95: pct(values, 95), max: values.length ? Math.max(...values) : 0, n: values.length });
 
-/** Total commands Redis has executed (INFO commandstats), and per command. */
-async function commandStats(redis: Redis): Promise<{ total: number; byCommand: Record<string, number> }> {
-  const info = await redis.info('commandstats');
+/** Total commands Redis has executed (INFO commandstats, summed over a cluster's masters), and per command. */
+async function commandStats(servers: Redis[]): Promise<{ total: number; byCommand: Record<string, number> }> {
   const byCommand: Record<string, number> = {};
   let total = 0;
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    byCommand[m[1]!] = Number(m[2]);
-    total += Number(m[2]);
+  for (const info of await Promise.all(servers.map((server) => server.info('commandstats')))) {
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      byCommand[m[1]!] = (byCommand[m[1]!] ?? 0) + Number(m[2]);
+      total += Number(m[2]);
+    }
   }
   return { total, byCommand };
 }
@@ -75,6 +78,8 @@ interface ClusterRun {
   edgeKill: { node: string; affected: number; restoreMs: { p50: number; p95: number; max: number } };
   originKill: { node: string; newOrigin: string | undefined; broadcasterBackMs: number; restoreMs: { p50: number; p95: number; max: number } };
   listenersLost: number;
+  /** `single` (one redis-server) or `cluster` (a three-master Redis Cluster). */
+  redis: string;
   redisOpsPerJoin: number;
   redisOpsPerJoinRaw: number;
   machine: { cpus: number; model: string; node: string };
@@ -88,10 +93,11 @@ let cluster: Cluster | undefined;
 const listeners: TestListener[] = [];
 
 async function run(): Promise<ClusterRun> {
-  log(`starting redis, ${K} nodes and nginx`);
-  cluster = await startCluster({ nodes: K, rtcPortSpan: Math.max(1000, N * 4), drainDeadlineMs: 5000 });
+  log(`starting redis (${redisMode}), ${K} nodes and nginx`);
+  cluster = await startCluster({ nodes: K, rtcPortSpan: Math.max(1000, N * 4), drainDeadlineMs: 5000, redisCluster: redisMode === 'cluster' });
   const c = cluster;
-  const redis = new Redis(c.redis.url, { lazyConnect: false });
+  const servers = c.redisCluster ? await c.redisCluster.masters() : [c.redis!];
+  const redis = servers.map((server) => new Redis(server.url, { lazyConnect: false }));
   const where = (l: TestListener): ClusterNode | undefined => c.nodeOf(l.client.peerId);
 
   const tone = toneTrack(TONE);
@@ -187,7 +193,7 @@ async function run(): Promise<ClusterRun> {
   const newOrigin = c.nodeOf(broadcaster.peerId)?.nodeId;
   log(`origin kill: broadcaster back in ${broadcasterBackMs} ms on ${newOrigin}; restore p50 ${pct(originTimes, 50)} ms, max ${Math.max(0, ...originTimes)} ms`);
 
-  redis.disconnect();
+  for (const r of redis) r.disconnect();
   await broadcaster.close().catch(() => undefined);
   tone.stop();
   return {
@@ -199,6 +205,7 @@ async function run(): Promise<ClusterRun> {
     edgeKill: { node: edge.nodeId, affected: onEdge.length, restoreMs: (({ p50, p95, max }) => ({ p50, p95, max }))(summary(edgeTimes)) },
     originKill: { node: origin.nodeId, newOrigin, broadcasterBackMs, restoreMs: (({ p50, p95, max }) => ({ p50, p95, max }))(summary(originTimes)) },
     listenersLost: lost.size + failedJoins,
+    redis: redisMode,
     redisOpsPerJoin: Math.round(redisOpsPerJoin * 10) / 10,
     redisOpsPerJoinRaw: Math.round(redisOpsPerJoinRaw * 10) / 10,
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
@@ -241,7 +248,7 @@ function renderHtml(runs: ClusterRun[]): string {
         `<tr><td>${esc(r.ts)}</td><td>${r.nodes}</td><td>${r.listeners}</td><td>${r.listenersPerNode.join(' / ')}</td><td>${r.joinMs.p50} / ${r.joinMs.p95}</td>` +
         `<td>${r.edgeKill.affected}</td><td>${r.edgeKill.restoreMs.p50} / ${r.edgeKill.restoreMs.p95} / ${r.edgeKill.restoreMs.max}</td>` +
         `<td>${r.originKill.broadcasterBackMs}</td><td>${r.originKill.restoreMs.p50} / ${r.originKill.restoreMs.p95} / ${r.originKill.restoreMs.max}</td>` +
-        `<td>${r.listenersLost}</td><td>${r.redisOpsPerJoin} (raw ${r.redisOpsPerJoinRaw})</td><td><code>${esc(r.command)}</code></td></tr>`,
+        `<td>${r.listenersLost}</td><td>${r.redisOpsPerJoin} (raw ${r.redisOpsPerJoinRaw})${r.redis === 'cluster' ? ' on a Redis Cluster' : ''}</td><td><code>${esc(r.command)}</code></td></tr>`,
     )
     .join('\n');
   const machine = latest?.machine;

@@ -221,7 +221,7 @@ test('(c) SIGTERM drains a node: its clients move, hear again, and it exits 0', 
 test('(d) Redis down: flowing media keeps flowing; after it returns, everyone hears and a new listener joins', async () => {
   await placed();
   const t0 = Date.now();
-  await cluster.redis.kill();
+  await cluster.redis!.kill();
   // Every node notices (its breaker opens or its connection drops: /readyz says 503)...
   await until(async () => (await Promise.all(cluster.nodes.filter((n) => n.alive).map((n) => n.readyz()))).every((r) => r?.status === 503), 30_000, 'every node to report Redis down');
   const detectedMs = Date.now() - t0;
@@ -231,7 +231,7 @@ test('(d) Redis down: flowing media keeps flowing; after it returns, everyone he
   const downForMs = Date.now() - t0;
 
   const t1 = Date.now();
-  await cluster.redis.restart();
+  await cluster.redis!.restart();
   await until(async () => (await Promise.all(cluster.nodes.filter((n) => n.alive).map((n) => n.readyz()))).every((r) => r?.status === 200), 30_000, 'every node ready again');
   const readyAgainMs = Date.now() - t1;
   const after = await restoreTimes(t1);

@@ -25,6 +25,7 @@ import type { ChorusNode } from '../../src/app.js';
 import type { Role } from '../../src/protocol/messages.js';
 import { allStats, tree } from '../../bench/lib/procstat.js';
 import { freePort } from './ports.js';
+import { startRedisCluster, type RedisCluster } from './redisCluster.js';
 import { startRedis, type RedisServer } from './redisServer.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -35,6 +36,8 @@ const ORPHAN_GUARD = pathToFileURL(join(repoRoot, 'bench/lib/orphanGuard.ts')).h
 export interface ClusterOptions {
   /** Number of Chorus nodes (default 3). */
   nodes?: number;
+  /** A Redis Cluster (three masters, no replicas) instead of one redis-server. */
+  redisCluster?: boolean;
   /** First RTC port; node i gets [base + i*span, base + (i+1)*span - 1]. Default 10000 (below the ephemeral range, apart from the other tests' 20000-29999). */
   rtcPortBase?: number;
   rtcPortSpan?: number;
@@ -81,7 +84,10 @@ export interface Cluster {
   /** nginx, in front of every node: what clients use. */
   readonly url: string;
   readonly nginxPort: number;
-  readonly redis: RedisServer;
+  /** The redis-server (undefined with `redisCluster`). */
+  readonly redis: RedisServer | undefined;
+  /** The Redis Cluster (with `redisCluster`). */
+  readonly redisCluster: RedisCluster | undefined;
   readonly nodes: readonly ClusterNode[];
   readonly tokens: TokenService;
   /** `CHORUS_API_KEYS` every node shares. */
@@ -204,6 +210,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const orphans: number[] = [];
   const nodes: NodeHandle[] = [];
   let redis: RedisServer | undefined;
+  let redisCluster: RedisCluster | undefined;
   let nginx: ChildProcess | undefined;
   let nginxExited: Promise<unknown> = Promise.resolve();
   let stopped = false;
@@ -362,11 +369,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     // Nodes close their workers themselves on SIGINT (fast close, no drain wait).
     await Promise.all(nodes.map((n) => n.kill('SIGINT', 15_000).catch(() => n.kill('SIGKILL'))));
     await redis?.stop();
+    await redisCluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
 
   try {
-    redis = await startRedis();
+    if (options.redisCluster) redisCluster = await startRedisCluster({ masters: 3, replicas: 0 });
+    else redis = await startRedis();
+    const redisUrl = redisCluster?.url ?? redis!.url;
     for (let i = 0; i < count; i++) {
       const port = await freePort();
       const nodeId = `n${i + 1}-${runId}`;
@@ -388,7 +398,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         // Records (a PGlite per node) are tested on their own; here they would only cost memory.
         CHORUS_RECORDS: 'false',
         CHORUS_WEB_DIR: '/nonexistent',
-        REDIS_URL: redis.url,
+        REDIS_URL: redisUrl,
         CHORUS_TRUST_PROXY: 'true',
         CHORUS_DRAIN_DEADLINE_MS: String(options.drainDeadlineMs ?? 5000),
         CHORUS_COUNT_INTERVAL_MS: '500',
@@ -449,6 +459,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       url: `http://127.0.0.1:${nginxPort}`,
       nginxPort,
       redis,
+      redisCluster,
       nodes,
       tokens,
       apiKeys,

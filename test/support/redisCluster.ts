@@ -18,6 +18,8 @@ export interface RedisCluster {
   servers: RedisServer[];
   /** The live server that masters `key`'s hash slot now. */
   ownerOf(key: string): Promise<RedisServer>;
+  /** The live masters now. */
+  masters(): Promise<RedisServer[]>;
   /** The live replicas of `master`. */
   replicasOf(master: RedisServer): Promise<RedisServer[]>;
   /** Keys matching `pattern` on every live master. */
@@ -101,6 +103,9 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
       const owner = (await nodes()).find((n) => n.master && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
       if (!owner) throw new Error(`slot ${slot} (${key}) has no live master`);
       return byPort(owner.port);
+    },
+    async masters() {
+      return (await nodes()).filter((n) => n.master && !n.failed).map((n) => byPort(n.port));
     },
     async replicasOf(master) {
       const all = await nodes();
