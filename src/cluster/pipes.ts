@@ -68,13 +68,21 @@ export class ClusterPipes implements RemoteBroadcasts {
     bus.handle('pipe.open', (params, from) => this.#open(params as OpenRequest, from));
     // An edge that died never says goodbye: its pipes would feed nobody forever. The registry
     // only calls a node dead once it has been missing longer than a record lives, so an edge
-    // newer than its snapshot is not cut off.
+    // newer than its snapshot is not cut off; and because that snapshot is a heartbeat old, an
+    // edge that restarted a moment ago (same node id, a fresh pipe just opened) would look dead:
+    // the bus, which it listens on as soon as it is up, has the last word.
     this.#sweeper = setInterval(() => {
       for (const [pipeKey, transport] of this.#outgoing) {
         const edge = pipeKey.split('\0')[1]!;
         if (this.isAlive(edge)) continue;
-        this.log.info({ edge }, 'closing a pipe to a node that left the cluster');
-        transport.close();
+        void this.bus.isListening(edge).then(
+          (listening) => {
+            if (listening || this.#outgoing.get(pipeKey) !== transport) return;
+            this.log.info({ edge }, 'closing a pipe to a node that left the cluster');
+            transport.close();
+          },
+          () => undefined,
+        );
       }
     }, 2000);
     this.#sweeper.unref();
