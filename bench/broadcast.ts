@@ -6,7 +6,7 @@
  *   npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR]
  *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
  *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]
- *       [--signaling short|classic] [--werift-dtls-pause]
+ *       [--signaling short|classic] [--werift-stock]
  *
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
@@ -44,13 +44,13 @@ const { values: args } = parseArgs({
     'broadcaster-nice': { type: 'string', default: '-5' },
     peer: { type: 'string', default: 'wrtc' },
     signaling: { type: 'string', default: 'short' },
-    'werift-dtls-pause': { type: 'boolean', default: false },
+    'werift-stock': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-dtls-pause]';
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock]';
 if (args.help || !args.listeners) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -88,7 +88,7 @@ if (signaling === 'classic' && peer !== 'werift') {
   process.stderr.write(`--signaling classic needs --peer werift (the SDK always takes the short path)\n${usageText}\n`);
   process.exit(2);
 }
-const weriftDtlsPause = args['werift-dtls-pause'];
+const weriftStock = args['werift-stock'];
 const outDir = resolve(process.cwd(), args.out);
 const argv = process.argv.slice(2).join(' ');
 const command = process.env['npm_lifecycle_event'] === 'bench:broadcast' ? `npm run bench:broadcast -- ${argv}` : `tsx bench/broadcast.ts ${argv}`;
@@ -285,7 +285,7 @@ async function run(): Promise<void> {
   };
   for (let k = 0; k < K; k++) {
     const indices = Array.from({ length: N }, (_, i) => i).filter((i) => i % K === k);
-    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'], peer, signaling, weriftDtlsPause };
+    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'], peer, signaling, weriftStock };
     listenerProcs.push(new Child(`listeners-${k}`, forkTs('listeners.ts', config), onProgress));
   }
   await Promise.all(listenerProcs.map((c) => c.next('ready', 60_000)));
@@ -376,7 +376,7 @@ async function run(): Promise<void> {
     peer,
     /** Signaling path the listeners took: 'short' (join brings the transport, consumer flows) or 'classic'. */
     signaling,
-    ...(peer === 'werift' ? { weriftDtlsPause } : {}),
+    ...(peer === 'werift' ? { weriftStock } : {}),
     // Beyond the asked-for fields: what explains the numbers.
     ts: new Date().toISOString(),
     commit: gitCommit(),

@@ -27,8 +27,12 @@ export interface ListenerProcConfig {
    * resumeConsumer, as before the short path existed.
    */
   signaling: SignalingPath;
-  /** werift listeners: keep werift's fixed 100 ms pause before its DTLS ClientHello. */
-  weriftDtlsPause: boolean;
+  /**
+   * werift listeners: run werift as shipped, with its fixed 100 ms pause before the DTLS
+   * ClientHello and its slow RTP header parser (both replaced by default, see weriftDtlsStart.ts
+   * and weriftFastRtp.ts).
+   */
+  weriftStock: boolean;
 }
 
 export const signalingPaths = ['short', 'classic'] as const;

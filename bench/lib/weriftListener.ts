@@ -10,12 +10,13 @@
  * sequence numbers and timestamps (RFC 3550), not from a WebRTC stack's stats.
  */
 import { io } from 'socket.io-client';
-import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
+import { RTCDtlsTransport, RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { TokenService } from '../../src/auth/tokens.js';
 import { ChorusClientError, request, type ClientSocket } from '../../src/client/signaling.js';
 import type { RequestOf } from '../../src/protocol/messages.js';
 import type { BenchPeer, BenchPeerFactory } from './benchPeer.js';
 import { startDtlsWithoutPause } from './weriftDtlsStart.js';
+import { installFastRtpHeaderParse } from './weriftFastRtp.js';
 import { consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './consumerSdp.js';
 import type { JoinPhase, ListenerProcConfig, ListenerResult } from './messages.js';
 import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './rtpStats.js';
@@ -26,8 +27,13 @@ import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './rtpStats.js';
  */
 const MIN_AUDIO_PAYLOAD_BYTES = 3;
 
-export function weriftListeners(config: ListenerProcConfig): BenchPeerFactory {
+export async function weriftListeners(config: ListenerProcConfig): Promise<BenchPeerFactory> {
   const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
+  // werift makes one DTLS certificate per process, on the first peer connection that needs it
+  // (as a browser keeps its own): made here, before the ramp, it is not charged to whichever
+  // listener happens to come first.
+  await RTCDtlsTransport.SetupCertificate();
+  if (!config.weriftStock) installFastRtpHeaderParse();
   return (index) => new WeriftListener(index, config, tokens);
 }
 
@@ -198,7 +204,7 @@ class WeriftListener implements BenchPeer {
         rtpParameters,
       }),
     });
-    if (!this.config.weriftDtlsPause) startDtlsWithoutPause(pc);
+    if (!this.config.weriftStock) startDtlsWithoutPause(pc);
     const answer = await pc.createAnswer();
     // Tell the server our DTLS role and fingerprint before ICE starts (setLocalDescription):
     // until connectTransport has arrived mediasoup drops our ClientHello, and werift would only
