@@ -348,6 +348,7 @@ async function run(): Promise<void> {
   const loadgenCpu = round(bc.cpuPct + lg.reduce((s, u) => s + u.cpuPct, 0), 1);
   const loadgenRss = round(bc.rssMiB + lg.reduce((s, u) => s + u.rssMiB, 0), 1);
   const ramp = sampler.window(rampStart - 1100, rampEnd + 1);
+  const rampLoadgenCpu = round(usage(ramp, 'broadcaster').cpuPct + listenerProcs.reduce((sum, _, i) => sum + usage(ramp, `listeners-${i}`).cpuPct, 0), 1);
   const serverCpuCores = round(srv.cpuPct / 100, 3);
   const windowS = (windowEnd - windowStart) / 1000;
   const sent = sentAfter.packetsSent - sentBefore.packetsSent;
@@ -417,7 +418,14 @@ async function run(): Promise<void> {
     otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - loadgenCpu - ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
     /** Node-side time per signaling request over the ramp (its /metrics histogram): count, mean, bucket holding p95. */
     serverRequestMs,
-    ramp: { seconds: round((rampEnd - rampStart) / 1000, 1), serverCpuPct: usage(ramp, 'server').cpuPct, machineCpuPct: machineUsagePct(ramp, cores) },
+    ramp: {
+      seconds: round((rampEnd - rampStart) / 1000, 1),
+      serverCpuPct: usage(ramp, 'server').cpuPct,
+      loadgenCpuPct: rampLoadgenCpu,
+      machineCpuPct: machineUsagePct(ramp, cores),
+      /** Other work during the ramp, when join times are taken (otherCpuPct above is the window's). */
+      otherCpuPct: round(machineUsagePct(ramp, cores) - usage(ramp, 'server').cpuPct - rampLoadgenCpu, 1),
+    },
   };
 
   process.stdout.write(`${JSON.stringify(summary)}\n`);
