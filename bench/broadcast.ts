@@ -6,6 +6,7 @@
  *   npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR]
  *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
  *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]
+ *       [--signaling short|classic] [--werift-stock]
  *
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
@@ -17,10 +18,11 @@ import { cpus, setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl } from './lib/messages.js';
+import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl, signalingPaths, type SignalingPath } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
 import { readRuns } from './lib/runLog.js';
+import { fetchRequestTimes } from './lib/serverTimes.js';
 import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -41,12 +43,14 @@ const { values: args } = parseArgs({
     'max-consumers-per-worker': { type: 'string' },
     'broadcaster-nice': { type: 'string', default: '-5' },
     peer: { type: 'string', default: 'wrtc' },
+    signaling: { type: 'string', default: 'short' },
+    'werift-stock': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]';
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock]';
 if (args.help || !args.listeners) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -75,6 +79,16 @@ if (!peerImpls.includes(peer)) {
   process.stderr.write(`--peer must be one of ${peerImpls.join(', ')}\n${usageText}\n`);
   process.exit(2);
 }
+const signaling = args.signaling as SignalingPath;
+if (!signalingPaths.includes(signaling)) {
+  process.stderr.write(`--signaling must be one of ${signalingPaths.join(', ')}\n${usageText}\n`);
+  process.exit(2);
+}
+if (signaling === 'classic' && peer !== 'werift') {
+  process.stderr.write(`--signaling classic needs --peer werift (the SDK always takes the short path)\n${usageText}\n`);
+  process.exit(2);
+}
+const weriftStock = args['werift-stock'];
 const outDir = resolve(process.cwd(), args.out);
 const argv = process.argv.slice(2).join(' ');
 const command = process.env['npm_lifecycle_event'] === 'bench:broadcast' ? `npm run bench:broadcast -- ${argv}` : `tsx bench/broadcast.ts ${argv}`;
@@ -271,7 +285,7 @@ async function run(): Promise<void> {
   };
   for (let k = 0; k < K; k++) {
     const indices = Array.from({ length: N }, (_, i) => i).filter((i) => i % K === k);
-    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'], peer };
+    const config: ListenerProcConfig = { proc: k, url, roomId, secret, indices, staggerMs, rmsThreshold, joinTimeoutMs, keepSinks: args['keep-sinks'], peer, signaling, weriftStock };
     listenerProcs.push(new Child(`listeners-${k}`, forkTs('listeners.ts', config), onProgress));
   }
   await Promise.all(listenerProcs.map((c) => c.next('ready', 60_000)));
@@ -290,6 +304,7 @@ async function run(): Promise<void> {
   }
   sampler.sample();
   const rampEnd = performance.now();
+  const serverRequestMs = await fetchRequestTimes(url);
   log(`ramp done in ${((rampEnd - rampStart) / 1000).toFixed(1)} s: ${joined} joined, ${failed} failed`);
   for (const e of firstErrors) log(`  failure ${e}`);
 
@@ -333,6 +348,7 @@ async function run(): Promise<void> {
   const loadgenCpu = round(bc.cpuPct + lg.reduce((s, u) => s + u.cpuPct, 0), 1);
   const loadgenRss = round(bc.rssMiB + lg.reduce((s, u) => s + u.rssMiB, 0), 1);
   const ramp = sampler.window(rampStart - 1100, rampEnd + 1);
+  const rampLoadgenCpu = round(usage(ramp, 'broadcaster').cpuPct + listenerProcs.reduce((sum, _, i) => sum + usage(ramp, `listeners-${i}`).cpuPct, 0), 1);
   const serverCpuCores = round(srv.cpuPct / 100, 3);
   const windowS = (windowEnd - windowStart) / 1000;
   const sent = sentAfter.packetsSent - sentBefore.packetsSent;
@@ -359,6 +375,9 @@ async function run(): Promise<void> {
     command,
     /** Listener stack: 'wrtc' = real SDK on libwebrtc, decodes audio; 'werift' = RTP counted, not decoded. */
     peer,
+    /** Signaling path the listeners took: 'short' (join brings the transport, consumer flows) or 'classic'. */
+    signaling,
+    ...(peer === 'werift' ? { weriftStock } : {}),
     // Beyond the asked-for fields: what explains the numbers.
     ts: new Date().toISOString(),
     commit: gitCommit(),
@@ -372,7 +391,7 @@ async function run(): Promise<void> {
     joinPhasesP50Ms: {
       signaledAndTransport: phase('joined'),
       // werift only: ICE + DTLS connected, to tell its own handshake time from signaling.
-      ...(peer === 'werift' ? { connected: phase('connected') } : {}),
+      ...(peer === 'werift' ? { ice: phase('ice'), connected: phase('connected') } : {}),
       track: phase('track'),
       audible: phase('audible'),
     },
@@ -397,7 +416,16 @@ async function run(): Promise<void> {
     benchParentCpuPct: round(((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
     /** Machine busy minus server, load generator and parent: other work on a shared machine. */
     otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - loadgenCpu - ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
-    ramp: { seconds: round((rampEnd - rampStart) / 1000, 1), serverCpuPct: usage(ramp, 'server').cpuPct, machineCpuPct: machineUsagePct(ramp, cores) },
+    /** Node-side time per signaling request over the ramp (its /metrics histogram): count, mean, bucket holding p95. */
+    serverRequestMs,
+    ramp: {
+      seconds: round((rampEnd - rampStart) / 1000, 1),
+      serverCpuPct: usage(ramp, 'server').cpuPct,
+      loadgenCpuPct: rampLoadgenCpu,
+      machineCpuPct: machineUsagePct(ramp, cores),
+      /** Other work during the ramp, when join times are taken (otherCpuPct above is the window's). */
+      otherCpuPct: round(machineUsagePct(ramp, cores) - usage(ramp, 'server').cpuPct - rampLoadgenCpu, 1),
+    },
   };
 
   process.stdout.write(`${JSON.stringify(summary)}\n`);

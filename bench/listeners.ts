@@ -21,7 +21,7 @@ process.on('disconnect', () => process.exit(1));
 
 const makeListener: BenchPeerFactory =
   config.peer === 'werift'
-    ? (await import('./lib/weriftListener.js')).weriftListeners(config)
+    ? await (await import('./lib/weriftListener.js')).weriftListeners(config)
     : (await import('./lib/wrtcListener.js')).wrtcListeners(config);
 
 const listeners = config.indices.map((index) => makeListener(index, config));

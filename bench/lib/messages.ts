@@ -21,7 +21,22 @@ export interface ListenerProcConfig {
    * on werift (ICE/DTLS/SRTP only, counts RTP without decoding).
    */
   peer: PeerImpl;
+  /**
+   * `short`: join brings the transport and consumers start flowing (join → consume →
+   * connectTransport); `classic`: join → createTransport → consume → connectTransport →
+   * resumeConsumer, as before the short path existed.
+   */
+  signaling: SignalingPath;
+  /**
+   * werift listeners: run werift as shipped, with its fixed 100 ms pause before the DTLS
+   * ClientHello and its slow RTP header parser (both replaced by default, see weriftDtlsStart.ts
+   * and weriftFastRtp.ts).
+   */
+  weriftStock: boolean;
 }
+
+export const signalingPaths = ['short', 'classic'] as const;
+export type SignalingPath = (typeof signalingPaths)[number];
 
 export const peerImpls = ['wrtc', 'werift'] as const;
 export type PeerImpl = (typeof peerImpls)[number];
@@ -34,7 +49,7 @@ export interface BroadcasterProcConfig {
 }
 
 /** `connected` (ICE + DTLS up) is reported by werift listeners only. */
-export type JoinPhase = 'joined' | 'connected' | 'track' | 'audible';
+export type JoinPhase = 'joined' | 'ice' | 'connected' | 'track' | 'audible';
 
 export interface ListenerResult {
   index: number;

@@ -1,5 +1,6 @@
 /**
- * A light listener for load generation: speaks our signaling protocol directly (join →
+ * A light listener for load generation: speaks our signaling protocol directly (join with its
+ * receive transport → consume, flowing → connectTransport; or, with `--signaling classic`, join →
  * createTransport(recv) → consume → connectTransport → resumeConsumer) and receives the consumer
  * over a werift RTCPeerConnection (pure TypeScript ICE + DTLS + SRTP) built from an SDP offer we
  * write from mediasoup's parameters. It never decodes audio: it counts RTP packets.
@@ -9,11 +10,13 @@
  * sequence numbers and timestamps (RFC 3550), not from a WebRTC stack's stats.
  */
 import { io } from 'socket.io-client';
-import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
+import { RTCDtlsTransport, RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { TokenService } from '../../src/auth/tokens.js';
 import { ChorusClientError, request, type ClientSocket } from '../../src/client/signaling.js';
 import type { RequestOf } from '../../src/protocol/messages.js';
 import type { BenchPeer, BenchPeerFactory } from './benchPeer.js';
+import { startDtlsWithoutPause } from './weriftDtlsStart.js';
+import { installFastRtpHeaderParse } from './weriftFastRtp.js';
 import { consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './consumerSdp.js';
 import type { JoinPhase, ListenerProcConfig, ListenerResult } from './messages.js';
 import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './rtpStats.js';
@@ -24,8 +27,13 @@ import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './rtpStats.js';
  */
 const MIN_AUDIO_PAYLOAD_BYTES = 3;
 
-export function weriftListeners(config: ListenerProcConfig): BenchPeerFactory {
+export async function weriftListeners(config: ListenerProcConfig): Promise<BenchPeerFactory> {
   const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
+  // werift makes one DTLS certificate per process, on the first peer connection that needs it
+  // (as a browser keeps its own): made here, before the ramp, it is not charged to whichever
+  // listener happens to come first.
+  await RTCDtlsTransport.SetupCertificate();
+  if (!config.weriftStock) installFastRtpHeaderParse();
   return (index) => new WeriftListener(index, config, tokens);
 }
 
@@ -106,7 +114,7 @@ class WeriftListener implements BenchPeer {
         resolve(this.result);
       };
       const timer = setTimeout(() => {
-        const reached = (['audible', 'track', 'connected', 'joined'] as const).find((p) => this.result.phases[p] !== undefined) ?? 'nothing';
+        const reached = (['audible', 'track', 'connected', 'ice', 'joined'] as const).find((p) => this.result.phases[p] !== undefined) ?? 'nothing';
         settle(false, `timeout after ${this.config.joinTimeoutMs} ms (reached: ${reached}, peer connection ${this.#pc?.connectionState ?? 'not made'})`);
       }, this.config.joinTimeoutMs);
 
@@ -139,10 +147,14 @@ class WeriftListener implements BenchPeer {
     socket.on('consumer:closed', () => this.#drop('consumer closed'));
     socket.on('broadcast:ended', ({ reason }) => this.#drop(`broadcast ended (${reason})`));
 
-    const info = await request(socket, 'join', { roomId: this.config.roomId, token });
+    // Short path (default): the join brings the receive transport and the consumer starts
+    // flowing, so join → consume → connectTransport. Classic: every step its own request.
+    const short = this.config.signaling === 'short';
+    const info = await request(socket, 'join', { roomId: this.config.roomId, token, ...(short ? { transport: {} } : {}) });
     const rtpCapabilities = opusCapabilities(info.routerRtpCapabilities);
-    const transport = await request(socket, 'createTransport', { direction: 'recv' });
-    const consumer = await this.#consume(socket, transport.id, rtpCapabilities);
+    const transport = info.transport ?? (await request(socket, 'createTransport', { direction: 'recv' }));
+    if (info.transport && info.transport.direction !== 'recv') throw new Error(`join gave a ${info.transport.direction} transport`);
+    const consumer = await this.#consume(socket, transport.id, rtpCapabilities, short);
     const rtpParameters = consumer.rtpParameters as ConsumerRtpParameters;
     const codec = rtpParameters.codecs[0]!;
 
@@ -162,6 +174,9 @@ class WeriftListener implements BenchPeer {
       await pc.close().catch(() => undefined);
       throw new Error('closed while joining');
     }
+    pc.iceConnectionStateChange.subscribe((state) => {
+      if (state === 'connected') this.#mark('ice');
+    });
     pc.connectionStateChange.subscribe((state) => {
       if (state === 'connected') this.#mark('connected');
       if (state === 'failed' || state === 'disconnected' || state === 'closed') this.#drop(`peer connection ${state}`);
@@ -189,21 +204,22 @@ class WeriftListener implements BenchPeer {
         rtpParameters,
       }),
     });
+    if (!this.config.weriftStock) startDtlsWithoutPause(pc);
     const answer = await pc.createAnswer();
     // Tell the server our DTLS role and fingerprint before ICE starts (setLocalDescription):
     // until connectTransport has arrived mediasoup drops our ClientHello, and werift would only
     // retry it after its retransmission timer. mediasoup-client orders it the same way.
     await request(socket, 'connectTransport', { transportId: transport.id, dtlsParameters: answerDtlsParameters(answer.sdp) });
     await pc.setLocalDescription(answer);
-    await request(socket, 'resumeConsumer', { consumerId: consumer.consumerId });
+    if (consumer.paused) await request(socket, 'resumeConsumer', { consumerId: consumer.consumerId });
     this.#mark('joined');
   }
 
   /** The broadcaster is live before listeners start; a consume racing its announcement retries. */
-  async #consume(socket: ClientSocket, transportId: string, rtpCapabilities: RequestOf<'consume'>['rtpCapabilities']) {
+  async #consume(socket: ClientSocket, transportId: string, rtpCapabilities: RequestOf<'consume'>['rtpCapabilities'], flowing: boolean) {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await request(socket, 'consume', { transportId, rtpCapabilities });
+        return await request(socket, 'consume', { transportId, rtpCapabilities, ...(flowing ? { paused: false } : {}) });
       } catch (error) {
         if (!(error instanceof ChorusClientError) || error.code !== 'NOTHING_TO_CONSUME' || attempt >= 5) throw error;
         await new Promise((r) => setTimeout(r, 300 * attempt));

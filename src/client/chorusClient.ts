@@ -8,7 +8,7 @@ import { Emitter } from '@socket.io/component-emitter';
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
-import type { BroadcastState, RequestOf, Responses, Role } from '../protocol/messages.js';
+import type { BroadcastState, CreatedTransport, RequestOf, Responses, Role } from '../protocol/messages.js';
 import { ChorusClientError, openSocket, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
@@ -394,6 +394,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         // The join token is single-use; every later join resumes with the token the node gave.
         token: this.#info?.resumeToken ?? this.#options.resumeToken ?? this.#options.token,
         ...(previousPeerId ? { previousPeerId } : {}),
+        // The node makes the transport our role uses along with the join: one round trip less.
+        // Over HLS a listener needs none (a broadcaster then still gets one with createTransport).
+        ...(this.#mode === 'webrtc' ? { transport: this.#options.forceTcp ? { forceTcp: true } : {} } : {}),
       });
       if (generation !== this.#generation) return;
       this.#info = info;
@@ -405,7 +408,13 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;
       // Over HLS there is no WebRTC media path to set up; the session carries room events only.
-      if (info.role === 'broadcaster' || this.#mode === 'webrtc') await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv');
+      if (info.role === 'broadcaster' || this.#mode === 'webrtc') {
+        await this.#createTransport(generation, info.role === 'broadcaster' ? 'send' : 'recv', info.transport);
+      } else if (info.transport) {
+        // Switched to HLS while joining: an idle transport would get the session removed as stale.
+        this.#rejoin();
+        return;
+      }
       this.#retries = 0;
       this.#redirects = 0;
       this.#setState('joined');
@@ -489,12 +498,16 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     if (this.#socket.connected) void this.#establish();
   }
 
-  async #createTransport(generation: number, direction: 'send' | 'recv'): Promise<void> {
+  /** Sets up the media transport: the one the join brought (`given`), else asks for it. */
+  async #createTransport(generation: number, direction: 'send' | 'recv', given?: CreatedTransport): Promise<void> {
     const device = this.#device!;
-    const info = await request(this.#socket, 'createTransport', {
-      direction,
-      ...(this.#options.forceTcp ? { forceTcp: true } : {}),
-    });
+    const info =
+      given?.direction === direction
+        ? given
+        : await request(this.#socket, 'createTransport', {
+            direction,
+            ...(this.#options.forceTcp ? { forceTcp: true } : {}),
+          });
     if (generation !== this.#generation) return;
     const params = {
       iceServers: (this.#info?.iceServers ?? []) as RTCIceServer[],
@@ -575,9 +588,12 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
 
   async #consumeOn(transport: types.Transport, generation: number): Promise<void> {
     try {
+      // Flowing from the start (audio: nothing to lose, and a new transport carries nothing
+      // before DTLS is up, by when our track is wired): no resumeConsumer round trip.
       const info = await request(this.#socket, 'consume', {
         transportId: transport.id,
         rtpCapabilities: this.#device!.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
+        paused: false,
       });
       if (generation !== this.#generation) return;
       const consumer = await transport.consume({
@@ -588,7 +604,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       });
       this.#consumer = consumer;
       this.#consumeRetries = 0;
-      await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
+      // A video consumer always waits to be resumed.
+      if (info.paused !== false) await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
       this.emit('track', consumer.track);
     } catch (error) {
       // Nothing live: it ended between the event and our request (fine), or, in a cluster, the

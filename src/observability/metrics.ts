@@ -41,6 +41,7 @@ export class ChorusMetrics {
   readonly #joins: Counter<'role'>;
   readonly #joinFailures: Counter<'code'>;
   readonly #joinDuration: Histogram<'outcome'>;
+  readonly #requestDuration: Histogram<'method'>;
   readonly #firstMedia: Histogram;
   readonly #signaling: Counter<'method' | 'code'>;
   readonly #transportFailures: Counter<'stage'>;
@@ -105,6 +106,13 @@ export class ChorusMetrics {
       name: 'chorus_signaling_requests_total',
       help: 'Signaling requests answered, by method and result code (ok or the error code)',
       labelNames: ['method', 'code'],
+      registers,
+    });
+    this.#requestDuration = new Histogram({
+      name: 'chorus_signaling_request_duration_seconds',
+      help: 'From a signaling request arriving to its answer leaving, on the server, by method',
+      labelNames: ['method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
     this.#transportFailures = new Counter({
@@ -224,6 +232,7 @@ export class ChorusMetrics {
   /** A signaling request answered: `code` is undefined on success, else the error code sent. */
   observeRequest(method: string, seconds: number, code: string | undefined): void {
     this.#signaling.inc({ method, code: code ?? 'ok' });
+    this.#requestDuration.observe({ method }, seconds);
     if (method !== 'join') return;
     this.#joinDuration.observe({ outcome: code === undefined ? 'ok' : 'error' }, seconds);
     if (code !== undefined) this.#joinFailures.inc({ code });

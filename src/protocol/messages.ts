@@ -28,6 +28,11 @@ export const requests = {
     token: z.string().min(1).max(4096),
     /** The id of this session before a reconnect, so the server can retire the old one now. */
     previousPeerId: entityId.optional(),
+    /**
+     * Also create the media transport this session's role uses (send for a publisher, receive
+     * for everyone else) and return it as `transport`: one round trip less than createTransport.
+     */
+    transport: z.strictObject({ forceTcp: z.boolean().optional() }).optional(),
   }),
   getRouterRtpCapabilities: z.strictObject({}),
   createTransport: z.strictObject({
@@ -50,6 +55,12 @@ export const requests = {
     /** Omitted: consume the room's broadcast, whatever its producer id is now. */
     producerId: entityId.optional(),
     rtpCapabilities,
+    /**
+     * false: an audio consumer starts flowing at once, no resumeConsumer needed (nothing is lost
+     * to a receiver that is not ready yet: no keyframe to miss, and on a new transport nothing
+     * flows before DTLS is up). Video consumers always start paused. Default true.
+     */
+    paused: z.boolean().optional(),
   }),
   resumeConsumer: z.strictObject({ consumerId: entityId }),
   /** Moderators: who is in the room (first `limit` sessions). */
@@ -80,6 +91,10 @@ export interface TransportInfo {
   dtlsParameters: unknown;
 }
 
+export interface CreatedTransport extends TransportInfo {
+  direction: 'send' | 'recv';
+}
+
 export interface BroadcastState {
   live: boolean;
   paused: boolean;
@@ -103,6 +118,11 @@ export interface Responses {
     resumeToken: string;
     /** Watch rooms: the playback state, members and sync settings. */
     watch?: WatchSnapshot | undefined;
+    /**
+     * The transport asked for with `transport` in the request. Absent when it was not asked for,
+     * or could not be made (then createTransport reports why).
+     */
+    transport?: CreatedTransport | undefined;
   };
   getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
   createTransport: TransportInfo;
@@ -112,7 +132,8 @@ export interface Responses {
   pauseProducer: Record<string, never>;
   resumeProducer: Record<string, never>;
   closeProducer: Record<string, never>;
-  consume: { consumerId: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown };
+  /** `paused`: whether the consumer waits for resumeConsumer. */
+  consume: { consumerId: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown; paused: boolean };
   resumeConsumer: Record<string, never>;
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;

@@ -333,6 +333,8 @@ export class Room extends EventEmitter<RoomEvents> {
     transportId: string,
     producerId: string | undefined,
     rtpCapabilities: types.RtpCapabilities,
+    /** false: start audio flowing at once (video always waits, so its first keyframe is not missed). */
+    startPaused = true,
   ): Promise<types.Consumer> {
     this.#assertMember(peer);
     const transport = peer.transport(transportId);
@@ -354,8 +356,10 @@ export class Room extends EventEmitter<RoomEvents> {
         throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
       }
       try {
-        // Paused until the client has its track wired, so no early packets are lost to it.
-        consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: true });
+        // Paused by default until the client has its track wired, so no early packets are lost
+        // to it; a lost video keyframe would mean a frozen picture until the next one. Audio has
+        // no such packet, so a client may ask for it flowing at once.
+        consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: startPaused || broadcast.kind !== 'audio' });
       } catch (error) {
         throw new ChorusError('CANNOT_CONSUME', `cannot consume: ${messageOf(error)}`);
       }

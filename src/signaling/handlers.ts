@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type { TokenService } from '../auth/tokens.js';
 import { ChorusError } from '../protocol/errors.js';
-import { PROTOCOL_VERSION, type Method, type RequestOf, type Responses, type Role } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, type CreatedTransport, type Method, type RequestOf, type Responses, type Role, type TransportInfo } from '../protocol/messages.js';
 import type { Peer } from '../rooms/peer.js';
 import { Room } from '../rooms/room.js';
 import type { StateStore } from '../store/stateStore.js';
@@ -68,9 +68,28 @@ function member(session: Session): { room: Room; peer: Peer } {
 
 const empty = {} as Record<string, never>;
 
+function transportInfo(t: types.WebRtcTransport): TransportInfo {
+  return { id: t.id, iceParameters: t.iceParameters, iceCandidates: t.iceCandidates, dtlsParameters: t.dtlsParameters };
+}
+
+/**
+ * The transport a join asked for: the direction follows from the role and the room's policy, so
+ * the join cannot get more than createTransport would grant. A failure does not undo the join
+ * (its token is spent by now): the answer just has no transport, and the client's
+ * createTransport then gets the reason.
+ */
+async function joinTransport(room: Room, peer: Peer, forceTcp: boolean): Promise<CreatedTransport | undefined> {
+  const direction = room.policy.canSend(peer.role) ? 'send' : 'recv';
+  try {
+    return { direction, ...transportInfo(await room.createTransport(peer, direction, forceTcp)) };
+  } catch {
+    return undefined;
+  }
+}
+
 export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch }: HandlerDeps): Handlers {
   return {
-    async join(session, { roomId, token, previousPeerId }) {
+    async join(session, { roomId, token, previousPeerId, transport: wantsTransport }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
         throw new ChorusError('ALREADY_JOINED', 'this connection already joined a room; leave first');
       }
@@ -122,6 +141,12 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         }
         if (placement?.places(peer.role)) placement.hold(room);
         audit.record({ type: 'join.accepted', room: room.id, identity: peer.identity, role: peer.role, peer: peer.id, ip: session.ip });
+        const [broadcast, listeners, resumeToken, transport] = await Promise.all([
+          room.broadcastState(),
+          room.audienceCount(),
+          tokens.resumeToken(grant, resumeTtlSeconds),
+          wantsTransport ? joinTransport(room, peer, wantsTransport.forceTcp ?? false) : undefined,
+        ]);
         return {
           protocol: PROTOCOL_VERSION,
           peerId: peer.id,
@@ -130,11 +155,12 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           role: peer.role,
           identity: peer.identity,
           routerRtpCapabilities: room.media.rtpCapabilities,
-          broadcast: await room.broadcastState(),
-          listeners: await room.audienceCount(),
+          broadcast,
+          listeners,
           iceServers: iceServersFor(turn, peer.identity),
-          resumeToken: await tokens.resumeToken(grant, resumeTtlSeconds),
+          resumeToken,
           ...(playback ? { watch: playback } : {}),
+          ...(transport ? { transport } : {}),
         };
       } catch (error) {
         if (error instanceof ChorusError) {
@@ -152,8 +178,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
 
     async createTransport(session, { direction, forceTcp }) {
       const { room, peer } = member(session);
-      const t = await room.createTransport(peer, direction, forceTcp ?? false);
-      return { id: t.id, iceParameters: t.iceParameters, iceCandidates: t.iceCandidates, dtlsParameters: t.dtlsParameters };
+      return transportInfo(await room.createTransport(peer, direction, forceTcp ?? false));
     },
 
     async connectTransport(session, { transportId, dtlsParameters }) {
@@ -192,10 +217,10 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return empty;
     },
 
-    async consume(session, { transportId, producerId, rtpCapabilities }) {
+    async consume(session, { transportId, producerId, rtpCapabilities, paused }) {
       const { room, peer } = member(session);
-      const c = await room.consume(peer, transportId, producerId, rtpCapabilities as types.RtpCapabilities);
-      return { consumerId: c.id, producerId: c.producerId, kind: c.kind, rtpParameters: c.rtpParameters };
+      const c = await room.consume(peer, transportId, producerId, rtpCapabilities as types.RtpCapabilities, paused ?? true);
+      return { consumerId: c.id, producerId: c.producerId, kind: c.kind, rtpParameters: c.rtpParameters, paused: c.paused };
     },
 
     async resumeConsumer(session, { consumerId }) {
