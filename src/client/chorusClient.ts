@@ -96,6 +96,11 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #consuming: Promise<void> | undefined;
   #consumeRetries = 0;
+  /**
+   * The node predates the short join path (its schema refused `join.transport`): use the classic
+   * requests with it. A rolling upgrade serves new pages while some nodes are still old.
+   */
+  #classic = false;
   #consumeTimer: ReturnType<typeof setTimeout> | undefined;
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #mode: MediaMode = 'webrtc';
@@ -117,6 +122,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     this.#teardownMedia();
     this.#setState('reconnecting');
     this.#socketUrl = url;
+    this.#classic = false; // another node, maybe a newer one
     this.#socket = openSocket(url, this.#options.socket);
     this.#wireSocket();
     clearTimeout(this.#retryTimer);
@@ -396,7 +402,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         ...(previousPeerId ? { previousPeerId } : {}),
         // The node makes the transport our role uses along with the join: one round trip less.
         // Over HLS a listener needs none (a broadcaster then still gets one with createTransport).
-        ...(this.#mode === 'webrtc' ? { transport: this.#options.forceTcp ? { forceTcp: true } : {} } : {}),
+        ...(this.#mode === 'webrtc' && !this.#classic ? { transport: this.#options.forceTcp ? { forceTcp: true } : {} } : {}),
       });
       if (generation !== this.#generation) return;
       this.#info = info;
@@ -433,6 +439,12 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     } catch (error) {
       if (generation !== this.#generation || this.#state === 'closed') return;
       const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
+      if (failure.code === 'BAD_REQUEST' && !this.#classic && /\btransport\b/.test(failure.message)) {
+        // An older node: nothing was created and the token is unspent. Again, the classic way.
+        this.#classic = true;
+        void this.#establish();
+        return;
+      }
       if (failure.code === 'WRONG_NODE' && failure.redirectUrl) {
         if (this.#redirects < 3) {
           this.#redirects++;
@@ -593,7 +605,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       const info = await request(this.#socket, 'consume', {
         transportId: transport.id,
         rtpCapabilities: this.#device!.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
-        paused: false,
+        ...(this.#classic ? {} : { paused: false }),
       });
       if (generation !== this.#generation) return;
       const consumer = await transport.consume({

@@ -10,6 +10,7 @@ import { joinListener, type TestListener } from '../support/listener.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { freePort } from '../support/ports.js';
+import { olderNode } from '../support/olderNode.js';
 import { RawSocket } from '../support/rawSocket.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
@@ -178,5 +179,22 @@ describe('when the join cannot make the transport', () => {
     b.close();
     s.close();
     await until(() => tight.rooms.rooms.size === 0, 5000, 'rooms to close');
+  });
+});
+
+describe('an SDK meeting a node from before the short path', () => {
+  test('the older node refuses the new fields; the SDK joins the classic way there and hears', async () => {
+    await broadcasting('older');
+    const older = await olderNode(node.url);
+    try {
+      const listener = await joinListener(node, 'older', { url: older.url });
+      clients.push(listener);
+      await listener.hears(660);
+      // Refused once, at join; from then on the SDK spoke the classic protocol to that node.
+      expect(older.refused).toEqual(['join']);
+      await listener.close();
+    } finally {
+      await older.close();
+    }
   });
 });
