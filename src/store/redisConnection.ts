@@ -125,8 +125,3 @@ export function openRedis(parsed: ParsedRedisUrl, options: RedisOptions, purpose
   };
   return new Cluster(parsed.nodes, clusterOptions);
 }
-
-/** Whether `client` talks to a Redis Cluster (node messages then go over sharded pub/sub). */
-export function isCluster(client: RedisClient): client is Cluster {
-  return client instanceof Cluster;
-}
