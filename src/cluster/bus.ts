@@ -34,6 +34,8 @@ interface Envelope {
 
 export class NodeBus {
   readonly #handlers = new Map<string, Handler>();
+  /** Request ids handled in the last minute, oldest first. */
+  readonly #handled = new Map<string, number>();
   readonly #pending = new Map<string, { resolve(value: unknown): void; reject(error: Error): void }>();
   readonly #policy = wrap(
     retry(handleWhen((e) => e instanceof ChorusError && e.code === 'UNAVAILABLE'), {
@@ -73,6 +75,19 @@ export class NodeBus {
 
   #channel(nodeId: string): string {
     return `${this.prefix}node:${nodeId}`;
+  }
+
+  /** Records `id`; true when it was already recorded within the last minute. */
+  #seen(id: string): boolean {
+    const now = Date.now();
+    if (this.#handled.has(id)) return true;
+    this.#handled.set(id, now);
+    // Insertion order is age order: drop what is older than a minute (retries use new ids).
+    for (const [old, at] of this.#handled) {
+      if (now - at < 60_000) break;
+      this.#handled.delete(old);
+    }
+    return false;
   }
 
   handle(method: string, handler: Handler): void {
@@ -133,6 +148,13 @@ export class NodeBus {
     }
     const handler = envelope.method === undefined ? undefined : this.#handlers.get(envelope.method);
     if (!handler) return;
+    // At most once per request id: a message delivered twice (a subscriber being replaced while
+    // the cluster's slot map changes) would otherwise run the handler again, and pipe.open run
+    // twice replaces the pipe whose address the edge already took from the first answer.
+    if (this.#seen(envelope.id)) {
+      this.log.warn({ method: envelope.method, from: envelope.from }, 'duplicate node-bus request ignored');
+      return;
+    }
     handler(envelope.params, envelope.from).then(
       (result) => this.#reply(envelope, { ok: true, result }),
       (error: unknown) => {

@@ -84,7 +84,7 @@ test('a broadcaster returning on another node (same identity) takes its seat ove
   await until(() => a.rooms.get('takeover') === undefined, 10_000, 'node a to let the room go');
 });
 
-test('rate limits are shared through Redis: a client spreading messages over two nodes meets one limit', async () => {
+test('join limits are shared through Redis: a client spreading joins over two nodes meets one limit', async () => {
   const { Limits } = await import('../../src/limits/limits.js');
   const settings = { ...a.limits.settings, joinsPerRoomPerSecond: 3 };
   const { Redis } = await import('ioredis');
@@ -137,4 +137,40 @@ test('readiness reports the Redis breaker; with Redis gone joins get a retryable
     room(n++);
     return heard().length > 1;
   }, 20_000, 'room events across nodes after Redis restarted empty');
+});
+
+test('the node bus handles a request delivered twice once: one handler run, one answer', async () => {
+  const { NodeBus } = await import('../../src/cluster/bus.js');
+  const { RedisStateStore } = await import('../../src/store/redisStore.js');
+  const { createLogger } = await import('../../src/observability/logger.js');
+  const { Redis } = await import('ioredis');
+  const store = new RedisStateStore({ url: redis.url, prefix: 'bus-test:', refreshIntervalMs: 0 });
+  await store.ready();
+  const bus = await NodeBus.start(store, 'receiver', 'bus-test:', createLogger('silent', 'receiver'));
+  const runs: string[] = [];
+  bus.handle('pipe.open', async (params) => {
+    runs.push((params as { n: string }).n);
+    return 'opened';
+  });
+  // The sender's side, raw: its channel collects the answers.
+  const sub = new Redis(redis.url);
+  const pub = new Redis(redis.url);
+  const answers: string[] = [];
+  await sub.subscribe('bus-test:node:sender');
+  sub.on('message', (_channel: string, raw: string) => answers.push((JSON.parse(raw) as { id: string }).id));
+  const send = (id: string, n: string): Promise<number> => pub.publish('bus-test:node:receiver', JSON.stringify({ id, from: 'sender', method: 'pipe.open', params: { n } }));
+  try {
+    await send('req-1', 'first');
+    await send('req-1', 'first again');
+    await send('req-2', 'second');
+    // Delivered in order: once req-2 is answered, the duplicate has been seen too.
+    await until(() => answers.includes('req-2'), 5000, 'the answer to req-2');
+    expect(runs).toEqual(['first', 'second']);
+    expect(answers).toEqual(['req-1', 'req-2']);
+  } finally {
+    sub.disconnect();
+    pub.disconnect();
+    bus.close();
+    await store.close();
+  }
 });
