@@ -354,7 +354,12 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (this.#producer?.id === producerId) this.#producer = undefined;
     });
     s.on('consumer:closed', ({ consumerId }) => {
-      if (this.#consumer?.id === consumerId) this.#dropConsumer();
+      if (this.#consumer?.id !== consumerId) return;
+      this.#dropConsumer();
+      // Its stream went away but the broadcast did not (an edge dropped a stale pipe, a worker
+      // pipe closed): consume again now, as no broadcast:started may ever follow. If it did end,
+      // broadcast:ended follows and the retries stop.
+      if (this.#broadcast.live) void this.#consume(this.#generation);
     });
     s.on('room:listeners', ({ count }) => {
       this.#listeners = count;

@@ -137,3 +137,28 @@ test('the admin API of any node sees the room on every node and acts where each 
   await until(() => ended.filter((c) => c === 'ROOM_ENDED').length === 2, 5000, 'everyone to be told the room ended');
   await until(() => !origin.rooms.get('admin-city') && !edge.rooms.get('admin-city'), 5000, 'the room to close on both nodes');
 });
+
+test('an edge that loses its pipe while the broadcast goes on: its listeners consume again and hear', async () => {
+  const tone = toneTrack(880);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(origin, 'lost-pipe', await tokenFor(origin, 'lost-pipe', 'broadcaster', 'muezzin'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  const there = await joinListener(edge, 'lost-pipe');
+  cleanup.push(() => there.close());
+  await there.hears(880);
+
+  // The notice an origin sends when the piped producer closed, for the current producer: the
+  // edge drops its pipe and its listeners' consumers, while the broadcast itself goes on (no
+  // broadcast:started will come). This is what an edge does to a stale pipe it replaces.
+  const { Redis } = await import('ioredis');
+  const pub = new Redis(redis.url);
+  cleanup.push(() => pub.disconnect());
+  const producerId = there.client.broadcast.producerId!;
+  const notice = { id: 'lost-pipe-notice', from: origin.config.nodeId, method: 'pipe.closed', params: { roomId: 'lost-pipe', producerId } };
+  expect(await pub.publish(`chorus:node:${edge.config.nodeId}`, JSON.stringify(notice))).toBe(1);
+  await until(() => there.events.includes('trackended'), 10_000, 'the edge listener to lose its consumer');
+  await there.hears(880, 15_000);
+  expect(there.client.broadcast.live).toBe(true);
+});
