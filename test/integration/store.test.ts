@@ -12,7 +12,7 @@ import type { Role } from '../../src/protocol/messages.js';
 import { MemoryStateStore } from '../../src/store/memoryStore.js';
 import { parseRedisUrl, RedisStateStore, type RedisStateStoreOptions } from '../../src/store/redisStore.js';
 import type { StateStore } from '../../src/store/stateStore.js';
-import { startRedisCluster, type RedisCluster } from '../support/redisCluster.js';
+import { scanKeys, startRedisCluster, type RedisCluster } from '../support/redisCluster.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 
 /** Polls `probe` until it returns something truthy; fails with `what` after `ms`. */
@@ -33,17 +33,6 @@ async function holdsFor(what: string, probe: () => Promise<boolean>, ms: number,
     if (!(await probe())) throw new Error(`${what} stopped holding`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
-}
-
-async function scanKeys(admin: Redis, pattern: string): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys;
 }
 
 const peer = (roomId: string, id: string, role: Role, nodeId = 'n1') => ({ id, roomId, identity: `id-${id}`, role, nodeId, joinedAt: 1 });

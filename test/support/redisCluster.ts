@@ -32,6 +32,18 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
+/** Every key matching `pattern` on one Redis server (SCAN, so a large keyspace is not blocked). */
+export async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
 interface ClusterNodeLine {
   id: string;
   port: number;
@@ -115,13 +127,7 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
     async keys(pattern) {
       const found: string[] = [];
       for (const node of (await nodes()).filter((n) => n.master && !n.failed)) {
-        const admin = admins.get(byPort(node.port))!;
-        let cursor = '0';
-        do {
-          const [next, batch] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-          cursor = next;
-          found.push(...batch);
-        } while (cursor !== '0');
+        found.push(...(await scanKeys(admins.get(byPort(node.port))!, pattern)));
       }
       return found;
     },
