@@ -97,6 +97,13 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #consuming: Promise<void> | undefined;
   #consumeRetries = 0;
   /**
+   * Producers this client has been told are over (replaced by a newer broadcast, or ended). A
+   * consume answered while that news was in flight can still hand one of them out — an edge
+   * whose registry still counts a dead origin alive serves its old, silent pipe — and a
+   * consumer of one must be dropped, not played. Only the last few matter.
+   */
+  #superseded: string[] = [];
+  /**
    * The node predates the short join path (its schema refused `join.transport`): use the classic
    * requests with it. A rolling upgrade serves new pages while some nodes are still old.
    */
@@ -336,6 +343,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (reason === 'io server disconnect') this.#scheduleReconnect();
     });
     s.on('broadcast:started', ({ producerId }) => {
+      const previous = this.#broadcast.producerId;
+      if (previous !== undefined && previous !== producerId) this.#supersede(previous);
       this.#setBroadcast({ live: true, paused: false, producerId });
       // A new broadcast replaces the one this client still plays, whose end may never have been
       // announced (its node died): keeping that consumer would mean silence from now on.
@@ -349,6 +358,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     s.on('broadcast:paused', ({ producerId }) => this.#setBroadcast({ live: true, paused: true, producerId }));
     s.on('broadcast:resumed', ({ producerId }) => this.#setBroadcast({ live: true, paused: false, producerId }));
     s.on('broadcast:ended', ({ producerId }) => {
+      this.#supersede(producerId);
       this.#setBroadcast({ live: false, paused: false });
       if (this.#consumer?.producerId === producerId) this.#dropConsumer();
       if (this.#producer?.id === producerId) this.#producer = undefined;
@@ -389,6 +399,12 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     s.on('room:ended', ({ reason }) => this.#end(new ChorusClientError('ROOM_ENDED', reason, false)));
   }
 
+  #supersede(producerId: string): void {
+    if (this.#superseded.includes(producerId)) return;
+    this.#superseded.push(producerId);
+    if (this.#superseded.length > 8) this.#superseded.shift();
+  }
+
   #setBroadcast(state: BroadcastState): void {
     this.#broadcast = state;
     this.emit('broadcast', state);
@@ -414,7 +430,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.#listeners = info.listeners;
       // The join's snapshot of the broadcast is taken in now: news that arrives while the media
       // path is set up below is newer and must win over it, not be overwritten by it.
-      this.#broadcast = info.broadcast;
+      // Unless it names a stream we have already heard is over (a node answering from a stale
+      // view while a new origin took over).
+      const snapshot = info.broadcast.producerId;
+      if (snapshot === undefined || !this.#superseded.includes(snapshot)) this.#broadcast = info.broadcast;
       const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;
@@ -613,6 +632,14 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         ...(this.#classic ? {} : { paused: false }),
       });
       if (generation !== this.#generation) return;
+      if (this.#superseded.includes(info.producerId)) {
+        // The stream we were given ended while we asked (its origin died and a new one took
+        // over): playing it would be silence. Ask again: the node, which now knows where the new
+        // stream lives, drops its stale pipe and serves the new one. Backed off after the first
+        // time in case that news is slow to reach it too.
+        this.#retryConsume(generation, this.#consumeRetries === 0 ? 0 : undefined);
+        return;
+      }
       const consumer = await transport.consume({
         id: info.consumerId,
         producerId: info.producerId,
@@ -632,16 +659,21 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // took longer than a fixed number of tries to reach its node (a loaded cluster re-piping
       // after an origin died).
       if (error instanceof ChorusClientError && error.code === 'NOTHING_TO_CONSUME') {
-        if (this.#broadcast.live && generation === this.#generation) {
-          const backoff = Math.min(300 * 2 ** this.#consumeRetries++, 5000);
-          clearTimeout(this.#consumeTimer);
-          this.#consumeTimer = setTimeout(() => void this.#consume(generation), backoff * (0.75 + Math.random() * 0.5));
-        }
+        this.#retryConsume(generation);
         return;
       }
       if (error instanceof ChorusClientError) this.emit('error', error);
       if (generation === this.#generation) this.#scheduleRetry();
     }
+  }
+
+  /** Consume again later while the broadcast is live, backing off to every few seconds. */
+  #retryConsume(generation: number, delayMs?: number): void {
+    if (!this.#broadcast.live || generation !== this.#generation) return;
+    const backoff = Math.min(300 * 2 ** this.#consumeRetries++, 5000) * (0.75 + Math.random() * 0.5);
+    clearTimeout(this.#consumeTimer);
+    // Always from a timer: the attempt asking for this is still the one in flight.
+    this.#consumeTimer = setTimeout(() => void this.#consume(generation), delayMs ?? backoff);
   }
 
   #dropConsumer(): void {

@@ -8,6 +8,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
+import { signalingRelay } from '../support/signalingRelay.js';
 import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 let redis: RedisServer;
@@ -161,4 +162,32 @@ test('an edge that loses its pipe while the broadcast goes on: its listeners con
   await until(() => there.events.includes('trackended'), 10_000, 'the edge listener to lose its consumer');
   await there.hears(880, 15_000);
   expect(there.client.broadcast.live).toBe(true);
+});
+
+test('a consume answered with a stream the listener has since been told is over: it consumes again and hears the new one', async () => {
+  // After an origin dies, an edge whose registry still counts it alive can hand a joining
+  // listener the old, silent pipe while the new origin's broadcast:started is on its way. Here
+  // the order is forced: a relay holds the edge's consume answer until the broadcast has been
+  // replaced and the listener told.
+  const tone = toneTrack(660);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(origin, 'stale-answer', await tokenFor(origin, 'stale-answer', 'broadcaster', 'muezzin'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  const relay = await signalingRelay(edge.url);
+  cleanup.push(() => relay.close());
+  const held = relay.holdNextReply('consume');
+  const late = await joinListener(edge, 'stale-answer', { url: relay.url });
+  cleanup.push(() => late.close());
+  const answer = await held;
+  const first = late.client.broadcast.producerId!;
+  expect(answer.reply).toMatchObject({ ok: true, data: { producerId: first } });
+
+  await broadcaster.unpublish();
+  await broadcaster.publish(tone.track);
+  await until(() => late.client.broadcast.live && late.client.broadcast.producerId !== first, 10_000, 'the listener to hear of the new broadcast');
+  answer.release();
+  await late.hears(660);
+  expect(late.client.consumer?.producerId).toBe(late.client.broadcast.producerId);
 });
