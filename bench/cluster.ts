@@ -155,7 +155,14 @@ async function run(): Promise<ClusterRun> {
           () => Date.now() - t0,
           () => {
             lost.add(l);
-            log(`lost a listener: ${l.client.state} on ${where(l)?.nodeId ?? '?'}, broadcast ${JSON.stringify(l.client.broadcast)}, events ${l.events.slice(-12).join(',')}`);
+            const consumer = l.client.consumer;
+            const media = {
+              peer: l.client.peerId,
+              transport: l.client.transport?.connectionState,
+              consumer: consumer && { producerId: consumer.producerId, closed: consumer.closed, paused: consumer.paused, track: consumer.track.readyState },
+              probe: l.probe() && { frames: l.probe()!.frames, rms: Number(l.probe()!.rms.toFixed(3)), hz: l.probe()!.frequency },
+            };
+            log(`lost a listener: ${l.client.state} on ${where(l)?.nodeId ?? '?'}, broadcast ${JSON.stringify(l.client.broadcast)}, media ${JSON.stringify(media)}, events ${l.events.slice(-12).join(',')}`);
             return undefined;
           },
         ),

@@ -632,20 +632,26 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         ...(this.#classic ? {} : { paused: false }),
       });
       if (generation !== this.#generation) return;
-      if (this.#superseded.includes(info.producerId)) {
-        // The stream we were given ended while we asked (its origin died and a new one took
-        // over): playing it would be silence. Ask again: the node, which now knows where the new
-        // stream lives, drops its stale pipe and serves the new one. Backed off after the first
-        // time in case that news is slow to reach it too.
+      // The stream we were given may have ended while we asked or while its consumer is set up
+      // (its origin died and a new one took over): playing it would be silence. Ask again: the
+      // node, which now knows where the new stream lives, drops its stale pipe and serves the
+      // new one. Backed off after the first time in case that news is slow to reach it too.
+      const over = (): boolean => {
+        if (!this.#superseded.includes(info.producerId)) return false;
         this.#retryConsume(generation, this.#consumeRetries === 0 ? 0 : undefined);
-        return;
-      }
+        return true;
+      };
+      if (over()) return;
       const consumer = await transport.consume({
         id: info.consumerId,
         producerId: info.producerId,
         kind: info.kind,
         rtpParameters: info.rtpParameters as types.RtpParameters,
       });
+      if (over()) {
+        consumer.close();
+        return;
+      }
       this.#consumer = consumer;
       this.#consumeRetries = 0;
       // A video consumer always waits to be resumed.

@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
-import { toneTrack } from '../support/nodePeer.js';
+import { gatedHandlerFactory, toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { signalingRelay } from '../support/signalingRelay.js';
@@ -189,5 +189,28 @@ test('a consume answered with a stream the listener has since been told is over:
   await until(() => late.client.broadcast.live && late.client.broadcast.producerId !== first, 10_000, 'the listener to hear of the new broadcast');
   answer.release();
   await late.hears(660);
+  expect(late.client.consumer?.producerId).toBe(late.client.broadcast.producerId);
+});
+
+test('a stream that ends while its consumer is being set up is dropped for the new one', async () => {
+  // The same race one step later: the answer named the current stream, and the news that it
+  // was replaced lands during the SDP round that sets up its consumer.
+  const tone = toneTrack(550);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(origin, 'stale-setup', await tokenFor(origin, 'stale-setup', 'broadcaster', 'muezzin'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  const gated = gatedHandlerFactory();
+  const late = await joinListener(edge, 'stale-setup', { handlerFactory: gated.factory });
+  cleanup.push(() => late.close());
+  await gated.entered;
+  const first = late.client.broadcast.producerId!;
+
+  await broadcaster.unpublish();
+  await broadcaster.publish(tone.track);
+  await until(() => late.client.broadcast.live && late.client.broadcast.producerId !== first, 10_000, 'the listener to hear of the new broadcast');
+  gated.open();
+  await late.hears(550);
   expect(late.client.consumer?.producerId).toBe(late.client.broadcast.producerId);
 });

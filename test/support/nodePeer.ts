@@ -24,6 +24,44 @@ export function webrtcHandlerFactory(): types.HandlerFactory {
   return Chrome111.createFactory();
 }
 
+export interface GatedHandler {
+  factory: types.HandlerFactory;
+  /** Resolves when the SDK first sets up a received stream (and is held there). */
+  entered: Promise<void>;
+  /** Lets that set-up, and every later one, go on. */
+  open(): void;
+}
+
+/**
+ * The same handler, except that the first received stream's set-up (the SDP round inside
+ * `transport.consume()`) waits until the test opens the gate: news that lands during it can be
+ * ordered on purpose.
+ */
+export function gatedHandlerFactory(): GatedHandler {
+  const base = webrtcHandlerFactory();
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let entered!: () => void;
+  const reached = new Promise<void>((resolve) => (entered = resolve));
+  return {
+    factory: {
+      ...base,
+      factory: (options) => {
+        const handler = base.factory(options);
+        const receive = handler.receive.bind(handler);
+        handler.receive = async (list) => {
+          entered();
+          await gate;
+          return receive(list);
+        };
+        return handler;
+      },
+    },
+    entered: reached,
+    open,
+  };
+}
+
 export interface ToneSource {
   track: MediaStreamTrack;
   stop(): void;
