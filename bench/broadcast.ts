@@ -11,7 +11,7 @@
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, setPriority } from 'node:os';
@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl, signalingPaths, type SignalingPath } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
+import { gitCommit } from './lib/gitCommit.js';
 import { readRuns } from './lib/runLog.js';
 import { fetchRequestTimes } from './lib/serverTimes.js';
 import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
@@ -92,15 +93,6 @@ const weriftStock = args['werift-stock'];
 const outDir = resolve(process.cwd(), args.out);
 const argv = process.argv.slice(2).join(' ');
 const command = process.env['npm_lifecycle_event'] === 'bench:broadcast' ? `npm run bench:broadcast -- ${argv}` : `tsx bench/broadcast.ts ${argv}`;
-
-function gitCommit(): string | undefined {
-  if (process.env['CHORUS_BENCH_COMMIT']) return process.env['CHORUS_BENCH_COMMIT'];
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return undefined;
-  }
-}
 
 const secret = `chorus-bench-${randomBytes(24).toString('hex')}`;
 const roomId = `bench-${randomBytes(4).toString('hex')}`;

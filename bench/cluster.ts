@@ -19,6 +19,7 @@ import { joinListener, type TestListener } from '../test/support/listener.js';
 import { toneTrack } from '../test/support/nodePeer.js';
 import { nodeClient, until } from '../test/support/testNode.js';
 import { histogramCdf, lineChart } from './lib/report.js';
+import { gitCommit } from './lib/gitCommit.js';
 import { recordRun } from './lib/runLog.js';
 
 const { values: args } = parseArgs({
@@ -83,6 +84,7 @@ interface ClusterRun {
   redisOpsPerJoin: number;
   redisOpsPerJoinRaw: number;
   machine: { cpus: number; model: string; node: string };
+  commit: string | undefined;
   command: string;
   joinTimesMs?: number[];
   edgeRestoreTimesMs?: number[];
@@ -216,6 +218,7 @@ async function run(): Promise<ClusterRun> {
     redisOpsPerJoin: Math.round(redisOpsPerJoin * 10) / 10,
     redisOpsPerJoinRaw: Math.round(redisOpsPerJoinRaw * 10) / 10,
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    commit: gitCommit(),
     command,
     joinTimesMs: joinTimes,
     edgeRestoreTimesMs: edgeTimes,
