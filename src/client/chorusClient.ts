@@ -9,18 +9,13 @@ import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { BroadcastState, CreatedTransport, RequestOf, Responses, Role } from '../protocol/messages.js';
-import { ChorusClientError, openSocket, request, type ClientSocket } from './signaling.js';
+import { NodeLink, nodeUrl } from './nodeLink.js';
+import { ChorusClientError, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
 /** Failures of the path, not refusals by the server: always worth another try. */
 const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED']);
-
-/** An http(s) URL a server named for us to move to, or undefined for anything else. */
-function nodeUrl(value: unknown): string | undefined {
-  if (typeof value !== 'string' || !URL.canParse(value)) return undefined;
-  return /^https?:$/.test(new URL(value).protocol) ? value : undefined;
-}
 
 export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
@@ -75,9 +70,8 @@ interface ClientEvents {
 
 export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #options: ChorusClientOptions;
-  #socket: ClientSocket;
-  /** Where the socket points: the configured URL, or a node a WRONG_NODE answer sent us to. */
-  #socketUrl: string;
+  /** The connection: to the configured URL, or to a node a server sent us to. */
+  readonly #link: NodeLink;
   /** Redirects followed since the last successful join, so two confused nodes cannot loop us. */
   #redirects = 0;
   #state: ClientState = 'idle';
@@ -116,28 +110,21 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   constructor(options: ChorusClientOptions) {
     super();
     this.#options = options;
-    this.#socketUrl = options.url;
-    this.#socket = openSocket(options.url, options.socket);
-    this.#wireSocket();
+    this.#link = new NodeLink(options.url, options.socket, (socket) => this.#wireSocket(socket));
+  }
+
+  get #socket(): ClientSocket {
+    return this.#link.socket;
   }
 
   /** Drops the current connection and connects to `url` (another node, or back to the entry URL). */
   #moveTo(url: string, delayMs = 0): void {
-    const old = this.#socket;
-    old.off();
-    old.disconnect();
+    const socket = this.#link.switchTo(url);
     this.#teardownMedia();
     this.#setState('reconnecting');
-    this.#socketUrl = url;
     this.#classic = false; // another node, maybe a newer one
-    this.#socket = openSocket(url, this.#options.socket);
-    this.#wireSocket();
     clearTimeout(this.#retryTimer);
-    this.#retryTimer = setTimeout(() => this.#socket.connect(), delayMs);
-  }
-
-  get #redirected(): boolean {
-    return this.#socketUrl !== this.#options.url;
+    this.#retryTimer = setTimeout(() => socket.connect(), delayMs);
   }
 
   get state(): ClientState {
@@ -321,20 +308,19 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     this.emit('state', state);
   }
 
-  #wireSocket(): void {
-    const s = this.#socket;
+  #wireSocket(s: ClientSocket): void {
     s.on('connect', () => void this.#establish());
     s.on('connect_error', () => {
       // The node we were sent to does not take connections (gone, or draining): start over at
       // the entry URL instead of knocking on its door forever.
-      if (this.#redirected && this.#state !== 'closed') this.#moveTo(this.#options.url, 200 + Math.random() * 800);
+      if (this.#link.redirected && this.#state !== 'closed') this.#moveTo(this.#options.url, 200 + Math.random() * 800);
     });
     s.on('disconnect', (reason) => {
       if (this.#state === 'closed') return;
       this.#teardownMedia();
       this.#setState('reconnecting');
       // The node we were sent to went away: start over at the entry URL, which places us again.
-      if (this.#redirected && reason !== 'io client disconnect') {
+      if (this.#link.redirected && reason !== 'io client disconnect') {
         this.#moveTo(this.#options.url, Math.random() * 500);
         return;
       }
@@ -385,7 +371,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         this.#moveTo(next, Math.random() * 1000);
         return;
       }
-      if (this.#redirected) {
+      if (this.#link.redirected) {
         this.#moveTo(this.#options.url, Math.random() * 1000);
         return;
       }

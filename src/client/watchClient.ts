@@ -12,7 +12,8 @@ import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { Responses } from '../protocol/messages.js';
 import { positionAt, type WatchCause, type WatchControl, type WatchHost, type WatchMember, type WatchState } from '../protocol/watch.js';
 import { ClockEstimate, clockSample, type ClockSample } from './clock.js';
-import { ChorusClientError, openSocket, request, type ClientSocket } from './signaling.js';
+import { NodeLink, nodeUrl } from './nodeLink.js';
+import { ChorusClientError, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -63,7 +64,8 @@ const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE'
 
 export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
   readonly #options: WatchClientOptions;
-  readonly #socket: ClientSocket;
+  /** The connection: to the configured URL, or to the node a draining one sent us to. */
+  readonly #link: NodeLink;
   readonly #clock: ClockEstimate;
   #state: WatchClientState = 'idle';
   #info: Responses['join'] | undefined;
@@ -82,8 +84,20 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
     super();
     this.#options = options;
     this.#clock = new ClockEstimate(Math.max(8, options.syncSamples ?? 5));
-    this.#socket = openSocket(options.url, options.socket);
-    this.#wireSocket();
+    this.#link = new NodeLink(options.url, options.socket, (socket) => this.#wireSocket(socket));
+  }
+
+  get #socket(): ClientSocket {
+    return this.#link.socket;
+  }
+
+  /** Drops the current connection and connects to `url` (a node that stays, or back to the entry URL). */
+  #moveTo(url: string, delayMs: number): void {
+    this.#stopTimers();
+    this.#setState('reconnecting');
+    const socket = this.#link.switchTo(url);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => socket.connect(), delayMs);
   }
 
   get state(): WatchClientState {
@@ -205,13 +219,30 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
     this.emit('state', state);
   }
 
-  #wireSocket(): void {
-    const s = this.#socket;
+  #wireSocket(s: ClientSocket): void {
     s.on('connect', () => void this.#establish());
-    s.on('disconnect', () => {
+    s.on('connect_error', () => {
+      // The node a drain notice sent us to does not take connections (gone, or draining too):
+      // start over at the entry URL instead of knocking on its door forever.
+      if (this.#link.redirected && this.#state !== 'closed') this.#moveTo(this.#link.entryUrl, 200 + Math.random() * 800);
+    });
+    s.on('disconnect', (reason) => {
       if (this.#state === 'closed') return;
       this.#stopTimers();
       this.#setState('reconnecting');
+      // The node we were sent to went away: start over at the entry URL, which places us again.
+      if (this.#link.redirected && reason !== 'io client disconnect') {
+        this.#moveTo(this.#link.entryUrl, Math.random() * 500);
+        return;
+      }
+      // A node that disconnects us itself (closing, or shedding a flooding connection) is not
+      // reconnected to by Socket.IO on its own: come back later, through the entry URL.
+      if (reason === 'io server disconnect') {
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => {
+          if (this.#state !== 'closed' && !this.#socket.connected) this.#socket.connect();
+        }, 500 + Math.random() * 1000);
+      }
     });
     s.on('watch:state', ({ state, cause }) => this.#accept(state, cause, false));
     s.on('watch:resync', ({ state, driftMs }) => {
@@ -230,7 +261,15 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
       this.#setState('reconnecting');
       void this.#establish();
     });
-    s.on('node:draining', () => {
+    s.on('node:draining', ({ moveTo }) => {
+      // Straight to the node it names when it names one (a cluster whose clients reach nodes
+      // directly: the entry URL may be this very node); else a new connection through the
+      // entry URL. Spread over a second so a whole node's members do not arrive at once.
+      const next = nodeUrl(moveTo) ?? (this.#link.redirected ? this.#link.entryUrl : undefined);
+      if (next) {
+        this.#moveTo(next, Math.random() * 1000);
+        return;
+      }
       this.#stopTimers();
       this.#setState('reconnecting');
       s.disconnect();

@@ -164,6 +164,37 @@ describe('watch rooms across two nodes', () => {
     }
   });
 
+  test('a draining node sends its members straight to a node that stays, with no balancer in front', async () => {
+    // The members know only node c's own URL: reconnecting there after it drains would find
+    // nothing. The drain notice names a node that stays; they rejoin there as themselves.
+    const c = await startTestNode({ CHORUS_WATCH_REPORT_INTERVAL_MS: String(REPORT_MS), REDIS_URL: redis.url, CHORUS_NODE_ID: 'watch-c', RTC_MIN_PORT: '30000', RTC_MAX_PORT: '30999' });
+    try {
+      await until(async () => (await a.store.listNodes()).some((n) => n.id === 'watch-c'), 10_000, 'node c to register');
+      const { client: host } = await member(c, 'moving-party', 'host');
+      const { client: guest, player } = await member(c, 'moving-party', 'listener');
+      const { client: far } = await member(b, 'moving-party', 'listener');
+      await host.load('https://cdn.example.org/film.mp4', { position: 42, playing: true });
+      await until(() => guest.playback?.url === 'https://cdn.example.org/film.mp4' && far.playback?.url === guest.playback.url, 5000, 'everyone to load the film');
+      const identities = [host.identity, guest.identity];
+      const states: string[] = [];
+      guest.on('state', (state) => states.push(state));
+
+      const { remaining } = await c.drain(15_000);
+      expect(remaining).toBe(0);
+      await until(() => host.state === 'joined' && guest.state === 'joined', 10_000, 'both members to rejoin on a node that stays');
+      expect(states).toContain('reconnecting');
+      // Same identities, the host still steers, and the room's playback carried on.
+      expect([host.identity, guest.identity]).toEqual(identities);
+      expect(host.isHost).toBe(true);
+      const rejoined = [a, b].flatMap((node) => [...(node.rooms.get('moving-party')?.peers.values() ?? [])].map((p) => p.identity));
+      expect(rejoined).toEqual(expect.arrayContaining([...identities, far.identity]));
+      await host.pause(50);
+      await until(() => guest.playback?.playing === false && far.playback?.playing === false && player.paused, 5000, 'the pause to reach the moved guest and the far one');
+    } finally {
+      await c.close();
+    }
+  });
+
   test('a member who drifts beyond the threshold is told to resync and follows', async () => {
     const { client: host } = await member(a, 'drift', 'host');
     await host.load('/sample.webm', { position: 30, playing: true });
