@@ -30,6 +30,7 @@ import { policyFor } from './rooms/policy.js';
 import type { Role } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
 import { HlsService } from './hls/hlsService.js';
+import { HLS_VIEWERS_LEASE_SECONDS, hlsViewersKey } from './hls/viewers.js';
 import { Room } from './rooms/room.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
@@ -144,6 +145,12 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
           const where = await pipes?.location(roomId);
           return where && registry?.nodes.find((n) => n.id === where.nodeId)?.url;
         },
+        // Counted where the room's HLS runs; every node reads the count from the store for the
+        // audience it pushes (a lease, so a dead origin's count goes with it).
+        onViewers: (roomId, count) => {
+          store.setValue(hlsViewersKey(roomId), String(count), HLS_VIEWERS_LEASE_SECONDS).catch((error: unknown) => log.debug({ err: error, room: roomId }, 'HLS viewer count not stored'));
+          rooms.get(roomId)?.audienceChanged();
+        },
       })
     : undefined;
   const http = createHttpServer({
@@ -255,6 +262,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       markTtlSeconds: config.tokens.maxTtlSeconds,
       stalePeerMs: config.rooms.stalePeerMs,
       idleRoomMs: config.rooms.idleRoomMs,
+      otherListeners: hls && (async (roomId) => Number((await store.getValue(hlsViewersKey(roomId))) ?? 0) || 0),
     },
     maxRoomsPerKey: config.limits.roomsPerApiKey,
     audit,
@@ -264,6 +272,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     rooms: () => [...rooms.rooms.values()].map((room) => ({ kind: room.kind, peers: room.peers.values() })),
     workers: () => workers.slots,
     breakers: () => ({ redis: redisStore?.breakerState, database: records?.health().breaker }),
+    hlsViewers: () => hls?.totalViewers() ?? 0,
   });
   const watch = new WatchService({ store, channel, audit, log, nodeId: config.nodeId, settings: config.watch });
   watch.attach(rooms);

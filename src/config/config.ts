@@ -187,6 +187,8 @@ export const envSchema = z
     CHORUS_HLS_STALL_MS: z.coerce.number().int().min(1000).default(6000),
     /** Consecutive ffmpeg failures (crash, hang) before a room's HLS gives up until asked again. */
     CHORUS_HLS_MAX_RESTARTS: z.coerce.number().int().min(0).max(100).default(5),
+    /** An HLS player counts in the room's audience for this long after its last playlist fetch. */
+    CHORUS_HLS_VIEWER_WINDOW_MS: z.coerce.number().int().min(1000).max(300_000).default(10_000),
   })
   .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
     message: 'set both TURN_URLS and TURN_SECRET, or neither',
@@ -367,6 +369,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           startTimeoutMs: e.CHORUS_HLS_START_TIMEOUT_MS,
           stallMs: e.CHORUS_HLS_STALL_MS,
           maxRestarts: e.CHORUS_HLS_MAX_RESTARTS,
+          viewerWindowMs: e.CHORUS_HLS_VIEWER_WINDOW_MS,
         }
       : undefined,
   };

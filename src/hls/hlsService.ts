@@ -4,6 +4,7 @@
  * broadcast is live) and stops after `idleMs` without fetches. In a cluster, a request reaching
  * another node is proxied by the HTTP route to the origin's URL from the node registry, so one
  * ffmpeg serves the room whichever node players land on, and idleness is judged where it runs.
+ * For the same reason the room's HLS viewers are counted there.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +12,11 @@ import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { RoomHls, type LiveBroadcast } from './roomHls.js';
 import type { HlsSettings } from './settings.js';
+import { ViewerWindow } from './viewers.js';
+
+/** How often viewer counts are recomputed; a count that stays above zero is reported again every RENEW_TICKS. */
+const VIEWER_TICK_MS = 1000;
+const RENEW_TICKS = 5;
 
 export interface HlsServiceDeps {
   settings: HlsSettings;
@@ -22,6 +28,11 @@ export interface HlsServiceDeps {
   liveRooms(): Iterable<string>;
   /** Base URL of the node holding the room's broadcast, when another node does (cluster). */
   originUrl?(roomId: string): Promise<string | undefined>;
+  /**
+   * A room's HLS viewer count, when it changes and again every few seconds while it is not
+   * zero (so a count kept elsewhere with a lease stays alive while it holds).
+   */
+  onViewers?(roomId: string, count: number): void;
 }
 
 /** Where a room's HLS is served from, as far as this node can tell. */
@@ -31,6 +42,9 @@ export class HlsService {
   readonly #sessions = new Map<string, RoomHls>();
   readonly #root: string;
   readonly #alwaysTimer: NodeJS.Timeout | undefined;
+  readonly #viewers = new Map<string, { window: ViewerWindow; reported: number }>();
+  readonly #viewerTimer: NodeJS.Timeout;
+  #viewerTicks = 0;
   #closed = false;
 
   constructor(private readonly deps: HlsServiceDeps) {
@@ -42,6 +56,8 @@ export class HlsService {
       }, 1000);
       this.#alwaysTimer.unref();
     }
+    this.#viewerTimer = setInterval(() => this.#countViewers(), VIEWER_TICK_MS);
+    this.#viewerTimer.unref();
   }
 
   get settings(): HlsSettings {
@@ -51,6 +67,39 @@ export class HlsService {
   /** The session of a room, if HLS runs for it here (tests, diagnostics). */
   session(roomId: string): RoomHls | undefined {
     return this.#sessions.get(roomId);
+  }
+
+  /** A player without a signaling session fetched the room's playlist here. */
+  viewer(roomId: string, key: string): void {
+    let entry = this.#viewers.get(roomId);
+    if (!entry) this.#viewers.set(roomId, (entry = { window: new ViewerWindow(this.deps.settings.viewerWindowMs), reported: 0 }));
+    if (entry.window.seen(key)) this.#report(roomId, entry, entry.window.count());
+  }
+
+  /** Players of the room's HLS counted on this node (its origin) right now. */
+  viewers(roomId: string): number {
+    return this.#viewers.get(roomId)?.window.count() ?? 0;
+  }
+
+  /** Players of every room's HLS counted on this node. */
+  totalViewers(): number {
+    let n = 0;
+    for (const { window } of this.#viewers.values()) n += window.count();
+    return n;
+  }
+
+  #countViewers(): void {
+    const renew = ++this.#viewerTicks % RENEW_TICKS === 0;
+    for (const [roomId, entry] of this.#viewers) {
+      const count = entry.window.count();
+      if (count !== entry.reported || (renew && count > 0)) this.#report(roomId, entry, count);
+      if (count === 0) this.#viewers.delete(roomId);
+    }
+  }
+
+  #report(roomId: string, entry: { reported: number }, count: number): void {
+    entry.reported = count;
+    this.deps.onViewers?.(roomId, count);
   }
 
   /**
@@ -83,6 +132,7 @@ export class HlsService {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#alwaysTimer);
+    clearInterval(this.#viewerTimer);
     await Promise.all([...this.#sessions.values()].map((s) => s.close('node closing')));
     await rm(this.#root, { recursive: true, force: true });
   }

@@ -31,6 +31,8 @@ export interface HlsRouteDeps {
 const PLAYLIST = 'index.m3u8';
 /** Set on requests one node proxies to another, so a request is proxied at most once. */
 const PROXY_HEADER = 'x-chorus-hls-proxied';
+/** The player's address as the node it reached saw it, on proxied requests (viewer counting). */
+const CLIENT_HEADER = 'x-chorus-hls-client';
 const receivingRoles = new Set(['listener', 'moderator']);
 
 const query = z.object({ token: z.string().min(1).max(4096).optional() });
@@ -77,6 +79,12 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     session.touch();
     if (file === PLAYLIST) {
       await session.ready(deps.hls.settings.startTimeoutMs);
+      // A resume token is an SDK session that fell back to HLS: already in the audience. A
+      // reusable link is many players under one identity: one viewer per address.
+      if (!grant.resume) {
+        const client = proxied ? String(request.headers[CLIENT_HEADER] ?? request.ip) : request.ip;
+        deps.hls.viewer(roomId, grant.grants.reusable ? `${grant.identity}\0${client}` : grant.identity);
+      }
       // Players that got the token in the address (hls.js, radio apps) send no header: segment
       // addresses carry it too.
       const carry = parsed.data.token ? `token=${encodeURIComponent(parsed.data.token)}` : undefined;
@@ -100,7 +108,7 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
 
 async function proxy(request: FastifyRequest, reply: FastifyReply, target: string, timeoutMs: number): Promise<unknown> {
   const search = (request.raw.url ?? '').includes('?') ? `?${(request.raw.url ?? '').split('?').slice(1).join('?')}` : '';
-  const headers: Record<string, string> = { [PROXY_HEADER]: '1' };
+  const headers: Record<string, string> = { [PROXY_HEADER]: '1', [CLIENT_HEADER]: request.ip };
   if (request.headers.authorization) headers['authorization'] = request.headers.authorization;
   let response: Response;
   try {

@@ -18,4 +18,6 @@ export interface HlsSettings {
   stallMs: number;
   /** Consecutive failed runs before the room's HLS gives up (until requested again). */
   maxRestarts: number;
+  /** A player counts as a viewer for this long after its last playlist fetch. */
+  viewerWindowMs: number;
 }

@@ -17,6 +17,8 @@ export interface MetricSources {
   workers(): Iterable<{ index: number; worker: types.Worker }>;
   /** Circuit-breaker state per dependency (`closed`, `open`, `half-open`, `isolated`). */
   breakers(): Record<string, string | undefined>;
+  /** HLS players (without a session) counted on this node, over the rooms whose HLS runs here. */
+  hlsViewers(): number;
 }
 
 /** One room's media as sampled from mediasoup stats (see mediaStats.ts). */
@@ -80,6 +82,14 @@ export class ChorusMetrics {
       collect: function (this: Gauge<'role'>) {
         this.reset();
         for (const [role, n] of count(self.#sources?.rooms() ?? [], (room) => [...room.peers].map((p) => p.role), roles)) this.set({ role }, n);
+      },
+    });
+    new Gauge({
+      name: 'chorus_hls_viewers',
+      help: 'HLS players without a session, over the rooms whose HLS this node runs (they are in the rooms\' listener counts)',
+      registers,
+      collect: function (this: Gauge) {
+        this.set(self.#sources?.hlsViewers() ?? 0);
       },
     });
     this.#joins = new Counter({ name: 'chorus_joins_total', help: 'Joins accepted, by role', labelNames: ['role'], registers });

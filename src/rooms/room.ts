@@ -34,6 +34,8 @@ export interface RoomOptions {
   stalePeerMs: number;
   /** A room where nobody publishes for this long is ended (0: never). */
   idleRoomMs: number;
+  /** Listeners without a session here, across the cluster (HLS players), counted in the audience. */
+  otherListeners?: ((roomId: string) => Promise<number>) | undefined;
 }
 
 /** How a session on this node ended: a leave, or the room closing under it. */
@@ -454,10 +456,18 @@ export class Room extends EventEmitter<RoomEvents> {
     if (!this.canModerate(peer)) throw new ChorusError('FORBIDDEN_ROLE', 'only moderators can do that');
   }
 
-  /** The audience across the cluster (this node's alone without one). */
+  /** The audience across the cluster (this node's alone without one), HLS players included. */
   async audienceCount(): Promise<number> {
-    if (!this.remote) return this.audience;
-    return this.store.countPeers(this.id, 'listener').catch(() => this.audience);
+    const others = this.kind === 'watch' ? 0 : (this.options.otherListeners?.(this.id).catch(() => 0) ?? 0);
+    const sessions = this.remote ? this.store.countPeers(this.id, 'listener').catch(() => this.audience) : this.audience;
+    const [a, b] = await Promise.all([sessions, others]);
+    return a + b;
+  }
+
+  /** Listeners that are not sessions came or went (HLS players): push the count. */
+  audienceChanged(): void {
+    // In a cluster the count is read at every push interval anyway.
+    this.#scheduleCount();
   }
 
   async #pushClusterCount(): Promise<void> {
@@ -472,12 +482,13 @@ export class Room extends EventEmitter<RoomEvents> {
   #scheduleCount(): void {
     if (this.#countTimer || this.#closed || this.remote) return;
     this.#countTimer = setTimeout(() => {
-      this.#countTimer = undefined;
-      const count = this.audience;
-      if (count !== this.#lastCount && !this.#closed) {
-        this.#lastCount = count;
-        this.channel.toRoom(this.id, 'room:listeners', { count });
-      }
+      void this.audienceCount().then((count) => {
+        this.#countTimer = undefined;
+        if (count !== this.#lastCount && !this.#closed) {
+          this.#lastCount = count;
+          this.channel.toRoom(this.id, 'room:listeners', { count });
+        }
+      });
     }, this.options.countIntervalMs);
     this.#countTimer.unref();
   }

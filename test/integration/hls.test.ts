@@ -12,12 +12,13 @@ import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
-import { analyse, decodeSegment, fetchPlaylist, PCM_RATE, probeSegment, rawGet, type MediaPlaylist } from '../support/hls.js';
+import { analyse, decodeSegment, fetchPlaylist, PCM_RATE, pollPlaylist, probeSegment, rawGet, type MediaPlaylist, type PollingPlayer } from '../support/hls.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 const SECRET = 't'.repeat(40);
 const LIST_SIZE = 5;
+const VIEWER_WINDOW_MS = 1500;
 let node: ChorusNode;
 let hlsDir: string;
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -31,6 +32,9 @@ beforeAll(async () => {
     CHORUS_HLS_IDLE_MS: '4000',
     CHORUS_HLS_STALL_MS: '4000',
     CHORUS_HLS_START_TIMEOUT_MS: '6000',
+    CHORUS_HLS_VIEWER_WINDOW_MS: String(VIEWER_WINDOW_MS),
+    // Players behind a reusable link are told apart by address: the test gives them several.
+    CHORUS_TRUST_PROXY: 'true',
   });
 });
 afterEach(async () => {
@@ -139,6 +143,43 @@ describe('HLS from a live broadcast', () => {
     for (const name of onDisk) expect(name).toMatch(/^(seg-\d+-\d+\.ts|run-\d+\.(csv|sdp)(\.tmp)?)$/);
     // Listed + a few rolled-off ones kept for late readers + the one being written.
     expect(onDisk.filter((n) => n.endsWith('.ts')).length).toBeLessThanOrEqual(LIST_SIZE + 6);
+  });
+
+  test('HLS players are in the room\'s listener count while they play: one per identity, one per address on a reusable link, sessions not twice', async () => {
+    const { client: speaker } = await broadcaster('counted', 700);
+    const session = nodeClient(node, 'counted', await tokenFor(node, 'counted', 'listener'));
+    cleanup.push(() => session.close());
+    await session.join();
+    await until(() => speaker.audience === 1 && session.audience === 1, 5000, 'the session to be counted');
+
+    const players: PollingPlayer[] = [];
+    cleanup.push(() => Promise.all(players.map((p) => p.stop())).then(() => undefined));
+    const play = (token: string, from?: string): PollingPlayer => {
+      const player = pollPlaylist(node.url, `/hls/counted/index.m3u8?token=${token}`, from ? { headers: { 'x-forwarded-for': from } } : {});
+      players.push(player);
+      return player;
+    };
+    // Two players with their own tokens.
+    play(await tokenFor(node, 'counted', 'listener', 'radio-app-1'));
+    play(await tokenFor(node, 'counted', 'listener', 'radio-app-2'));
+    await until(() => speaker.audience === 3 && session.audience === 3, 15_000, 'two HLS players to be counted');
+    // A reusable link shared by three players at two addresses: two viewers.
+    const link = await node.tokens.mint({ room: 'counted', identity: 'public-link', role: 'listener', grants: { reusable: true } });
+    play(link, '198.51.100.7');
+    play(link, '198.51.100.8');
+    play(link, '198.51.100.7');
+    // The SDK session fetching the playlist with its resume token (its HLS fallback) is already counted.
+    play(session.resumeToken!);
+    await until(() => speaker.audience === 5, 15_000, 'the reusable link\'s two addresses to be counted');
+    expect(node.hls!.viewers('counted')).toBe(4);
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    expect(metrics).toMatch(/^chorus_hls_viewers\{node="[^"]+"\} 4$/m);
+    expect(players.every((p) => p.answers.length > 0 && p.answers.every((status) => status === 200))).toBe(true);
+
+    // Players that stop drop out once the window passes.
+    await Promise.all(players.splice(0).map((p) => p.stop()));
+    await until(() => speaker.audience === 1 && session.audience === 1, VIEWER_WINDOW_MS + 10_000, 'stopped players to leave the count');
+    expect(node.hls!.viewers('counted')).toBe(0);
   });
 
   test('without fetches for the idle time, ffmpeg stops and the room\'s files are removed', async () => {

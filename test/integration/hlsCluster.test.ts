@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
-import { analyse, decodeSegment, fetchPlaylist, rawGet } from '../support/hls.js';
+import { analyse, decodeSegment, fetchPlaylist, pollPlaylist, rawGet } from '../support/hls.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
@@ -69,4 +69,31 @@ test('a player asking any node gets the origin\'s HLS, checked at the node it as
   // A header naming a proxied request is never proxied again (no loops between nodes).
   const looped = await rawGet(edge.url, `/hls/hall/index.m3u8?token=${listener}`, { 'x-chorus-hls-proxied': '1' });
   expect(looped.error?.code).toBe('NOTHING_TO_CONSUME');
+});
+
+test('players asking another node are counted where the HLS runs, and every node\'s listeners see them in the count', async () => {
+  const tone = toneTrack(800);
+  cleanup.push(() => tone.stop());
+  const broadcaster = nodeClient(origin, 'counted-hall', await tokenFor(origin, 'counted-hall', 'broadcaster', 'speaker'));
+  cleanup.push(() => broadcaster.close());
+  await broadcaster.join();
+  await broadcaster.publish(tone.track);
+  const onEdge = nodeClient(edge, 'counted-hall', await tokenFor(edge, 'counted-hall', 'listener'));
+  cleanup.push(() => onEdge.close());
+  await onEdge.join();
+  await until(() => onEdge.audience === 1 && broadcaster.audience === 1, 10_000, 'the session to be counted');
+
+  // Three players behind one reusable link from two addresses, two of them through the edge:
+  // the edge proxies to the origin, which tells players apart by the address the edge saw.
+  const link = await edge.tokens.mint({ room: 'counted-hall', identity: 'public-link', role: 'listener', grants: { reusable: true } });
+  const path = `/hls/counted-hall/index.m3u8?token=${link}`;
+  const players = [
+    pollPlaylist(edge.url, path, { localAddress: '127.0.0.2' }),
+    pollPlaylist(edge.url, path, { localAddress: '127.0.0.3' }),
+    pollPlaylist(origin.url, path, { localAddress: '127.0.0.3' }),
+  ];
+  cleanup.push(() => Promise.all(players.map((p) => p.stop())));
+  await until(() => onEdge.audience === 3 && broadcaster.audience === 3, 20_000, 'both players in the count on both nodes');
+  expect(origin.hls!.viewers('counted-hall')).toBe(2);
+  expect(edge.hls!.viewers('counted-hall')).toBe(0);
 });

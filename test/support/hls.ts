@@ -20,10 +20,10 @@ export interface HttpAnswer {
 }
 
 /** GET with the path sent exactly as given (no URL normalisation of `..` or `%2F`). */
-export function rawGet(baseUrl: string, path: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+export function rawGet(baseUrl: string, path: string, headers: Record<string, string> = {}, localAddress?: string): Promise<HttpAnswer> {
   const { hostname, port } = new URL(baseUrl);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: hostname, port, path, method: 'GET', headers }, (res) => {
+    const req = httpRequest({ host: hostname, port, path, method: 'GET', headers, ...(localAddress ? { localAddress } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -39,6 +39,43 @@ export function rawGet(baseUrl: string, path: string, headers: Record<string, st
     req.on('error', reject);
     req.end();
   });
+}
+
+export interface PollingPlayer {
+  /** Playlist answers so far, by HTTP status. */
+  answers: number[];
+  /** Stops reloading (resolves once the request in flight is answered). */
+  stop(): Promise<void>;
+}
+
+/**
+ * A live HLS player's traffic: reloads the playlist every `everyMs` (what players do, about
+ * once per segment) until stopped, from `localAddress` if given (any 127.x.y.z on loopback, so
+ * players can come from different addresses).
+ */
+export function pollPlaylist(baseUrl: string, path: string, options: { headers?: Record<string, string>; localAddress?: string; everyMs?: number } = {}): PollingPlayer {
+  const { headers = {}, localAddress, everyMs = 300 } = options;
+  const answers: number[] = [];
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const loop = (async () => {
+    while (!stopped) {
+      answers.push((await rawGet(baseUrl, path, headers, localAddress)).status);
+      if (stopped) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, everyMs);
+      });
+    }
+  })();
+  return {
+    answers,
+    async stop() {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
 }
 
 /** Fetches and strictly parses a media playlist; throws with the server's error otherwise. */
