@@ -314,7 +314,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const webhooks = new Webhooks(config.webhooks, keys.primary, config.nodeId, audit, log);
   attachProtocol(
     io,
-    { rooms, tokens, limits, audit, turn: config.turn, store, resumeTtlSeconds: config.tokens.resumeTtlSeconds, placement: publisherPlacement, watch },
+    {
+      rooms,
+      tokens,
+      limits,
+      audit,
+      turn: config.turn,
+      store,
+      resumeTtlSeconds: config.tokens.resumeTtlSeconds,
+      placement: publisherPlacement,
+      watch,
+      observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
+    },
     signaling,
     log,
     (method, seconds, code) => metrics.observeRequest(method, seconds, code),

@@ -66,6 +66,11 @@ interface ClientEvents {
   muted: (muted: boolean) => void;
   /** Listeners: the broadcast now comes over `mode` (why: 'timeout', 'failed' or 'asked'). */
   mode: (mode: MediaMode, reason: 'timeout' | 'failed' | 'asked') => void;
+  /**
+   * Listeners: the first media packet arrived, `afterMs` after join() was called (once per
+   * client; also reported to the node for its join-to-first-media histogram).
+   */
+  mediastarted: (afterMs: number) => void;
 }
 
 export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
@@ -106,6 +111,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #mode: MediaMode = 'webrtc';
   #fallbackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When join() was called (performance.now()), and whether the first media since has been seen. */
+  #joinCalledAt = 0;
+  #mediaStarted = false;
 
   constructor(options: ChorusClientOptions) {
     super();
@@ -232,6 +240,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   /** Connects and joins; resolves once joined (and listening or ready to publish). */
   async join(): Promise<Responses['join']> {
     if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
+    this.#joinCalledAt = performance.now();
     this.#setState('connecting');
     this.#armFallback();
     const joined = new Promise<Responses['join']>((resolve, reject) => {
@@ -643,6 +652,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // A video consumer always waits to be resumed.
       if (info.paused !== false) await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
       this.emit('track', consumer.track);
+      if (!this.#mediaStarted) void this.#awaitFirstPacket(consumer);
     } catch (error) {
       // Nothing live: it ended between the event and our request (fine), or, in a cluster, the
       // news travelled faster than the stream's location; try again shortly while it is live.
@@ -656,6 +666,35 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       }
       if (error instanceof ChorusClientError) this.emit('error', error);
       if (generation === this.#generation) this.#scheduleRetry();
+    }
+  }
+
+  /**
+   * Watches the first consumer's receive stats until a packet has arrived, then tells the app
+   * and the node how long the listener waited since join(): the figure a listener feels, which
+   * the server's own timings cannot see (network round trips, ICE, DTLS, the first packet).
+   */
+  async #awaitFirstPacket(consumer: types.Consumer): Promise<void> {
+    const deadline = performance.now() + 30_000;
+    const transport = this.#transport;
+    while (transport && !consumer.closed && this.#consumer === consumer && !this.#mediaStarted && performance.now() < deadline) {
+      // The receive transport's stats (it carries this one stream): receiver-level stats are
+      // not implemented everywhere (Node's libwebrtc binding has none).
+      const stats = await transport.getStats().catch(() => undefined);
+      let received = 0;
+      stats?.forEach((report: { type?: string; packetsReceived?: number }) => {
+        if (report.type === 'inbound-rtp') received += report.packetsReceived ?? 0;
+      });
+      if (received > 0) {
+        if (this.#mediaStarted) return;
+        this.#mediaStarted = true;
+        const afterMs = Math.min(600_000, Math.round(performance.now() - this.#joinCalledAt));
+        this.emit('mediastarted', afterMs);
+        // Best effort: a node that predates this report refuses it, and nothing depends on it.
+        request(this.#socket, 'media.started', { afterMs }).catch(() => undefined);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 

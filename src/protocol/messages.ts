@@ -73,6 +73,11 @@ export const requests = {
     z.strictObject({ action: z.literal('end') }),
   ]),
   leave: z.strictObject({}),
+  /**
+   * The client's own measure of how long its listener waited: from its join() to the first media
+   * packet it received. Once per session (counted in chorus_join_to_first_media_seconds).
+   */
+  'media.started': z.strictObject({ afterMs: z.number().int().min(0).max(600_000) }),
   /** NTP-style clock ping: the server's receive and send times (any connection, joined or not). */
   'time.sync': timeSync,
   /** Watch rooms: change the shared playback (the host, or a token with the control grant). */
@@ -138,6 +143,7 @@ export interface Responses {
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
   leave: Record<string, never>;
+  'media.started': Record<string, never>;
   'time.sync': { clientSentAt?: number | undefined; receivedAt: number; sentAt: number };
   'watch.control': { state: WatchState };
   /** `driftMs`: reported minus expected position (null when not comparable, e.g. ended). */

@@ -17,6 +17,8 @@ export class Peer {
   readonly joinedAt = Date.now();
   /** Muted by a moderator: the session may not resume its producers until unmuted. */
   muted = false;
+  /** The client said when its first media arrived (accepted once, so one client is one sample). */
+  mediaStartReported = false;
   /**
    * Requests in flight, counted with what exists against the per-session rules, so requests sent
    * at once cannot all pass a check made before the media worker answers: transports being created,

@@ -42,6 +42,8 @@ export interface HandlerDeps {
   watch: WatchRequests;
   /** In a cluster: sends a room's publisher to the node that owns the room. */
   placement?: PublisherPlacement | undefined;
+  /** A client's join-to-first-media time, as it measured it (metrics). */
+  observeFirstMedia?: ((seconds: number) => void) | undefined;
 }
 
 export interface PublisherPlacement {
@@ -87,7 +89,7 @@ async function joinTransport(room: Room, peer: Peer, forceTcp: boolean): Promise
   }
 }
 
-export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch, observeFirstMedia }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId, transport: wantsTransport }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -237,6 +239,15 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
     async moderate(session, request) {
       const { room, peer } = member(session);
       await room.moderate(peer, request.action, 'peerId' in request ? request.peerId : undefined);
+      return empty;
+    },
+
+    async 'media.started'(session, { afterMs }) {
+      const { peer } = member(session);
+      if (peer.role === 'broadcaster') throw new ChorusError('BAD_REQUEST', 'only receiving sessions report when their media started');
+      if (peer.mediaStartReported) throw new ChorusError('BAD_REQUEST', 'this session already reported when its media started');
+      peer.mediaStartReported = true;
+      observeFirstMedia?.(afterMs / 1000);
       return empty;
     },
 

@@ -4,6 +4,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
+import { RawSocket } from '../support/rawSocket.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 /** `name{a="b",c="d"} value` lines of the Prometheus text format, as (name, labels, value). */
@@ -68,9 +69,16 @@ describe('metrics during a live broadcast', () => {
     });
     await broadcaster.join();
     await broadcaster.publish(tone.track);
+    const joinCalled = performance.now();
     listeners = await Promise.all([joinListener(node, 'metrics'), joinListener(node, 'metrics')]);
     cleanup.push(() => Promise.all(listeners.map((l) => l.close())).then(() => undefined));
     await Promise.all(listeners.map((l) => l.hears(1000)));
+    // Each SDK listener measured its own wait from join() to the first packet and told the node.
+    await until(async () => value(await scrape(node), 'chorus_join_to_first_media_seconds_count') === 2, 10_000, 'both listeners to report their first media');
+    for (const l of listeners) {
+      expect(l.mediaStartedMs()).toBeGreaterThan(0);
+      expect(l.mediaStartedMs()).toBeLessThanOrEqual(performance.now() - joinCalled);
+    }
 
     // A join refused: the token is for another room.
     const stray = nodeClient(node, 'metrics', await tokenFor(node, 'elsewhere', 'listener'));
@@ -140,6 +148,31 @@ describe('metrics during a live broadcast', () => {
     }, 5000, 'the closed room to leave the per-room series');
     // Counters keep what happened.
     expect(value(series, 'chorus_joins_total', { role: 'listener' })).toBe(2);
+  });
+
+  test('a client\'s join-to-first-media report: once per receiving session, validated, into the histogram', async () => {
+    const before = await scrape(node);
+    const count0 = value(before, 'chorus_join_to_first_media_seconds_count') ?? 0;
+    const sum0 = value(before, 'chorus_join_to_first_media_seconds_sum') ?? 0;
+    const raw = await RawSocket.connect(node);
+    cleanup.push(() => raw.close());
+    expect(await raw.code('media.started', { afterMs: 500 })).toBe('NOT_JOINED');
+    await raw.ok('join', { roomId: 'metrics-report', token: await tokenFor(node, 'metrics-report', 'listener') });
+    for (const bad of [{}, { afterMs: -1 }, { afterMs: 1.5 }, { afterMs: 600_001 }, { afterMs: '900' }, { afterMs: 900, extra: 1 }]) {
+      expect(await raw.code('media.started', bad)).toBe('BAD_REQUEST');
+    }
+    await raw.ok('media.started', { afterMs: 1250 });
+    // A second report from the same session would count one listener twice.
+    expect(await raw.code('media.started', { afterMs: 10 })).toBe('BAD_REQUEST');
+    const speaker = await RawSocket.connect(node);
+    cleanup.push(() => speaker.close());
+    await speaker.ok('join', { roomId: 'metrics-report', token: await tokenFor(node, 'metrics-report', 'broadcaster', 'reporter') });
+    expect(await speaker.code('media.started', { afterMs: 10 })).toBe('BAD_REQUEST');
+    const after = await scrape(node);
+    expect(value(after, 'chorus_join_to_first_media_seconds_count')).toBe(count0 + 1);
+    expect(value(after, 'chorus_join_to_first_media_seconds_sum')).toBeCloseTo(sum0 + 1.25, 6);
+    raw.close();
+    speaker.close();
   });
 });
 

@@ -9,6 +9,8 @@ export interface TestListener {
   probe(): AudioProbe | undefined;
   events: string[];
   counts: number[];
+  /** What the SDK measured from join() to its first media packet, once it has. */
+  mediaStartedMs(): number | undefined;
   /** Resolves once fresh audio frames with the expected tone arrive (checked after the call). */
   hears(frequency: number, ms?: number): Promise<void>;
   close(): Promise<void>;
@@ -25,6 +27,11 @@ export async function joinListener(node: ChorusNode, roomId: string, options: Pa
     events.push('track');
   });
   client.on('trackended', () => events.push('trackended'));
+  let mediaStartedMs: number | undefined;
+  client.on('mediastarted', (afterMs) => {
+    mediaStartedMs = afterMs;
+    events.push('mediastarted');
+  });
   client.on('broadcast', (b) => events.push(b.live ? (b.paused ? 'paused' : 'live') : 'waiting'));
   client.on('listeners', (n) => counts.push(n));
   client.on('state', (s) => events.push(`state:${s}`));
@@ -36,6 +43,7 @@ export async function joinListener(node: ChorusNode, roomId: string, options: Pa
     probe: () => probe,
     events,
     counts,
+    mediaStartedMs: () => mediaStartedMs,
     async hears(frequency, ms = 10_000) {
       const start = probe?.frames ?? 0;
       const startProbe = probe;
