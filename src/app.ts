@@ -137,7 +137,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
           const room = rooms.get(roomId);
           const producer = room?.localBroadcast;
           // The origin router is gone for a moment when its worker died (the room is closing).
-          const router = room && !room.media.closed ? room.media.slots.find((slot) => slot.origin)?.router : undefined;
+          const router = room?.media && !room.media.closed ? room.media.slots.find((slot) => slot.origin)?.router : undefined;
           return producer && router ? { producer, router } : undefined;
         },
         liveRooms: () => [...rooms.rooms.values()].filter((r) => r.localBroadcast).map((r) => r.id),

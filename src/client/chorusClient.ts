@@ -421,6 +421,11 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         ...(this.#mode === 'webrtc' && !this.#classic ? { transport: this.#options.forceTcp ? { forceTcp: true } : {} } : {}),
       });
       if (generation !== this.#generation) return;
+      if (info.kind === 'watch') {
+        // A watch party carries no media: its SDK is WatchClient.
+        await request(this.#socket, 'leave', {}).catch(() => undefined);
+        throw new ChorusClientError('WRONG_ROOM_KIND', 'this is a watch party: join it with WatchClient', false);
+      }
       this.#info = info;
       this.#listeners = info.listeners;
       // The join's snapshot of the broadcast is taken in now: news that arrives while the media

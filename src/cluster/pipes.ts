@@ -145,7 +145,7 @@ export class ClusterPipes implements RemoteBroadcasts {
     // A retried request (its answer was lost) replaces the earlier pipe instead of leaking it.
     const pipeKey = `${request.roomId}\0${edge}`;
     this.#outgoing.get(pipeKey)?.close();
-    const transport = await room.media.origin.router.createPipeTransport({
+    const transport = await room.requireMedia().origin.router.createPipeTransport({
       listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
       enableSrtp: true,
     });
@@ -209,7 +209,7 @@ export class ClusterPipes implements RemoteBroadcasts {
   }
 
   async #pullFrom(room: Room, where: Location): Promise<types.Producer> {
-    const transport = await room.media.origin.router.createPipeTransport({
+    const transport = await room.requireMedia().origin.router.createPipeTransport({
       listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
       enableSrtp: true,
     });
@@ -233,7 +233,7 @@ export class ClusterPipes implements RemoteBroadcasts {
         this.bus.notify(where.nodeId, 'pipe.release', { roomId: room.id });
       });
       transport.observer.once('close', () => producer.close());
-      room.media.addProducer(producer);
+      room.requireMedia().addProducer(producer);
       this.log.info({ room: room.id, origin: where.nodeId, producer: producer.id }, 'pulled broadcast from its origin');
       return producer;
     } catch (error) {

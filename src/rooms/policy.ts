@@ -23,6 +23,8 @@ export interface RoomPolicy {
    * Rooms without it carry only media.
    */
   readonly sharedPlayback: boolean;
+  /** The room sends media, so it needs a router (and transports); a watch party does not. */
+  readonly carriesMedia: boolean;
 }
 
 /**
@@ -37,6 +39,7 @@ export const broadcastPolicy: RoomPolicy = {
   exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),
   isAudience: (role) => role === 'listener',
   sharedPlayback: false,
+  carriesMedia: true,
 };
 
 /**
@@ -52,6 +55,7 @@ export const watchPolicy: RoomPolicy = {
   exclusiveSeat: () => undefined,
   isAudience: (role) => role === 'listener',
   sharedPlayback: true,
+  carriesMedia: false,
 };
 
 const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy };

@@ -70,7 +70,8 @@ export class Room extends EventEmitter<RoomEvents> {
     /** The API key whose token opened the room. */
     readonly keyId: string,
     readonly policy: RoomPolicy,
-    readonly media: RoomMedia,
+    /** The room's routers; none for a room that carries no media (a watch party). */
+    readonly media: RoomMedia | undefined,
     private readonly store: StateStore,
     private readonly channel: RoomChannel,
     private readonly options: RoomOptions,
@@ -81,7 +82,7 @@ export class Room extends EventEmitter<RoomEvents> {
   ) {
     super();
     this.#log = log.child({ room: id });
-    media.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
+    media?.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
     if (remote) {
       // In a cluster the audience joins on every node, so each node reads the shared count at
       // the push interval and tells its own clients (the adapter would multiply a room-wide push).
@@ -97,6 +98,12 @@ export class Room extends EventEmitter<RoomEvents> {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The room's media; WRONG_ROOM_KIND for a room that carries none. */
+  requireMedia(): RoomMedia {
+    if (!this.media) throw new ChorusError('WRONG_ROOM_KIND', `a ${this.kind} room carries no media`);
+    return this.media;
   }
 
   get audience(): number {
@@ -208,6 +215,7 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
     this.#assertMember(peer);
+    const media = this.requireMedia();
     if (direction === 'send' && !this.policy.canSend(peer.role)) {
       throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
     }
@@ -218,7 +226,7 @@ export class Room extends EventEmitter<RoomEvents> {
     peer.pendingTransports++;
     let transport: types.WebRtcTransport;
     try {
-      transport = await this.media.createTransport(direction, forceTcp);
+      transport = await media.createTransport(direction, forceTcp);
     } finally {
       peer.pendingTransports--;
     }
@@ -285,7 +293,7 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new ChorusError('NOT_JOINED', 'session ended');
     }
     peer.track(peer.producers, producer);
-    this.media.addProducer(producer);
+    this.requireMedia().addProducer(producer);
     if (this.policy.exclusiveSeat(peer.role) === 'broadcaster') await this.#startBroadcast(peer, producer);
     return producer;
   }
@@ -353,7 +361,7 @@ export class Room extends EventEmitter<RoomEvents> {
     let consumer: types.Consumer;
     peer.pendingConsume.add(id);
     try {
-      const router = await this.media.ensureProducerOn(transport, id);
+      const router = await this.requireMedia().ensureProducerOn(transport, id);
       if (!router.canConsume({ producerId: id, rtpCapabilities })) {
         throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
       }
@@ -559,7 +567,7 @@ export class Room extends EventEmitter<RoomEvents> {
     for (const peer of mine) peer.close();
     this.peers.clear();
     for (const peer of mine) this.emit('peerleft', peer, 'closed');
-    this.media.close();
+    this.media?.close();
     this.remote?.withdraw(this.id);
     // Other nodes may still serve this room: remove only what this node put in the shared
     // state, and the room record only when nobody anywhere is left in it.

@@ -87,9 +87,11 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
 
   async #create(roomId: string, kind: RoomKind, keyId: string): Promise<Room> {
     const { pool, store, channel, transport, maxConsumersPerWorker, room: options, audit, log } = this.deps;
-    let media: RoomMedia;
+    const policy = policyFor(kind);
+    let media: RoomMedia | undefined;
     try {
-      media = await RoomMedia.create(roomId, pool, transport, maxConsumersPerWorker, log);
+      // A watch party carries no media: no router is taken from a worker for it.
+      media = policy.carriesMedia ? await RoomMedia.create(roomId, pool, transport, maxConsumersPerWorker, log) : undefined;
     } catch (error) {
       log.error({ room: roomId, err: error }, 'cannot create room media');
       throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
@@ -97,10 +99,10 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
     // Another node may already serve this room as another kind: one room id, one kind.
     const existing = await store.getRoom(roomId).catch(() => undefined);
     if (existing && existing.kind !== kind && (await store.countPeers(roomId).catch(() => 1)) > 0) {
-      media.close();
+      media?.close();
       throw new ChorusError('WRONG_ROOM_KIND', `this is a ${existing.kind} room; the token is for a ${kind} room`);
     }
-    const room = new Room(roomId, keyId, policyFor(kind), media, store, channel, options, audit, log, this.deps.remote);
+    const room = new Room(roomId, keyId, policy, media, store, channel, options, audit, log, this.deps.remote);
     await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId });
     this.#rooms.set(roomId, room);
     audit.record({ type: 'room.started', room: roomId, kind, node: options.nodeId });

@@ -156,7 +156,8 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           kind: room.kind,
           role: peer.role,
           identity: peer.identity,
-          routerRtpCapabilities: room.media.rtpCapabilities,
+          // A room without media (a watch party) has no router to describe.
+          routerRtpCapabilities: room.media?.rtpCapabilities ?? null,
           broadcast,
           listeners,
           iceServers: iceServersFor(turn, peer.identity),
@@ -175,7 +176,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
     },
 
     async getRouterRtpCapabilities(session) {
-      return { routerRtpCapabilities: member(session).room.media.rtpCapabilities };
+      return { routerRtpCapabilities: member(session).room.requireMedia().rtpCapabilities };
     },
 
     async createTransport(session, { direction, forceTcp }) {

@@ -51,18 +51,18 @@ test('listeners on another node hear the broadcast through one pipe, and follow 
   // The edge holds the broadcast as one piped producer, whatever its number of listeners.
   const edgeRoom = edge.rooms.get('city')!;
   expect(edgeRoom.localBroadcast).toBeUndefined();
-  const edgeDump = await edgeRoom.media.origin.router.dump();
+  const edgeDump = await edgeRoom.requireMedia().origin.router.dump();
   expect(edgeDump.mapProducerIdConsumerIds).toHaveLength(1);
   expect(edgeDump.mapProducerIdConsumerIds[0]!.values).toHaveLength(3);
   expect(edgeDump.transportIds).toHaveLength(4); // 3 listener transports + 1 pipe from the origin
-  const originRouter = origin.rooms.get('city')!.media.origin.router;
+  const originRouter = origin.rooms.get('city')!.requireMedia().origin.router;
   const originDump = await originRouter.dump();
   expect(originDump.transportIds).toHaveLength(3); // broadcaster, local listener, one pipe to the edge
 
   // Stop and start: the edge drops the old pipe and pulls the new producer.
   await broadcaster.unpublish();
   await until(() => there.every((l) => !l.client.broadcast.live), 10_000, 'edge listeners to be told');
-  await until(async () => (await edgeRoom.media.origin.router.dump()).mapProducerIdConsumerIds.length === 0, 10_000, 'edge pipe producer to close');
+  await until(async () => (await edgeRoom.requireMedia().origin.router.dump()).mapProducerIdConsumerIds.length === 0, 10_000, 'edge pipe producer to close');
   await broadcaster.publish(tone.track);
   await Promise.all(there.map((l) => l.hears(1000)));
 });

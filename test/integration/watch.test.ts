@@ -7,10 +7,12 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
+import { ChorusClient } from '../../src/client/chorusClient.js';
 import { WatchClient } from '../../src/client/watchClient.js';
 import type { AuditEvent } from '../../src/observability/audit.js';
 import type { Role } from '../../src/protocol/messages.js';
 import { positionAt, type WatchState } from '../../src/protocol/watch.js';
+import { mediaCounts } from '../support/mediaCounts.js';
 import { RawSocket } from '../support/rawSocket.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { startTestNode, startTestNodes, until } from '../support/testNode.js';
@@ -274,6 +276,27 @@ describe('watch rooms across two nodes', () => {
     expect(await l.code('watch.report', { position: 0, playing: false, version: 1 })).toBe('WRONG_ROOM_KIND');
     // A broadcast room refuses watch-only roles as before.
     expect(await (await raw(a)).code('join', { roomId: 'plain-broadcast', token: await a.tokens.mint({ room: 'plain-broadcast', identity: 'h', role: 'host' }) })).toBe('FORBIDDEN_ROLE');
+  });
+
+  test('a watch room takes no router from a worker; media requests in it get WRONG_ROOM_KIND and create nothing', async () => {
+    const routers = async (): Promise<number> => (await mediaCounts(a)).routers;
+    // Earlier tests' broadcast rooms close once their clients are gone: start from none.
+    await until(async () => (await routers()) === 0, 5000, 'no router left on node a');
+    await member(a, 'no-media', 'host');
+    const s = await raw(a);
+    const joined = await s.ok('join', { roomId: 'no-media', token: await watchToken(a, 'no-media', 'listener'), transport: {} });
+    // The join succeeds without the transport it asked for, and names no router capabilities.
+    expect(joined['transport']).toBeUndefined();
+    expect(joined['routerRtpCapabilities']).toBeNull();
+    expect(await s.code('createTransport', { direction: 'recv' })).toBe('WRONG_ROOM_KIND');
+    expect(await s.code('getRouterRtpCapabilities', {})).toBe('WRONG_ROOM_KIND');
+    expect(await routers()).toBe(0);
+    expect(a.rooms.get('no-media')?.media).toBeUndefined();
+    // The broadcast SDK is told plainly that this is a watch party, and leaves it.
+    const wrongSdk = new ChorusClient({ url: a.url, roomId: 'no-media', token: await watchToken(a, 'no-media', 'listener'), socket: { transports: ['websocket'] } });
+    await expect(wrongSdk.join()).rejects.toMatchObject({ code: 'WRONG_ROOM_KIND' });
+    await wrongSdk.close();
+    await until(() => a.rooms.get('no-media')?.peers.size === 2, 5000, 'the broadcast SDK to leave the watch room');
   });
 
   test('time.sync answers with the server receive and send times, joined or not', async () => {

@@ -44,7 +44,7 @@ describe('worker pool', () => {
     await broadcast(n, 'big', 1000);
     const after = await listen(n, 'big', 2);
     await Promise.all([...before, ...after].map((l) => l.hears(1000)));
-    const media = n.rooms.get('big')!.media;
+    const media = n.rooms.get('big')!.requireMedia();
     expect(media.slots.length).toBe(2);
     expect(new Set(media.slots.map((s) => s.worker.pid)).size).toBe(2);
     expect(media.slots.map((s) => s.recvTransports).sort()).toEqual([2, 3]);
@@ -55,7 +55,7 @@ describe('worker pool', () => {
     const n = await node({ MEDIASOUP_WORKERS: '2' });
     await broadcast(n, 'a', 1000);
     await broadcast(n, 'b', 1000);
-    const pids = ['a', 'b'].map((id) => n.rooms.get(id)!.media.origin.worker.pid);
+    const pids = ['a', 'b'].map((id) => n.rooms.get(id)!.requireMedia().origin.worker.pid);
     expect(new Set(pids).size).toBe(2);
   });
 
@@ -67,9 +67,9 @@ describe('worker pool', () => {
     const [safe] = await listen(n, 'safe', 1);
     await hit!.hears(1000);
     await safe!.hears(600);
-    const victim = n.rooms.get('hit')!.media.origin.worker;
+    const victim = n.rooms.get('hit')!.requireMedia().origin.worker;
     const victimPid = victim.pid;
-    expect(n.rooms.get('safe')!.media.origin.worker.pid).not.toBe(victimPid);
+    expect(n.rooms.get('safe')!.requireMedia().origin.worker.pid).not.toBe(victimPid);
     const safeEventsBefore = safe!.events.length;
 
     process.kill(victimPid, 'SIGKILL');

@@ -8,6 +8,7 @@ export async function mediaCounts(node: ChorusNode): Promise<{ routers: number; 
     totals.routers += worker.routerIds.length;
   }
   for (const room of node.rooms.rooms.values()) {
+    if (!room.media) continue;
     const d = await room.media.dump();
     totals.transports += d.transports;
     totals.producers += d.producers;
