@@ -5,7 +5,8 @@
 #   scripts/setup.sh --test   also what the test suite drives: Debian's chromium (real browser
 #                             tests), ffmpeg, coturn (the TURN relay test), redis-server and
 #                             nginx (the cluster tests start their own instances), and postgresql
-#                             (the records tests start their own server from its binaries).
+#                             (the records tests start their own server from its binaries),
+#                             openssl (certificates for the Redis-over-TLS test).
 # Needs Node.js 20+ and npm. Runs apt-get as root, or through sudo.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,7 +29,7 @@ fi
 # it has to build from source; here go the packages every install needs.
 # ffmpeg runs the HLS fallback (src/hls) on every node and makes the watch page's sample video.
 packages="ca-certificates curl python3 python3-venv ffmpeg"
-$want_test && packages="$packages chromium coturn redis-server nginx postgresql"
+$want_test && packages="$packages chromium coturn redis-server nginx postgresql openssl"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

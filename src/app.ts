@@ -2,7 +2,7 @@
  * The composition root: builds every part of a Chorus node from its config and wires them
  * together through their interfaces. `main.ts` runs it; tests and benchmarks start nodes here.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { ApiKeyring } from './auth/apiKeys.js';
@@ -98,6 +98,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         url: config.redis.url,
         prefix: config.redis.prefix,
         connectionName: config.nodeId,
+        tlsCa: config.redis.tlsCaPath ? readFileSync(config.redis.tlsCaPath, 'utf8') : undefined,
         onError: (error, context) => log.warn({ err: error, context }, 'redis'),
         onCommand: (op, seconds, ok) => metrics.observeRedis(op, seconds, ok),
       })

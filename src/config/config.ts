@@ -3,6 +3,7 @@
  * default so `npm start` on a laptop works with no settings at all.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { networkInterfaces, availableParallelism } from 'node:os';
 import { z } from 'zod';
 import type { LimitSettings } from '../limits/limits.js';
@@ -12,7 +13,15 @@ import type { TransportSettings } from '../media/roomMedia.js';
 import type { WatchSettings } from '../watch/watchService.js';
 import type { RecordsSettings } from '../records/records.js';
 import type { HlsSettings } from '../hls/settings.js';
-import { parseRedisUrl } from '../store/redisConnection.js';
+import { parseRedisUrl, usesTls } from '../store/redisConnection.js';
+
+function redisUrlUsesTls(url: string): boolean {
+  try {
+    return usesTls(parseRedisUrl(url));
+  } catch {
+    return false; // REDIS_URL's own check reports it
+  }
+}
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -127,6 +136,11 @@ export const envSchema = z
     CHORUS_ORIGIN_PLACEMENT: z.enum(['rendezvous', 'local']).default('rendezvous'),
     /** This node's URL as clients reach it (for redirects in a cluster). Default: its listen address. */
     CHORUS_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+    /** PEM file of certificates trusted for `rediss://` besides the system's (a private CA). */
+    REDIS_TLS_CA: z
+      .string()
+      .refine((path) => existsSync(path), { message: 'REDIS_TLS_CA: no such file' })
+      .optional(),
     /** Key prefix, so several deployments can share one Redis. */
     CHORUS_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_:.-]{1,32}$/).default('chorus:'),
 
@@ -190,6 +204,9 @@ export const envSchema = z
     /** An HLS player counts in the room's audience for this long after its last playlist fetch. */
     CHORUS_HLS_VIEWER_WINDOW_MS: z.coerce.number().int().min(1000).max(300_000).default(10_000),
   })
+  .refine((e) => e.REDIS_TLS_CA === undefined || (e.REDIS_URL !== undefined && redisUrlUsesTls(e.REDIS_URL)), {
+    message: 'REDIS_TLS_CA is for TLS connections: use it with a rediss:// or rediss+cluster:// REDIS_URL',
+  })
   .refine((e) => (e.TURN_URLS === undefined) === (e.TURN_SECRET === undefined), {
     message: 'set both TURN_URLS and TURN_SECRET, or neither',
   })
@@ -220,7 +237,7 @@ export interface Config {
   };
   dataDir: string;
   drainDeadlineMs: number;
-  redis: { url: string; prefix: string } | undefined;
+  redis: { url: string; prefix: string; tlsCaPath: string | undefined } | undefined;
   cluster: { placement: 'rendezvous' | 'local'; publicUrl: string | undefined };
   media: TransportSettings & {
     workers: number;
@@ -294,7 +311,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     dataDir: e.CHORUS_DATA_DIR,
     drainDeadlineMs: e.CHORUS_DRAIN_DEADLINE_MS,
-    redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.CHORUS_REDIS_PREFIX } : undefined,
+    redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.CHORUS_REDIS_PREFIX, tlsCaPath: e.REDIS_TLS_CA } : undefined,
     cluster: { placement: e.CHORUS_ORIGIN_PLACEMENT, publicUrl: e.CHORUS_PUBLIC_URL?.replace(/\/+$/, '') },
     media: {
       workers: e.MEDIASOUP_WORKERS ?? availableParallelism(),

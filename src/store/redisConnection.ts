@@ -56,6 +56,11 @@ function hostList(hosts: string, defaultPort: number, what: string): HostPort[] 
   });
 }
 
+/** Whether the connection runs over TLS (`rediss://`, `rediss+cluster://`). */
+export function usesTls(parsed: ParsedRedisUrl): boolean {
+  return parsed.mode === 'cluster' ? parsed.tls : parsed.mode === 'standalone' && /^rediss:/i.test(parsed.url);
+}
+
 /** Reads REDIS_URL; throws (with the reason) on a malformed or unsupported one. */
 export function parseRedisUrl(url: string): ParsedRedisUrl {
   const scheme = /^([a-z+]+):\/\//i.exec(url)?.[1]?.toLowerCase();
@@ -112,7 +117,7 @@ export function openRedis(parsed: ParsedRedisUrl, options: RedisOptions, purpose
       ...nodeOptions,
       ...(parsed.username ? { username: parsed.username } : {}),
       ...(parsed.password ? { password: parsed.password } : {}),
-      ...(parsed.tls ? { tls: {} } : {}),
+      ...(parsed.tls ? { tls: nodeOptions.tls ?? {} } : {}),
     },
     ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
     ...(retryStrategy ? { clusterRetryStrategy: (times: number) => retryStrategy(times) } : {}),

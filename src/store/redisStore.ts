@@ -34,6 +34,7 @@
  * node registry's two keys (tagged `{nodes}` together); MOVED/ASK and failovers are followed by
  * ioredis, and the errors a failover produces meanwhile count as transient here.
  */
+import { rootCertificates } from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
@@ -54,7 +55,7 @@ import {
 import type { RedisOptions } from 'ioredis';
 import { ChorusError } from '../protocol/errors.js';
 import { roles, type Role } from '../protocol/messages.js';
-import { openRedis, parseRedisUrl, type ConnectionPurpose, type ParsedRedisUrl, type RedisClient } from './redisConnection.js';
+import { openRedis, parseRedisUrl, usesTls, type ConnectionPurpose, type ParsedRedisUrl, type RedisClient } from './redisConnection.js';
 import { seats, type NodeRecord, type PeerRecord, type RoomRecord, type Seat, type StateStore } from './stateStore.js';
 
 export interface RedisStateStoreOptions {
@@ -78,6 +79,11 @@ export interface RedisStateStoreOptions {
   reconnectMaxDelayMs?: number;
   /** Shown in CLIENT LIST (the node id is a good choice). */
   connectionName?: string;
+  /**
+   * PEM certificates trusted for a TLS connection (`rediss://`) besides the system's: a private
+   * CA, or a self-signed Redis.
+   */
+  tlsCa?: string | undefined;
   /** Failures nobody awaits: background refreshes, connection errors. */
   onError?: (error: unknown, context: string) => void;
   /** Each call's duration through the whole policy (retries included) and outcome, for metrics. */
@@ -305,6 +311,8 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
   #refreshTimer: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> | undefined;
   #healthy = false;
+  /** The connection's latest error, so a node that cannot start says why (a refused TLS certificate…). */
+  #lastConnectionError: string | undefined;
   #closed = false;
 
   constructor(options: RedisStateStoreOptions) {
@@ -330,10 +338,14 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
       ...(options.connectionName ? { connectionName: options.connectionName } : {}),
     };
     this.#target = parseRedisUrl(options.url);
+    if (options.tlsCa && usesTls(this.#target)) common.tls = { ca: [...rootCertificates, options.tlsCa] };
     this.#common = common;
     this.client = openRedis(this.#target, common);
 
-    this.client.on('error', (error) => this.#report(error, 'redis connection'));
+    this.client.on('error', (error) => {
+      this.#lastConnectionError = error.message;
+      this.#report(error, 'redis connection');
+    });
     for (const event of ['ready', 'close', 'end', 'reconnecting'] as const) this.client.on(event, () => this.#updateHealth());
 
     this.#breaker = circuitBreaker(handleWhen(isTransientRedisError), {
@@ -394,7 +406,8 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.client.off('ready', onReady);
-        reject(new ChorusError('UNAVAILABLE', `state store (Redis) not reachable within ${ms} ms`));
+        const why = this.#lastConnectionError ? ` (last error: ${this.#lastConnectionError})` : '';
+        reject(new ChorusError('UNAVAILABLE', `state store (Redis) not reachable within ${ms} ms${why}`));
       }, ms);
       const onReady = (): void => {
         clearTimeout(timer);

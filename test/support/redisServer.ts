@@ -5,17 +5,20 @@
  *
  * Nothing here is skipped when redis-server is missing: `scripts/setup.sh --test` installs it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePort } from './ports.js';
 
 export interface RedisServer {
-  /** `redis://127.0.0.1:<port>`, ready for REDIS_URL. */
+  /** `redis://127.0.0.1:<port>` (`rediss://` with `tls`), ready for REDIS_URL. */
   url: string;
   port: number;
+  /** With `tls`: the PEM file of the self-signed certificate the server presents (REDIS_TLS_CA). */
+  caPath?: string;
   /** Everything the current process logged so far. */
   log(): string;
   /** SIGTERM, waits for the exit, removes the temp dir. Idempotent. */
@@ -46,10 +49,10 @@ function findRedisServer(): string {
   throw new Error(MISSING);
 }
 
-/** One PING over a raw socket: true on `+PONG`, false on any error or within `ms`. */
-function ping(port: number, ms: number): Promise<boolean> {
+/** One PING over a raw socket (TLS trusting `ca` when given): true on `+PONG`, false on any error or within `ms`. */
+function ping(port: number, ms: number, ca?: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = ca ? tlsConnect({ port, host: '127.0.0.1', ca }) : connect(port, '127.0.0.1');
     let reply = '';
     const done = (ok: boolean): void => {
       clearTimeout(timer);
@@ -57,7 +60,7 @@ function ping(port: number, ms: number): Promise<boolean> {
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), ms);
-    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on(ca ? 'secureConnect' : 'connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString();
       if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
@@ -76,7 +79,10 @@ function spawnRedis(binary: string, port: number, dir: string, extra: RedisOptio
   const args = [
     // A config file, when given, must come first (Sentinel rewrites it, so it lives in `dir`).
     ...(extra.config !== undefined ? [join(dir, 'redis.conf')] : []),
-    '--port', String(port),
+    // TLS only: the plain port is closed, so nothing can reach this server without TLS.
+    ...(extra.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(dir, 'tls.crt'), '--tls-key-file', join(dir, 'tls.key'), '--tls-ca-cert-file', join(dir, 'tls.crt'), '--tls-auth-clients', 'no']
+      : ['--port', String(port)]),
     '--bind', '127.0.0.1',
     '--dir', dir,
     '--save', '',
@@ -110,7 +116,7 @@ function spawnRedis(binary: string, port: number, dir: string, extra: RedisOptio
 }
 
 /** Resolves once the server answers PING; rejects if it exits first or after `ms`. */
-async function waitReady(running: Running, port: number, ms: number): Promise<void> {
+async function waitReady(running: Running, port: number, ms: number, ca?: string): Promise<void> {
   const deadline = Date.now() + ms;
   let exited = false;
   running.exited.then(
@@ -122,7 +128,7 @@ async function waitReady(running: Running, port: number, ms: number): Promise<vo
       await running.exited; // rethrows ENOENT as the MISSING message
       throw new Error(`redis-server exited (code ${running.child.exitCode}) before it answered PING`);
     }
-    if (await ping(port, 500)) return;
+    if (await ping(port, 500, ca)) return;
     // Not listening yet: the next connect attempt is the wait (refused connects return at once,
     // so pace them on the process' own progress instead of spinning).
     await Promise.race([running.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 20))]);
@@ -145,6 +151,8 @@ export interface RedisOptions {
   args?: string[];
   /** A config file's text (Sentinel needs one it can rewrite). */
   config?: string;
+  /** Serve TLS only, with a self-signed certificate for 127.0.0.1 made by openssl here. */
+  tls?: boolean;
 }
 
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
@@ -157,6 +165,11 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     });
   }
   const dir = mkdtempSync(join(tmpdir(), 'chorus-redis-'));
+  let ca: string | undefined;
+  if (options.tls) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    ca = readFileSync(join(dir, 'tls.crt'), 'utf8');
+  }
   let port = 0;
   let running: Running | undefined;
   // The port found free can be taken by someone else before redis binds it: try another.
@@ -164,7 +177,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     port = await freePort();
     running = spawnRedis(binary, port, dir, options);
     try {
-      await waitReady(running, port, readyMs);
+      await waitReady(running, port, readyMs, ca);
       break;
     } catch (error) {
       await terminate(running, 'SIGKILL');
@@ -179,8 +192,9 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   let current: Running = running;
   let stopped = false;
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     port,
+    ...(options.tls ? { caPath: join(dir, 'tls.crt') } : {}),
     log: () => current.output(),
     async stop() {
       if (stopped) return;
@@ -196,7 +210,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       await terminate(current, 'SIGKILL');
       current = spawnRedis(binary, port, dir, options);
       try {
-        await waitReady(current, port, readyMs);
+        await waitReady(current, port, readyMs, ca);
       } catch (error) {
         await terminate(current, 'SIGKILL');
         throw new Error(`${(error as Error).message} (restart on the same port)\n--- redis-server output ---\n${current.output()}`);

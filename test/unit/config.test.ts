@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 
@@ -63,5 +64,14 @@ describe('config', () => {
     expect(() => loadConfig({ REDIS_URL: 'memcached://m' })).toThrow(/REDIS_URL: unsupported/);
     expect(() => loadConfig({ REDIS_URL: 'redis+cluster://c1:7000/3' })).toThrow(/REDIS_URL: .*no database/);
     expect(() => loadConfig({ CHORUS_RECORDS_QUEUE_MAX: '1' })).toThrow(/CHORUS_RECORDS_QUEUE_MAX/);
+  });
+
+  test('REDIS_TLS_CA: a file that exists, and only with a TLS REDIS_URL', () => {
+    const ca = fileURLToPath(import.meta.url); // any readable file: the PEM is read at startup
+    expect(loadConfig({ REDIS_URL: 'rediss://r:6380', REDIS_TLS_CA: ca }).redis?.tlsCaPath).toBe(ca);
+    expect(loadConfig({ REDIS_URL: 'rediss+cluster://c1:7000,c2:7001', REDIS_TLS_CA: ca }).redis?.tlsCaPath).toBe(ca);
+    expect(() => loadConfig({ REDIS_URL: 'rediss://r:6380', REDIS_TLS_CA: '/nonexistent/ca.pem' })).toThrow(/REDIS_TLS_CA: no such file/);
+    expect(() => loadConfig({ REDIS_URL: 'redis://r:6379', REDIS_TLS_CA: ca })).toThrow(/REDIS_TLS_CA is for TLS connections/);
+    expect(() => loadConfig({ REDIS_TLS_CA: ca })).toThrow(/REDIS_TLS_CA is for TLS connections/);
   });
 });
