@@ -211,7 +211,10 @@ describe('HLS from a live broadcast', () => {
       20_000,
       'segments from a restarted ffmpeg',
     );
-    expect(session.restarts).toBe(1);
+    // At least the one the kill caused: on a machine loaded by parallel test files the new run's
+    // first segment can come late enough for the stall watchdog to restart it once more.
+    expect(session.restarts).toBeGreaterThanOrEqual(1);
+    expect(session.failed).toBe(false);
     expect(session.pid).not.toBe(pid);
     expect(alive(pid)).toBe(false);
     // One playlist: numbering continues, the restart is marked, the new segments carry the tone.
