@@ -243,7 +243,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         bus,
         store,
         (roomId) => rooms.get(roomId),
-        { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },
+        {
+          listenIp: config.media.listenIp,
+          announcedAddress: config.media.announcedAddress,
+          observePull: (seconds, ok) => metrics.observeCascadePull(seconds, ok),
+        },
         log,
         (nodeId) => registry?.isAlive(nodeId) ?? true,
       )
@@ -274,6 +278,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     workers: () => workers.slots,
     breakers: () => ({ redis: redisStore?.breakerState, database: records?.health().breaker }),
     hlsViewers: () => hls?.totalViewers() ?? 0,
+    cascadePipes: () => pipes?.pipeCounts ?? { incoming: 0, outgoing: 0 },
   });
   const watch = new WatchService({ store, channel, audit, log, nodeId: config.nodeId, settings: config.watch });
   watch.attach(rooms);

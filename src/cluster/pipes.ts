@@ -21,6 +21,8 @@ export interface PipeSettings {
   listenIp: string;
   /** Address other nodes reach those sockets at. */
   announcedAddress: string | undefined;
+  /** Each pull from an origin: how long until the stream was here, and whether it came (metrics). */
+  observePull?: ((seconds: number, ok: boolean) => void) | undefined;
 }
 
 interface Location {
@@ -88,6 +90,11 @@ export class ClusterPipes implements RemoteBroadcasts {
     this.#sweeper.unref();
     bus.handle('pipe.release', async (params, from) => this.#release((params as { roomId: string }).roomId, from));
     bus.handle('pipe.closed', async (params) => this.#originClosed(params as { roomId: string; producerId: string }));
+  }
+
+  /** Pipes this node holds: streams pulled from origins (edge) and fed to edges (origin). */
+  get pipeCounts(): { incoming: number; outgoing: number } {
+    return { incoming: this.#incoming.size, outgoing: this.#outgoing.size };
   }
 
   get #address(): string {
@@ -209,6 +216,8 @@ export class ClusterPipes implements RemoteBroadcasts {
   }
 
   async #pullFrom(room: Room, where: Location): Promise<types.Producer> {
+    const started = performance.now();
+    const observe = (ok: boolean): void => this.settings.observePull?.((performance.now() - started) / 1000, ok);
     const transport = await room.requireMedia().origin.router.createPipeTransport({
       listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
       enableSrtp: true,
@@ -235,9 +244,11 @@ export class ClusterPipes implements RemoteBroadcasts {
       transport.observer.once('close', () => producer.close());
       room.requireMedia().addProducer(producer);
       this.log.info({ room: room.id, origin: where.nodeId, producer: producer.id }, 'pulled broadcast from its origin');
+      observe(true);
       return producer;
     } catch (error) {
       transport.close();
+      observe(false);
       throw error;
     }
   }

@@ -19,6 +19,8 @@ export interface MetricSources {
   breakers(): Record<string, string | undefined>;
   /** HLS players (without a session) counted on this node, over the rooms whose HLS runs here. */
   hlsViewers(): number;
+  /** Cascade pipes held (a cluster; zero on one node). */
+  cascadePipes(): { incoming: number; outgoing: number };
 }
 
 /** One room's media as sampled from mediasoup stats (see mediaStats.ts). */
@@ -49,6 +51,7 @@ export class ChorusMetrics {
   readonly #transportFailures: Counter<'stage'>;
   readonly #redisLatency: Histogram<'op' | 'outcome'>;
   readonly #dbLatency: Histogram<'op' | 'outcome'>;
+  readonly #cascadePull: Histogram<'outcome'>;
   readonly #roomEgress: Gauge<'room'>;
   readonly #roomLoss: Gauge<'room' | 'direction'>;
   readonly #roomJitter: Gauge<'room'>;
@@ -91,6 +94,24 @@ export class ChorusMetrics {
       collect: function (this: Gauge) {
         this.set(self.#sources?.hlsViewers() ?? 0);
       },
+    });
+    new Gauge({
+      name: 'chorus_cascade_pipes',
+      help: 'Cascade pipes: streams this node pulls from origins (in) and feeds to edges (out)',
+      labelNames: ['direction'],
+      registers,
+      collect: function (this: Gauge<'direction'>) {
+        const counts = self.#sources?.cascadePipes() ?? { incoming: 0, outgoing: 0 };
+        this.set({ direction: 'in' }, counts.incoming);
+        this.set({ direction: 'out' }, counts.outgoing);
+      },
+    });
+    this.#cascadePull = new Histogram({
+      name: 'chorus_cascade_pull_duration_seconds',
+      help: 'An edge pulling a broadcast from its origin: from the request until the stream is here (or the failure)',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
     });
     this.#joins = new Counter({ name: 'chorus_joins_total', help: 'Joins accepted, by role', labelNames: ['role'], registers });
     this.#joinFailures = new Counter({
@@ -263,6 +284,11 @@ export class ChorusMetrics {
 
   observeRedis(op: string, seconds: number, ok: boolean): void {
     this.#redisLatency.observe({ op, outcome: ok ? 'ok' : 'error' }, seconds);
+  }
+
+  /** One pull of a broadcast from its origin by this node (an edge), and whether it succeeded. */
+  observeCascadePull(seconds: number, ok: boolean): void {
+    this.#cascadePull.observe({ outcome: ok ? 'ok' : 'error' }, seconds);
   }
 
   /** For the records module: one database call and whether it succeeded. */

@@ -58,6 +58,13 @@ test('listeners on another node hear the broadcast through one pipe, and follow 
   const originRouter = origin.rooms.get('city')!.requireMedia().origin.router;
   const originDump = await originRouter.dump();
   expect(originDump.transportIds).toHaveLength(3); // broadcaster, local listener, one pipe to the edge
+  // Operators see the same on /metrics: one pipe in on the edge, one out on the origin, and how
+  // long the edge's pull took.
+  const metric = async (node: ChorusNode, pattern: RegExp): Promise<number> => Number(pattern.exec(await (await fetch(`${node.url}/metrics`)).text())?.[1]);
+  expect(await metric(edge, /^chorus_cascade_pipes\{direction="in",node="[^"]+"\} (\d+)$/m)).toBe(1);
+  expect(await metric(edge, /^chorus_cascade_pipes\{direction="out",node="[^"]+"\} (\d+)$/m)).toBe(0);
+  expect(await metric(origin, /^chorus_cascade_pipes\{direction="out",node="[^"]+"\} (\d+)$/m)).toBe(1);
+  expect(await metric(edge, /^chorus_cascade_pull_duration_seconds_count\{node="[^"]+",outcome="ok"\} (\d+)$/m)).toBeGreaterThanOrEqual(1);
 
   // Stop and start: the edge drops the old pipe and pulls the new producer.
   await broadcaster.unpublish();
