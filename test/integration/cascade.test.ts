@@ -5,11 +5,12 @@
  */
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
-import { gatedHandlerFactory, toneTrack } from '../support/nodePeer.js';
+import { gatedHandlerFactory, toneTrack, type ToneSource } from '../support/nodePeer.js';
+import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { signalingRelay } from '../support/signalingRelay.js';
-import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNodes, tokenFor, toneBroadcaster, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 let origin: ChorusNode;
@@ -33,12 +34,8 @@ afterAll(async () => {
 });
 
 test('listeners on another node hear the broadcast through one pipe, and follow it when it stops and restarts', async () => {
-  const tone = toneTrack(1000);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(origin, 'city', await tokenFor(origin, 'city', 'broadcaster', 'muezzin'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const { client: broadcaster, tone } = await toneBroadcaster(origin, 'city', 1000, 'muezzin');
+  cleanup.push(() => tone.stop(), () => broadcaster.close());
 
   const here = await joinListener(origin, 'city');
   const there: TestListener[] = [];
@@ -75,12 +72,8 @@ test('listeners on another node hear the broadcast through one pipe, and follow 
 });
 
 test('a broadcaster that moves to another node (origin change) is heard again by listeners everywhere', async () => {
-  const tone = toneTrack(1000);
-  cleanup.push(() => tone.stop());
-  const first = nodeClient(origin, 'moving', await tokenFor(origin, 'moving', 'broadcaster', 'imam'));
-  cleanup.push(() => first.close());
-  await first.join();
-  await first.publish(tone.track);
+  const { client: first, tone } = await toneBroadcaster(origin, 'moving', 1000, 'imam');
+  cleanup.push(() => tone.stop(), () => first.close());
   const onOrigin = await joinListener(origin, 'moving');
   const onEdge = await joinListener(edge, 'moving');
   cleanup.push(() => Promise.all([onOrigin, onEdge].map((l) => l.close())));
@@ -105,12 +98,8 @@ test('the admin API of any node sees the room on every node and acts where each 
     const response = await fetch(`${node.url}${path}`, { method, headers: { authorization: auth } });
     return { status: response.status, json: await response.json() };
   };
-  const tone = toneTrack(700);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(origin, 'admin-city', await tokenFor(origin, 'admin-city', 'broadcaster', 'imam'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const { client: broadcaster, tone } = await toneBroadcaster(origin, 'admin-city', 700, 'imam');
+  cleanup.push(() => tone.stop(), () => broadcaster.close());
   const far = [await joinListener(edge, 'admin-city'), await joinListener(edge, 'admin-city')];
   cleanup.push(() => Promise.all(far.map((l) => l.close())));
   await Promise.all(far.map((l) => l.hears(700)));
@@ -147,12 +136,8 @@ test('the admin API of any node sees the room on every node and acts where each 
 });
 
 test('an edge that loses its pipe while the broadcast goes on: its listeners consume again and hear', async () => {
-  const tone = toneTrack(880);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(origin, 'lost-pipe', await tokenFor(origin, 'lost-pipe', 'broadcaster', 'muezzin'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const { client: broadcaster, tone } = await toneBroadcaster(origin, 'lost-pipe', 880, 'muezzin');
+  cleanup.push(() => tone.stop(), () => broadcaster.close());
   const there = await joinListener(edge, 'lost-pipe');
   cleanup.push(() => there.close());
   await there.hears(880);
@@ -171,17 +156,21 @@ test('an edge that loses its pipe while the broadcast goes on: its listeners con
   expect(there.client.broadcast.live).toBe(true);
 });
 
+/** The broadcaster stops and publishes again (a new producer); resolves once `listener` was told. */
+async function republish(broadcaster: ChorusClient, tone: ToneSource, listener: TestListener): Promise<void> {
+  const before = listener.client.broadcast.producerId;
+  await broadcaster.unpublish();
+  await broadcaster.publish(tone.track);
+  await until(() => listener.client.broadcast.live && listener.client.broadcast.producerId !== before, 10_000, 'the listener to hear of the new broadcast');
+}
+
 test('a consume answered with a stream the listener has since been told is over: it consumes again and hears the new one', async () => {
   // After an origin dies, an edge whose registry still counts it alive can hand a joining
   // listener the old, silent pipe while the new origin's broadcast:started is on its way. Here
   // the order is forced: a relay holds the edge's consume answer until the broadcast has been
   // replaced and the listener told.
-  const tone = toneTrack(660);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(origin, 'stale-answer', await tokenFor(origin, 'stale-answer', 'broadcaster', 'muezzin'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const { client: broadcaster, tone } = await toneBroadcaster(origin, 'stale-answer', 660, 'muezzin');
+  cleanup.push(() => tone.stop(), () => broadcaster.close());
   const relay = await signalingRelay(edge.url);
   cleanup.push(() => relay.close());
   const held = relay.holdNextReply('consume');
@@ -191,9 +180,7 @@ test('a consume answered with a stream the listener has since been told is over:
   const first = late.client.broadcast.producerId!;
   expect(answer.reply).toMatchObject({ ok: true, data: { producerId: first } });
 
-  await broadcaster.unpublish();
-  await broadcaster.publish(tone.track);
-  await until(() => late.client.broadcast.live && late.client.broadcast.producerId !== first, 10_000, 'the listener to hear of the new broadcast');
+  await republish(broadcaster, tone, late);
   answer.release();
   await late.hears(660);
   expect(late.client.consumer?.producerId).toBe(late.client.broadcast.producerId);
@@ -202,21 +189,14 @@ test('a consume answered with a stream the listener has since been told is over:
 test('a stream that ends while its consumer is being set up is dropped for the new one', async () => {
   // The same race one step later: the answer named the current stream, and the news that it
   // was replaced lands during the SDP round that sets up its consumer.
-  const tone = toneTrack(550);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(origin, 'stale-setup', await tokenFor(origin, 'stale-setup', 'broadcaster', 'muezzin'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const { client: broadcaster, tone } = await toneBroadcaster(origin, 'stale-setup', 550, 'muezzin');
+  cleanup.push(() => tone.stop(), () => broadcaster.close());
   const gated = gatedHandlerFactory();
   const late = await joinListener(edge, 'stale-setup', { handlerFactory: gated.factory });
   cleanup.push(() => late.close());
   await gated.entered;
-  const first = late.client.broadcast.producerId!;
 
-  await broadcaster.unpublish();
-  await broadcaster.publish(tone.track);
-  await until(() => late.client.broadcast.live && late.client.broadcast.producerId !== first, 10_000, 'the listener to hear of the new broadcast');
+  await republish(broadcaster, tone, late);
   gated.open();
   await late.hears(550);
   expect(late.client.consumer?.producerId).toBe(late.client.broadcast.producerId);

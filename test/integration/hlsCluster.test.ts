@@ -11,7 +11,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { analyse, decodeSegment, fetchPlaylist, pollPlaylist, rawGet } from '../support/hls.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNodes, tokenFor, toneBroadcaster, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 let origin: ChorusNode;
@@ -72,12 +72,9 @@ test('a player asking any node gets the origin\'s HLS, checked at the node it as
 });
 
 test('players asking another node are counted where the HLS runs, and every node\'s listeners see them in the count', async () => {
-  const tone = toneTrack(800);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(origin, 'counted-hall', await tokenFor(origin, 'counted-hall', 'broadcaster', 'speaker'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const speaker = await toneBroadcaster(origin, 'counted-hall', 800);
+  cleanup.push(() => speaker.stop());
+  const broadcaster = speaker.client;
   const onEdge = nodeClient(edge, 'counted-hall', await tokenFor(edge, 'counted-hall', 'listener'));
   cleanup.push(() => onEdge.close());
   await onEdge.join();

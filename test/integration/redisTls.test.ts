@@ -8,9 +8,8 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { RedisStateStore } from '../../src/store/redisStore.js';
 import { joinListener } from '../support/listener.js';
-import { toneTrack } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
+import { startTestNodes, toneBroadcaster, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 let nodes: ChorusNode[] = [];
@@ -36,11 +35,9 @@ test('a store that does not trust the certificate does not connect, and says why
 test('nodes trusting it through REDIS_TLS_CA cascade a broadcast and share the listener count', async () => {
   nodes = await startTestNodes(['tls-origin', 'tls-edge'], { REDIS_URL: redis.url, REDIS_TLS_CA: redis.caPath!, CHORUS_ORIGIN_PLACEMENT: 'local' });
   const [origin, edge] = nodes as [ChorusNode, ChorusNode];
-  const tone = toneTrack(770);
-  const broadcaster = nodeClient(origin, 'tls-room', await tokenFor(origin, 'tls-room', 'broadcaster', 'speaker'));
+  const speaker = await toneBroadcaster(origin, 'tls-room', 770);
+  const broadcaster = speaker.client;
   try {
-    await broadcaster.join();
-    await broadcaster.publish(tone.track);
     const listeners = [await joinListener(edge, 'tls-room'), await joinListener(origin, 'tls-room')];
     try {
       await Promise.all(listeners.map((l) => l.hears(770)));
@@ -51,7 +48,6 @@ test('nodes trusting it through REDIS_TLS_CA cascade a broadcast and share the l
       await Promise.all(listeners.map((l) => l.close()));
     }
   } finally {
-    await broadcaster.close();
-    tone.stop();
+    await speaker.stop();
   }
 });

@@ -2,7 +2,7 @@ import { startNode, type ChorusNode } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { ChorusClient, type ChorusClientOptions } from '../../src/client/chorusClient.js';
 import type { Role } from '../../src/protocol/messages.js';
-import { webrtcHandlerFactory } from './nodePeer.js';
+import { toneTrack, webrtcHandlerFactory, type ToneSource } from './nodePeer.js';
 
 /** A real node on loopback with an ephemeral HTTP port and its own RTC port range. */
 export async function startTestNode(env: Record<string, string> = {}): Promise<ChorusNode> {
@@ -64,4 +64,29 @@ export async function until(predicate: () => boolean | Promise<boolean>, ms = 10
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+export interface ToneBroadcaster {
+  client: ChorusClient;
+  tone: ToneSource;
+  /** Closes the client and stops the tone. */
+  stop(): Promise<void>;
+}
+
+/** A broadcaster (the real SDK) joined to `room` on `node` and publishing a `frequency` Hz tone. */
+export async function toneBroadcaster(node: ChorusNode, room: string, frequency: number, identity = 'speaker'): Promise<ToneBroadcaster> {
+  const tone = toneTrack(frequency);
+  const client = nodeClient(node, room, await tokenFor(node, room, 'broadcaster', identity));
+  const stop = async (): Promise<void> => {
+    await client.close();
+    tone.stop();
+  };
+  try {
+    await client.join();
+    await client.publish(tone.track);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { client, tone, stop };
 }
