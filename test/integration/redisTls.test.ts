@@ -1,13 +1,14 @@
 /**
- * Redis over TLS (`rediss://`), as managed Redis services require: a real redis-server serving
- * TLS only, with a self-signed certificate that nodes trust through REDIS_TLS_CA. The store, the
- * node bus and the Socket.IO adapter all run over it: a broadcast cascades from one node to
- * another and the cluster-wide listener count reaches clients on both.
+ * Redis over TLS (`rediss://`, `rediss+cluster://`), as managed Redis services require: real
+ * redis-server processes serving TLS only, with a self-signed certificate that nodes trust through
+ * REDIS_TLS_CA. The store, the node bus and the Socket.IO adapter all run over it: a broadcast
+ * cascades from one node to another and the cluster-wide listener count reaches clients on both.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { RedisStateStore } from '../../src/store/redisStore.js';
 import { joinListener } from '../support/listener.js';
+import { startRedisCluster } from '../support/redisCluster.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { startTestNodes, toneBroadcaster, until } from '../support/testNode.js';
 
@@ -35,19 +36,36 @@ test('a store that does not trust the certificate does not connect, and says why
 test('nodes trusting it through REDIS_TLS_CA cascade a broadcast and share the listener count', async () => {
   nodes = await startTestNodes(['tls-origin', 'tls-edge'], { REDIS_URL: redis.url, REDIS_TLS_CA: redis.caPath!, CHORUS_ORIGIN_PLACEMENT: 'local' });
   const [origin, edge] = nodes as [ChorusNode, ChorusNode];
-  const speaker = await toneBroadcaster(origin, 'tls-room', 770);
-  const broadcaster = speaker.client;
+  await cascades(origin, edge, 'tls-room', 770);
+});
+
+/** A broadcast on one node, a listener on each: audio on both, and the count crosses nodes. */
+async function cascades(origin: ChorusNode, edge: ChorusNode, room: string, frequency: number): Promise<void> {
+  const speaker = await toneBroadcaster(origin, room, frequency);
   try {
-    const listeners = [await joinListener(edge, 'tls-room'), await joinListener(origin, 'tls-room')];
+    const listeners = [await joinListener(edge, room), await joinListener(origin, room)];
     try {
-      await Promise.all(listeners.map((l) => l.hears(770)));
+      await Promise.all(listeners.map((l) => l.hears(frequency)));
       // The edge pulled the stream from the origin (a request over the bus, through Redis).
-      expect(edge.rooms.get('tls-room')?.localBroadcast).toBeUndefined();
-      await until(() => broadcaster.audience === 2 && listeners.every((l) => l.client.audience === 2), 10_000, 'the cluster-wide count on both nodes');
+      expect(edge.rooms.get(room)?.localBroadcast).toBeUndefined();
+      await until(() => speaker.client.audience === 2 && listeners.every((l) => l.client.audience === 2), 10_000, 'the cluster-wide count on both nodes');
     } finally {
       await Promise.all(listeners.map((l) => l.close()));
     }
   } finally {
     await speaker.stop();
+  }
+}
+
+test('over a TLS Redis Cluster (rediss+cluster://: clients, cluster bus and replication on TLS) the same holds', async () => {
+  const cluster = await startRedisCluster({ masters: 3, replicas: 0, tls: true });
+  const pair: ChorusNode[] = [];
+  try {
+    expect(cluster.url).toMatch(/^rediss\+cluster:\/\//);
+    pair.push(...(await startTestNodes(['tls-c1', 'tls-c2'], { REDIS_URL: cluster.url, REDIS_TLS_CA: cluster.caPath!, CHORUS_ORIGIN_PLACEMENT: 'local' })));
+    await cascades(pair[0]!, pair[1]!, 'tls-cluster-room', 660);
+  } finally {
+    for (const node of pair) await node.close();
+    await cluster.stop();
   }
 });

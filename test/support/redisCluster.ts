@@ -5,16 +5,21 @@
  * wait for the cluster to be whole again after a chaos test killed a master.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { startRedis, type RedisServer } from './redisServer.js';
+import { makeTlsFiles, startRedis, type RedisServer } from './redisServer.js';
 import { until } from './testNode.js';
 
 const run = promisify(execFile);
 
 export interface RedisCluster {
-  /** `redis+cluster://127.0.0.1:p1,…` for REDIS_URL (every node a seed). */
+  /** `redis+cluster://127.0.0.1:p1,…` (`rediss+cluster://` with `tls`) for REDIS_URL (every node a seed). */
   url: string;
+  /** With `tls`: the certificate every node presents, for REDIS_TLS_CA. */
+  caPath?: string;
   servers: RedisServer[];
   /** The live server that masters `key`'s hash slot now. */
   ownerOf(key: string): Promise<RedisServer>;
@@ -77,10 +82,15 @@ function parseNodes(text: string): ClusterNodeLine[] {
     });
 }
 
-export async function startRedisCluster(options: { masters?: number; replicas?: number; nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
+export async function startRedisCluster(options: { masters?: number; replicas?: number; nodeTimeoutMs?: number; tls?: boolean } = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const replicas = options.replicas ?? 1;
+  // TLS everywhere (clients, the cluster bus, replication) with one certificate every node trusts.
+  const tlsDir = options.tls ? mkdtempSync(join(tmpdir(), 'chorus-redis-tls-')) : undefined;
+  const tls = tlsDir ? makeTlsFiles(tlsDir) : undefined;
+  const ca = tls && readFileSync(tls.certFile, 'utf8');
   const args = [
+    ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
     '--cluster-enabled', 'yes',
     '--cluster-config-file', 'nodes.conf',
     '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000),
@@ -88,8 +98,13 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
     // for more replicas before streaming that sync.
     '--repl-diskless-sync-delay', '0',
   ];
-  const servers = await Promise.all(Array.from({ length: masters * (1 + replicas) }, () => startRedis({ args })));
-  const admins = new Map(servers.map((s) => [s, new Redis({ port: s.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 })]));
+  const servers = await Promise.all(Array.from({ length: masters * (1 + replicas) }, () => startRedis({ args, ...(tls ? { tls } : {}) })));
+  const admins = new Map(
+    servers.map((s) => [
+      s,
+      new Redis({ port: s.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100, ...(ca ? { tls: { ca } } : {}) }),
+    ]),
+  );
   // Admin connections to a killed node keep retrying; their errors are expected, not news.
   for (const admin of admins.values()) admin.on('error', () => undefined);
   await Promise.all([...admins.values()].map((a) => a.connect()));
@@ -108,7 +123,8 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
   };
 
   const cluster: RedisCluster = {
-    url: `redis+cluster://${servers.map((s) => `127.0.0.1:${s.port}`).join(',')}`,
+    url: `${tls ? 'rediss' : 'redis'}+cluster://${servers.map((s) => `127.0.0.1:${s.port}`).join(',')}`,
+    ...(tls ? { caPath: tls.certFile } : {}),
     servers,
     async ownerOf(key) {
       const slot = Number(await admins.get(live()[0]!)!.call('CLUSTER', 'KEYSLOT', key));
@@ -155,12 +171,14 @@ export async function startRedisCluster(options: { masters?: number; replicas?: 
     async stop() {
       for (const admin of admins.values()) admin.disconnect();
       await Promise.all(servers.map((s) => s.stop()));
+      if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
     },
   };
 
   try {
     const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
-    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
+    const tlsArgs = tls ? ['--tls', '--cacert', tls.certFile] : [];
+    await run('redis-cli', [...tlsArgs, '--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
     await cluster.whole();
     // Replicas attach after the slots are assigned: wait until every master has its replicas and
     // each has synced (only a synced replica can be promoted when its master dies).

@@ -75,13 +75,13 @@ interface Running {
   output: () => string;
 }
 
-function spawnRedis(binary: string, port: number, dir: string, extra: RedisOptions): Running {
+function spawnRedis(binary: string, port: number, dir: string, extra: RedisOptions, tls: TlsFiles | undefined): Running {
   const args = [
     // A config file, when given, must come first (Sentinel rewrites it, so it lives in `dir`).
     ...(extra.config !== undefined ? [join(dir, 'redis.conf')] : []),
     // TLS only: the plain port is closed, so nothing can reach this server without TLS.
-    ...(extra.tls
-      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(dir, 'tls.crt'), '--tls-key-file', join(dir, 'tls.key'), '--tls-ca-cert-file', join(dir, 'tls.crt'), '--tls-auth-clients', 'no']
+    ...(tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.certFile, '--tls-auth-clients', 'no']
       : ['--port', String(port)]),
     '--bind', '127.0.0.1',
     '--dir', dir,
@@ -151,8 +151,24 @@ export interface RedisOptions {
   args?: string[];
   /** A config file's text (Sentinel needs one it can rewrite). */
   config?: string;
-  /** Serve TLS only, with a self-signed certificate for 127.0.0.1 made by openssl here. */
-  tls?: boolean;
+  /**
+   * Serve TLS only: `true` with a self-signed certificate for 127.0.0.1 made by openssl here, or
+   * with the given one (servers that must trust each other, as a TLS Redis Cluster's nodes do).
+   */
+  tls?: boolean | TlsFiles;
+}
+
+/** A certificate and its key (PEM files); the certificate doubles as the CA that trusts it. */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+/** A self-signed certificate for 127.0.0.1, made by openssl in `dir`. */
+export function makeTlsFiles(dir: string): TlsFiles {
+  const files = { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', files.keyFile, '-out', files.certFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return files;
 }
 
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
@@ -165,17 +181,14 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     });
   }
   const dir = mkdtempSync(join(tmpdir(), 'chorus-redis-'));
-  let ca: string | undefined;
-  if (options.tls) {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    ca = readFileSync(join(dir, 'tls.crt'), 'utf8');
-  }
+  const tls = options.tls === true ? makeTlsFiles(dir) : options.tls || undefined;
+  const ca = tls && readFileSync(tls.certFile, 'utf8');
   let port = 0;
   let running: Running | undefined;
   // The port found free can be taken by someone else before redis binds it: try another.
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
-    running = spawnRedis(binary, port, dir, options);
+    running = spawnRedis(binary, port, dir, options, tls);
     try {
       await waitReady(running, port, readyMs, ca);
       break;
@@ -194,7 +207,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   return {
     url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     port,
-    ...(options.tls ? { caPath: join(dir, 'tls.crt') } : {}),
+    ...(tls ? { caPath: tls.certFile } : {}),
     log: () => current.output(),
     async stop() {
       if (stopped) return;
@@ -208,7 +221,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     async restart() {
       if (stopped) throw new Error('redis-server was stopped; start a new one');
       await terminate(current, 'SIGKILL');
-      current = spawnRedis(binary, port, dir, options);
+      current = spawnRedis(binary, port, dir, options, tls);
       try {
         await waitReady(current, port, readyMs, ca);
       } catch (error) {
