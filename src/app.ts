@@ -30,7 +30,7 @@ import { policyFor } from './rooms/policy.js';
 import type { Role } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
 import { HlsService } from './hls/hlsService.js';
-import { HLS_VIEWERS_LEASE_SECONDS, hlsViewersKey } from './hls/viewers.js';
+import { HLS_VIEWERS_LEASE_SECONDS, hlsViewersKey, ViewerCountReader } from './hls/viewers.js';
 import { Room } from './rooms/room.js';
 import { SocketRoomChannel } from './signaling/channel.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
@@ -149,8 +149,13 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         // Counted where the room's HLS runs; every node reads the count from the store for the
         // audience it pushes (a lease, so a dead origin's count goes with it).
         onViewers: (roomId, count) => {
-          store.setValue(hlsViewersKey(roomId), String(count), HLS_VIEWERS_LEASE_SECONDS).catch((error: unknown) => log.debug({ err: error, room: roomId }, 'HLS viewer count not stored'));
-          rooms.get(roomId)?.audienceChanged();
+          store
+            .setValue(hlsViewersKey(roomId), String(count), HLS_VIEWERS_LEASE_SECONDS)
+            .catch((error: unknown) => log.debug({ err: error, room: roomId }, 'HLS viewer count not stored'))
+            .finally(() => {
+              hlsViewerCounts?.forget(roomId);
+              rooms.get(roomId)?.audienceChanged();
+            });
         },
       })
     : undefined;
@@ -252,6 +257,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         (nodeId) => registry?.isAlive(nodeId) ?? true,
       )
     : undefined;
+  // Half the push interval: pushes stay as fresh as before, joins in a burst share one read.
+  const hlsViewerCounts = hls && new ViewerCountReader((key) => store.getValue(key), config.rooms.countIntervalMs / 2);
   const rooms: RoomManager = new RoomManager({
     remote: pipes,
     pool: workers,
@@ -267,7 +274,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       markTtlSeconds: config.tokens.maxTtlSeconds,
       stalePeerMs: config.rooms.stalePeerMs,
       idleRoomMs: config.rooms.idleRoomMs,
-      otherListeners: hls && (async (roomId) => Number((await store.getValue(hlsViewersKey(roomId))) ?? 0) || 0),
+      otherListeners: hlsViewerCounts && ((roomId) => hlsViewerCounts.count(roomId)),
     },
     maxRoomsPerKey: config.limits.roomsPerApiKey,
     audit,

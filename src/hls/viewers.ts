@@ -33,3 +33,35 @@ export class ViewerWindow {
 export const hlsViewersKey = (roomId: string): string => `hlsviewers\0${roomId}`;
 /** The count's lease: renewed every few seconds by the node running the room's HLS while it is not zero. */
 export const HLS_VIEWERS_LEASE_SECONDS = 15;
+
+/**
+ * Reads rooms' HLS viewer counts from the store, each at most once per `maxAgeMs`: every join
+ * answer carries the room's audience, and a burst of joins must not cost a store read each.
+ */
+export class ViewerCountReader {
+  readonly #cache = new Map<string, { value: Promise<number>; at: number }>();
+
+  constructor(
+    private readonly read: (key: string) => Promise<string | undefined>,
+    private readonly maxAgeMs: number,
+  ) {}
+
+  /** The count changed here: the next read goes to the store. */
+  forget(roomId: string): void {
+    this.#cache.delete(roomId);
+  }
+
+  count(roomId: string, now = Date.now()): Promise<number> {
+    const cached = this.#cache.get(roomId);
+    if (cached && now - cached.at < this.maxAgeMs) return cached.value;
+    // Bounded: rooms come and go, and a stale entry is only ever re-read.
+    if (this.#cache.size >= 10_000) this.#cache.clear();
+    const value = this.read(hlsViewersKey(roomId)).then(
+      (raw) => Number(raw ?? 0) || 0,
+      () => 0,
+    );
+    this.#cache.set(roomId, { value, at: now });
+    return value;
+  }
+}
+
