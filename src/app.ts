@@ -170,7 +170,12 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
-    hls: hls && { hls, tokens, refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs) },
+    hls: hls && {
+      hls,
+      tokens,
+      refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs),
+      chargeRefused: (ip) => limits.take('http', ip),
+    },
     ready: () => {
       const readiness = health.evaluate(!closing && !draining && workers.healthy);
       return {

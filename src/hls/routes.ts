@@ -10,12 +10,14 @@
  *  4. for playlists (which players reload every segment, so segments need not repeat it), the
  *     room was not ended and the identity not kicked since the token was issued — ROOM_ENDED, KICKED.
  * A segment is read only when the room's playlist lists it (or just did), by the name matched in 1,
- * from the room's own directory: no request can name any other file.
+ * from the room's own directory: no request can name any other file. A request refused in 1-3
+ * costs its address a point of the per-address HTTP budget (LIMIT_REACHED once spent); accepted
+ * ones do not, as a neighbourhood's players may share one carrier-NAT address.
  */
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { TokenService } from '../auth/tokens.js';
+import type { TokenService, VerifiedGrant } from '../auth/tokens.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId as roomIdSchema } from '../protocol/messages.js';
 import { segmentName } from './ffmpegRun.js';
@@ -26,6 +28,12 @@ export interface HlsRouteDeps {
   tokens: TokenService;
   /** Why tokens issued at `issuedAtMs` are refused in the room now (kicked, room ended), if they are. */
   refusal(roomId: string, identity: string, issuedAtMs: number): Promise<ChorusError | undefined>;
+  /**
+   * Charges a request refused before its token was accepted against the address's HTTP budget
+   * (throws LIMIT_REACHED once it is spent). Accepted HLS requests are not charged: players behind
+   * one carrier NAT share an address.
+   */
+  chargeRefused?(ip: string): Promise<void>;
 }
 
 const PLAYLIST = 'index.m3u8';
@@ -58,7 +66,8 @@ function bearer(header: string | undefined): string | undefined {
 }
 
 export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): void {
-  const serve = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+  /** Steps 1-3: the path, and a token of this room with a receiving role. */
+  const admit = async (request: FastifyRequest): Promise<{ roomId: string; file: string; grant: VerifiedGrant; queryToken: string | undefined }> => {
     const { roomId, file } = parseHlsPath(request.raw.url ?? '');
     const parsed = query.safeParse(request.query ?? {});
     if (!parsed.success) throw new ChorusError('BAD_REQUEST', 'token: one token, 1-4096 characters');
@@ -67,6 +76,24 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     const grant = await deps.tokens.verify(token);
     if (grant.room !== roomId) throw new ChorusError('TOKEN_WRONG_ROOM', 'token is for another room');
     if (!receivingRoles.has(grant.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${grant.role} token cannot listen over HLS`);
+    return { roomId, file, grant, queryToken: parsed.data.token };
+  };
+
+  const serve = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    let admitted: Awaited<ReturnType<typeof admit>>;
+    try {
+      admitted = await admit(request);
+    } catch (refusal) {
+      // A flood of bad or foreign tokens is cut off like any other per-address flood.
+      try {
+        await deps.chargeRefused?.(request.ip);
+      } catch (limited) {
+        if (limited instanceof ChorusError && limited.retryAfterMs !== undefined) void reply.header('retry-after', Math.ceil(limited.retryAfterMs / 1000));
+        throw limited;
+      }
+      throw refusal;
+    }
+    const { roomId, file, grant, queryToken } = admitted;
     if (file === PLAYLIST) {
       const refusal = await deps.refusal(roomId, grant.identity, grant.issuedAtMs);
       if (refusal) throw refusal;
@@ -87,7 +114,7 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
       }
       // Players that got the token in the address (hls.js, radio apps) send no header: segment
       // addresses carry it too.
-      const carry = parsed.data.token ? `token=${encodeURIComponent(parsed.data.token)}` : undefined;
+      const carry = queryToken ? `token=${encodeURIComponent(queryToken)}` : undefined;
       return reply
         .header('content-type', 'application/vnd.apple.mpegurl')
         .header('cache-control', 'no-cache, no-store')

@@ -81,7 +81,8 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   app.addHook('onRequest', async (request, reply) => {
     // An HLS player fetches about two files a second, and a neighbourhood behind one carrier NAT
     // shares an address: per-address budgets would cut it off after a handful of players. HLS
-    // requests carry a room token instead, checked before any file is touched.
+    // requests carry a room token instead, checked before any file is touched; those refused
+    // before their token is accepted are charged to the address there (src/hls/routes.ts).
     if (request.url.startsWith('/hls/')) return;
     try {
       await deps.limits.take('http', request.ip);

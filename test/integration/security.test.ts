@@ -223,10 +223,34 @@ describe('rate limits and quotas', () => {
     }
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
     expect(Number(retryAfter)).toBeGreaterThan(0);
-    // HLS fetches are not counted per address (they carry a room token): past the limit, an HLS
-    // request still gets its own answer (here: no token), not a 429.
-    const hls = await fetch(`${n.url}/hls/some-room/index.m3u8`);
-    expect(hls.status).toBe(401);
+    // HLS fetches with a room token are not counted per address (players behind one carrier NAT
+    // share it): past the limit, such a request still gets its own answer (here: nothing live)...
+    const token = await tokenFor(n, 'some-room', 'listener');
+    for (let i = 0; i < 3; i++) expect((await fetch(`${n.url}/hls/some-room/index.m3u8?token=${token}`)).status).toBe(409);
+    // ...while one refused before its token is accepted is charged to the address, so a flood of
+    // bad tokens is cut off like any other.
+    const refused = await fetch(`${n.url}/hls/some-room/index.m3u8?token=forged`);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  test('HLS: refused requests spend the address\'s budget, accepted ones do not', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: '3' });
+    cleanup.push(() => n.close());
+    const token = await tokenFor(n, 'budget-room', 'listener');
+    const path = '/hls/budget-room/index.m3u8';
+    // Accepted (nothing live: 409) any number of times: no budget spent.
+    for (let i = 0; i < 6; i++) expect((await fetch(`${n.url}${path}?token=${token}`)).status).toBe(409);
+    // Refused ones: missing, forged, another room's token; each costs a point.
+    expect((await fetch(`${n.url}${path}`)).status).toBe(401);
+    expect((await fetch(`${n.url}${path}?token=forged`)).status).toBe(401);
+    expect((await fetch(`${n.url}${path}?token=${await tokenFor(n, 'elsewhere', 'listener')}`)).status).toBe(403);
+    const over = await fetch(`${n.url}${path}?token=forged`);
+    expect(over.status).toBe(429);
+    expect(((await over.json()) as { error: { code: string } }).error.code).toBe('LIMIT_REACHED');
+    // The budget is spent for other paths too, and a valid player still gets through.
+    expect((await fetch(`${n.url}/healthz`)).status).toBe(429);
+    expect((await fetch(`${n.url}${path}?token=${token}`)).status).toBe(409);
   });
 
   test('connections per IP: the one over the limit is refused at the handshake with LIMIT_REACHED', async () => {
