@@ -327,7 +327,13 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     hold: (room: Room) => placement.hold(room.id, room),
   };
   // Operators' backends administer rooms over HTTP; in a cluster the question goes to every node.
-  const admin = new RoomAdmin(rooms, config.nodeId, log, bus && registry ? { bus, nodeIds: () => registry.nodes.map((n) => n.id) } : undefined);
+  const admin = new RoomAdmin(
+    rooms,
+    config.nodeId,
+    log,
+    bus && registry ? { bus, nodeIds: () => registry.nodes.map((n) => n.id) } : undefined,
+    (roomId) => hls?.viewers(roomId) ?? 0,
+  );
   registerAdminRoutes(http, admin, keys);
   const webhooks = new Webhooks(config.webhooks, keys.primary, config.nodeId, audit, log);
   attachProtocol(

@@ -31,12 +31,16 @@ export interface RoomShare {
   node: string;
   peers: number;
   byRole: Partial<Record<Role, number>>;
+  /** HLS players without a session counted on this node (the one running the room's HLS). */
+  hlsViewers: number;
 }
 
 export interface RoomView {
   id: string;
   kind: RoomKind;
   peers: number;
+  /** HLS players without a session (not in `peers`). */
+  hlsViewers: number;
   nodes: RoomShare[];
   broadcasting: boolean;
   createdAt: string;
@@ -69,6 +73,8 @@ export class RoomAdmin {
     private readonly nodeId: string,
     log: Logger,
     private readonly cluster?: ClusterView,
+    /** HLS players of a room counted on this node. */
+    private readonly hlsViewers: (roomId: string) => number = () => 0,
   ) {
     this.#log = log.child({ component: 'admin' });
     if (cluster) {
@@ -163,7 +169,7 @@ export class RoomAdmin {
           keyId: room.keyId,
           createdAt: room.createdAt,
           broadcasting: room.localBroadcast !== undefined,
-          share: { node: this.nodeId, peers: room.peers.size, byRole },
+          share: { node: this.nodeId, peers: room.peers.size, byRole, hlsViewers: this.hlsViewers(room.id) },
           peers: roomId === undefined ? undefined : [...room.peers.values()].map((p) => ({
             id: p.id,
             identity: p.identity,
@@ -206,12 +212,14 @@ function merge(shares: LocalRoom[]): Array<{ view: RoomView; peers: PeerView[] }
     let entry = byId.get(share.id);
     if (!entry) {
       entry = {
-        view: { id: share.id, kind: share.kind, peers: 0, nodes: [], broadcasting: false, createdAt: new Date(share.createdAt).toISOString() },
+        view: { id: share.id, kind: share.kind, peers: 0, hlsViewers: 0, nodes: [], broadcasting: false, createdAt: new Date(share.createdAt).toISOString() },
         peers: [],
       };
       byId.set(share.id, entry);
     }
     entry.view.peers += share.share.peers;
+    // A node from before this field (a rolling upgrade) reports none.
+    entry.view.hlsViewers += share.share.hlsViewers ?? 0;
     entry.view.nodes.push(share.share);
     entry.view.broadcasting ||= share.broadcasting;
     if (share.createdAt < Date.parse(entry.view.createdAt)) entry.view.createdAt = new Date(share.createdAt).toISOString();

@@ -128,7 +128,7 @@ describe('admin API', () => {
     expect(status).toBe(200);
     const room = json['rooms'].find((r: { id: string }) => r.id === 'adm-list');
     expect(room).toMatchObject({ kind: 'broadcast', peers: 3, broadcasting: true });
-    expect(room.nodes).toEqual([{ node: node.config.nodeId, peers: 3, byRole: { broadcaster: 1, listener: 2 } }]);
+    expect(room.nodes).toEqual([{ node: node.config.nodeId, peers: 3, byRole: { broadcaster: 1, listener: 2 }, hlsViewers: 0 }]);
 
     expect((await api('GET', '/api/admin/rooms', { auth: basic('other', OTHER) })).json['rooms']).toEqual([]);
     const hidden = await api('GET', '/api/admin/rooms/adm-list', { auth: basic('other', OTHER) });

@@ -113,8 +113,8 @@ test('the admin API of any node sees the room on every node and acts where each 
   expect(room.peers).toBe(3);
   expect(room.broadcasting).toBe(true);
   expect(room.nodes).toEqual(expect.arrayContaining([
-    { node: 'origin', peers: 1, byRole: { broadcaster: 1 } },
-    { node: 'edge', peers: 2, byRole: { listener: 2 } },
+    { node: 'origin', peers: 1, byRole: { broadcaster: 1 }, hlsViewers: 0 },
+    { node: 'edge', peers: 2, byRole: { listener: 2 }, hlsViewers: 0 },
   ]));
   expect(room.participants.filter((p: { node: string }) => p.node === 'edge')).toHaveLength(2);
 

@@ -174,6 +174,14 @@ describe('HLS from a live broadcast', () => {
     expect(node.hls!.viewers('counted')).toBe(4);
     const metrics = await (await fetch(`${node.url}/metrics`)).text();
     expect(metrics).toMatch(/^chorus_hls_viewers\{node="[^"]+"\} 4$/m);
+    // And the admin API's view of the room, beside its sessions.
+    const view = (await (await fetch(`${node.url}/api/admin/rooms/counted`, { headers: { authorization: `Basic ${Buffer.from(`test:${SECRET}`).toString('base64')}` } })).json()) as {
+      peers: number;
+      hlsViewers: number;
+      nodes: Array<{ hlsViewers: number }>;
+    };
+    expect(view).toMatchObject({ peers: 2, hlsViewers: 4 });
+    expect(view.nodes[0]!.hlsViewers).toBe(4);
     expect(players.every((p) => p.answers.length > 0 && p.answers.every((status) => status === 200))).toBe(true);
 
     // Players that stop drop out once the window passes.
