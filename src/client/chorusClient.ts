@@ -683,8 +683,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     const deadline = performance.now() + 30_000;
     const transport = this.#transport;
     while (transport && !consumer.closed && this.#consumer === consumer && !this.#mediaStarted && performance.now() < deadline) {
-      // The receive transport's stats (it carries this one stream): receiver-level stats are
-      // not implemented everywhere (Node's libwebrtc binding has none).
+      // The receive transport's stats (it carries this one stream): Node's libwebrtc binding
+      // has no receiver-level stats, browsers have both.
       const stats = await transport.getStats().catch(() => undefined);
       let received = 0;
       stats?.forEach((report: { type?: string; packetsReceived?: number }) => {
