@@ -466,7 +466,8 @@ export class Room extends EventEmitter<RoomEvents> {
 
   /** The audience across the cluster (this node's alone without one), HLS players included. */
   async audienceCount(): Promise<number> {
-    const others = this.kind === 'watch' ? 0 : (this.options.otherListeners?.(this.id).catch(() => 0) ?? 0);
+    // Listeners without a session are HLS players: only a room carrying media has them.
+    const others = this.policy.carriesMedia ? (this.options.otherListeners?.(this.id).catch(() => 0) ?? 0) : 0;
     const sessions = this.remote ? this.store.countPeers(this.id, 'listener').catch(() => this.audience) : this.audience;
     const [a, b] = await Promise.all([sessions, others]);
     return a + b;

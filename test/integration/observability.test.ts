@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
-import { toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { RawSocket } from '../support/rawSocket.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { nodeClient, startTestNode, tokenFor, toneBroadcaster, until } from '../support/testNode.js';
 
 /** `name{a="b",c="d"} value` lines of the Prometheus text format, as (name, labels, value). */
 function parse(text: string): Array<{ name: string; labels: Record<string, string>; value: number }> {
@@ -61,14 +60,8 @@ describe('metrics during a live broadcast', () => {
   });
 
   test('rooms, peers, joins and the join histogram move; workers report CPU and memory; egress bitrate is sampled once audio flows', async () => {
-    const tone = toneTrack(1000);
-    const broadcaster = nodeClient(node, 'metrics', await tokenFor(node, 'metrics', 'broadcaster', 'imam'));
-    cleanup.push(async () => {
-      await broadcaster.close();
-      tone.stop();
-    });
-    await broadcaster.join();
-    await broadcaster.publish(tone.track);
+    const speaker = await toneBroadcaster(node, 'metrics', 1000, 'imam');
+    cleanup.push(() => speaker.stop());
     const joinCalled = performance.now();
     listeners = await Promise.all([joinListener(node, 'metrics'), joinListener(node, 'metrics')]);
     cleanup.push(() => Promise.all(listeners.map((l) => l.close())).then(() => undefined));

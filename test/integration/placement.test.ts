@@ -6,10 +6,9 @@
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { joinListener, type TestListener } from '../support/listener.js';
-import { toneTrack } from '../support/nodePeer.js';
 import { roomOwnedBy } from '../support/placement.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
-import { nodeClient, startTestNodes, tokenFor, until } from '../support/testNode.js';
+import { startTestNodes, toneBroadcaster, until } from '../support/testNode.js';
 
 let redis: RedisServer;
 const nodes: Record<string, ChorusNode> = {};
@@ -31,13 +30,10 @@ afterAll(async () => {
 
 test('a broadcaster connecting to any node is sent to the room\'s node; listeners everywhere hear it', async () => {
   const room = await roomOwnedBy('gamma', ['alpha', 'beta', 'gamma'], 'placed');
-  const tone = toneTrack(880);
-  cleanup.push(() => tone.stop());
   // Connects to alpha, which is not the room's node.
-  const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'muezzin'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const speaker = await toneBroadcaster(nodes['alpha']!, room, 880, 'muezzin');
+  cleanup.push(() => speaker.stop());
+  const broadcaster = speaker.client;
 
   expect(nodes['gamma']!.rooms.get(room)?.localBroadcast).toBeDefined();
   expect(nodes['gamma']!.rooms.get(room)!.peers.has(broadcaster.peerId!)).toBe(true);
@@ -51,12 +47,9 @@ test('a broadcaster connecting to any node is sent to the room\'s node; listener
 
 test('the room\'s node draining sends the broadcaster to a node that stays; listeners hear it again', async () => {
   const room = await roomOwnedBy('beta', ['alpha', 'beta', 'gamma'], 'drained');
-  const tone = toneTrack(523);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'imam'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const speaker = await toneBroadcaster(nodes['alpha']!, room, 523, 'imam');
+  cleanup.push(() => speaker.stop());
+  const broadcaster = speaker.client;
   expect(nodes['beta']!.rooms.get(room)?.localBroadcast).toBeDefined();
   const listeners = [await joinListener(nodes['alpha']!, room), await joinListener(nodes['gamma']!, room)];
   cleanup.push(() => Promise.all(listeners.map((l) => l.close())));
@@ -82,12 +75,9 @@ test('a draining node sends its clients straight to a node that stays, with no b
   // The listeners know only gamma's own URL: reconnecting there after it drains would find
   // nothing. The drain notice names a node that stays.
   const room = await roomOwnedBy('alpha', ['alpha', 'gamma'], 'direct');
-  const tone = toneTrack(587);
-  cleanup.push(() => tone.stop());
-  const broadcaster = nodeClient(nodes['alpha']!, room, await tokenFor(nodes['alpha']!, room, 'broadcaster', 'imam'));
-  cleanup.push(() => broadcaster.close());
-  await broadcaster.join();
-  await broadcaster.publish(tone.track);
+  const speaker = await toneBroadcaster(nodes['alpha']!, room, 587, 'imam');
+  cleanup.push(() => speaker.stop());
+  const broadcaster = speaker.client;
   const listeners = [await joinListener(nodes['gamma']!, room), await joinListener(nodes['gamma']!, room)];
   cleanup.push(() => Promise.all(listeners.map((l) => l.close())));
   await Promise.all(listeners.map((l) => l.hears(587)));
