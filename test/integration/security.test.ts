@@ -301,6 +301,17 @@ describe('HTTP hardening', () => {
     const welcome = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: 'https://masjid.example' } });
     cleanup.push(() => welcome.close());
     await new Promise<void>((resolve) => welcome.once('connect', () => resolve()));
+    // The node's own pages (Origin = the node's URL) keep their WebSocket whatever the list says.
+    const own = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: n.url } });
+    cleanup.push(() => own.close());
+    await new Promise<void>((resolve, reject) => {
+      own.once('connect', () => resolve());
+      own.once('connect_error', reject);
+    });
+    // A foreign origin naming the node's port on another host is still foreign.
+    const lookalike = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: n.url.replace('127.0.0.1', 'evil.example') } });
+    cleanup.push(() => lookalike.close());
+    await new Promise((resolve) => lookalike.once('connect_error', resolve));
   });
 
   test('TLS: with a certificate and key the node serves HTTPS itself', async () => {
