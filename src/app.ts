@@ -61,6 +61,11 @@ export interface ChorusNode {
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
+   * Where others reach this node: CHORUS_PUBLIC_URL, else the announced (LAN) address on the
+   * node's port when it listens on every interface, else `url`.
+   */
+  readonly publicUrl: string;
+  /**
    * Graceful drain (SIGTERM): stop accepting connections, tell every client to move (they
    * reconnect through the load balancer to another node and resume), wait until the sessions
    * are gone or `deadlineMs` passes, then close. /readyz answers 503 from the first moment.
@@ -218,6 +223,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
+    publicUrl: () => publicUrl,
     hls: hls && {
       hls,
       tokens,
@@ -467,6 +473,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     records,
     hls,
     url,
+    publicUrl,
     async drain(deadlineMs) {
       draining = true;
       // Tell the cluster at once (not at the next heartbeat) and give up this node's rooms, so

@@ -26,8 +26,7 @@ try {
   throw error;
 }
 for (const notice of startupNotices(config)) log[notice.level](notice.fields, notice.msg);
-const lan = config.media.announcedAddress;
-log.info(`open ${node.url}/ here${lan && lan !== '127.0.0.1' ? `, or http://${lan}:${config.http.port}/ from a phone on this network` : ''}`);
+log.info(`open ${node.url}/ here${node.publicUrl !== node.url ? `, or ${node.publicUrl}/ from a phone on this network` : ''}`);
 
 // A bug that escapes a handler must not take every room on this node down with it: log it loudly
 // and keep serving. (Request handlers already turn their own failures into typed errors.)

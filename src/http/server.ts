@@ -31,6 +31,8 @@ export interface HttpDeps {
   /** Origins allowed cross-origin; undefined allows any. */
   corsOrigins: string[] | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
+  /** Where others reach this node (its LAN or public URL), for the links the pages hand out. */
+  publicUrl?: (() => string) | undefined;
   /** The HLS fallback (/hls/<room>/…), when enabled. */
   hls?: HlsRouteDeps | undefined;
   /** Readiness: workers alive and the node accepting work. */
@@ -177,7 +179,9 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const info = deps.info;
   if (info) app.get('/health/info', async () => info());
 
-  app.get('/api/config', async () => ({ demo: deps.demo }));
+  // The pages build shareable links on publicUrl when opened on loopback: a link to 127.0.0.1
+  // sent to a phone leads nowhere.
+  app.get('/api/config', async () => ({ demo: deps.demo, ...(deps.publicUrl?.() ? { publicUrl: deps.publicUrl() } : {}) }));
 
   if (deps.hls) registerHlsRoutes(app, deps.hls);
 

@@ -7,7 +7,7 @@
 import { WatchClient } from '../client/watchClient.js';
 import { ChorusClientError } from '../client/signaling.js';
 import type { WatchState } from '../protocol/watch.js';
-import { byId, copyButton, describeError, endsSession, exposeDebug, linkParams, resumeStore, showAlert } from './shared.js';
+import { byId, copyButton, describeError, endsSession, exposeDebug, linkParams, resumeStore, shareOrigin, showAlert } from './shared.js';
 
 type PageState = 'loading' | 'create' | 'creating' | 'idle' | 'connecting' | 'watching' | 'reconnecting' | 'ended' | 'error' | 'disabled';
 
@@ -228,7 +228,7 @@ async function main(): Promise<void> {
     showPlayer(link.roomId, link.token);
     return;
   }
-  const config = (await fetch('/api/config').then((r) => r.json())) as { demo: boolean };
+  const config = (await fetch('/api/config').then((r) => r.json())) as { demo: boolean; publicUrl?: string };
   if (!config.demo) {
     setState('disabled');
     return;
@@ -244,7 +244,8 @@ async function main(): Promise<void> {
         const response = await fetch('/api/demo/watch', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const created = (await response.json()) as { roomId: string; hostToken: string; guestToken: string };
-        const guest = `${location.origin}/watch.html?room=${encodeURIComponent(created.roomId)}&token=${encodeURIComponent(created.guestToken)}`;
+        // For other devices: the node's LAN/public address when this page is on loopback.
+        const guest = `${shareOrigin(config.publicUrl)}/watch.html?room=${encodeURIComponent(created.roomId)}&token=${encodeURIComponent(created.guestToken)}`;
         history.replaceState(null, '', `/watch.html?room=${encodeURIComponent(created.roomId)}&token=${encodeURIComponent(created.hostToken)}`);
         form.hidden = true;
         byId('share').hidden = false;
