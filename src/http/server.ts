@@ -130,10 +130,11 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   void app.register(fastifyHelmet, {
     contentSecurityPolicy: {
       directives: {
-        // Pages talk to this node only (signaling is same-origin WebSocket); media elements may
-        // play MediaStreams and, for HLS, blob: URLs.
+        // Pages talk to this node only (signaling is same-origin WebSocket). Media elements play
+        // MediaStreams, blob: URLs (HLS) and, on the watch page, any http(s) video the room
+        // points at (what its protocol accepts: src/protocol/watch.ts isAllowedVideoUrl).
         'connect-src': ["'self'"],
-        'media-src': ["'self'", 'blob:'],
+        'media-src': ["'self'", 'blob:', 'https:', 'http:'],
         // Plain HTTP on a LAN must keep working for phones: only ask for upgrades on TLS.
         'upgrade-insecure-requests': https ? [] : null,
       },
