@@ -316,12 +316,14 @@ describe('HTTP hardening', () => {
       ['/api/%E0%A4%A', 400],
       ['/hls/%ZZ/index.m3u8', 400],
       ['/watch.html%', 400],
-      [`/api/admin/rooms/${'a'.repeat(300)}`, 414],
+      [`/api/admin/rooms/${'a'.repeat(300)}`, 404],
       [`/${'a'.repeat(5000)}`, 404],
       [`/${'a'.repeat(20_000)}`, 431],
     ];
-    for (const [path, status] of cases) {
-      const reply = await rawHttp(n, path);
+    // Without the pages' wildcard route, a path parameter over Fastify's maxParamLength is a 414.
+    const apiOnly: Array<[string, number]> = [[`/api/admin/rooms/${'a'.repeat(300)}`, 414], ['/api/%E0%A4%A', 400]];
+    for (const [target, path, status] of [...cases.map(([p, c]) => [n, p, c] as const), ...apiOnly.map(([p, c]) => [node, p, c] as const)]) {
+      const reply = await rawHttp(target, path);
       const what = `GET ${path.slice(0, 40)} → ${reply.status} ${reply.body.slice(0, 200)}`;
       expect(reply.status, what).toBe(status);
       expect(reply.headers, what).toMatch(/content-type: application\/json/i);
