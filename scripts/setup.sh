@@ -7,7 +7,10 @@
 #                             nginx (the cluster tests start their own instances), and postgresql
 #                             (the records tests start their own server from its binaries),
 #                             openssl (certificates for the Redis-over-TLS test).
-# Needs Node.js 20+ and npm. Runs apt-get as root, or through sudo.
+# Needs Node.js 20.19+ or 22.12+ (what Vite, which builds the pages, supports) and npm. Runs
+# apt-get as root, or through sudo. A second run is quick: npm ci is skipped while node_modules
+# was installed from this very package-lock.json (a stamp in node_modules), and the build while
+# dist/ is newer than every source it is made from.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,9 +22,9 @@ for arg in "$@"; do
   esac
 done
 
-node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
-if [ "$node_major" -lt 20 ]; then
-  echo "setup: Chorus needs Node.js 20 or newer (found: $(node -v 2>/dev/null || echo none))" >&2
+# The same range as package.json's engines (Vite 8 and rolldown: ^20.19.0 || >=22.12.0).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' 2>/dev/null; then
+  echo "setup: Chorus needs Node.js 20.19+ or 22.12+ (found: $(node -v 2>/dev/null || echo none))" >&2
   exit 1
 fi
 
@@ -44,11 +47,34 @@ fi
 # mediasoup's own postinstall (run by npm versions that run dependency scripts) would try to
 # download or build the worker by itself; scripts/setup-worker.sh, the project's postinstall,
 # owns that step, so mediasoup's is told to stand aside.
-export MEDIASOUP_WORKER_BIN=skip
-npm ci --no-audit --no-fund
-unset MEDIASOUP_WORKER_BIN
+# npm ci wipes node_modules first, so the stamp exists only after an install that finished; it
+# names the lockfile, package.json, the worker install scripts and the Node ABI (native addons).
+install_stamp=node_modules/.chorus-install-stamp
+want_install="$(cat package.json package-lock.json scripts/setup-worker.sh scripts/mediasoup/* | sha256sum | cut -c1-64) abi-$(node -p process.versions.modules)"
+worker=node_modules/mediasoup/worker/out/Release/mediasoup-worker
+if [ -f "$install_stamp" ] && [ "$(cat "$install_stamp")" = "$want_install" ] && [ -x "$worker" ]; then
+  echo "setup: node_modules matches package-lock.json; npm ci skipped"
+else
+  export MEDIASOUP_WORKER_BIN=skip
+  npm ci --no-audit --no-fund
+  unset MEDIASOUP_WORKER_BIN
+  echo "$want_install" > "$install_stamp"
+fi
 
-npm run build
+# The stamp takes the time the build started, so a source edited during the build still counts
+# as newer next time.
+build_stamp=dist/.chorus-build-stamp
+build_inputs="src scripts/sample-video.mjs tsconfig.json tsconfig.build.json vite.config.ts package.json package-lock.json"
+# shellcheck disable=SC2086
+if [ -f "$build_stamp" ] && [ -f dist/server/main.js ] && [ -f dist/web/index.html ] \
+  && [ -z "$(find $build_inputs -newer "$build_stamp" -print -quit)" ]; then
+  echo "setup: dist/ is newer than its sources; build skipped"
+else
+  mkdir -p dist
+  touch dist/.chorus-build-started
+  npm run build
+  mv dist/.chorus-build-started "$build_stamp"
+fi
 # Normally made by the web build already; idempotent, and says so if ffmpeg is missing.
 npm run --silent sample-video
 echo "setup: done"

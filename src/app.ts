@@ -61,12 +61,65 @@ export interface ChorusNode {
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
   readonly url: string;
   /**
+   * Where others reach this node: CHORUS_PUBLIC_URL, else the announced (LAN) address on the
+   * node's port when it listens on every interface, else `url`.
+   */
+  readonly publicUrl: string;
+  /**
    * Graceful drain (SIGTERM): stop accepting connections, tell every client to move (they
    * reconnect through the load balancer to another node and resume), wait until the sessions
    * are gone or `deadlineMs` passes, then close. /readyz answers 503 from the first moment.
    */
   drain(deadlineMs: number): Promise<{ remaining: number }>;
   close(): Promise<void>;
+}
+
+/** The node could not start for a reason its operator fixes (the message names what to change). */
+export class StartError extends Error {
+  override readonly name = 'StartError';
+}
+
+/** Why listening failed, in the operator's terms: which address, and which variable to change. */
+function listenFailure(error: unknown, config: Config): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = `${config.http.host}:${config.http.port}`;
+  if (code === 'EADDRINUSE') {
+    return new StartError(`port ${config.http.port} is already in use (${where}): stop whatever holds it, or set CHORUS_PORT to a free port`);
+  }
+  if (code === 'EACCES') {
+    return new StartError(`not allowed to listen on port ${config.http.port} (${where}; ports below 1024 need privileges): set CHORUS_PORT to a port above 1023`);
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new StartError(`${config.http.host} is not an address of this machine: set CHORUS_HOST to one of its addresses (or 0.0.0.0)`);
+  }
+  return error;
+}
+
+/**
+ * What an operator must know about a node on embedded defaults, said once at start-up: where the
+ * development key's secret is (curl and the admin API need it), and, at warn level, that demo
+ * mode lets anyone who reaches the node mint tokens (on every interface when bound to 0.0.0.0).
+ */
+export function startupNotices(config: Config): Array<{ level: 'info' | 'warn'; fields: Record<string, unknown>; msg: string }> {
+  const notices: Array<{ level: 'info' | 'warn'; fields: Record<string, unknown>; msg: string }> = [];
+  if (!config.tokens.keys) {
+    const file = ApiKeyring.devKeyFile(config.dataDir);
+    notices.push({
+      level: 'info',
+      fields: { keyFile: file },
+      msg: `no CHORUS_API_KEYS set: the development API key "dev" and its secret are in ${file} (use them for curl -u dev:<secret> /api/tokens and the admin API)`,
+    });
+  }
+  if (config.tokens.demo) {
+    const everywhere = config.http.host === '0.0.0.0' || config.http.host === '::';
+    const where = everywhere ? `every network interface (${config.http.host}:${config.http.port})` : `${config.http.host}:${config.http.port}`;
+    notices.push({
+      level: 'warn',
+      fields: { host: config.http.host, port: config.http.port },
+      msg: `demo mode: listening on ${where}, and anyone who reaches it can mint broadcast and watch tokens (/api/demo/*); set CHORUS_API_KEYS (or CHORUS_DEMO=false)${everywhere ? ' or CHORUS_HOST=127.0.0.1' : ''} to close that`,
+    });
+  }
+  return notices;
 }
 
 /** dist/web beside the compiled server (dist/server/app.js) or above the sources (src/app.ts). */
@@ -170,6 +223,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     trustProxy: config.http.trustProxy,
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
+    publicUrl: () => publicUrl,
     hls: hls && {
       hls,
       tokens,
@@ -355,7 +409,41 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     (method, seconds, code) => metrics.observeRequest(method, seconds, code),
   );
 
-  await http.listen({ host: config.http.host, port: config.http.port });
+  // Everything below is torn down by close(); a node that cannot listen closes what it started
+  // (workers, records, Redis) and says why in one sentence.
+  const close = async (): Promise<void> => {
+    if (closing) return;
+    closing = true;
+    // Only this node's clients (the adapter would disconnect the whole cluster's).
+    io.local.disconnectSockets(true);
+    watch.close();
+    sampler?.stop();
+    await hls?.close();
+    await rooms.closeAll();
+    // Sessions ended by the close above are recorded too; what cannot be written in time spills.
+    stopRecording?.();
+    // After the rooms: their last events (room finished, participants left) still go out.
+    await webhooks.close();
+    await records?.close();
+    await new Promise<void>((resolve) => io.close(() => resolve()));
+    await http.close().catch(() => undefined);
+    placement?.close();
+    pipes?.close();
+    await registry?.close();
+    bus?.close();
+    mediaStats.close();
+    workers.close();
+    metrics.close();
+    adapterClient?.disconnect();
+    await store.close();
+  };
+
+  try {
+    await http.listen({ host: config.http.host, port: config.http.port });
+  } catch (error) {
+    await close().catch((closeError: unknown) => log.debug({ err: closeError }, 'closing after a failed listen'));
+    throw listenFailure(error, config);
+  }
   const address = http.server.address() as AddressInfo;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
   const url = `${config.http.tls ? 'https' : 'http'}://${host}:${address.port}`;
@@ -385,6 +473,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     records,
     hls,
     url,
+    publicUrl,
     async drain(deadlineMs) {
       draining = true;
       // Tell the cluster at once (not at the next heartbeat) and give up this node's rooms, so
@@ -411,35 +500,10 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       }
       const remaining = peers();
       log.info({ remaining }, remaining === 0 ? 'drained' : 'drain deadline reached; closing remaining sessions');
-      await node.close();
+      await close();
       return { remaining };
     },
-    async close() {
-      if (closing) return;
-      closing = true;
-      // Only this node's clients (the adapter would disconnect the whole cluster's).
-      io.local.disconnectSockets(true);
-      watch.close();
-      sampler?.stop();
-      await hls?.close();
-      await rooms.closeAll();
-      // Sessions ended by the close above are recorded too; what cannot be written in time spills.
-      stopRecording?.();
-      // After the rooms: their last events (room finished, participants left) still go out.
-      await webhooks.close();
-      await records?.close();
-      await new Promise<void>((resolve) => io.close(() => resolve()));
-      await http.close().catch(() => undefined);
-      placement?.close();
-      pipes?.close();
-      await registry?.close();
-      bus?.close();
-      mediaStats.close();
-      workers.close();
-      metrics.close();
-      adapterClient?.disconnect();
-      await store.close();
-    },
+    close,
   };
   return node;
 }

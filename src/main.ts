@@ -1,5 +1,5 @@
 /** `npm start`: one Chorus node on its configuration, stopped cleanly by SIGINT/SIGTERM. */
-import { startNode } from './app.js';
+import { StartError, startNode, startupNotices } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { createLogger } from './observability/logger.js';
 
@@ -14,12 +14,19 @@ try {
   throw error;
 }
 const log = createLogger(config.logLevel, config.nodeId);
-const node = await startNode(config, log);
-if (!config.tokens.keys) {
-  log.warn({ dataDir: config.dataDir }, 'no CHORUS_API_KEYS set: using the development key in the data directory; demo token minting is on');
+let node;
+try {
+  node = await startNode(config, log);
+} catch (error) {
+  // A cause the operator fixes (a port in use) is one line naming what to change, not a stack.
+  if (error instanceof StartError) {
+    process.stderr.write(`chorus: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
 }
-const lan = config.media.announcedAddress;
-log.info(`open ${node.url}/ here${lan && lan !== '127.0.0.1' ? `, or http://${lan}:${config.http.port}/ from a phone on this network` : ''}`);
+for (const notice of startupNotices(config)) log[notice.level](notice.fields, notice.msg);
+log.info(`open ${node.url}/ here${node.publicUrl !== node.url ? `, or ${node.publicUrl}/ from a phone on this network` : ''}`);
 
 // A bug that escapes a handler must not take every room on this node down with it: log it loudly
 // and keep serving. (Request handlers already turn their own failures into typed errors.)

@@ -4,7 +4,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 
 export interface ApiKey {
@@ -42,12 +42,17 @@ export class ApiKeyring {
     );
   }
 
+  /** Where the development key lives (absolute, so a start-up line can name it). */
+  static devKeyFile(dataDir: string): string {
+    return resolve(dataDir, 'api-keys.json');
+  }
+
   /**
    * The embedded default: a development key kept in the data directory, so the node, the CLI
    * and restarts agree on it without any configuration.
    */
   static loadOrCreateDev(dataDir: string): ApiKeyring {
-    const file = join(dataDir, 'api-keys.json');
+    const file = ApiKeyring.devKeyFile(dataDir);
     if (existsSync(file)) return new ApiKeyring(z.array(keySchema).parse(JSON.parse(readFileSync(file, 'utf8'))));
     mkdirSync(dataDir, { recursive: true });
     const keys = [{ id: 'dev', secret: randomBytes(32).toString('base64url') }];

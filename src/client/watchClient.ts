@@ -23,9 +23,20 @@ export interface PlayerLike {
   playbackRate: number;
   readonly paused: boolean;
   readonly ended: boolean;
+  /** Media length in seconds (NaN until known), when the player knows it. */
+  readonly duration?: number;
   src: string;
   play(): Promise<void> | void;
   pause(): void;
+  /** When present, the client hears `ended` and pauses the room at the end (if it may steer). */
+  addEventListener?(type: 'ended', listener: () => void): void;
+  removeEventListener?(type: 'ended', listener: () => void): void;
+}
+
+/** The player's media length, when it knows it. */
+function durationOf(player: PlayerLike): number | undefined {
+  const duration = player.duration;
+  return duration !== undefined && Number.isFinite(duration) && duration > 0 ? duration : undefined;
 }
 
 export interface WatchClientOptions {
@@ -59,6 +70,9 @@ interface WatchClientEvents {
   blocked: (error: unknown) => void;
   error: (error: ChorusClientError) => void;
 }
+
+/** How close to the media's end counts as the end (players stop a frame or so early). */
+const END_SLACK_SECONDS = 0.1;
 
 const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'NOT_JOINED']);
 
@@ -146,10 +160,26 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
 
   /** Keeps `player` on the room's playback from now on (and reports its position). */
   attach(player: PlayerLike): void {
+    this.#player?.removeEventListener?.('ended', this.#onEnded);
     this.#player = player;
     this.#loadedUrl = undefined;
+    player.addEventListener?.('ended', this.#onEnded);
     if (this.#playback) this.#applyToPlayer(this.#playback, true);
   }
+
+  /**
+   * The video reached its end while the room plays: whoever may steer pauses the room there, so
+   * the room does not run on past the media (showing "playing", and drift against a player that
+   * cannot follow).
+   */
+  readonly #onEnded = (): void => {
+    const player = this.#player;
+    const duration = player && durationOf(player);
+    if (!this.canControl || !this.#playback?.playing || duration === undefined) return;
+    this.pause(duration).catch((error: unknown) => {
+      if (error instanceof ChorusClientError) this.emit('error', error);
+    });
+  };
 
   /** Puts the player where the room is now (e.g. once a newly loaded video can seek). */
   realign(): void {
@@ -166,8 +196,18 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
     return joined;
   }
 
+  /** Plays from `position`, else from where the room is; at the end of the media, from the start. */
   play(position?: number): Promise<WatchState> {
-    return this.control({ action: 'play', ...(position !== undefined ? { position } : {}) });
+    const from = position ?? (this.#atEnd() ? 0 : undefined);
+    return this.control({ action: 'play', ...(from !== undefined ? { position: from } : {}) });
+  }
+
+  /** The room's position is at (or past) the end of the attached player's media. */
+  #atEnd(): boolean {
+    const player = this.#player;
+    const duration = player && durationOf(player);
+    const expected = this.expectedPosition();
+    return duration !== undefined && expected !== undefined && expected >= duration - END_SLACK_SECONDS;
   }
   pause(position?: number): Promise<WatchState> {
     return this.control({ action: 'pause', ...(position !== undefined ? { position } : {}) });
@@ -393,6 +433,14 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
     }
     if (player.playbackRate !== state.rate) player.playbackRate = state.rate;
     const expected = positionAt(state, this.serverNow());
+    const duration = durationOf(player);
+    if (duration !== undefined && expected >= duration - END_SLACK_SECONDS) {
+      // The room is past this media's end: stay on its last frame. play() on an ended element
+      // would start it over from 0, far from the room.
+      if (!player.ended && Math.abs(player.currentTime - duration) > END_SLACK_SECONDS) player.currentTime = duration;
+      if (!player.paused) player.pause();
+      return;
+    }
     const thresholdMs = this.#info?.watch?.driftThresholdMs ?? 300;
     // Small differences are left alone: a seek costs a stall, which is worse than a few frames.
     if (force || Math.abs(player.currentTime - expected) * 1000 > thresholdMs / 2) player.currentTime = expected;

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { ApiKeyring } from '../auth/apiKeys.js';
@@ -31,6 +31,8 @@ export interface HttpDeps {
   /** Origins allowed cross-origin; undefined allows any. */
   corsOrigins: string[] | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
+  /** Where others reach this node (its LAN or public URL), for the links the pages hand out. */
+  publicUrl?: (() => string) | undefined;
   /** The HLS fallback (/hls/<room>/…), when enabled. */
   hls?: HlsRouteDeps | undefined;
   /** Readiness: workers alive and the node accepting work. */
@@ -54,6 +56,10 @@ function bearerMatches(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 const tokenBody = grantSchema.extend({ ttlSeconds: z.number().int().positive().optional() });
 
 const demoBroadcastBody = z.strictObject({
@@ -70,6 +76,33 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     // report, the proxy's log and this node's log can be matched.
     genReqId: (request) => requestId(request.headers['x-request-id']),
     trustProxy: deps.trustProxy,
+    // Requests the router cannot even parse (bad percent-encoding, an over-long path segment, a
+    // body of another type) get the same JSON error shape as everything else, with a code.
+    frameworkErrors: (error, request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode ?? 400;
+      const message =
+        error.code === 'FST_ERR_BAD_URL'
+          ? 'the request path is not valid percent-encoding'
+          : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? 'a segment of the request path is too long'
+            : 'the request could not be parsed';
+      void reply.header('x-request-id', request.id);
+      void (reply as unknown as FastifyReply).status(status).send({ error: { code: status === 413 ? 'LIMIT_REACHED' : 'BAD_REQUEST', message, retryable: false } });
+    },
+    // Refused by Node's HTTP parser before any request exists (a request line or headers over
+    // 16 KiB, garbage on the socket): still the JSON error shape, then the connection closes.
+    clientErrorHandler: (error, socket) => {
+      if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return;
+      const tooLarge = (error as NodeJS.ErrnoException).code === 'HPE_HEADER_OVERFLOW';
+      const status = tooLarge ? 431 : 400;
+      const body = JSON.stringify({
+        error: { code: 'BAD_REQUEST', message: tooLarge ? 'the request line or headers are too large' : 'the request could not be parsed', retryable: false },
+      });
+      if (socket.writable) {
+        socket.write(`HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy();
+    },
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -97,10 +130,11 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   void app.register(fastifyHelmet, {
     contentSecurityPolicy: {
       directives: {
-        // Pages talk to this node only (signaling is same-origin WebSocket); media elements may
-        // play MediaStreams and, for HLS, blob: URLs.
+        // Pages talk to this node only (signaling is same-origin WebSocket). Media elements play
+        // MediaStreams, blob: URLs (HLS) and, on the watch page, any http(s) video the room
+        // points at (what its protocol accepts: src/protocol/watch.ts isAllowedVideoUrl).
         'connect-src': ["'self'"],
-        'media-src': ["'self'", 'blob:'],
+        'media-src': ["'self'", 'blob:', 'https:', 'http:'],
         // Plain HTTP on a LAN must keep working for phones: only ask for upgrades on TLS.
         'upgrade-insecure-requests': https ? [] : null,
       },
@@ -121,7 +155,8 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   });
 
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}`, retryable: false } }),
+    // The path is echoed for whoever mistyped it, but not a 16 KiB one.
+    reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${truncate(request.url.split('?')[0] ?? '', 200)}`, retryable: false } }),
   );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -145,7 +180,9 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const info = deps.info;
   if (info) app.get('/health/info', async () => info());
 
-  app.get('/api/config', async () => ({ demo: deps.demo }));
+  // The pages build shareable links on publicUrl when opened on loopback: a link to 127.0.0.1
+  // sent to a phone leads nowhere.
+  app.get('/api/config', async () => ({ demo: deps.demo, ...(deps.publicUrl?.() ? { publicUrl: deps.publicUrl() } : {}) }));
 
   if (deps.hls) registerHlsRoutes(app, deps.hls);
 

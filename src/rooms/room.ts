@@ -253,7 +253,8 @@ export class Room extends EventEmitter<RoomEvents> {
     try {
       await transport.connect({ dtlsParameters });
     } catch (error) {
-      throw new ChorusError('MEDIA_REJECTED', `cannot connect transport: ${messageOf(error)}`);
+      this.#log.info({ peer: peer.id, transport: transportId, err: error }, 'connectTransport refused');
+      throw new ChorusError('MEDIA_REJECTED', 'cannot connect transport: it is already connected, or its DTLS parameters were refused');
     }
   }
 
@@ -284,7 +285,8 @@ export class Room extends EventEmitter<RoomEvents> {
       const tuned = kind === 'audio' ? tuneOpusForSpeech(rtpParameters, this.options.opusBitrate) : rtpParameters;
       producer = await transport.produce({ kind, rtpParameters: tuned, appData: { peerId: peer.id } });
     } catch (error) {
-      throw new ChorusError('MEDIA_REJECTED', `cannot produce: ${messageOf(error)}`);
+      this.#log.info({ peer: peer.id, transport: transportId, kind, err: error }, 'produce refused');
+      throw new ChorusError('MEDIA_REJECTED', producerRefusal(error));
     } finally {
       peer.pendingProduce.delete(kind);
     }
@@ -371,7 +373,8 @@ export class Room extends EventEmitter<RoomEvents> {
         // no such packet, so a client may ask for it flowing at once.
         consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: startPaused || broadcast.kind !== 'audio' });
       } catch (error) {
-        throw new ChorusError('CANNOT_CONSUME', `cannot consume: ${messageOf(error)}`);
+        this.#log.info({ peer: peer.id, transport: transportId, producer: id, err: error }, 'consume refused');
+        throw new ChorusError('CANNOT_CONSUME', 'cannot consume: the server could not make a stream for these RTP capabilities');
       }
     } finally {
       peer.pendingConsume.delete(id);
@@ -590,6 +593,14 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/**
+ * What a client is told when mediasoup refuses its RTP parameters. mediasoup's own text (and,
+ * for some inconsistent inputs, a JavaScript TypeError from inside it) is for the log, not the
+ * wire: clients get our wording, which names what to fix.
+ */
+function producerRefusal(error: unknown): string {
+  if (error instanceof Error && error.name === 'UnsupportedError') {
+    return 'cannot produce: rtpParameters name a codec this room does not accept (see getRouterRtpCapabilities)';
+  }
+  return 'cannot produce: rtpParameters are inconsistent (codecs, their RTX apt references, encodings or header extensions)';
 }

@@ -44,6 +44,19 @@ function describe(error: ZodError): string {
     .join('; ');
 }
 
+/**
+ * The page was served by this node: its Origin names the host the request came to. The scheme is
+ * left out because a TLS proxy in front turns https pages into plain requests here.
+ */
+function sameHost(origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  try {
+    return new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
+  }
+}
+
 export function createSignalingServer(httpServer: HttpServer, options: SignalingOptions): SignalingServer {
   return new Server<Record<string, never>, ServerEvents>(httpServer, {
     maxHttpBufferSize: wireLimits.maxMessageBytes,
@@ -53,9 +66,12 @@ export function createSignalingServer(httpServer: HttpServer, options: Signaling
     serveClient: false,
     // CORS headers do not bind WebSocket upgrades, so the allow-list is enforced on the
     // handshake itself. Clients that send no Origin (servers, native apps) authenticate by token.
+    // The node's own pages are never foreign: browsers send Origin on every WebSocket upgrade,
+    // and refusing it would push the node's own pages onto long-polling.
     allowRequest: (request, callback) => {
       const origin = request.headers.origin;
-      const allowed = options.corsOrigins === true || origin === undefined || options.corsOrigins.includes(origin);
+      const allowed =
+        options.corsOrigins === true || origin === undefined || options.corsOrigins.includes(origin) || sameHost(origin, request.headers.host);
       callback(allowed ? null : 'origin not allowed', allowed);
     },
   });

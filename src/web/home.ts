@@ -2,7 +2,7 @@
  * Home page: mints a demo broadcast (POST /api/demo/broadcasts) and hands out the broadcaster
  * and listener links. When the node is not in demo mode it explains where links come from.
  */
-import { byId, copyButton, exposeDebug, showAlert } from './shared.js';
+import { byId, copyButton, exposeDebug, shareOrigin, showAlert } from './shared.js';
 
 type HomeState = 'loading' | 'ready' | 'creating' | 'created' | 'disabled' | 'error';
 
@@ -26,6 +26,8 @@ const shareButton = byId<HTMLButtonElement>('share');
 
 let state: HomeState = 'loading';
 let created: { roomId: string; broadcaster: string; listener: string } | undefined;
+/** Where the listener link points: the node's LAN/public address when this page is on loopback. */
+let listenerOrigin = location.origin;
 
 exposeDebug({
   get state() {
@@ -65,8 +67,8 @@ function roomIdFrom(name: string): string | undefined {
   return id || undefined;
 }
 
-function pageLink(page: string, roomId: string, token: string): string {
-  const url = new URL(page, location.origin);
+function pageLink(page: string, roomId: string, token: string, origin = location.origin): string {
+  const url = new URL(page, origin);
   url.searchParams.set('room', roomId);
   url.searchParams.set('token', token);
   return url.href;
@@ -103,7 +105,9 @@ async function create(): Promise<void> {
     created = {
       roomId: demo.roomId,
       broadcaster: pageLink('/broadcast.html', demo.roomId, demo.broadcasterToken),
-      listener: pageLink('/listen.html', demo.roomId, demo.listenerToken),
+      // The broadcaster stays on this origin (browsers grant the microphone on localhost, not on
+      // a plain-HTTP LAN address); the listener link is for other devices.
+      listener: pageLink('/listen.html', demo.roomId, demo.listenerToken, listenerOrigin),
     };
     byId('room-label').textContent = `“${demo.roomId}”`;
     broadcasterLink.value = created.broadcaster;
@@ -139,7 +143,9 @@ if (typeof navigator.share === 'function') {
 async function loadConfig(): Promise<void> {
   try {
     const response = await fetch('/api/config');
-    const config = (await response.json()) as { demo?: boolean };
+    const config = (await response.json()) as { demo?: boolean; publicUrl?: string };
+    listenerOrigin = shareOrigin(config.publicUrl);
+    byId('lan-hint').hidden = listenerOrigin === location.origin;
     if (config.demo) {
       form.hidden = false;
       setState('ready');

@@ -24,6 +24,22 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return element as T;
 }
 
+const loopback = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+
+/**
+ * The origin shareable links are built on: the page's own, unless it was opened on loopback and
+ * the node knows an address others reach it at (its LAN or public URL, from /api/config).
+ */
+export function shareOrigin(publicUrl: string | undefined): string {
+  if (!publicUrl || !loopback.test(location.hostname)) return location.origin;
+  try {
+    const url = new URL(publicUrl);
+    return loopback.test(url.hostname) ? location.origin : url.origin;
+  } catch {
+    return location.origin;
+  }
+}
+
 /** Room and token from the page address (?room=R&token=T), or what is missing. */
 export function linkParams(): { roomId: string; token: string } | { missing: string[] } {
   const params = new URLSearchParams(location.search);

@@ -6,8 +6,8 @@
  */
 import { WatchClient } from '../client/watchClient.js';
 import { ChorusClientError } from '../client/signaling.js';
-import type { WatchState } from '../protocol/watch.js';
-import { byId, copyButton, describeError, endsSession, exposeDebug, linkParams, resumeStore, showAlert } from './shared.js';
+import { isAllowedVideoUrl, type WatchState } from '../protocol/watch.js';
+import { byId, copyButton, describeError, endsSession, exposeDebug, linkParams, resumeStore, shareOrigin, showAlert } from './shared.js';
 
 type PageState = 'loading' | 'create' | 'creating' | 'idle' | 'connecting' | 'watching' | 'reconnecting' | 'ended' | 'error' | 'disabled';
 
@@ -84,11 +84,22 @@ function setState(next: PageState, detail?: string): void {
   status.textContent = detail ?? words[next];
 }
 
-function fail(error: unknown): void {
+/** What the user typed into the address field and the server (or this page) refused. */
+const badVideoAddress = 'That video address cannot be used: give an http:// or https:// address of a video file, or a path on this server such as /sample.webm.';
+
+function fail(error: unknown, words: Record<string, string> = {}): void {
   const code = error instanceof ChorusClientError ? error.code : undefined;
-  lastError = (code && extraWords[code]) ?? describeError(error);
+  lastError = (code && (words[code] ?? extraWords[code])) ?? describeError(error);
   showAlert(errorBox, lastError);
 }
+
+/** Why the browser could not play what the room points at (MediaError codes). */
+const mediaErrorWords: Record<number, string> = {
+  1: 'loading was stopped',
+  2: 'a network error interrupted it',
+  3: 'the browser could not decode it',
+  4: 'the address is not a video this browser can play, or its server refused it',
+};
 
 function clock(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));
@@ -99,7 +110,9 @@ function render(): void {
   const c = client;
   const playback = c?.playback;
   byId('position').textContent = clock(video.currentTime);
-  byId('playing-word').textContent = playback?.playing ? 'playing' : 'paused';
+  byId('playing-word').textContent = playback?.playing ? 'playing' : video.ended ? 'ended' : 'paused';
+  // Who hosts is only known once joined; before that the line says nothing about it.
+  byId('hosted-by').hidden = !playback;
   byId('host-name').textContent = playback?.host ? (playback.host.peerId === c?.peerId ? 'you' : playback.host.identity) : 'nobody';
   const drift = c?.driftMs;
   byId('drift').textContent = drift === null || drift === undefined ? '–' : `${drift > 0 ? '+' : ''}${drift} ms`;
@@ -175,14 +188,25 @@ async function start(roomId: string, token: string): Promise<void> {
   if (c.canControl && c.playback?.url === '') await c.load('/sample.webm').catch(fail);
 }
 
-async function control(action: (c: WatchClient) => Promise<unknown>): Promise<void> {
+async function control(action: (c: WatchClient) => Promise<unknown>, words: Record<string, string> = {}): Promise<void> {
   if (!client) return;
   try {
     showAlert(errorBox, '');
     await action(client);
   } catch (error) {
-    fail(error);
+    fail(error, words);
   }
+}
+
+function loadAddress(): void {
+  const url = urlInput.value.trim();
+  // Checked here with the protocol's own rule, so the answer names the field, not the protocol.
+  if (!isAllowedVideoUrl(url)) {
+    lastError = badVideoAddress;
+    showAlert(errorBox, lastError);
+    return;
+  }
+  void control((c) => c.load(url), { BAD_REQUEST: badVideoAddress });
 }
 
 function wireControls(): void {
@@ -196,7 +220,16 @@ function wireControls(): void {
     void control((c) => c.seek(Number(seek.value)));
   });
   rate.addEventListener('change', () => void control((c) => c.setRate(Number(rate.value))));
-  byId('load').addEventListener('click', () => void control((c) => c.load(urlInput.value.trim())));
+  byId('load').addEventListener('click', loadAddress);
+  urlInput.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter') loadAddress();
+  });
+  // A black player and no word is the worst outcome: say what the browser could not do.
+  video.addEventListener('error', () => {
+    const code = video.error?.code ?? 0;
+    lastError = `This video cannot be played here: ${mediaErrorWords[code] ?? 'the browser refused it'} (${video.currentSrc || video.src}).`;
+    showAlert(errorBox, lastError);
+  });
   // A freshly loaded video could not seek before its metadata: put it where the room is now.
   video.addEventListener('loadedmetadata', () => client?.realign());
 }
@@ -228,7 +261,7 @@ async function main(): Promise<void> {
     showPlayer(link.roomId, link.token);
     return;
   }
-  const config = (await fetch('/api/config').then((r) => r.json())) as { demo: boolean };
+  const config = (await fetch('/api/config').then((r) => r.json())) as { demo: boolean; publicUrl?: string };
   if (!config.demo) {
     setState('disabled');
     return;
@@ -244,7 +277,8 @@ async function main(): Promise<void> {
         const response = await fetch('/api/demo/watch', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const created = (await response.json()) as { roomId: string; hostToken: string; guestToken: string };
-        const guest = `${location.origin}/watch.html?room=${encodeURIComponent(created.roomId)}&token=${encodeURIComponent(created.guestToken)}`;
+        // For other devices: the node's LAN/public address when this page is on loopback.
+        const guest = `${shareOrigin(config.publicUrl)}/watch.html?room=${encodeURIComponent(created.roomId)}&token=${encodeURIComponent(created.guestToken)}`;
         history.replaceState(null, '', `/watch.html?room=${encodeURIComponent(created.roomId)}&token=${encodeURIComponent(created.hostToken)}`);
         form.hidden = true;
         byId('share').hidden = false;

@@ -4,8 +4,12 @@
  * the guest's <video> follows (its currentTime within 500 ms of the host's). Real video: the VP8
  * sample the build generated with ffmpeg. Screenshots go to artifacts/screenshots/.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
@@ -17,6 +21,9 @@ const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;
 let browser: Browser;
+/** Another origin serving the sample over HTTPS, like the https:// videos people paste in. */
+let videoServer: HttpsServer;
+let videoOrigin: string;
 const contexts: BrowserContext[] = [];
 const pageErrors: string[] = [];
 
@@ -24,7 +31,20 @@ beforeAll(async () => {
   const webDir = await buildWeb();
   if (!existsSync(join(webDir, 'sample.webm'))) throw new Error('the build made no sample video: is ffmpeg installed? (scripts/setup.sh)');
   node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_WATCH_REPORT_INTERVAL_MS: '1000' });
-  browser = await launchChromium(['--mute-audio']);
+  const certDir = mkdtempSync(join(tmpdir(), 'chorus-video-tls-'));
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')]);
+  const sample = readFileSync(join(webDir, 'sample.webm'));
+  videoServer = createHttpsServer({ cert: readFileSync(join(certDir, 'cert.pem')), key: readFileSync(join(certDir, 'key.pem')) }, (request, response) => {
+    if (request.url !== '/sample.webm') {
+      response.writeHead(404).end();
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'video/webm', 'content-length': sample.length }).end(sample);
+  });
+  await new Promise<void>((resolve) => videoServer.listen(0, '127.0.0.1', resolve));
+  videoOrigin = `https://127.0.0.1:${(videoServer.address() as { port: number }).port}`;
+  // The test's own certificate: Chromium is told to accept it (the server is on loopback).
+  browser = await launchChromium(['--mute-audio', '--ignore-certificate-errors']);
   mkdirSync(screenshots, { recursive: true });
 }, 120_000);
 
@@ -32,6 +52,7 @@ afterAll(async () => {
   await Promise.all(contexts.map((c) => c.close()));
   await browser?.close();
   await node?.close();
+  await new Promise((resolve) => videoServer?.close(resolve));
 });
 
 async function openPage(name: string, url: string): Promise<Page> {
@@ -127,4 +148,79 @@ test('the host seeks on its page and the guest page\'s video follows within 500 
   await host.screenshot({ path: join(screenshots, 'watch-host.png'), fullPage: true });
   await guest.screenshot({ path: join(screenshots, 'watch-guest.png'), fullPage: true });
   expect(pageErrors).toEqual([]);
+}, 120_000);
+
+test('the watch page: an https video plays, bad addresses are explained, Play after the end starts over, nothing half-made shows', async () => {
+  pageErrors.length = 0;
+  const host = await openPage('host-2', `${node.url}/watch.html`);
+  await waitForState(host, 'create');
+  await host.getByRole('button', { name: 'Start a watch party' }).click();
+  await waitForState(host, 'idle');
+  // Before joining, nobody is known to host: the page does not claim "hosted by nobody".
+  expect(await host.locator('#hosted-by').isVisible()).toBe(false);
+  expect(await host.locator('#player-card').innerText()).not.toMatch(/nobody/);
+  await host.getByRole('button', { name: 'Start watching' }).click();
+  await waitForState(host, 'watching');
+  await host.waitForFunction(() => window.chorusDebug?.['url'] === '/sample.webm', undefined, { timeout: 10_000 });
+  await host.locator('#controls').waitFor({ state: 'visible', timeout: 5000 });
+  expect(await host.locator('#hosted-by').innerText()).toMatch(/hosted by you/);
+  // The host controls are a styled panel, not the browser's default grooved box.
+  const box = await host.locator('#controls').evaluate((el) => {
+    const style = getComputedStyle(el);
+    return { border: style.borderTopStyle, radius: style.borderTopLeftRadius };
+  });
+  expect(box.border).not.toBe('groove');
+  expect(box.radius).not.toBe('0px');
+
+  // An address the room would refuse: the page says what to type, not "reload the page".
+  await host.locator('#url').fill('ftp://example.com/film.webm');
+  await host.getByRole('button', { name: 'Load' }).click();
+  await expect.poll(() => host.locator('#error').innerText(), { timeout: 5000 }).toMatch(/video address cannot be used.*https:\/\//);
+  expect(await debug(host, 'url')).toBe('/sample.webm');
+
+  // An https video on another origin, as the placeholder invites: it plays (the CSP allows it).
+  const remote = `${videoOrigin}/sample.webm`;
+  await host.locator('#url').fill(remote);
+  await host.getByRole('button', { name: 'Load' }).click();
+  await host.waitForFunction((u) => window.chorusDebug?.['url'] === u, remote, { timeout: 10_000 });
+  await host.waitForFunction((u) => {
+    const v = document.getElementById('video') as HTMLVideoElement;
+    return v.currentSrc === u && v.readyState >= 1 && Number.isFinite(v.duration);
+  }, remote, { timeout: 10_000 });
+  expect(await host.locator('#error').isVisible()).toBe(false);
+
+  // An https address the browser cannot play: a message, not a silent black player.
+  await host.locator('#url').fill(`${videoOrigin}/missing.webm`);
+  await host.getByRole('button', { name: 'Load' }).click();
+  await expect.poll(() => host.locator('#error').innerText(), { timeout: 10_000 }).toMatch(/cannot be played here/);
+
+  // Back to the sample; play to its end: the room pauses there instead of running on.
+  await host.locator('#url').fill('/sample.webm');
+  await host.getByRole('button', { name: 'Load' }).click();
+  await host.waitForFunction(() => {
+    const v = document.getElementById('video') as HTMLVideoElement;
+    return window.chorusDebug?.['url'] === '/sample.webm' && v.readyState >= 1 && Number.isFinite(v.duration);
+  }, undefined, { timeout: 10_000 });
+  const duration = await host.evaluate(() => (document.getElementById('video') as HTMLVideoElement).duration);
+  await host.getByRole('button', { name: 'Play', exact: true }).click();
+  await host.waitForFunction(() => window.chorusDebug?.['playing'] === true, undefined, { timeout: 10_000 });
+  await host.locator('#seek').fill(String(Math.max(0, duration - 1.5)));
+  await host.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).ended, undefined, { timeout: 15_000 });
+  await host.waitForFunction(() => window.chorusDebug?.['playing'] === false, undefined, { timeout: 10_000 });
+  await expect.poll(() => host.locator('#playing-word').innerText(), { timeout: 5000 }).toBe('ended');
+
+  // Play after the end starts over from the beginning, and the player is with the room.
+  await host.getByRole('button', { name: 'Play', exact: true }).click();
+  await host.waitForFunction(() => window.chorusDebug?.['playing'] === true, undefined, { timeout: 10_000 });
+  await host.waitForFunction(() => {
+    const v = document.getElementById('video') as HTMLVideoElement;
+    return !v.paused && v.currentTime > 0.3;
+  }, undefined, { timeout: 10_000 });
+  expect(await debug<number>(host, 'expected')).toBeLessThan(5);
+  expect(await host.evaluate(() => (document.getElementById('video') as HTMLVideoElement).currentTime)).toBeLessThan(5);
+  // The next position report measures the player against the room: close, not the media's length behind.
+  await host.waitForFunction(() => typeof window.chorusDebug?.['drift'] === 'number' && Math.abs(window.chorusDebug['drift'] as number) < 1000, undefined, { timeout: 10_000 });
+  await host.screenshot({ path: join(screenshots, 'watch-host-controls.png'), fullPage: true });
+  // The 404 above is the browser's own console line for the failed load; nothing else went wrong.
+  expect(pageErrors.filter((e) => !/missing\.webm|404/.test(e))).toEqual([]);
 }, 120_000);

@@ -119,6 +119,80 @@ describe('requests that must be refused, each with its code, leaving the socket 
     expect(await mediaCounts(node)).toMatchObject({ producers: 0 });
   });
 
+  test('media blobs are strict: an unknown field anywhere in them is BAD_REQUEST naming it, and nothing is created', async () => {
+    const s = await joined('r-strict', 'broadcaster');
+    const t = await s.ok('createTransport', { direction: 'send' });
+    const codec = { mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 };
+    const produce = (rtpParameters: unknown) => s.call('produce', { transportId: t['id'], kind: 'audio', rtpParameters });
+    const refusals = [
+      await produce({ codecs: [codec], encodings: [{ ssrc: 1 }], isAdmin: true }),
+      await produce({ codecs: [{ ...codec, extra: 1 }], encodings: [{ ssrc: 1 }] }),
+      await produce({ codecs: [codec], encodings: [{ ssrc: 1, extra: 1 }] }),
+      await produce({ codecs: [codec], encodings: [{ ssrc: 1, rtx: { ssrc: 2, extra: 1 } }] }),
+      await produce({ codecs: [codec], encodings: [{ ssrc: 1 }], rtcp: { cname: 'x', extra: 1 } }),
+      await produce({ codecs: [codec], encodings: [{ ssrc: 1 }], headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 1, extra: 1 }] }),
+      await produce({ codecs: [{ ...codec, rtcpFeedback: [{ type: 'nack', extra: 1 }] }], encodings: [{ ssrc: 1 }] }),
+      await s.call('connectTransport', { transportId: t['id'], dtlsParameters: { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: 'AA:BB' }], extra: 1 } }),
+      await s.call('connectTransport', { transportId: t['id'], dtlsParameters: { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: 'AA:BB', extra: 1 }] } }),
+    ];
+    for (const reply of refusals) {
+      expect(reply.error?.code).toBe('BAD_REQUEST');
+      expect(reply.error?.message).toMatch(/extra|isAdmin/);
+    }
+    const l = await joined('r-strict', 'listener');
+    const recv = await l.ok('createTransport', { direction: 'recv' });
+    for (const caps of [
+      { ...rtpCapabilities, extra: 1 },
+      { codecs: [{ ...rtpCapabilities.codecs[0], extra: 1 }] },
+      { codecs: rtpCapabilities.codecs, headerExtensions: [{ kind: 'audio', uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', preferredId: 1, extra: 1 }] },
+    ]) {
+      expect(await l.code('consume', { transportId: recv['id'], rtpCapabilities: caps })).toBe('BAD_REQUEST');
+    }
+    expect(await mediaCounts(node)).toMatchObject({ producers: 0, consumers: 0 });
+    // Exactly what mediasoup-client sends is still accepted (broadcast.test.ts runs the real SDK).
+    await s.ok('produce', {
+      transportId: t['id'],
+      kind: 'audio',
+      rtpParameters: {
+        mid: '0',
+        codecs: [{ ...codec, parameters: { minptime: 10, useinbandfec: 1 }, rtcpFeedback: [{ type: 'transport-cc', parameter: '' }] }],
+        headerExtensions: [{ uri: 'urn:ietf:params:rtp-hdrext:sdes:mid', id: 1, encrypt: false, parameters: {} }],
+        encodings: [{ ssrc: 4_294_967_295, dtx: true, active: true, maxBitrate: 24000, priority: 'high', networkPriority: 'high', adaptivePtime: false }],
+        rtcp: { cname: 'c', reducedSize: true, mux: true },
+        msid: 'stream track',
+      },
+    });
+  });
+
+  test('an SSRC outside 32 bits is BAD_REQUEST', async () => {
+    const s = await joined('r-ssrc', 'broadcaster');
+    const t = await s.ok('createTransport', { direction: 'send' });
+    const codecs = [{ mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 }];
+    for (const encodings of [[{ ssrc: 2 ** 32 }], [{ ssrc: 1, rtx: { ssrc: 2 ** 32 + 5 } }], [{ ssrc: -1 }], [{ ssrc: 1.5 }]]) {
+      const reply = await s.call('produce', { transportId: t['id'], kind: 'audio', rtpParameters: { codecs, encodings } });
+      expect(reply.error?.code).toBe('BAD_REQUEST');
+      expect(reply.error?.message).toMatch(/ssrc/);
+    }
+    expect(await mediaCounts(node)).toMatchObject({ producers: 0 });
+  });
+
+  test('an RTX codec whose apt names itself is MEDIA_REJECTED in our words, not a JavaScript TypeError', async () => {
+    const s = await joined('r-rtx', 'broadcaster');
+    const t = await s.ok('createTransport', { direction: 'send' });
+    const rtpParameters = {
+      codecs: [
+        { mimeType: 'audio/opus', payloadType: 111, clockRate: 48000, channels: 2 },
+        { mimeType: 'audio/rtx', payloadType: 112, clockRate: 48000, parameters: { apt: 112 } },
+      ],
+      encodings: [{ ssrc: 1 }],
+    };
+    const reply = await s.call('produce', { transportId: t['id'], kind: 'audio', rtpParameters });
+    expect(reply.error?.code).toBe('MEDIA_REJECTED');
+    expect(reply.error?.message).toMatch(/^cannot produce: rtpParameters are inconsistent/);
+    expect(reply.error?.message).not.toMatch(/undefined|Cannot read|properties/);
+    expect(await mediaCounts(node)).toMatchObject({ producers: 0 });
+  });
+
   test('an oversized message closes only that connection; the room and its audio carry on', async () => {
     const tone = toneTrack(1000);
     const broadcaster = nodeClient(node, 'big', await tokenFor(node, 'big', 'broadcaster'));

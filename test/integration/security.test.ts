@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +33,23 @@ afterEach(async () => {
 afterAll(async () => {
   await node?.close();
 });
+
+/** One HTTP/1.1 request written as-is on a TCP socket: fetch would normalise a malformed path. */
+async function rawHttp(n: ChorusNode, path: string): Promise<{ status: number; headers: string; body: string }> {
+  const { hostname, port } = new URL(n.url);
+  const text = await new Promise<string>((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    let data = '';
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no answer to GET ${path.slice(0, 60)}`)));
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
+    socket.on('end', () => resolve(data));
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n\r\n`);
+  });
+  const split = text.indexOf('\r\n\r\n');
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), headers: text.slice(0, split), body: text.slice(split + 4) };
+}
 
 async function raw(n: ChorusNode = node): Promise<RawSocket> {
   const s = await RawSocket.connect(n);
@@ -288,6 +306,35 @@ describe('HTTP hardening', () => {
     expect(JSON.parse(text)).toMatchObject({ error: { code: 'BAD_REQUEST' } });
   });
 
+  test('malformed and over-long URLs get the documented JSON error shape with a code, never Fastify\'s own', async () => {
+    const webDir = mkdtempSync(join(tmpdir(), 'chorus-web-'));
+    writeFileSync(join(webDir, 'index.html'), '<!doctype html><title>t</title>');
+    const n = await startTestNode({ CHORUS_WEB_DIR: webDir });
+    cleanup.push(() => n.close());
+    const cases: Array<[string, number]> = [
+      ['/%', 400],
+      ['/api/%E0%A4%A', 400],
+      ['/hls/%ZZ/index.m3u8', 400],
+      ['/watch.html%', 400],
+      [`/api/admin/rooms/${'a'.repeat(300)}`, 404],
+      [`/${'a'.repeat(5000)}`, 404],
+      [`/${'a'.repeat(20_000)}`, 431],
+    ];
+    // Without the pages' wildcard route, a path parameter over Fastify's maxParamLength is a 414.
+    const apiOnly: Array<[string, number]> = [[`/api/admin/rooms/${'a'.repeat(300)}`, 414], ['/api/%E0%A4%A', 400]];
+    for (const [target, path, status] of [...cases.map(([p, c]) => [n, p, c] as const), ...apiOnly.map(([p, c]) => [node, p, c] as const)]) {
+      const reply = await rawHttp(target, path);
+      const what = `GET ${path.slice(0, 40)} → ${reply.status} ${reply.body.slice(0, 200)}`;
+      expect(reply.status, what).toBe(status);
+      expect(reply.headers, what).toMatch(/content-type: application\/json/i);
+      const body = JSON.parse(reply.body) as Record<string, unknown>;
+      expect(Object.keys(body), what).toEqual(['error']);
+      expect(body['error'], what).toEqual({ code: expect.stringMatching(/^[A-Z_]+$/), message: expect.any(String), retryable: false });
+      expect(reply.body, what).not.toMatch(/FST_|statusCode/);
+      expect(reply.body.length, what).toBeLessThan(1000);
+    }
+  });
+
   test('CORS allow-list applies to the API and to the signaling handshake', async () => {
     const n = await startTestNode({ CHORUS_CORS_ORIGINS: 'https://masjid.example' });
     cleanup.push(() => n.close());
@@ -301,6 +348,17 @@ describe('HTTP hardening', () => {
     const welcome = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: 'https://masjid.example' } });
     cleanup.push(() => welcome.close());
     await new Promise<void>((resolve) => welcome.once('connect', () => resolve()));
+    // The node's own pages (Origin = the node's URL) keep their WebSocket whatever the list says.
+    const own = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: n.url } });
+    cleanup.push(() => own.close());
+    await new Promise<void>((resolve, reject) => {
+      own.once('connect', () => resolve());
+      own.once('connect_error', reject);
+    });
+    // A foreign origin naming the node's port on another host is still foreign.
+    const lookalike = io(n.url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: { origin: n.url.replace('127.0.0.1', 'evil.example') } });
+    cleanup.push(() => lookalike.close());
+    await new Promise((resolve) => lookalike.once('connect_error', resolve));
   });
 
   test('TLS: with a certificate and key the node serves HTTPS itself', async () => {

@@ -1,0 +1,126 @@
+/**
+ * `npm start`'s process as an operator meets it: `node --import tsx src/main.ts` with an
+ * environment, read through its stdout (JSON log lines) and stderr.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, test } from 'vitest';
+import { repoRoot } from '../support/buildWeb.js';
+import { until } from '../support/testNode.js';
+
+const children: ChildProcess[] = [];
+const servers: Server[] = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+/** The test's own environment without any Chorus setting that could leak into the child. */
+function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!/^(CHORUS_|REDIS_|DATABASE_URL|RTC_|MEDIASOUP_|TURN_|LOG_LEVEL)/.test(key)) env[key] = value;
+  }
+  return {
+    ...env,
+    CHORUS_HOST: '127.0.0.1',
+    CHORUS_DATA_DIR: mkdtempSync(join(tmpdir(), 'chorus-start-')),
+    CHORUS_RECORDS: 'false',
+    CHORUS_HLS: 'false',
+    MEDIASOUP_WORKERS: '1',
+    RTC_LISTEN_IP: '127.0.0.1',
+    RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
+    RTC_MIN_PORT: '30000',
+    RTC_MAX_PORT: '30999',
+    LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+interface Started {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startMain(env: NodeJS.ProcessEnv): Started {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('a port already in use: one clear line on stderr naming the port and CHORUS_PORT, no stack, non-zero exit', async () => {
+  const holder = createServer();
+  servers.push(holder);
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const port = (holder.address() as { port: number }).port;
+
+  const main = startMain(baseEnv({ CHORUS_PORT: String(port), CHORUS_API_KEYS: `test:${'t'.repeat(40)}` }));
+  const { code } = await withTimeout(main.exited, 60_000, 'the node to exit');
+  const stderr = main.stderr();
+  expect(code, `stdout: ${main.stdout().slice(-2000)}\nstderr: ${stderr}`).not.toBe(0);
+  const lines = stderr.split('\n').filter((line) => line.trim() !== '');
+  expect(lines, stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(new RegExp(`port ${port} is already in use`));
+  expect(lines[0]).toMatch(/CHORUS_PORT/);
+  expect(stderr).not.toMatch(/EADDRINUSE|\n\s+at /);
+}, 90_000);
+
+test('demo mode says where the development secret lives (info) and warns that anyone reaching it can mint tokens', async () => {
+  const env = baseEnv({ CHORUS_PORT: '0' });
+  const main = startMain(env);
+  const logLines = (): Array<{ level: number; msg: string }> =>
+    main
+      .stdout()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string });
+  await until(
+    () => {
+      if (main.child.exitCode !== null) throw new Error(`node exited: ${main.stderr()}`);
+      return logLines().some((l) => l.msg.startsWith('open '));
+    },
+    60_000,
+    'the start-up lines',
+  );
+  const keyFile = join(env['CHORUS_DATA_DIR']!, 'api-keys.json');
+  expect(existsSync(keyFile)).toBe(true);
+  expect(readFileSync(keyFile, 'utf8')).toMatch(/"id": "dev"/);
+  const secretLines = logLines().filter((l) => l.msg.includes(keyFile));
+  expect(secretLines, main.stdout()).toHaveLength(1);
+  expect(secretLines[0]!.level).toBe(30);
+  expect(secretLines[0]!.msg).toMatch(/admin API/);
+  const demoLines = logLines().filter((l) => /demo mode/.test(l.msg));
+  expect(demoLines, main.stdout()).toHaveLength(1);
+  expect(demoLines[0]!.level).toBe(40);
+  expect(demoLines[0]!.msg).toMatch(/anyone who reaches it can mint/);
+  expect(demoLines[0]!.msg).toMatch(/127\.0\.0\.1/);
+  main.child.kill('SIGINT');
+  expect((await withTimeout(main.exited, 30_000, 'the node to stop')).code).toBe(0);
+}, 90_000);
