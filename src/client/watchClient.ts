@@ -60,7 +60,7 @@ interface WatchClientEvents {
   error: (error: ChorusClientError) => void;
 }
 
-const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'NOT_JOINED']);
+const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'ROOM_FULL', 'NOT_JOINED']);
 
 export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
   readonly #options: WatchClientOptions;
