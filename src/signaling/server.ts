@@ -53,7 +53,7 @@ function describe(error: ZodError): string {
 }
 
 export function createSignalingServer(httpServer: HttpServer, options: SignalingOptions): SignalingServer {
-  return new Server<Record<string, never>, ServerEvents>(httpServer, {
+  const io = new Server<Record<string, never>, ServerEvents>(httpServer, {
     maxHttpBufferSize: wireLimits.maxMessageBytes,
     pingInterval: options.pingIntervalMs,
     pingTimeout: options.pingTimeoutMs,
@@ -69,6 +69,17 @@ export function createSignalingServer(httpServer: HttpServer, options: Signaling
       callback(allowed ? null : 'origin not allowed', allowed);
     },
   });
+  // Socket.IO drops a connection that never connected to the namespace politely: a WebSocket
+  // close frame, after which ws waits up to 30 s for the peer's answer, which an idle client
+  // never sends. Those are cut outright instead, so an idle handshake is gone after the timeout.
+  const joined = new WeakSet<object>();
+  io.on('connection', (socket) => joined.add(socket.conn));
+  io.engine.on('connection', (conn: { once(event: 'close', listener: () => void): unknown; transport: unknown }) => {
+    conn.once('close', () => {
+      if (!joined.has(conn)) (conn.transport as { socket?: { terminate?: () => void } }).socket?.terminate?.();
+    });
+  });
+  return io;
 }
 
 /** Told of every answered request (for metrics): `code` is undefined on success. */
@@ -147,6 +158,9 @@ export function attachProtocol(
       } catch (error) {
         if (error instanceof ChorusError && error.code === 'LIMIT_REACHED' && ++refusedInARow >= FLOOD_DISCONNECT_AFTER) {
           done(error.code);
+          // Messages already in flight when it was cut end here, unanswered and unlogged: one
+          // flooding connection once wrote a warning for each of them.
+          if (!socket.connected) return;
           refused('flood');
           // One line per address and interval: a flood over many connections is one offender.
           throttle.run(`flood ${ip}`, (suppressed) => socketLog.warn({ ip, suppressed }, 'connection kept flooding past its limit; closing it'));

@@ -435,14 +435,16 @@ describe('connection exhaustion', () => {
     cleanup.push(() => idle.forEach((c) => c.close()));
     expect(idle[0]).toMatchObject({ upgraded: true });
     // Well within Socket.IO's former 45 s and Node's 60 s header timeout.
-    await until(() => idle.every((c) => c.isClosed()), 10_000, 'idle handshakes to be closed');
+    await until(() => idle.every((c) => c.isClosed()), 10_000, 'idle handshakes to be closed').catch((e: Error) => {
+      throw new Error(`${e.message}: still open ${idle.map((c, i) => (c.isClosed() ? '' : i)).join(' ')}`);
+    });
     expect(await session.code('getRouterRtpCapabilities', {})).toBe('NOT_JOINED');
     expect(await polling.code('getRouterRtpCapabilities', {})).toBe('NOT_JOINED');
     const metrics = await (await fetch(`${n.url}/metrics`)).text();
     expect(metric(metrics, 'chorus_connections_refused_total', 'reason="idle"')).toBeGreaterThanOrEqual(2);
   });
 
-  test('a flood over many connections from one address logs one warning, with the count held back in the next', async () => {
+  test('a flood over many connections from one address logs one warning per kind of refusal, and each flooding connection is cut once', async () => {
     const captured = captureLogs();
     const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5', CHORUS_LIMIT_CONNECTIONS_PER_IP: '3', CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: '100', CHORUS_LIMIT_LOG_INTERVAL_MS: '3600000' }, captured.log);
     cleanup.push(() => n.close());
