@@ -381,7 +381,7 @@ describe('connection exhaustion', () => {
     await until(() => n.connections.openFrom('127.0.0.1') === 20, 5000, 'twenty connections counted');
 
     const over = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? rawEngineWebSocket(n) : rawConnection(n))));
-    await Promise.all(over.map((c) => c.closed));
+    await until(() => over.every((c) => c.isClosed()), 5000, 'connections over the cap to be closed');
     expect(over.filter((c) => 'upgraded' in c && c.upgraded)).toEqual([]);
     expect(n.connections.openFrom('127.0.0.1')).toBe(20);
     // The held ones are untouched: the real session still answers.
@@ -423,7 +423,7 @@ describe('connection exhaustion', () => {
     cleanup.push(() => held.forEach((c) => c.close()));
     await until(() => n.connections.openFrom('127.0.0.1') === 5, 5000, 'five connections counted');
     const forged = await rawConnection(n, { send: 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n' });
-    await forged.closed;
+    await until(() => forged.isClosed(), 5000, 'the connection with a forged address to be closed');
     expect(forged.received()).toBe('');
   });
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket as NetSocket } from 'node:net';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import type { ChorusNode } from '../../src/app.js';
+import { until } from './testNode.js';
 
 export interface RawReply {
   ok: boolean;
@@ -100,19 +101,7 @@ export async function rawEngineWebSocket(node: ChorusNode, options: { localAddre
   ].join('\r\n');
   const conn = await rawConnection(node, { ...options, send: request });
   // Upgraded once the 101 and the Engine.IO open packet arrived; refused when closed first.
-  let upgraded = false;
-  await Promise.race([
-    conn.closed,
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (/^HTTP\/1\.1 101/.test(conn.received()) && conn.received().includes('"sid"')) {
-          upgraded = true;
-          conn.socket.off('data', check);
-          resolve();
-        }
-      };
-      conn.socket.on('data', check);
-    }),
-  ]);
-  return { ...conn, upgraded };
+  const upgraded = (): boolean => /^HTTP\/1\.1 101/.test(conn.received()) && conn.received().includes('"sid"');
+  await until(() => upgraded() || conn.isClosed(), 5000, 'an Engine.IO WebSocket to open or be refused');
+  return { ...conn, upgraded: upgraded() && !conn.isClosed() };
 }
