@@ -19,6 +19,8 @@ import { MediaStatsSampler } from './observability/mediaStats.js';
 import { ChorusMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
+import { ConnectionGuard } from './limits/connectionGuard.js';
+import { LogThrottle } from './observability/logThrottle.js';
 import { RoomManager } from './rooms/roomManager.js';
 import { recordNode } from './records/nodeRecorder.js';
 import { QualitySampler } from './records/qualitySampler.js';
@@ -50,6 +52,8 @@ export interface ChorusNode {
   readonly store: StateStore;
   readonly audit: AuditLog;
   readonly limits: Limits;
+  /** TCP connections per address, counted from their first byte. */
+  readonly connections: ConnectionGuard;
   /** Prometheus metrics (/metrics); other parts report through it (records: observeDbLatency). */
   readonly metrics: ChorusMetrics;
   /** Readiness checks; a part with a dependency of its own registers it here (records: `database`). */
@@ -260,8 +264,21 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     pingTimeoutMs: 5000,
     corsOrigins: config.http.corsOrigins ?? (true as const),
     trustProxy: config.http.trustProxy,
+    handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
   };
   const io = createSignalingServer(http.server, signaling);
+  // Refusal warnings, one line per offender and interval, shared by every layer that refuses.
+  const refusalLog = new LogThrottle(config.limits.logIntervalMs);
+  // After Socket.IO attached (see ConnectionGuard.attach).
+  const connections = new ConnectionGuard({
+    perAddress: config.limits.tcpConnectionsPerAddress,
+    firstRequestTimeoutMs: config.limits.handshakeTimeoutMs,
+    log: log.child({ component: 'connections' }),
+    throttle: refusalLog,
+    onOpen: (open) => metrics.connectionsOpen(open),
+    onRefused: (reason) => metrics.connectionRefused(reason),
+  });
+  connections.attach(http.server);
   const channel = new SocketRoomChannel(io);
   // With Redis, room events reach clients on every node. The streams adapter resumes from its
   // stream position after a Redis blip instead of losing what was published meanwhile.
@@ -407,6 +424,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     signaling,
     log,
     (method, seconds, code) => metrics.observeRequest(method, seconds, code),
+    (reason) => metrics.connectionRefused(reason),
+    refusalLog,
   );
 
   // Everything below is torn down by close(); a node that cannot listen closes what it started
@@ -468,6 +487,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     store,
     audit,
     limits,
+    connections,
     metrics,
     health,
     records,

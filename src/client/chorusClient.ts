@@ -15,7 +15,7 @@ import { ChorusClientError, request, type ClientSocket } from './signaling.js';
 export { ChorusClientError } from './signaling.js';
 
 /** Failures of the path, not refusals by the server: always worth another try. */
-const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED']);
+const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'ROOM_FULL']);
 
 export type ClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 

@@ -74,7 +74,7 @@ interface WatchClientEvents {
 /** How close to the media's end counts as the end (players stop a frame or so early). */
 const END_SLACK_SECONDS = 0.1;
 
-const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'NOT_JOINED']);
+const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'ROOM_FULL', 'NOT_JOINED']);
 
 export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
   readonly #options: WatchClientOptions;

@@ -100,9 +100,24 @@ export const envSchema = z
     CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: z.coerce.number().int().min(1).default(50),
     CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: z.coerce.number().int().min(1).default(2000),
     CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: z.coerce.number().int().min(1).default(30),
+    /**
+     * Joins through one reusable (shared) link per address: a venue's Wi-Fi at prayer time or a
+     * carrier NAT puts hundreds of people behind one address; the room's capacity is the real bound.
+     */
+    CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE: z.coerce.number().int().min(1).default(600),
     CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: z.coerce.number().int().min(1).default(200),
     /** Many listeners can share one address (a campus, carrier-grade NAT): keep this generous. */
     CHORUS_LIMIT_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(1000),
+    /**
+     * TCP connections one socket address may hold (HTTP, polling, WebSocket, or nothing yet),
+     * counted from the first byte; X-Forwarded-For never applies. Default: CHORUS_LIMIT_CONNECTIONS_PER_IP,
+     * or 100000 behind a trusted proxy, where every client arrives from the proxy's address.
+     */
+    CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).optional(),
+    /** A connection with no HTTP request, or a Socket.IO session not connected, after this long is closed. */
+    CHORUS_HANDSHAKE_TIMEOUT_MS: z.coerce.number().int().min(500).max(60_000).default(5000),
+    /** Refusal warnings (limits, floods): at most one line per offender per this interval. */
+    CHORUS_LIMIT_LOG_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
     CHORUS_LIMIT_TOKENS_PER_KEY_PER_MINUTE: z.coerce.number().int().min(1).default(6000),
     CHORUS_LIMIT_ROOMS_PER_API_KEY: z.coerce.number().int().min(1).default(1000),
 
@@ -351,8 +366,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       messagesPerConnectionPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND,
       messagesPerIpPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND,
       joinsPerIdentityPerMinute: e.CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE,
+      joinsPerSharedLinkPerMinute: e.CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE,
       joinsPerRoomPerSecond: e.CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND,
       connectionsPerIp: e.CHORUS_LIMIT_CONNECTIONS_PER_IP,
+      tcpConnectionsPerAddress: e.CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS ?? (e.CHORUS_TRUST_PROXY ? 100_000 : e.CHORUS_LIMIT_CONNECTIONS_PER_IP),
+      handshakeTimeoutMs: e.CHORUS_HANDSHAKE_TIMEOUT_MS,
+      logIntervalMs: e.CHORUS_LIMIT_LOG_INTERVAL_MS,
       tokensPerKeyPerMinute: e.CHORUS_LIMIT_TOKENS_PER_KEY_PER_MINUTE,
       roomsPerApiKey: e.CHORUS_LIMIT_ROOMS_PER_API_KEY,
     },

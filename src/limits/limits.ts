@@ -13,13 +13,25 @@ export interface LimitSettings {
   messagesPerConnectionPerSecond: number;
   messagesPerIpPerSecond: number;
   joinsPerIdentityPerMinute: number;
+  /**
+   * Joins through one reusable link from one address: a venue's Wi-Fi or a carrier NAT puts
+   * hundreds of people behind one address within minutes, so this is sized for a crowd, and the
+   * room's capacity is the real bound.
+   */
+  joinsPerSharedLinkPerMinute: number;
   joinsPerRoomPerSecond: number;
   connectionsPerIp: number;
+  /** TCP connections per socket address (see ConnectionGuard); X-Forwarded-For never applies. */
+  tcpConnectionsPerAddress: number;
+  /** Handshakes: how long a connection may stay before its first request or Socket.IO connect. */
+  handshakeTimeoutMs: number;
+  /** Refusal log lines: at most one per offender per this interval. */
+  logIntervalMs: number;
   tokensPerKeyPerMinute: number;
   roomsPerApiKey: number;
 }
 
-export type LimitName = 'http' | 'messagesPerConnection' | 'messagesPerIp' | 'joinsPerIdentity' | 'joinsPerRoom' | 'tokensPerKey';
+export type LimitName = 'http' | 'messagesPerConnection' | 'messagesPerIp' | 'joinsPerIdentity' | 'joinsPerSharedLink' | 'joinsPerRoom' | 'tokensPerKey';
 
 export class Limits {
   readonly #limiters: Record<LimitName, RateLimiterAbstract>;
@@ -57,6 +69,7 @@ export class Limits {
       messagesPerConnection: make(settings.messagesPerConnectionPerSecond, 1, 'msg-conn', false),
       messagesPerIp: make(settings.messagesPerIpPerSecond, 1, 'msg-ip', false),
       joinsPerIdentity: perMinute(settings.joinsPerIdentityPerMinute, 'join-id'),
+      joinsPerSharedLink: perMinute(settings.joinsPerSharedLinkPerMinute, 'join-link'),
       joinsPerRoom: perSecond(settings.joinsPerRoomPerSecond, 'join-room'),
       tokensPerKey: perMinute(settings.tokensPerKeyPerMinute, 'tokens'),
     };

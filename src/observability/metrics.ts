@@ -58,6 +58,8 @@ export class ChorusMetrics {
   readonly #roomListeners: Gauge<'room'>;
   readonly #roomsUnlabelled: Gauge;
   readonly #egressTotal: Gauge;
+  readonly #connectionsOpen: Gauge;
+  readonly #connectionsRefused: Counter<'reason'>;
 
   constructor(nodeId: string) {
     const registers = [this.registry];
@@ -113,6 +115,15 @@ export class ChorusMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+    this.#connectionsOpen = new Gauge({ name: 'chorus_connections_open', help: 'TCP connections open on this node (HTTP, polling, WebSocket)', registers });
+    this.#connectionsRefused = new Counter({
+      name: 'chorus_connections_refused_total',
+      help: 'Connections refused or cut: address_cap (TCP per address), idle (no request in time), signaling_cap (Socket.IO per client address), flood (kept flooding past its limits)',
+      labelNames: ['reason'],
+      registers,
+    });
+    // Series exist from the start, so an alert on their rate has something to read before the first refusal.
+    for (const reason of ['address_cap', 'idle', 'signaling_cap', 'flood']) this.#connectionsRefused.inc({ reason }, 0);
     this.#joins = new Counter({ name: 'chorus_joins_total', help: 'Joins accepted, by role', labelNames: ['role'], registers });
     this.#joinFailures = new Counter({
       name: 'chorus_join_failures_total',
@@ -267,6 +278,14 @@ export class ChorusMetrics {
     if (method !== 'join') return;
     this.#joinDuration.observe({ outcome: code === undefined ? 'ok' : 'error' }, seconds);
     if (code !== undefined) this.#joinFailures.inc({ code });
+  }
+
+  connectionsOpen(open: number): void {
+    this.#connectionsOpen.set(open);
+  }
+
+  connectionRefused(reason: 'address_cap' | 'idle' | 'signaling_cap' | 'flood'): void {
+    this.#connectionsRefused.inc({ reason });
   }
 
   joinAccepted(role: string): void {

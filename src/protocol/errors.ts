@@ -23,7 +23,10 @@ export const ErrorCodes = {
   NOTHING_TO_CONSUME: { status: 409, retryable: true },
   CANNOT_CONSUME: { status: 422, retryable: false },
   MEDIA_REJECTED: { status: 422, retryable: false },
+  /** A rate limit or quota: `retryAfterMs` says when the same request can succeed. */
   LIMIT_REACHED: { status: 429, retryable: true },
+  /** The room holds as many sessions as it may; a seat frees when someone leaves. */
+  ROOM_FULL: { status: 503, retryable: true },
   NOT_FOUND: { status: 404, retryable: false },
   /** Watch rooms: only the host (or a token with the control grant) changes playback. */
   NOT_HOST: { status: 403, retryable: false },

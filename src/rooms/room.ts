@@ -138,7 +138,7 @@ export class Room extends EventEmitter<RoomEvents> {
       // session, which is retired now instead of after the ping timeout.
       const previous = previousPeerId ? this.peers.get(previousPeerId) : undefined;
       if (previous && previous.identity === grant.identity) await this.leave(previous, 'replaced');
-      if (this.peers.size >= this.options.maxPeers) throw new ChorusError('LIMIT_REACHED', 'room is full');
+      if (this.peers.size >= this.options.maxPeers) throw new ChorusError('ROOM_FULL', 'room is full');
 
       const seat = this.policy.exclusiveSeat(grant.role);
       if (seat && !(await this.store.claimSeat(this.id, seat, peerId))) await this.#takeSeat(seat, grant, peerId);

@@ -6,7 +6,9 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { ZodError } from 'zod';
+import type { RefusalReason } from '../limits/connectionGuard.js';
 import type { Logger } from '../observability/logger.js';
+import { LogThrottle } from '../observability/logThrottle.js';
 import { ChorusError, type WireError } from '../protocol/errors.js';
 import { requests, wireLimits, type Method, type ServerEvents } from '../protocol/messages.js';
 import { peerAddress, roomAddress } from './channel.js';
@@ -20,6 +22,12 @@ export interface SignalingOptions {
   corsOrigins: string[] | true;
   /** Believe X-Forwarded-For (only behind a proxy you run). */
   trustProxy: boolean;
+  /**
+   * How long an Engine.IO connection may go without the Socket.IO connect packet (or finishing
+   * a transport upgrade). A real client sends it at once; the 45 s default let idle handshakes
+   * pile up.
+   */
+  handshakeTimeoutMs: number;
 }
 
 /** Refusals in a row after which a connection is cut: a client that ignores LIMIT_REACHED. */
@@ -58,12 +66,14 @@ function sameHost(origin: string, host: string | undefined): boolean {
 }
 
 export function createSignalingServer(httpServer: HttpServer, options: SignalingOptions): SignalingServer {
-  return new Server<Record<string, never>, ServerEvents>(httpServer, {
+  const io = new Server<Record<string, never>, ServerEvents>(httpServer, {
     maxHttpBufferSize: wireLimits.maxMessageBytes,
     pingInterval: options.pingIntervalMs,
     pingTimeout: options.pingTimeoutMs,
     cors: { origin: options.corsOrigins },
     serveClient: false,
+    connectTimeout: options.handshakeTimeoutMs,
+    upgradeTimeout: options.handshakeTimeoutMs,
     // CORS headers do not bind WebSocket upgrades, so the allow-list is enforced on the
     // handshake itself. Clients that send no Origin (servers, native apps) authenticate by token.
     // The node's own pages are never foreign: browsers send Origin on every WebSocket upgrade,
@@ -75,6 +85,17 @@ export function createSignalingServer(httpServer: HttpServer, options: Signaling
       callback(allowed ? null : 'origin not allowed', allowed);
     },
   });
+  // Socket.IO drops a connection that never connected to the namespace politely: a WebSocket
+  // close frame, after which ws waits up to 30 s for the peer's answer, which an idle client
+  // never sends. Those are cut outright instead, so an idle handshake is gone after the timeout.
+  const joined = new WeakSet<object>();
+  io.on('connection', (socket) => joined.add(socket.conn));
+  io.engine.on('connection', (conn: { once(event: 'close', listener: () => void): unknown; transport: unknown }) => {
+    conn.once('close', () => {
+      if (!joined.has(conn)) (conn.transport as { socket?: { terminate?: () => void } }).socket?.terminate?.();
+    });
+  });
+  return io;
 }
 
 /** Told of every answered request (for metrics): `code` is undefined on success. */
@@ -86,6 +107,8 @@ export function attachProtocol(
   options: SignalingOptions,
   log: Logger,
   observe: RequestObserver = () => undefined,
+  refused: (reason: RefusalReason) => void = () => undefined,
+  throttle: LogThrottle = new LogThrottle(10_000),
 ): void {
   const handlers = createHandlers(deps);
   const { limits } = deps;
@@ -95,6 +118,10 @@ export function attachProtocol(
   io.use((socket, next) => {
     const ip = clientIp(socket, options.trustProxy);
     if (!limits.openConnection(ip)) {
+      refused('signaling_cap');
+      throttle.run(`signaling ${ip}`, (suppressed) =>
+        log.warn({ ip, limit: limits.settings.connectionsPerIp, suppressed }, 'signaling connection refused: this address holds its share'),
+      );
       const refusal = new ChorusError('LIMIT_REACHED', 'too many connections from your address');
       return next(Object.assign(new Error(refusal.message), { data: refusal.toWire() }));
     }
@@ -147,7 +174,12 @@ export function attachProtocol(
       } catch (error) {
         if (error instanceof ChorusError && error.code === 'LIMIT_REACHED' && ++refusedInARow >= FLOOD_DISCONNECT_AFTER) {
           done(error.code);
-          socketLog.warn({ ip }, 'connection kept flooding past its limit; closing it');
+          // Messages already in flight when it was cut end here, unanswered and unlogged: one
+          // flooding connection once wrote a warning for each of them.
+          if (!socket.connected) return;
+          refused('flood');
+          // One line per address and interval: a flood over many connections is one offender.
+          throttle.run(`flood ${ip}`, (suppressed) => socketLog.warn({ ip, suppressed }, 'connection kept flooding past its limit; closing it'));
           socket.disconnect(true);
           return;
         }

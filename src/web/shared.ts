@@ -61,7 +61,8 @@ const errorWords: Record<string, string> = {
   MUTED: 'A moderator muted your microphone.',
   BROADCASTER_PRESENT:
     'Someone is already broadcasting in this room (perhaps this link is open in another tab or device). Close it, wait a few seconds and try again.',
-  LIMIT_REACHED: 'This room is full right now. Try again in a little while.',
+  LIMIT_REACHED: 'Many people are joining at once. Trying again in a moment…',
+  ROOM_FULL: 'This room is full right now. Try again in a little while.',
   UNAVAILABLE: 'The server is busy or restarting. Trying again…',
   INTERNAL: 'The server ran into a problem. Trying again…',
   TIMEOUT: 'The server is not answering. Trying again…',

@@ -4,7 +4,10 @@
  * A real broadcaster publishes a tone into a victim room and a real listener hears it. Attack
  * sockets then throw well over 10,000 messages at the node: (a) random event names and payloads,
  * (b) valid requests built from real ids and then mutated, (c) out-of-order flows as fast-check
- * commands with the refusal each step must get, and (d) a flood under the default rate limits.
+ * commands with the refusal each step must get, (d) a flood under the default rate limits, (e)
+ * connections of every kind (bare TCP, half-sent headers, requests, Engine.IO WebSockets that never
+ * connect, sessions) from one address past its cap, and (f) joins through one shared link from one
+ * address past its budget.
  *
  * Every acknowledged message must be answered in time with `ok` or a known refusal code, never
  * INTERNAL; the node must stay healthy and log no errors; per-session limits must hold; the victim's
@@ -15,6 +18,7 @@
  * replay a counterexample with FUZZ_PATH, size the run with FUZZ_SCALE (1 = the CI size).
  */
 import { randomUUID } from 'node:crypto';
+import { get as httpGet } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
@@ -37,6 +41,7 @@ import {
 } from '../support/fuzzKit.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { mediaCounts } from '../support/mediaCounts.js';
+import { RawSocket, rawConnection, rawEngineWebSocket, type RawReply } from '../support/rawSocket.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
@@ -98,6 +103,17 @@ const attackerRooms = new Set<string>();
 const errorLogs: string[] = [];
 const perProperty: Record<string, number> = {};
 let runNo = 0;
+
+/** GET from a given local address (127.0.0.0/8 is all loopback on Linux: another client address). */
+function getFrom(url: string, localAddress: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { localAddress }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
 
 /** Wraps a node's error/fatal log methods (child loggers inherit them) to collect what they log. */
 function captureErrorLogs(n: ChorusNode): void {
@@ -1166,6 +1182,117 @@ describe('fuzzing the signaling protocol against a live node', () => {
       }
     }),
     90_000,
+  );
+
+  test(
+    '(e) one address opening connections of every kind holds at most its cap; the rest are closed at once and other addresses are served',
+    async () => {
+      const CAP = 12;
+      // Handshakes are not timed out: whatever stays open here is held by the cap alone.
+      const guarded = await startTestNode({ CHORUS_LIMIT_CONNECTIONS_PER_IP: String(CAP), CHORUS_HANDSHAKE_TIMEOUT_MS: '60000' });
+      captureErrorLogs(guarded);
+      let refusedInTotal = 0;
+      const kinds = ['bare', 'partial', 'request', 'engine', 'session'] as const;
+      type Held = { kind: (typeof kinds)[number]; served: boolean; closed: () => boolean; close: () => void; check?: () => Promise<string | undefined> };
+      const open = async (kind: (typeof kinds)[number]): Promise<Held> => {
+        if (kind === 'session') {
+          const s = await RawSocket.connect(guarded).catch(() => undefined);
+          if (!s) return { kind, served: false, closed: () => true, close: () => undefined };
+          return { kind, served: true, closed: () => !s.socket.connected, close: () => s.close(), check: () => s.code('getRouterRtpCapabilities', {}) };
+        }
+        if (kind === 'engine') {
+          const ws = await rawEngineWebSocket(guarded);
+          return { kind, served: ws.upgraded, closed: ws.isClosed, close: ws.close };
+        }
+        const send = { bare: undefined, partial: 'GET /healthz HTTP/1.1\r\nHost: x\r\n', request: 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' }[kind];
+        const c = await rawConnection(guarded, send === undefined ? {} : { send });
+        // A whole request is answered or the connection closed; the others show nothing either way.
+        if (kind === 'request') await until(() => c.isClosed() || c.received().includes('\r\n\r\n'), 5000, 'an answer or a close');
+        return { kind, served: c.received().startsWith('HTTP/1.1 200'), closed: c.isClosed, close: c.close };
+      };
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.array(fc.constantFrom(...kinds), { minLength: 1, maxLength: 3 * CAP }), async (plan) => {
+            const held: Held[] = [];
+            try {
+              // One at a time, so the node accepts them in this order and the first CAP are the ones kept.
+              for (const kind of plan) held.push(await open(kind));
+              const kept = Math.min(CAP, plan.length);
+              await until(() => held.slice(kept).every((h) => h.closed()), 5000, 'connections over the cap to be closed');
+              if (guarded.connections.openFrom('127.0.0.1') !== kept) throw new Error(`${guarded.connections.openFrom('127.0.0.1')} connections counted, ${kept} expected`);
+              for (const [i, h] of held.entries()) {
+                if (i < kept && h.closed()) throw new Error(`connection ${i} (${h.kind}) within the cap was closed`);
+                if (i < kept && h.kind !== 'bare' && h.kind !== 'partial' && !h.served) throw new Error(`connection ${i} (${h.kind}) within the cap was not served`);
+                if (i >= kept && h.served) throw new Error(`connection ${i} (${h.kind}) over the cap was served`);
+                const code = i < kept ? await h.check?.() : undefined;
+                if (code !== undefined && code !== 'NOT_JOINED') throw new Error(`session ${i} answered ${code}`);
+              }
+              refusedInTotal += plan.length - kept;
+              const health = await getFrom(`${guarded.url}/healthz`, '127.0.0.2');
+              if (health.status !== 200) throw new Error(`/healthz from another address answered ${health.status}`);
+            } finally {
+              for (const h of held) h.close();
+              await until(() => guarded.connections.openFrom('127.0.0.1') === 0, 5000, 'the address to hold nothing after closing');
+            }
+          }),
+          settings(5, 12),
+        );
+        const metrics = (await getFrom(`${guarded.url}/metrics`, '127.0.0.2')).body;
+        const refused = Number(/^chorus_connections_refused_total\{reason="address_cap"[^}]*\} (\d+)/m.exec(metrics)?.[1]);
+        expect(refused, 'connections refused for the address cap, as counted on /metrics').toBe(refusedInTotal);
+        expect(guarded.workers.healthy).toBe(true);
+      } finally {
+        await guarded.close();
+      }
+    },
+    120_000,
+  );
+
+  test(
+    '(f) joins through one shared link from one address: the budget admits exactly its share, the rest get LIMIT_REACHED with a retry delay and change nothing',
+    async () => {
+      const BUDGET = 25;
+      const venue = await startTestNode({ CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE: String(BUDGET), CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: '1000000' });
+      captureErrorLogs(venue);
+      let run = 0;
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.integer({ min: 1, max: 3 * BUDGET }), fc.integer({ min: 1, max: 20 }), async (joins, concurrency) => {
+            // A room per run: the budget is per room, link and address, and lasts a minute.
+            const room = `venue-${++run}`;
+            const link = await venue.tokens.mint({ room, identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
+            const sockets: RawSocket[] = [];
+            try {
+              const replies: RawReply[] = [];
+              for (let i = 0; i < joins; i += concurrency) {
+                const wave = Array.from({ length: Math.min(concurrency, joins - i) }, async () => {
+                  const s = await RawSocket.connect(venue);
+                  sockets.push(s);
+                  return s.call('join', { roomId: room, token: link });
+                });
+                replies.push(...(await Promise.all(wave)));
+              }
+              const ok = replies.filter((r) => r.ok).length;
+              if (ok !== Math.min(BUDGET, joins)) throw new Error(`${ok} of ${joins} joins admitted, ${Math.min(BUDGET, joins)} expected`);
+              for (const r of replies.filter((x) => !x.ok)) {
+                const e = r.error as { code: string; retryAfterMs?: number } | undefined;
+                if (e?.code !== 'LIMIT_REACHED' || !(Number(e.retryAfterMs) > 0)) throw new Error(`a join over the budget got ${brief(r)}`);
+              }
+              const peers = venue.rooms.get(room)?.peers.size ?? 0;
+              if (peers !== ok) throw new Error(`${peers} sessions in the room after ${ok} admitted joins`);
+            } finally {
+              for (const s of sockets) s.close();
+            }
+          }),
+          settings(6, 6),
+        );
+        await until(() => venue.rooms.rooms.size === 0, 10_000, 'venue rooms to close');
+        expect(await mediaCounts(venue)).toEqual({ routers: 0, transports: 0, producers: 0, consumers: 0 });
+      } finally {
+        await venue.close();
+      }
+    },
+    120_000,
   );
 
   test('afterwards: node healthy, nothing leaked, the victim still hears the tone, over 10,000 messages sent', async () => {

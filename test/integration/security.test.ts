@@ -1,17 +1,19 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { io } from 'socket.io-client';
+import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { AuditEvent } from '../../src/observability/audit.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener } from '../support/listener.js';
-import { RawSocket } from '../support/rawSocket.js';
+import { captureLogs, WARN } from '../support/logCapture.js';
+import { RawSocket, rawConnection, rawEngineWebSocket, type RawConnection } from '../support/rawSocket.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 const run = promisify(execFile);
@@ -272,7 +274,9 @@ describe('rate limits and quotas', () => {
   });
 
   test('connections per IP: the one over the limit is refused at the handshake with LIMIT_REACHED', async () => {
-    const n = await startTestNode({ CHORUS_LIMIT_CONNECTIONS_PER_IP: '2' });
+    // The TCP cap (which would close the third connection before any handshake) is raised, as
+    // behind a proxy, so the signaling layer's own count is what refuses.
+    const n = await startTestNode({ CHORUS_LIMIT_CONNECTIONS_PER_IP: '2', CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: '100' });
     cleanup.push(() => n.close());
     await raw(n);
     await raw(n);
@@ -392,5 +396,205 @@ describe('audit', () => {
     expect(types).toEqual(expect.arrayContaining(['join.refused', 'join.accepted', 'broadcast.started', 'broadcast.stopped']));
     expect(audit.slice(before).find((e) => e.type === 'join.refused')).toMatchObject({ code: 'TOKEN_WRONG_ROOM', identity: 'lost' });
     expect(audit.slice(before).find((e) => e.type === 'broadcast.stopped')).toMatchObject({ room: 'aud', reason: 'stopped' });
+  });
+});
+
+/** 127.0.0.0/8 is all loopback on Linux: a second client address on the same machine. */
+const SECOND = '127.0.0.2';
+const fromSecond = { transports: ['websocket'], localAddress: SECOND } as Partial<ManagerOptions & SocketOptions>;
+
+function getFrom(url: string, localAddress: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { localAddress }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+function metric(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return line ? Number(line.split(' ').at(-1)) : Number.NaN;
+}
+
+describe('connection exhaustion', () => {
+  test('one address holds at most its share of TCP connections; the rest are closed at once, /healthz and other addresses are served', async () => {
+    const captured = captureLogs();
+    // Handshakes are not timed out here: the connections below are held by the cap alone.
+    const n = await startTestNode({ CHORUS_LIMIT_CONNECTIONS_PER_IP: '20', CHORUS_HANDSHAKE_TIMEOUT_MS: '60000', CHORUS_LIMIT_LOG_INTERVAL_MS: '3600000' }, captured.log);
+    cleanup.push(() => n.close());
+    const held: RawConnection[] = [];
+    cleanup.push(() => held.forEach((c) => c.close()));
+    // Every layer counts: Engine.IO WebSockets that never send the Socket.IO connect packet,
+    // a header that never ends, a bare socket, and a real Socket.IO session.
+    for (let i = 0; i < 8; i++) {
+      const ws = await rawEngineWebSocket(n);
+      expect(ws.upgraded).toBe(true);
+      held.push(ws);
+    }
+    for (let i = 0; i < 6; i++) held.push(await rawConnection(n, { send: 'GET /healthz HTTP/1.1\r\nHost: x\r\n' }));
+    for (let i = 0; i < 5; i++) held.push(await rawConnection(n));
+    const session = await raw(n);
+    await until(() => n.connections.openFrom('127.0.0.1') === 20, 5000, 'twenty connections counted');
+
+    const over = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? rawEngineWebSocket(n) : rawConnection(n))));
+    await until(() => over.every((c) => c.isClosed()), 5000, 'connections over the cap to be closed');
+    expect(over.filter((c) => 'upgraded' in c && c.upgraded)).toEqual([]);
+    expect(n.connections.openFrom('127.0.0.1')).toBe(20);
+    // The held ones are untouched: the real session still answers.
+    expect(await session.code('getRouterRtpCapabilities', {})).toBe('NOT_JOINED');
+
+    // Another address is served: health, metrics, and a real broadcast heard through the SDK.
+    expect(await getFrom(`${n.url}/healthz`, SECOND)).toEqual({ status: 200, body: '{"status":"ok"}' });
+    const tone = toneTrack(880);
+    cleanup.push(() => tone.stop());
+    const speaker = nodeClient(n, 'flooded', await tokenFor(n, 'flooded', 'broadcaster'), { socket: fromSecond });
+    cleanup.push(() => speaker.close());
+    await speaker.join();
+    await speaker.publish(tone.track);
+    const listener = await joinListener(n, 'flooded', { socket: fromSecond });
+    cleanup.push(() => listener.close());
+    await listener.hears(880);
+
+    const metrics = (await getFrom(`${n.url}/metrics`, SECOND)).body;
+    expect(metric(metrics, 'chorus_connections_refused_total', 'reason="address_cap"')).toBeGreaterThanOrEqual(30);
+    expect(metric(metrics, 'chorus_connections_open')).toBeGreaterThanOrEqual(22);
+    // Visible, and once: one line for the address however many were refused.
+    const refusals = captured.lines.filter((l) => l.msg.startsWith('connection refused'));
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toMatchObject({ level: WARN, address: '127.0.0.1', limit: 20 });
+
+    // Released as they close: the address is served again.
+    for (const c of held.splice(0)) c.close();
+    session.close();
+    await until(() => n.connections.openFrom('127.0.0.1') === 0, 5000, 'the address to hold nothing');
+    expect((await fetch(`${n.url}/healthz`)).status).toBe(200);
+  });
+
+  test('a forged X-Forwarded-For does not get around the cap: it counts the socket\'s address', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_CONNECTIONS_PER_IP: '5', CHORUS_TRUST_PROXY: 'true', CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: '5', CHORUS_HANDSHAKE_TIMEOUT_MS: '60000' });
+    cleanup.push(() => n.close());
+    const held = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => rawConnection(n, { send: `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.${i}\r\n` })),
+    );
+    cleanup.push(() => held.forEach((c) => c.close()));
+    await until(() => n.connections.openFrom('127.0.0.1') === 5, 5000, 'five connections counted');
+    const forged = await rawConnection(n, { send: 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n' });
+    await until(() => forged.isClosed(), 5000, 'the connection with a forged address to be closed');
+    expect(forged.received()).toBe('');
+  });
+
+  test('idle handshakes are dropped after the handshake timeout; connected sessions and polling stay', async () => {
+    const n = await startTestNode({ CHORUS_HANDSHAKE_TIMEOUT_MS: '1000' });
+    cleanup.push(() => n.close());
+    const session = await raw(n);
+    const polling = await RawSocket.connect(n, { transports: ['polling'] });
+    cleanup.push(() => polling.close());
+    const idle = [await rawEngineWebSocket(n), await rawConnection(n), await rawConnection(n, { send: 'GET / HTTP/1.1\r\n' })];
+    cleanup.push(() => idle.forEach((c) => c.close()));
+    expect(idle[0]).toMatchObject({ upgraded: true });
+    // Well within Socket.IO's former 45 s and Node's 60 s header timeout.
+    await until(() => idle.every((c) => c.isClosed()), 10_000, 'idle handshakes to be closed').catch((e: Error) => {
+      throw new Error(`${e.message}: still open ${idle.map((c, i) => (c.isClosed() ? '' : i)).join(' ')}`);
+    });
+    expect(await session.code('getRouterRtpCapabilities', {})).toBe('NOT_JOINED');
+    expect(await polling.code('getRouterRtpCapabilities', {})).toBe('NOT_JOINED');
+    const metrics = await (await fetch(`${n.url}/metrics`)).text();
+    expect(metric(metrics, 'chorus_connections_refused_total', 'reason="idle"')).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a flood over many connections from one address logs one warning per kind of refusal, and each flooding connection is cut once', async () => {
+    const captured = captureLogs();
+    const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5', CHORUS_LIMIT_CONNECTIONS_PER_IP: '3', CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: '100', CHORUS_LIMIT_LOG_INTERVAL_MS: '3600000' }, captured.log);
+    cleanup.push(() => n.close());
+    const flooders = await Promise.all(Array.from({ length: 3 }, () => raw(n)));
+    // Past the per-address session cap: refused at the handshake, each one.
+    const refused = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        RawSocket.connect(n).then(
+          (s) => (s.close(), 'connected'),
+          (error: { data?: { code: string } }) => error.data?.code,
+        ),
+      ),
+    );
+    expect(refused).toEqual(Array(6).fill('LIMIT_REACHED'));
+    // Each connection ignores LIMIT_REACHED until the server cuts it.
+    await Promise.all(flooders.map((f) => Promise.all(Array.from({ length: 400 }, () => f.call('getRouterRtpCapabilities', {}).catch(() => undefined)))));
+    await until(() => flooders.every((f) => !f.socket.connected), 10_000, 'flooders to be cut off');
+    // Refusal lines name their offender (ip or address); other warnings are not this test's business.
+    const warnings = captured.lines.filter((l) => l.level >= WARN && (l['ip'] !== undefined || l['address'] !== undefined));
+    const byOffence = new Map<string, number>();
+    for (const l of warnings) {
+      const offence = `${l.msg} ${String(l['ip'] ?? l['address'])}`;
+      byOffence.set(offence, (byOffence.get(offence) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(byOffence)).toEqual({
+      'connection kept flooding past its limit; closing it 127.0.0.1': 1,
+      'signaling connection refused: this address holds its share 127.0.0.1': 1,
+    });
+    const metrics = await (await fetch(`${n.url}/metrics`)).text();
+    expect(metric(metrics, 'chorus_connections_refused_total', 'reason="flood"')).toBe(3);
+    expect(metric(metrics, 'chorus_connections_refused_total', 'reason="signaling_cap"')).toBe(6);
+  });
+});
+
+describe('shared listening links', () => {
+  test('a venue: 320 people behind one address join through one reusable link within a minute', async () => {
+    // The per-room rate (joins per second) is another limit; it is lifted so only the link's budget is tested.
+    const n = await startTestNode({ CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: '100000' });
+    cleanup.push(() => n.close());
+    const link = await n.tokens.mint({ room: 'masjid', identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
+    const people: RawSocket[] = [];
+    cleanup.push(() => people.forEach((p) => p.close()));
+    const codes: Array<string | undefined> = [];
+    for (let batch = 0; batch < 16; batch++) {
+      const joined = await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          const s = await RawSocket.connect(n);
+          people.push(s);
+          return s.code('join', { roomId: 'masjid', token: link });
+        }),
+      );
+      codes.push(...joined);
+    }
+    expect(codes.filter((c) => c !== undefined)).toEqual([]);
+    expect(n.rooms.get('masjid')?.peers.size).toBe(320);
+  }, 60_000);
+
+  test('a flood through a shared link beyond its budget is refused with LIMIT_REACHED and a retry delay, and changes nothing', async () => {
+    const n = await startTestNode({ CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE: '40', CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: '100000' });
+    cleanup.push(() => n.close());
+    const events: AuditEvent[] = [];
+    n.audit.on('event', (e) => events.push(e));
+    const link = await n.tokens.mint({ room: 'venue', identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
+    const sockets: RawSocket[] = [];
+    cleanup.push(() => sockets.forEach((p) => p.close()));
+    const join = async (options = {}) => {
+      const s = await RawSocket.connect(n, options);
+      sockets.push(s);
+      return s.call('join', { roomId: 'venue', token: link });
+    };
+    for (let i = 0; i < 40; i++) expect((await join()).ok).toBe(true);
+    const flood = await Promise.all(Array.from({ length: 25 }, () => join()));
+    for (const reply of flood) {
+      expect(reply.error).toMatchObject({ code: 'LIMIT_REACHED', retryable: true });
+      expect((reply.error as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
+    }
+    expect(n.rooms.get('venue')?.peers.size).toBe(40);
+    expect(events.filter((e) => e.type === 'limit.exceeded')).toEqual([expect.objectContaining({ limit: 'joinsPerSharedLink' })]);
+    // Keys written to records and logs carry no control characters.
+    expect(events.filter((e) => e.type === 'limit.exceeded').map((e) => (e as { key: string }).key).join('')).not.toMatch(/[\u0000-\u001f]/);
+    // The budget is per address: a household elsewhere still gets in.
+    expect((await join(fromSecond)).ok).toBe(true);
+  });
+
+  test('a full room answers ROOM_FULL (not a rate limit)', async () => {
+    const n = await startTestNode({ CHORUS_MAX_PEERS_PER_ROOM: '2' });
+    cleanup.push(() => n.close());
+    const link = await n.tokens.mint({ room: 'small', identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
+    const codes: Array<string | undefined> = [];
+    for (let i = 0; i < 3; i++) codes.push(await (await raw(n)).code('join', { roomId: 'small', token: link }));
+    expect(codes).toEqual([undefined, undefined, 'ROOM_FULL']);
   });
 });

@@ -1,5 +1,8 @@
-import { io, type Socket } from 'socket.io-client';
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect, type Socket as NetSocket } from 'node:net';
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import type { ChorusNode } from '../../src/app.js';
+import { until } from './testNode.js';
 
 export interface RawReply {
   ok: boolean;
@@ -17,8 +20,8 @@ export class RawSocket {
     socket.onAny((event: string, payload: unknown) => this.events.push({ event, payload }));
   }
 
-  static async connect(node: ChorusNode): Promise<RawSocket> {
-    const socket = io(node.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+  static async connect(node: ChorusNode, options: Partial<ManagerOptions & SocketOptions> = {}): Promise<RawSocket> {
+    const socket = io(node.url, { transports: ['websocket'], forceNew: true, reconnection: false, ...options });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('connect_error', reject);
@@ -43,4 +46,62 @@ export class RawSocket {
   close(): void {
     this.socket.disconnect();
   }
+}
+
+/**
+ * A TCP connection below the protocol: opened, optionally sent some bytes, then left alone, the
+ * way a client that holds sockets without ever finishing a handshake does. `closed` resolves when
+ * the server (or anything) closes it.
+ */
+export interface RawConnection {
+  readonly socket: NetSocket;
+  readonly closed: Promise<void>;
+  isClosed(): boolean;
+  /** Everything received so far. */
+  received(): string;
+  close(): void;
+}
+
+export async function rawConnection(node: ChorusNode, options: { localAddress?: string; send?: string } = {}): Promise<RawConnection> {
+  const { hostname, port } = new URL(node.url);
+  const socket = netConnect({ host: hostname, port: Number(port), ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
+  let data = '';
+  socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+  socket.on('error', () => undefined); // a reset is one way the server closes it
+  let isClosed = false;
+  const closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      isClosed = true;
+      resolve();
+    }),
+  );
+  await new Promise<void>((resolve) => {
+    socket.once('connect', resolve);
+    socket.once('close', resolve);
+  });
+  if (options.send !== undefined && !socket.destroyed) socket.write(options.send);
+  return { socket, closed, isClosed: () => isClosed, received: () => data, close: () => socket.destroy() };
+}
+
+/**
+ * An Engine.IO WebSocket that completes the upgrade (101) and then never sends the Socket.IO
+ * connect packet: held open by the server until its handshake timeout.
+ */
+export async function rawEngineWebSocket(node: ChorusNode, options: { localAddress?: string } = {}): Promise<RawConnection & { upgraded: boolean }> {
+  const { host } = new URL(node.url);
+  const request = [
+    'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1',
+    `Host: ${host}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+    'Sec-WebSocket-Version: 13',
+    '',
+    '',
+  ].join('\r\n');
+  const conn = await rawConnection(node, { ...options, send: request });
+  // Upgraded once the 101 and the Engine.IO open packet arrived; refused when closed first.
+  const upgraded = (): boolean => /^HTTP\/1\.1 101/.test(conn.received()) && conn.received().includes('"sid"');
+  await until(() => upgraded() || conn.isClosed(), 5000, 'an Engine.IO WebSocket to open or be refused');
+  return { ...conn, upgraded: upgraded() && !conn.isClosed() };
 }

@@ -1,30 +1,30 @@
 import { startNode, type ChorusNode } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
+import type { Logger } from '../../src/observability/logger.js';
 import { ChorusClient, type ChorusClientOptions } from '../../src/client/chorusClient.js';
 import type { Role } from '../../src/protocol/messages.js';
 import { toneTrack, webrtcHandlerFactory, type ToneSource } from './nodePeer.js';
 
 /** A real node on loopback with an ephemeral HTTP port and its own RTC port range. */
-export async function startTestNode(env: Record<string, string> = {}): Promise<ChorusNode> {
-  return startNode(
-    loadConfig({
-      CHORUS_HOST: '127.0.0.1',
-      CHORUS_PORT: '0',
-      LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
-      MEDIASOUP_WORKERS: '2',
-      RTC_LISTEN_IP: '127.0.0.1',
-      RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
-      RTC_MIN_PORT: '20000',
-      RTC_MAX_PORT: '29999',
-      CHORUS_COUNT_INTERVAL_MS: '200',
-      CHORUS_WEB_DIR: '/nonexistent',
-      CHORUS_API_KEYS: `test:${'t'.repeat(40)}`,
-      CHORUS_DEMO: 'true',
-      // PGlite costs seconds and hundreds of MB per node: only the records tests turn it on.
-      CHORUS_RECORDS: 'false',
-      ...env,
-    }),
-  );
+export async function startTestNode(env: Record<string, string> = {}, log?: Logger): Promise<ChorusNode> {
+  const config = loadConfig({
+    CHORUS_HOST: '127.0.0.1',
+    CHORUS_PORT: '0',
+    LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
+    MEDIASOUP_WORKERS: '2',
+    RTC_LISTEN_IP: '127.0.0.1',
+    RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
+    RTC_MIN_PORT: '20000',
+    RTC_MAX_PORT: '29999',
+    CHORUS_COUNT_INTERVAL_MS: '200',
+    CHORUS_WEB_DIR: '/nonexistent',
+    CHORUS_API_KEYS: `test:${'t'.repeat(40)}`,
+    CHORUS_DEMO: 'true',
+    // PGlite costs seconds and hundreds of MB per node: only the records tests turn it on.
+    CHORUS_RECORDS: 'false',
+    ...env,
+  });
+  return log ? startNode(config, log) : startNode(config);
 }
 
 /**
