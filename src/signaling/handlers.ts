@@ -106,7 +106,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         // identity (kept across reconnects by the resume token), and its join rate is per address.
         const shared = verified.grants.reusable === true && !verified.resume;
         const grant = shared ? { ...verified, identity: `${verified.identity}~${randomBytes(6).toString('base64url')}` } : verified;
-        await limits.take('joinsPerIdentity', shared ? `${roomId}\0${verified.identity}\0${session.ip}` : `${roomId}\0${grant.identity}`);
+        await limits.take('joinsPerIdentity', shared ? [roomId, verified.identity, session.ip] : [roomId, grant.identity]);
         const refusal = await Room.refusal(store, roomId, grant.identity, grant.issuedAtMs);
         if (refusal) throw refusal;
         // Before anything is created or the token spent: the client joins again over there.
