@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { SignJWT } from 'jose';
 import { io } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
@@ -78,6 +79,59 @@ describe('tokens', () => {
       headers: { 'content-type': 'application/json', authorization: basic(KEY.id, KEY.secret) },
     });
     expect(reusableBroadcaster.status).toBe(400);
+  });
+
+  test('identities and names must be printable: POST /api/tokens refuses control characters, separators, bidi overrides and unpaired surrogates', async () => {
+    const post = (body: Record<string, unknown>) =>
+      fetch(`${node.url}/api/tokens`, {
+        method: 'POST',
+        // JSON.stringify escapes an unpaired surrogate (\\ud800), so it arrives as one.
+        body: JSON.stringify({ room: 'printable', role: 'listener', ...body }),
+        headers: { 'content-type': 'application/json', authorization: basic(KEY.id, KEY.secret) },
+      });
+    const refused = ['a\u0000b', '\u0000', 'bell\u0007', 'tab\there', 'new\nline', 'del\u007f', 'c1\u0085', 'line\u2028sep', 'evil\u202egnp.exe', 'half\ud800', '\udc00tail'];
+    for (const identity of refused) {
+      const r = await post({ identity });
+      expect(r.status, JSON.stringify(identity)).toBe(400);
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('BAD_REQUEST');
+      expect(error.message).toMatch(/^identity: must be printable text/);
+    }
+    const badName = await post({ identity: 'fine', name: 'Fatima\u0000' });
+    expect(badName.status).toBe(400);
+    expect(((await badName.json()) as { error: { message: string } }).error.message).toMatch(/^name: must be printable text/);
+    expect((await post({ identity: 'x'.repeat(257) })).status).toBe(400);
+    // Scripts, emoji sequences (with their zero-width joiners) and spaces are people's names.
+    for (const identity of ['أمينة', 'Zaid ibn Thabit', '👩‍👩‍👧 family', 'ज़ैद', 'x'.repeat(256)]) {
+      const r = await post({ identity, name: identity.slice(0, 128) });
+      expect(r.status, identity).toBe(201);
+      expect((await node.tokens.verify(((await r.json()) as { token: string }).token)).identity).toBe(identity);
+    }
+    // The demo endpoints' display names follow the same rule.
+    const demo = await fetch(`${node.url}/api/demo/broadcasts`, { method: 'POST', body: JSON.stringify({ name: 'imam\u0000' }), headers: { 'content-type': 'application/json' } });
+    expect(demo.status).toBe(400);
+    expect(audit.some((e) => e.type === 'token.minted' && e.identity.includes('\u0000'))).toBe(false);
+  });
+
+  test('a token signed with the key but carrying an unprintable identity or name is refused at join with TOKEN_INVALID', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (claims: Record<string, unknown>) =>
+      new SignJWT({ room: 'handmade', role: 'listener', ...claims })
+        .setProtectedHeader({ alg: 'HS256', kid: KEY.id })
+        .setIssuer('chorus')
+        .setJti(`jti-${Math.random().toString(36).slice(2)}`)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(new TextEncoder().encode(KEY.secret));
+    for (const claims of [{ sub: 'a\u0000b' }, { sub: 'bell\u0007' }, { sub: 'half\ud800' }, { sub: 'rtl\u202e' }, { sub: 'ok', name: 'n\u0000' }]) {
+      const s = await raw();
+      const reply = await s.call('join', { roomId: 'handmade', token: await sign(claims) });
+      expect(reply.error, JSON.stringify(claims)).toMatchObject({ code: 'TOKEN_INVALID', retryable: false });
+      expect(reply.error?.message).toMatch(/^token claim (sub|name) is invalid: must be printable text/);
+    }
+    // The same signer with a printable identity is let in: the refusals above are for the text.
+    await (await raw()).ok('join', { roomId: 'handmade', token: await sign({ sub: 'أمينة' }) });
+    expect(node.rooms.get('handmade')?.peers.size).toBe(1);
   });
 
   test('the CLI mints tokens the node accepts, with the configured key', async () => {
