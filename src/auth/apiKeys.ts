@@ -47,13 +47,26 @@ export class ApiKeyring {
    * and restarts agree on it without any configuration.
    */
   static loadOrCreateDev(dataDir: string): ApiKeyring {
-    const file = join(dataDir, 'api-keys.json');
-    if (existsSync(file)) return new ApiKeyring(z.array(keySchema).parse(JSON.parse(readFileSync(file, 'utf8'))));
+    const existing = ApiKeyring.loadDev(dataDir);
+    if (existing) return existing;
+    const file = ApiKeyring.devKeyPath(dataDir);
     mkdirSync(dataDir, { recursive: true });
     const keys = [{ id: 'dev', secret: randomBytes(32).toString('base64url') }];
     writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
     return new ApiKeyring(keys);
+  }
+
+  /** Where the development key of `dataDir` is kept. */
+  static devKeyPath(dataDir: string): string {
+    return join(dataDir, 'api-keys.json');
+  }
+
+  /** The development key of `dataDir`, if one was made there. */
+  static loadDev(dataDir: string): ApiKeyring | undefined {
+    const file = ApiKeyring.devKeyPath(dataDir);
+    if (!existsSync(file)) return undefined;
+    return new ApiKeyring(z.array(keySchema).parse(JSON.parse(readFileSync(file, 'utf8'))));
   }
 
   get ids(): string[] {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +140,46 @@ describe('tokens', () => {
     });
     expect(await node.tokens.verify(stdout.trim())).toMatchObject({ room: 'cli', identity: 'ops', role: 'moderator', keyId: 'test' });
     await expect(run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'cli'])).rejects.toMatchObject({ code: 2 });
+  });
+
+  test('the CLI signs with the key the node uses (its data dir\'s development key), says which and from where, and makes none unasked', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'chorus-cli-'));
+    const devFile = join(dataDir, 'api-keys.json');
+    const env: NodeJS.ProcessEnv = { ...process.env, CHORUS_DATA_DIR: dataDir };
+    delete env['CHORUS_API_KEYS'];
+    delete env['CHORUS_TOKEN_SECRET'];
+    const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'devroom', '--role', 'listener', ...args], { env });
+    // No key anywhere: refused, saying where it looked, and nothing is made behind the node's back.
+    const refused = await cli().then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(refused?.code).toBe(2);
+    expect(refused?.stderr).toContain(`no API key to sign with: CHORUS_API_KEYS and CHORUS_TOKEN_SECRET are unset and there is no development key at ${devFile}`);
+    expect(existsSync(devFile)).toBe(false);
+    // A node on embedded defaults makes its development key there; the CLI then signs with it.
+    const n = await startTestNode({ CHORUS_API_KEYS: '', CHORUS_DATA_DIR: dataDir });
+    cleanup.push(() => n.close());
+    expect(existsSync(devFile)).toBe(true);
+    const signed = await cli('--identity', 'dev-user');
+    expect(signed.stderr).toBe(`chorus: signed with API key "dev" from the development key file ${devFile}\n`);
+    const s = await raw(n);
+    expect(await s.ok('join', { roomId: 'devroom', token: signed.stdout.trim() })).toMatchObject({ identity: 'dev-user' });
+    // With the node's CHORUS_API_KEYS it says so.
+    const viaEnv = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'r', '--role', 'listener'], {
+      env: { ...env, CHORUS_API_KEYS: `${KEY.id}:${KEY.secret}` },
+    });
+    expect(viaEnv.stderr).toBe(`chorus: signed with API key "test" from CHORUS_API_KEYS\n`);
+    expect((await node.tokens.verify(viaEnv.stdout.trim())).keyId).toBe('test');
+    // Asked to, it creates the development key where a node with that data dir will find it.
+    const fresh = mkdtempSync(join(tmpdir(), 'chorus-cli-'));
+    const created = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'r', '--role', 'listener', '--create-dev-key'], {
+      env: { ...env, CHORUS_DATA_DIR: fresh },
+    });
+    expect(created.stderr).toContain(`chorus: created a new development key at ${join(fresh, 'api-keys.json')}`);
+    const later = await startTestNode({ CHORUS_API_KEYS: '', CHORUS_DATA_DIR: fresh });
+    cleanup.push(() => later.close());
+    expect((await later.tokens.verify(created.stdout.trim())).keyId).toBe('dev');
   });
 
   test('rotation: tokens of every configured key are accepted, new ones are signed with the first', async () => {
