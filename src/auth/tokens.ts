@@ -41,6 +41,8 @@ export interface VerifiedGrant extends RoomGrant {
   kind: RoomKind;
   tokenId: string;
   keyId: string;
+  /** The tenant of the signing key: the only one whose rooms the token may join or open. */
+  tenant: string;
   issuedAtMs: number;
   expiresAtMs: number;
   /** A resume token the node issued, not a join token from the operator. */
@@ -95,6 +97,7 @@ export interface MintedToken {
 
 export class TokenService {
   readonly #secrets = new Map<string, Uint8Array>();
+  readonly #tenants = new Map<string, string>();
   readonly #primary: string;
 
   /**
@@ -109,9 +112,14 @@ export class TokenService {
   ) {
     if (keys instanceof Uint8Array) {
       this.#secrets.set('default', keys);
+      this.#tenants.set('default', 'default');
       this.#primary = 'default';
     } else {
-      for (const id of keys.ids) this.#secrets.set(id, encoder.encode(keys.get(id)!.secret));
+      for (const id of keys.ids) {
+        const key = keys.get(id)!;
+        this.#secrets.set(id, encoder.encode(key.secret));
+        this.#tenants.set(id, key.tenant);
+      }
       this.#primary = keys.primary.id;
     }
   }
@@ -197,6 +205,7 @@ export class TokenService {
       kind: c.kind ?? 'broadcast',
       tokenId: c.jti,
       keyId,
+      tenant: this.#tenants.get(keyId)!,
       issuedAtMs: c.ims !== undefined && Math.abs(c.ims - c.iat * 1000) < 1000 ? c.ims : c.iat * 1000,
       expiresAtMs: c.exp * 1000,
       resume: c.typ === 'resume',

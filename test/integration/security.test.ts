@@ -12,7 +12,8 @@ import type { AuditEvent } from '../../src/observability/audit.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener } from '../support/listener.js';
 import { RawSocket } from '../support/rawSocket.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { startRedis } from '../support/redisServer.js';
+import { nodeClient, startTestNode, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 const run = promisify(execFile);
 const KEY = { id: 'test', secret: 't'.repeat(40) };
@@ -204,6 +205,104 @@ describe('tokens', () => {
     for (let i = 0; i < 3; i++) identities.add((await (await raw()).ok('join', { roomId: 'once', token: link }))['identity']);
     expect(identities.size).toBe(3);
     expect(audit.some((e) => e.type === 'join.refused' && e.code === 'TOKEN_USED' && e.identity === 'zaid')).toBe(true);
+  });
+});
+
+describe('tenants: a room belongs to the tenant whose key opened it', () => {
+  const A = { id: 'alpha', secret: 'a'.repeat(40) };
+  const B = { id: 'beta', secret: 'b'.repeat(40) };
+  // alpha rotated to alpha2: the new key names alpha's tenant, so alpha's live rooms carry on.
+  const A2 = { id: 'alpha2', secret: 'c'.repeat(40) };
+  const keys = `${A.id}:${A.secret},${B.id}:${B.secret},${A2.id}@${A.id}:${A2.secret}`;
+  const as = (n: ChorusNode, keyId: string, room: string, role: 'listener' | 'moderator' | 'broadcaster', identity: string, grants = {}) =>
+    n.tokens.issue({ room, identity, role, grants }, { keyId, ttlSeconds: 600 }).then((t) => t.token);
+  const admin = (n: ChorusNode, key: { id: string; secret: string }, method: string, path: string, body?: unknown) =>
+    fetch(`${n.url}/api/admin/rooms${path}`, {
+      method,
+      headers: { authorization: basic(key.id, key.secret), ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+
+  test('another key\'s tokens (listener, moderator, broadcaster, reusable link, HLS) are refused with TOKEN_WRONG_ROOM; its admin API finds nothing; a rotated key of the same tenant and resume tokens carry on', async () => {
+    const n = await startTestNode({ CHORUS_API_KEYS: keys });
+    const events: AuditEvent[] = [];
+    n.audit.on('event', (e) => events.push(e));
+    cleanup.push(() => n.close());
+    const room = 'owned';
+    const mod = await raw(n);
+    const joined = await mod.ok('join', { roomId: room, token: await as(n, A.id, room, 'moderator', 'alpha-mod') });
+    const listener = await raw(n);
+    const listenerPeer = (await listener.ok('join', { roomId: room, token: await as(n, A.id, room, 'listener', 'alpha-listener') }))['peerId'] as string;
+
+    for (const [role, grants] of [['listener', {}], ['moderator', {}], ['broadcaster', { replace: true }], ['listener', { reusable: true }]] as const) {
+      const reply = await (await raw(n)).call('join', { roomId: room, token: await as(n, B.id, room, role, `beta-${role}`, grants) });
+      expect(reply.error, `${role} ${JSON.stringify(grants)}`).toMatchObject({ code: 'TOKEN_WRONG_ROOM', retryable: false });
+      expect(reply.error?.message).toBe(`room ${room} belongs to another tenant: tokens signed with this API key cannot join it`);
+    }
+    expect(events.filter((e) => e.type === 'join.refused' && e.code === 'TOKEN_WRONG_ROOM')).toHaveLength(4);
+    const hls = await fetch(`${n.url}/hls/${room}/index.m3u8?token=${await as(n, B.id, room, 'listener', 'beta-hls')}`);
+    expect(hls.status).toBe(403);
+    expect(((await hls.json()) as { error: { code: string } }).error.code).toBe('TOKEN_WRONG_ROOM');
+    expect((await fetch(`${n.url}/hls/${room}/index.m3u8?token=${await as(n, A.id, room, 'listener', 'alpha-hls')}`)).status).toBe(409); // nothing live yet
+
+    // B's admin API: no such room, nobody to kick or mute, nothing to end.
+    expect((await admin(n, B, 'GET', '')).status).toBe(200);
+    expect(((await (await admin(n, B, 'GET', '')).json()) as { rooms: unknown[] }).rooms).toEqual([]);
+    for (const [method, path, body] of [['GET', `/${room}`], ['DELETE', `/${room}/participants/${listenerPeer}`], ['POST', `/${room}/participants/${listenerPeer}/mute`, { muted: true }], ['DELETE', `/${room}`]] as const) {
+      const r = await admin(n, B, method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    }
+    expect(n.rooms.get(room)?.peers.has(listenerPeer)).toBe(true);
+    expect(n.rooms.get(room)?.peers.get(listenerPeer)?.muted).toBe(false);
+
+    // The rotated key (tenant alpha) joins and administers alpha's room.
+    await (await raw(n)).ok('join', { roomId: room, token: await as(n, A2.id, room, 'listener', 'alpha2-listener') });
+    const seen = (await (await admin(n, A2, 'GET', `/${room}`)).json()) as { id: string; participants: unknown[] };
+    expect(seen).toMatchObject({ id: room });
+    expect(seen.participants).toHaveLength(3);
+    // A resume token (signed with the session's own key) brings the session back.
+    mod.close();
+    await until(() => !n.rooms.get(room)?.peers.has(joined['peerId'] as string), 5000, 'the moderator to leave');
+    await (await raw(n)).ok('join', { roomId: room, token: joined['resumeToken'] as string, previousPeerId: joined['peerId'] });
+
+    // Ownership lasts as long as the room: once everyone left, the id is free for anyone.
+    for (const fn of cleanup.splice(1).reverse()) await fn();
+    await until(() => n.rooms.rooms.size === 0, 5000, 'the room to close');
+    expect(await n.store.getRoom(room)).toBeUndefined();
+    await (await raw(n)).ok('join', { roomId: room, token: await as(n, B.id, room, 'moderator', 'beta-mod') });
+    expect((await (await raw(n)).call('join', { roomId: room, token: await as(n, A.id, room, 'listener', 'alpha-late') })).error?.code).toBe('TOKEN_WRONG_ROOM');
+  });
+
+  test('across two nodes sharing a real Redis the first tenant\'s claim holds, and ends with the room on every node', async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const [one, two] = (await startTestNodes(['tenant-1', 'tenant-2'], { REDIS_URL: redis.url, CHORUS_API_KEYS: keys, CHORUS_ORIGIN_PLACEMENT: 'local' })) as [ChorusNode, ChorusNode];
+    cleanup.push(() => one.close(), () => two.close());
+    const room = 'owned-cluster';
+    const first = await raw(one);
+    await first.ok('join', { roomId: room, token: await as(one, A.id, room, 'listener', 'alpha-1') });
+    // Node two has no room of its own yet: the claim it meets is the shared one.
+    for (const role of ['listener', 'moderator', 'broadcaster'] as const) {
+      expect(await (await raw(two)).code('join', { roomId: room, token: await as(two, B.id, room, role, `beta-${role}`) }), role).toBe('TOKEN_WRONG_ROOM');
+    }
+    const second = await raw(two);
+    await second.ok('join', { roomId: room, token: await as(two, A2.id, room, 'listener', 'alpha-2') });
+    expect((await admin(two, B, 'DELETE', `/${room}`)).status).toBe(404);
+    expect((await admin(one, B, 'DELETE', `/${room}`)).status).toBe(404);
+    expect(((await (await admin(two, A, 'GET', `/${room}`)).json()) as { participants: unknown[] }).participants).toHaveLength(2);
+
+    // Node one's share closes first, node two's last (which deletes the record): node one must
+    // not bring the record (and alpha's claim) back when it next refreshes its leases.
+    first.close();
+    await until(() => one.rooms.get(room) === undefined, 5000, 'node one to close its share');
+    second.close();
+    await until(async () => two.rooms.get(room) === undefined && (await two.store.getRoom(room)) === undefined, 5000, 'the room to close everywhere');
+    await one.store.refresh();
+    await two.store.refresh();
+    expect(await one.store.getRoom(room)).toBeUndefined();
+    await (await raw(two)).ok('join', { roomId: room, token: await as(two, B.id, room, 'listener', 'beta-now') });
+    expect(await (await raw(one)).code('join', { roomId: room, token: await as(one, A.id, room, 'listener', 'alpha-now') })).toBe('TOKEN_WRONG_ROOM');
   });
 });
 
