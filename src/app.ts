@@ -21,7 +21,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { ConnectionGuard } from './limits/connectionGuard.js';
 import { LogThrottle } from './observability/logThrottle.js';
-import { RoomManager } from './rooms/roomManager.js';
+import { RoomManager, ownerRefusal } from './rooms/roomManager.js';
 import { recordNode } from './records/nodeRecorder.js';
 import { QualitySampler } from './records/qualitySampler.js';
 import { startRecords, type Records } from './records/records.js';
@@ -231,7 +231,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     hls: hls && {
       hls,
       tokens,
-      refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs),
+      refusal: async (roomId, identity, issuedAtMs, tenant) => (await ownerRefusal(store, roomId, tenant)) ?? Room.refusal(store, roomId, identity, issuedAtMs),
       chargeRefused: (ip) => limits.take('http', ip),
     },
     ready: () => {

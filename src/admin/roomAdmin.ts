@@ -4,8 +4,8 @@
  * cluster every question goes to every live node over the node bus and the answers are merged;
  * on a single node it is all local.
  *
- * An API key administers only the rooms opened with its own tokens: another key's room is
- * simply not found.
+ * An API key administers only its tenant's rooms (those opened with its own tokens, or with
+ * another key of the same tenant): another tenant's room is simply not found.
  */
 import { z } from 'zod';
 import type { NodeBus } from '../cluster/bus.js';
@@ -62,7 +62,10 @@ export interface ClusterView {
   nodeIds(): string[];
 }
 
-const target = z.object({ keyId: z.string(), roomId: z.string(), by: z.string() });
+// `keyId` carries the tenant too: nodes from before tenants filter by it, and a key's default
+// tenant is its id, so they still see the same rooms.
+const target = z.object({ keyId: z.string(), tenant: z.string().optional(), roomId: z.string(), by: z.string() });
+const tenantOf = (p: { keyId: string; tenant?: string | undefined }): string => p.tenant ?? p.keyId;
 const peerTarget = target.extend({ peerId: z.string() });
 
 export class RoomAdmin {
@@ -79,62 +82,62 @@ export class RoomAdmin {
     this.#log = log.child({ component: 'admin' });
     if (cluster) {
       cluster.bus.handle('admin.rooms', async (params) => {
-        const { keyId, roomId } = z.object({ keyId: z.string(), roomId: z.string().optional() }).parse(params);
-        return this.#localRooms(keyId, roomId);
+        const p = z.object({ keyId: z.string(), tenant: z.string().optional(), roomId: z.string().optional() }).parse(params);
+        return this.#localRooms(tenantOf(p), p.roomId);
       });
       cluster.bus.handle('admin.end', async (params) => {
         const p = target.parse(params);
-        return this.#localEnd(p.keyId, p.roomId, p.by);
+        return this.#localEnd(tenantOf(p), p.roomId, p.by);
       });
       cluster.bus.handle('admin.kick', async (params) => {
         const p = peerTarget.parse(params);
-        return this.#localPeer(p.keyId, p.roomId, p.peerId, (room) => room.kick(p.peerId, p.by));
+        return this.#localPeer(tenantOf(p), p.roomId, p.peerId, (room) => room.kick(p.peerId, p.by));
       });
       cluster.bus.handle('admin.mute', async (params) => {
         const p = peerTarget.extend({ muted: z.boolean() }).parse(params);
-        return this.#localPeer(p.keyId, p.roomId, p.peerId, (room) => room.setMuted(p.peerId, p.muted, p.by));
+        return this.#localPeer(tenantOf(p), p.roomId, p.peerId, (room) => room.setMuted(p.peerId, p.muted, p.by));
       });
     }
   }
 
-  async listRooms(keyId: string): Promise<{ rooms: RoomView[]; unreachable: string[] }> {
-    const { shares, unreachable } = await this.#gather(keyId);
+  async listRooms(tenant: string): Promise<{ rooms: RoomView[]; unreachable: string[] }> {
+    const { shares, unreachable } = await this.#gather(tenant);
     return { rooms: merge(shares).map(({ view }) => view), unreachable };
   }
 
-  async getRoom(keyId: string, roomId: string): Promise<RoomView & { participants: PeerView[]; unreachable: string[] }> {
-    const { shares, unreachable } = await this.#gather(keyId, roomId);
+  async getRoom(tenant: string, roomId: string): Promise<RoomView & { participants: PeerView[]; unreachable: string[] }> {
+    const { shares, unreachable } = await this.#gather(tenant, roomId);
     const found = merge(shares)[0];
     if (!found) throw new ChorusError('NOT_FOUND', `no room ${roomId}`);
     return { ...found.view, participants: found.peers, unreachable };
   }
 
   /** Ends the room on every node that serves it; tokens issued before now cannot reopen it. */
-  async closeRoom(keyId: string, roomId: string, by: string): Promise<{ nodes: string[] }> {
-    const ended = await this.#onEveryNode<boolean>('admin.end', { keyId, roomId, by }, () => this.#localEnd(keyId, roomId, by));
+  async closeRoom(tenant: string, roomId: string, by: string): Promise<{ nodes: string[] }> {
+    const ended = await this.#onEveryNode<boolean>('admin.end', { keyId: tenant, tenant, roomId, by }, () => this.#localEnd(tenant, roomId, by));
     const nodes = ended.filter((r) => r.result).map((r) => r.node);
     if (nodes.length === 0) throw new ChorusError('NOT_FOUND', `no room ${roomId}`);
     return { nodes };
   }
 
   /** Removes a session wherever it is connected; its identity's older tokens stop working. */
-  async removePeer(keyId: string, roomId: string, peerId: string, by: string): Promise<void> {
-    await this.#onPeerNode(keyId, roomId, peerId, 'admin.kick', { keyId, roomId, peerId, by }, (room) => room.kick(peerId, by));
+  async removePeer(tenant: string, roomId: string, peerId: string, by: string): Promise<void> {
+    await this.#onPeerNode(tenant, roomId, peerId, 'admin.kick', { keyId: tenant, tenant, roomId, peerId, by }, (room) => room.kick(peerId, by));
   }
 
-  async mutePeer(keyId: string, roomId: string, peerId: string, muted: boolean, by: string): Promise<void> {
-    await this.#onPeerNode(keyId, roomId, peerId, 'admin.mute', { keyId, roomId, peerId, muted, by }, (room) => room.setMuted(peerId, muted, by));
+  async mutePeer(tenant: string, roomId: string, peerId: string, muted: boolean, by: string): Promise<void> {
+    await this.#onPeerNode(tenant, roomId, peerId, 'admin.mute', { keyId: tenant, tenant, roomId, peerId, muted, by }, (room) => room.setMuted(peerId, muted, by));
   }
 
-  async #onPeerNode(keyId: string, roomId: string, peerId: string, method: string, params: unknown, act: (room: Room) => Promise<void>): Promise<void> {
+  async #onPeerNode(tenant: string, roomId: string, peerId: string, method: string, params: unknown, act: (room: Room) => Promise<void>): Promise<void> {
     // Peers are few per node and ids are unguessable: asking every node is simpler and as
     // cheap as a shared-state lookup, and it cannot act on a stale record.
-    const results = await this.#onEveryNode<boolean>(method, params, () => this.#localPeer(keyId, roomId, peerId, act));
+    const results = await this.#onEveryNode<boolean>(method, params, () => this.#localPeer(tenant, roomId, peerId, act));
     if (!results.some((r) => r.result)) throw new ChorusError('NOT_FOUND', `no session ${peerId} in room ${roomId}`);
   }
 
-  async #gather(keyId: string, roomId?: string): Promise<{ shares: LocalRoom[]; unreachable: string[] }> {
-    const results = await this.#onEveryNode<LocalRoom[]>('admin.rooms', { keyId, roomId }, () => this.#localRooms(keyId, roomId));
+  async #gather(tenant: string, roomId?: string): Promise<{ shares: LocalRoom[]; unreachable: string[] }> {
+    const results = await this.#onEveryNode<LocalRoom[]>('admin.rooms', { keyId: tenant, tenant, roomId }, () => this.#localRooms(tenant, roomId));
     return { shares: results.flatMap((r) => r.result ?? []), unreachable: results.filter((r) => r.result === undefined).map((r) => r.node) };
   }
 
@@ -156,10 +159,10 @@ export class RoomAdmin {
     ]);
   }
 
-  async #localRooms(keyId: string, roomId?: string): Promise<LocalRoom[]> {
+  async #localRooms(tenant: string, roomId?: string): Promise<LocalRoom[]> {
     const rooms = roomId === undefined ? [...this.rooms.rooms.values()] : [this.rooms.get(roomId)].filter((r) => r !== undefined);
     return rooms
-      .filter((room) => !room.closed && room.keyId === keyId)
+      .filter((room) => !room.closed && room.tenant === tenant)
       .map((room) => {
         const byRole: Partial<Record<Role, number>> = {};
         for (const peer of room.peers.values()) byRole[peer.role] = (byRole[peer.role] ?? 0) + 1;
@@ -184,21 +187,21 @@ export class RoomAdmin {
       });
   }
 
-  #ownRoom(keyId: string, roomId: string): Room | undefined {
+  #ownRoom(tenant: string, roomId: string): Room | undefined {
     const room = this.rooms.get(roomId);
-    return room && !room.closed && room.keyId === keyId ? room : undefined;
+    return room && !room.closed && room.tenant === tenant ? room : undefined;
   }
 
-  async #localEnd(keyId: string, roomId: string, by: string): Promise<boolean> {
-    const room = this.#ownRoom(keyId, roomId);
+  async #localEnd(tenant: string, roomId: string, by: string): Promise<boolean> {
+    const room = this.#ownRoom(tenant, roomId);
     if (!room) return false;
     this.#log.info({ room: roomId, by }, 'closing a room (admin API)');
     await room.end(by, { localOnly: true });
     return true;
   }
 
-  async #localPeer(keyId: string, roomId: string, peerId: string, act: (room: Room) => Promise<void>): Promise<boolean> {
-    const room = this.#ownRoom(keyId, roomId);
+  async #localPeer(tenant: string, roomId: string, peerId: string, act: (room: Room) => Promise<void>): Promise<boolean> {
+    const room = this.#ownRoom(tenant, roomId);
     if (!room?.peers.has(peerId)) return false;
     await act(room);
     return true;

@@ -31,25 +31,25 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
 export function registerAdminRoutes(app: FastifyInstance, admin: RoomAdmin, keys: ApiKeyring): void {
   app.get('/api/admin/rooms', async (request, reply) => {
     const key = requireApiKey(request, reply, keys);
-    return admin.listRooms(key.id);
+    return admin.listRooms(key.tenant);
   });
 
   app.get('/api/admin/rooms/:roomId', async (request, reply) => {
     const key = requireApiKey(request, reply, keys);
     const { roomId: id } = parse(roomParams, request.params, 'path');
-    return admin.getRoom(key.id, id);
+    return admin.getRoom(key.tenant, id);
   });
 
   app.delete('/api/admin/rooms/:roomId', async (request, reply) => {
     const key = requireApiKey(request, reply, keys);
     const { roomId: id } = parse(roomParams, request.params, 'path');
-    return { closed: true, ...(await admin.closeRoom(key.id, id, `api:${key.id}`)) };
+    return { closed: true, ...(await admin.closeRoom(key.tenant, id, `api:${key.id}`)) };
   });
 
   app.delete('/api/admin/rooms/:roomId/participants/:peerId', async (request, reply) => {
     const key = requireApiKey(request, reply, keys);
     const p = parse(peerParams, request.params, 'path');
-    await admin.removePeer(key.id, p.roomId, p.peerId, `api:${key.id}`);
+    await admin.removePeer(key.tenant, p.roomId, p.peerId, `api:${key.id}`);
     return { removed: true };
   });
 
@@ -57,7 +57,7 @@ export function registerAdminRoutes(app: FastifyInstance, admin: RoomAdmin, keys
     const key = requireApiKey(request, reply, keys);
     const p = parse(peerParams, request.params, 'path');
     const { muted } = parse(muteBody, request.body, 'body');
-    await admin.mutePeer(key.id, p.roomId, p.peerId, muted, `api:${key.id}`);
+    await admin.mutePeer(key.tenant, p.roomId, p.peerId, muted, `api:${key.id}`);
     return { muted };
   });
 }

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { ChorusError } from '../protocol/errors.js';
-import { roles, roomId, roomKinds, type Role, type RoomKind } from '../protocol/messages.js';
+import { displayName, identityText, roles, roomId, roomKinds, type Role, type RoomKind } from '../protocol/messages.js';
 import type { ApiKeyring } from './apiKeys.js';
 
 export interface Grants {
@@ -41,6 +41,8 @@ export interface VerifiedGrant extends RoomGrant {
   kind: RoomKind;
   tokenId: string;
   keyId: string;
+  /** The tenant of the signing key: the only one whose rooms the token may join or open. */
+  tenant: string;
   issuedAtMs: number;
   expiresAtMs: number;
   /** A resume token the node issued, not a join token from the operator. */
@@ -58,9 +60,11 @@ const grantsSchema = z.strictObject({
 
 const claims = z.object({
   room: roomId,
-  sub: z.string().min(1).max(256),
+  // The same rule as minting: a token made with the key but not through the API (a hand-rolled
+  // signer, an older node) must not bring an identity the API would refuse.
+  sub: identityText,
   role: z.enum(roles),
-  name: z.string().max(128).optional(),
+  name: displayName.optional(),
   grants: grantsSchema.optional(),
   kind: z.enum(roomKinds).optional(),
   jti: z.string().min(8).max(128),
@@ -73,9 +77,9 @@ const claims = z.object({
 
 export const grantSchema = z.strictObject({
   room: roomId,
-  identity: z.string().min(1).max(256),
+  identity: identityText,
   role: z.enum(roles),
-  name: z.string().min(1).max(128).optional(),
+  name: displayName.optional(),
   grants: grantsSchema.optional(),
   kind: z.enum(roomKinds).optional(),
 });
@@ -93,6 +97,7 @@ export interface MintedToken {
 
 export class TokenService {
   readonly #secrets = new Map<string, Uint8Array>();
+  readonly #tenants = new Map<string, string>();
   readonly #primary: string;
 
   /**
@@ -107,9 +112,14 @@ export class TokenService {
   ) {
     if (keys instanceof Uint8Array) {
       this.#secrets.set('default', keys);
+      this.#tenants.set('default', 'default');
       this.#primary = 'default';
     } else {
-      for (const id of keys.ids) this.#secrets.set(id, encoder.encode(keys.get(id)!.secret));
+      for (const id of keys.ids) {
+        const key = keys.get(id)!;
+        this.#secrets.set(id, encoder.encode(key.secret));
+        this.#tenants.set(id, key.tenant);
+      }
       this.#primary = keys.primary.id;
     }
   }
@@ -120,7 +130,10 @@ export class TokenService {
 
   async issue(grant: RoomGrant, options: { ttlSeconds?: number | undefined; keyId?: string | undefined; resume?: boolean } = {}): Promise<MintedToken> {
     const parsed = grantSchema.safeParse(grant);
-    if (!parsed.success) throw new ChorusError('BAD_REQUEST', `invalid grant: ${parsed.error.issues[0]?.message}`);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ChorusError('BAD_REQUEST', `invalid grant ${issue?.path.join('.') || ''}: ${issue?.message}`.replace(' :', ':'));
+    }
     if (grant.grants?.reusable && grant.role !== 'listener') {
       throw new ChorusError('BAD_REQUEST', 'only listener tokens can be reusable');
     }
@@ -176,7 +189,10 @@ export class TokenService {
       throw new ChorusError('TOKEN_INVALID', 'token signature or format is invalid');
     }
     const parsed = claims.safeParse(payload);
-    if (!parsed.success) throw new ChorusError('TOKEN_INVALID', 'token lacks valid room, sub, role, jti or expiry claims');
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ChorusError('TOKEN_INVALID', `token claim ${issue?.path.join('.') || '?'} is invalid: ${issue?.message}`);
+    }
     const c = parsed.data;
     const grants: Grants = { ...c.grants };
     if (c.role !== 'listener') delete grants.reusable;
@@ -189,6 +205,7 @@ export class TokenService {
       kind: c.kind ?? 'broadcast',
       tokenId: c.jti,
       keyId,
+      tenant: this.#tenants.get(keyId)!,
       issuedAtMs: c.ims !== undefined && Math.abs(c.ims - c.iat * 1000) < 1000 ? c.ims : c.iat * 1000,
       expiresAtMs: c.exp * 1000,
       resume: c.typ === 'resume',

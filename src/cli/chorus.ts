@@ -2,12 +2,16 @@
 /**
  * The `chorus` command for operators, offline (no running node needed):
  *   chorus token --room R --role listener [--identity I] [--name N] [--ttl SECONDS] [--key ID]
- *                [--reusable] [--moderate] [--replace] [--publish audio,video]
+ *                [--reusable] [--moderate] [--replace] [--publish audio,video] [--create-dev-key]
  *   chorus key [--id ID]      prints a new `id:secret` for CHORUS_API_KEYS
  * Keys come from CHORUS_API_KEYS / CHORUS_TOKEN_SECRET, else the development key in
- * CHORUS_DATA_DIR (the one a node on embedded defaults uses).
+ * CHORUS_DATA_DIR (the one a node on embedded defaults uses), read the way the node reads them.
+ * A token signed with a key the node does not have is refused at join, so `token` says on stderr
+ * which key signed and where it came from, and makes no development key unless asked to.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiKeyring } from '../auth/apiKeys.js';
 import { TokenService, type Grants } from '../auth/tokens.js';
@@ -20,6 +24,7 @@ import { roles, type Role } from '../protocol/messages.js';
 const usage = `usage:
   chorus token --room ROOM --role ${roles.join('|')} [--identity ID] [--name NAME] [--ttl SECONDS]
                [--key KEY_ID] [--reusable] [--moderate] [--replace] [--publish audio,video]
+               [--create-dev-key]
   chorus key [--id KEY_ID]`;
 
 function fail(message: string, code = 2): never {
@@ -42,12 +47,13 @@ async function token(argv: string[]): Promise<void> {
       reusable: { type: 'boolean' },
       moderate: { type: 'boolean' },
       replace: { type: 'boolean' },
+      'create-dev-key': { type: 'boolean' },
     },
   });
   if (!values.room || !values.role) fail(`--room and --role are required\n${usage}`);
   if (!(roles as readonly string[]).includes(values.role)) fail(`--role must be one of ${roles.join(', ')}`);
   const config = loadConfig();
-  const keys = config.tokens.keys ?? ApiKeyring.loadOrCreateDev(config.dataDir);
+  const { keys, source } = signingKeys(config.tokens.keys, config.dataDir, values['create-dev-key'] === true);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const grants: Grants = {};
   if (values.publish) grants.publish = values.publish.split(',').map((k) => k.trim()) as Array<'audio' | 'video'>;
@@ -69,7 +75,26 @@ async function token(argv: string[]): Promise<void> {
     tokenId: minted.tokenId,
     via: 'cli',
   });
+  process.stderr.write(`chorus: signed with API key "${minted.keyId}" from ${source}\n`);
   process.stdout.write(`${minted.token}\n`);
+}
+
+/** The keys a node with this environment signs with, and where they come from (for stderr). */
+function signingKeys(configured: ApiKeyring | undefined, dataDir: string, create: boolean): { keys: ApiKeyring; source: string } {
+  if (configured) return { keys: configured, source: process.env['CHORUS_API_KEYS'] ? 'CHORUS_API_KEYS' : 'CHORUS_TOKEN_SECRET' };
+  const file = ApiKeyring.devKeyFile(dataDir);
+  if (existsSync(file)) return { keys: ApiKeyring.loadDev(dataDir)!, source: `the development key file ${file}` };
+  if (!create) {
+    fail(
+      `no API key to sign with: CHORUS_API_KEYS and CHORUS_TOKEN_SECRET are unset and there is no development key at ${file}.\n` +
+        `  Give the CLI the node's CHORUS_API_KEYS, or the node's CHORUS_DATA_DIR if it runs on its development key\n` +
+        `  (default .data, relative to the directory the node was started in; the node makes the key on its first start).\n` +
+        `  --create-dev-key makes a development key at ${file} for a node that will use that data directory.`,
+    );
+  }
+  const keys = ApiKeyring.loadOrCreateDev(dataDir);
+  process.stderr.write(`chorus: created a new development key at ${file}; only a node started with CHORUS_DATA_DIR=${resolve(dataDir)} and no CHORUS_API_KEYS accepts its tokens\n`);
+  return { keys, source: `the development key file ${file}` };
 }
 
 function key(argv: string[]): void {

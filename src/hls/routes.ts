@@ -26,8 +26,8 @@ import type { HlsService } from './hlsService.js';
 export interface HlsRouteDeps {
   hls: HlsService;
   tokens: TokenService;
-  /** Why tokens issued at `issuedAtMs` are refused in the room now (kicked, room ended), if they are. */
-  refusal(roomId: string, identity: string, issuedAtMs: number): Promise<ChorusError | undefined>;
+  /** Why a token must not play (kicked, room ended, another tenant's room), if it must not. */
+  refusal(roomId: string, identity: string, issuedAtMs: number, tenant: string): Promise<ChorusError | undefined>;
   /**
    * Charges a request refused before its token was accepted against the address's HTTP budget
    * (throws LIMIT_REACHED once it is spent). Accepted HLS requests are not charged: players behind
@@ -95,7 +95,7 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     }
     const { roomId, file, grant, queryToken } = admitted;
     if (file === PLAYLIST) {
-      const refusal = await deps.refusal(roomId, grant.identity, grant.issuedAtMs);
+      const refusal = await deps.refusal(roomId, grant.identity, grant.issuedAtMs, grant.tenant);
       if (refusal) throw refusal;
     }
 

@@ -15,7 +15,7 @@ import type { AuditSink } from '../observability/audit.js';
 import type { Limits } from '../limits/limits.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
-import { roomId } from '../protocol/messages.js';
+import { displayName, roomId } from '../protocol/messages.js';
 import { requireApiKey } from './apiKeyAuth.js';
 import { registerHlsRoutes, type HlsRouteDeps } from '../hls/routes.js';
 
@@ -64,7 +64,7 @@ const tokenBody = grantSchema.extend({ ttlSeconds: z.number().int().positive().o
 
 const demoBroadcastBody = z.strictObject({
   roomId: roomId.optional(),
-  name: z.string().min(1).max(64).optional(),
+  name: displayName.max(64).optional(),
 });
 
 export function createHttpServer(deps: HttpDeps): FastifyInstance {

@@ -75,8 +75,14 @@ export class Limits {
     };
   }
 
-  /** Spends one point of `name` for `key`, or throws LIMIT_REACHED with a retry delay. */
-  async take(name: LimitName, key: string): Promise<void> {
+  /**
+   * Spends one point of `name` for `key`, or throws LIMIT_REACHED with a retry delay. A key made
+   * of several parts (a room and an identity) is passed as a list and kept as its JSON text:
+   * unambiguous whatever the parts hold, and printable, since it reaches the audit log and the
+   * records database as it is.
+   */
+  async take(name: LimitName, parts: string | readonly string[]): Promise<void> {
+    const key = typeof parts === 'string' ? parts : JSON.stringify(parts);
     try {
       await this.#limiters[name].consume(key);
     } catch (rejection) {

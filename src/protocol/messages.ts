@@ -21,6 +21,27 @@ export type Role = (typeof roles)[number];
 /** Room ids appear in URLs, logs and (later) Redis keys, so they are kept to a safe alphabet. */
 export const roomId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'room ids are 1-64 of A-Z a-z 0-9 _ -');
 
+/**
+ * Control characters (NUL among them), line and paragraph separators, bidirectional overrides
+ * and unpaired surrogates: nothing a person means in a name, and each breaks something on the
+ * way (PostgreSQL refuses NUL and unpaired surrogates, logs and admin views show a line break or
+ * reversed text that is not there). Joiners (ZWJ, ZWNJ) stay: scripts and emoji need them.
+ */
+const unprintable = /[\p{Cc}\p{Cs}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u;
+
+/** Text a person chose (an identity, a display name): 1..max UTF-16 units, printable only. */
+export const printableText = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((text) => !unprintable.test(text), 'must be printable text: no control characters, line separators, bidirectional overrides or unpaired surrogates');
+
+/** Who a token admits (its `sub`): in records, logs, audit events, rate-limit keys. */
+export const identityText = printableText(256);
+/** The name a session shows to others. */
+export const displayName = printableText(128);
+
 export const requests = {
   join: z.strictObject({
     /** The room the client means to join; a token for any other room is refused. */

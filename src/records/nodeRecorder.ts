@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { AuditEvent, AuditLog } from '../observability/audit.js';
 import type { Room } from '../rooms/room.js';
 import type { RoomManager } from '../rooms/roomManager.js';
-import { pgSafe, type ChorusRecord } from './types.js';
+import type { ChorusRecord } from './types.js';
 
 /** Records without id and time; the recorder stamps them. */
 export type NewRecord = ChorusRecord extends infer R ? (R extends ChorusRecord ? Omit<R, 'id' | 'at'> : never) : never;
@@ -26,7 +26,7 @@ export function recordNode(rooms: RoomManager, audit: AuditLog, sink: RecordSink
         peer: peer.id,
         ...(previousPeerId ? { previousPeer: previousPeerId } : {}),
         room: room.id,
-        identity: pgSafe(peer.identity),
+        identity: peer.identity,
         role: peer.role,
         node: nodeId,
       }),
@@ -43,9 +43,9 @@ export function recordNode(rooms: RoomManager, audit: AuditLog, sink: RecordSink
         kind: 'event',
         type,
         ...(room !== undefined ? { room } : {}),
-        ...(identity !== undefined ? { identity: pgSafe(identity) } : {}),
+        ...(identity !== undefined ? { identity } : {}),
         node: nodeId,
-        data: JSON.parse(pgSafe(JSON.stringify(data))) as Record<string, unknown>,
+        data,
       },
       at,
     );

@@ -5,7 +5,7 @@
  * delivered twice leaves the database as if it had been delivered once.
  */
 import type { SqlDatabase, SqlExecutor } from './sql.js';
-import { isLifecycle, type ChorusRecord } from './types.js';
+import { isLifecycle, storable, type ChorusRecord } from './types.js';
 
 export interface RecordStore {
   readonly kind: SqlDatabase['kind'];
@@ -39,7 +39,8 @@ export class SqlRecordStore implements RecordStore {
     const lifecycle: Lifecycle[] = [];
     const events: EventRecord[] = [];
     const quality: QualityRecord[] = [];
-    for (const record of batch) {
+    // The storage boundary: whatever text a record holds, it is stored (see storable).
+    for (const record of batch.map(storable)) {
       if (isLifecycle(record)) lifecycle.push(record);
       else if (record.kind === 'event') events.push(record);
       else quality.push(record);

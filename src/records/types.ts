@@ -58,7 +58,24 @@ export function isLifecycle(record: ChorusRecord): record is Extract<ChorusRecor
   return record.kind.startsWith('room.') || record.kind.startsWith('session.');
 }
 
-/** PostgreSQL text and jsonb cannot hold NUL; identities come from tokens and may contain one. */
-export function pgSafe(value: string): string {
-  return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
+/** NUL, and UTF-16 surrogates without their pair (in `u` mode a paired one is one code point). */
+const unstorable = /[\u0000\p{Cs}]/gu;
+
+/**
+ * The record as PostgreSQL can hold it: text and jsonb refuse NUL (22P05, 22021) and jsonb refuses
+ * an unpaired surrogate escape, so in every string inside the record, keys of its data included,
+ * those become U+FFFD. Identities are checked at the edge, but a record carries other text too
+ * (reasons, audit data from any part of the node) and must never be refused for it.
+ */
+export function storable<T extends ChorusRecord>(record: T): T {
+  return clean(record) as T;
+}
+
+function clean(value: unknown): unknown {
+  if (typeof value === 'string') return value.replace(unstorable, '\uFFFD');
+  if (Array.isArray(value)) return value.map(clean);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key.replace(unstorable, '\uFFFD'), clean(inner)]));
+  }
+  return value;
 }

@@ -69,6 +69,8 @@ export class Room extends EventEmitter<RoomEvents> {
     readonly id: string,
     /** The API key whose token opened the room. */
     readonly keyId: string,
+    /** Whose room it is, cluster-wide (the tenant of the key that first opened it anywhere). */
+    readonly tenant: string,
     readonly policy: RoomPolicy,
     /** The room's routers; none for a room that carries no media (a watch party). */
     readonly media: RoomMedia | undefined,
@@ -575,6 +577,7 @@ export class Room extends EventEmitter<RoomEvents> {
     this.remote?.withdraw(this.id);
     // Other nodes may still serve this room: remove only what this node put in the shared
     // state, and the room record only when nobody anywhere is left in it.
+    await this.store.leaveRoom(this.id);
     try {
       await Promise.all(
         mine.map(async (peer) => {

@@ -11,7 +11,7 @@ import type { WorkerPool } from '../media/workerPool.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { RoomKind } from '../protocol/messages.js';
-import type { StateStore } from '../store/stateStore.js';
+import { ownerOf, type StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { Peer } from './peer.js';
 import { policyFor } from './policy.js';
@@ -60,7 +60,9 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
     // A room may close (its last peer left) between being looked up and being joined; one
     // retry against a freshly created room covers that window.
     for (let attempt = 0; ; attempt++) {
-      const room = await this.#roomFor(grant.room, grant.kind, grant.keyId);
+      const room = await this.#roomFor(grant);
+      // A room belongs to the tenant whose key opened it; found here, or claimed in #create.
+      if (room.tenant !== grant.tenant) throw othersRoom(room.id);
       if (room.kind !== grant.kind) throw new ChorusError('WRONG_ROOM_KIND', `this is a ${room.kind} room; the token is for a ${grant.kind} room`);
       try {
         return { room, peer: await room.join(grant, peerId, previousPeerId) };
@@ -70,7 +72,8 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
     }
   }
 
-  async #roomFor(roomId: string, kind: RoomKind, keyId: string): Promise<Room> {
+  async #roomFor(grant: VerifiedGrant): Promise<Room> {
+    const { room: roomId, kind, keyId } = grant;
     const existing = this.#rooms.get(roomId);
     if (existing && !existing.closed) return existing;
     let creating = this.#creating.get(roomId);
@@ -79,13 +82,13 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
       if (open >= this.deps.maxRoomsPerKey) {
         throw new ChorusError('LIMIT_REACHED', `API key ${keyId} already has ${open} rooms open`);
       }
-      creating = this.#create(roomId, kind, keyId).finally(() => this.#creating.delete(roomId));
+      creating = this.#create(roomId, kind, keyId, grant.tenant).finally(() => this.#creating.delete(roomId));
       this.#creating.set(roomId, creating);
     }
     return creating;
   }
 
-  async #create(roomId: string, kind: RoomKind, keyId: string): Promise<Room> {
+  async #create(roomId: string, kind: RoomKind, keyId: string, tenant: string): Promise<Room> {
     const { pool, store, channel, transport, maxConsumersPerWorker, room: options, audit, log } = this.deps;
     const policy = policyFor(kind);
     let media: RoomMedia | undefined;
@@ -96,14 +99,24 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
       log.error({ room: roomId, err: error }, 'cannot create room media');
       throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
     }
-    // Another node may already serve this room as another kind: one room id, one kind.
-    const existing = await store.getRoom(roomId).catch(() => undefined);
-    if (existing && existing.kind !== kind && (await store.countPeers(roomId).catch(() => 1)) > 0) {
+    // The first node to open a room claims it for its tenant and kind, cluster-wide; another
+    // tenant's tokens are refused for it for as long as it has a record anywhere.
+    const claim = { id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId, tenant };
+    try {
+      const held = await store.claimRoom(claim);
+      if (ownerOf(held) !== tenant) throw othersRoom(roomId);
+      if (held.kind !== kind) {
+        // One room id, one kind; a record nobody is in any more (its node died) is replaced.
+        if ((await store.countPeers(roomId).catch(() => 1)) > 0) {
+          throw new ChorusError('WRONG_ROOM_KIND', `this is a ${held.kind} room; the token is for a ${kind} room`);
+        }
+        await store.putRoom(claim);
+      }
+    } catch (error) {
       media?.close();
-      throw new ChorusError('WRONG_ROOM_KIND', `this is a ${existing.kind} room; the token is for a ${kind} room`);
+      throw error;
     }
-    const room = new Room(roomId, keyId, policy, media, store, channel, options, audit, log, this.deps.remote);
-    await store.putRoom({ id: roomId, kind, nodeId: options.nodeId, createdAt: Date.now(), keyId });
+    const room = new Room(roomId, keyId, tenant, policy, media, store, channel, options, audit, log, this.deps.remote);
     this.#rooms.set(roomId, room);
     audit.record({ type: 'room.started', room: roomId, kind, node: options.nodeId });
     room.once('close', (reason) => {
@@ -117,4 +130,15 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
   async closeAll(): Promise<void> {
     await Promise.all([...this.#rooms.values()].map((room) => room.close()));
   }
+}
+
+/** TOKEN_WRONG_ROOM when `roomId` is open (anywhere) for a tenant other than `tenant`. */
+export async function ownerRefusal(store: StateStore, roomId: string, tenant: string): Promise<ChorusError | undefined> {
+  const record = await store.getRoom(roomId);
+  return record && ownerOf(record) !== tenant ? othersRoom(roomId) : undefined;
+}
+
+/** Not this tenant's room. Says no more: whose it is stays between that tenant and the node. */
+function othersRoom(roomId: string): ChorusError {
+  return new ChorusError('TOKEN_WRONG_ROOM', `room ${roomId} belongs to another tenant: tokens signed with this API key cannot join it`);
 }

@@ -105,11 +105,10 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         // A reusable link is shared by many people under one identity: each join becomes its own
         // identity (kept across reconnects by the resume token). Its join rate is per address, with
         // a budget for a crowd behind one NAT (a venue's Wi-Fi), not for one person reconnecting.
-        // Room ids and addresses hold no '/', so the shared key is unambiguous without control characters.
         const shared = verified.grants.reusable === true && !verified.resume;
         const grant = shared ? { ...verified, identity: `${verified.identity}~${randomBytes(6).toString('base64url')}` } : verified;
-        if (shared) await limits.take('joinsPerSharedLink', `${roomId}/${session.ip}/${verified.identity}`);
-        else await limits.take('joinsPerIdentity', `${roomId}\0${grant.identity}`);
+        if (shared) await limits.take('joinsPerSharedLink', [roomId, session.ip, verified.identity]);
+        else await limits.take('joinsPerIdentity', [roomId, grant.identity]);
         const refusal = await Room.refusal(store, roomId, grant.identity, grant.issuedAtMs);
         if (refusal) throw refusal;
         // Before anything is created or the token spent: the client joins again over there.

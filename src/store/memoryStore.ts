@@ -14,6 +14,16 @@ export class MemoryStateStore implements StateStore {
     this.#rooms.set(room.id, { ...room });
   }
 
+  async claimRoom(room: RoomRecord): Promise<RoomRecord> {
+    const existing = this.#rooms.get(room.id);
+    if (!existing) this.#rooms.set(room.id, { ...room });
+    return { ...(existing ?? room) };
+  }
+
+  async leaveRoom(): Promise<void> {
+    // One process: nothing is kept alive on a lease here.
+  }
+
   async getRoom(roomId: string): Promise<RoomRecord | undefined> {
     const room = this.#rooms.get(roomId);
     return room && { ...room };

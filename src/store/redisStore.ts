@@ -5,7 +5,7 @@
  * Key layout (prefix `chorus:` by default; `{roomId}` is a Redis Cluster hash tag, so all of a
  * room's keys live in one slot and the multi-key scripts below stay legal on a Cluster):
  *
- *   chorus:{room}:room            string  RoomRecord JSON                      PX lease
+ *   chorus:{room}:room            string  RoomRecord JSON (owner: SET NX)      PX lease
  *   chorus:{room}:peers           hash    peerId → PeerRecord JSON             PX lease
  *   chorus:{room}:role:<role>     zset    peerId scored by its lease expiry ms PX lease
  *   chorus:{room}:seat:<seat>     string  holder peerId (SET NX)               PX lease
@@ -56,7 +56,7 @@ import type { RedisOptions } from 'ioredis';
 import { ChorusError } from '../protocol/errors.js';
 import { roles, type Role } from '../protocol/messages.js';
 import { openRedis, parseRedisUrl, usesTls, type ConnectionPurpose, type ParsedRedisUrl, type RedisClient } from './redisConnection.js';
-import { seats, type NodeRecord, type PeerRecord, type RoomRecord, type Seat, type StateStore } from './stateStore.js';
+import { ownerOf, seats, type NodeRecord, type PeerRecord, type RoomRecord, type Seat, type StateStore } from './stateStore.js';
 
 export interface RedisStateStoreOptions {
   /** REDIS_URL: `redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://` (redisConnection.ts). */
@@ -293,6 +293,8 @@ export function isTransientRedisError(error: unknown): boolean {
 /** What this node wrote to a room, re-asserted by refresh(). */
 interface Held {
   room: RoomRecord | undefined;
+  /** Rooms of this node keeping `room` alive (claimRoom/putRoom not yet paired with leaveRoom). */
+  claims: number;
   peers: Map<string, PeerRecord>;
   seats: Map<Seat, string>;
 }
@@ -421,12 +423,40 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
 
   async putRoom(room: RoomRecord): Promise<void> {
     const record = { ...room };
-    this.#hold(room.id).room = record;
+    const held = this.#hold(room.id);
+    held.room = record;
+    held.claims++;
     const key = this.#keys(room.id).room;
     await this.#run('putRoom', async () => {
       if (this.#held.get(room.id)?.room !== record) return; // deleted meanwhile: do not resurrect
       await this.client.set(key, JSON.stringify(record), 'PX', this.leaseMs);
     });
+  }
+
+  async claimRoom(room: RoomRecord): Promise<RoomRecord> {
+    const key = this.#keys(room.id).room;
+    // SET NX answering whoever holds it: a retry after a lost reply finds its own record.
+    const json = await this.#run('claimRoom', () => this.#eval(scripts.claimValue, [key], [JSON.stringify(room), this.leaseMs]));
+    const current = JSON.parse(String(json)) as RoomRecord;
+    if (ownerOf(current) === ownerOf(room) && current.kind === room.kind) {
+      // Kept as found: should Redis lose it, the refresh writes back the first claimant's record.
+      const held = this.#hold(room.id);
+      held.room = current;
+      held.claims++;
+    }
+    return current;
+  }
+
+  async leaveRoom(roomId: string): Promise<void> {
+    const held = this.#held.get(roomId);
+    if (!held) return;
+    held.claims = Math.max(0, held.claims - 1);
+    // Another room of this node (one opened again while the old one closed) still needs it.
+    if (held.claims > 0) return;
+    // Re-asserting it from here would bring the record back after the last node deletes it,
+    // keeping the room's owner claimed for as long as this node runs.
+    held.room = undefined;
+    if (held.peers.size === 0 && held.seats.size === 0) this.#held.delete(roomId);
   }
 
   async getRoom(roomId: string): Promise<RoomRecord | undefined> {
@@ -449,7 +479,7 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
     try {
       await this.#run('addPeer', async () => {
         if (this.#held.get(peer.roomId)?.peers.get(peer.id) !== record) return; // removed meanwhile
-        await this.#sync(peer.roomId, { room: undefined, peers: new Map([[peer.id, record]]), seats: new Map() }, false);
+        await this.#sync(peer.roomId, { room: undefined, claims: 0, peers: new Map([[peer.id, record]]), seats: new Map() }, false);
       });
     } catch (error) {
       // Not written (as far as we know): do not re-assert it later either.
@@ -638,7 +668,7 @@ export class RedisStateStore extends EventEmitter<RedisStateStoreEvents> impleme
 
   #hold(roomId: string): Held {
     let held = this.#held.get(roomId);
-    if (!held) this.#held.set(roomId, (held = { room: undefined, peers: new Map(), seats: new Map() }));
+    if (!held) this.#held.set(roomId, (held = { room: undefined, claims: 0, peers: new Map(), seats: new Map() }));
     return held;
   }
 

@@ -12,6 +12,16 @@ export interface RoomRecord {
   createdAt: number;
   /** The API key whose token created the room (rooms-per-key quota). */
   keyId: string;
+  /**
+   * Whose room it is: the tenant of the key that opened it. Only that tenant's tokens join it,
+   * on any node. Absent in records written before tenants: the key id is the tenant then.
+   */
+  tenant?: string | undefined;
+}
+
+/** The tenant a room record belongs to. */
+export function ownerOf(room: RoomRecord): string {
+  return room.tenant ?? room.keyId;
 }
 
 export interface PeerRecord {
@@ -41,6 +51,18 @@ export type Seat = (typeof seats)[number];
 
 export interface StateStore {
   putRoom(room: RoomRecord): Promise<void>;
+  /**
+   * Writes `room` only if the room has no record yet, atomically (the first node to open a room
+   * decides its owner and kind for the whole cluster); answers the record the room has after
+   * the call: `room` itself, or the one that was there. This node keeps the record alive (its
+   * lease, see refresh) when it has the same owner and kind as `room`, until `leaveRoom`.
+   */
+  claimRoom(room: RoomRecord): Promise<RoomRecord>;
+  /**
+   * This node no longer serves the room, but others may (its record stays): stop keeping the
+   * record alive from here. Paired with each claimRoom/putRoom a room of this node made.
+   */
+  leaveRoom(roomId: string): Promise<void>;
   getRoom(roomId: string): Promise<RoomRecord | undefined>;
   deleteRoom(roomId: string): Promise<void>;
 

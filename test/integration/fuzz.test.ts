@@ -18,6 +18,9 @@
  * replay a counterexample with FUZZ_PATH, size the run with FUZZ_SCALE (1 = the CI size).
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { get as httpGet } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -44,6 +47,7 @@ import { mediaCounts } from '../support/mediaCounts.js';
 import { RawSocket, rawConnection, rawEngineWebSocket, type RawReply } from '../support/rawSocket.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { TEST_KEY_BASIC, awkwardText, handSignedToken, isPrintableText } from '../support/fuzzKit.js';
 
 const SEED = process.env['FUZZ_SEED'] ? Number(process.env['FUZZ_SEED']) : 20_250_611;
 const SCALE = process.env['FUZZ_SCALE'] ? Number(process.env['FUZZ_SCALE']) : 1;
@@ -1330,4 +1334,73 @@ describe('fuzzing the signaling protocol against a live node', () => {
     console.log(`[fuzz] ${ctx.stats.sent} messages sent (seed ${SEED}); replies by code: ${JSON.stringify(ctx.stats.byCode)}`);
     expect(ctx.stats.sent).toBeGreaterThanOrEqual(MIN_MESSAGES);
   }, 60_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Identities and display names: kept apart from the protocol fuzzing above (its own node, with
+// records going to PGlite, so whatever text gets through is also written to a real database).
+
+describe('fuzzing identities and display names', () => {
+  let textNode: ChorusNode;
+  let textRun = 0;
+
+  beforeAll(async () => {
+    textNode = await startTestNode({
+      CHORUS_RECORDS: 'true',
+      CHORUS_DATA_DIR: mkdtempSync(join(tmpdir(), 'chorus-fuzz-text-')),
+      CHORUS_RECORDS_FLUSH_MS: '100',
+      // Short random strings repeat; the per-identity join rate is not what is tested here.
+      CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: '1000000',
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await textNode?.close();
+  });
+
+  test('printable text is minted and admitted as itself; anything else gets BAD_REQUEST (API) or TOKEN_INVALID (join); every record is stored', async () => {
+    const outcomes = { admitted: 0, refused: 0 };
+    await fc.assert(
+      fc.asyncProperty(awkwardText(300), fc.constantFrom('identity', 'name'), async (text, field) => {
+        const n = ++textRun;
+        const room = `text-${n}`;
+        const printable = isPrintableText(text, field === 'identity' ? 256 : 128);
+        outcomes[printable ? 'admitted' : 'refused']++;
+        const grant = field === 'identity' ? { identity: text } : { identity: `named-${n}`, name: text };
+        const minted = await fetch(`${textNode.url}/api/tokens`, {
+          method: 'POST',
+          body: JSON.stringify({ room, role: 'listener', ...grant }),
+          headers: { 'content-type': 'application/json', authorization: TEST_KEY_BASIC },
+        });
+        const body = (await minted.json()) as { token?: string; error?: { code: string; message: string } };
+        if (printable) {
+          expect(minted.status, brief(body)).toBe(201);
+          const verified = await textNode.tokens.verify(body.token!);
+          expect(field === 'identity' ? verified.identity : verified.name).toBe(text);
+        } else {
+          expect(minted.status).toBe(400);
+          expect(body.error?.code).toBe('BAD_REQUEST');
+          expect(body.error?.message.startsWith(`${field}: `)).toBe(true);
+        }
+        // The same text in a token signed with the key by hand, past every minting check.
+        const claims = { room, role: 'listener', sub: grant.identity, ...(grant.name !== undefined ? { name: grant.name } : {}) };
+        const socket = await RawSocket.connect(textNode);
+        try {
+          const reply = await socket.call('join', { roomId: room, token: await handSignedToken(claims) });
+          if (printable) expect(reply.ok, brief(reply)).toBe(true);
+          else expect(reply.error?.code, brief(reply)).toBe('TOKEN_INVALID');
+        } finally {
+          socket.close();
+        }
+      }),
+      settings(60, 150),
+    );
+    // Both sides of the rule were exercised, not just one.
+    expect(Math.min(outcomes.admitted, outcomes.refused), JSON.stringify(outcomes)).toBeGreaterThan(20 * SCALE);
+    await until(() => textNode.rooms.rooms.size === 0, 10_000, 'the fuzzed rooms to close');
+    await until(() => textNode.records!.flush(), 30_000, 'records to be written');
+    expect(textNode.records!.status()).toMatchObject({ rejected: 0, queued: 0, spilledBytes: 0 });
+    const [{ n } = { n: 0 }] = await textNode.records!.store.query<{ n: string }>(`SELECT count(*) AS n FROM sessions WHERE room LIKE 'text-%'`);
+    expect(Number(n)).toBeGreaterThan(0);
+  }, 300_000);
 });

@@ -2,7 +2,7 @@
  * The records schema and batch writes against both backends: a real PostgreSQL started for
  * this file and PGlite in a temp dir. Same migrations, same statements, same answers.
  */
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -12,6 +12,7 @@ import { migrations } from '../../src/records/migrations.js';
 import { stamp } from '../../src/records/nodeRecorder.js';
 import { SqlRecordStore } from '../../src/records/recordStore.js';
 import { openPglite, openPostgres, type SqlDatabase } from '../../src/records/sql.js';
+import { RecordWriter } from '../../src/records/writer.js';
 import { startPostgres, type PostgresServer } from '../support/postgresServer.js';
 
 const log = createLogger('silent', 'test');
@@ -147,6 +148,32 @@ describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => 
     expect(archived).toEqual({ status: 'archived', archived: true, ended: true });
     await store.write([stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'B' })]);
     expect(await db.query('SELECT status, archived_at FROM rooms WHERE id = $1', [room])).toEqual([{ status: 'open', archived_at: null }]);
+  });
+
+  test('text PostgreSQL cannot hold (NUL, unpaired surrogates) is stored, not rejected: it reads back with U+FFFD', async () => {
+    const db = await database(kind);
+    await migrate(db);
+    const dir = mkdtempSync(join(tmpdir(), 'chorus-writer-'));
+    const writer = new RecordWriter(new SqlRecordStore(db), { flushMs: 60_000, queueMax: 100, spillPath: join(dir, 'spill.jsonl'), rejectedPath: join(dir, 'rejected.jsonl') }, log);
+    const room = `nul-${kind}`;
+    const odd = 'a\u0000b\ud800c\udfffd';
+    const peer = `${room}-p`;
+    const records = [
+      stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'A' }),
+      stamp({ kind: 'session.joined', peer, room, identity: odd, role: 'listener', node: 'A' }),
+      stamp({ kind: 'event', type: 'limit.exceeded', room, identity: odd, node: 'A', data: { key: `${room}\u0000${odd}`, [`k\u0000${'\ud83c'}`]: [odd, { deep: odd }], fine: '🎤 أمينة' } }),
+      stamp({ kind: 'session.left', peer, room, reason: `left\u0000${'\udc00'}` }),
+    ];
+    for (const record of records) writer.enqueue(record);
+    expect(await writer.flush()).toBe(true);
+    await writer.close(1000);
+    expect(writer.status()).toMatchObject({ written: records.length, rejected: 0 });
+    expect(existsSync(join(dir, 'rejected.jsonl')) ? 'rejected file written' : 'no rejected file').toBe('no rejected file');
+    const stored = 'a\uFFFDb\uFFFDc\uFFFDd';
+    expect(await db.query('SELECT identity, end_reason FROM sessions WHERE id = $1', [peer])).toEqual([{ identity: stored, end_reason: 'left\uFFFD\uFFFD' }]);
+    expect(await db.query('SELECT identity, data FROM events WHERE room = $1', [room])).toEqual([
+      { identity: stored, data: { key: `${room}\uFFFD${stored}`, 'k\uFFFD\uFFFD': [stored, { deep: stored }], fine: '🎤 أمينة' } },
+    ]);
   });
 
   test('a room still in use on another node stays open when one node closes it', async () => {

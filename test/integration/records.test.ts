@@ -16,6 +16,7 @@ import type { ChorusRecord } from '../../src/records/types.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { freePort } from '../support/ports.js';
+import { RawSocket } from '../support/rawSocket.js';
 import { startPostgres, type PostgresServer } from '../support/postgresServer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
@@ -177,6 +178,36 @@ describe.each(['postgres', 'pglite'] as const)('a live broadcast recorded in %s'
     const writes = /chorus_db_query_duration_seconds_count\{[^}]*op="write"[^}]*outcome="ok"[^}]*\} (\d+)/.exec(metrics);
     expect(Number(writes?.[1] ?? 0)).toBeGreaterThan(0);
     await expectExactlyOnce(records, queued);
+  });
+});
+
+describe.each(['postgres', 'pglite'] as const)('abuse limits recorded in %s', (kind) => {
+  test('a join-limit flood is stored as limit.exceeded events whose keys are printable (no NUL), none rejected', async () => {
+    const env: Record<string, string> = {
+      CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: '2',
+      ...(kind === 'postgres' ? { DATABASE_URL: await server.createDatabase(`flood_${Date.now()}`) } : {}),
+    };
+    const { node, records } = await recordingNode(env);
+    const room = `flood-${kind}`;
+    const join = async (token: string): Promise<string | undefined> => {
+      const socket = await RawSocket.connect(node);
+      cleanup.push(() => socket.close());
+      return socket.code('join', { roomId: room, token });
+    };
+    const codes: Array<string | undefined> = [];
+    for (let i = 0; i < 4; i++) codes.push(await join(await tokenFor(node, room, 'listener', 'flooder')));
+    // A reusable link's joins are limited per identity and address.
+    const link = await node.tokens.mint({ room, identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
+    for (let i = 0; i < 3; i++) codes.push(await join(link));
+    expect(codes).toEqual([undefined, undefined, 'LIMIT_REACHED', 'LIMIT_REACHED', undefined, undefined, 'LIMIT_REACHED']);
+    await until(() => records.flush(), 20_000, 'records to be written');
+    expect(records.status()).toMatchObject({ rejected: 0, queued: 0, spilledBytes: 0 });
+    const rows = await records.store.query<{ data: { limit: string; key: string } }>(`SELECT data FROM events WHERE type = 'limit.exceeded' ORDER BY at`);
+    expect(rows.map((r) => r.data)).toEqual([
+      { limit: 'joinsPerIdentity', key: JSON.stringify([room, 'flooder']) },
+      { limit: 'joinsPerIdentity', key: JSON.stringify([room, 'public', '127.0.0.1']) },
+    ]);
+    for (const { data } of rows) expect(/[\u0000-\u001f\u007f]/.test(data.key)).toBe(false);
   });
 });
 

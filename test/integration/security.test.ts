@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { SignJWT } from 'jose';
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
@@ -14,7 +15,8 @@ import { toneTrack } from '../support/nodePeer.js';
 import { joinListener } from '../support/listener.js';
 import { captureLogs, WARN } from '../support/logCapture.js';
 import { RawSocket, rawConnection, rawEngineWebSocket, type RawConnection } from '../support/rawSocket.js';
-import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { startRedis } from '../support/redisServer.js';
+import { nodeClient, startTestNode, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
 const run = promisify(execFile);
 const KEY = { id: 'test', secret: 't'.repeat(40) };
@@ -100,12 +102,105 @@ describe('tokens', () => {
     expect(reusableBroadcaster.status).toBe(400);
   });
 
+  test('identities and names must be printable: POST /api/tokens refuses control characters, separators, bidi overrides and unpaired surrogates', async () => {
+    const post = (body: Record<string, unknown>) =>
+      fetch(`${node.url}/api/tokens`, {
+        method: 'POST',
+        // JSON.stringify escapes an unpaired surrogate (\\ud800), so it arrives as one.
+        body: JSON.stringify({ room: 'printable', role: 'listener', ...body }),
+        headers: { 'content-type': 'application/json', authorization: basic(KEY.id, KEY.secret) },
+      });
+    const refused = ['a\u0000b', '\u0000', 'bell\u0007', 'tab\there', 'new\nline', 'del\u007f', 'c1\u0085', 'line\u2028sep', 'evil\u202egnp.exe', 'half\ud800', '\udc00tail'];
+    for (const identity of refused) {
+      const r = await post({ identity });
+      expect(r.status, JSON.stringify(identity)).toBe(400);
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('BAD_REQUEST');
+      expect(error.message).toMatch(/^identity: must be printable text/);
+    }
+    const badName = await post({ identity: 'fine', name: 'Fatima\u0000' });
+    expect(badName.status).toBe(400);
+    expect(((await badName.json()) as { error: { message: string } }).error.message).toMatch(/^name: must be printable text/);
+    expect((await post({ identity: 'x'.repeat(257) })).status).toBe(400);
+    // Scripts, emoji sequences (with their zero-width joiners) and spaces are people's names.
+    for (const identity of ['أمينة', 'Zaid ibn Thabit', '👩‍👩‍👧 family', 'ज़ैद', 'x'.repeat(256)]) {
+      const r = await post({ identity, name: identity.slice(0, 128) });
+      expect(r.status, identity).toBe(201);
+      expect((await node.tokens.verify(((await r.json()) as { token: string }).token)).identity).toBe(identity);
+    }
+    // The demo endpoints' display names follow the same rule.
+    const demo = await fetch(`${node.url}/api/demo/broadcasts`, { method: 'POST', body: JSON.stringify({ name: 'imam\u0000' }), headers: { 'content-type': 'application/json' } });
+    expect(demo.status).toBe(400);
+    expect(audit.some((e) => e.type === 'token.minted' && e.identity.includes('\u0000'))).toBe(false);
+  });
+
+  test('a token signed with the key but carrying an unprintable identity or name is refused at join with TOKEN_INVALID', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (claims: Record<string, unknown>) =>
+      new SignJWT({ room: 'handmade', role: 'listener', ...claims })
+        .setProtectedHeader({ alg: 'HS256', kid: KEY.id })
+        .setIssuer('chorus')
+        .setJti(`jti-${Math.random().toString(36).slice(2)}`)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(new TextEncoder().encode(KEY.secret));
+    for (const claims of [{ sub: 'a\u0000b' }, { sub: 'bell\u0007' }, { sub: 'half\ud800' }, { sub: 'rtl\u202e' }, { sub: 'ok', name: 'n\u0000' }]) {
+      const s = await raw();
+      const reply = await s.call('join', { roomId: 'handmade', token: await sign(claims) });
+      expect(reply.error, JSON.stringify(claims)).toMatchObject({ code: 'TOKEN_INVALID', retryable: false });
+      expect(reply.error?.message).toMatch(/^token claim (sub|name) is invalid: must be printable text/);
+    }
+    // The same signer with a printable identity is let in: the refusals above are for the text.
+    await (await raw()).ok('join', { roomId: 'handmade', token: await sign({ sub: 'أمينة' }) });
+    expect(node.rooms.get('handmade')?.peers.size).toBe(1);
+  });
+
   test('the CLI mints tokens the node accepts, with the configured key', async () => {
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'cli', '--role', 'moderator', '--identity', 'ops', '--ttl', '60'], {
       env: { ...process.env, CHORUS_API_KEYS: `${KEY.id}:${KEY.secret}` },
     });
     expect(await node.tokens.verify(stdout.trim())).toMatchObject({ room: 'cli', identity: 'ops', role: 'moderator', keyId: 'test' });
     await expect(run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'cli'])).rejects.toMatchObject({ code: 2 });
+  });
+
+  test('the CLI signs with the key the node uses (its data dir\'s development key), says which and from where, and makes none unasked', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'chorus-cli-'));
+    const devFile = join(dataDir, 'api-keys.json');
+    const env: NodeJS.ProcessEnv = { ...process.env, CHORUS_DATA_DIR: dataDir };
+    delete env['CHORUS_API_KEYS'];
+    delete env['CHORUS_TOKEN_SECRET'];
+    const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'devroom', '--role', 'listener', ...args], { env });
+    // No key anywhere: refused, saying where it looked, and nothing is made behind the node's back.
+    const refused = await cli().then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(refused?.code).toBe(2);
+    expect(refused?.stderr).toContain(`no API key to sign with: CHORUS_API_KEYS and CHORUS_TOKEN_SECRET are unset and there is no development key at ${devFile}`);
+    expect(existsSync(devFile)).toBe(false);
+    // A node on embedded defaults makes its development key there; the CLI then signs with it.
+    const n = await startTestNode({ CHORUS_API_KEYS: '', CHORUS_DATA_DIR: dataDir });
+    cleanup.push(() => n.close());
+    expect(existsSync(devFile)).toBe(true);
+    const signed = await cli('--identity', 'dev-user');
+    expect(signed.stderr).toBe(`chorus: signed with API key "dev" from the development key file ${devFile}\n`);
+    const s = await raw(n);
+    expect(await s.ok('join', { roomId: 'devroom', token: signed.stdout.trim() })).toMatchObject({ identity: 'dev-user' });
+    // With the node's CHORUS_API_KEYS it says so.
+    const viaEnv = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'r', '--role', 'listener'], {
+      env: { ...env, CHORUS_API_KEYS: `${KEY.id}:${KEY.secret}` },
+    });
+    expect(viaEnv.stderr).toBe(`chorus: signed with API key "test" from CHORUS_API_KEYS\n`);
+    expect((await node.tokens.verify(viaEnv.stdout.trim())).keyId).toBe('test');
+    // Asked to, it creates the development key where a node with that data dir will find it.
+    const fresh = mkdtempSync(join(tmpdir(), 'chorus-cli-'));
+    const created = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'r', '--role', 'listener', '--create-dev-key'], {
+      env: { ...env, CHORUS_DATA_DIR: fresh },
+    });
+    expect(created.stderr).toContain(`chorus: created a new development key at ${join(fresh, 'api-keys.json')}`);
+    const later = await startTestNode({ CHORUS_API_KEYS: '', CHORUS_DATA_DIR: fresh });
+    cleanup.push(() => later.close());
+    expect((await later.tokens.verify(created.stdout.trim())).keyId).toBe('dev');
   });
 
   test('rotation: tokens of every configured key are accepted, new ones are signed with the first', async () => {
@@ -130,6 +225,104 @@ describe('tokens', () => {
     for (let i = 0; i < 3; i++) identities.add((await (await raw()).ok('join', { roomId: 'once', token: link }))['identity']);
     expect(identities.size).toBe(3);
     expect(audit.some((e) => e.type === 'join.refused' && e.code === 'TOKEN_USED' && e.identity === 'zaid')).toBe(true);
+  });
+});
+
+describe('tenants: a room belongs to the tenant whose key opened it', () => {
+  const A = { id: 'alpha', secret: 'a'.repeat(40) };
+  const B = { id: 'beta', secret: 'b'.repeat(40) };
+  // alpha rotated to alpha2: the new key names alpha's tenant, so alpha's live rooms carry on.
+  const A2 = { id: 'alpha2', secret: 'c'.repeat(40) };
+  const keys = `${A.id}:${A.secret},${B.id}:${B.secret},${A2.id}@${A.id}:${A2.secret}`;
+  const as = (n: ChorusNode, keyId: string, room: string, role: 'listener' | 'moderator' | 'broadcaster', identity: string, grants = {}) =>
+    n.tokens.issue({ room, identity, role, grants }, { keyId, ttlSeconds: 600 }).then((t) => t.token);
+  const admin = (n: ChorusNode, key: { id: string; secret: string }, method: string, path: string, body?: unknown) =>
+    fetch(`${n.url}/api/admin/rooms${path}`, {
+      method,
+      headers: { authorization: basic(key.id, key.secret), ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+
+  test('another key\'s tokens (listener, moderator, broadcaster, reusable link, HLS) are refused with TOKEN_WRONG_ROOM; its admin API finds nothing; a rotated key of the same tenant and resume tokens carry on', async () => {
+    const n = await startTestNode({ CHORUS_API_KEYS: keys });
+    const events: AuditEvent[] = [];
+    n.audit.on('event', (e) => events.push(e));
+    cleanup.push(() => n.close());
+    const room = 'owned';
+    const mod = await raw(n);
+    const joined = await mod.ok('join', { roomId: room, token: await as(n, A.id, room, 'moderator', 'alpha-mod') });
+    const listener = await raw(n);
+    const listenerPeer = (await listener.ok('join', { roomId: room, token: await as(n, A.id, room, 'listener', 'alpha-listener') }))['peerId'] as string;
+
+    for (const [role, grants] of [['listener', {}], ['moderator', {}], ['broadcaster', { replace: true }], ['listener', { reusable: true }]] as const) {
+      const reply = await (await raw(n)).call('join', { roomId: room, token: await as(n, B.id, room, role, `beta-${role}`, grants) });
+      expect(reply.error, `${role} ${JSON.stringify(grants)}`).toMatchObject({ code: 'TOKEN_WRONG_ROOM', retryable: false });
+      expect(reply.error?.message).toBe(`room ${room} belongs to another tenant: tokens signed with this API key cannot join it`);
+    }
+    expect(events.filter((e) => e.type === 'join.refused' && e.code === 'TOKEN_WRONG_ROOM')).toHaveLength(4);
+    const hls = await fetch(`${n.url}/hls/${room}/index.m3u8?token=${await as(n, B.id, room, 'listener', 'beta-hls')}`);
+    expect(hls.status).toBe(403);
+    expect(((await hls.json()) as { error: { code: string } }).error.code).toBe('TOKEN_WRONG_ROOM');
+    expect((await fetch(`${n.url}/hls/${room}/index.m3u8?token=${await as(n, A.id, room, 'listener', 'alpha-hls')}`)).status).toBe(409); // nothing live yet
+
+    // B's admin API: no such room, nobody to kick or mute, nothing to end.
+    expect((await admin(n, B, 'GET', '')).status).toBe(200);
+    expect(((await (await admin(n, B, 'GET', '')).json()) as { rooms: unknown[] }).rooms).toEqual([]);
+    for (const [method, path, body] of [['GET', `/${room}`], ['DELETE', `/${room}/participants/${listenerPeer}`], ['POST', `/${room}/participants/${listenerPeer}/mute`, { muted: true }], ['DELETE', `/${room}`]] as const) {
+      const r = await admin(n, B, method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    }
+    expect(n.rooms.get(room)?.peers.has(listenerPeer)).toBe(true);
+    expect(n.rooms.get(room)?.peers.get(listenerPeer)?.muted).toBe(false);
+
+    // The rotated key (tenant alpha) joins and administers alpha's room.
+    await (await raw(n)).ok('join', { roomId: room, token: await as(n, A2.id, room, 'listener', 'alpha2-listener') });
+    const seen = (await (await admin(n, A2, 'GET', `/${room}`)).json()) as { id: string; participants: unknown[] };
+    expect(seen).toMatchObject({ id: room });
+    expect(seen.participants).toHaveLength(3);
+    // A resume token (signed with the session's own key) brings the session back.
+    mod.close();
+    await until(() => !n.rooms.get(room)?.peers.has(joined['peerId'] as string), 5000, 'the moderator to leave');
+    await (await raw(n)).ok('join', { roomId: room, token: joined['resumeToken'] as string, previousPeerId: joined['peerId'] });
+
+    // Ownership lasts as long as the room: once everyone left, the id is free for anyone.
+    for (const fn of cleanup.splice(1).reverse()) await fn();
+    await until(() => n.rooms.rooms.size === 0, 5000, 'the room to close');
+    expect(await n.store.getRoom(room)).toBeUndefined();
+    await (await raw(n)).ok('join', { roomId: room, token: await as(n, B.id, room, 'moderator', 'beta-mod') });
+    expect((await (await raw(n)).call('join', { roomId: room, token: await as(n, A.id, room, 'listener', 'alpha-late') })).error?.code).toBe('TOKEN_WRONG_ROOM');
+  });
+
+  test('across two nodes sharing a real Redis the first tenant\'s claim holds, and ends with the room on every node', async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const [one, two] = (await startTestNodes(['tenant-1', 'tenant-2'], { REDIS_URL: redis.url, CHORUS_API_KEYS: keys, CHORUS_ORIGIN_PLACEMENT: 'local' })) as [ChorusNode, ChorusNode];
+    cleanup.push(() => one.close(), () => two.close());
+    const room = 'owned-cluster';
+    const first = await raw(one);
+    await first.ok('join', { roomId: room, token: await as(one, A.id, room, 'listener', 'alpha-1') });
+    // Node two has no room of its own yet: the claim it meets is the shared one.
+    for (const role of ['listener', 'moderator', 'broadcaster'] as const) {
+      expect(await (await raw(two)).code('join', { roomId: room, token: await as(two, B.id, room, role, `beta-${role}`) }), role).toBe('TOKEN_WRONG_ROOM');
+    }
+    const second = await raw(two);
+    await second.ok('join', { roomId: room, token: await as(two, A2.id, room, 'listener', 'alpha-2') });
+    expect((await admin(two, B, 'DELETE', `/${room}`)).status).toBe(404);
+    expect((await admin(one, B, 'DELETE', `/${room}`)).status).toBe(404);
+    expect(((await (await admin(two, A, 'GET', `/${room}`)).json()) as { participants: unknown[] }).participants).toHaveLength(2);
+
+    // Node one's share closes first, node two's last (which deletes the record): node one must
+    // not bring the record (and alpha's claim) back when it next refreshes its leases.
+    first.close();
+    await until(() => one.rooms.get(room) === undefined, 5000, 'node one to close its share');
+    second.close();
+    await until(async () => two.rooms.get(room) === undefined && (await two.store.getRoom(room)) === undefined, 5000, 'the room to close everywhere');
+    await one.store.refresh();
+    await two.store.refresh();
+    expect(await one.store.getRoom(room)).toBeUndefined();
+    await (await raw(two)).ok('join', { roomId: room, token: await as(two, B.id, room, 'listener', 'beta-now') });
+    expect(await (await raw(one)).code('join', { roomId: room, token: await as(one, A.id, room, 'listener', 'alpha-now') })).toBe('TOKEN_WRONG_ROOM');
   });
 });
 

@@ -7,6 +7,7 @@
  * turn every broken promise of the protocol into a thrown `FuzzFailure`.
  */
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import type { ChorusNode } from '../../src/app.js';
 import { ErrorCodes } from '../../src/protocol/errors.js';
@@ -605,3 +606,62 @@ export function mutate(payload: unknown, mutations: readonly Mutation[], ids: (s
   }
   return root;
 }
+
+// --- Identities and display names -----------------------------------------------------------
+// Kept apart from the protocol fuzzing above: text people choose, and what the node makes of it.
+
+/**
+ * Code units that break text somewhere (NUL and other controls, line separators, bidirectional
+ * overrides, halves of a surrogate pair) next to some that must not be refused (joiners,
+ * non-Latin letters, an emoji, a space).
+ */
+export const awkwardUnits = [
+  '\u0000', '\u0001', '\u0007', '\t', '\n', '\r', '\u001b', '\u001f', '\u007f', '\u0085', '\u009f',
+  '\u2028', '\u2029', '\u202a', '\u202e', '\u2066', '\u2069', '\ud800', '\udbff', '\udc00', '\udfff',
+  '\u200d', '\u200c', '\ufeff', '\ufffd', 'أ', 'ज़', '🎤', ' ', '"', '\\', '~',
+] as const;
+
+/** Strings of 0..maxLength units mixing the awkward ones with any code point and plain letters. */
+export function awkwardText(maxLength: number): fc.Arbitrary<string> {
+  const unit = fc.oneof(
+    { arbitrary: fc.constantFrom(...awkwardUnits), weight: 3 },
+    { arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }), weight: 2 },
+    { arbitrary: fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }), weight: 4 },
+  );
+  return fc.oneof(
+    { arbitrary: fc.string({ unit, maxLength: 24 }), weight: 8 },
+    // Around the length bound.
+    { arbitrary: fc.string({ unit, minLength: maxLength - 10, maxLength }), weight: 1 },
+  );
+}
+
+/**
+ * The rule for identities and names, written out by code point and independently of the
+ * server's expression: 1..max UTF-16 units, no C0/C1 control, no DEL, no line or paragraph
+ * separator, no bidirectional embedding, override or isolate, no half of a surrogate pair.
+ */
+export function isPrintableText(text: string, max: number): boolean {
+  if (text.length < 1 || text.length > max) return false;
+  for (const char of text) {
+    const cp = char.codePointAt(0)!;
+    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return false;
+    if (cp >= 0xd800 && cp <= 0xdfff) return false; // for..of yields a lone half as itself
+    if (cp === 0x2028 || cp === 0x2029) return false;
+    if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) return false;
+  }
+  return true;
+}
+
+/** A join token signed with the test key directly (no grant checks): claims as given. */
+export async function handSignedToken(claims: Record<string, unknown>): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', kid: KEY.id })
+    .setIssuer('chorus')
+    .setJti(randomUUID())
+    .setIssuedAt(now)
+    .setExpirationTime(now + 600)
+    .sign(encoder.encode(KEY.secret));
+}
+
+export const TEST_KEY_BASIC = `Basic ${Buffer.from(`${KEY.id}:${KEY.secret}`).toString('base64')}`;

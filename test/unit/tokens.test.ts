@@ -67,3 +67,18 @@ describe('room tokens', () => {
     expect(await codeOf(tokens.verify(`${header}.${body}.`))).toBe('TOKEN_INVALID');
   });
 });
+
+describe('API key tenants', () => {
+  test('a key is its own tenant unless it names one (id@tenant:secret); tokens carry their key\'s tenant, resume tokens too', async () => {
+    const { ApiKeyring } = await import('../../src/auth/apiKeys.js');
+    const ring = ApiKeyring.parse(`new@prod:${'n'.repeat(32)}, prod:${'p'.repeat(32)},other:${'o'.repeat(32)}`);
+    expect(ring.ids.map((id) => [id, ring.get(id)!.tenant])).toEqual([['new', 'prod'], ['prod', 'prod'], ['other', 'other']]);
+    const service = new TokenService(ring, 60);
+    const minted = await service.verify(await service.mint({ room: 'r', identity: 'a', role: 'listener' }));
+    expect(minted).toMatchObject({ keyId: 'new', tenant: 'prod' });
+    expect(await service.verify(await service.resumeToken(minted, 60))).toMatchObject({ keyId: 'new', tenant: 'prod', resume: true });
+    expect((await service.verify((await service.issue({ room: 'r', identity: 'a', role: 'listener' }, { keyId: 'other' })).token)).tenant).toBe('other');
+    expect((await tokens.verify(await tokens.mint({ room: 'r', identity: 'a', role: 'listener' }))).tenant).toBe('default');
+    for (const bad of [`a@b@c:${'s'.repeat(32)}`, `a@:${'s'.repeat(32)}`, `a@b c:${'s'.repeat(32)}`]) expect(() => ApiKeyring.parse(bad), bad).toThrow();
+  });
+});
