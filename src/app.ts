@@ -175,6 +175,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       tokens,
       refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs),
       chargeRefused: (ip) => limits.take('http', ip),
+      sessionPlaysHls: (roomId, identity) => rooms.get(roomId)?.playsHls(identity),
     },
     ready: () => {
       const readiness = health.evaluate(!closing && !draining && workers.healthy);

@@ -34,6 +34,8 @@ export interface HlsRouteDeps {
    * one carrier NAT share an address.
    */
   chargeRefused?(ip: string): Promise<void>;
+  /** An SDK session of `identity` (a resume token) fetched the room's playlist here: it listens over HLS. */
+  sessionPlaysHls?(roomId: string, identity: string): void;
 }
 
 const PLAYLIST = 'index.m3u8';
@@ -106,9 +108,11 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     session.touch();
     if (file === PLAYLIST) {
       await session.ready(deps.hls.settings.startTimeoutMs);
-      // A resume token is an SDK session that fell back to HLS: already in the audience. A
+      // A resume token is an SDK session that fell back to HLS: counted in the audience as a
+      // session, which it is told here it may be (it has no WebRTC media to show for it). A
       // reusable link is many players under one identity: one viewer per address.
-      if (!grant.resume) {
+      if (grant.resume) deps.sessionPlaysHls?.(roomId, grant.identity);
+      else {
         const client = proxied ? String(request.headers[CLIENT_HEADER] ?? request.ip) : request.ip;
         deps.hls.viewer(roomId, grant.grants.reusable ? `${grant.identity}\0${client}` : grant.identity);
       }

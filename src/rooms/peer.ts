@@ -17,6 +17,8 @@ export class Peer {
   readonly joinedAt = Date.now();
   /** Muted by a moderator: the session may not resume its producers until unmuted. */
   muted = false;
+  /** It fetched the room's HLS with its resume token (its fallback): listening without WebRTC. */
+  playsHls = false;
   /** The client said when its first media arrived (accepted once, so one client is one sample). */
   mediaStartReported = false;
   /**

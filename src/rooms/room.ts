@@ -14,7 +14,7 @@ import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { RemoteBroadcasts } from './remote.js';
-import { watchTransportLiveness } from './liveness.js';
+import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
@@ -30,7 +30,10 @@ export interface RoomOptions {
   opusBitrate: number;
   /** How long kick and end marks live: the longest a token can live, so none outlives them. */
   markTtlSeconds: number;
-  /** A session whose media transport stays unconnected this long is removed (0: never). */
+  /**
+   * A session whose media transport stays unconnected this long after media became due on it
+   * (or after it went down) is removed (0: never).
+   */
   stalePeerMs: number;
   /** A room where nobody publishes for this long is ended (0: never). */
   idleRoomMs: number;
@@ -55,6 +58,8 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
   #broadcast: { producer: types.Producer; peer: Peer } | undefined;
+  /** Every transport's liveness on this node, by transport id (judged, and read for the count). */
+  readonly #liveness = new Map<string, TransportLiveness>();
   #endReason: 'stopped' | 'left' | 'dropped' = 'stopped';
   #pendingJoins = 0;
   #countTimer: NodeJS.Timeout | undefined;
@@ -106,10 +111,34 @@ export class Room extends EventEmitter<RoomEvents> {
     return this.media;
   }
 
+  /**
+   * The audience sessions on this node that are really listening: with their media connected,
+   * fetching the room's HLS, or waiting for a broadcast that has not started (a live socket is
+   * all there is to ask of them then). A session that joined while something is live and never
+   * set media up is not a listener, so joins alone cannot inflate the count.
+   */
   get audience(): number {
     let n = 0;
-    for (const peer of this.peers.values()) if (this.policy.isAudience(peer.role)) n++;
+    for (const peer of this.peers.values()) if (this.policy.isAudience(peer.role) && this.#listening(peer)) n++;
     return n;
+  }
+
+  #listening(peer: Peer): boolean {
+    if (!this.policy.carriesMedia || !this.#broadcast || peer.playsHls) return true;
+    for (const id of peer.transports.keys()) if (this.#liveness.get(id)?.connected) return true;
+    return false;
+  }
+
+  /**
+   * A session of `identity` fetched the room's HLS playlist (its fallback): it listens, so it is
+   * counted although it has no WebRTC media.
+   */
+  playsHls(identity: string): void {
+    for (const peer of this.peers.values()) {
+      if (peer.identity !== identity || peer.playsHls) continue;
+      peer.playsHls = true;
+      this.#scheduleCount();
+    }
   }
 
   /** The broadcast producer this node holds (this node is the room's origin), if any. */
@@ -243,7 +272,14 @@ export class Room extends EventEmitter<RoomEvents> {
     transport.on('icestatechange', (state) => {
       this.#log.debug({ peer: peer.id, transport: transport.id, state }, 'ICE state');
     });
-    watchTransportLiveness(transport, this.options.stalePeerMs, (why) => this.#onStale(peer, transport.id, why));
+    // Media came up or went down: whether this session counts as listening may have changed.
+    transport.on('icestatechange', () => this.#scheduleCount());
+    transport.on('dtlsstatechange', () => this.#scheduleCount());
+    // A receive transport is told to consume when a broadcast is live here: it must then connect
+    // within the window even if its client never asks for the stream.
+    const told = direction === 'recv' ? () => this.#broadcast !== undefined : () => false;
+    this.#liveness.set(transport.id, watchTransportLiveness(transport, this.options.stalePeerMs, told, (why) => this.#onStale(peer, transport.id, why)));
+    transport.observer.once('close', () => this.#liveness.delete(transport.id));
     return peer.track(peer.transports, transport);
   }
 
@@ -301,6 +337,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async #startBroadcast(peer: Peer, producer: types.Producer): Promise<void> {
     this.#broadcast = { producer, peer };
     this.#disarmIdle();
+    this.#broadcastChanged();
     this.#endReason = 'stopped';
     // Other nodes learn where the broadcast is before anyone is told it started, so a listener
     // elsewhere reacting to the event finds it.
@@ -313,6 +350,7 @@ export class Room extends EventEmitter<RoomEvents> {
         this.#broadcast = undefined;
         this.remote?.withdraw(this.id);
         this.#armIdle();
+        this.#broadcastChanged();
       }
       this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
       this.audit.record({ type: 'broadcast.stopped', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId, reason: this.#endReason });
@@ -321,6 +359,12 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#log.info({ peer: peer.id, producer: producerId }, 'broadcast started');
     this.audit.record({ type: 'broadcast.started', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId });
     this.channel.toRoom(this.id, 'broadcast:started', { producerId });
+  }
+
+  /** Media became due on every receive transport here, or stopped being due: judge them again, and count. */
+  #broadcastChanged(): void {
+    for (const liveness of this.#liveness.values()) liveness.update();
+    this.#scheduleCount();
   }
 
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
