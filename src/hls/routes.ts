@@ -108,8 +108,8 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     session.touch();
     if (file === PLAYLIST) {
       await session.ready(deps.hls.settings.startTimeoutMs);
-      // A resume token is an SDK session that fell back to HLS: counted in the audience as a
-      // session, which it is told here it may be (it has no WebRTC media to show for it). A
+      // A resume token is an SDK session that fell back to HLS: it counts in the audience as that
+      // session, once, and this fetch is what shows it listens (it has no WebRTC media). A
       // reusable link is many players under one identity: one viewer per address.
       if (grant.resume) deps.sessionPlaysHls?.(roomId, grant.identity);
       else {

@@ -431,7 +431,7 @@ describe('HLS settings and failures', () => {
 
 describe('the SDK\'s HLS fallback', () => {
   test('a listener whose WebRTC cannot connect switches to HLS by itself, hears the tone there, and can go back', async () => {
-    await broadcaster('sdk', 1000);
+    const { client: speaker } = await broadcaster('sdk', 1000);
     // Relay-only with no TURN server: libwebrtc gathers no candidate and never connects.
     const listener = nodeClient(node, 'sdk', await tokenFor(node, 'sdk', 'listener'), { iceTransportPolicy: 'relay', hlsFallback: { afterMs: 1500 } });
     cleanup.push(() => listener.close());
@@ -449,6 +449,9 @@ describe('the SDK\'s HLS fallback', () => {
     const url = new URL(listener.hlsUrl);
     expect(url.pathname).toBe('/hls/sdk/index.m3u8');
     const { playlist } = await fetchPlaylist(node.url, `${url.pathname}${url.search}`);
+    // Its fetch with the session's resume token is what counts it: it has no WebRTC media.
+    await until(() => speaker.audience === 1 && listener.audience === 1, 5000, 'the HLS session to be counted');
+    expect(node.hls!.viewers('sdk')).toBe(0);
     const segments = playlist.segments.slice(-2).map((s) => s.uri);
     const audio = Buffer.concat(await Promise.all(segments.map(async (u) => (await rawGet(node.url, `/hls/sdk/${u}`)).body)));
     const { rms, frequency } = analyse(await decodeSegment(audio));
