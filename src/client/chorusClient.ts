@@ -172,8 +172,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     return this.#mode;
   }
   /**
-   * When the running HLS-fallback window opened (performance.now()), or undefined when none runs:
-   * no broadcast to play, paused, WebRTC media already flowing, or no fallback configured.
+   * When the running HLS-fallback window opened (performance.now()), or undefined when none runs
+   * (no fallback configured, nothing due: waiting or paused, or the last window ended with WebRTC
+   * media flowing).
    */
   get hlsFallbackSince(): number | undefined {
     return this.#fallbackSince;
