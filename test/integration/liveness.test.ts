@@ -114,10 +114,12 @@ describe('who counts as listening', () => {
     cleanup.push(() => b.stop());
     const first = await listener('lit-count');
     await first.hears(700);
-    // Joins, within its rate limits, and never makes a transport.
+    // One public listening link, joined again and again within its rate limits, never making a
+    // transport: the way to inflate "N listening" if joins alone counted.
+    const link = await node.tokens.mint({ room: 'lit-count', identity: 'public-link', role: 'listener', grants: { reusable: true } });
     for (let i = 0; i < 3; i++) {
       const ghost = await raw();
-      await ghost.ok('join', { roomId: 'lit-count', token: await tokenFor(node, 'lit-count', 'listener') });
+      await ghost.ok('join', { roomId: 'lit-count', token: link });
     }
     const second = await listener('lit-count');
     await second.hears(700);
