@@ -175,7 +175,13 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       tokens,
       refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs),
       chargeRefused: (ip) => limits.take('http', ip),
-      sessionPlaysHls: (roomId, identity) => rooms.get(roomId)?.playsHls(identity),
+      sessionPlaysHls: (roomId, identity) => {
+        // Any node serves HLS: the session may be on another one, which then reads the mark.
+        if (rooms.get(roomId)?.playsHls(identity) || !redisStore) return;
+        Room.markPlaysHls(store, roomId, identity, config.rooms.stalePeerMs).catch((error: unknown) =>
+          log.warn({ err: error, room: roomId }, 'could not record an HLS session in the state store'),
+        );
+      },
     },
     ready: () => {
       const readiness = health.evaluate(!closing && !draining && workers.healthy);

@@ -60,6 +60,8 @@ export class Room extends EventEmitter<RoomEvents> {
   #broadcast: { producer: types.Producer; peer: Peer } | undefined;
   /** Every transport's liveness on this node, by transport id (judged, and read for the count). */
   readonly #liveness = new Map<string, TransportLiveness>();
+  /** Sessions that joined and have yet to show they take media (a transport, or HLS): their deadline. */
+  readonly #setupTimers = new Map<string, NodeJS.Timeout>();
   #endReason: 'stopped' | 'left' | 'dropped' = 'stopped';
   #pendingJoins = 0;
   #countTimer: NodeJS.Timeout | undefined;
@@ -133,12 +135,26 @@ export class Room extends EventEmitter<RoomEvents> {
    * A session of `identity` fetched the room's HLS playlist (its fallback): it listens, so it is
    * counted although it has no WebRTC media.
    */
-  playsHls(identity: string): void {
+  playsHls(identity: string): boolean {
+    let found = false;
     for (const peer of this.peers.values()) {
-      if (peer.identity !== identity || peer.playsHls) continue;
+      if (peer.identity !== identity) continue;
+      found = true;
+      if (peer.playsHls) continue;
       peer.playsHls = true;
+      this.#disarmSetupCheck(peer.id);
       this.#scheduleCount();
     }
+    return found;
+  }
+
+  /**
+   * A player of an SDK session of `identity` asked a node where that session is not for the
+   * room's HLS: the session's own node reads this mark before it removes the session as one that
+   * set no media up. It lives a stale window (at least 10 s); the player asks every few seconds.
+   */
+  static async markPlaysHls(store: StateStore, roomId: string, identity: string, stalePeerMs: number): Promise<void> {
+    await store.setMark(hlsPlayMark(roomId, identity), Date.now(), Math.max(10, Math.ceil(stalePeerMs / 1000)));
   }
 
   /** The broadcast producer this node holds (this node is the room's origin), if any. */
@@ -185,6 +201,7 @@ export class Room extends EventEmitter<RoomEvents> {
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
       this.emit('peerjoined', peer, previousPeerId);
       this.#scheduleCount();
+      this.#armSetupCheck(peer);
       joined = true;
       return peer;
     } finally {
@@ -228,6 +245,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async leave(peer: Peer, reason: LeaveReason): Promise<void> {
     if (!this.peers.has(peer.id)) return;
     this.peers.delete(peer.id);
+    this.#disarmSetupCheck(peer.id);
     if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
     peer.close();
     const seat = this.policy.exclusiveSeat(peer.role);
@@ -252,6 +270,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (peer.transports.size + peer.pendingTransports >= MAX_TRANSPORTS_PER_PEER) {
       throw new ChorusError('LIMIT_REACHED', `at most ${MAX_TRANSPORTS_PER_PEER} transports per session`);
     }
+    peer.askedTransport = true;
     peer.pendingTransports++;
     let transport: types.WebRtcTransport;
     try {
@@ -556,6 +575,42 @@ export class Room extends EventEmitter<RoomEvents> {
     if (origin) this.close('media lost').catch((error: unknown) => this.#log.error({ err: error }, 'closing room after reset failed'));
   }
 
+  /**
+   * A session in a room that carries media takes media within the stale window of joining: the
+   * SDK asks for its transport with the join (or right after it), and a listener that fell back
+   * to HLS fetches the playlist with its resume token (its player retries every few seconds, a
+   * broadcast live or not). One that does neither is a join and nothing more; left in place it
+   * would hold a seat and, in a cluster, a `listener` record that the shared count counts.
+   */
+  #armSetupCheck(peer: Peer): void {
+    if (!this.policy.carriesMedia || this.options.stalePeerMs <= 0) return;
+    const timer = setTimeout(() => {
+      this.#setupTimers.delete(peer.id);
+      void this.#checkSetup(peer).catch((error: unknown) => this.#log.error({ err: error, peer: peer.id }, 'checking a session for media failed'));
+    }, this.options.stalePeerMs);
+    timer.unref();
+    this.#setupTimers.set(peer.id, timer);
+  }
+
+  #disarmSetupCheck(peerId: string): void {
+    clearTimeout(this.#setupTimers.get(peerId));
+    this.#setupTimers.delete(peerId);
+  }
+
+  async #checkSetup(peer: Peer): Promise<void> {
+    const present = (): boolean => !peer.closed && this.peers.get(peer.id) === peer;
+    if (!present() || peer.askedTransport || peer.playsHls) return;
+    // Its player may have asked another node for the playlist (any node serves HLS).
+    if ((await this.store.getMark(hlsPlayMark(this.id, peer.identity)).catch(() => undefined)) !== undefined) {
+      this.playsHls(peer.identity);
+      return;
+    }
+    if (!present() || peer.askedTransport || peer.playsHls) return;
+    this.#log.warn({ peer: peer.id, identity: peer.identity, staleMs: this.options.stalePeerMs }, 'session set up no media (no transport, no HLS) within the window; removing it');
+    this.channel.toPeer(peer.id, 'session:reset', { reason: 'no media was set up for this session' });
+    await this.leave(peer, 'stale');
+  }
+
   #onStale(peer: Peer, transportId: string, why: string): void {
     if (peer.closed || this.peers.get(peer.id) !== peer) return;
     this.#log.warn({ peer: peer.id, transport: transportId, why, staleMs: this.options.stalePeerMs }, 'media transport stale; removing the session');
@@ -606,6 +661,8 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#disarmIdle();
+    for (const timer of this.#setupTimers.values()) clearTimeout(timer);
+    this.#setupTimers.clear();
     clearTimeout(this.#countTimer);
     clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];
@@ -632,6 +689,10 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#log.info({ reason }, 'room closed');
     this.emit('close', reason);
   }
+}
+
+function hlsPlayMark(roomId: string, identity: string): string {
+  return `hls\0${roomId}\0${identity}`;
 }
 
 function messageOf(error: unknown): string {
