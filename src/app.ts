@@ -176,8 +176,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       refusal: (roomId, identity, issuedAtMs) => Room.refusal(store, roomId, identity, issuedAtMs),
       chargeRefused: (ip) => limits.take('http', ip),
       sessionPlaysHls: (roomId, identity) => {
-        // Any node serves HLS: the session may be on another one, which then reads the mark.
-        if (rooms.get(roomId)?.playsHls(identity) || !redisStore) return;
+        // Any node serves HLS, and the player may ask before its session has (re)joined: the
+        // session's node reads the mark when it judges the session.
+        if (rooms.get(roomId)?.playsHls(identity)) return;
         Room.markPlaysHls(store, roomId, identity, config.rooms.stalePeerMs).catch((error: unknown) =>
           log.warn({ err: error, room: roomId }, 'could not record an HLS session in the state store'),
         );

@@ -2,15 +2,20 @@
  * Which sessions the stale-session reaper removes, and which sessions count as listening. A
  * session is alive while its socket is; once media is due on its transport (it carries a stream,
  * or was told a broadcast is live) that transport must connect within CHORUS_STALE_PEER_MS. A
- * session that set no media up while something is live is not a listener.
+ * session that set no media up while something is live is not a listener, and one that sets up
+ * neither a transport nor HLS within the window is removed (in a cluster too, where the count
+ * comes from the shared session records).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { AuditEvent } from '../../src/observability/audit.js';
+import type { ChorusClient } from '../../src/client/chorusClient.js';
+import { pollPlaylist, type PollingPlayer } from '../support/hls.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { RawSocket } from '../support/rawSocket.js';
-import { nodeClient, startTestNode, tokenFor, toneBroadcaster, until } from '../support/testNode.js';
+import { startRedis, type RedisServer } from '../support/redisServer.js';
+import { nodeClient, startTestNode, startTestNodes, tokenFor, toneBroadcaster, until } from '../support/testNode.js';
 
 const STALE_MS = 1000;
 
@@ -36,11 +41,33 @@ async function listener(roomId: string): Promise<TestListener> {
   return l;
 }
 
-async function raw(): Promise<RawSocket> {
-  const socket = await RawSocket.connect(node);
+async function raw(on: ChorusNode = node): Promise<RawSocket> {
+  const socket = await RawSocket.connect(on);
   cleanup.push(() => socket.close());
   return socket;
 }
+
+/**
+ * An SDK listener on HLS (whose WebRTC cannot connect: relay-only with no TURN server), with a
+ * player reloading its playlist about once a second (as hls.js does, or every few seconds while
+ * the playlist is not there) from `playFrom`. `asked`: on HLS from the start (a room waiting for
+ * a broadcast has nothing to time out on).
+ */
+async function hlsListener(on: ChorusNode, roomId: string, playFrom: ChorusNode, asked = false): Promise<{ client: ChorusClient; player: PollingPlayer }> {
+  const client = nodeClient(on, roomId, await tokenFor(on, roomId, 'listener'), { iceTransportPolicy: 'relay', hlsFallback: { afterMs: 300 } });
+  cleanup.push(() => client.close());
+  if (asked) client.useHls();
+  await client.join();
+  await until(() => client.mode === 'hls' && client.state === 'joined', 15_000, 'the listener to be joined over HLS');
+  const url = new URL(client.hlsUrl);
+  const player = pollPlaylist(playFrom.url, `${url.pathname}${url.search}`, { everyMs: 1000 });
+  cleanup.push(() => player.stop());
+  return { client, player };
+}
+
+/** The node's audit events that removed `peerId` as stale. */
+const staleLeaves = (events: AuditEvent[], peerId: unknown): AuditEvent[] =>
+  events.filter((e) => e.type === 'participant.left' && e.peer === peerId && e.reason === 'stale');
 
 /**
  * Lets the reaper's own clock show that stale windows passed: a ghost session in `roomId` (which
@@ -124,7 +151,6 @@ describe('who counts as listening', () => {
     const second = await listener('lit-count');
     await second.hears(700);
     const room = node.rooms.get('lit-count')!;
-    expect(room.peers.size).toBe(6);
     expect(await room.audienceCount()).toBe(2);
     await until(() => b.client.audience === 2 && first.client.audience === 2 && second.client.audience === 2, 5000, 'everyone to be told 2 listen');
   });
@@ -132,6 +158,8 @@ describe('who counts as listening', () => {
   test('waiting for a broadcast, a live socket is enough to count; once it starts, only sessions whose media connects count', async () => {
     const waiting = await raw();
     await waiting.ok('join', { roomId: 'lit-wait-count', token: await tokenFor(node, 'lit-wait-count', 'listener') });
+    // A transport made and, with nothing to carry yet, not connected (as the SDK leaves it).
+    await waiting.ok('createTransport', { direction: 'recv' });
     const room = node.rooms.get('lit-wait-count')!;
     expect(await room.audienceCount()).toBe(1);
     const l = await listener('lit-wait-count');
@@ -143,5 +171,96 @@ describe('who counts as listening', () => {
     // The raw session was told the broadcast started and set nothing up: only the SDK listener counts.
     expect(await room.audienceCount()).toBe(1);
     await until(() => b.client.audience === 1 && l.client.audience === 1, 5000, 'the count of 1 to be pushed');
+  });
+});
+
+describe('a session that sets up no media', () => {
+  test('is removed a window after it joined and never counted; an HLS listener and waiting listeners (WebRTC or HLS) are kept', async () => {
+    const b = await toneBroadcaster(node, 'lit-setup', 810);
+    cleanup.push(() => b.stop());
+    const first = await listener('lit-setup');
+    await first.hears(810);
+    const room = node.rooms.get('lit-setup')!;
+    const fallback = await hlsListener(node, 'lit-setup', node);
+    const waiting = await listener('lit-setup-wait');
+    const waitingOverHls = await hlsListener(node, 'lit-setup-wait', node, true);
+    const kept = [first.client.peerId, fallback.client.peerId, waiting.client.peerId, waitingOverHls.client.peerId];
+
+    // Joins on a public link that never ask for a transport nor fetch the playlist.
+    const link = await node.tokens.mint({ room: 'lit-setup', identity: 'joins-only', role: 'listener', grants: { reusable: true } });
+    const ghosts: Array<{ socket: RawSocket; peerId: unknown }> = [];
+    for (let i = 0; i < 3; i++) {
+      const socket = await raw();
+      ghosts.push({ socket, peerId: (await socket.ok('join', { roomId: 'lit-setup', token: link }))['peerId'] });
+    }
+    expect(ghosts.every((g) => room.peers.has(String(g.peerId)))).toBe(true);
+
+    // The kept sessions joined before the ghosts: their windows closed before the ghosts' did.
+    await until(() => ghosts.every((g) => staleLeaves(audit, g.peerId).length === 1), STALE_MS + 10_000, 'the joins that set nothing up to be removed');
+    for (const g of ghosts) {
+      expect(room.peers.has(String(g.peerId))).toBe(false);
+      expect(g.socket.events).toContainEqual(expect.objectContaining({ event: 'session:reset' }));
+    }
+    expect([first.client.peerId, fallback.client.peerId, waiting.client.peerId, waitingOverHls.client.peerId]).toEqual(kept);
+    for (const id of kept) expect(audit.filter((e) => e.type === 'participant.left' && e.peer === id)).toEqual([]);
+    expect(node.rooms.get('lit-setup-wait')!.peers.size).toBe(2);
+    // The playlist is not there while nobody broadcasts; the player asked all the same.
+    expect(waitingOverHls.player.answers.length).toBeGreaterThan(0);
+    expect(await room.audienceCount()).toBe(2);
+    await until(() => b.client.audience === 2 && first.client.audience === 2, 5000, 'everyone to be told 2 listen');
+  });
+});
+
+describe('in a cluster (shared state in Redis)', () => {
+  let redis: RedisServer;
+  let a: ChorusNode;
+  let other: ChorusNode;
+  const auditB: AuditEvent[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    // The broadcaster stays on the node it connects to: a listener on the other node is an edge.
+    const shared = { REDIS_URL: redis.url, CHORUS_ORIGIN_PLACEMENT: 'local', CHORUS_STALE_PEER_MS: String(STALE_MS), CHORUS_ROOM_IDLE_MS: '0' };
+    [a, other] = (await startTestNodes(['live-a', 'live-b'], shared)) as [ChorusNode, ChorusNode];
+    other.audit.on('event', (e) => auditB.push(e));
+  }, 60_000);
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+    await until(() => a.rooms.rooms.size === 0 && other.rooms.rooms.size === 0, 5000, 'rooms to close on both nodes');
+  });
+  afterAll(async () => {
+    await a?.close();
+    await other?.close();
+    await redis?.stop();
+  });
+
+  test('joins that set no media up on one node stop counting cluster-wide once the window passed; an HLS listener playing from the other node is kept', async () => {
+    const b = await toneBroadcaster(a, 'lit-cluster', 830);
+    cleanup.push(() => b.stop());
+    const onA = await joinListener(a, 'lit-cluster');
+    cleanup.push(() => onA.close());
+    const onB = await joinListener(other, 'lit-cluster');
+    cleanup.push(() => onB.close());
+    await Promise.all([onA.hears(830), onB.hears(830)]);
+    // Its session on the edge, its player asking the origin (any node serves HLS).
+    const fallback = await hlsListener(other, 'lit-cluster', a);
+
+    const link = await a.tokens.mint({ room: 'lit-cluster', identity: 'joins-only', role: 'listener', grants: { reusable: true } });
+    const ghosts: unknown[] = [];
+    for (let i = 0; i < 3; i++) ghosts.push((await (await raw(other)).ok('join', { roomId: 'lit-cluster', token: link }))['peerId']);
+    // Joins alone are in the shared records the count comes from, for now.
+    expect(await a.store.countPeers('lit-cluster', 'listener')).toBe(6);
+
+    await until(() => ghosts.every((g) => staleLeaves(auditB, g).length === 1), STALE_MS + 10_000, 'the joins that set nothing up to be removed');
+    expect(staleLeaves(auditB, fallback.client.peerId)).toEqual([]);
+    expect(other.rooms.get('lit-cluster')!.peers.has(fallback.client.peerId!)).toBe(true);
+    // What every client is told, on either node: the three that listen.
+    expect(await a.rooms.get('lit-cluster')!.audienceCount()).toBe(3);
+    expect(await other.rooms.get('lit-cluster')!.audienceCount()).toBe(3);
+    await until(
+      () => [b.client, onA.client, onB.client, fallback.client].every((c) => c.audience === 3),
+      10_000,
+      'everyone on both nodes to be told 3 listen',
+    );
   });
 });
