@@ -244,6 +244,7 @@ describe('in a cluster (shared state in Redis)', () => {
     await Promise.all([onA.hears(830), onB.hears(830)]);
     // Its session on the edge, its player asking the origin (any node serves HLS).
     const fallback = await hlsListener(other, 'lit-cluster', a);
+    const fallbackPeer = fallback.client.peerId!;
 
     const link = await a.tokens.mint({ room: 'lit-cluster', identity: 'joins-only', role: 'listener', grants: { reusable: true } });
     const ghosts: unknown[] = [];
@@ -252,8 +253,10 @@ describe('in a cluster (shared state in Redis)', () => {
     expect(await a.store.countPeers('lit-cluster', 'listener')).toBe(6);
 
     await until(() => ghosts.every((g) => staleLeaves(auditB, g).length === 1), STALE_MS + 10_000, 'the joins that set nothing up to be removed');
-    expect(staleLeaves(auditB, fallback.client.peerId)).toEqual([]);
-    expect(other.rooms.get('lit-cluster')!.peers.has(fallback.client.peerId!)).toBe(true);
+    // The same session, never removed: its node learnt from the shared state that it plays HLS.
+    expect(fallback.client.peerId).toBe(fallbackPeer);
+    expect(auditB.filter((e) => e.type === 'participant.left' && e.peer === fallbackPeer)).toEqual([]);
+    expect(other.rooms.get('lit-cluster')!.peers.get(fallbackPeer)!.playsHls).toBe(true);
     // What every client is told, on either node: the three that listen.
     expect(await a.rooms.get('lit-cluster')!.audienceCount()).toBe(3);
     expect(await other.rooms.get('lit-cluster')!.audienceCount()).toBe(3);
