@@ -185,6 +185,10 @@ describe('a session that sets up no media', () => {
     const waiting = await listener('lit-setup-wait');
     const waitingOverHls = await hlsListener(node, 'lit-setup-wait', node, true);
     const kept = [first.client.peerId, fallback.client.peerId, waiting.client.peerId, waitingOverHls.client.peerId];
+    // A watch party carries no media: its members never have transports (their own heartbeat is
+    // position reports, see watch.test.ts).
+    const viewer = await raw();
+    const viewerPeer = (await viewer.ok('join', { roomId: 'lit-setup-watch', token: await node.tokens.mint({ room: 'lit-setup-watch', identity: 'viewer', role: 'listener', kind: 'watch' }) }))['peerId'];
 
     // Joins on a public link that never ask for a transport nor fetch the playlist.
     const link = await node.tokens.mint({ room: 'lit-setup', identity: 'joins-only', role: 'listener', grants: { reusable: true } });
@@ -204,6 +208,8 @@ describe('a session that sets up no media', () => {
     expect([first.client.peerId, fallback.client.peerId, waiting.client.peerId, waitingOverHls.client.peerId]).toEqual(kept);
     for (const id of kept) expect(audit.filter((e) => e.type === 'participant.left' && e.peer === id)).toEqual([]);
     expect(node.rooms.get('lit-setup-wait')!.peers.size).toBe(2);
+    expect(node.rooms.get('lit-setup-watch')!.peers.has(String(viewerPeer))).toBe(true);
+    expect(staleLeaves(audit, viewerPeer)).toEqual([]);
     // The playlist is not there while nobody broadcasts; the player asked all the same.
     expect(waitingOverHls.player.answers.length).toBeGreaterThan(0);
     expect(await room.audienceCount()).toBe(2);
