@@ -27,8 +27,8 @@ export class Peer {
    * kinds being published, producer ids being consumed.
    */
   pendingTransports = 0;
-  /** It asked for a media transport at least once (with the join, or after it). */
-  askedTransport = false;
+  /** A media transport was made for it at least once (with the join, or after it). */
+  madeTransport = false;
   readonly pendingProduce = new Set<string>();
   readonly pendingConsume = new Set<string>();
   #closed = false;

@@ -270,7 +270,6 @@ export class Room extends EventEmitter<RoomEvents> {
     if (peer.transports.size + peer.pendingTransports >= MAX_TRANSPORTS_PER_PEER) {
       throw new ChorusError('LIMIT_REACHED', `at most ${MAX_TRANSPORTS_PER_PEER} transports per session`);
     }
-    peer.askedTransport = true;
     peer.pendingTransports++;
     let transport: types.WebRtcTransport;
     try {
@@ -282,6 +281,7 @@ export class Room extends EventEmitter<RoomEvents> {
       transport.close();
       throw new ChorusError('NOT_JOINED', 'session ended');
     }
+    peer.madeTransport = true;
     peer.routers.add(String(transport.appData['routerId']));
     transport.on('dtlsstatechange', (state) => {
       if (state === 'failed' || state === 'closed') {
@@ -599,13 +599,15 @@ export class Room extends EventEmitter<RoomEvents> {
 
   async #checkSetup(peer: Peer): Promise<void> {
     const present = (): boolean => !peer.closed && this.peers.get(peer.id) === peer;
-    if (!present() || peer.askedTransport || peer.playsHls) return;
+    // A transport being made counts: from then on the transport reaper judges it.
+    if (!present() || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls) return;
     // Its player may have asked another node for the playlist (any node serves HLS).
     if ((await this.store.getMark(hlsPlayMark(this.id, peer.identity)).catch(() => undefined)) !== undefined) {
       this.playsHls(peer.identity);
       return;
     }
-    if (!present() || peer.askedTransport || peer.playsHls) return;
+    // A transport being made counts: from then on the transport reaper judges it.
+    if (!present() || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls) return;
     this.#log.warn({ peer: peer.id, identity: peer.identity, staleMs: this.options.stalePeerMs }, 'session set up no media (no transport, no HLS) within the window; removing it');
     this.channel.toPeer(peer.id, 'session:reset', { reason: 'no media was set up for this session' });
     await this.leave(peer, 'stale');
