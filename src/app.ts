@@ -233,6 +233,14 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       tokens,
       refusal: async (roomId, identity, issuedAtMs, tenant) => (await ownerRefusal(store, roomId, tenant)) ?? Room.refusal(store, roomId, identity, issuedAtMs),
       chargeRefused: (ip) => limits.take('http', ip),
+      sessionPlaysHls: (roomId, identity) => {
+        // Any node serves HLS, and the player may ask before its session has (re)joined: the
+        // session's node reads the mark when it judges the session.
+        if (rooms.get(roomId)?.playsHls(identity)) return;
+        Room.markPlaysHls(store, roomId, identity, config.rooms.stalePeerMs).catch((error: unknown) =>
+          log.warn({ err: error, room: roomId }, 'could not record an HLS session in the state store'),
+        );
+      },
     },
     ready: () => {
       const readiness = health.evaluate(!closing && !draining && workers.healthy);

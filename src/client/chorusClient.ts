@@ -44,8 +44,10 @@ export interface ChorusClientOptions {
   socket?: Partial<ManagerOptions & SocketOptions>;
   /**
    * Listeners: switch to HLS by themselves when WebRTC audio is not flowing `afterMs` after it
-   * should (join, or the broadcast starting), or when the WebRTC transport fails. The client then
-   * emits `mode` ('hls'); play `hlsUrl` (e.g. with `playHls` from ./hlsPlayer.js). Off unless set.
+   * became due (joined with a live, unpaused broadcast, or it started or resumed since; the
+   * window starts again each time), or when the WebRTC transport fails. Nothing is due while the
+   * room waits for a broadcast or it is paused. The client then emits `mode` ('hls'); play
+   * `hlsUrl` (e.g. with `playHls` from ./hlsPlayer.js). Off unless set.
    */
   hlsFallback?: { afterMs: number };
 }
@@ -111,6 +113,10 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #mode: MediaMode = 'webrtc';
   #fallbackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the running fallback window opened (performance.now()), if one runs. */
+  #fallbackSince: number | undefined;
+  /** Whether media was due when the fallback was last judged (a window opens when it becomes due). */
+  #mediaDue = false;
   /** When join() was called (performance.now()), and whether the first media since has been seen. */
   #joinCalledAt = 0;
   #mediaStarted = false;
@@ -166,6 +172,14 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     return this.#mode;
   }
   /**
+   * When the running HLS-fallback window opened (performance.now()), or undefined when none runs
+   * (no fallback configured, nothing due: waiting or paused, or the last window ended with WebRTC
+   * media flowing).
+   */
+  get hlsFallbackSince(): number | undefined {
+    return this.#fallbackSince;
+  }
+  /**
    * The room's HLS playlist, authorised by this session's token (the resume token once joined:
    * it outlives the join token). Any node serves it; players reload it every second or so.
    */
@@ -180,9 +194,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
    */
   useHls(reason: 'timeout' | 'failed' | 'asked' = 'asked'): void {
     if (this.#mode === 'hls' || this.#state === 'closed' || this.role === 'broadcaster') return;
-    clearTimeout(this.#fallbackTimer);
-    this.#fallbackTimer = undefined;
     this.#mode = 'hls';
+    this.#judgeFallback();
     this.emit('mode', 'hls', reason);
     if (this.#state === 'joined') this.#rejoin();
   }
@@ -192,8 +205,9 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     if (this.#mode === 'webrtc' || this.#state === 'closed') return;
     this.#mode = 'webrtc';
     this.emit('mode', 'webrtc', 'asked');
+    // A fresh window for the fresh attempt.
+    this.#judgeFallback(true);
     if (this.#state === 'joined') this.#rejoin();
-    else this.#armFallback();
   }
 
   /**
@@ -218,18 +232,47 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   }
 
   /**
-   * Starts the fallback clock if audio should be flowing and is not: before the join completes,
-   * or while the broadcast is live. Nothing to wait for while nobody broadcasts.
+   * Whether WebRTC audio is due now: this listener (on WebRTC, with a fallback to go to) has been
+   * told of a live broadcast that is not paused. Before the first join answer nothing is known
+   * to be live; across a reconnect the last news holds.
    */
-  #armFallback(): void {
-    const fallback = this.#options.hlsFallback;
-    if (!fallback || this.#mode !== 'webrtc' || this.#fallbackTimer || this.#state === 'closed' || this.role === 'broadcaster') return;
+  #mediaIsDue(): boolean {
+    return (
+      this.#options.hlsFallback !== undefined &&
+      this.#mode === 'webrtc' &&
+      this.#state !== 'closed' &&
+      this.#info !== undefined &&
+      this.role !== 'broadcaster' &&
+      this.#broadcast.live &&
+      !this.#broadcast.paused
+    );
+  }
+
+  /**
+   * Runs the fallback window while media is due and not flowing. It opens when media becomes
+   * due (or, with `restart`, again: a new broadcast started), or when media stopped flowing
+   * while due; it closes when media is no longer due. It is never carried over from before media
+   * was due: a broadcast starting just before a window opened at join() would close must still
+   * get the whole window for its media.
+   */
+  #judgeFallback(restart = false): void {
+    const due = this.#mediaIsDue();
+    const wasDue = this.#mediaDue;
+    this.#mediaDue = due;
+    if (!due || restart || !wasDue) this.#stopFallback();
+    if (!due || this.#fallbackTimer || (wasDue && !restart && this.#mediaFlowing())) return;
+    this.#fallbackSince = performance.now();
     this.#fallbackTimer = setTimeout(() => {
       this.#fallbackTimer = undefined;
-      if (this.#mode !== 'webrtc' || this.#mediaFlowing() || this.#state === 'closed' || this.role === 'broadcaster') return;
-      if (this.#state === 'joined' && !this.#broadcast.live) return;
-      this.useHls('timeout');
-    }, fallback.afterMs);
+      this.#fallbackSince = undefined;
+      if (this.#mediaIsDue() && !this.#mediaFlowing()) this.useHls('timeout');
+    }, this.#options.hlsFallback!.afterMs);
+  }
+
+  #stopFallback(): void {
+    clearTimeout(this.#fallbackTimer);
+    this.#fallbackTimer = undefined;
+    this.#fallbackSince = undefined;
   }
 
   /** The transport carrying media, for stats (getStats) and diagnostics. */
@@ -242,7 +285,6 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
     this.#joinCalledAt = performance.now();
     this.#setState('connecting');
-    this.#armFallback();
     const joined = new Promise<Responses['join']>((resolve, reject) => {
       this.#joinWaiter = { resolve, reject };
     });
@@ -295,7 +337,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     if (this.#state === 'closed') return;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#consumeTimer);
-    clearTimeout(this.#fallbackTimer);
+    this.#stopFallback();
     this.#joinWaiter?.reject(new ChorusClientError('DISCONNECTED', 'client closed before joining', false));
     this.#joinWaiter = undefined;
     if (this.#socket.connected && this.#info) await request(this.#socket, 'leave', {}, 2000).catch(() => undefined);
@@ -314,6 +356,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
   #setState(state: ClientState): void {
     if (this.#state === state) return;
     this.#state = state;
+    this.#judgeFallback();
     this.emit('state', state);
   }
 
@@ -344,7 +387,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       // A new broadcast replaces the one this client still plays, whose end may never have been
       // announced (its node died): keeping that consumer would mean silence from now on.
       if (this.#consumer && this.#consumer.producerId !== producerId) this.#dropConsumer();
-      this.#armFallback();
+      // Media is due from now, whatever window ran before.
+      this.#judgeFallback(true);
       // News of a new broadcast: try at once, and back off afresh from here.
       this.#consumeRetries = 0;
       clearTimeout(this.#consumeTimer);
@@ -402,6 +446,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
 
   #setBroadcast(state: BroadcastState): void {
     this.#broadcast = state;
+    this.#judgeFallback();
     this.emit('broadcast', state);
   }
 
@@ -453,13 +498,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.emit('joined', info);
       this.emit('listeners', info.listeners);
       this.#setBroadcast(this.#broadcast);
-      if (info.role === 'broadcaster') {
-        clearTimeout(this.#fallbackTimer);
-        await this.#produce(generation);
-      } else if (this.#broadcast.live) {
-        this.#armFallback();
-        await this.#consume(generation);
-      }
+      if (info.role === 'broadcaster') await this.#produce(generation);
+      else if (this.#broadcast.live) await this.#consume(generation);
     } catch (error) {
       if (generation !== this.#generation || this.#state === 'closed') return;
       const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
@@ -572,7 +612,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     transport.on('connectionstatechange', (state) => {
       this.emit('transport', state);
       if (state === 'connected') iceRestarted = false;
-      if (direction === 'recv' && state === 'disconnected') this.#armFallback();
+      // Flowing media stopped (disconnected), or started (connected): judge the window again.
+      if (direction === 'recv') this.#judgeFallback();
       if (state !== 'failed' || generation !== this.#generation) return;
       // A listener with somewhere else to go goes there rather than retrying what just failed.
       if (direction === 'recv' && this.#options.hlsFallback) return this.useHls('failed');
@@ -717,6 +758,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     this.#consumer = undefined;
     if (!consumer) return;
     consumer.close();
+    this.#judgeFallback();
     this.emit('trackended');
   }
 

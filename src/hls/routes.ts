@@ -34,6 +34,11 @@ export interface HlsRouteDeps {
    * one carrier NAT share an address.
    */
   chargeRefused?(ip: string): Promise<void>;
+  /**
+   * An SDK session of `identity` (a resume token) asked this node for the room's playlist: it
+   * listens over HLS (its session may be on another node).
+   */
+  sessionPlaysHls?(roomId: string, identity: string): void;
 }
 
 const PLAYLIST = 'index.m3u8';
@@ -97,6 +102,11 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     if (file === PLAYLIST) {
       const refusal = await deps.refusal(roomId, grant.identity, grant.issuedAtMs, grant.tenant);
       if (refusal) throw refusal;
+      // A resume token is an SDK session that fell back to HLS: this fetch is what shows it
+      // listens (it has no WebRTC media), and it keeps the session from being removed as one that
+      // set no media up. Before the playlist is there: its player asks while nothing is
+      // broadcast too, and a session waiting for a broadcast over HLS is a listener all the same.
+      if (grant.resume) deps.sessionPlaysHls?.(roomId, grant.identity);
     }
 
     const proxied = request.headers[PROXY_HEADER] !== undefined;
@@ -106,7 +116,7 @@ export function registerHlsRoutes(app: FastifyInstance, deps: HlsRouteDeps): voi
     session.touch();
     if (file === PLAYLIST) {
       await session.ready(deps.hls.settings.startTimeoutMs);
-      // A resume token is an SDK session that fell back to HLS: already in the audience. A
+      // A resume token's session counts in the audience as that session, once (marked above). A
       // reusable link is many players under one identity: one viewer per address.
       if (!grant.resume) {
         const client = proxied ? String(request.headers[CLIENT_HEADER] ?? request.ip) : request.ip;

@@ -17,6 +17,8 @@ export class Peer {
   readonly joinedAt = Date.now();
   /** Muted by a moderator: the session may not resume its producers until unmuted. */
   muted = false;
+  /** It fetched the room's HLS with its resume token (its fallback): listening without WebRTC. */
+  playsHls = false;
   /** The client said when its first media arrived (accepted once, so one client is one sample). */
   mediaStartReported = false;
   /**
@@ -25,6 +27,8 @@ export class Peer {
    * kinds being published, producer ids being consumed.
    */
   pendingTransports = 0;
+  /** A media transport was made for it at least once (with the join, or after it). */
+  madeTransport = false;
   readonly pendingProduce = new Set<string>();
   readonly pendingConsume = new Set<string>();
   #closed = false;

@@ -14,7 +14,7 @@ import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { RemoteBroadcasts } from './remote.js';
-import { watchTransportLiveness } from './liveness.js';
+import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import type { MediaKind, RoomPolicy } from './policy.js';
 
@@ -30,7 +30,10 @@ export interface RoomOptions {
   opusBitrate: number;
   /** How long kick and end marks live: the longest a token can live, so none outlives them. */
   markTtlSeconds: number;
-  /** A session whose media transport stays unconnected this long is removed (0: never). */
+  /**
+   * A session whose media transport stays unconnected this long after media became due on it
+   * (or after it went down) is removed (0: never).
+   */
   stalePeerMs: number;
   /** A room where nobody publishes for this long is ended (0: never). */
   idleRoomMs: number;
@@ -55,6 +58,10 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
   #broadcast: { producer: types.Producer; peer: Peer } | undefined;
+  /** Every transport's liveness on this node, by transport id (judged, and read for the count). */
+  readonly #liveness = new Map<string, TransportLiveness>();
+  /** Sessions that joined and have yet to show they take media (a transport, or HLS): their deadline. */
+  readonly #setupTimers = new Map<string, NodeJS.Timeout>();
   #endReason: 'stopped' | 'left' | 'dropped' = 'stopped';
   #pendingJoins = 0;
   #countTimer: NodeJS.Timeout | undefined;
@@ -108,10 +115,48 @@ export class Room extends EventEmitter<RoomEvents> {
     return this.media;
   }
 
+  /**
+   * The audience sessions on this node that are really listening: with their media connected,
+   * fetching the room's HLS, or waiting for a broadcast that has not started (a live socket is
+   * all there is to ask of them then). A session that joined while something is live and never
+   * set media up is not a listener, so joins alone cannot inflate the count.
+   */
   get audience(): number {
     let n = 0;
-    for (const peer of this.peers.values()) if (this.policy.isAudience(peer.role)) n++;
+    for (const peer of this.peers.values()) if (this.policy.isAudience(peer.role) && this.#listening(peer)) n++;
     return n;
+  }
+
+  #listening(peer: Peer): boolean {
+    if (!this.policy.carriesMedia || !this.#broadcast || peer.playsHls) return true;
+    for (const id of peer.transports.keys()) if (this.#liveness.get(id)?.connected) return true;
+    return false;
+  }
+
+  /**
+   * A session of `identity` fetched the room's HLS playlist (its fallback): it listens, so it is
+   * counted although it has no WebRTC media.
+   */
+  playsHls(identity: string): boolean {
+    let found = false;
+    for (const peer of this.peers.values()) {
+      if (peer.identity !== identity) continue;
+      found = true;
+      if (peer.playsHls) continue;
+      peer.playsHls = true;
+      this.#disarmSetupCheck(peer.id);
+      this.#scheduleCount();
+    }
+    return found;
+  }
+
+  /**
+   * A player of an SDK session of `identity` asked a node where that session is not for the
+   * room's HLS: the session's own node reads this mark before it removes the session as one that
+   * set no media up. It lives a stale window (at least 10 s); the player asks every few seconds.
+   */
+  static async markPlaysHls(store: StateStore, roomId: string, identity: string, stalePeerMs: number): Promise<void> {
+    await store.setMark(hlsPlayMark(roomId, identity), Date.now(), Math.max(10, Math.ceil(stalePeerMs / 1000)));
   }
 
   /** The broadcast producer this node holds (this node is the room's origin), if any. */
@@ -158,6 +203,7 @@ export class Room extends EventEmitter<RoomEvents> {
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
       this.emit('peerjoined', peer, previousPeerId);
       this.#scheduleCount();
+      this.#armSetupCheck(peer);
       joined = true;
       return peer;
     } finally {
@@ -201,6 +247,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async leave(peer: Peer, reason: LeaveReason): Promise<void> {
     if (!this.peers.has(peer.id)) return;
     this.peers.delete(peer.id);
+    this.#disarmSetupCheck(peer.id);
     if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
     peer.close();
     const seat = this.policy.exclusiveSeat(peer.role);
@@ -236,6 +283,7 @@ export class Room extends EventEmitter<RoomEvents> {
       transport.close();
       throw new ChorusError('NOT_JOINED', 'session ended');
     }
+    peer.madeTransport = true;
     peer.routers.add(String(transport.appData['routerId']));
     transport.on('dtlsstatechange', (state) => {
       if (state === 'failed' || state === 'closed') {
@@ -245,7 +293,14 @@ export class Room extends EventEmitter<RoomEvents> {
     transport.on('icestatechange', (state) => {
       this.#log.debug({ peer: peer.id, transport: transport.id, state }, 'ICE state');
     });
-    watchTransportLiveness(transport, this.options.stalePeerMs, (why) => this.#onStale(peer, transport.id, why));
+    // Media came up or went down: whether this session counts as listening may have changed.
+    transport.on('icestatechange', () => this.#scheduleCount());
+    transport.on('dtlsstatechange', () => this.#scheduleCount());
+    // A receive transport is told to consume when a broadcast is live here: it must then connect
+    // within the window even if its client never asks for the stream.
+    const told = direction === 'recv' ? () => this.#broadcast !== undefined : () => false;
+    this.#liveness.set(transport.id, watchTransportLiveness(transport, this.options.stalePeerMs, told, (why) => this.#onStale(peer, transport.id, why)));
+    transport.observer.once('close', () => this.#liveness.delete(transport.id));
     return peer.track(peer.transports, transport);
   }
 
@@ -305,6 +360,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async #startBroadcast(peer: Peer, producer: types.Producer): Promise<void> {
     this.#broadcast = { producer, peer };
     this.#disarmIdle();
+    this.#broadcastChanged();
     this.#endReason = 'stopped';
     // Other nodes learn where the broadcast is before anyone is told it started, so a listener
     // elsewhere reacting to the event finds it.
@@ -317,6 +373,7 @@ export class Room extends EventEmitter<RoomEvents> {
         this.#broadcast = undefined;
         this.remote?.withdraw(this.id);
         this.#armIdle();
+        this.#broadcastChanged();
       }
       this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
       this.audit.record({ type: 'broadcast.stopped', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId, reason: this.#endReason });
@@ -325,6 +382,12 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#log.info({ peer: peer.id, producer: producerId }, 'broadcast started');
     this.audit.record({ type: 'broadcast.started', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId });
     this.channel.toRoom(this.id, 'broadcast:started', { producerId });
+  }
+
+  /** Media became due on every receive transport here, or stopped being due: judge them again, and count. */
+  #broadcastChanged(): void {
+    for (const liveness of this.#liveness.values()) liveness.update();
+    this.#scheduleCount();
   }
 
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
@@ -517,6 +580,44 @@ export class Room extends EventEmitter<RoomEvents> {
     if (origin) this.close('media lost').catch((error: unknown) => this.#log.error({ err: error }, 'closing room after reset failed'));
   }
 
+  /**
+   * A session in a room that carries media takes media within the stale window of joining: the
+   * SDK asks for its transport with the join (or right after it), and a listener that fell back
+   * to HLS fetches the playlist with its resume token (its player retries every few seconds, a
+   * broadcast live or not). One that does neither is a join and nothing more; left in place it
+   * would hold a seat and, in a cluster, a `listener` record that the shared count counts.
+   */
+  #armSetupCheck(peer: Peer): void {
+    if (!this.policy.carriesMedia || this.options.stalePeerMs <= 0) return;
+    const timer = setTimeout(() => {
+      this.#setupTimers.delete(peer.id);
+      void this.#checkSetup(peer).catch((error: unknown) => this.#log.error({ err: error, peer: peer.id }, 'checking a session for media failed'));
+    }, this.options.stalePeerMs);
+    timer.unref();
+    this.#setupTimers.set(peer.id, timer);
+  }
+
+  #disarmSetupCheck(peerId: string): void {
+    clearTimeout(this.#setupTimers.get(peerId));
+    this.#setupTimers.delete(peerId);
+  }
+
+  async #checkSetup(peer: Peer): Promise<void> {
+    const present = (): boolean => !peer.closed && this.peers.get(peer.id) === peer;
+    // A transport being made counts: from then on the transport reaper judges it.
+    if (!present() || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls) return;
+    // Its player may have asked another node for the playlist (any node serves HLS).
+    if ((await this.store.getMark(hlsPlayMark(this.id, peer.identity)).catch(() => undefined)) !== undefined) {
+      this.playsHls(peer.identity);
+      return;
+    }
+    // A transport being made counts: from then on the transport reaper judges it.
+    if (!present() || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls) return;
+    this.#log.warn({ peer: peer.id, identity: peer.identity, staleMs: this.options.stalePeerMs }, 'session set up no media (no transport, no HLS) within the window; removing it');
+    this.channel.toPeer(peer.id, 'session:reset', { reason: 'no media was set up for this session' });
+    await this.leave(peer, 'stale');
+  }
+
   #onStale(peer: Peer, transportId: string, why: string): void {
     if (peer.closed || this.peers.get(peer.id) !== peer) return;
     this.#log.warn({ peer: peer.id, transport: transportId, why, staleMs: this.options.stalePeerMs }, 'media transport stale; removing the session');
@@ -567,6 +668,8 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#disarmIdle();
+    for (const timer of this.#setupTimers.values()) clearTimeout(timer);
+    this.#setupTimers.clear();
     clearTimeout(this.#countTimer);
     clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];
@@ -606,4 +709,8 @@ function producerRefusal(error: unknown): string {
     return 'cannot produce: rtpParameters name a codec this room does not accept (see getRouterRtpCapabilities)';
   }
   return 'cannot produce: rtpParameters are inconsistent (codecs, their RTX apt references, encodings or header extensions)';
+}
+
+function hlsPlayMark(roomId: string, identity: string): string {
+  return JSON.stringify(['hls', roomId, identity]);
 }

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { analyse, decodeSegment, fetchPlaylist, PCM_RATE, pollPlaylist, probeSegment, rawGet, type MediaPlaylist, type PollingPlayer } from '../support/hls.js';
-import { toneTrack, type ToneSource } from '../support/nodePeer.js';
+import { gatedHandlerFactory, probeAudio, toneTrack, type AudioProbe, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 const SECRET = 't'.repeat(40);
@@ -431,7 +431,7 @@ describe('HLS settings and failures', () => {
 
 describe('the SDK\'s HLS fallback', () => {
   test('a listener whose WebRTC cannot connect switches to HLS by itself, hears the tone there, and can go back', async () => {
-    await broadcaster('sdk', 1000);
+    const { client: speaker } = await broadcaster('sdk', 1000);
     // Relay-only with no TURN server: libwebrtc gathers no candidate and never connects.
     const listener = nodeClient(node, 'sdk', await tokenFor(node, 'sdk', 'listener'), { iceTransportPolicy: 'relay', hlsFallback: { afterMs: 1500 } });
     cleanup.push(() => listener.close());
@@ -449,6 +449,9 @@ describe('the SDK\'s HLS fallback', () => {
     const url = new URL(listener.hlsUrl);
     expect(url.pathname).toBe('/hls/sdk/index.m3u8');
     const { playlist } = await fetchPlaylist(node.url, `${url.pathname}${url.search}`);
+    // Its fetch with the session's resume token is what counts it: it has no WebRTC media.
+    await until(() => speaker.audience === 1 && listener.audience === 1, 5000, 'the HLS session to be counted');
+    expect(node.hls!.viewers('sdk')).toBe(0);
     const segments = playlist.segments.slice(-2).map((s) => s.uri);
     const audio = Buffer.concat(await Promise.all(segments.map(async (u) => (await rawGet(node.url, `/hls/sdk/${u}`)).body)));
     const { rms, frequency } = analyse(await decodeSegment(audio));
@@ -460,6 +463,68 @@ describe('the SDK\'s HLS fallback', () => {
     expect(listener.mode).toBe('webrtc');
     await until(() => listener.mode === 'hls' && modes.length === 3, 10_000, 'a second fallback');
     expect(modes).toEqual(['hls:timeout', 'webrtc:asked', 'hls:timeout']);
+  });
+
+  test('a broadcast starting late in the window opened at join() still gets a whole window: the listener stays on WebRTC and hears it', async () => {
+    const windowMs = 2000;
+    const tone = toneTrack(880);
+    cleanup.push(() => tone.stop());
+    const speaker = nodeClient(node, 'late', await tokenFor(node, 'late', 'broadcaster', 'speaker-late'));
+    cleanup.push(() => speaker.close());
+    await speaker.join();
+    // The listener's stream set-up is held until the test lets it go, so its media arrives when
+    // the test says: after a window counted from join() closed, well within one counted from the
+    // broadcast's start.
+    const gated = gatedHandlerFactory();
+    const listener = nodeClient(node, 'late', await tokenFor(node, 'late', 'listener'), { hlsFallback: { afterMs: windowMs }, handlerFactory: gated.factory });
+    cleanup.push(() => listener.close());
+    const modes: string[] = [];
+    listener.on('mode', (mode, reason) => modes.push(`${mode}:${reason}`));
+    let probe: AudioProbe | undefined;
+    listener.on('track', (track) => (probe = probeAudio(track)));
+    cleanup.push(() => probe?.stop());
+    const joinCalledAt = performance.now();
+    await listener.join();
+    // Nothing to play yet: no window runs.
+    expect(listener.hlsFallbackSince).toBeUndefined();
+
+    // The broadcast starts 60 % into a window counted from join().
+    await until(() => performance.now() - joinCalledAt >= windowMs * 0.6, windowMs, 'the start time');
+    await speaker.publish(tone.track);
+    await gated.entered;
+    // Held until a window counted from join() has closed (200 ms past it), then let go.
+    await until(() => performance.now() - joinCalledAt >= windowMs + 200, windowMs * 2, 'the window counted from join() to close');
+    expect(modes).toEqual([]);
+    // The window runs from when the listener heard the broadcast is live, and is still open.
+    const dueAt = listener.hlsFallbackSince!;
+    expect(dueAt - joinCalledAt).toBeGreaterThanOrEqual(windowMs * 0.6);
+    gated.open();
+    await until(() => probe !== undefined && probe.frames > 50 && probe.rms > 0.05 && Math.abs(probe.frequency - 880) <= 150, 10_000, 'the listener to hear the tone');
+    // The window counted from the start ended with media flowing: no switch.
+    await until(() => listener.hlsFallbackSince === undefined, windowMs + 5000, 'the window to end');
+    expect(modes).toEqual([]);
+    expect(listener.mode).toBe('webrtc');
+  });
+
+  test('a paused broadcast is not due: a listener whose WebRTC cannot connect waits on WebRTC while it is paused, and falls back a window after it resumes', async () => {
+    const windowMs = 1500;
+    const { client: speaker } = await broadcaster('paused-fb', 990);
+    await speaker.setPaused(true);
+    const listener = nodeClient(node, 'paused-fb', await tokenFor(node, 'paused-fb', 'listener'), { iceTransportPolicy: 'relay', hlsFallback: { afterMs: windowMs } });
+    cleanup.push(() => listener.close());
+    const modes: string[] = [];
+    listener.on('mode', (mode, reason) => modes.push(`${mode}:${reason}`));
+    const joinCalledAt = performance.now();
+    await listener.join();
+    expect(listener.broadcast).toMatchObject({ live: true, paused: true });
+    expect(listener.hlsFallbackSince).toBeUndefined();
+    // Past a whole window (and then some) while paused: still on WebRTC.
+    await until(() => performance.now() - joinCalledAt >= windowMs + 1000, windowMs * 3, 'more than a window to pass');
+    expect(modes).toEqual([]);
+    await speaker.setPaused(false);
+    await until(() => listener.hlsFallbackSince !== undefined, 5000, 'media to be due once resumed');
+    await until(() => listener.mode === 'hls', windowMs + 10_000, 'the fallback once resumed');
+    expect(modes).toEqual(['hls:timeout']);
   });
 
   test('a listener whose WebRTC works stays on WebRTC', async () => {
