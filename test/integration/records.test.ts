@@ -185,6 +185,7 @@ describe.each(['postgres', 'pglite'] as const)('abuse limits recorded in %s', (k
   test('a join-limit flood is stored as limit.exceeded events whose keys are printable (no NUL), none rejected', async () => {
     const env: Record<string, string> = {
       CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: '2',
+      CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE: '2',
       ...(kind === 'postgres' ? { DATABASE_URL: await server.createDatabase(`flood_${Date.now()}`) } : {}),
     };
     const { node, records } = await recordingNode(env);
@@ -196,7 +197,7 @@ describe.each(['postgres', 'pglite'] as const)('abuse limits recorded in %s', (k
     };
     const codes: Array<string | undefined> = [];
     for (let i = 0; i < 4; i++) codes.push(await join(await tokenFor(node, room, 'listener', 'flooder')));
-    // A reusable link's joins are limited per identity and address.
+    // A reusable link's joins have their own budget per room, address and link.
     const link = await node.tokens.mint({ room, identity: 'public', role: 'listener', grants: { reusable: true } }, 3600);
     for (let i = 0; i < 3; i++) codes.push(await join(link));
     expect(codes).toEqual([undefined, undefined, 'LIMIT_REACHED', 'LIMIT_REACHED', undefined, undefined, 'LIMIT_REACHED']);
@@ -205,7 +206,7 @@ describe.each(['postgres', 'pglite'] as const)('abuse limits recorded in %s', (k
     const rows = await records.store.query<{ data: { limit: string; key: string } }>(`SELECT data FROM events WHERE type = 'limit.exceeded' ORDER BY at`);
     expect(rows.map((r) => r.data)).toEqual([
       { limit: 'joinsPerIdentity', key: JSON.stringify([room, 'flooder']) },
-      { limit: 'joinsPerIdentity', key: JSON.stringify([room, 'public', '127.0.0.1']) },
+      { limit: 'joinsPerSharedLink', key: JSON.stringify([room, '127.0.0.1', 'public']) },
     ]);
     for (const { data } of rows) expect(/[\u0000-\u001f\u007f]/.test(data.key)).toBe(false);
   });
