@@ -21,7 +21,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { get as httpGet } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
@@ -44,7 +43,7 @@ import {
 } from '../support/fuzzKit.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { mediaCounts } from '../support/mediaCounts.js';
-import { RawSocket, rawConnection, rawEngineWebSocket, type RawReply } from '../support/rawSocket.js';
+import { getFrom, RawSocket, rawConnection, rawEngineWebSocket, type RawReply } from '../support/rawSocket.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 import { TEST_KEY_BASIC, awkwardText, handSignedToken, isPrintableText } from '../support/fuzzKit.js';
@@ -108,16 +107,6 @@ const errorLogs: string[] = [];
 const perProperty: Record<string, number> = {};
 let runNo = 0;
 
-/** GET from a given local address (127.0.0.0/8 is all loopback on Linux: another client address). */
-function getFrom(url: string, localAddress: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpGet(url, { localAddress }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  });
-}
 
 /** Wraps a node's error/fatal log methods (child loggers inherit them) to collect what they log. */
 function captureErrorLogs(n: ChorusNode): void {

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -14,7 +13,7 @@ import type { AuditEvent } from '../../src/observability/audit.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener } from '../support/listener.js';
 import { captureLogs, WARN } from '../support/logCapture.js';
-import { RawSocket, rawConnection, rawEngineWebSocket, type RawConnection } from '../support/rawSocket.js';
+import { getFrom, RawSocket, rawConnection, rawEngineWebSocket, type RawConnection } from '../support/rawSocket.js';
 import { startRedis } from '../support/redisServer.js';
 import { nodeClient, startTestNode, startTestNodes, tokenFor, until } from '../support/testNode.js';
 
@@ -596,15 +595,6 @@ describe('audit', () => {
 const SECOND = '127.0.0.2';
 const fromSecond = { transports: ['websocket'], localAddress: SECOND } as Partial<ManagerOptions & SocketOptions>;
 
-function getFrom(url: string, localAddress: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpGet(url, { localAddress }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  });
-}
 
 function metric(text: string, name: string, labels = ''): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));

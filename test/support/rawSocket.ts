@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { get as httpGet } from 'node:http';
 import { connect as netConnect, type Socket as NetSocket } from 'node:net';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import type { ChorusNode } from '../../src/app.js';
@@ -104,4 +105,15 @@ export async function rawEngineWebSocket(node: ChorusNode, options: { localAddre
   const upgraded = (): boolean => /^HTTP\/1\.1 101/.test(conn.received()) && conn.received().includes('"sid"');
   await until(() => upgraded() || conn.isClosed(), 5000, 'an Engine.IO WebSocket to open or be refused');
   return { ...conn, upgraded: upgraded() && !conn.isClosed() };
+}
+
+/** GET from a given local address (127.0.0.0/8 is all loopback on Linux: another client address). */
+export function getFrom(url: string, localAddress: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { localAddress }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
 }
