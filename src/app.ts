@@ -20,6 +20,7 @@ import { ChorusMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
 import { ConnectionGuard } from './limits/connectionGuard.js';
+import { addressCapWithin, openFileLimit } from './limits/fileDescriptors.js';
 import { LogThrottle } from './observability/logThrottle.js';
 import { RoomManager, ownerRefusal } from './rooms/roomManager.js';
 import { recordNode } from './records/nodeRecorder.js';
@@ -278,8 +279,18 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   // Refusal warnings, one line per offender and interval, shared by every layer that refuses.
   const refusalLog = new LogThrottle(config.limits.logIntervalMs);
   // After Socket.IO attached (see ConnectionGuard.attach).
+  // Behind a trusted proxy every client shares the proxy's address: the cap is not what protects
+  // the node there, and lowering it would refuse the proxy itself.
+  const fileLimit = openFileLimit();
+  const perAddress = config.http.trustProxy ? config.limits.tcpConnectionsPerAddress : addressCapWithin(config.limits.tcpConnectionsPerAddress, fileLimit);
+  if (perAddress < config.limits.tcpConnectionsPerAddress) {
+    log.warn(
+      { configured: config.limits.tcpConnectionsPerAddress, perAddress, openFileLimit: fileLimit },
+      `connections per address capped at ${perAddress}, a quarter of this process' open-file limit (ulimit -n ${fileLimit}), so one address cannot take every descriptor; raise the limit (ulimit -n, LimitNOFILE=) to allow more`,
+    );
+  }
   const connections = new ConnectionGuard({
-    perAddress: config.limits.tcpConnectionsPerAddress,
+    perAddress,
     firstRequestTimeoutMs: config.limits.handshakeTimeoutMs,
     log: log.child({ component: 'connections' }),
     throttle: refusalLog,

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
 import { repoRoot } from '../support/buildWeb.js';
+import { freePort } from '../support/ports.js';
+import { getFrom, rawConnection, type RawConnection } from '../support/rawSocket.js';
 import { until } from '../support/testNode.js';
 
 const children: ChildProcess[] = [];
@@ -54,8 +56,12 @@ interface Started {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function startMain(env: NodeJS.ProcessEnv): Started {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `npm start`'s process; with `openFiles`, under that `ulimit -n` (a login shell on Debian gives 1,024). */
+function startMain(env: NodeJS.ProcessEnv, openFiles?: number): Started {
+  const child =
+    openFiles === undefined
+      ? spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('bash', ['-c', `ulimit -n ${openFiles} && exec "$0" --import tsx src/main.ts`, process.execPath], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   let err = '';
@@ -124,3 +130,39 @@ test('demo mode says where the development secret lives (info) and warns that an
   main.child.kill('SIGINT');
   expect((await withTimeout(main.exited, 30_000, 'the node to stop')).code).toBe(0);
 }, 90_000);
+
+test('one address cannot take every descriptor: under ulimit -n 400 the per-address cap drops to 100 (said at start), and /healthz answers through a flood of 450', async () => {
+  const port = await freePort();
+  // Idle connections are held for a minute: the flood stays while /healthz is asked.
+  const main = startMain(baseEnv({ CHORUS_PORT: String(port), CHORUS_API_KEYS: `test:${'t'.repeat(40)}`, CHORUS_HANDSHAKE_TIMEOUT_MS: '60000' }), 400);
+  const url = `http://127.0.0.1:${port}`;
+  const logLines = (): Array<{ level: number; msg: string; perAddress?: number; openFileLimit?: number }> =>
+    main
+      .stdout()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string });
+  await until(
+    () => {
+      if (main.child.exitCode !== null) throw new Error(`node exited: ${main.stderr()}`);
+      return logLines().some((l) => l.msg.startsWith('open '));
+    },
+    60_000,
+    'the node to start',
+  );
+  const capLines = logLines().filter((l) => /connections per address capped/.test(l.msg));
+  expect(capLines, main.stdout()).toHaveLength(1);
+  expect(capLines[0]).toMatchObject({ level: 40, perAddress: 100, openFileLimit: 400 });
+
+  const flood: RawConnection[] = [];
+  try {
+    for (let i = 0; i < 450; i++) flood.push(await rawConnection({ url } as never));
+    await until(() => flood.filter((c) => !c.isClosed()).length <= 100, 10_000, 'the node to close what is over the cap');
+    const health = await withTimeout(getFrom(`${url}/healthz`, '127.0.0.2'), 5000, '/healthz from another address');
+    expect(health).toEqual({ status: 200, body: '{"status":"ok"}' });
+  } finally {
+    for (const c of flood) c.close();
+  }
+  main.child.kill('SIGINT');
+  expect((await withTimeout(main.exited, 30_000, 'the node to stop')).code).toBe(0);
+}, 120_000);
