@@ -225,29 +225,53 @@ test('PostgreSQL stopped during a live broadcast with joins and leaves: every ev
 
   let churning = true;
   let cycles = 0;
+  // Each join and leave is bounded: one that hangs ends the churn with a message saying which
+  // cycle and step, instead of the test's own timeout with PostgreSQL left down.
+  const bounded = async <T>(step: Promise<T>, what: string): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`churn cycle ${cycles}: ${what} took over 20 s (records ${JSON.stringify(records.status())})`)), 20_000)));
+    try {
+      return await Promise.race([step, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  let churnFailed: Error | undefined;
   const churn = (async () => {
     while (churning) {
-      const l = await joinListener(node, room);
-      await l.close();
+      const l = await bounded(joinListener(node, room), 'a join');
+      await bounded(l.close(), 'a leave');
       cycles++;
     }
-  })();
+  })().catch((error: Error) => {
+    churnFailed = error;
+    throw error;
+  });
+  /** Cycles so far; the churn's own failure, should it have failed, is what the waits report. */
+  const churned = (): number => {
+    if (churnFailed) throw churnFailed;
+    return cycles;
+  };
   cleanup.push(async () => {
     churning = false;
     await churn.catch(() => undefined);
   });
 
-  await until(() => cycles >= 2, 20_000, 'churn before the outage');
+  await until(() => churned() >= 2, 20_000, 'churn before the outage');
   expect(await records.flush()).toBe(true);
   await server.kill();
+  let down = true;
+  // Should this test fail during the outage, the tests after it still get their database.
+  cleanup.push(() => (down ? server.restart() : undefined));
   const killedAt = cycles;
-  await until(() => records.status().spilledBytes > 0 && cycles >= killedAt + 20, 30_000, 'joins and leaves spilling while PostgreSQL is down');
+  await until(() => churned() >= killedAt + 20 && records.status().spilledBytes > 0, 30_000, 'joins and leaves spilling while PostgreSQL is down');
   const during = records.status();
   expect(during.breaker).not.toBe('closed');
   expect(existsSync(records.writer.spillPath) && statSync(records.writer.spillPath).size).toBeGreaterThan(0);
   await server.restart();
+  down = false;
   const restartedAt = cycles;
-  await until(() => cycles >= restartedAt + 5, 30_000, 'churn after PostgreSQL is back');
+  await until(() => churned() >= restartedAt + 5, 30_000, 'churn after PostgreSQL is back');
   churning = false;
   await churn;
   await undo(); // the steady listener and the broadcaster leave
