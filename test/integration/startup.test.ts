@@ -49,8 +49,16 @@ function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   };
 }
 
+interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
 interface Started {
   child: ChildProcess;
+  /** The JSON log lines printed so far. */
+  logLines: () => LogLine[];
   stdout: () => string;
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -68,7 +76,24 @@ function startMain(env: NodeJS.ProcessEnv, openFiles?: number): Started {
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return { child, stdout: () => out, stderr: () => err, exited };
+  const logLines = (): LogLine[] =>
+    out
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as LogLine);
+  return { child, logLines, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Resolves once the node printed its 'open …' line; rejects if it exited first. */
+async function started(main: Started): Promise<void> {
+  await until(
+    () => {
+      if (main.child.exitCode !== null) throw new Error(`node exited: ${main.stderr()}`);
+      return main.logLines().some((l) => l.msg.startsWith('open '));
+    },
+    60_000,
+    'the start-up lines',
+  );
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -101,20 +126,8 @@ test('a port already in use: one clear line on stderr naming the port and CHORUS
 test('demo mode says where the development secret lives (info) and warns that anyone reaching it can mint tokens', async () => {
   const env = baseEnv({ CHORUS_PORT: '0' });
   const main = startMain(env);
-  const logLines = (): Array<{ level: number; msg: string }> =>
-    main
-      .stdout()
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { level: number; msg: string });
-  await until(
-    () => {
-      if (main.child.exitCode !== null) throw new Error(`node exited: ${main.stderr()}`);
-      return logLines().some((l) => l.msg.startsWith('open '));
-    },
-    60_000,
-    'the start-up lines',
-  );
+  await started(main);
+  const logLines = main.logLines;
   const keyFile = join(env['CHORUS_DATA_DIR']!, 'api-keys.json');
   expect(existsSync(keyFile)).toBe(true);
   expect(readFileSync(keyFile, 'utf8')).toMatch(/"id": "dev"/);
@@ -136,27 +149,14 @@ test('one address cannot take every descriptor: under ulimit -n 400 the per-addr
   // Idle connections are held for a minute: the flood stays while /healthz is asked.
   const main = startMain(baseEnv({ CHORUS_PORT: String(port), CHORUS_API_KEYS: `test:${'t'.repeat(40)}`, CHORUS_HANDSHAKE_TIMEOUT_MS: '60000' }), 400);
   const url = `http://127.0.0.1:${port}`;
-  const logLines = (): Array<{ level: number; msg: string; perAddress?: number; openFileLimit?: number }> =>
-    main
-      .stdout()
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { level: number; msg: string });
-  await until(
-    () => {
-      if (main.child.exitCode !== null) throw new Error(`node exited: ${main.stderr()}`);
-      return logLines().some((l) => l.msg.startsWith('open '));
-    },
-    60_000,
-    'the node to start',
-  );
-  const capLines = logLines().filter((l) => /connections per address capped/.test(l.msg));
+  await started(main);
+  const capLines = main.logLines().filter((l) => /connections per address capped/.test(l.msg));
   expect(capLines, main.stdout()).toHaveLength(1);
   expect(capLines[0]).toMatchObject({ level: 40, perAddress: 100, openFileLimit: 400 });
 
   const flood: RawConnection[] = [];
   try {
-    for (let i = 0; i < 450; i++) flood.push(await rawConnection({ url } as never));
+    for (let i = 0; i < 450; i++) flood.push(await rawConnection({ url }));
     await until(() => flood.filter((c) => !c.isClosed()).length <= 100, 10_000, 'the node to close what is over the cap');
     const health = await withTimeout(getFrom(`${url}/healthz`, '127.0.0.2'), 5000, '/healthz from another address');
     expect(health).toEqual({ status: 200, body: '{"status":"ok"}' });

@@ -63,7 +63,7 @@ export interface RawConnection {
   close(): void;
 }
 
-export async function rawConnection(node: ChorusNode, options: { localAddress?: string; send?: string } = {}): Promise<RawConnection> {
+export async function rawConnection(node: Pick<ChorusNode, 'url'>, options: { localAddress?: string; send?: string } = {}): Promise<RawConnection> {
   const { hostname, port } = new URL(node.url);
   const socket = netConnect({ host: hostname, port: Number(port), ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
   let data = '';
