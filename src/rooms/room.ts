@@ -290,11 +290,11 @@ export class Room extends EventEmitter<RoomEvents> {
         this.#log.warn({ peer: peer.id, transport: transport.id, state }, 'DTLS ended');
       }
     });
+    // Media came up or went down: whether this session counts as listening may have changed.
     transport.on('icestatechange', (state) => {
       this.#log.debug({ peer: peer.id, transport: transport.id, state }, 'ICE state');
+      this.#scheduleCount();
     });
-    // Media came up or went down: whether this session counts as listening may have changed.
-    transport.on('icestatechange', () => this.#scheduleCount());
     transport.on('dtlsstatechange', () => this.#scheduleCount());
     // A receive transport is told to consume when a broadcast is live here: it must then connect
     // within the window even if its client never asks for the stream.
@@ -603,16 +603,17 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   async #checkSetup(peer: Peer): Promise<void> {
-    const present = (): boolean => !peer.closed && this.peers.get(peer.id) === peer;
-    // A transport being made counts: from then on the transport reaper judges it.
-    if (!present() || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls) return;
+    // Gone, or taking media: a transport made or being made (from then on the transport reaper
+    // judges it), or HLS. Asked again after the store lookup, which may change any of it.
+    const settled = (): boolean =>
+      peer.closed || this.peers.get(peer.id) !== peer || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls;
+    if (settled()) return;
     // Its player may have asked another node for the playlist (any node serves HLS).
     if ((await this.store.getMark(hlsPlayMark(this.id, peer.identity)).catch(() => undefined)) !== undefined) {
       this.playsHls(peer.identity);
       return;
     }
-    // A transport being made counts: from then on the transport reaper judges it.
-    if (!present() || peer.madeTransport || peer.pendingTransports > 0 || peer.playsHls) return;
+    if (settled()) return;
     this.#log.warn({ peer: peer.id, identity: peer.identity, staleMs: this.options.stalePeerMs }, 'session set up no media (no transport, no HLS) within the window; removing it');
     this.channel.toPeer(peer.id, 'session:reset', { reason: 'no media was set up for this session' });
     await this.leave(peer, 'stale');
