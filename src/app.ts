@@ -30,7 +30,7 @@ import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
 import { OriginPlacement, pickWeighted } from './cluster/placement.js';
 import { policyFor } from './rooms/policy.js';
-import type { Role } from './protocol/messages.js';
+import type { Role, RoomKind } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
 import { HlsService } from './hls/hlsService.js';
 import { HLS_VIEWERS_LEASE_SECONDS, hlsViewersKey, ViewerCountReader } from './hls/viewers.js';
@@ -342,7 +342,11 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     ? new ClusterPipes(
         bus,
         store,
-        (roomId) => rooms.get(roomId),
+        (roomId, producerId) => {
+          const room = rooms.get(roomId);
+          const producer = room?.publications.get(producerId)?.producer;
+          return producer && room?.media && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
+        },
         {
           listenIp: config.media.listenIp,
           announcedAddress: config.media.announcedAddress,
@@ -364,6 +368,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     room: {
       nodeId: config.nodeId,
       maxPeers: config.rooms.maxPeersPerRoom,
+      maxCallParticipants: config.rooms.maxCallParticipants,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,
       markTtlSeconds: config.tokens.maxTtlSeconds,
@@ -407,9 +412,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     registry && bus && config.cluster.placement === 'rendezvous'
       ? new OriginPlacement(store, () => store.listNodes(), config.nodeId, log, undefined, (id) => bus.isListening(id))
       : undefined;
-  const broadcastPolicy = policyFor('broadcast');
   const publisherPlacement = placement && {
-    places: (role: Role) => broadcastPolicy.exclusiveSeat(role) !== undefined,
+    places: (kind: RoomKind, role: Role) => policyFor(kind).onOrigin(role),
     redirectFor: async (roomId: string) => {
       const origin = await placement.originFor(roomId);
       return origin && origin.id !== config.nodeId ? origin.url : undefined;

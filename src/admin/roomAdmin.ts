@@ -12,6 +12,7 @@ import type { NodeBus } from '../cluster/bus.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { RoomKind, Role } from '../protocol/messages.js';
+import { trackSource, type TrackSource } from '../protocol/room.js';
 import type { Room } from '../rooms/room.js';
 import type { RoomManager } from '../rooms/roomManager.js';
 
@@ -94,8 +95,8 @@ export class RoomAdmin {
         return this.#localPeer(tenantOf(p), p.roomId, p.peerId, (room) => room.kick(p.peerId, p.by));
       });
       cluster.bus.handle('admin.mute', async (params) => {
-        const p = peerTarget.extend({ muted: z.boolean() }).parse(params);
-        return this.#localPeer(tenantOf(p), p.roomId, p.peerId, (room) => room.setMuted(p.peerId, p.muted, p.by));
+        const p = peerTarget.extend({ muted: z.boolean(), source: trackSource.optional() }).parse(params);
+        return this.#localPeer(tenantOf(p), p.roomId, p.peerId, (room) => room.setMuted(p.peerId, p.muted, p.by, p.source));
       });
     }
   }
@@ -125,8 +126,10 @@ export class RoomAdmin {
     await this.#onPeerNode(tenant, roomId, peerId, 'admin.kick', { keyId: tenant, tenant, roomId, peerId, by }, (room) => room.kick(peerId, by));
   }
 
-  async mutePeer(tenant: string, roomId: string, peerId: string, muted: boolean, by: string): Promise<void> {
-    await this.#onPeerNode(tenant, roomId, peerId, 'admin.mute', { keyId: tenant, tenant, roomId, peerId, muted, by }, (room) => room.setMuted(peerId, muted, by));
+  /** Mutes one source of a session (`source` absent: all of them), wherever it is connected. */
+  async mutePeer(tenant: string, roomId: string, peerId: string, muted: boolean, by: string, source?: TrackSource): Promise<void> {
+    const params = { keyId: tenant, tenant, roomId, peerId, muted, by, ...(source ? { source } : {}) };
+    await this.#onPeerNode(tenant, roomId, peerId, 'admin.mute', params, (room) => room.setMuted(peerId, muted, by, source));
   }
 
   async #onPeerNode(tenant: string, roomId: string, peerId: string, method: string, params: unknown, act: (room: Room) => Promise<void>): Promise<void> {
@@ -181,7 +184,7 @@ export class RoomAdmin {
             node: this.nodeId,
             joinedAt: new Date(p.joinedAt).toISOString(),
             publishing: p.producers.size > 0,
-            muted: p.muted,
+            muted: p.moderatorMuted.size > 0,
           })),
         };
       });

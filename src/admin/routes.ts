@@ -5,7 +5,7 @@
  *   GET    /api/admin/rooms/:roomId                           one room and its participants
  *   DELETE /api/admin/rooms/:roomId                           close the room everywhere
  *   DELETE /api/admin/rooms/:roomId/participants/:peerId      remove a session
- *   POST   /api/admin/rooms/:roomId/participants/:peerId/mute {"muted": true|false}
+ *   POST   /api/admin/rooms/:roomId/participants/:peerId/mute {"muted": true|false, "source"?: "camera"|...}
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -13,11 +13,12 @@ import type { ApiKeyring } from '../auth/apiKeys.js';
 import { requireApiKey } from '../http/apiKeyAuth.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId } from '../protocol/messages.js';
+import { trackSource } from '../protocol/room.js';
 import type { RoomAdmin } from './roomAdmin.js';
 
 const roomParams = z.strictObject({ roomId });
 const peerParams = z.strictObject({ roomId, peerId: z.uuid() });
-const muteBody = z.strictObject({ muted: z.boolean().default(true) });
+const muteBody = z.strictObject({ muted: z.boolean().default(true), source: trackSource.optional() });
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value ?? {});
@@ -56,8 +57,8 @@ export function registerAdminRoutes(app: FastifyInstance, admin: RoomAdmin, keys
   app.post('/api/admin/rooms/:roomId/participants/:peerId/mute', async (request, reply) => {
     const key = requireApiKey(request, reply, keys);
     const p = parse(peerParams, request.params, 'path');
-    const { muted } = parse(muteBody, request.body, 'body');
-    await admin.mutePeer(key.tenant, p.roomId, p.peerId, muted, `api:${key.id}`);
-    return { muted };
+    const { muted, source } = parse(muteBody, request.body, 'body');
+    await admin.mutePeer(key.tenant, p.roomId, p.peerId, muted, `api:${key.id}`, source);
+    return { muted, ...(source ? { source } : {}) };
   });
 }

@@ -9,11 +9,18 @@ import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 
 import { z } from 'zod';
 import { ChorusError } from '../protocol/errors.js';
 import { displayName, identityText, roles, roomId, roomKinds, type Role, type RoomKind } from '../protocol/messages.js';
+import { trackSources } from '../protocol/room.js';
+
+const publishGrant = z.enum(['audio', 'video', ...trackSources]);
+export type PublishGrant = z.infer<typeof publishGrant>;
 import type { ApiKeyring } from './apiKeys.js';
 
 export interface Grants {
-  /** Media kinds this token may publish, where the role allows sending at all. */
-  publish?: Array<'audio' | 'video'> | undefined;
+  /**
+   * What this token may publish, where the role allows it: media kinds (`audio` means every
+   * audio source) or sources (`camera`, `screen`, ...).
+   */
+  publish?: PublishGrant[] | undefined;
   /** May publish data messages (chat, reactions) where the room has them. */
   data?: boolean | undefined;
   /** May mute, kick and end (moderator powers for any role). */
@@ -50,7 +57,7 @@ export interface VerifiedGrant extends RoomGrant {
 }
 
 const grantsSchema = z.strictObject({
-  publish: z.array(z.enum(['audio', 'video'])).max(2).optional(),
+  publish: z.array(publishGrant).max(6).optional(),
   data: z.boolean().optional(),
   moderate: z.boolean().optional(),
   replace: z.boolean().optional(),

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiKeyring } from '../auth/apiKeys.js';
-import { TokenService, type Grants } from '../auth/tokens.js';
+import { TokenService, type Grants, type PublishGrant } from '../auth/tokens.js';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../observability/logger.js';
 import { AuditLog } from '../observability/audit.js';
@@ -56,7 +56,7 @@ async function token(argv: string[]): Promise<void> {
   const { keys, source } = signingKeys(config.tokens.keys, config.dataDir, values['create-dev-key'] === true);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
   const grants: Grants = {};
-  if (values.publish) grants.publish = values.publish.split(',').map((k) => k.trim()) as Array<'audio' | 'video'>;
+  if (values.publish) grants.publish = values.publish.split(',').map((k) => k.trim()) as PublishGrant[];
   if (values.reusable) grants.reusable = true;
   if (values.moderate) grants.moderate = true;
   if (values.replace) grants.replace = true;

@@ -12,7 +12,7 @@ import type { types } from 'mediasoup';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { RemoteBroadcasts } from '../rooms/remote.js';
-import type { Room } from '../rooms/room.js';
+import type { RoomMedia } from '../media/roomMedia.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { NodeBus } from './bus.js';
 
@@ -61,7 +61,8 @@ export class ClusterPipes implements RemoteBroadcasts {
   constructor(
     private readonly bus: NodeBus,
     private readonly store: StateStore,
-    private readonly roomById: (roomId: string) => Room | undefined,
+    /** A track this node holds, and the router it lives on, for an edge that asks for it. */
+    private readonly localTrack: (roomId: string, producerId: string) => { producer: types.Producer; router: types.Router } | undefined,
     private readonly settings: PipeSettings,
     private readonly log: Logger,
     /** Whether a node is still in the registry: dead origins are not pulled from, dead edges not fed. */
@@ -144,15 +145,13 @@ export class ClusterPipes implements RemoteBroadcasts {
   }
 
   async #open(request: OpenRequest, edge: string): Promise<OpenAnswer> {
-    const room = this.roomById(request.roomId);
-    const producer = room?.localBroadcast;
-    if (!room || !producer || producer.id !== request.producerId) {
-      throw new ChorusError('PRODUCER_NOT_FOUND', `no broadcast ${request.producerId} here`);
-    }
+    const local = this.localTrack(request.roomId, request.producerId);
+    if (!local) throw new ChorusError('PRODUCER_NOT_FOUND', `no broadcast ${request.producerId} here`);
+    const { producer, router } = local;
     // A retried request (its answer was lost) replaces the earlier pipe instead of leaking it.
     const pipeKey = `${request.roomId}\0${edge}`;
     this.#outgoing.get(pipeKey)?.close();
-    const transport = await room.requireMedia().origin.router.createPipeTransport({
+    const transport = await router.createPipeTransport({
       listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
       enableSrtp: true,
     });
@@ -196,35 +195,35 @@ export class ClusterPipes implements RemoteBroadcasts {
     return parsed;
   }
 
-  pull(room: Room): Promise<types.Producer | undefined> {
+  pull(roomId: string, media: RoomMedia): Promise<types.Producer | undefined> {
     // Pulls for one room run one after another (each waits for the previous), so listeners
     // arriving together share one pipe instead of racing to open several.
-    const previous = this.#incoming.get(room.id);
+    const previous = this.#incoming.get(roomId);
     const next = (async (): Promise<types.Producer | undefined> => {
       const existing = await previous?.catch(() => undefined);
-      const where = await this.location(room.id);
+      const where = await this.location(roomId);
       if (existing && !existing.closed && existing.id === where?.producerId) return existing;
       if (existing && !existing.closed) existing.close();
-      return where ? this.#pullFrom(room, where) : undefined;
+      return where ? this.#pullFrom(roomId, media, where) : undefined;
     })();
-    this.#incoming.set(room.id, next);
+    this.#incoming.set(roomId, next);
     const forget = (): void => {
-      if (this.#incoming.get(room.id) === next) this.#incoming.delete(room.id);
+      if (this.#incoming.get(roomId) === next) this.#incoming.delete(roomId);
     };
     next.then((producer) => (producer ? producer.observer.once('close', forget) : forget()), forget);
     return next;
   }
 
-  async #pullFrom(room: Room, where: Location): Promise<types.Producer> {
+  async #pullFrom(roomId: string, media: RoomMedia, where: Location): Promise<types.Producer> {
     const started = performance.now();
     const observe = (ok: boolean): void => this.settings.observePull?.((performance.now() - started) / 1000, ok);
-    const transport = await room.requireMedia().origin.router.createPipeTransport({
+    const transport = await media.origin.router.createPipeTransport({
       listenInfo: { protocol: 'udp', ip: this.settings.listenIp, announcedAddress: this.settings.announcedAddress },
       enableSrtp: true,
     });
     try {
       const answer = await this.bus.request<OpenAnswer>(where.nodeId, 'pipe.open', {
-        roomId: room.id,
+        roomId,
         producerId: where.producerId,
         ip: this.#address,
         port: transport.tuple.localPort,
@@ -239,11 +238,11 @@ export class ClusterPipes implements RemoteBroadcasts {
       });
       producer.observer.once('close', () => {
         transport.close();
-        this.bus.notify(where.nodeId, 'pipe.release', { roomId: room.id });
+        this.bus.notify(where.nodeId, 'pipe.release', { roomId });
       });
       transport.observer.once('close', () => producer.close());
-      room.requireMedia().addProducer(producer);
-      this.log.info({ room: room.id, origin: where.nodeId, producer: producer.id }, 'pulled broadcast from its origin');
+      media.addProducer(producer);
+      this.log.info({ room: roomId, origin: where.nodeId, producer: producer.id }, 'pulled broadcast from its origin');
       observe(true);
       return producer;
     } catch (error) {

@@ -74,6 +74,8 @@ export const envSchema = z
     CHORUS_COUNT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
     /** Per-room listener cap on this node (a later cluster issue lifts this across nodes). */
     CHORUS_MAX_PEERS_PER_ROOM: z.coerce.number().int().min(1).default(10_000),
+    /** Participants one call admits; the next join gets LIMIT_REACHED. */
+    CHORUS_CALL_MAX_PARTICIPANTS: z.coerce.number().int().min(2).max(1000).default(50),
     /** A session whose media transport stays unconnected (never, or ICE lost) this long is removed. 0: never. */
     CHORUS_STALE_PEER_MS: z.coerce.number().int().min(0).max(3_600_000).default(45_000),
     /** A room where nobody publishes for this long is ended (listeners may wait for a broadcast). 0: never. */
@@ -106,6 +108,8 @@ export const envSchema = z
      */
     CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE: z.coerce.number().int().min(1).default(600),
     CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: z.coerce.number().int().min(1).default(200),
+    CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND: z.coerce.number().int().min(1).default(30),
+    CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(6),
     /** Many listeners can share one address (a campus, carrier-grade NAT): keep this generous. */
     CHORUS_LIMIT_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(1000),
     /**
@@ -260,7 +264,7 @@ export interface Config {
     maxConsumersPerWorker: number;
     opusBitrate: number;
   };
-  rooms: { countIntervalMs: number; maxPeersPerRoom: number; stalePeerMs: number; idleRoomMs: number };
+  rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; stalePeerMs: number; idleRoomMs: number };
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
   watch: WatchSettings;
   limits: LimitSettings;
@@ -345,6 +349,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rooms: {
       countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS,
       maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM,
+      maxCallParticipants: e.CHORUS_CALL_MAX_PARTICIPANTS,
       stalePeerMs: e.CHORUS_STALE_PEER_MS,
       idleRoomMs: e.CHORUS_ROOM_IDLE_MS,
     },
@@ -368,6 +373,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       joinsPerIdentityPerMinute: e.CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE,
       joinsPerSharedLinkPerMinute: e.CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE,
       joinsPerRoomPerSecond: e.CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND,
+      trackControlsPerSecond: e.CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND,
+      muteRequestsPerMinute: e.CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE,
       connectionsPerIp: e.CHORUS_LIMIT_CONNECTIONS_PER_IP,
       tcpConnectionsPerAddress: e.CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS ?? (e.CHORUS_TRUST_PROXY ? 100_000 : e.CHORUS_LIMIT_CONNECTIONS_PER_IP),
       handshakeTimeoutMs: e.CHORUS_HANDSHAKE_TIMEOUT_MS,

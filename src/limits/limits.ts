@@ -20,6 +20,10 @@ export interface LimitSettings {
    */
   joinsPerSharedLinkPerMinute: number;
   joinsPerRoomPerSecond: number;
+  /** Layer, view and mute requests of one session (a tile resized in a loop, a mute flood). */
+  trackControlsPerSecond: number;
+  /** Asks to be unmuted, per session: the moderators read each one. */
+  muteRequestsPerMinute: number;
   connectionsPerIp: number;
   /** TCP connections per socket address (see ConnectionGuard); X-Forwarded-For never applies. */
   tcpConnectionsPerAddress: number;
@@ -31,7 +35,16 @@ export interface LimitSettings {
   roomsPerApiKey: number;
 }
 
-export type LimitName = 'http' | 'messagesPerConnection' | 'messagesPerIp' | 'joinsPerIdentity' | 'joinsPerSharedLink' | 'joinsPerRoom' | 'tokensPerKey';
+export type LimitName =
+  | 'http'
+  | 'messagesPerConnection'
+  | 'messagesPerIp'
+  | 'joinsPerIdentity'
+  | 'joinsPerSharedLink'
+  | 'joinsPerRoom'
+  | 'tokensPerKey'
+  | 'trackControls'
+  | 'muteRequests';
 
 export class Limits {
   readonly #limiters: Record<LimitName, RateLimiterAbstract>;
@@ -72,6 +85,9 @@ export class Limits {
       joinsPerSharedLink: perMinute(settings.joinsPerSharedLinkPerMinute, 'join-link'),
       joinsPerRoom: perSecond(settings.joinsPerRoomPerSecond, 'join-room'),
       tokensPerKey: perMinute(settings.tokensPerKeyPerMinute, 'tokens'),
+      // A session lives on one node: its own controls are counted where it is.
+      trackControls: make(settings.trackControlsPerSecond, 1, 'track-ctl', false),
+      muteRequests: make(settings.muteRequestsPerMinute, 60, 'mute-req', false),
     };
   }
 

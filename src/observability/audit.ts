@@ -12,10 +12,13 @@ export type AuditEvent =
   | { type: 'join.accepted'; room: string; identity: string; role: string; peer: string; ip?: string | undefined }
   | { type: 'broadcast.started'; room: string; peer: string; identity: string; producer: string }
   | { type: 'broadcast.stopped'; room: string; peer: string; identity: string; producer: string; reason: string }
+  /** A participant's track went live on this node (a call's camera, a broadcast's microphone). */
+  | { type: 'track.published'; room: string; peer: string; identity: string; producer: string; source: string; kind: 'audio' | 'video' }
+  | { type: 'track.unpublished'; room: string; peer: string; identity: string; producer: string; source: string }
   | { type: 'participant.left'; room: string; peer: string; identity: string; role: string; reason: string }
   | { type: 'room.started'; room: string; kind: string; node: string }
   | { type: 'room.finished'; room: string; kind: string; node: string; reason: string }
-  | { type: 'moderator.action'; room: string; moderator: string; action: 'mute' | 'unmute' | 'kick' | 'end'; target?: string | undefined }
+  | { type: 'moderator.action'; room: string; moderator: string; action: 'mute' | 'unmute' | 'kick' | 'end'; target?: string | undefined; source?: string | undefined }
   | { type: 'webhook.delivered'; id: string; event: string; url: string; attempts: number; status: number }
   | { type: 'webhook.failed'; id: string; event: string; url: string; attempts: number; error: string }
   | { type: 'limit.exceeded'; limit: string; key: string }

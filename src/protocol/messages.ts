@@ -8,11 +8,12 @@
 import { z } from 'zod';
 import type { WireError } from './errors.js';
 import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
+import { trackSource, trackView, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
 import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
 export const PROTOCOL_VERSION = 1;
 
-export const roomKinds = ['broadcast', 'watch'] as const;
+export const roomKinds = ['broadcast', 'watch', 'call'] as const;
 export type RoomKind = (typeof roomKinds)[number];
 
 export const roles = ['broadcaster', 'listener', 'host', 'participant', 'moderator'] as const;
@@ -67,6 +68,10 @@ export const requests = {
     transportId: entityId,
     kind: mediaKind,
     rtpParameters,
+    /** What the track is; absent: the microphone for audio, the camera for video. */
+    source: trackSource.optional(),
+    /** The size the video is captured at, so the SFU knows each simulcast layer's height. */
+    video: z.strictObject({ width: z.number().int().min(1).max(16_384), height: z.number().int().min(1).max(16_384) }).optional(),
   }),
   pauseProducer: z.strictObject({ producerId: entityId }),
   resumeProducer: z.strictObject({ producerId: entityId }),
@@ -84,12 +89,25 @@ export const requests = {
     paused: z.boolean().optional(),
   }),
   resumeConsumer: z.strictObject({ consumerId: entityId }),
+  /** A video's rendered size and visibility: the node picks the layer that fits, or pauses it. */
+  'track.view': trackView,
+  /** Pins a simulcast consumer to layers (within what its producer sends). */
+  setPreferredLayers: z.strictObject({
+    consumerId: entityId,
+    spatialLayer: z.number().int().min(0).max(15),
+    temporalLayer: z.number().int().min(0).max(15).optional(),
+  }),
+  /** A fresh snapshot of the room (after a gap in delta versions). */
+  'room.sync': z.strictObject({}),
+  /** A participant a moderator muted asks to be allowed to unmute (moderators are told). */
+  'mute.request': z.strictObject({ source: trackSource.optional() }),
   /** Moderators: who is in the room (first `limit` sessions). */
   listPeers: z.strictObject({ limit: z.number().int().min(1).max(1000).optional() }),
   /** Moderators: mute/unmute or kick a session, or end the room for everyone. */
   moderate: z.discriminatedUnion('action', [
-    z.strictObject({ action: z.literal('mute'), peerId: entityId }),
-    z.strictObject({ action: z.literal('unmute'), peerId: entityId }),
+    /** `source` absent: every source of that session. */
+    z.strictObject({ action: z.literal('mute'), peerId: entityId, source: trackSource.optional() }),
+    z.strictObject({ action: z.literal('unmute'), peerId: entityId, source: trackSource.optional() }),
     z.strictObject({ action: z.literal('kick'), peerId: entityId }),
     z.strictObject({ action: z.literal('end') }),
   ]),
@@ -145,6 +163,11 @@ export interface Responses {
     /** Watch rooms: the playback state, members and sync settings. */
     watch?: WatchSnapshot | undefined;
     /**
+     * The participants this session is shown and their tracks (those the room kind announces:
+     * everyone in a call, the broadcaster in a broadcast), then `room:delta` events.
+     */
+    room: RoomSnapshot;
+    /**
      * The transport asked for with `transport` in the request. Absent when it was not asked for,
      * or could not be made (then createTransport reports why).
      */
@@ -161,6 +184,10 @@ export interface Responses {
   /** `paused`: whether the consumer waits for resumeConsumer. */
   consume: { consumerId: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown; paused: boolean };
   resumeConsumer: Record<string, never>;
+  'track.view': { paused: boolean; spatialLayer?: number | undefined };
+  setPreferredLayers: Record<string, never>;
+  'room.sync': RoomSnapshot;
+  'mute.request': Record<string, never>;
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
   leave: Record<string, never>;
@@ -186,8 +213,24 @@ export interface ServerEvents {
   'consumer:closed': (e: { consumerId: string }) => void;
   /** A moderator removed this session; do not rejoin with the same token. */
   'session:kicked': (e: { reason: string }) => void;
-  /** A moderator muted or unmuted this session's microphone. */
-  'session:muted': (e: { muted: boolean }) => void;
+  /**
+   * A moderator muted or unmuted this session (`source` absent: every source). Muted by a
+   * moderator, a track cannot be resumed by its publisher until a moderator unmutes it.
+   */
+  'session:muted': (e: { muted: boolean; source?: TrackSource | undefined }) => void;
+  /** Participants and their tracks changed: apply in order; a gap in versions means `room.sync`. */
+  'room:delta': (e: RoomDelta) => void;
+  /** The loudest participant now (null: nobody speaks); at most one per 300 ms. */
+  'speaker:changed': (e: { peerId: string | null }) => void;
+  /** Audio levels for meters (dBov, -127..0), throttled; only participants above the threshold. */
+  'audio:levels': (e: { levels: Array<{ peerId: string; volume: number }> }) => void;
+  /** Moderators: a participant muted by a moderator asks to unmute. */
+  'mute:requested': (e: { peerId: string; identity: string; source?: TrackSource | undefined }) => void;
+  /** The publisher paused or resumed the track behind this consumer. */
+  'consumer:paused': (e: { consumerId: string; byPublisher: boolean }) => void;
+  'consumer:resumed': (e: { consumerId: string }) => void;
+  /** The layers this consumer receives now, and its quality score (0-10). */
+  'consumer:layers': (e: { consumerId: string; spatialLayer: number | null; temporalLayer: number | null }) => void;
   /** The room was ended by a moderator; everyone is out. */
   'room:ended': (e: { reason: string }) => void;
   /** This node is shutting down: reconnect (the balancer picks another node) and resume. */

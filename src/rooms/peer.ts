@@ -2,6 +2,8 @@ import type { types } from 'mediasoup';
 import { ChorusError } from '../protocol/errors.js';
 import type { Role } from '../protocol/messages.js';
 import type { Grants } from '../auth/tokens.js';
+import type { TrackSource } from '../protocol/room.js';
+import type { Publication } from './publication.js';
 
 /**
  * One joined session and the media objects it owns. Lookups go through the peer, so a peer can
@@ -12,11 +14,13 @@ export class Peer {
   readonly transports = new Map<string, types.WebRtcTransport>();
   readonly producers = new Map<string, types.Producer>();
   readonly consumers = new Map<string, types.Consumer>();
+  /** What it publishes, by source (at most one track each). */
+  readonly publications = new Map<TrackSource, Publication>();
   /** Routers this session has transports on, to know who is hit when a worker dies. */
   readonly routers = new Set<string>();
   readonly joinedAt = Date.now();
-  /** Muted by a moderator: the session may not resume its producers until unmuted. */
-  muted = false;
+  /** Sources a moderator muted: the session may not resume or publish them until unmuted. */
+  readonly moderatorMuted = new Set<TrackSource>();
   /** It fetched the room's HLS with its resume token (its fallback): listening without WebRTC. */
   playsHls = false;
   /** The client said when its first media arrived (accepted once, so one client is one sample). */
@@ -24,12 +28,12 @@ export class Peer {
   /**
    * Requests in flight, counted with what exists against the per-session rules, so requests sent
    * at once cannot all pass a check made before the media worker answers: transports being created,
-   * kinds being published, producer ids being consumed.
+   * sources being published, producer ids being consumed.
    */
   pendingTransports = 0;
   /** A media transport was made for it at least once (with the join, or after it). */
   madeTransport = false;
-  readonly pendingProduce = new Set<string>();
+  readonly pendingProduce = new Set<TrackSource>();
   readonly pendingConsume = new Set<string>();
   #closed = false;
 
@@ -81,5 +85,6 @@ export class Peer {
     this.transports.clear();
     this.producers.clear();
     this.consumers.clear();
+    this.publications.clear();
   }
 }

@@ -1,23 +1,58 @@
 /**
- * What each kind of room allows. The room enforces these on every request; pages only mirror
- * them. Later kinds (class, call, watch) add their own policy beside `broadcastPolicy`.
+ * What each kind of room allows. The room core enforces these on every request; pages only
+ * mirror them. A kind is a policy on the same core (publications, subscriptions, seats), never a
+ * branch on role names inside the room.
  */
 import type { Role, RoomKind } from '../protocol/messages.js';
+import { kindOfSource, type TrackSource } from '../protocol/room.js';
 import type { Seat } from '../store/stateStore.js';
 
 export type MediaKind = 'audio' | 'video';
+
+/** The caps a policy chooses between (from the node's settings). */
+export interface PeerCaps {
+  /** Sessions per room on this node, whatever its kind. */
+  maxPeers: number;
+  /** Participants in a call, across the cluster. */
+  maxCallParticipants: number;
+}
 
 export interface RoomPolicy {
   readonly kind: RoomKind;
   /** Roles a token may carry to join this kind of room. */
   readonly roles: readonly Role[];
-  canSend(role: Role): boolean;
-  /** Media kinds a sender may publish, at most one producer each. */
-  sendableKinds(role: Role): readonly MediaKind[];
+  /** Sources a role may publish, at most one track each (none: receive-only). */
+  publishable(role: Role): readonly TrackSource[];
+  /** Whether sessions of this role receive media (and report when it started). */
+  receives(role: Role): boolean;
+  /** Whether a subscriber of `role` may consume a track of `source` published by a `publisher`. */
+  mayReceive(role: Role, publisher: Role, source: TrackSource): boolean;
+  /**
+   * The track a consume without a producer id means, and that `broadcast:*` events announce:
+   * the broadcaster's microphone. Kinds without one have every track addressed by its id.
+   */
+  isPrimary(role: Role, source: TrackSource): boolean;
   /** A seat the role must hold alone, if any. */
   exclusiveSeat(role: Role): Seat | undefined;
+  /**
+   * In a cluster, whether members of this role join on the room's origin node (where its
+   * publishers are), so their media need not cross nodes unless one fails.
+   */
+  onOrigin(role: Role): boolean;
   /** Whether peers of this role count as the room's audience (the pushed listener count). */
   isAudience(role: Role): boolean;
+  /**
+   * Whether members of this role are shown to the others (the join snapshot and joined/left
+   * deltas). Those that are not are only counted: a broadcast of thousands must not flood them.
+   * A member is always shown once it publishes.
+   */
+  announced(role: Role): boolean;
+  /** How many sessions the room admits, and the error beyond it. */
+  capacity(caps: PeerCaps): { max: number; code: 'ROOM_FULL' | 'LIMIT_REACHED' };
+  /** Runs mediasoup's active-speaker and audio-level observers over the room's microphones. */
+  readonly detectsSpeakers: boolean;
+  /** A room where nothing is published for the idle window is ended. */
+  readonly endsWhenIdle: boolean;
   /**
    * The room keeps a shared playback state its members follow (watch parties: src/watch/).
    * Rooms without it carry only media.
@@ -27,6 +62,18 @@ export interface RoomPolicy {
   readonly carriesMedia: boolean;
 }
 
+/** Whether `role` may publish anything at all in rooms of `policy`. */
+export function canSend(policy: RoomPolicy, role: Role): boolean {
+  return policy.publishable(role).length > 0;
+}
+
+/** The media kinds `role` may publish: what the sources it may publish carry. */
+export function sendableKinds(policy: RoomPolicy, role: Role): MediaKind[] {
+  return [...new Set(policy.publishable(role).map(kindOfSource))];
+}
+
+const none: readonly TrackSource[] = [];
+
 /**
  * One speaker, any number of receive-only listeners; audio only (video is for class rooms).
  * Moderators listen like anyone else and may mute, kick and end.
@@ -34,10 +81,17 @@ export interface RoomPolicy {
 export const broadcastPolicy: RoomPolicy = {
   kind: 'broadcast',
   roles: ['broadcaster', 'listener', 'moderator'],
-  canSend: (role) => role === 'broadcaster',
-  sendableKinds: (role) => (role === 'broadcaster' ? ['audio'] : []),
+  publishable: (role) => (role === 'broadcaster' ? ['microphone'] : none),
+  receives: (role) => role !== 'broadcaster',
+  mayReceive: (role, publisher) => role !== 'broadcaster' && publisher === 'broadcaster',
+  isPrimary: (role, source) => role === 'broadcaster' && source === 'microphone',
   exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),
+  onOrigin: (role) => role === 'broadcaster',
   isAudience: (role) => role === 'listener',
+  announced: (role) => role === 'broadcaster',
+  capacity: (caps) => ({ max: caps.maxPeers, code: 'ROOM_FULL' }),
+  detectsSpeakers: false,
+  endsWhenIdle: true,
   sharedPlayback: false,
   carriesMedia: true,
 };
@@ -45,20 +99,55 @@ export const broadcastPolicy: RoomPolicy = {
 /**
  * Watch parties: everyone follows one video's playback; whoever hosts (or holds the control grant)
  * steers it. No media is sent yet (voice chat would reuse the call room's rules when it lands).
- * `host` tokens take hosting on arrival; `listener` tokens allow reusable viewing links.
+ * `host` tokens take hosting on arrival; `listener` tokens allow reusable viewing links. Members
+ * are announced by the watch service's own `watch:member` events.
  */
 export const watchPolicy: RoomPolicy = {
   kind: 'watch',
   roles: ['host', 'participant', 'listener', 'moderator'],
-  canSend: () => false,
-  sendableKinds: () => [],
+  publishable: () => none,
+  receives: () => true,
+  mayReceive: () => false,
+  isPrimary: () => false,
   exclusiveSeat: () => undefined,
+  onOrigin: () => false,
   isAudience: (role) => role === 'listener',
+  announced: () => false,
+  capacity: (caps) => ({ max: caps.maxPeers, code: 'ROOM_FULL' }),
+  detectsSpeakers: false,
+  endsWhenIdle: true,
   sharedPlayback: true,
   carriesMedia: false,
 };
 
-const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy };
+const callSources: readonly TrackSource[] = ['microphone', 'camera', 'screen', 'screen-audio'];
+
+/**
+ * Group calls: everyone publishes microphone, camera and screen and receives everyone else's
+ * tracks (never their own). Moderators are participants who may also mute, kick and end. A call
+ * of people with every track off is still a call: it ends when they leave, not when idle.
+ */
+export const callPolicy: RoomPolicy = {
+  kind: 'call',
+  roles: ['participant', 'moderator'],
+  publishable: () => callSources,
+  receives: () => true,
+  mayReceive: () => true,
+  isPrimary: () => false,
+  exclusiveSeat: () => undefined,
+  // A call lives on one node (as LiveKit places a room); the cascade carries it only when a
+  // participant lands elsewhere (a drain, a failover).
+  onOrigin: () => true,
+  isAudience: () => false,
+  announced: () => true,
+  capacity: (caps) => ({ max: Math.min(caps.maxPeers, caps.maxCallParticipants), code: 'LIMIT_REACHED' }),
+  detectsSpeakers: true,
+  endsWhenIdle: false,
+  sharedPlayback: false,
+  carriesMedia: true,
+};
+
+const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy };
 
 export function policyFor(kind: RoomKind): RoomPolicy {
   return policies[kind];

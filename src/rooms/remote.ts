@@ -1,5 +1,5 @@
 import type { types } from 'mediasoup';
-import type { Room } from './room.js';
+import type { RoomMedia } from '../media/roomMedia.js';
 
 /**
  * Broadcasts held by other nodes. A room consults it when a listener here wants the broadcast
@@ -13,6 +13,6 @@ export interface RemoteBroadcasts {
   withdraw(roomId: string): void;
   /** Where the room's broadcast is, if another node holds it. */
   location(roomId: string): Promise<{ nodeId: string; producerId: string } | undefined>;
-  /** The broadcast pulled onto this node's router for `room`, if another node holds it. */
-  pull(room: Room): Promise<types.Producer | undefined>;
+  /** The broadcast pulled onto `media` (this node's routers for `roomId`), if another node holds it. */
+  pull(roomId: string, media: RoomMedia): Promise<types.Producer | undefined>;
 }

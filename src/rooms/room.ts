@@ -6,9 +6,11 @@ import { EventEmitter } from 'node:events';
 import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
 import type { RoomMedia } from '../media/roomMedia.js';
+import { SpeakerDetection } from '../media/speakers.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, RoomKind } from '../protocol/messages.js';
+import { defaultSource, kindOfSource, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
@@ -16,7 +18,8 @@ import type { RoomChannel } from './channel.js';
 import type { RemoteBroadcasts } from './remote.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
-import type { MediaKind, RoomPolicy } from './policy.js';
+import { canSend, type MediaKind, type RoomPolicy } from './policy.js';
+import { layerFor, Publication } from './publication.js';
 
 export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'stale' | 'expired';
 
@@ -26,6 +29,8 @@ export type CloseReason = 'empty' | 'ended' | 'idle' | 'media lost' | 'node clos
 export interface RoomOptions {
   nodeId: string;
   maxPeers: number;
+  /** Participants a call admits (CHORUS_CALL_MAX_PARTICIPANTS). */
+  maxCallParticipants: number;
   countIntervalMs: number;
   opusBitrate: number;
   /** How long kick and end marks live: the longest a token can live, so none outlives them. */
@@ -39,6 +44,9 @@ export interface RoomOptions {
   idleRoomMs: number;
   /** Listeners without a session here, across the cluster (HLS players), counted in the audience. */
   otherListeners?: ((roomId: string) => Promise<number>) | undefined;
+  /** Least time between two active-speaker reports; levels for meters come at their own interval. */
+  speakerIntervalMs?: number | undefined;
+  audioLevelIntervalMs?: number | undefined;
 }
 
 /** How a session on this node ended: a leave, or the room closing under it. */
@@ -57,7 +65,16 @@ const MAX_TRANSPORTS_PER_PEER = 2;
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
   readonly createdAt = Date.now();
-  #broadcast: { producer: types.Producer; peer: Peer } | undefined;
+  /** Every track published on this node, by producer id. */
+  readonly #publications = new Map<string, Publication>();
+  /** The primary publication (a broadcast's microphone), when the kind has one and it is live here. */
+  #broadcast: Publication | undefined;
+  /** Version of this node's view of the room: one step per change announced to its members. */
+  #version = 0;
+  #speakers: Promise<SpeakerDetection | undefined> | undefined;
+  /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
+  readonly #consumerReady = new WeakSet<types.Consumer>();
+  readonly #consumerHidden = new WeakSet<types.Consumer>();
   /** Every transport's liveness on this node, by transport id (judged, and read for the count). */
   readonly #liveness = new Map<string, TransportLiveness>();
   /** Sessions that joined and have yet to show they take media (a transport, or HLS): their deadline. */
@@ -128,7 +145,7 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   #listening(peer: Peer): boolean {
-    if (!this.policy.carriesMedia || !this.#broadcast || peer.playsHls) return true;
+    if (!this.policy.carriesMedia || !this.#receivable(peer) || peer.playsHls) return true;
     for (const id of peer.transports.keys()) if (this.#liveness.get(id)?.connected) return true;
     return false;
   }
@@ -164,6 +181,43 @@ export class Room extends EventEmitter<RoomEvents> {
     return this.#broadcast?.producer;
   }
 
+  /** Tracks published on this node. */
+  get publications(): ReadonlyMap<string, Publication> {
+    return this.#publications;
+  }
+
+  /** Whether some track here is one `peer` may receive (so its receive transport is due media). */
+  #receivable(peer: Peer): boolean {
+    for (const publication of this.#publications.values()) {
+      if (publication.peer !== peer && this.policy.mayReceive(peer.role, publication.peer.role, publication.source)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The room as `viewer` is shown it: the members the kind announces (and whoever publishes),
+   * with their tracks, at this node's current version. Taken synchronously, so no delta can fall
+   * between it and its version.
+   */
+  snapshot(viewer?: Peer): RoomSnapshot {
+    const participants: ParticipantInfo[] = [];
+    for (const peer of this.peers.values()) {
+      if (peer === viewer || this.#shown(peer)) participants.push(participantInfo(peer));
+    }
+    return { version: this.#version, participants };
+  }
+
+  #shown(peer: Peer): boolean {
+    return this.policy.announced(peer.role) || peer.publications.size > 0;
+  }
+
+  /** Announces changes to this node's members, each one version step. */
+  #announce(...changes: RoomChange[]): void {
+    if (changes.length === 0 || this.#closed) return;
+    this.#version += changes.length;
+    this.channel.toRoomLocal(this.id, 'room:delta', { version: this.#version, changes });
+  }
+
   /** The room's broadcast, wherever in the cluster it is held. */
   async broadcastState(): Promise<BroadcastState> {
     const producer = this.#broadcast?.producer;
@@ -185,7 +239,10 @@ export class Room extends EventEmitter<RoomEvents> {
       // session, which is retired now instead of after the ping timeout.
       const previous = previousPeerId ? this.peers.get(previousPeerId) : undefined;
       if (previous && previous.identity === grant.identity) await this.leave(previous, 'replaced');
-      if (this.peers.size >= this.options.maxPeers) throw new ChorusError('ROOM_FULL', 'room is full');
+      const capacity = this.policy.capacity(this.options);
+      if (this.peers.size >= capacity.max) {
+        throw new ChorusError(capacity.code, capacity.code === 'ROOM_FULL' ? 'room is full' : `a ${this.kind} room admits at most ${capacity.max} participants`);
+      }
 
       const seat = this.policy.exclusiveSeat(grant.role);
       if (seat && !(await this.store.claimSeat(this.id, seat, peerId))) await this.#takeSeat(seat, grant, peerId);
@@ -201,6 +258,7 @@ export class Room extends EventEmitter<RoomEvents> {
         joinedAt: peer.joinedAt,
       });
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
+      if (this.#shown(peer)) this.#announce({ type: 'joined', participant: participantInfo(peer) });
       this.emit('peerjoined', peer, previousPeerId);
       this.#scheduleCount();
       this.#armSetupCheck(peer);
@@ -249,7 +307,10 @@ export class Room extends EventEmitter<RoomEvents> {
     this.peers.delete(peer.id);
     this.#disarmSetupCheck(peer.id);
     if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
+    const shown = this.#shown(peer);
+    // Its tracks go first (each announced as unpublished), then the participant.
     peer.close();
+    if (shown) this.#announce({ type: 'left', peerId: peer.id });
     const seat = this.policy.exclusiveSeat(peer.role);
     await Promise.all([
       this.store.removePeer(this.id, peer.id),
@@ -265,7 +326,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
     this.#assertMember(peer);
     const media = this.requireMedia();
-    if (direction === 'send' && !this.policy.canSend(peer.role)) {
+    if (direction === 'send' && !canSend(this.policy, peer.role)) {
       throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
     }
     // Transports still being created count too: requests sent at once must not all pass the check.
@@ -298,7 +359,7 @@ export class Room extends EventEmitter<RoomEvents> {
     transport.on('dtlsstatechange', () => this.#scheduleCount());
     // A receive transport is told to consume when a broadcast is live here: it must then connect
     // within the window even if its client never asks for the stream.
-    const told = direction === 'recv' ? () => this.#broadcast !== undefined : () => false;
+    const told = direction === 'recv' ? () => this.#receivable(peer) : () => false;
     this.#liveness.set(transport.id, watchTransportLiveness(transport, this.options.stalePeerMs, told, (why) => this.#onStale(peer, transport.id, why)));
     transport.observer.once('close', () => this.#liveness.delete(transport.id));
     return peer.track(peer.transports, transport);
@@ -320,32 +381,45 @@ export class Room extends EventEmitter<RoomEvents> {
     return peer.transport(transportId).restartIce();
   }
 
-  async produce(peer: Peer, transportId: string, kind: MediaKind, rtpParameters: types.RtpParameters): Promise<types.Producer> {
+  async produce(
+    peer: Peer,
+    transportId: string,
+    kind: MediaKind,
+    rtpParameters: types.RtpParameters,
+    requestedSource?: TrackSource,
+    video?: { width: number; height: number },
+  ): Promise<types.Producer> {
     this.#assertMember(peer);
-    if (!this.policy.canSend(peer.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
+    if (!canSend(this.policy, peer.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
     const transport = peer.transport(transportId);
     if (transport.appData['direction'] !== 'send') throw new ChorusError('BAD_REQUEST', 'that transport is receive-only');
-    if (!this.policy.sendableKinds(peer.role).includes(kind)) {
-      throw new ChorusError('MEDIA_REJECTED', `a ${this.kind} room does not carry ${kind}`);
+    const source = requestedSource ?? defaultSource(kind);
+    if (kindOfSource(source) !== kind) throw new ChorusError('BAD_REQUEST', `a ${source} track is ${kindOfSource(source)}, not ${kind}`);
+    if (!this.policy.publishable(peer.role).includes(source)) {
+      throw new ChorusError(
+        requestedSource === undefined ? 'MEDIA_REJECTED' : 'FORBIDDEN_ROLE',
+        requestedSource === undefined ? `a ${this.kind} room does not carry ${kind}` : `a ${peer.role} cannot publish ${source} in a ${this.kind} room`,
+      );
     }
-    if (peer.grants.publish && !peer.grants.publish.includes(kind)) {
-      throw new ChorusError('FORBIDDEN_ROLE', `your token does not grant publishing ${kind}`);
+    const granted = peer.grants.publish;
+    if (granted && !granted.includes(kind) && !granted.includes(source)) {
+      throw new ChorusError('FORBIDDEN_ROLE', `your token does not grant publishing ${source}`);
     }
-    if (peer.muted) throw new ChorusError('MUTED', 'a moderator muted you');
+    if (peer.moderatorMuted.has(source)) throw new ChorusError('MUTED', `a moderator muted your ${source}`);
     // A producer still being created counts too: requests sent at once must not all pass the check.
-    if (peer.pendingProduce.has(kind) || [...peer.producers.values()].some((existing) => existing.kind === kind)) {
-      throw new ChorusError('MEDIA_REJECTED', `already publishing ${kind}; close it first`);
+    if (peer.pendingProduce.has(source) || peer.publications.has(source)) {
+      throw new ChorusError('MEDIA_REJECTED', `already publishing ${source}; close it first`);
     }
     let producer: types.Producer;
-    peer.pendingProduce.add(kind);
+    peer.pendingProduce.add(source);
     try {
-      const tuned = kind === 'audio' ? tuneOpusForSpeech(rtpParameters, this.options.opusBitrate) : rtpParameters;
-      producer = await transport.produce({ kind, rtpParameters: tuned, appData: { peerId: peer.id } });
+      const tuned = source === 'microphone' ? tuneOpusForSpeech(rtpParameters, this.options.opusBitrate) : rtpParameters;
+      producer = await transport.produce({ kind, rtpParameters: tuned, appData: { peerId: peer.id, source } });
     } catch (error) {
-      this.#log.info({ peer: peer.id, transport: transportId, kind, err: error }, 'produce refused');
+      this.#log.info({ peer: peer.id, transport: transportId, kind, source, err: error }, 'produce refused');
       throw new ChorusError('MEDIA_REJECTED', producerRefusal(error));
     } finally {
-      peer.pendingProduce.delete(kind);
+      peer.pendingProduce.delete(source);
     }
     if (peer.closed) {
       producer.close();
@@ -353,14 +427,74 @@ export class Room extends EventEmitter<RoomEvents> {
     }
     peer.track(peer.producers, producer);
     this.requireMedia().addProducer(producer);
-    if (this.policy.exclusiveSeat(peer.role) === 'broadcaster') await this.#startBroadcast(peer, producer);
+    await this.#publish(new Publication(peer, source, producer, kind === 'video' ? video : undefined));
     return producer;
   }
 
-  async #startBroadcast(peer: Peer, producer: types.Producer): Promise<void> {
-    this.#broadcast = { producer, peer };
+  /** A track is live here: index it, tell the members, and start what watches it. */
+  async #publish(publication: Publication): Promise<void> {
+    const { peer, producer, source } = publication;
+    const wasShown = this.#shown(peer);
+    peer.publications.set(source, publication);
+    this.#publications.set(producer.id, publication);
+    const primary = this.policy.isPrimary(peer.role, source);
+    producer.observer.on('pause', () => this.#announceMuted(publication));
+    producer.observer.on('resume', () => this.#announceMuted(publication));
+    producer.observer.once('close', () => {
+      if (peer.publications.get(source) === publication) peer.publications.delete(source);
+      this.#publications.delete(producer.id);
+      this.#log.info({ peer: peer.id, producer: producer.id, source }, 'track unpublished');
+      this.audit.record({ type: 'track.unpublished', room: this.id, peer: peer.id, identity: peer.identity, producer: producer.id, source });
+      this.#announce({ type: 'unpublished', peerId: peer.id, trackId: producer.id });
+      // A member shown only while it publishes leaves the view with its last track.
+      if (!this.#shown(peer) && this.peers.get(peer.id) === peer) this.#announce({ type: 'left', peerId: peer.id });
+      if (!primary) this.#mediaDueChanged();
+    });
+    this.#log.info({ peer: peer.id, producer: producer.id, source, layers: publication.layers }, 'track published');
+    this.audit.record({ type: 'track.published', room: this.id, peer: peer.id, identity: peer.identity, producer: producer.id, source, kind: producer.kind });
+    if (!wasShown) this.#announce({ type: 'joined', participant: participantInfo(peer) });
+    else this.#announce({ type: 'published', peerId: peer.id, track: publication.info() });
+    if (source === 'microphone' && this.policy.detectsSpeakers) void this.#speakerDetection().then((d) => d?.add(producer, this.#log));
+    if (primary) await this.#startBroadcast(publication);
+    else this.#mediaDueChanged();
+  }
+
+  #announceMuted(publication: Publication): void {
+    if (publication.producer.closed) return;
+    const { muted, mutedByModerator, trackId } = publication.info();
+    this.#announce({ type: 'muted', peerId: publication.peer.id, trackId, muted, mutedByModerator });
+  }
+
+  /** The room's speaker detection, made on first use on the router every publisher sends to. */
+  #speakerDetection(): Promise<SpeakerDetection | undefined> {
+    this.#speakers ??= SpeakerDetection.create(
+      this.requireMedia().origin.router,
+      { speakerIntervalMs: this.options.speakerIntervalMs ?? 300, levelIntervalMs: this.options.audioLevelIntervalMs ?? 500 },
+      {
+        speaker: (producerId) => {
+          const peerId = producerId === undefined ? null : (this.#publications.get(producerId)?.peer.id ?? null);
+          this.channel.toRoomLocal(this.id, 'speaker:changed', { peerId });
+        },
+        levels: (levels) => {
+          const known = levels.flatMap(({ producerId, volume }) => {
+            const peerId = this.#publications.get(producerId)?.peer.id;
+            return peerId ? [{ peerId, volume }] : [];
+          });
+          this.channel.toRoomLocal(this.id, 'audio:levels', { levels: known });
+        },
+      },
+    ).catch((error: unknown) => {
+      this.#log.warn({ err: error }, 'speaker detection unavailable in this room');
+      return undefined;
+    });
+    return this.#speakers;
+  }
+
+  async #startBroadcast(publication: Publication): Promise<void> {
+    const { peer, producer } = publication;
+    this.#broadcast = publication;
     this.#disarmIdle();
-    this.#broadcastChanged();
+    this.#mediaDueChanged();
     this.#endReason = 'stopped';
     // Other nodes learn where the broadcast is before anyone is told it started, so a listener
     // elsewhere reacting to the event finds it.
@@ -369,11 +503,11 @@ export class Room extends EventEmitter<RoomEvents> {
     producer.observer.on('pause', () => this.channel.toRoom(this.id, 'broadcast:paused', { producerId }));
     producer.observer.on('resume', () => this.channel.toRoom(this.id, 'broadcast:resumed', { producerId }));
     producer.observer.once('close', () => {
-      if (this.#broadcast?.producer === producer) {
+      if (this.#broadcast === publication) {
         this.#broadcast = undefined;
         this.remote?.withdraw(this.id);
         this.#armIdle();
-        this.#broadcastChanged();
+        this.#mediaDueChanged();
       }
       this.#log.info({ peer: peer.id, producer: producerId, reason: this.#endReason }, 'broadcast ended');
       this.audit.record({ type: 'broadcast.stopped', room: this.id, peer: peer.id, identity: peer.identity, producer: producerId, reason: this.#endReason });
@@ -384,8 +518,12 @@ export class Room extends EventEmitter<RoomEvents> {
     this.channel.toRoom(this.id, 'broadcast:started', { producerId });
   }
 
-  /** Media became due on every receive transport here, or stopped being due: judge them again, and count. */
-  #broadcastChanged(): void {
+  /** Media became due on receive transports here, or stopped being due: judge them again, and count. */
+  #mediaDueChanged(): void {
+    if (this.policy.endsWhenIdle) {
+      if (this.#publications.size > 0) this.#disarmIdle();
+      else this.#armIdle();
+    }
     for (const liveness of this.#liveness.values()) liveness.update();
     this.#scheduleCount();
   }
@@ -393,7 +531,10 @@ export class Room extends EventEmitter<RoomEvents> {
   async setProducerPaused(peer: Peer, producerId: string, paused: boolean): Promise<void> {
     this.#assertMember(peer);
     const producer = peer.producer(producerId);
-    if (!paused && peer.muted) throw new ChorusError('MUTED', 'a moderator muted you');
+    const source = this.#publications.get(producerId)?.source;
+    if (!paused && source !== undefined && peer.moderatorMuted.has(source)) {
+      throw new ChorusError('MUTED', `a moderator muted your ${source}; ask to unmute`);
+    }
     if (paused) await producer.pause();
     else await producer.resume();
   }
@@ -416,11 +557,8 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const transport = peer.transport(transportId);
     if (transport.appData['direction'] !== 'recv') throw new ChorusError('BAD_REQUEST', 'that transport is send-only');
-    // Held here, or pulled here from the node that holds it (one pipe per room per node).
-    const broadcast = this.#broadcast?.producer ?? (await this.remote?.pull(this));
-    const id = producerId ?? broadcast?.id;
-    if (id === undefined) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is being broadcast yet');
-    if (id !== broadcast?.id) throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${id} in this room`);
+    const { producer, publication } = await this.#consumable(peer, producerId);
+    const id = producer.id;
     // A consumer still being created counts too: requests sent at once must not all pass the check.
     if (peer.pendingConsume.has(id) || [...peer.consumers.values()].some((existing) => existing.producerId === id)) {
       throw new ChorusError('BAD_REQUEST', 'already consuming that producer');
@@ -432,11 +570,19 @@ export class Room extends EventEmitter<RoomEvents> {
       if (!router.canConsume({ producerId: id, rtpCapabilities })) {
         throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
       }
+      const layers = publication?.layers ?? 1;
       try {
         // Paused by default until the client has its track wired, so no early packets are lost
         // to it; a lost video keyframe would mean a frozen picture until the next one. Audio has
-        // no such packet, so a client may ask for it flowing at once.
-        consumer = await transport.consume({ producerId: id, rtpCapabilities, paused: startPaused || broadcast.kind !== 'audio' });
+        // no such packet, so a client may ask for it flowing at once. Layered video starts on a
+        // middle layer until the subscriber says how large it shows it.
+        consumer = await transport.consume({
+          producerId: id,
+          rtpCapabilities,
+          paused: startPaused || producer.kind !== 'audio',
+          ...(layers > 1 ? { preferredLayers: { spatialLayer: Math.min(1, layers - 1) } } : {}),
+          appData: { source: publication?.source },
+        });
       } catch (error) {
         this.#log.info({ peer: peer.id, transport: transportId, producer: id, err: error }, 'consume refused');
         throw new ChorusError('CANNOT_CONSUME', 'cannot consume: the server could not make a stream for these RTP capabilities');
@@ -448,13 +594,96 @@ export class Room extends EventEmitter<RoomEvents> {
       consumer.close();
       throw new ChorusError('NOT_JOINED', 'session ended');
     }
-    consumer.on('producerclose', () => this.channel.toPeer(peer.id, 'consumer:closed', { consumerId: consumer.id }));
+    if (!consumer.paused) this.#consumerReady.add(consumer);
+    const consumerId = consumer.id;
+    consumer.on('producerclose', () => this.channel.toPeer(peer.id, 'consumer:closed', { consumerId }));
+    consumer.on('producerpause', () => this.channel.toPeer(peer.id, 'consumer:paused', { consumerId, byPublisher: true }));
+    consumer.on('producerresume', () => this.channel.toPeer(peer.id, 'consumer:resumed', { consumerId }));
+    if (layers(consumer) > 1) {
+      consumer.on('layerschange', (now) =>
+        this.channel.toPeer(peer.id, 'consumer:layers', { consumerId, spatialLayer: now?.spatialLayer ?? null, temporalLayer: now?.temporalLayer ?? null }),
+      );
+    }
     return peer.track(peer.consumers, consumer);
+  }
+
+  /**
+   * The producer `producerId` names for `peer` (none: the room's primary track), if the kind lets
+   * it receive that track. A producer of another room, or of nobody, is simply not found.
+   */
+  async #consumable(peer: Peer, producerId: string | undefined): Promise<{ producer: types.Producer; publication?: Publication | undefined }> {
+    const local = producerId === undefined ? this.#broadcast : this.#publications.get(producerId);
+    if (local) {
+      if (local.peer === peer) throw new ChorusError('BAD_REQUEST', 'that is your own track; it is not sent back to you');
+      if (!this.policy.mayReceive(peer.role, local.peer.role, local.source)) {
+        throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} does not receive ${local.source} from a ${local.peer.role}`);
+      }
+      return { producer: local.producer, publication: local };
+    }
+    if (!this.policy.receives(peer.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} does not receive media here`);
+    // The broadcast, pulled here from the node that holds it (one pipe per room per node).
+    const pulled = this.#broadcast === undefined ? await this.remote?.pull(this.id, this.requireMedia()) : undefined;
+    if (producerId === undefined && pulled === undefined) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is being broadcast yet');
+    if (pulled === undefined || (producerId !== undefined && pulled.id !== producerId)) {
+      throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${producerId ?? ''} in this room`);
+    }
+    return { producer: pulled };
   }
 
   async resumeConsumer(peer: Peer, consumerId: string): Promise<void> {
     this.#assertMember(peer);
-    await peer.consumer(consumerId).resume();
+    const consumer = peer.consumer(consumerId);
+    this.#consumerReady.add(consumer);
+    // A tile reported hidden stays paused until it is shown again.
+    if (this.#consumerHidden.has(consumer)) return;
+    await consumer.resume();
+    if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
+  }
+
+  /**
+   * A subscriber's tile for a video: hidden or off-screen pauses the consumer (nothing is sent);
+   * shown, the consumer gets the layer that fits its rendered height, and a keyframe so the new
+   * layer starts at once.
+   */
+  async viewTrack(peer: Peer, view: { consumerId: string; visible: boolean; width: number; height: number }): Promise<{ paused: boolean; spatialLayer?: number }> {
+    this.#assertMember(peer);
+    const consumer = peer.consumer(view.consumerId);
+    if (consumer.kind !== 'video') throw new ChorusError('BAD_REQUEST', 'only video tracks have a view');
+    if (!view.visible || view.width === 0 || view.height === 0) {
+      this.#consumerHidden.add(consumer);
+      if (!consumer.paused) await consumer.pause();
+      return { paused: true };
+    }
+    this.#consumerHidden.delete(consumer);
+    let spatialLayer: number | undefined;
+    const publication = this.#publications.get(consumer.producerId);
+    if (layers(consumer) > 1) {
+      const heights = publication?.layerHeights() ?? evenHeights(layers(consumer));
+      spatialLayer = layerFor(heights, view.height);
+      if (consumer.preferredLayers?.spatialLayer !== spatialLayer) {
+        await consumer.setPreferredLayers({ spatialLayer });
+        await consumer.requestKeyFrame().catch(() => undefined);
+      }
+    }
+    if (consumer.paused && this.#consumerReady.has(consumer)) {
+      await consumer.resume();
+      await consumer.requestKeyFrame().catch(() => undefined);
+    }
+    return { paused: consumer.paused, ...(spatialLayer !== undefined ? { spatialLayer } : {}) };
+  }
+
+  /** Pins a layered consumer to layers within what its producer sends. */
+  async setPreferredLayers(peer: Peer, consumerId: string, spatialLayer: number, temporalLayer?: number): Promise<void> {
+    this.#assertMember(peer);
+    const consumer = peer.consumer(consumerId);
+    const { spatial, temporal } = scalability(consumer);
+    if (spatial <= 1 && temporal <= 1) throw new ChorusError('BAD_REQUEST', 'that track is not sent in layers');
+    if (spatialLayer >= spatial) throw new ChorusError('BAD_REQUEST', `spatial layer ${spatialLayer} is out of range: this track has ${spatial} (0-${spatial - 1})`);
+    if (temporalLayer !== undefined && temporalLayer >= temporal) {
+      throw new ChorusError('BAD_REQUEST', `temporal layer ${temporalLayer} is out of range: this track has ${temporal} (0-${temporal - 1})`);
+    }
+    await consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
+    await consumer.requestKeyFrame().catch(() => undefined);
   }
 
   canModerate(peer: Peer): boolean {
@@ -469,15 +698,29 @@ export class Room extends EventEmitter<RoomEvents> {
       role: p.role,
       name: p.name,
       publishing: p.producers.size > 0,
-      muted: p.muted,
+      muted: p.moderatorMuted.size > 0,
     }));
   }
 
-  async moderate(peer: Peer, action: 'mute' | 'unmute' | 'kick' | 'end', targetId?: string): Promise<void> {
+  async moderate(peer: Peer, action: 'mute' | 'unmute' | 'kick' | 'end', targetId?: string, source?: TrackSource): Promise<void> {
     this.#assertModerator(peer);
     if (action === 'end') return this.end(peer.identity);
     if (action === 'kick') return this.kick(targetId, peer.identity);
-    return this.setMuted(targetId, action === 'mute', peer.identity);
+    return this.setMuted(targetId, action === 'mute', peer.identity, source);
+  }
+
+  /**
+   * A participant a moderator muted asks to unmute: the moderators on this node are told (the
+   * moderator decides; nothing changes here).
+   */
+  requestUnmute(peer: Peer, source: TrackSource | undefined): void {
+    this.#assertMember(peer);
+    if (peer.moderatorMuted.size === 0 || (source !== undefined && !peer.moderatorMuted.has(source))) {
+      throw new ChorusError('BAD_REQUEST', 'no moderator muted that; unmute it yourself');
+    }
+    const moderators = [...this.peers.values()].filter((p) => p !== peer && this.canModerate(p));
+    if (moderators.length === 0) throw new ChorusError('UNAVAILABLE', 'no moderator is in the room right now');
+    for (const moderator of moderators) this.channel.toPeer(moderator.id, 'mute:requested', { peerId: peer.id, identity: peer.identity, ...(source ? { source } : {}) });
   }
 
   /**
@@ -504,13 +747,27 @@ export class Room extends EventEmitter<RoomEvents> {
     await this.leave(target, 'kicked');
   }
 
-  /** A muted session's producers are paused and it may not resume them until unmuted. */
-  async setMuted(targetId: string | undefined, muted: boolean, by: string): Promise<void> {
+  /**
+   * A source a moderator mutes is paused, and its publisher may not resume (or publish) it until
+   * a moderator unmutes it; `source` absent: every source. Unmuting only lifts the ban: the
+   * participant turns its microphone back on itself.
+   */
+  async setMuted(targetId: string | undefined, muted: boolean, by: string, source?: TrackSource): Promise<void> {
     const target = this.#target(targetId);
-    this.audit.record({ type: 'moderator.action', room: this.id, moderator: by, action: muted ? 'mute' : 'unmute', target: target.identity });
-    target.muted = muted;
-    if (muted) for (const producer of target.producers.values()) await producer.pause();
-    this.channel.toPeer(target.id, 'session:muted', { muted });
+    this.audit.record({ type: 'moderator.action', room: this.id, moderator: by, action: muted ? 'mute' : 'unmute', target: target.identity, ...(source ? { source } : {}) });
+    const sources = source ? [source] : this.policy.publishable(target.role);
+    for (const s of sources) {
+      if (muted) target.moderatorMuted.add(s);
+      else target.moderatorMuted.delete(s);
+    }
+    for (const s of sources) {
+      const publication = target.publications.get(s);
+      if (!publication) continue;
+      if (muted && !publication.producer.paused) await publication.producer.pause();
+      // Paused already, or the ban lifted: the flag changed all the same.
+      else this.#announceMuted(publication);
+    }
+    this.channel.toPeer(target.id, 'session:muted', { muted, ...(source ? { source } : {}) });
   }
 
   #target(targetId: string | undefined): Peer {
@@ -645,7 +902,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async #endIfIdle(): Promise<void> {
     if (this.#closed) return;
     // In a cluster the broadcast may be held by another node.
-    const state = await this.broadcastState().catch(() => ({ live: true }));
+    const state = this.#publications.size > 0 ? { live: true } : await this.broadcastState().catch(() => ({ live: true }));
     if (state.live) {
       this.#armIdle();
       return;
@@ -677,6 +934,7 @@ export class Room extends EventEmitter<RoomEvents> {
     for (const peer of mine) peer.close();
     this.peers.clear();
     for (const peer of mine) this.emit('peerleft', peer, 'closed');
+    void this.#speakers?.then((speakers) => speakers?.close());
     this.media?.close();
     this.remote?.withdraw(this.id);
     // Other nodes may still serve this room: remove only what this node put in the shared
@@ -710,6 +968,34 @@ function producerRefusal(error: unknown): string {
     return 'cannot produce: rtpParameters name a codec this room does not accept (see getRouterRtpCapabilities)';
   }
   return 'cannot produce: rtpParameters are inconsistent (codecs, their RTX apt references, encodings or header extensions)';
+}
+
+function participantInfo(peer: Peer): ParticipantInfo {
+  return {
+    peerId: peer.id,
+    identity: peer.identity,
+    ...(peer.name !== undefined ? { name: peer.name } : {}),
+    role: peer.role,
+    tracks: [...peer.publications.values()].map((p) => p.info()),
+  };
+}
+
+/**
+ * Spatial and temporal layers a consumer can be given. mediasoup describes a layered consumer's
+ * stream in its one encoding's scalability mode (`L3T3`: three spatial layers, three temporal).
+ */
+function layers(consumer: types.Consumer): number {
+  return scalability(consumer).spatial;
+}
+
+function scalability(consumer: types.Consumer): { spatial: number; temporal: number } {
+  if (consumer.type !== 'simulcast' && consumer.type !== 'svc') return { spatial: 1, temporal: 1 };
+  const match = /^[LS](\d+)T(\d+)/.exec(consumer.rtpParameters.encodings?.[0]?.scalabilityMode ?? '');
+  return { spatial: Number(match?.[1] ?? 1), temporal: Number(match?.[2] ?? 1) };
+}
+
+function evenHeights(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => Math.round(720 / 2 ** (n - 1 - i)));
 }
 
 function hlsPlayMark(roomId: string, identity: string): string {

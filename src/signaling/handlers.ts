@@ -6,8 +6,9 @@ import { randomBytes } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type { TokenService } from '../auth/tokens.js';
 import { ChorusError } from '../protocol/errors.js';
-import { PROTOCOL_VERSION, type CreatedTransport, type Method, type RequestOf, type Responses, type Role, type TransportInfo } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, type CreatedTransport, type Method, type RequestOf, type Responses, type Role, type RoomKind, type TransportInfo } from '../protocol/messages.js';
 import type { Peer } from '../rooms/peer.js';
+import { canSend } from '../rooms/policy.js';
 import { Room } from '../rooms/room.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { RoomManager } from '../rooms/roomManager.js';
@@ -47,8 +48,8 @@ export interface HandlerDeps {
 }
 
 export interface PublisherPlacement {
-  /** Whether `role` publishes, so its node must be the room's origin. */
-  places(role: Role): boolean;
+  /** Whether `role` in a room of `kind` must be on the room's origin node (a publisher; all of a call). */
+  places(kind: RoomKind, role: Role): boolean;
   /** The URL of the node the publisher must use instead of this one, if any. */
   redirectFor(roomId: string): Promise<string | undefined>;
   /** This node now hosts the room's publisher. */
@@ -81,7 +82,7 @@ function transportInfo(t: types.WebRtcTransport): TransportInfo {
  * createTransport then gets the reason.
  */
 async function joinTransport(room: Room, peer: Peer, forceTcp: boolean): Promise<CreatedTransport | undefined> {
-  const direction = room.policy.canSend(peer.role) ? 'send' : 'recv';
+  const direction = canSend(room.policy, peer.role) ? 'send' : 'recv';
   try {
     return { direction, ...transportInfo(await room.createTransport(peer, direction, forceTcp)) };
   } catch {
@@ -112,7 +113,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         const refusal = await Room.refusal(store, roomId, grant.identity, grant.issuedAtMs);
         if (refusal) throw refusal;
         // Before anything is created or the token spent: the client joins again over there.
-        if (placement?.places(grant.role)) {
+        if (placement?.places(grant.kind, grant.role)) {
           const elsewhere = await placement.redirectFor(roomId);
           if (elsewhere) throw new ChorusError('WRONG_NODE', `room ${roomId} is hosted on another node`, undefined, elsewhere);
         }
@@ -143,8 +144,11 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           await room.leave(peer, 'left');
           throw error;
         }
-        if (placement?.places(peer.role)) placement.hold(room);
+        if (placement?.places(room.kind, peer.role)) placement.hold(room);
         audit.record({ type: 'join.accepted', room: room.id, identity: peer.identity, role: peer.role, peer: peer.id, ip: session.ip });
+        // Taken before anything else is awaited: the deltas this session receives from now on
+        // carry the versions after it.
+        const snapshot = room.snapshot(peer);
         const [broadcast, listeners, resumeToken, transport] = await Promise.all([
           room.broadcastState(),
           room.audienceCount(),
@@ -161,6 +165,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           // A room without media (a watch party) has no router to describe.
           routerRtpCapabilities: room.media?.rtpCapabilities ?? null,
           broadcast,
+          room: snapshot,
           listeners,
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken,
@@ -198,9 +203,9 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return { iceParameters: await room.restartIce(peer, transportId), iceServers: iceServersFor(turn, peer.identity) };
     },
 
-    async produce(session, { transportId, kind, rtpParameters }) {
+    async produce(session, { transportId, kind, rtpParameters, source, video }) {
       const { room, peer } = member(session);
-      const producer = await room.produce(peer, transportId, kind, rtpParameters as types.RtpParameters);
+      const producer = await room.produce(peer, transportId, kind, rtpParameters as types.RtpParameters, source, video);
       return { producerId: producer.id };
     },
 
@@ -234,6 +239,31 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return empty;
     },
 
+    async 'track.view'(session, view) {
+      const { room, peer } = member(session);
+      await limits.take('trackControls', peer.id);
+      return room.viewTrack(peer, view);
+    },
+
+    async setPreferredLayers(session, { consumerId, spatialLayer, temporalLayer }) {
+      const { room, peer } = member(session);
+      await limits.take('trackControls', peer.id);
+      await room.setPreferredLayers(peer, consumerId, spatialLayer, temporalLayer);
+      return empty;
+    },
+
+    async 'room.sync'(session) {
+      const { room, peer } = member(session);
+      return room.snapshot(peer);
+    },
+
+    async 'mute.request'(session, { source }) {
+      const { room, peer } = member(session);
+      await limits.take('muteRequests', peer.id);
+      room.requestUnmute(peer, source);
+      return empty;
+    },
+
     async listPeers(session, { limit }) {
       const { room, peer } = member(session);
       return { peers: room.listPeers(peer, limit ?? 200) };
@@ -241,13 +271,14 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
 
     async moderate(session, request) {
       const { room, peer } = member(session);
-      await room.moderate(peer, request.action, 'peerId' in request ? request.peerId : undefined);
+      if (request.action === 'mute' || request.action === 'unmute') await limits.take('trackControls', peer.id);
+      await room.moderate(peer, request.action, 'peerId' in request ? request.peerId : undefined, 'source' in request ? request.source : undefined);
       return empty;
     },
 
     async 'media.started'(session, { afterMs }) {
-      const { peer } = member(session);
-      if (peer.role === 'broadcaster') throw new ChorusError('BAD_REQUEST', 'only receiving sessions report when their media started');
+      const { room, peer } = member(session);
+      if (!room.policy.receives(peer.role)) throw new ChorusError('BAD_REQUEST', 'only receiving sessions report when their media started');
       if (peer.mediaStartReported) throw new ChorusError('BAD_REQUEST', 'this session already reported when its media started');
       peer.mediaStartReported = true;
       observeFirstMedia?.(afterMs / 1000);

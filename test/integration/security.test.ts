@@ -273,7 +273,7 @@ describe('tenants: a room belongs to the tenant whose key opened it', () => {
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
     }
     expect(n.rooms.get(room)?.peers.has(listenerPeer)).toBe(true);
-    expect(n.rooms.get(room)?.peers.get(listenerPeer)?.muted).toBe(false);
+    expect(n.rooms.get(room)?.peers.get(listenerPeer)?.moderatorMuted.size).toBe(0);
 
     // The rotated key (tenant alpha) joins and administers alpha's room.
     await (await raw(n)).ok('join', { roomId: room, token: await as(n, A2.id, room, 'listener', 'alpha2-listener') });

@@ -1,13 +1,17 @@
 import { describe, expect, test } from 'vitest';
-import { broadcastPolicy, policyFor } from '../../src/rooms/policy.js';
+import { broadcastPolicy, callPolicy, canSend, policyFor, sendableKinds, watchPolicy } from '../../src/rooms/policy.js';
 import { tuneOpusForSpeech } from '../../src/media/codecs.js';
 
 describe('broadcast policy', () => {
   test('only the broadcaster sends, and only audio', () => {
-    expect(broadcastPolicy.canSend('broadcaster')).toBe(true);
-    expect(broadcastPolicy.canSend('listener')).toBe(false);
-    expect(broadcastPolicy.sendableKinds('broadcaster')).toEqual(['audio']);
-    expect(broadcastPolicy.sendableKinds('listener')).toEqual([]);
+    expect(canSend(broadcastPolicy, 'broadcaster')).toBe(true);
+    expect(canSend(broadcastPolicy, 'listener')).toBe(false);
+    expect(sendableKinds(broadcastPolicy, 'broadcaster')).toEqual(['audio']);
+    expect(sendableKinds(broadcastPolicy, 'listener')).toEqual([]);
+    expect(broadcastPolicy.publishable('broadcaster')).toEqual(['microphone']);
+    expect(broadcastPolicy.isPrimary('broadcaster', 'microphone')).toBe(true);
+    expect(broadcastPolicy.mayReceive('listener', 'broadcaster', 'microphone')).toBe(true);
+    expect(broadcastPolicy.mayReceive('broadcaster', 'broadcaster', 'microphone')).toBe(false);
   });
 
   test('the broadcaster holds an exclusive seat; listeners are the audience', () => {
@@ -17,8 +21,42 @@ describe('broadcast policy', () => {
     expect(broadcastPolicy.isAudience('broadcaster')).toBe(false);
   });
 
+  test('only the broadcaster is announced; listeners are counted', () => {
+    expect(broadcastPolicy.announced('broadcaster')).toBe(true);
+    expect(broadcastPolicy.announced('listener')).toBe(false);
+    expect(broadcastPolicy.announced('moderator')).toBe(false);
+  });
+
   test('policies are looked up by room kind', () => {
     expect(policyFor('broadcast')).toBe(broadcastPolicy);
+    expect(policyFor('watch')).toBe(watchPolicy);
+    expect(policyFor('call')).toBe(callPolicy);
+  });
+});
+
+describe('call policy', () => {
+  test('participants and moderators publish every source and receive everyone', () => {
+    for (const role of ['participant', 'moderator'] as const) {
+      expect(callPolicy.publishable(role)).toEqual(['microphone', 'camera', 'screen', 'screen-audio']);
+      expect(callPolicy.mayReceive(role, 'participant', 'camera')).toBe(true);
+      expect(callPolicy.announced(role)).toBe(true);
+    }
+    expect(callPolicy.roles).not.toContain('listener');
+    expect(sendableKinds(callPolicy, 'participant').sort()).toEqual(['audio', 'video']);
+  });
+
+  test('a call admits at most its participant cap, with LIMIT_REACHED beyond it', () => {
+    expect(callPolicy.capacity({ maxPeers: 10_000, maxCallParticipants: 50 })).toEqual({ max: 50, code: 'LIMIT_REACHED' });
+    expect(callPolicy.capacity({ maxPeers: 20, maxCallParticipants: 50 })).toEqual({ max: 20, code: 'LIMIT_REACHED' });
+    expect(broadcastPolicy.capacity({ maxPeers: 10_000, maxCallParticipants: 50 })).toEqual({ max: 10_000, code: 'ROOM_FULL' });
+  });
+
+  test('a call has no primary track, seat or idle end, and detects speakers', () => {
+    expect(callPolicy.isPrimary('participant', 'microphone')).toBe(false);
+    expect(callPolicy.exclusiveSeat('participant')).toBeUndefined();
+    expect(callPolicy.endsWhenIdle).toBe(false);
+    expect(callPolicy.detectsSpeakers).toBe(true);
+    expect(callPolicy.onOrigin('participant')).toBe(true);
   });
 });
 

@@ -1,0 +1,78 @@
+/**
+ * The room as its members see it: participants and their published tracks, as a versioned
+ * snapshot followed by ordered deltas. Every delta moves the version on by one per change, so a
+ * client that sees `version - changes.length` differ from its own missed something and asks for
+ * a fresh snapshot (`room.sync`) instead of showing a track that may be gone.
+ *
+ * Versions belong to the node a client is connected to: a client that moves to another node
+ * starts again from that node's snapshot.
+ */
+import { z } from 'zod';
+import type { Role } from './messages.js';
+
+/** Where a track comes from. A participant publishes at most one track per source. */
+export const trackSources = ['microphone', 'camera', 'screen', 'screen-audio'] as const;
+export const trackSource = z.enum(trackSources);
+export type TrackSource = (typeof trackSources)[number];
+
+/** The source a produce without one means: what a broadcast or an older client publishes. */
+export function defaultSource(kind: 'audio' | 'video'): TrackSource {
+  return kind === 'audio' ? 'microphone' : 'camera';
+}
+
+/** The media kind a source carries. */
+export function kindOfSource(source: TrackSource): 'audio' | 'video' {
+  return source === 'microphone' || source === 'screen-audio' ? 'audio' : 'video';
+}
+
+export interface TrackInfo {
+  /** The producer id: what `consume` takes. */
+  trackId: string;
+  source: TrackSource;
+  kind: 'audio' | 'video';
+  /** Paused by its publisher or by a moderator. */
+  muted: boolean;
+  /** A moderator muted it: its publisher cannot unmute it. */
+  mutedByModerator: boolean;
+  /** Spatial layers it is sent in (1: no simulcast). */
+  layers: number;
+  /** The size the publisher captures at (video), when it said. */
+  width?: number | undefined;
+  height?: number | undefined;
+}
+
+export interface ParticipantInfo {
+  peerId: string;
+  identity: string;
+  name?: string | undefined;
+  role: Role;
+  tracks: TrackInfo[];
+}
+
+export interface RoomSnapshot {
+  version: number;
+  participants: ParticipantInfo[];
+}
+
+export type RoomChange =
+  | { type: 'joined'; participant: ParticipantInfo }
+  | { type: 'left'; peerId: string }
+  | { type: 'published'; peerId: string; track: TrackInfo }
+  | { type: 'unpublished'; peerId: string; trackId: string }
+  | { type: 'muted'; peerId: string; trackId: string; muted: boolean; mutedByModerator: boolean };
+
+export interface RoomDelta {
+  /** The version after the last change. */
+  version: number;
+  changes: RoomChange[];
+}
+
+/** What a subscriber shows of a video: the SFU sends the layer that fits, or nothing when hidden. */
+export const trackView = z.strictObject({
+  consumerId: z.string().min(1).max(128),
+  /** False when the tile is hidden or off-screen: the consumer is paused. */
+  visible: z.boolean(),
+  /** Rendered size in CSS pixels times the device pixel ratio. */
+  width: z.number().int().min(0).max(16_384),
+  height: z.number().int().min(0).max(16_384),
+});
