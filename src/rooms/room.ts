@@ -620,9 +620,9 @@ export class Room extends EventEmitter<RoomEvents> {
       }
       return { producer: local.producer, publication: local };
     }
-    if (!this.policy.receives(peer.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} does not receive media here`);
-    // The broadcast, pulled here from the node that holds it (one pipe per room per node).
-    const pulled = this.#broadcast === undefined ? await this.remote?.pull(this.id, this.requireMedia()) : undefined;
+    // The broadcast, pulled here from the node that holds it (one pipe per room per node), for
+    // a role that receives it.
+    const pulled = this.#broadcast === undefined && this.policy.receives(peer.role) ? await this.remote?.pull(this.id, this.requireMedia()) : undefined;
     if (producerId === undefined && pulled === undefined) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is being broadcast yet');
     if (pulled === undefined || (producerId !== undefined && pulled.id !== producerId)) {
       throw new ChorusError('PRODUCER_NOT_FOUND', `no producer ${producerId ?? ''} in this room`);

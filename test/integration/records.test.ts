@@ -164,7 +164,7 @@ describe.each(['postgres', 'pglite'] as const)('a live broadcast recorded in %s'
     expect(new Set(sessions.map((s) => s.node))).toEqual(new Set([node.config.nodeId]));
     const types = (await q<{ type: string; n: string }>('SELECT type, count(*) AS n FROM events WHERE room = $1 GROUP BY type', [room])).map((r) => [r.type, Number(r.n)] as const);
     expect(new Map(types)).toEqual(
-      new Map([['room.started', 1], ['join.accepted', 4], ['broadcast.started', 1], ['broadcast.stopped', 1], ['participant.left', 4], ['room.finished', 1]]),
+      new Map([['room.started', 1], ['join.accepted', 4], ['track.published', 1], ['broadcast.started', 1], ['track.unpublished', 1], ['broadcast.stopped', 1], ['participant.left', 4], ['room.finished', 1]]),
     );
     // Samples belong to the sessions they were taken from.
     const perRole = await q<{ role: string; direction: string; loss: number; bitrate: number }>(

@@ -1,0 +1,724 @@
+/**
+ * The SDK for rooms where many publish (calls): a room-shaped API over one node connection.
+ *
+ * - The room: `participants` (everyone else, with their tracks), kept from the node's versioned
+ *   snapshot and deltas (a gap re-syncs: see roomView.ts), with events for every change.
+ * - Local publications: `publish(track, source)` — one track per source; the camera goes out in
+ *   three VP8 simulcast layers, a screen share at full resolution (detail over motion).
+ * - Subscriptions as desired state: every remote track is wanted; a reconcile loop makes the
+ *   consumers match (new tracks consumed, gone ones closed, failures retried), so joins, resyncs
+ *   and reconnects all go through one path.
+ * - Views: `setView(trackId, {visible, width, height})` tells the node what a tile shows, so
+ *   it sends the simulcast layer that fits, or nothing while the tile is hidden.
+ * - Recovery: a transport that goes `disconnected`/`failed` gets an ICE restart first; a lost
+ *   connection or a server reset rejoins with the resume token, republishes the local tracks and
+ *   subscribes again.
+ *
+ * Runs in browsers; in Node pass a mediasoup-client `handlerFactory` backed by Node WebRTC.
+ */
+import { Emitter } from '@socket.io/component-emitter';
+import { Device } from 'mediasoup-client';
+import type { types } from 'mediasoup-client';
+import type { ManagerOptions, SocketOptions } from 'socket.io-client';
+import type { RequestOf, Responses } from '../protocol/messages.js';
+import { kindOfSource, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { NodeLink, nodeUrl } from './nodeLink.js';
+import { RoomView } from './roomView.js';
+import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+
+export { ChorusClientError } from './signaling.js';
+
+export type CallState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
+
+export interface CallClientOptions {
+  /** Base URL of a Chorus node (or the cluster's entry). */
+  url: string;
+  roomId: string;
+  token: string;
+  handlerFactory?: types.HandlerFactory;
+  iceTransportPolicy?: 'all' | 'relay';
+  forceTcp?: boolean;
+  /** Backoff for re-joining after a failure: first delay and cap, in ms (jittered). */
+  retry?: { initialMs: number; maxMs: number };
+  socket?: Partial<ManagerOptions & SocketOptions>;
+  /** Camera encodings; default three simulcast layers (quarter, half, full size). */
+  cameraEncodings?: RTCRtpEncodingParameters[];
+}
+
+/** A remote participant's track as this client knows it. */
+export interface RemoteTrack extends TrackInfo {
+  peerId: string;
+  /** The media, once subscribed. */
+  mediaTrack?: MediaStreamTrack | undefined;
+  consumerId?: string | undefined;
+  /** The layers the node currently sends (simulcast video). */
+  spatialLayer?: number | null | undefined;
+}
+
+export interface RemoteParticipant {
+  peerId: string;
+  identity: string;
+  name?: string | undefined;
+  role: ParticipantInfo['role'];
+  tracks: Map<string, RemoteTrack>;
+}
+
+export interface TrackView {
+  visible: boolean;
+  width: number;
+  height: number;
+}
+
+interface CallEvents {
+  state: (state: CallState) => void;
+  joined: (info: Responses['join']) => void;
+  participantjoined: (participant: RemoteParticipant) => void;
+  participantleft: (participant: RemoteParticipant) => void;
+  /** A remote track was published (not yet subscribed). */
+  trackpublished: (track: RemoteTrack, participant: RemoteParticipant) => void;
+  trackunpublished: (track: RemoteTrack, participant: RemoteParticipant) => void;
+  /** Media of a remote track is here: attach `track.mediaTrack`. */
+  tracksubscribed: (track: RemoteTrack, participant: RemoteParticipant) => void;
+  /** The media of a remote track stopped (unpublished, or a reconnect is under way). */
+  trackunsubscribed: (track: RemoteTrack, participant: RemoteParticipant) => void;
+  /** A remote track was muted or unmuted (by its publisher or a moderator). */
+  trackmuted: (track: RemoteTrack, participant: RemoteParticipant) => void;
+  /** The loudest participant (`null`: nobody; this client's own peer id when it is us). */
+  activespeaker: (peerId: string | null) => void;
+  levels: (levels: Array<{ peerId: string; volume: number }>) => void;
+  /** The layer the node sends for a subscribed video changed (connection quality, tile size). */
+  layers: (track: RemoteTrack) => void;
+  /** A moderator muted (or unmuted) this client's `source` (undefined: every source). */
+  muted: (muted: boolean, source: TrackSource | undefined) => void;
+  /** Moderators: a participant asks to be unmuted. */
+  muterequested: (request: { peerId: string; identity: string; source?: TrackSource | undefined }) => void;
+  /** A local publication is live on the node (again, after a reconnect). */
+  published: (source: TrackSource) => void;
+  transport: (direction: 'send' | 'recv', state: string) => void;
+  error: (error: ChorusClientError) => void;
+}
+
+interface LocalPublication {
+  source: TrackSource;
+  track: MediaStreamTrack;
+  paused: boolean;
+  producer?: types.Producer | undefined;
+  /** A produce under way for this publication. */
+  pending?: Promise<void> | undefined;
+}
+
+/** Failures of the path, not refusals: worth another try. */
+const transientCodes = new Set<string>(['TIMEOUT', 'DISCONNECTED', 'UNAVAILABLE', 'INTERNAL', 'LIMIT_REACHED', 'ROOM_FULL']);
+
+const defaultCameraEncodings: RTCRtpEncodingParameters[] = [
+  { scaleResolutionDownBy: 4, maxBitrate: 150_000, scalabilityMode: 'L1T3' } as RTCRtpEncodingParameters,
+  { scaleResolutionDownBy: 2, maxBitrate: 500_000, scalabilityMode: 'L1T3' } as RTCRtpEncodingParameters,
+  { scaleResolutionDownBy: 1, maxBitrate: 1_500_000, scalabilityMode: 'L1T3' } as RTCRtpEncodingParameters,
+];
+
+/** How long a transport may stay disconnected or failed after an ICE restart before a full rejoin. */
+const ICE_RESTART_GRACE_MS = 8000;
+
+export class CallClient extends Emitter<CallEvents, CallEvents> {
+  readonly #options: CallClientOptions;
+  readonly #link: NodeLink;
+  readonly #view = new RoomView();
+  readonly #participants = new Map<string, RemoteParticipant>();
+  readonly #local = new Map<TrackSource, LocalPublication>();
+  readonly #views = new Map<string, TrackView>();
+  /** Consumers by track id, and the consumes under way. */
+  readonly #consumers = new Map<string, types.Consumer>();
+  readonly #consuming = new Set<string>();
+  #state: CallState = 'idle';
+  #info: Responses['join'] | undefined;
+  #device: Device | undefined;
+  #send: types.Transport | undefined;
+  #recv: types.Transport | undefined;
+  #generation = 0;
+  #retries = 0;
+  #redirects = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #reconcileTimer: ReturnType<typeof setTimeout> | undefined;
+  #syncing = false;
+  /** Deltas that arrived while joining: applied after the join's snapshot, in order. */
+  #early: Array<Parameters<import('../protocol/messages.js').ServerEvents['room:delta']>[0]> = [];
+  #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
+  #activeSpeaker: string | null = null;
+
+  constructor(options: CallClientOptions) {
+    super();
+    this.#options = options;
+    this.#link = new NodeLink(options.url, options.socket, (socket) => this.#wireSocket(socket));
+  }
+
+  get #socket(): ClientSocket {
+    return this.#link.socket;
+  }
+
+  get state(): CallState {
+    return this.#state;
+  }
+
+  get peerId(): string | undefined {
+    return this.#info?.peerId;
+  }
+
+  get identity(): string | undefined {
+    return this.#info?.identity;
+  }
+
+  /** Everyone else in the call, with their tracks. */
+  get participants(): ReadonlyMap<string, RemoteParticipant> {
+    return this.#participants;
+  }
+
+  get activeSpeaker(): string | null {
+    return this.#activeSpeaker;
+  }
+
+  /** What this client publishes: source → whether it is paused (muted). */
+  get publications(): ReadonlyMap<TrackSource, { track: MediaStreamTrack; paused: boolean; live: boolean }> {
+    return new Map([...this.#local].map(([source, p]) => [source, { track: p.track, paused: p.paused, live: p.producer !== undefined && !p.producer.closed }]));
+  }
+
+  /** The ICE servers the node handed out (for a direct connection between two participants). */
+  get iceServers(): Responses['join']['iceServers'] {
+    return this.#info?.iceServers ?? [];
+  }
+
+  async join(): Promise<Responses['join']> {
+    if (this.#state !== 'idle') throw new ChorusClientError('ALREADY_JOINED', 'join() was already called', false);
+    this.#setState('connecting');
+    const joined = new Promise<Responses['join']>((resolve, reject) => {
+      this.#joinWaiter = { resolve, reject };
+    });
+    this.#socket.connect();
+    return joined;
+  }
+
+  /**
+   * Publishes `track` as `source` (one track per source; a second call for the same source swaps
+   * the track under the same producer, as a device change should). Kept across reconnects.
+   */
+  async publish(track: MediaStreamTrack, source: TrackSource): Promise<void> {
+    if (kindOfSource(source) !== track.kind) throw new ChorusClientError('BAD_REQUEST', `a ${source} track must be ${kindOfSource(source)}`, false);
+    const existing = this.#local.get(source);
+    if (existing) {
+      existing.track = track;
+      await existing.pending;
+      if (existing.producer && !existing.producer.closed) await existing.producer.replaceTrack({ track });
+      return;
+    }
+    const publication: LocalPublication = { source, track, paused: false };
+    this.#local.set(source, publication);
+    if (this.#state === 'joined') await this.#produce(publication, this.#generation);
+  }
+
+  /** Stops publishing `source`. */
+  async unpublish(source: TrackSource): Promise<void> {
+    const publication = this.#local.get(source);
+    if (!publication) return;
+    this.#local.delete(source);
+    await publication.pending?.catch(() => undefined);
+    const producer = publication.producer;
+    if (producer && !producer.closed) {
+      producer.close();
+      await request(this.#socket, 'closeProducer', { producerId: producer.id }).catch(() => undefined);
+    }
+  }
+
+  /** Mutes (pauses) or unmutes a local source; everyone sees it at once. MUTED if a moderator muted it. */
+  async setMuted(source: TrackSource, muted: boolean): Promise<void> {
+    const publication = this.#local.get(source);
+    if (!publication) throw new ChorusClientError('NOT_FOUND', `not publishing ${source}`, false);
+    const producer = publication.producer;
+    if (producer && !producer.closed) {
+      await request(this.#socket, muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+      if (muted) producer.pause();
+      else producer.resume();
+    }
+    publication.paused = muted;
+  }
+
+  /** Tells the node how a remote video is shown, so it sends the layer that fits (or nothing). */
+  async setView(trackId: string, view: TrackView): Promise<void> {
+    const previous = this.#views.get(trackId);
+    this.#views.set(trackId, view);
+    if (previous && previous.visible === view.visible && previous.width === view.width && previous.height === view.height) return;
+    const consumer = this.#consumers.get(trackId);
+    if (!consumer || consumer.kind !== 'video' || consumer.closed) return;
+    const answer = await request(this.#socket, 'track.view', { consumerId: consumer.id, ...view });
+    this.#setLayer(trackId, answer.spatialLayer ?? null);
+  }
+
+  /** A participant muted by a moderator asks to unmute. */
+  async requestUnmute(source?: TrackSource): Promise<void> {
+    await request(this.#socket, 'mute.request', source ? { source } : {});
+  }
+
+  /** Moderators: mute/unmute a participant's source (or all), kick, or end the call. */
+  async moderate(action: RequestOf<'moderate'>): Promise<void> {
+    await request(this.#socket, 'moderate', action);
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    const connected = this.#socket.connected && this.#info !== undefined;
+    this.#setState('closed');
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#reconcileTimer);
+    this.#teardownMedia();
+    this.#applyChanges(this.#view.clear());
+    if (connected) await request(this.#socket, 'leave', {}, 2000).catch(() => undefined);
+    this.#socket.off();
+    this.#socket.disconnect();
+    this.#joinWaiter?.reject(new ChorusClientError('DISCONNECTED', 'closed before joining', false));
+    this.#joinWaiter = undefined;
+  }
+
+  // --- connection -------------------------------------------------------------------------
+
+  #setState(state: CallState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  #wireSocket(s: ClientSocket): void {
+    s.on('connect', () => void this.#establish());
+    s.on('connect_error', () => {
+      if (this.#link.redirected && this.#state !== 'closed') this.#moveTo(this.#options.url, 200 + Math.random() * 800);
+    });
+    s.on('disconnect', (reason) => {
+      if (this.#state === 'closed') return;
+      this.#teardownMedia();
+      this.#setState('reconnecting');
+      if (this.#link.redirected && reason !== 'io client disconnect') return this.#moveTo(this.#options.url, Math.random() * 500);
+      if (reason === 'io server disconnect') this.#scheduleRetry();
+    });
+    s.on('room:delta', (delta) => {
+      if (this.#state !== 'joined') {
+        this.#early.push(delta);
+        return;
+      }
+      this.#onDelta(delta);
+    });
+    s.on('consumer:closed', ({ consumerId }) => {
+      for (const [trackId, consumer] of this.#consumers) if (consumer.id === consumerId) this.#dropConsumer(trackId);
+      this.#scheduleReconcile(0);
+    });
+    s.on('consumer:layers', ({ consumerId, spatialLayer }) => {
+      for (const [trackId, consumer] of this.#consumers) if (consumer.id === consumerId) this.#setLayer(trackId, spatialLayer);
+    });
+    s.on('speaker:changed', ({ peerId }) => {
+      this.#activeSpeaker = peerId;
+      this.emit('activespeaker', peerId);
+    });
+    s.on('audio:levels', ({ levels }) => this.emit('levels', levels));
+    s.on('session:muted', ({ muted, source }) => {
+      // A moderator's mute paused our producers on the node: mirror it locally.
+      if (muted) for (const p of this.#local.values()) if (source === undefined || p.source === source) p.paused = true;
+      this.emit('muted', muted, source);
+    });
+    s.on('mute:requested', (r) => this.emit('muterequested', r));
+    s.on('session:reset', () => this.#restart());
+    s.on('node:draining', ({ moveTo }) => {
+      const next = nodeUrl(moveTo);
+      this.#moveTo(next ?? this.#options.url, Math.random() * 1000);
+    });
+    s.on('session:kicked', ({ reason }) => this.#end(new ChorusClientError('KICKED', reason, false)));
+    s.on('room:ended', ({ reason }) => this.#end(new ChorusClientError('ROOM_ENDED', reason, false)));
+  }
+
+  #moveTo(url: string, delayMs = 0): void {
+    this.#teardownMedia();
+    this.#setState('reconnecting');
+    clearTimeout(this.#retryTimer);
+    const socket = this.#link.switchTo(url);
+    this.#retryTimer = setTimeout(() => socket.connect(), delayMs);
+  }
+
+  #end(reason: ChorusClientError): void {
+    this.#info = undefined;
+    this.emit('error', reason);
+    void this.close();
+  }
+
+  /** Joins (or rejoins) over the current connection and rebuilds the media path. */
+  async #establish(): Promise<void> {
+    clearTimeout(this.#retryTimer);
+    const generation = ++this.#generation;
+    const previousPeerId = this.#info?.peerId;
+    this.#early = [];
+    try {
+      const info = await request(this.#socket, 'join', {
+        roomId: this.#options.roomId,
+        token: this.#info?.resumeToken ?? this.#options.token,
+        ...(previousPeerId ? { previousPeerId } : {}),
+        transport: this.#options.forceTcp ? { forceTcp: true } : {},
+      });
+      if (generation !== this.#generation) return;
+      if (info.kind !== 'call') {
+        await request(this.#socket, 'leave', {}).catch(() => undefined);
+        throw new ChorusClientError('WRONG_ROOM_KIND', `this is a ${info.kind} room: join it with its own client`, false);
+      }
+      const resumed = this.#info !== undefined;
+      this.#info = info;
+      const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
+      if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
+      this.#device = device;
+      this.#send = await this.#transport(generation, 'send', info.transport?.direction === 'send' ? info.transport : undefined);
+      this.#recv = await this.#transport(generation, 'recv');
+      if (generation !== this.#generation) return;
+      this.#retries = 0;
+      this.#redirects = 0;
+      // The join's snapshot, then whatever changed while the transports were made.
+      this.#applyChanges(this.#view.reset(this.#visible(info.room)));
+      for (const delta of this.#early.splice(0)) this.#onDelta(delta);
+      this.#setState('joined');
+      this.#joinWaiter?.resolve(info);
+      this.#joinWaiter = undefined;
+      this.emit('joined', info);
+      if (resumed) this.#activeSpeaker = null;
+      await Promise.all([...this.#local.values()].map((p) => this.#produce(p, generation)));
+      this.#scheduleReconcile(0);
+    } catch (error) {
+      if (generation !== this.#generation || this.#state === 'closed') return;
+      this.#onJoinFailure(error);
+    }
+  }
+
+  #onJoinFailure(error: unknown): void {
+    const failure = error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', String(error), true);
+    if (failure.code === 'WRONG_NODE' && failure.redirectUrl && this.#redirects < 3) {
+      this.#redirects++;
+      this.#moveTo(failure.redirectUrl);
+      return;
+    }
+    this.emit('error', failure);
+    if (failure.code === 'ALREADY_JOINED' && this.#socket.connected) {
+      void request(this.#socket, 'leave', {}).catch(() => undefined).then(() => this.#establish());
+      return;
+    }
+    const everJoined = this.#info !== undefined;
+    if (transientCodes.has(failure.code) || failure.code === 'WRONG_NODE' || (everJoined && failure.retryable)) {
+      this.#scheduleRetry(failure.retryAfterMs);
+      return;
+    }
+    this.#joinWaiter?.reject(failure);
+    this.#joinWaiter = undefined;
+    void this.close();
+  }
+
+  #scheduleRetry(atLeastMs = 0): void {
+    const { initialMs, maxMs } = this.#options.retry ?? { initialMs: 500, maxMs: 10_000 };
+    const delay = Math.max(atLeastMs, Math.min(maxMs, initialMs * 2 ** this.#retries++) * (0.5 + Math.random() / 2));
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      if (this.#state === 'closed') return;
+      if (this.#socket.connected) void this.#establish();
+      else this.#socket.connect();
+    }, delay);
+  }
+
+  /** The server dropped our media (a worker restarted, a stale transport): join again here. */
+  #restart(): void {
+    if (this.#state === 'closed') return;
+    this.#teardownMedia();
+    this.#setState('reconnecting');
+    this.#scheduleRetry();
+  }
+
+  // --- media ------------------------------------------------------------------------------
+
+  async #transport(generation: number, direction: 'send' | 'recv', given?: Responses['join']['transport']): Promise<types.Transport> {
+    const info = given ?? {
+      direction,
+      ...(await request(this.#socket, 'createTransport', { direction, ...(this.#options.forceTcp ? { forceTcp: true } : {}) })),
+    };
+    const device = this.#device!;
+    const params = {
+      id: info.id,
+      iceParameters: info.iceParameters as types.IceParameters,
+      iceCandidates: info.iceCandidates as types.IceCandidate[],
+      dtlsParameters: info.dtlsParameters as types.DtlsParameters,
+      iceServers: (this.#info?.iceServers ?? []) as RTCIceServer[],
+      ...(this.#options.iceTransportPolicy ? { iceTransportPolicy: this.#options.iceTransportPolicy } : {}),
+    };
+    const transport = direction === 'send' ? device.createSendTransport(params) : device.createRecvTransport(params);
+    transport.on('connect', ({ dtlsParameters }, done, fail) => {
+      request(this.#socket, 'connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as RequestOf<'connectTransport'>['dtlsParameters'] }).then(done, fail);
+    });
+    if (direction === 'send') {
+      transport.on('produce', ({ kind, rtpParameters, appData }, done, fail) => {
+        const source = appData['source'] as TrackSource;
+        const settings = appData['video'] as { width: number; height: number } | undefined;
+        request(this.#socket, 'produce', {
+          transportId: transport.id,
+          kind,
+          rtpParameters: rtpParameters as RequestOf<'produce'>['rtpParameters'],
+          source,
+          ...(settings ? { video: settings } : {}),
+        }).then(({ producerId }) => done({ id: producerId }), fail);
+      });
+    }
+    let restartTimer: ReturnType<typeof setTimeout> | undefined;
+    transport.on('connectionstatechange', (state) => {
+      this.emit('transport', direction, state);
+      if (generation !== this.#generation) return;
+      if (state === 'connected') {
+        clearTimeout(restartTimer);
+        restartTimer = undefined;
+        return;
+      }
+      if ((state === 'disconnected' || state === 'failed') && restartTimer === undefined) {
+        // A path change (Wi-Fi to mobile) or a NAT rebinding: new ICE credentials over the same
+        // session first; only if the transport still does not connect, a full rejoin.
+        void this.#restartIce(transport);
+        restartTimer = setTimeout(() => {
+          if (generation === this.#generation && transport.connectionState !== 'connected') this.#restart();
+        }, ICE_RESTART_GRACE_MS);
+      }
+    });
+    transport.observer.on('close', () => clearTimeout(restartTimer));
+    return transport;
+  }
+
+  async #restartIce(transport: types.Transport): Promise<void> {
+    try {
+      const { iceParameters, iceServers } = await request(this.#socket, 'restartIce', { transportId: transport.id });
+      if (iceServers.length > 0) await transport.updateIceServers({ iceServers: iceServers as RTCIceServer[] });
+      await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
+    } catch {
+      // The grace timer decides: a full rejoin if the transport does not come back.
+    }
+  }
+
+  async #produce(publication: LocalPublication, generation: number): Promise<void> {
+    if (publication.pending) return publication.pending;
+    const send = this.#send;
+    if (!send || send.closed || (publication.producer && !publication.producer.closed)) return;
+    const run = (async () => {
+      const { source, track } = publication;
+      const settings = track.kind === 'video' ? track.getSettings?.() : undefined;
+      const video = settings?.width && settings.height ? { width: settings.width, height: settings.height } : undefined;
+      const producer = await send.produce({
+        track,
+        ...(source === 'camera' ? { encodings: this.#options.cameraEncodings ?? defaultCameraEncodings, codecOptions: { videoGoogleStartBitrate: 1000 } } : {}),
+        // A shared screen keeps its resolution and drops frames instead (text must stay legible).
+        ...(source === 'screen' ? { encodings: [{ maxBitrate: 2_500_000 } as RTCRtpEncodingParameters] } : {}),
+        stopTracks: false,
+        appData: { source, ...(video ? { video } : {}) },
+      });
+      if (generation !== this.#generation || this.#local.get(source) !== publication) {
+        producer.close();
+        return;
+      }
+      if (source === 'screen' && 'contentHint' in track) (track as MediaStreamTrack & { contentHint: string }).contentHint = 'detail';
+      publication.producer = producer;
+      if (publication.paused) {
+        producer.pause();
+        await request(this.#socket, 'pauseProducer', { producerId: producer.id }).catch(() => undefined);
+      }
+      this.emit('published', source);
+    })();
+    publication.pending = run;
+    try {
+      await run;
+    } finally {
+      publication.pending = undefined;
+    }
+  }
+
+  /** Closes the media path (the node's side goes with the session); local tracks stay for the next one. */
+  #teardownMedia(): void {
+    clearTimeout(this.#reconcileTimer);
+    for (const trackId of [...this.#consumers.keys()]) this.#dropConsumer(trackId);
+    for (const p of this.#local.values()) p.producer = undefined;
+    this.#send?.close();
+    this.#recv?.close();
+    this.#send = undefined;
+    this.#recv = undefined;
+    this.#consuming.clear();
+  }
+
+  // --- the room -----------------------------------------------------------------------------
+
+  /** Our own entry is not a remote participant; the rest is what the node shows us. */
+  #visible(snapshot: Responses['join']['room']): Responses['join']['room'] {
+    return { ...snapshot, participants: snapshot.participants.filter((p) => p.peerId !== this.#info?.peerId) };
+  }
+
+  #onDelta(delta: Parameters<import('../protocol/messages.js').ServerEvents['room:delta']>[0]): void {
+    const own = this.#info?.peerId;
+    const { outcome, changes } = this.#view.apply(delta);
+    if (outcome === 'gap') {
+      void this.#resync();
+      return;
+    }
+    // Our own joins and publications come back to us as deltas too: they are not remote.
+    this.#applyChanges(changes.filter((c) => (c.type === 'joined' ? c.participant.peerId : c.peerId) !== own));
+  }
+
+  /** A delta was missed: take a fresh snapshot, and show what changed between the two. */
+  async #resync(): Promise<void> {
+    if (this.#syncing) return;
+    this.#syncing = true;
+    const generation = this.#generation;
+    try {
+      const snapshot = await request(this.#socket, 'room.sync', {});
+      if (generation === this.#generation) this.#applyChanges(this.#view.reset(this.#visible(snapshot)));
+    } catch {
+      this.#scheduleReconcile(1000);
+    } finally {
+      this.#syncing = false;
+    }
+  }
+
+  #applyChanges(changes: RoomChange[]): void {
+    const own = this.#info?.peerId;
+    for (const change of changes) {
+      switch (change.type) {
+        case 'joined': {
+          if (change.participant.peerId === own) break;
+          const p = toParticipant(change.participant);
+          this.#participants.set(p.peerId, p);
+          this.emit('participantjoined', p);
+          for (const track of p.tracks.values()) this.emit('trackpublished', track, p);
+          break;
+        }
+        case 'left': {
+          const p = this.#participants.get(change.peerId);
+          if (!p) break;
+          for (const trackId of [...p.tracks.keys()]) this.#removeTrack(p, trackId);
+          this.#participants.delete(change.peerId);
+          this.emit('participantleft', p);
+          break;
+        }
+        case 'published': {
+          const p = this.#participants.get(change.peerId);
+          if (!p) break;
+          const track: RemoteTrack = { ...change.track, peerId: p.peerId };
+          p.tracks.set(track.trackId, track);
+          this.emit('trackpublished', track, p);
+          break;
+        }
+        case 'unpublished': {
+          const p = this.#participants.get(change.peerId);
+          if (p) this.#removeTrack(p, change.trackId);
+          break;
+        }
+        case 'muted': {
+          const p = this.#participants.get(change.peerId);
+          const track = p?.tracks.get(change.trackId);
+          if (!p || !track) break;
+          track.muted = change.muted;
+          track.mutedByModerator = change.mutedByModerator;
+          this.emit('trackmuted', track, p);
+          break;
+        }
+      }
+    }
+    if (changes.length > 0) this.#scheduleReconcile(0);
+  }
+
+  #removeTrack(p: RemoteParticipant, trackId: string): void {
+    const track = p.tracks.get(trackId);
+    if (!track) return;
+    this.#dropConsumer(trackId);
+    p.tracks.delete(trackId);
+    this.#views.delete(trackId);
+    this.emit('trackunpublished', track, p);
+  }
+
+  // --- subscriptions: desired (every remote track) reconciled with actual (consumers) -------
+
+  #scheduleReconcile(delayMs: number): void {
+    if (this.#state === 'closed') return;
+    clearTimeout(this.#reconcileTimer);
+    this.#reconcileTimer = setTimeout(() => void this.#reconcile(), delayMs);
+  }
+
+  async #reconcile(): Promise<void> {
+    if (this.#state !== 'joined' || !this.#recv || this.#recv.closed) return;
+    const wanted = new Map<string, RemoteTrack>();
+    for (const p of this.#participants.values()) for (const t of p.tracks.values()) wanted.set(t.trackId, t);
+    for (const trackId of [...this.#consumers.keys()]) if (!wanted.has(trackId)) this.#dropConsumer(trackId);
+    const missing = [...wanted.values()].filter((t) => !this.#consumers.has(t.trackId) && !this.#consuming.has(t.trackId));
+    const results = await Promise.allSettled(missing.map((t) => this.#subscribe(t, this.#generation)));
+    // A failed consume (a track that went away meanwhile is simply no longer wanted) is retried.
+    if (results.some((r) => r.status === 'rejected')) this.#scheduleReconcile(1000);
+  }
+
+  async #subscribe(track: RemoteTrack, generation: number): Promise<void> {
+    const recv = this.#recv;
+    const device = this.#device;
+    if (!recv || !device) return;
+    this.#consuming.add(track.trackId);
+    try {
+      const info = await request(this.#socket, 'consume', {
+        transportId: recv.id,
+        producerId: track.trackId,
+        rtpCapabilities: device.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
+        paused: track.kind === 'video',
+      });
+      const consumer = await recv.consume({
+        id: info.consumerId,
+        producerId: info.producerId,
+        kind: info.kind,
+        rtpParameters: info.rtpParameters as types.RtpParameters,
+      });
+      const participant = this.#participants.get(track.peerId);
+      if (generation !== this.#generation || participant?.tracks.get(track.trackId) !== track || recv.closed) {
+        consumer.close();
+        return;
+      }
+      this.#consumers.set(track.trackId, consumer);
+      track.consumerId = consumer.id;
+      track.mediaTrack = consumer.track;
+      // The tile's size first (so the first keyframe is on the right layer), then resume.
+      const view = this.#views.get(track.trackId);
+      if (view && consumer.kind === 'video') {
+        const answer = await request(this.#socket, 'track.view', { consumerId: consumer.id, ...view });
+        this.#setLayer(track.trackId, answer.spatialLayer ?? null);
+      }
+      if (info.paused) await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
+      this.emit('tracksubscribed', track, participant);
+    } finally {
+      this.#consuming.delete(track.trackId);
+    }
+  }
+
+  #dropConsumer(trackId: string): void {
+    const consumer = this.#consumers.get(trackId);
+    if (!consumer) return;
+    this.#consumers.delete(trackId);
+    consumer.close();
+    for (const p of this.#participants.values()) {
+      const track = p.tracks.get(trackId);
+      if (!track) continue;
+      track.mediaTrack = undefined;
+      track.consumerId = undefined;
+      this.emit('trackunsubscribed', track, p);
+    }
+  }
+
+  #setLayer(trackId: string, spatialLayer: number | null): void {
+    for (const p of this.#participants.values()) {
+      const track = p.tracks.get(trackId);
+      if (!track || track.spatialLayer === spatialLayer) continue;
+      track.spatialLayer = spatialLayer;
+      this.emit('layers', track);
+    }
+  }
+}
+
+function toParticipant(info: ParticipantInfo): RemoteParticipant {
+  return {
+    peerId: info.peerId,
+    identity: info.identity,
+    ...(info.name !== undefined ? { name: info.name } : {}),
+    role: info.role,
+    tracks: new Map(info.tracks.map((t) => [t.trackId, { ...t, peerId: info.peerId }])),
+  };
+}
