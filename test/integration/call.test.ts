@@ -1,0 +1,98 @@
+/**
+ * Calls end to end with the real SDK over Node WebRTC: every participant decodes every other's
+ * tone (each sends its own frequency), mute shows at once and silences, a leave removes the
+ * participant and its tracks everywhere, and nothing is left on the node afterwards.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { callToken, hears, joinCallPeer, type CallPeer } from '../support/callPeer.js';
+import { mediaCounts } from '../support/mediaCounts.js';
+import { startTestNode, until } from '../support/testNode.js';
+
+let node: ChorusNode;
+beforeAll(async () => {
+  node = await startTestNode();
+});
+afterAll(async () => {
+  await node?.close();
+});
+
+describe('a call of three on one node', () => {
+  const peers: CallPeer[] = [];
+  afterAll(async () => {
+    for (const p of peers) await p.close();
+  });
+
+  test('everyone hears everyone else, never themselves', async () => {
+    const frequencies = [300, 520, 800];
+    for (const [i, f] of frequencies.entries()) peers.push(await joinCallPeer(node, 'call-3', `p${i}`, f));
+    await until(() => peers.every((p) => peers.every((q) => q === p || hears(p, q))), 20_000, 'every participant to hear the two others');
+    for (const p of peers) {
+      expect([...p.client.participants.keys()].sort()).toEqual(peers.filter((q) => q !== p).map((q) => q.client.peerId).sort());
+      expect(p.heard.has(p.client.peerId!)).toBe(false);
+      for (const remote of p.client.participants.values()) {
+        expect([...remote.tracks.values()].map((t) => t.source)).toEqual(['microphone']);
+      }
+    }
+  });
+
+  test('a participant mutes: everyone sees it at once and the tone stops; unmuted, it is back', async () => {
+    const [a, b, c] = peers as [CallPeer, CallPeer, CallPeer];
+    const seen: boolean[] = [];
+    b.client.on('trackmuted', (track) => {
+      if (track.peerId === a.client.peerId) seen.push(track.muted);
+    });
+    await a.client.setMuted('microphone', true);
+    await until(() => seen.at(-1) === true, 5000, 'b to see a muted');
+    const track = [...c.client.participants.get(a.client.peerId!)!.tracks.values()][0]!;
+    await until(() => track.muted, 5000, 'c to see a muted');
+    await until(() => !hears(b, a) && (b.heard.get(a.client.peerId!)?.rms ?? 0) < 0.01, 5000, 'a to fall silent at b');
+    // The others are still heard.
+    expect(hears(b, c)).toBe(true);
+    await a.client.setMuted('microphone', false);
+    await until(() => seen.at(-1) === false && hears(b, a), 10_000, 'a to be heard again');
+  });
+
+  test('a moderator mutes a participant, who cannot unmute until the moderator allows it', async () => {
+    const [a] = peers as [CallPeer];
+    const mod = await joinCallPeer(node, 'call-3', 'mod', 1100, { role: 'moderator' });
+    peers.push(mod);
+    const asked: string[] = [];
+    mod.client.on('muterequested', (r) => asked.push(r.peerId));
+    const muted: Array<[boolean, string | undefined]> = [];
+    a.client.on('muted', (m, source) => muted.push([m, source]));
+
+    await mod.client.moderate({ action: 'mute', peerId: a.client.peerId!, source: 'microphone' });
+    await until(() => muted.length === 1, 5000, 'a to be told');
+    expect(muted[0]).toEqual([true, 'microphone']);
+    await expect(a.client.setMuted('microphone', false)).rejects.toMatchObject({ code: 'MUTED' });
+    await a.client.requestUnmute('microphone');
+    await until(() => asked.includes(a.client.peerId!), 5000, 'the moderator to hear the request');
+
+    await mod.client.moderate({ action: 'unmute', peerId: a.client.peerId!, source: 'microphone' });
+    await until(() => muted.length === 2, 5000, 'a to be told it may unmute');
+    await a.client.setMuted('microphone', false);
+    await until(() => hears(mod, a), 10_000, 'the moderator to hear a again');
+  });
+
+  test('a participant leaves: it and its tracks disappear everywhere; nothing is left on the node', async () => {
+    const [a, b] = peers as [CallPeer, CallPeer];
+    const leaving = peers.pop()!;
+    const gone = leaving.client.peerId!;
+    await leaving.close();
+    await until(() => peers.every((p) => !p.client.participants.has(gone) && !p.heard.has(gone)), 5000, 'everyone to drop the moderator');
+    expect(hears(a, b)).toBe(true);
+    for (const p of peers.splice(0)) await p.close();
+    await until(async () => (await mediaCounts(node)).transports === 0, 5000, 'every transport to close');
+    expect(await mediaCounts(node)).toMatchObject({ transports: 0, producers: 0, consumers: 0 });
+  });
+});
+
+describe('joining a call', () => {
+  test('a listener token is refused in a call', async () => {
+    const token = await node.tokens.mint({ room: 'call-l', identity: 'l', role: 'listener', kind: 'call' });
+    const peer = joinCallPeer(node, 'call-l', 'l', 400, { token });
+    await expect(peer).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
+    expect(await callToken(node, 'call-l', 'x')).toBeTypeOf('string');
+  });
+});
