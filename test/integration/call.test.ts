@@ -23,9 +23,18 @@ describe('a call of three on one node', () => {
     for (const p of peers) await p.close();
   });
 
-  test('everyone hears everyone else, never themselves', async () => {
+  test('everyone hears everyone else, never themselves; the active speaker and levels are pushed', async () => {
     const frequencies = [300, 520, 800];
-    for (const [i, f] of frequencies.entries()) peers.push(await joinCallPeer(node, 'call-3', `p${i}`, f));
+    const speakers: Array<string | null> = [];
+    const levels: number[] = [];
+    for (const [i, f] of frequencies.entries()) {
+      const peer = await joinCallPeer(node, 'call-3', `p${i}`, f);
+      if (i === 0) {
+        peer.client.on('activespeaker', (id) => speakers.push(id));
+        peer.client.on('levels', (l) => levels.push(l.length));
+      }
+      peers.push(peer);
+    }
     await until(() => peers.every((p) => peers.every((q) => q === p || hears(p, q))), 20_000, 'every participant to hear the two others');
     for (const p of peers) {
       expect([...p.client.participants.keys()].sort()).toEqual(peers.filter((q) => q !== p).map((q) => q.client.peerId).sort());
@@ -34,6 +43,10 @@ describe('a call of three on one node', () => {
         expect([...remote.tracks.values()].map((t) => t.source)).toEqual(['microphone']);
       }
     }
+    // mediasoup's observers see the tones: a dominant speaker among the three, and levels.
+    await until(() => speakers.some((id) => id !== null) && levels.some((n) => n > 0), 10_000, 'a speaker change and audio levels');
+    const ids = peers.map((p) => p.client.peerId);
+    for (const id of speakers) if (id !== null) expect(ids).toContain(id);
   });
 
   test('a participant mutes: everyone sees it at once and the tone stops; unmuted, it is back', async () => {
