@@ -28,6 +28,7 @@ import { QualitySampler } from './records/qualitySampler.js';
 import { startRecords, type Records } from './records/records.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
+import { ClusterRoster } from './cluster/roster.js';
 import { OriginPlacement, pickWeighted } from './cluster/placement.js';
 import { policyFor } from './rooms/policy.js';
 import type { Role, RoomKind } from './protocol/messages.js';
@@ -356,10 +357,34 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         (nodeId) => registry?.isAlive(nodeId) ?? true,
       )
     : undefined;
+  // Calls whose participants are on several nodes: members shared, tracks pulled one by one.
+  const roster = bus
+    ? new ClusterRoster(
+        bus,
+        store,
+        {
+          members: (roomId) => rooms.get(roomId)?.localMembers(),
+          changed: (roomId, nodeId, changes) => rooms.get(roomId)?.remoteChanged(nodeId, changes),
+          track: (roomId, producerId) => {
+            const room = rooms.get(roomId);
+            const producer = room?.publications.get(producerId)?.producer;
+            return producer && room?.media && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
+          },
+          router: (roomId) => {
+            const media = rooms.get(roomId)?.media;
+            return media && !media.closed ? media.origin.router : undefined;
+          },
+        },
+        { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },
+        log.child({ component: 'roster' }),
+        (nodeId) => registry?.isAlive(nodeId) ?? true,
+      )
+    : undefined;
   // Half the push interval: pushes stay as fresh as before, joins in a burst share one read.
   const hlsViewerCounts = hls && new ViewerCountReader((key) => store.getValue(key), config.rooms.countIntervalMs / 2);
   const rooms: RoomManager = new RoomManager({
     remote: pipes,
+    members: roster,
     pool: workers,
     store,
     channel,
@@ -471,6 +496,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     await http.close().catch(() => undefined);
     placement?.close();
     pipes?.close();
+    roster?.close();
     await registry?.close();
     bus?.close();
     mediaStats.close();

@@ -23,7 +23,7 @@ import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { RequestOf, Responses } from '../protocol/messages.js';
 import { kindOfSource, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
-import { RoomView } from './roomView.js';
+import { RoomView } from '../protocol/roomView.js';
 import { ChorusClientError, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';

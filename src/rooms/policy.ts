@@ -49,6 +49,11 @@ export interface RoomPolicy {
   announced(role: Role): boolean;
   /** How many sessions the room admits, and the error beyond it. */
   capacity(caps: PeerCaps): { max: number; code: 'ROOM_FULL' | 'LIMIT_REACHED' };
+  /**
+   * Members on other nodes are shown here and their tracks pulled one by one when consumed (a
+   * call whose participant landed elsewhere). Kinds without it cascade their broadcast instead.
+   */
+  readonly spansNodes: boolean;
   /** Runs mediasoup's active-speaker and audio-level observers over the room's microphones. */
   readonly detectsSpeakers: boolean;
   /** A room where nothing is published for the idle window is ended. */
@@ -90,6 +95,7 @@ export const broadcastPolicy: RoomPolicy = {
   isAudience: (role) => role === 'listener',
   announced: (role) => role === 'broadcaster',
   capacity: (caps) => ({ max: caps.maxPeers, code: 'ROOM_FULL' }),
+  spansNodes: false,
   detectsSpeakers: false,
   endsWhenIdle: true,
   sharedPlayback: false,
@@ -114,6 +120,7 @@ export const watchPolicy: RoomPolicy = {
   isAudience: (role) => role === 'listener',
   announced: () => false,
   capacity: (caps) => ({ max: caps.maxPeers, code: 'ROOM_FULL' }),
+  spansNodes: false,
   detectsSpeakers: false,
   endsWhenIdle: true,
   sharedPlayback: true,
@@ -141,6 +148,7 @@ export const callPolicy: RoomPolicy = {
   isAudience: () => false,
   announced: () => true,
   capacity: (caps) => ({ max: Math.min(caps.maxPeers, caps.maxCallParticipants), code: 'LIMIT_REACHED' }),
+  spansNodes: true,
   detectsSpeakers: true,
   endsWhenIdle: false,
   sharedPlayback: false,

@@ -1,5 +1,6 @@
 import type { types } from 'mediasoup';
 import type { RoomMedia } from '../media/roomMedia.js';
+import type { ParticipantInfo, RoomChange } from '../protocol/room.js';
 
 /**
  * Broadcasts held by other nodes. A room consults it when a listener here wants the broadcast
@@ -15,4 +16,21 @@ export interface RemoteBroadcasts {
   location(roomId: string): Promise<{ nodeId: string; producerId: string } | undefined>;
   /** The broadcast pulled onto `media` (this node's routers for `roomId`), if another node holds it. */
   pull(roomId: string, media: RoomMedia): Promise<types.Producer | undefined>;
+}
+
+/**
+ * Members of a room held by other nodes, for kinds whose participants may be spread over nodes
+ * (a call whose participant landed elsewhere after a drain or a failover). A room shares its own
+ * members' changes, gathers the others' members, and pulls a remote track onto its own routers
+ * when a local participant consumes it. Absent on a single node.
+ */
+export interface RemoteMembers {
+  /** This node's members of `roomId` changed: tell the other nodes serving the room. */
+  share(roomId: string, changes: RoomChange[]): void;
+  /** Every other node serving `roomId`, with its own members (and their tracks). */
+  gather(roomId: string): Promise<Array<{ nodeId: string; participants: ParticipantInfo[] }>>;
+  /** Whether `nodeId` is still part of the cluster (its members are dropped when it is not). */
+  alive(nodeId: string): Promise<boolean>;
+  /** Pulls the track `producerId` held by `nodeId` onto `media` (one pipe pair per room and node pair). */
+  pullTrack(roomId: string, producerId: string, nodeId: string, media: RoomMedia): Promise<types.Producer>;
 }

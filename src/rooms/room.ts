@@ -10,12 +10,13 @@ import { SpeakerDetection } from '../media/speakers.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, RoomKind } from '../protocol/messages.js';
-import { defaultSource, kindOfSource, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackSource } from '../protocol/room.js';
+import { defaultSource, kindOfSource, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
-import type { RemoteBroadcasts } from './remote.js';
+import type { RemoteBroadcasts, RemoteMembers } from './remote.js';
+import { RoomView } from '../protocol/roomView.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import { canSend, type MediaKind, type RoomPolicy } from './policy.js';
@@ -61,6 +62,8 @@ interface RoomEvents {
 }
 
 const MAX_TRANSPORTS_PER_PEER = 2;
+/** How often a room spread over nodes asks the others for their members (heals lost notices, drops dead nodes). */
+const GATHER_INTERVAL_MS = 5000;
 
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
@@ -72,6 +75,10 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Version of this node's view of the room: one step per change announced to its members. */
   #version = 0;
   #speakers: Promise<SpeakerDetection | undefined> | undefined;
+  /** Members held by other nodes (kinds that span nodes), one view per node. */
+  readonly #others = new Map<string, RoomView>();
+  #gatherTimer: NodeJS.Timeout | undefined;
+  #gathering: Promise<void> | undefined;
   /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
   readonly #consumerReady = new WeakSet<types.Consumer>();
   readonly #consumerHidden = new WeakSet<types.Consumer>();
@@ -105,6 +112,8 @@ export class Room extends EventEmitter<RoomEvents> {
     log: Logger,
     /** Broadcasts held by other nodes (the cluster); absent on a single node. */
     private readonly remote?: RemoteBroadcasts,
+    /** Members held by other nodes, for kinds that span nodes (the cluster); absent on a single node. */
+    private readonly members?: RemoteMembers,
   ) {
     super();
     this.#log = log.child({ room: id });
@@ -116,6 +125,11 @@ export class Room extends EventEmitter<RoomEvents> {
       this.#countTimer.unref();
     }
     this.#armIdle();
+    if (members && policy.spansNodes) {
+      // A notice lost on the way (a Redis blip) heals here; a node that died drops out here.
+      this.#gatherTimer = setInterval(() => void this.gatherRemote(), GATHER_INTERVAL_MS);
+      this.#gatherTimer.unref();
+    }
   }
 
   get kind(): RoomKind {
@@ -191,7 +205,70 @@ export class Room extends EventEmitter<RoomEvents> {
     for (const publication of this.#publications.values()) {
       if (publication.peer !== peer && this.policy.mayReceive(peer.role, publication.peer.role, publication.source)) return true;
     }
+    for (const view of this.#others.values()) {
+      for (const p of view.participants.values()) if (p.tracks.some((t) => this.policy.mayReceive(peer.role, p.role, t.source))) return true;
+    }
     return false;
+  }
+
+  /** This node's members that the kind shows, with their tracks (what other nodes are told). */
+  localMembers(): ParticipantInfo[] {
+    return [...this.peers.values()].filter((p) => this.#shown(p)).map(participantInfo);
+  }
+
+  /** Another node's members changed: show it to this node's members. */
+  remoteChanged(nodeId: string, changes: RoomChange[]): void {
+    if (this.#closed || !this.policy.spansNodes) return;
+    let view = this.#others.get(nodeId);
+    if (!view) {
+      view = new RoomView();
+      view.reset({ version: 0, participants: [] });
+      this.#others.set(nodeId, view);
+    }
+    this.#emitDelta(view.applyChanges(changes));
+    this.#mediaDueChanged();
+  }
+
+  /**
+   * Asks the other nodes serving the room for their members and shows the difference: on the
+   * room's first join here, then periodically. A node that no longer answers and is gone from
+   * the cluster takes its members with it.
+   */
+  gatherRemote(): Promise<void> {
+    if (!this.members || !this.policy.spansNodes || this.#closed) return Promise.resolve();
+    this.#gathering ??= (async () => {
+      const members = this.members!;
+      try {
+        const answers = await members.gather(this.id);
+        const answered = new Set(answers.map((a) => a.nodeId));
+        for (const { nodeId, participants } of answers) {
+          let view = this.#others.get(nodeId);
+          if (!view) this.#others.set(nodeId, (view = new RoomView()));
+          this.#emitDelta(view.reset({ version: 0, participants }));
+        }
+        for (const [nodeId, view] of this.#others) {
+          if (answered.has(nodeId) || (await members.alive(nodeId))) continue;
+          this.#log.info({ gone: nodeId }, 'a node serving this room left the cluster; its members go with it');
+          this.#others.delete(nodeId);
+          this.#emitDelta(view.clear());
+        }
+        this.#mediaDueChanged();
+      } catch (error) {
+        this.#log.warn({ err: error }, 'members on other nodes not gathered (next try at the next interval)');
+      } finally {
+        this.#gathering = undefined;
+      }
+    })();
+    return this.#gathering;
+  }
+
+  /** A track held by another node, and who holds it. */
+  #remoteTrack(trackId: string): { nodeId: string; participant: ParticipantInfo; track: TrackInfo } | undefined {
+    for (const [nodeId, view] of this.#others) {
+      const found = view.track(trackId);
+      if (found) return { nodeId, ...found };
+    }
+    return undefined;
   }
 
   /**
@@ -204,6 +281,7 @@ export class Room extends EventEmitter<RoomEvents> {
     for (const peer of this.peers.values()) {
       if (peer === viewer || this.#shown(peer)) participants.push(participantInfo(peer));
     }
+    for (const view of this.#others.values()) for (const p of view.participants.values()) participants.push({ ...p, tracks: p.tracks.map((t) => ({ ...t })) });
     return { version: this.#version, participants };
   }
 
@@ -211,8 +289,15 @@ export class Room extends EventEmitter<RoomEvents> {
     return this.policy.announced(peer.role) || peer.publications.size > 0;
   }
 
-  /** Announces changes to this node's members, each one version step. */
+  /** Announces changes of this node's members: to its own clients, and to the other nodes. */
   #announce(...changes: RoomChange[]): void {
+    if (changes.length === 0 || this.#closed) return;
+    this.#emitDelta(changes);
+    if (this.policy.spansNodes) this.members?.share(this.id, changes);
+  }
+
+  /** Tells this node's clients, each change one version step. */
+  #emitDelta(changes: RoomChange[]): void {
     if (changes.length === 0 || this.#closed) return;
     this.#version += changes.length;
     this.channel.toRoomLocal(this.id, 'room:delta', { version: this.#version, changes });
@@ -258,6 +343,8 @@ export class Room extends EventEmitter<RoomEvents> {
         joinedAt: peer.joinedAt,
       });
       this.#log.info({ peer: peerId, identity: grant.identity, role: grant.role }, 'peer joined');
+      // The first session here: learn who is on the other nodes before it is shown the room.
+      if (this.peers.size === 1 && this.#others.size === 0) await this.gatherRemote();
       if (this.#shown(peer)) this.#announce({ type: 'joined', participant: participantInfo(peer) });
       this.emit('peerjoined', peer, previousPeerId);
       this.#scheduleCount();
@@ -620,6 +707,20 @@ export class Room extends EventEmitter<RoomEvents> {
       }
       return { producer: local.producer, publication: local };
     }
+    const remote = producerId === undefined ? undefined : this.#remoteTrack(producerId);
+    if (remote && this.members) {
+      if (!this.policy.mayReceive(peer.role, remote.participant.role, remote.track.source)) {
+        throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} does not receive ${remote.track.source} from a ${remote.participant.role}`);
+      }
+      try {
+        return { producer: await this.members.pullTrack(this.id, remote.track.trackId, remote.nodeId, this.requireMedia()) };
+      } catch (error) {
+        this.#log.warn({ err: error, producer: producerId, holder: remote.nodeId }, 'a track on another node could not be pulled');
+        // Its holder may be gone: look again, so a track that is gone stops being shown.
+        void this.gatherRemote();
+        throw new ChorusError('UNAVAILABLE', 'that track is on another node which did not answer; try again');
+      }
+    }
     // The broadcast, pulled here from the node that holds it (one pipe per room per node), for
     // a role that receives it.
     const pulled = this.#broadcast === undefined && this.policy.receives(peer.role) ? await this.remote?.pull(this.id, this.requireMedia()) : undefined;
@@ -931,10 +1032,13 @@ export class Room extends EventEmitter<RoomEvents> {
     clearTimeout(this.#countTimer);
     clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];
+    // Other nodes showing these members drop them now rather than at their next gather.
+    if (this.policy.spansNodes) this.members?.share(this.id, mine.filter((p) => this.#shown(p)).map((p) => ({ type: 'left', peerId: p.id })));
     for (const peer of mine) peer.close();
     this.peers.clear();
     for (const peer of mine) this.emit('peerleft', peer, 'closed');
     void this.#speakers?.then((speakers) => speakers?.close());
+    clearInterval(this.#gatherTimer);
     this.media?.close();
     this.remote?.withdraw(this.id);
     // Other nodes may still serve this room: remove only what this node put in the shared

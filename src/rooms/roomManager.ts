@@ -15,7 +15,7 @@ import { ownerOf, type StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
 import type { Peer } from './peer.js';
 import { policyFor } from './policy.js';
-import type { RemoteBroadcasts } from './remote.js';
+import type { RemoteBroadcasts, RemoteMembers } from './remote.js';
 import { Room, type RoomOptions } from './room.js';
 
 export interface RoomManagerDeps {
@@ -31,6 +31,8 @@ export interface RoomManagerDeps {
   log: Logger;
   /** The cluster's view of broadcasts on other nodes; absent on a single node. */
   remote?: RemoteBroadcasts | undefined;
+  /** The cluster's view of members on other nodes (calls spread over nodes); absent on a single node. */
+  members?: RemoteMembers | undefined;
 }
 
 export interface RoomManagerEvents {
@@ -116,7 +118,7 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
       media?.close();
       throw error;
     }
-    const room = new Room(roomId, keyId, tenant, policy, media, store, channel, options, audit, log, this.deps.remote);
+    const room = new Room(roomId, keyId, tenant, policy, media, store, channel, options, audit, log, this.deps.remote, this.deps.members);
     this.#rooms.set(roomId, room);
     audit.record({ type: 'room.started', room: roomId, kind, node: options.nodeId });
     room.once('close', (reason) => {

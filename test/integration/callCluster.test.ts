@@ -25,7 +25,7 @@ const everyoneHearsEveryone = (): boolean => peers.every((p) => peers.every((q) 
 
 test('participants entering anywhere are placed on one node and hear each other; that node dies and the call comes back on the other', async () => {
   const room = 'cluster-call';
-  for (const [i, f] of [330, 550, 880].entries()) {
+  for (const [i, f] of [300, 500, 800].entries()) {
     const identity = `c${i}`;
     const token = await cluster.tokens.mint({ room, identity, role: 'participant', kind: 'call' });
     peers.push(await joinCallPeer(cluster.url, room, identity, f, { token }));

@@ -71,7 +71,11 @@ export async function joinCallPeer(
   return { client, identity, frequency, tone, heard, close };
 }
 
-/** Whether `peer` decodes `from`'s tone (within 12% of its frequency, and not silence). */
+/**
+ * Whether `peer` decodes `from`'s tone (within 12% of its frequency, and not silence). The probe
+ * counts zero crossings per 10 ms frame, so it resolves 100 Hz steps: give peers tones that are
+ * multiples of 100 Hz.
+ */
 export function hears(peer: CallPeer, from: CallPeer): boolean {
   const fromId = from.client.peerId;
   const probe = fromId ? peer.heard.get(fromId) : undefined;

@@ -7,7 +7,7 @@
  * Replacing the copy (after a gap or a reconnect) yields the changes between the old and the new
  * one, so the application sees the same events whichever way the news came.
  */
-import type { ParticipantInfo, RoomChange, RoomDelta, RoomSnapshot, TrackInfo } from '../protocol/room.js';
+import type { ParticipantInfo, RoomChange, RoomDelta, RoomSnapshot, TrackInfo } from './room.js';
 
 export type DeltaOutcome = 'applied' | 'stale' | 'gap';
 
@@ -54,6 +54,16 @@ export class RoomView {
     return { outcome: 'applied', changes: delta.changes };
   }
 
+  /**
+   * Applies changes that carry no versions (another node's members, in the order that node
+   * sent them); returns those that changed something.
+   */
+  applyChanges(changes: readonly RoomChange[]): RoomChange[] {
+    const applied: RoomChange[] = [];
+    for (const change of changes) if (this.#applyChange(change)) applied.push(change);
+    return applied;
+  }
+
   /** Replaces the view with `snapshot`; returns the changes that turn the old view into it. */
   reset(snapshot: RoomSnapshot): RoomChange[] {
     const before = new Map(this.#participants);
@@ -91,23 +101,24 @@ export class RoomView {
     return changes;
   }
 
-  #applyChange(change: RoomChange): void {
+  /** Whether the change found what it names (a change about someone unknown is dropped). */
+  #applyChange(change: RoomChange): boolean {
     switch (change.type) {
       case 'joined':
         this.#participants.set(change.participant.peerId, { ...change.participant, tracks: change.participant.tracks.map((t) => ({ ...t })) });
-        return;
+        return true;
       case 'left':
-        this.#participants.delete(change.peerId);
-        return;
+        return this.#participants.delete(change.peerId);
       case 'published': {
         const p = this.#participants.get(change.peerId);
         if (p) p.tracks = [...p.tracks.filter((t) => t.trackId !== change.track.trackId), { ...change.track }];
-        return;
+        return p !== undefined;
       }
       case 'unpublished': {
         const p = this.#participants.get(change.peerId);
+        const before = p?.tracks.length ?? 0;
         if (p) p.tracks = p.tracks.filter((t) => t.trackId !== change.trackId);
-        return;
+        return p !== undefined && p.tracks.length < before;
       }
       case 'muted': {
         const p = this.#participants.get(change.peerId);
@@ -116,6 +127,7 @@ export class RoomView {
           t.muted = change.muted;
           t.mutedByModerator = change.mutedByModerator;
         }
+        return t !== undefined;
       }
     }
   }
