@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { callToken, hears, joinCallPeer, type CallPeer } from '../support/callPeer.js';
 import { mediaCounts } from '../support/mediaCounts.js';
+import { toneTrack } from '../support/nodePeer.js';
+import { TcpProxy } from '../support/tcpProxy.js';
 import { startTestNode, until } from '../support/testNode.js';
 
 let node: ChorusNode;
@@ -107,5 +109,39 @@ describe('joining a call', () => {
     const peer = joinCallPeer(node, 'call-l', 'l', 400, { token });
     await expect(peer).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
     expect(await callToken(node, 'call-l', 'x')).toBeTypeOf('string');
+  });
+});
+
+describe('a participant whose connection drops', () => {
+  test('rejoins by itself, republishes (a muted source stays muted) and resubscribes; the others see and hear it again', async () => {
+    const proxy = await TcpProxy.start(Number(new URL(node.url).port));
+    const steady = await joinCallPeer(node, 'call-net', 'steady', 400);
+    const flaky = await joinCallPeer(node, 'call-net', 'flaky', 700, { extra: { url: proxy.url } });
+    const screen = toneTrack(200);
+    try {
+      // A second source, muted before the drop: it must come back muted.
+      await flaky.client.publish(screen.track, 'screen-audio');
+      await flaky.client.setMuted('screen-audio', true);
+      await until(() => hears(steady, flaky) && hears(flaky, steady), 10_000, 'both to hear each other');
+      const before = flaky.client.peerId!;
+      const states: string[] = [];
+      flaky.client.on('state', (s) => states.push(s));
+
+      expect(proxy.cut()).toBeGreaterThan(0);
+      await until(() => flaky.client.state === 'joined' && flaky.client.peerId !== before, 15_000, 'the participant to rejoin');
+      expect(states).toContain('reconnecting');
+      await until(() => hears(steady, flaky) && hears(flaky, steady), 15_000, 'both to hear each other again');
+      // The old session went, the new one is shown with both sources, the second still muted.
+      await until(() => !steady.client.participants.has(before), 15_000, 'the old session to be gone');
+      const shown = steady.client.participants.get(flaky.client.peerId!)!;
+      await until(() => shown.tracks.size === 2, 5000, 'both of its tracks to be shown again');
+      const bySource = new Map([...shown.tracks.values()].map((t) => [t.source, t.muted]));
+      expect(bySource).toEqual(new Map([['microphone', false], ['screen-audio', true]]));
+    } finally {
+      await flaky.close();
+      await steady.close();
+      screen.stop();
+      await proxy.close();
+    }
   });
 });
