@@ -29,6 +29,7 @@ import { startRecords, type Records } from './records/records.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
 import { ClusterRoster } from './cluster/roster.js';
+import { ChorusError } from './protocol/errors.js';
 import { OriginPlacement, pickWeighted } from './cluster/placement.js';
 import { policyFor } from './rooms/policy.js';
 import type { Role, RoomKind } from './protocol/messages.js';
@@ -373,6 +374,12 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
           router: (roomId) => {
             const media = rooms.get(roomId)?.media;
             return media && !media.closed ? media.origin.router : undefined;
+          },
+          moderate: async (roomId, { action, peerId, source, by }) => {
+            const room = rooms.get(roomId);
+            if (!room) throw new ChorusError('NOT_FOUND', `no room ${roomId} here`);
+            if (action === 'kick') await room.kick(peerId, by);
+            else await room.setMuted(peerId, action === 'mute', by, source);
           },
         },
         { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },

@@ -17,7 +17,7 @@ import { z } from 'zod';
 import type { RoomMedia } from '../media/roomMedia.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
-import type { ParticipantInfo, RoomChange } from '../protocol/room.js';
+import { trackSource, type ParticipantInfo, type RoomChange } from '../protocol/room.js';
 import type { RemoteMembers } from '../rooms/remote.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { NodeBus } from './bus.js';
@@ -32,7 +32,18 @@ export interface LocalRooms {
   track(roomId: string, producerId: string): { producer: types.Producer; router: types.Router } | undefined;
   /** The router this node's publishers of `roomId` send to. */
   router(roomId: string): types.Router | undefined;
+  /** A moderator on another node acts on a member here. */
+  moderate(roomId: string, action: ModerateRequest): Promise<void>;
 }
+
+const moderateRequest = z.strictObject({
+  roomId: z.string().min(1).max(64),
+  action: z.enum(['mute', 'unmute', 'kick']),
+  peerId: z.string().min(1).max(128),
+  source: trackSource.optional(),
+  by: z.string().min(1).max(300),
+});
+type ModerateRequest = Omit<z.infer<typeof moderateRequest>, 'roomId'>;
 
 export interface RosterSettings {
   listenIp: string;
@@ -81,6 +92,11 @@ export class ClusterRoster implements RemoteMembers {
       const { roomId, changes } = changesNotice.parse(params);
       this.rooms.changed(roomId, from, changes as unknown as RoomChange[]);
     });
+    bus.handle('roster.moderate', async (params) => {
+      const { roomId, ...action } = moderateRequest.parse(params);
+      await this.rooms.moderate(roomId, action);
+      return true;
+    });
     bus.handle('track.pipe', async (params, from) => this.#openPipe(pipeRequest.parse(params), from));
     bus.handle('track.pull', async (params, from) => this.#feedTrack(pullRequest.parse(params), from));
     bus.handle('track.closed', async (params, from) => this.#trackClosed(trackNotice.parse(params), from));
@@ -121,6 +137,10 @@ export class ClusterRoster implements RemoteMembers {
       }),
     );
     return answers.filter((a): a is { nodeId: string; participants: ParticipantInfo[] } => a !== undefined);
+  }
+
+  async moderate(nodeId: string, roomId: string, action: ModerateRequest): Promise<void> {
+    await this.bus.request(nodeId, 'roster.moderate', { roomId, ...action });
   }
 
   async alive(nodeId: string): Promise<boolean> {

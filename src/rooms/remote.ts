@@ -1,6 +1,6 @@
 import type { types } from 'mediasoup';
 import type { RoomMedia } from '../media/roomMedia.js';
-import type { ParticipantInfo, RoomChange } from '../protocol/room.js';
+import type { ParticipantInfo, RoomChange, TrackSource } from '../protocol/room.js';
 
 /**
  * Broadcasts held by other nodes. A room consults it when a listener here wants the broadcast
@@ -31,6 +31,8 @@ export interface RemoteMembers {
   gather(roomId: string): Promise<Array<{ nodeId: string; participants: ParticipantInfo[] }>>;
   /** Whether `nodeId` is still part of the cluster (its members are dropped when it is not). */
   alive(nodeId: string): Promise<boolean>;
+  /** Mutes, unmutes or kicks a member held by `nodeId`, as `by` (a moderator here). */
+  moderate(nodeId: string, roomId: string, action: { action: 'mute' | 'unmute' | 'kick'; peerId: string; source?: TrackSource | undefined; by: string }): Promise<void>;
   /** Pulls the track `producerId` held by `nodeId` onto `media` (one pipe pair per room and node pair). */
   pullTrack(roomId: string, producerId: string, nodeId: string, media: RoomMedia): Promise<types.Producer>;
 }

@@ -262,6 +262,12 @@ export class Room extends EventEmitter<RoomEvents> {
     return this.#gathering;
   }
 
+  /** The node holding a member that is not here. */
+  #holderOf(peerId: string): string | undefined {
+    for (const [nodeId, view] of this.#others) if (view.participants.has(peerId)) return nodeId;
+    return undefined;
+  }
+
   /** A track held by another node, and who holds it. */
   #remoteTrack(trackId: string): { nodeId: string; participant: ParticipantInfo; track: TrackInfo } | undefined {
     for (const [nodeId, view] of this.#others) {
@@ -806,6 +812,9 @@ export class Room extends EventEmitter<RoomEvents> {
   async moderate(peer: Peer, action: 'mute' | 'unmute' | 'kick' | 'end', targetId?: string, source?: TrackSource): Promise<void> {
     this.#assertModerator(peer);
     if (action === 'end') return this.end(peer.identity);
+    // A participant on another node (a call spread over nodes): its node acts on it.
+    const holder = targetId !== undefined && !this.peers.has(targetId) ? this.#holderOf(targetId) : undefined;
+    if (holder && this.members) return this.members.moderate(holder, this.id, { action, peerId: targetId!, ...(source ? { source } : {}), by: peer.identity });
     if (action === 'kick') return this.kick(targetId, peer.identity);
     return this.setMuted(targetId, action === 'mute', peer.identity, source);
   }

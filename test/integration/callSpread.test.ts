@@ -49,6 +49,14 @@ test('participants on two nodes see and hear each other; changes cross over; a n
   await b0.client.setMuted('microphone', false);
   await until(() => hears(a0, b0) && hears(a1, b0), 10_000, 'b0 to be heard on alpha again');
 
+  // A moderator on beta mutes a1 on alpha: alpha's node acts, and a1 cannot undo it.
+  const mod = await joinCallPeer(beta!, room, 'mod', 1200, { role: 'moderator' });
+  await until(() => mod.client.participants.has(a1.client.peerId!), 5000, 'the moderator to see a1');
+  await mod.client.moderate({ action: 'mute', peerId: a1.client.peerId!, source: 'microphone' });
+  await until(() => [...(a0.client.participants.get(a1.client.peerId!)?.tracks.values() ?? [])][0]?.mutedByModerator === true, 5000, 'a1 to show muted by a moderator');
+  await expect(a1.client.setMuted('microphone', false)).rejects.toMatchObject({ code: 'MUTED' });
+  await mod.close();
+
   // Unpublish on alpha: beta drops the track.
   await a1.client.unpublish('microphone');
   await until(() => b0.client.participants.get(a1.client.peerId!)?.tracks.size === 0, 5000, 'beta to drop a1\'s track');
