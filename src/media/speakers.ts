@@ -27,6 +27,7 @@ export class SpeakerDetection {
   #sent: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #watched = new Set<string>();
 
   private constructor(
     private readonly active: types.ActiveSpeakerObserver,
@@ -47,7 +48,9 @@ export class SpeakerDetection {
 
   /** Starts listening to a microphone; its close removes it by itself. */
   async add(producer: types.Producer, log: Logger): Promise<void> {
-    if (this.#closed || producer.closed) return;
+    // A pulled microphone is consumed by many here but watched once.
+    if (this.#closed || producer.closed || this.#watched.has(producer.id)) return;
+    this.#watched.add(producer.id);
     try {
       await Promise.all([this.active.addProducer({ producerId: producer.id }), this.level.addProducer({ producerId: producer.id })]);
     } catch (error) {
@@ -55,6 +58,7 @@ export class SpeakerDetection {
       if (!producer.closed && !this.#closed) log.warn({ err: error, producer: producer.id }, 'speaker detection could not watch a microphone');
     }
     producer.observer.once('close', () => {
+      this.#watched.delete(producer.id);
       if (this.#current === producer.id) this.#changed(undefined);
     });
   }

@@ -565,12 +565,12 @@ export class Room extends EventEmitter<RoomEvents> {
       { speakerIntervalMs: this.options.speakerIntervalMs ?? 300, levelIntervalMs: this.options.audioLevelIntervalMs ?? 500 },
       {
         speaker: (producerId) => {
-          const peerId = producerId === undefined ? null : (this.#publications.get(producerId)?.peer.id ?? null);
+          const peerId = producerId === undefined ? null : (this.#publications.get(producerId)?.peer.id ?? this.#remoteTrack(producerId)?.participant.peerId ?? null);
           this.channel.toRoomLocal(this.id, 'speaker:changed', { peerId });
         },
         levels: (levels) => {
           const known = levels.flatMap(({ producerId, volume }) => {
-            const peerId = this.#publications.get(producerId)?.peer.id;
+            const peerId = this.#publications.get(producerId)?.peer.id ?? this.#remoteTrack(producerId)?.participant.peerId;
             return peerId ? [{ peerId, volume }] : [];
           });
           this.channel.toRoomLocal(this.id, 'audio:levels', { levels: known });
@@ -718,14 +718,19 @@ export class Room extends EventEmitter<RoomEvents> {
       if (!this.policy.mayReceive(peer.role, remote.participant.role, remote.track.source)) {
         throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} does not receive ${remote.track.source} from a ${remote.participant.role}`);
       }
+      let pulled: types.Producer;
       try {
-        return { producer: await this.members.pullTrack(this.id, remote.track.trackId, remote.nodeId, this.requireMedia()) };
+        pulled = await this.members.pullTrack(this.id, remote.track.trackId, remote.nodeId, this.requireMedia());
       } catch (error) {
         this.#log.warn({ err: error, producer: producerId, holder: remote.nodeId }, 'a track on another node could not be pulled');
         // Its holder may be gone: look again, so a track that is gone stops being shown.
         void this.gatherRemote();
         throw new ChorusError('UNAVAILABLE', 'that track is on another node which did not answer; try again');
       }
+      // A microphone pulled here speaks in this node's speaker detection too, so the active
+      // speaker of a call spread over nodes can be someone on another node.
+      if (remote.track.source === 'microphone' && this.policy.detectsSpeakers) void this.#speakerDetection().then((d) => d?.add(pulled, this.#log));
+      return { producer: pulled };
     }
     // The broadcast, pulled here from the node that holds it (one pipe per room per node), for
     // a role that receives it.

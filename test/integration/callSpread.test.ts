@@ -37,8 +37,15 @@ test('participants on two nodes see and hear each other; changes cross over; a n
   peers.push(await joinCallPeer(alpha, room, 'a1', 900));
   expect(alpha.rooms.get(room)!.peers.size).toBe(2);
   expect(beta!.rooms.get(room)!.peers.size).toBe(1);
+  const speakers = new Set<string>();
+  for (const p of peers) p.client.on('activespeaker', (id) => id && speakers.add(`${p.identity}:${id}`));
   await until(everyoneHearsEveryone, 20_000, 'everyone to hear everyone across the two nodes');
   for (const p of peers) expect(p.client.participants.size).toBe(2);
+  // Speaker detection on each node covers the microphones pulled from the other: every active
+  // speaker reported names a participant of the call, wherever it is.
+  const ids = new Set(peers.map((p) => p.client.peerId));
+  await until(() => speakers.size > 0, 10_000, 'a speaker to be reported');
+  for (const entry of speakers) expect(ids.has(entry.split(':')[1]!)).toBe(true);
 
   const [a0, b0, a1] = peers as [CallPeer, CallPeer, CallPeer];
   // A mute on beta shows on alpha, and silences there.
@@ -46,6 +53,10 @@ test('participants on two nodes see and hear each other; changes cross over; a n
   const b0OnA0 = (): boolean => [...(a0.client.participants.get(b0.client.peerId!)?.tracks.values() ?? [])][0]?.muted === true;
   await until(b0OnA0, 5000, 'alpha to show b0 muted');
   await until(() => (a0.heard.get(b0.client.peerId!)?.rms ?? 1) < 0.01, 5000, 'b0 to fall silent on alpha');
+  // Beta's only local microphone is silent: its speaker detection, which also hears the
+  // microphones pulled from alpha, names someone on alpha.
+  const onAlpha = [a0.client.peerId, a1.client.peerId];
+  await until(() => onAlpha.includes(b0.client.activeSpeaker ?? ''), 10_000, 'beta to report a speaker on alpha');
   await b0.client.setMuted('microphone', false);
   await until(() => hears(a0, b0) && hears(a1, b0), 10_000, 'b0 to be heard on alpha again');
 
