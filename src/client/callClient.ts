@@ -514,7 +514,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
         producer.close();
         return;
       }
-      if (source === 'screen' && 'contentHint' in track) (track as MediaStreamTrack & { contentHint: string }).contentHint = 'detail';
+      if (source === 'screen') await keepResolution(producer, track);
       publication.producer = producer;
       if (publication.paused) {
         producer.pause();
@@ -721,4 +721,22 @@ function toParticipant(info: ParticipantInfo): RemoteParticipant {
     role: info.role,
     tracks: new Map(info.tracks.map((t) => [t.trackId, { ...t, peerId: info.peerId }])),
   };
+}
+
+/**
+ * A shared screen is text and lines: under congestion drop frames, never resolution. The track
+ * hint tells the encoder; the sender's degradation preference tells the bandwidth adaptation
+ * (where the browser supports setting it; older ones keep their default).
+ */
+async function keepResolution(producer: types.Producer, track: MediaStreamTrack): Promise<void> {
+  if ('contentHint' in track) (track as MediaStreamTrack & { contentHint: string }).contentHint = 'detail';
+  const sender = producer.rtpSender;
+  if (!sender) return;
+  try {
+    const parameters = sender.getParameters() as RTCRtpSendParameters & { degradationPreference?: string };
+    parameters.degradationPreference = 'maintain-resolution';
+    await sender.setParameters(parameters);
+  } catch {
+    // Not supported here: the content hint alone still favours detail.
+  }
 }
