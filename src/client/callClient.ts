@@ -368,7 +368,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;
       this.#send = await this.#transport(generation, 'send', info.transport?.direction === 'send' ? info.transport : undefined);
-      this.#recv = await this.#transport(generation, 'recv');
+      this.#recv = await this.#transport(generation, 'recv', info.recvTransport);
       if (generation !== this.#generation) return;
       this.#retries = 0;
       this.#redirects = 0;

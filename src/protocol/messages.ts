@@ -172,6 +172,8 @@ export interface Responses {
      * or could not be made (then createTransport reports why).
      */
     transport?: CreatedTransport | undefined;
+    /** A role that publishes and receives (a call's participant): its receive transport too. */
+    recvTransport?: CreatedTransport | undefined;
   };
   getRouterRtpCapabilities: { routerRtpCapabilities: unknown };
   createTransport: TransportInfo;

@@ -81,13 +81,25 @@ function transportInfo(t: types.WebRtcTransport): TransportInfo {
  * (its token is spent by now): the answer just has no transport, and the client's
  * createTransport then gets the reason.
  */
-async function joinTransport(room: Room, peer: Peer, forceTcp: boolean): Promise<CreatedTransport | undefined> {
-  const direction = canSend(room.policy, peer.role) ? 'send' : 'recv';
+async function joinTransport(room: Room, peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<CreatedTransport | undefined> {
   try {
     return { direction, ...transportInfo(await room.createTransport(peer, direction, forceTcp)) };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The transports a join asked for: the one the role uses (send for a publisher, receive for
+ * everyone else), and for a role that does both (a call's participants) the receive one too.
+ */
+async function joinTransports(room: Room, peer: Peer, forceTcp: boolean): Promise<Pick<Responses['join'], 'transport' | 'recvTransport'>> {
+  const sends = canSend(room.policy, peer.role);
+  const [transport, recvTransport] = await Promise.all([
+    joinTransport(room, peer, sends ? 'send' : 'recv', forceTcp),
+    sends && room.policy.receives(peer.role) ? joinTransport(room, peer, 'recv', forceTcp) : undefined,
+  ]);
+  return { ...(transport ? { transport } : {}), ...(recvTransport ? { recvTransport } : {}) };
 }
 
 export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch, observeFirstMedia }: HandlerDeps): Handlers {
@@ -153,7 +165,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           room.broadcastState(),
           room.audienceCount(),
           tokens.resumeToken(grant, resumeTtlSeconds),
-          wantsTransport ? joinTransport(room, peer, wantsTransport.forceTcp ?? false) : undefined,
+          wantsTransport ? joinTransports(room, peer, wantsTransport.forceTcp ?? false) : undefined,
         ]);
         return {
           protocol: PROTOCOL_VERSION,
@@ -170,7 +182,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken,
           ...(playback ? { watch: playback } : {}),
-          ...(transport ? { transport } : {}),
+          ...transport,
         };
       } catch (error) {
         if (error instanceof ChorusError) {
