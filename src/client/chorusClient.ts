@@ -466,10 +466,12 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         ...(this.#mode === 'webrtc' && !this.#classic ? { transport: this.#options.forceTcp ? { forceTcp: true } : {} } : {}),
       });
       if (generation !== this.#generation) return;
-      if (info.kind === 'watch') {
-        // A watch party carries no media: its SDK is WatchClient.
+      if (info.kind !== 'broadcast') {
+        // A watch party carries no media (its SDK is WatchClient); a call has many publishers
+        // (CallClient). This client knows one broadcast.
         await request(this.#socket, 'leave', {}).catch(() => undefined);
-        throw new ChorusClientError('WRONG_ROOM_KIND', 'this is a watch party: join it with WatchClient', false);
+        const sdk = info.kind === 'watch' ? 'WatchClient' : 'CallClient';
+        throw new ChorusClientError('WRONG_ROOM_KIND', `this is a ${info.kind === 'watch' ? 'watch party' : info.kind}: join it with ${sdk}`, false);
       }
       this.#info = info;
       this.#listeners = info.listeners;

@@ -9,7 +9,7 @@ import { callToken, hears, joinCallPeer, type CallPeer } from '../support/callPe
 import { mediaCounts } from '../support/mediaCounts.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { TcpProxy } from '../support/tcpProxy.js';
-import { startTestNode, until } from '../support/testNode.js';
+import { nodeClient, startTestNode, until } from '../support/testNode.js';
 
 let node: ChorusNode;
 beforeAll(async () => {
@@ -109,6 +109,12 @@ describe('joining a call', () => {
     const peer = joinCallPeer(node, 'call-l', 'l', 400, { token });
     await expect(peer).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
     expect(await callToken(node, 'call-l', 'x')).toBeTypeOf('string');
+  });
+
+  test('the broadcast SDK refuses a call with a clear error, and leaves nothing behind', async () => {
+    const client = nodeClient(node, 'call-b', await callToken(node, 'call-b', 'b'));
+    await expect(client.join()).rejects.toMatchObject({ code: 'WRONG_ROOM_KIND', message: expect.stringContaining('CallClient') });
+    await until(() => node.rooms.get('call-b') === undefined, 5000, 'the room to close');
   });
 });
 
