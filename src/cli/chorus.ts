@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * The `chorus` command for operators, offline (no running node needed):
- *   chorus token --room R --role listener [--identity I] [--name N] [--ttl SECONDS] [--key ID]
- *                [--reusable] [--moderate] [--replace] [--publish audio,video] [--create-dev-key]
+ *   chorus token --room R --role listener [--kind broadcast|call|watch] [--identity I] [--name N]
+ *                [--ttl SECONDS] [--key ID] [--reusable] [--moderate] [--replace]
+ *                [--publish audio,video|microphone,camera,screen,screen-audio] [--create-dev-key]
  *   chorus key [--id ID]      prints a new `id:secret` for CHORUS_API_KEYS
  * Keys come from CHORUS_API_KEYS / CHORUS_TOKEN_SECRET, else the development key in
  * CHORUS_DATA_DIR (the one a node on embedded defaults uses), read the way the node reads them.
@@ -19,12 +20,12 @@ import { ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../observability/logger.js';
 import { AuditLog } from '../observability/audit.js';
 import { ChorusError } from '../protocol/errors.js';
-import { roles, type Role } from '../protocol/messages.js';
+import { roles, roomKinds, type Role, type RoomKind } from '../protocol/messages.js';
 
 const usage = `usage:
-  chorus token --room ROOM --role ${roles.join('|')} [--identity ID] [--name NAME] [--ttl SECONDS]
-               [--key KEY_ID] [--reusable] [--moderate] [--replace] [--publish audio,video]
-               [--create-dev-key]
+  chorus token --room ROOM --role ${roles.join('|')} [--kind ${roomKinds.join('|')}] [--identity ID]
+               [--name NAME] [--ttl SECONDS] [--key KEY_ID] [--reusable] [--moderate] [--replace]
+               [--publish audio,video,microphone,camera,screen,screen-audio] [--create-dev-key]
   chorus key [--id KEY_ID]`;
 
 function fail(message: string, code = 2): never {
@@ -39,6 +40,7 @@ async function token(argv: string[]): Promise<void> {
     options: {
       room: { type: 'string' },
       role: { type: 'string' },
+      kind: { type: 'string' },
       identity: { type: 'string' },
       name: { type: 'string' },
       ttl: { type: 'string' },
@@ -52,6 +54,8 @@ async function token(argv: string[]): Promise<void> {
   });
   if (!values.room || !values.role) fail(`--room and --role are required\n${usage}`);
   if (!(roles as readonly string[]).includes(values.role)) fail(`--role must be one of ${roles.join(', ')}`);
+  if (values.kind !== undefined && !(roomKinds as readonly string[]).includes(values.kind)) fail(`--kind must be one of ${roomKinds.join(', ')}`);
+  const kind = (values.kind ?? 'broadcast') as RoomKind;
   const config = loadConfig();
   const { keys, source } = signingKeys(config.tokens.keys, config.dataDir, values['create-dev-key'] === true);
   const tokens = new TokenService(keys, config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
@@ -63,7 +67,7 @@ async function token(argv: string[]): Promise<void> {
   const ttlSeconds = values.ttl === undefined ? undefined : Number(values.ttl);
   const identity = values.identity ?? `${values.role}-${randomBytes(4).toString('hex')}`;
   const minted = await tokens.issue(
-    { room: values.room, identity, role: values.role as Role, name: values.name, grants },
+    { room: values.room, identity, role: values.role as Role, name: values.name, grants, kind },
     { ttlSeconds, keyId: values.key },
   );
   new AuditLog(createLogger('silent', 'cli')).record({

@@ -160,6 +160,14 @@ describe('tokens', () => {
     });
     expect(await node.tokens.verify(stdout.trim())).toMatchObject({ room: 'cli', identity: 'ops', role: 'moderator', keyId: 'test' });
     await expect(run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'cli'])).rejects.toMatchObject({ code: 2 });
+    // Call tokens: --kind names the room kind; an unknown kind is refused.
+    const call = await run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'standup', '--role', 'participant', '--kind', 'call', '--identity', 'amina'], {
+      env: { ...process.env, CHORUS_API_KEYS: `${KEY.id}:${KEY.secret}` },
+    });
+    expect(await node.tokens.verify(call.stdout.trim())).toMatchObject({ room: 'standup', identity: 'amina', role: 'participant', kind: 'call' });
+    await expect(
+      run(process.execPath, ['--import', 'tsx', 'src/cli/chorus.ts', 'token', '--room', 'x', '--role', 'participant', '--kind', 'meeting'], { env: { ...process.env, CHORUS_API_KEYS: `${KEY.id}:${KEY.secret}` } }),
+    ).rejects.toMatchObject({ code: 2 });
   });
 
   test('the CLI signs with the key the node uses (its data dir\'s development key), says which and from where, and makes none unasked', async () => {
