@@ -4,13 +4,15 @@
  * A real broadcaster publishes a tone into a victim room and a real listener hears it. Attack
  * sockets then throw well over 10,000 messages at the node: (a) random event names and payloads,
  * (b) valid requests built from real ids and then mutated, (c) out-of-order flows as fast-check
- * commands with the refusal each step must get, (d) a flood under the default rate limits, (e)
+ * commands with the refusal each step must get, in broadcasts and in calls (tracks by source,
+ * layers and views, moderator mutes and unmute requests, snapshots), (d) a flood under the default rate limits, (e)
  * connections of every kind (bare TCP, half-sent headers, requests, Engine.IO WebSockets that never
  * connect, sessions) from one address past its cap, and (f) joins through one shared link from one
  * address past its budget.
  *
  * Every acknowledged message must be answered in time with `ok` or a known refusal code, never
- * INTERNAL; the node must stay healthy and log no errors; per-session limits must hold; the victim's
+ * INTERNAL; the node must stay healthy and log no errors; per-session limits must hold (two
+ * transports, one track per source, nobody sent their own track); the victim's
  * listener must keep hearing the tone; and once the attackers are gone every room, peer, seat and
  * mediasoup object they made must be gone too.
  *
@@ -127,7 +129,14 @@ function captureErrorLogs(n: ChorusNode): void {
         }
         return a;
       });
-      errorLogs.push(`${level}: ${brief(shown, 4000)}`);
+      // Whole strings (brief() cuts them short): an error's stack is the evidence.
+      let text: string;
+      try {
+        text = JSON.stringify(shown);
+      } catch {
+        text = brief(shown, 4000);
+      }
+      errorLogs.push(`${level}: ${text.slice(0, 4000)}`);
       original.apply(this, args);
     };
   }
@@ -1187,7 +1196,6 @@ class Malformed extends Step {
 const sockArb = fc.nat({ max: FLOW_SOCKS - 1 });
 const sourceArb = fc.constantFrom<TrackSource | undefined>(...trackSources, undefined);
 const transportTarget = fc.constantFrom<0 | 1 | 'other' | 'legit'>(0, 1, 0, 1, 'other', 'legit');
-// Listed twice below: the steps that lead into the deeper states come up more often.
 const ready = fc
   .tuple(
     sockArb,
@@ -1240,63 +1248,70 @@ const scenes: Record<Scene, () => Step[]> = {
   none: () => [],
 };
 
+const anyJoin = fc
+  .tuple(
+    sockArb,
+    fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['victim', 'broadcaster'], ['call', 'participant'], ['call', 'moderator'], ['call', 'listener'], ['call', 'broadcaster']),
+    fc.constantFrom<JoinToken>('fresh', 'fresh', 'fresh', 'reused', 'otherRoom', 'expired', 'forged', 'garbage', 'wrongKind'),
+  )
+  .map(([i, [w, role], t]) => new Join(i, w, role, t));
+const freshJoin = fc
+  .tuple(sockArb, fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['call', 'participant'], ['call', 'moderator']))
+  .map(([i, [w, role]]) => new Join(i, w, role, 'fresh'));
+const producerOp = fc
+  .tuple(sockArb, fc.constantFrom<ProducerOp['op']>('pauseProducer', 'resumeProducer', 'resumeProducer', 'closeProducer'), fc.constantFrom<'own' | 'legit'>('own', 'own', 'legit'), fc.nat({ max: 3 }))
+  .map(([i, op, w, at]) => new ProducerOp(i, op, w, at));
+const moderate = fc
+  .tuple(sockArb, fc.constantFrom<'mute' | 'unmute'>('mute', 'mute', 'unmute'), fc.constantFrom<Moderate['target']>('other', 'other', 'self', 'legit'), sourceArb)
+  .map(([i, a, t, s]) => new Moderate(i, a, t, s));
+const malformed = fc
+  .tuple(
+    sockArb,
+    fc.constantFrom<[string, unknown, string]>(
+      ['createTransport', { direction: 'sideways' }, 'BAD_REQUEST'],
+      ['consume', { transportId: 'x' }, 'BAD_REQUEST'],
+      ['join', { roomId: 'flow', token: 't', isAdmin: true }, 'BAD_REQUEST'],
+      ['produce', null, 'BAD_REQUEST'],
+      ['produce', { transportId: 'x', kind: 'audio', rtpParameters: rtpFor('microphone'), source: 'hologram' }, 'BAD_REQUEST'],
+      ['produce', { transportId: 'x', kind: 'video', rtpParameters: rtpFor('camera'), source: 'camera', video: { width: 0, height: 720 } }, 'BAD_REQUEST'],
+      ['moderate', { action: 'end', peerId: 'x' }, 'BAD_REQUEST'],
+      ['moderate', { action: 'kick', peerId: 'x', source: 'camera' }, 'BAD_REQUEST'],
+      ['moderate', { action: 'mute', peerId: 'x', source: 'everything' }, 'BAD_REQUEST'],
+      ['listPeers', { limit: 1001 }, 'BAD_REQUEST'],
+      ['track.view', { consumerId: 'x', visible: 'yes', width: 1, height: 1 }, 'BAD_REQUEST'],
+      ['track.view', { consumerId: 'x', visible: true, width: -1, height: 1 }, 'BAD_REQUEST'],
+      ['setPreferredLayers', { consumerId: 'x', spatialLayer: 16 }, 'BAD_REQUEST'],
+      ['setPreferredLayers', { consumerId: 'x', spatialLayer: 0, temporalLayer: 0.5 }, 'BAD_REQUEST'],
+      ['room.sync', { full: true }, 'BAD_REQUEST'],
+      ['mute.request', { source: 'hologram' }, 'BAD_REQUEST'],
+      ['becomeModerator', {}, 'UNKNOWN_METHOD'],
+    ),
+  )
+  .map(([i, [e, p, c]]) => new Malformed(i, e, p, c));
+const weighted = (weight: number, arbitrary: fc.Arbitrary<Step>) => ({ weight, arbitrary });
 const flowCommands = fc.commands<FlowModel, FlowReal, false>(
   [
-    // One weighted choice: setting up (joins, transports, tracks) comes up often enough to reach the deep states.
+    // One weighted choice: what builds state (joins, tracks, consumers) comes up often enough to
+    // reach the deep states; what tears it down (leave, reconnect) rarely.
     fc.oneof(
-      { weight: 3, arbitrary: fc
-        .tuple(
-          sockArb,
-          fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['victim', 'broadcaster'], ['call', 'participant'], ['call', 'moderator'], ['call', 'listener'], ['call', 'broadcaster']),
-          fc.constantFrom<JoinToken>('fresh', 'fresh', 'fresh', 'reused', 'otherRoom', 'expired', 'forged', 'garbage', 'wrongKind'),
-        )
-        .map(([i, [w, role], t]) => new Join(i, w, role, t)) },
-      { weight: 2, arbitrary: fc
-        .tuple(sockArb, fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['call', 'participant'], ['call', 'moderator']))
-        .map(([i, [w, role]]) => new Join(i, w, role, 'fresh')) },
-      { weight: 4, arbitrary: ready },
-      { weight: 1, arbitrary: sockArb.map((i) => new Leave(i)) },
-      { weight: 1, arbitrary: sockArb.map((i) => new Reconnect(i)) },
-      { weight: 2, arbitrary: fc.tuple(sockArb, fc.constantFrom<'send' | 'recv'>('send', 'recv'), fc.constantFrom(1, 1, 1, 2, 3)).map(([i, d, b]) => new CreateTransport(i, d, b)) },
-      { weight: 2, arbitrary: fc.tuple(sockArb, transportTarget).map(([i, t]) => new Connect(i, t)) },
-      { weight: 2, arbitrary: fc.tuple(sockArb, transportTarget).map(([i, t]) => new RestartIce(i, t)) },
-      { weight: 4, arbitrary: produce },
-      { weight: 4, arbitrary: consume },
-      { weight: 4, arbitrary: trackControl },
-      { weight: 2, arbitrary: fc.tuple(sockArb, fc.constantFrom<'own' | 'other'>('own', 'own', 'other')).map(([i, w]) => new ResumeConsumer(i, w)) },
-      { weight: 3, arbitrary: fc
-        .tuple(sockArb, fc.constantFrom<ProducerOp['op']>('pauseProducer', 'resumeProducer', 'resumeProducer', 'closeProducer'), fc.constantFrom<'own' | 'legit'>('own', 'own', 'legit'), fc.nat({ max: 3 }))
-        .map(([i, op, w, at]) => new ProducerOp(i, op, w, at)) },
-      { weight: 3, arbitrary: fc
-        .tuple(sockArb, fc.constantFrom<'mute' | 'unmute'>('mute', 'mute', 'unmute'), fc.constantFrom<Moderate['target']>('other', 'other', 'self', 'legit'), sourceArb)
-        .map(([i, a, t, s]) => new Moderate(i, a, t, s)) },
-      { weight: 3, arbitrary: fc.tuple(sockArb, sourceArb).map(([i, s]) => new MuteRequest(i, s)) },
-      { weight: 2, arbitrary: sockArb.map((i) => new RoomSync(i)) },
-      { weight: 2, arbitrary: fc.tuple(sockArb, fc.constantFrom<Privileged['request']>('listPeers', 'kick', 'end', 'mute')).map(([i, r]) => new Privileged(i, r)) },
-      { weight: 2, arbitrary: fc
-        .tuple(
-          sockArb,
-          fc.constantFrom<[string, unknown, string]>(
-            ['createTransport', { direction: 'sideways' }, 'BAD_REQUEST'],
-            ['consume', { transportId: 'x' }, 'BAD_REQUEST'],
-            ['join', { roomId: 'flow', token: 't', isAdmin: true }, 'BAD_REQUEST'],
-            ['produce', null, 'BAD_REQUEST'],
-            ['produce', { transportId: 'x', kind: 'audio', rtpParameters: rtpFor('microphone'), source: 'hologram' }, 'BAD_REQUEST'],
-            ['produce', { transportId: 'x', kind: 'video', rtpParameters: rtpFor('camera'), source: 'camera', video: { width: 0, height: 720 } }, 'BAD_REQUEST'],
-            ['moderate', { action: 'end', peerId: 'x' }, 'BAD_REQUEST'],
-            ['moderate', { action: 'kick', peerId: 'x', source: 'camera' }, 'BAD_REQUEST'],
-            ['moderate', { action: 'mute', peerId: 'x', source: 'everything' }, 'BAD_REQUEST'],
-            ['listPeers', { limit: 1001 }, 'BAD_REQUEST'],
-            ['track.view', { consumerId: 'x', visible: 'yes', width: 1, height: 1 }, 'BAD_REQUEST'],
-            ['track.view', { consumerId: 'x', visible: true, width: -1, height: 1 }, 'BAD_REQUEST'],
-            ['setPreferredLayers', { consumerId: 'x', spatialLayer: 16 }, 'BAD_REQUEST'],
-            ['setPreferredLayers', { consumerId: 'x', spatialLayer: 0, temporalLayer: 0.5 }, 'BAD_REQUEST'],
-            ['room.sync', { full: true }, 'BAD_REQUEST'],
-            ['mute.request', { source: 'hologram' }, 'BAD_REQUEST'],
-            ['becomeModerator', {}, 'UNKNOWN_METHOD'],
-          ),
-        )
-        .map(([i, [e, p, c]]) => new Malformed(i, e, p, c)) },
+      weighted(3, anyJoin),
+      weighted(2, freshJoin),
+      weighted(4, ready),
+      weighted(1, sockArb.map((i) => new Leave(i))),
+      weighted(1, sockArb.map((i) => new Reconnect(i))),
+      weighted(2, fc.tuple(sockArb, fc.constantFrom<'send' | 'recv'>('send', 'recv'), fc.constantFrom(1, 1, 1, 2, 3)).map(([i, d, b]) => new CreateTransport(i, d, b))),
+      weighted(2, fc.tuple(sockArb, transportTarget).map(([i, t]) => new Connect(i, t))),
+      weighted(2, fc.tuple(sockArb, transportTarget).map(([i, t]) => new RestartIce(i, t))),
+      weighted(4, produce),
+      weighted(4, consume),
+      weighted(4, trackControl),
+      weighted(2, fc.tuple(sockArb, fc.constantFrom<'own' | 'other'>('own', 'own', 'other')).map(([i, w]) => new ResumeConsumer(i, w))),
+      weighted(3, producerOp),
+      weighted(3, moderate),
+      weighted(3, fc.tuple(sockArb, sourceArb).map(([i, s]) => new MuteRequest(i, s))),
+      weighted(2, sockArb.map((i) => new RoomSync(i))),
+      weighted(2, fc.tuple(sockArb, fc.constantFrom<Privileged['request']>('listPeers', 'kick', 'end', 'mute')).map(([i, r]) => new Privileged(i, r))),
+      weighted(2, malformed),
     ),
   ],
   { maxCommands: 45, size: 'max' },
