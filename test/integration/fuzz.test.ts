@@ -182,6 +182,10 @@ async function checkInvariants(where: string, c: FuzzContext = ctx, n: ChorusNod
       if (!producers.every((p) => room.policy.publishable(peer.role).includes(p.appData['source'] as TrackSource))) {
         c.fail(`${where}: a ${peer.role} in a ${room.kind} room publishes ${sources.join('+')}`);
       }
+      const granted = peer.grants.publish;
+      if (granted && !producers.every((p) => granted.includes(p.kind) || granted.includes(p.appData['source'] as TrackSource))) {
+        c.fail(`${where}: ${peer.id} publishes ${sources.join('+')} though its token grants ${granted.join('+')}`);
+      }
       const consumed = [...peer.consumers.values()].filter((x) => !x.closed).map((x) => x.producerId);
       if (new Set(consumed).size !== consumed.length) c.fail(`${where}: ${peer.id} in ${room.id} consumes one producer ${consumed.length - new Set(consumed).size + 1} times`);
       if (consumed.some((id) => producers.some((p) => p.id === id))) c.fail(`${where}: ${peer.id} in ${room.id} is sent its own track`);
@@ -942,14 +946,13 @@ class Consume extends Step {
 }
 
 /** The consumer a step names: one of this socket's own (the `at`-th), or another session's. */
-function namedConsumer(m: FlowModel, real: FlowReal, i: number, which: 'own' | 'other', at: number): { id: string; mine?: { producerId: string } } {
+function namedConsumer(real: FlowReal, i: number, which: 'own' | 'other', at: number): { id: string; mine?: { producerId: string } } {
   const own = real.consumers[i]!;
   if (which === 'own' && own.length > 0) {
     const mine = own[at % own.length]!;
     return { id: mine.id, mine };
   }
   const others = real.consumers.filter((_, j) => j !== i).flat();
-  void m;
   return { id: others[0]?.id ?? legit.consumer };
 }
 
@@ -962,7 +965,7 @@ class ResumeConsumer extends Step {
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
-    const { id, mine } = namedConsumer(m, real, this.i, this.which, real.consumers[this.i]!.length - 1);
+    const { id, mine } = namedConsumer(real, this.i, this.which, real.consumers[this.i]!.length - 1);
     let expected: string[];
     if (!s.joined) expected = ['NOT_JOINED'];
     else if (!mine) expected = ['CONSUMER_NOT_FOUND'];
@@ -990,7 +993,7 @@ class TrackControl extends Step {
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
-    const { id, mine } = namedConsumer(m, real, this.i, this.which, this.at);
+    const { id, mine } = namedConsumer(real, this.i, this.which, this.at);
     const outcome =
       this.op === 'layers'
         ? await this.sock(real).call('setPreferredLayers', [{ consumerId: id, spatialLayer: this.spatial, ...(this.temporal !== undefined ? { temporalLayer: this.temporal } : {}) }])
