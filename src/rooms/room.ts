@@ -748,7 +748,7 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#consumerReady.add(consumer);
     // A tile reported hidden stays paused until it is shown again.
     if (this.#consumerHidden.has(consumer)) return;
-    await consumer.resume();
+    await whileOpen(consumer, () => consumer.resume());
     if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
   }
 
@@ -761,6 +761,10 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const consumer = peer.consumer(view.consumerId);
     if (consumer.kind !== 'video') throw new ChorusError('BAD_REQUEST', 'only video tracks have a view');
+    return whileOpen(consumer, () => this.#applyView(consumer, view));
+  }
+
+  async #applyView(consumer: types.Consumer, view: { visible: boolean; width: number; height: number }): Promise<{ paused: boolean; spatialLayer?: number }> {
     if (!view.visible || view.width === 0 || view.height === 0) {
       this.#consumerHidden.add(consumer);
       if (!consumer.paused) await consumer.pause();
@@ -794,7 +798,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (temporalLayer !== undefined && temporalLayer >= temporal) {
       throw new ChorusError('BAD_REQUEST', `temporal layer ${temporalLayer} is out of range: this track has ${temporal} (0-${temporal - 1})`);
     }
-    await consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
+    await whileOpen(consumer, () => consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) }));
     await consumer.requestKeyFrame().catch(() => undefined);
   }
 
@@ -1104,6 +1108,21 @@ function participantInfo(peer: Peer): ParticipantInfo {
  */
 function layers(consumer: types.Consumer): number {
   return scalability(consumer).spatial;
+}
+
+/**
+ * Runs a request on a consumer whose track may end meanwhile: its publisher leaving closes it in
+ * the worker, which then answers that it has no such consumer before this node hears it closed.
+ * That consumer is simply gone, as it would be a moment later; anything else is a real failure.
+ */
+async function whileOpen<T>(consumer: types.Consumer, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (error) {
+    const unknownToWorker = error instanceof Error && error.message.includes(consumer.id) && / not found /.test(error.message);
+    if (consumer.closed || unknownToWorker) throw new ChorusError('CONSUMER_NOT_FOUND', `consumer ${consumer.id} is gone: its track ended`);
+    throw error;
+  }
 }
 
 function scalability(consumer: types.Consumer): { spatial: number; temporal: number } {

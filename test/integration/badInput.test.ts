@@ -1,9 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
+import type { Grants } from '../../src/auth/tokens.js';
+import type { Role } from '../../src/protocol/messages.js';
+import type { TrackSource } from '../../src/protocol/room.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener } from '../support/listener.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { RawSocket } from '../support/rawSocket.js';
+import { rtpFor } from '../support/roomHarness.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 let node: ChorusNode;
@@ -217,5 +222,213 @@ describe('requests that must be refused, each with its code, leaving the socket 
     expect(node.workers.healthy).toBe(true);
     const response = await fetch(`${node.url}/readyz`);
     expect(response.status).toBe(200);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Call rooms over the real socket: the rules test/rooms/callRoom.test.ts checks on Room directly,
+// here with the codes a client actually receives, each refusal leaving the session usable and
+// creating nothing. Media never flows: mediasoup accepts produce on a transport that never
+// connected, which is all these rules need.
+
+describe('call rooms: refusals over the socket, each with its code, leaving the session usable', () => {
+  const CAP = 3;
+  let callNode: ChorusNode;
+  const callSockets: RawSocket[] = [];
+  let rooms = 0;
+
+  beforeAll(async () => {
+    // The per-connection message rate raised: the floods below meet the call limits, not that one.
+    callNode = await startTestNode({ CHORUS_CALL_MAX_PARTICIPANTS: String(CAP), CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '1000' });
+  });
+  afterEach(async () => {
+    for (const s of callSockets.splice(0)) s.close();
+    await until(() => callNode.rooms.rooms.size === 0, 5000, 'call rooms to close');
+    expect(await mediaCounts(callNode)).toEqual({ routers: 0, transports: 0, producers: 0, consumers: 0 });
+  });
+  afterAll(async () => {
+    await callNode?.close();
+  });
+
+  const newRoom = () => `call-${++rooms}`;
+
+  interface CallSession {
+    s: RawSocket;
+    peerId: string;
+    send: string;
+    recv: string;
+    caps: unknown;
+  }
+
+  async function callToken(room: string, role: Role, grants?: Grants): Promise<string> {
+    return callNode.tokens.mint({ room, identity: `${role}-${randomUUID().slice(0, 8)}`, role, kind: 'call', ...(grants ? { grants } : {}) });
+  }
+
+  async function callRaw(): Promise<RawSocket> {
+    const s = await RawSocket.connect(callNode);
+    callSockets.push(s);
+    return s;
+  }
+
+  /** Joined with a send and a receive transport. */
+  async function inCall(room: string, role: 'participant' | 'moderator' = 'participant', grants?: Grants): Promise<CallSession> {
+    const s = await callRaw();
+    const joinedReply = await s.ok('join', { roomId: room, token: await callToken(room, role, grants) });
+    const send = await s.ok('createTransport', { direction: 'send' });
+    const recv = await s.ok('createTransport', { direction: 'recv' });
+    return { s, peerId: String(joinedReply['peerId']), send: String(send['id']), recv: String(recv['id']), caps: joinedReply['routerRtpCapabilities'] };
+  }
+
+  function produce(c: CallSession, source: TrackSource, kind: 'audio' | 'video' = source === 'microphone' || source === 'screen-audio' ? 'audio' : 'video') {
+    const rtpParameters = rtpFor(kind === 'audio' ? 'microphone' : source === 'screen' ? 'screen' : 'camera');
+    return c.s.call('produce', { transportId: c.send, kind, rtpParameters, source, ...(kind === 'video' ? { video: { width: 1280, height: 720 } } : {}) });
+  }
+
+  async function published(c: CallSession, source: TrackSource): Promise<string> {
+    const reply = await produce(c, source);
+    if (!reply.ok) throw new Error(`produce ${source} failed: ${reply.error?.code} ${reply.error?.message}`);
+    return String(reply.data?.['producerId']);
+  }
+
+  async function consumed(c: CallSession, producerId: string): Promise<string> {
+    return String((await c.s.ok('consume', { transportId: c.recv, producerId, rtpCapabilities: c.caps }))['consumerId']);
+  }
+
+  test('publishing a source twice is MEDIA_REJECTED; a source of the wrong kind is BAD_REQUEST; neither creates anything', async () => {
+    const a = await inCall(newRoom());
+    await published(a, 'microphone');
+    const before = await mediaCounts(callNode);
+    expect((await produce(a, 'microphone')).error?.code).toBe('MEDIA_REJECTED');
+    // A microphone of video, a camera of audio: a source carries one kind.
+    expect((await produce(a, 'microphone', 'video')).error?.code).toBe('BAD_REQUEST');
+    expect((await produce(a, 'camera', 'audio')).error?.code).toBe('BAD_REQUEST');
+    expect((await produce(a, 'screen-audio', 'video')).error?.code).toBe('BAD_REQUEST');
+    expect(await mediaCounts(callNode)).toEqual(before);
+    // Still usable: every other source publishes.
+    await published(a, 'camera');
+    await published(a, 'screen');
+    await published(a, 'screen-audio');
+    expect(await mediaCounts(callNode)).toMatchObject({ producers: 4 });
+  });
+
+  test("a source the token's publish grant does not list is FORBIDDEN_ROLE; what it lists publishes", async () => {
+    const a = await inCall(newRoom(), 'participant', { publish: ['microphone'] });
+    const before = await mediaCounts(callNode);
+    for (const source of ['camera', 'screen', 'screen-audio'] as const) expect((await produce(a, source)).error?.code).toBe('FORBIDDEN_ROLE');
+    expect(await mediaCounts(callNode)).toEqual(before);
+    await published(a, 'microphone');
+  });
+
+  test("consuming one's own track is BAD_REQUEST; another room's producer is PRODUCER_NOT_FOUND; another participant's track is consumed", async () => {
+    const room = newRoom();
+    const a = await inCall(room);
+    const b = await inCall(room);
+    const mic = await published(a, 'microphone');
+    const elsewhere = await inCall(newRoom());
+    const foreign = await published(elsewhere, 'microphone');
+    const before = await mediaCounts(callNode);
+    expect(await a.s.code('consume', { transportId: a.recv, producerId: mic, rtpCapabilities: a.caps })).toBe('BAD_REQUEST');
+    expect(await b.s.code('consume', { transportId: b.recv, producerId: foreign, rtpCapabilities: b.caps })).toBe('PRODUCER_NOT_FOUND');
+    // No "the broadcast" in a call: every track is named.
+    expect(await b.s.code('consume', { transportId: b.recv, rtpCapabilities: b.caps })).toBe('NOTHING_TO_CONSUME');
+    expect(await mediaCounts(callNode)).toEqual(before);
+    await consumed(b, mic);
+    await consumed(a, await published(b, 'microphone'));
+  });
+
+  test('layers out of range, layers of an unlayered track and a view of audio are BAD_REQUEST and change nothing; valid ones are applied', async () => {
+    const room = newRoom();
+    const a = await inCall(room);
+    const b = await inCall(room);
+    const cam = await consumed(b, await published(a, 'camera'));
+    const mic = await consumed(b, await published(a, 'microphone'));
+    const consumer = () => callNode.rooms.get(room)!.peers.get(b.peerId)!.consumers.get(cam)!;
+    expect(consumer().preferredLayers).toEqual({ spatialLayer: 1, temporalLayer: 2 });
+    // Three simulcast layers of three temporal layers each: 0-2 and 0-2.
+    expect(await b.s.code('setPreferredLayers', { consumerId: cam, spatialLayer: 3 })).toBe('BAD_REQUEST');
+    expect(await b.s.code('setPreferredLayers', { consumerId: cam, spatialLayer: 0, temporalLayer: 3 })).toBe('BAD_REQUEST');
+    expect(await b.s.code('setPreferredLayers', { consumerId: mic, spatialLayer: 0 })).toBe('BAD_REQUEST');
+    expect(await b.s.code('track.view', { consumerId: mic, visible: true, width: 320, height: 180 })).toBe('BAD_REQUEST');
+    // Beyond what the schema allows at all.
+    expect(await b.s.code('setPreferredLayers', { consumerId: cam, spatialLayer: 16 })).toBe('BAD_REQUEST');
+    expect(await b.s.code('setPreferredLayers', { consumerId: cam, spatialLayer: -1 })).toBe('BAD_REQUEST');
+    expect(await b.s.code('track.view', { consumerId: cam, visible: true, width: 16_385, height: 180 })).toBe('BAD_REQUEST');
+    expect(await a.s.code('setPreferredLayers', { consumerId: cam, spatialLayer: 0 })).toBe('CONSUMER_NOT_FOUND');
+    expect(consumer().preferredLayers).toEqual({ spatialLayer: 1, temporalLayer: 2 });
+    await b.s.ok('setPreferredLayers', { consumerId: cam, spatialLayer: 2, temporalLayer: 1 });
+    expect(consumer().preferredLayers).toEqual({ spatialLayer: 2, temporalLayer: 1 });
+    expect(await b.s.ok('track.view', { consumerId: cam, visible: true, width: 320, height: 180 })).toEqual({ paused: true, spatialLayer: 0 });
+  });
+
+  test(`the participant over the cap (${CAP} here) is LIMIT_REACHED; a listener, a broadcaster or a broadcast token is refused; a refused join may retry`, async () => {
+    const room = newRoom();
+    const members = [await inCall(room), await inCall(room, 'moderator')];
+    const s = await callRaw();
+    expect(await s.code('join', { roomId: room, token: await callToken(room, 'listener') })).toBe('FORBIDDEN_ROLE');
+    expect(await s.code('join', { roomId: room, token: await callToken(room, 'broadcaster') })).toBe('FORBIDDEN_ROLE');
+    expect(await s.code('join', { roomId: room, token: await callNode.tokens.mint({ room, identity: 'b', role: 'participant' }) })).toBe('WRONG_ROOM_KIND');
+    members.push(await inCall(room));
+    const before = await mediaCounts(callNode);
+    const token = await callToken(room, 'participant');
+    expect(await s.code('join', { roomId: room, token })).toBe('LIMIT_REACHED');
+    expect(callNode.rooms.get(room)!.peers.size).toBe(CAP);
+    expect(await mediaCounts(callNode)).toEqual(before);
+    // A seat frees: the refused token was not spent, and the same socket joins with it.
+    await members[0]!.s.ok('leave', {});
+    await s.ok('join', { roomId: room, token });
+    expect(callNode.rooms.get(room)!.peers.size).toBe(CAP);
+  });
+
+  test('a flood of track.view (and of moderator mutes) past 30 a second is LIMIT_REACHED with a retry delay; the session carries on', async () => {
+    const room = newRoom();
+    const a = await inCall(room);
+    const b = await inCall(room, 'moderator');
+    const cam = await consumed(b, await published(a, 'camera'));
+    const before = await mediaCounts(callNode);
+    const views = await Promise.all(Array.from({ length: 45 }, (_, i) => b.s.call('track.view', { consumerId: cam, visible: true, width: 320 + i, height: 180 })));
+    expect(views.filter((r) => r.ok)).toHaveLength(30);
+    for (const r of views.filter((x) => !x.ok)) {
+      expect(r.error?.code).toBe('LIMIT_REACHED');
+      expect((r.error as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
+    }
+    // The same budget: layers and moderator mutes are refused too until it refills.
+    expect(await b.s.code('setPreferredLayers', { consumerId: cam, spatialLayer: 0 })).toBe('LIMIT_REACHED');
+    expect(await b.s.code('moderate', { action: 'mute', peerId: a.peerId, source: 'camera' })).toBe('LIMIT_REACHED');
+    expect(await mediaCounts(callNode)).toEqual(before);
+    // Other requests are served meanwhile, and the controls again once the second has passed.
+    expect(((await b.s.ok('room.sync', {})) as { participants: unknown[] }).participants).toHaveLength(2);
+    await b.s.ok('resumeConsumer', { consumerId: cam });
+    await until(async () => (await b.s.call('track.view', { consumerId: cam, visible: true, width: 1280, height: 720 })).ok, 3000, 'track.view to be served again');
+    const mutes = await Promise.all(Array.from({ length: 35 }, (_, i) => b.s.call('moderate', { action: i % 2 === 0 ? 'mute' : 'unmute', peerId: a.peerId, source: 'camera' })));
+    expect(mutes.filter((r) => r.ok).length).toBeLessThanOrEqual(30);
+    expect(mutes.filter((r) => !r.ok).map((r) => r.error?.code)).toContain('LIMIT_REACHED');
+    expect(new Set(mutes.filter((r) => !r.ok).map((r) => r.error?.code))).toEqual(new Set(['LIMIT_REACHED']));
+    expect(await mediaCounts(callNode)).toEqual(before);
+  });
+
+  test('a flood of unmute requests past 6 a minute is LIMIT_REACHED with a retry delay; moderators hear only the admitted ones; the session carries on', async () => {
+    const room = newRoom();
+    const a = await inCall(room);
+    const mod = await inCall(room, 'moderator');
+    const mic = await published(a, 'microphone');
+    // Nothing muted by a moderator yet: nothing to ask for.
+    expect(await a.s.code('mute.request', { source: 'microphone' })).toBe('BAD_REQUEST');
+    await mod.s.ok('moderate', { action: 'mute', peerId: a.peerId, source: 'microphone' });
+    expect(await a.s.code('resumeProducer', { producerId: mic })).toBe('MUTED');
+    const before = await mediaCounts(callNode);
+    const asks = await Promise.all(Array.from({ length: 10 }, () => a.s.call('mute.request', { source: 'microphone' })));
+    // The refused ask above spent one of the six.
+    expect(asks.filter((r) => r.ok)).toHaveLength(5);
+    for (const r of asks.filter((x) => !x.ok)) {
+      expect(r.error?.code).toBe('LIMIT_REACHED');
+      expect((r.error as { retryAfterMs?: number }).retryAfterMs).toBeGreaterThan(0);
+    }
+    await until(() => mod.s.events.filter((e) => e.event === 'mute:requested').length === 5, 5000, 'the moderator to be told of each admitted request');
+    expect(mod.s.events.filter((e) => e.event === 'mute:requested').map((e) => e.payload)).toEqual(Array(5).fill({ peerId: a.peerId, identity: expect.any(String), source: 'microphone' }));
+    expect(await mediaCounts(callNode)).toEqual(before);
+    // Still usable: the moderator lifts the ban and the participant turns its microphone back on.
+    await mod.s.ok('moderate', { action: 'unmute', peerId: a.peerId, source: 'microphone' });
+    await a.s.ok('resumeProducer', { producerId: mic });
+    await published(a, 'camera');
   });
 });

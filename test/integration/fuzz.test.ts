@@ -4,13 +4,15 @@
  * A real broadcaster publishes a tone into a victim room and a real listener hears it. Attack
  * sockets then throw well over 10,000 messages at the node: (a) random event names and payloads,
  * (b) valid requests built from real ids and then mutated, (c) out-of-order flows as fast-check
- * commands with the refusal each step must get, (d) a flood under the default rate limits, (e)
+ * commands with the refusal each step must get, in broadcasts and in calls (tracks by source,
+ * layers and views, moderator mutes and unmute requests, snapshots), (d) a flood under the default rate limits, (e)
  * connections of every kind (bare TCP, half-sent headers, requests, Engine.IO WebSockets that never
  * connect, sessions) from one address past its cap, and (f) joins through one shared link from one
  * address past its budget.
  *
  * Every acknowledged message must be answered in time with `ok` or a known refusal code, never
- * INTERNAL; the node must stay healthy and log no errors; per-session limits must hold; the victim's
+ * INTERNAL; the node must stay healthy and log no errors; per-session limits must hold (two
+ * transports, one track per source, nobody sent their own track); the victim's
  * listener must keep hearing the tone; and once the attackers are gone every room, peer, seat and
  * mediasoup object they made must be gone too.
  *
@@ -25,7 +27,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
-import { requests, roles, type Role } from '../../src/protocol/messages.js';
+import { requests, roles, type Role, type RoomKind } from '../../src/protocol/messages.js';
+import { defaultSource, kindOfSource, trackSources, type RoomSnapshot, type TrackSource } from '../../src/protocol/room.js';
 import {
   Attacker,
   FuzzContext,
@@ -45,6 +48,7 @@ import { joinListener, type TestListener } from '../support/listener.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { getFrom, RawSocket, rawConnection, rawEngineWebSocket, type RawReply } from '../support/rawSocket.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
+import { rtpFor } from '../support/roomHarness.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 import { TEST_KEY_BASIC, awkwardText, handSignedToken, isPrintableText } from '../support/fuzzKit.js';
 
@@ -88,6 +92,9 @@ const RAISED_LIMITS = {
   CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: '1000000',
   CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: '1000000',
   CHORUS_LIMIT_CONNECTIONS_PER_IP: '100000',
+  // The flow model expects each step's own refusal; floods of these are (d)'s and badInput's.
+  CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND: '1000000',
+  CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE: '1000000',
 };
 
 let node: ChorusNode;
@@ -122,7 +129,14 @@ function captureErrorLogs(n: ChorusNode): void {
         }
         return a;
       });
-      errorLogs.push(`${level}: ${brief(shown, 4000)}`);
+      // Whole strings (brief() cuts them short): an error's stack is the evidence.
+      let text: string;
+      try {
+        text = JSON.stringify(shown);
+      } catch {
+        text = brief(shown, 4000);
+      }
+      errorLogs.push(`${level}: ${text.slice(0, 4000)}`);
       original.apply(this, args);
     };
   }
@@ -162,10 +176,19 @@ async function checkInvariants(where: string, c: FuzzContext = ctx, n: ChorusNod
       if (peer.transports.size > 2) {
         c.fail(`${where}: session limit broken: ${peer.role} ${peer.id} in ${room.id} holds ${peer.transports.size} transports (at most 2)`);
       }
-      const kinds = [...peer.producers.values()].map((p) => p.kind);
-      if (new Set(kinds).size !== kinds.length) c.fail(`${where}: ${peer.role} ${peer.id} in ${room.id} publishes ${kinds.join('+')} (one per kind)`);
+      const producers = [...peer.producers.values()].filter((p) => !p.closed);
+      const sources = producers.map((p) => String(p.appData['source']));
+      if (new Set(sources).size !== sources.length) c.fail(`${where}: ${peer.role} ${peer.id} in ${room.id} publishes ${sources.join('+')} (one track per source)`);
+      if (!producers.every((p) => room.policy.publishable(peer.role).includes(p.appData['source'] as TrackSource))) {
+        c.fail(`${where}: a ${peer.role} in a ${room.kind} room publishes ${sources.join('+')}`);
+      }
+      const granted = peer.grants.publish;
+      if (granted && !producers.every((p) => granted.includes(p.kind) || granted.includes(p.appData['source'] as TrackSource))) {
+        c.fail(`${where}: ${peer.id} publishes ${sources.join('+')} though its token grants ${granted.join('+')}`);
+      }
       const consumed = [...peer.consumers.values()].filter((x) => !x.closed).map((x) => x.producerId);
       if (new Set(consumed).size !== consumed.length) c.fail(`${where}: ${peer.id} in ${room.id} consumes one producer ${consumed.length - new Set(consumed).size + 1} times`);
+      if (consumed.some((id) => producers.some((p) => p.id === id))) c.fail(`${where}: ${peer.id} in ${room.id} is sent its own track`);
     }
   }
 }
@@ -282,11 +305,18 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
         x < 0.35 ? ownRoom : x < 0.6 ? VICTIM : x < 0.75 ? `${ownRoom}-${Math.floor(r() * 3)}` : x < 0.85 ? `atk-b${Math.max(1, runNo - 1)}` : pick(r, badRoomIds);
       const valid = /^[A-Za-z0-9_-]{1,64}$/.test(roomId);
       if (valid && roomId !== VICTIM) attackerRooms.add(roomId);
-      const role = pick(r, roles) as Role;
-      const grants = { publish: r() < 0.2 ? [pick(r, ['audio', 'video'] as const)] : undefined, moderate: r() < 0.15, replace: r() < 0.15, reusable: r() < 0.15 };
+      // A call token is usually for a role a call admits.
+      const roomKind: RoomKind = a.kind === 'call' ? (r() < 0.8 ? 'call' : 'broadcast') : r() < 0.25 ? 'call' : 'broadcast';
+      const role = (roomKind === 'call' && r() < 0.7 ? pick(r, ['participant', 'moderator']) : pick(r, roles)) as Role;
+      const grants = {
+        publish: r() < 0.2 ? [pick(r, ['audio', 'video', ...trackSources] as const)] : undefined,
+        moderate: r() < 0.15,
+        replace: r() < 0.15,
+        reusable: r() < 0.15,
+      };
       const kind: TokenKind = r() < 0.35 ? 'fresh' : pick(r, tokenKinds);
       const tokenRoom = valid ? roomId : ownRoom;
-      const token = await forge.make(kind, { room: tokenRoom, identity: identity('j'), role, grants }, pick(r, [VICTIM, ownRoom, `${ownRoom}-x`]), r);
+      const token = await forge.make(kind, { room: tokenRoom, identity: identity('j'), role, grants, kind: roomKind }, pick(r, [VICTIM, ownRoom, `${ownRoom}-x`]), r);
       if (kind === 'fresh' || kind === 'freshNoKid') ctx.pool.add(ctx.pool.usedTokens, token);
       const payload: Record<string, unknown> = { roomId, token };
       if (r() < 0.25) payload['previousPeerId'] = r() < 0.5 && a.peerId ? a.peerId : someId(r, 'peers');
@@ -301,8 +331,15 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
       return { transportId: transportId(r, a, pick(r, ['send', 'recv'])), dtlsParameters: dtls(r) };
     case 'restartIce':
       return { transportId: transportId(r, a, pick(r, ['send', 'recv'])) };
-    case 'produce':
-      return { transportId: transportId(r, a, 'send'), ...rtpParameters(r) };
+    case 'produce': {
+      if (r() < 0.4) return { transportId: transportId(r, a, 'send'), ...rtpParameters(r) };
+      // A source, mostly with the kind it carries, and the RTP parameters a browser sends for it.
+      const source = pick(r, trackSources);
+      const kind = r() < 0.85 ? kindOfSource(source) : pick(r, ['audio', 'video'] as const);
+      const payload: Record<string, unknown> = { transportId: transportId(r, a, 'send'), kind, rtpParameters: kind === 'audio' ? rtpFor('microphone') : rtpFor(source === 'camera' ? 'camera' : 'screen'), source };
+      if (kind === 'video' && r() < 0.8) payload['video'] = { width: pick(r, [1280, 640, 1920, 1, 16_384]), height: pick(r, [720, 360, 1080, 1, 16_384]) };
+      return payload;
+    }
     case 'pauseProducer':
     case 'resumeProducer':
     case 'closeProducer':
@@ -314,11 +351,23 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
     }
     case 'resumeConsumer':
       return { consumerId: ownOr(r, a.consumers, 'consumers') };
+    case 'track.view':
+      return { consumerId: ownOr(r, a.consumers, 'consumers'), visible: r() < 0.75, width: pick(r, [0, 160, 320, 640, 1280, 1920, 16_384]), height: pick(r, [0, 90, 180, 360, 720, 1080, 16_384]) };
+    case 'setPreferredLayers': {
+      const payload: Record<string, unknown> = { consumerId: ownOr(r, a.consumers, 'consumers'), spatialLayer: pick(r, [0, 1, 2, 2, 3, 15]) };
+      if (r() < 0.6) payload['temporalLayer'] = pick(r, [0, 1, 2, 3, 15]);
+      return payload;
+    }
+    case 'mute.request':
+      return r() < 0.4 ? {} : { source: pick(r, trackSources) };
     case 'listPeers':
       return r() < 0.5 ? {} : { limit: pick(r, [1, 2, 200, 1000]) };
     case 'moderate': {
       const action = pick(r, ['mute', 'unmute', 'kick', 'mute', 'unmute', 'kick', 'end']);
-      return action === 'end' ? { action } : { action, peerId: r() < 0.2 && a.peerId ? a.peerId : someId(r, 'peers') };
+      if (action === 'end') return { action };
+      const payload: Record<string, unknown> = { action, peerId: r() < 0.2 && a.peerId ? a.peerId : someId(r, 'peers') };
+      if (action !== 'kick' && r() < 0.5) payload['source'] = pick(r, trackSources);
+      return payload;
     }
     default:
       return {};
@@ -358,6 +407,26 @@ async function moderating(label: string, room: string): Promise<Attacker> {
   return a;
 }
 
+/** A call session with both transports, publishing `sources` (a camera in three simulcast layers). */
+async function calling(label: string, room: string, role: 'participant' | 'moderator', sources: readonly TrackSource[]): Promise<Attacker> {
+  attackerRooms.add(room);
+  const a = await ctx.connect(label);
+  await a.must('join', { roomId: room, token: await forge.mint({ room, identity: identity(label), role, kind: 'call' }) });
+  const send = await a.must('createTransport', { direction: 'send' });
+  await a.must('createTransport', { direction: 'recv' });
+  for (const source of sources) {
+    const kind = kindOfSource(source);
+    await a.must('produce', { transportId: send['id'], kind, rtpParameters: rtpFor(source), source, ...(kind === 'video' ? { video: { width: 1280, height: 720 } } : {}) });
+  }
+  return a;
+}
+
+/** `a` consumes every track `from` publishes. */
+async function consumingAll(a: Attacker, from: Attacker): Promise<Attacker> {
+  for (const producerId of from.producers) await a.must('consume', { transportId: a.transport('recv'), producerId, rtpCapabilities: a.routerRtpCapabilities });
+  return a;
+}
+
 /** Waits for every acknowledged message of a wave, then checks what the sockets were pushed. */
 async function settle(pending: Array<Promise<Outcome>>, sockets: Iterable<Attacker>, where: string): Promise<void> {
   await Promise.all(pending.splice(0));
@@ -390,7 +459,7 @@ const deep = fc.record({ depth: fc.integer({ min: 20, max: 1500 }), array: fc.bo
 
 const wide = fc.integer({ min: 50, max: 3000 }).map((n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i])));
 
-const fieldNames = ['roomId', 'token', 'previousPeerId', 'direction', 'forceTcp', 'transportId', 'dtlsParameters', 'kind', 'rtpParameters', 'producerId', 'consumerId', 'rtpCapabilities', 'limit', 'action', 'peerId'];
+const fieldNames = ['roomId', 'token', 'previousPeerId', 'direction', 'forceTcp', 'transportId', 'dtlsParameters', 'kind', 'rtpParameters', 'producerId', 'consumerId', 'rtpCapabilities', 'limit', 'action', 'peerId', 'source', 'video', 'visible', 'width', 'height', 'spatialLayer', 'temporalLayer'];
 const shaped = fc.dictionary(fc.constantFrom(...fieldNames), fc.anything({ maxDepth: 2 }), { maxKeys: 4 });
 
 const pollution = fc.constantFrom(
@@ -420,7 +489,7 @@ const eventArb: fc.Arbitrary<unknown> = fc
     { weight: 6, arbitrary: fc.constantFrom<unknown>(...methods) },
     {
       weight: 2,
-      arbitrary: fc.constantFrom<unknown>('constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'JOIN', 'join ', ' join', 'consume\u0000', 'request:error', 'room:ended', 'broadcast:started', 'session:kicked', '', 'leave'.repeat(20)),
+      arbitrary: fc.constantFrom<unknown>('constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'JOIN', 'join ', ' join', 'consume\u0000', 'request:error', 'room:ended', 'broadcast:started', 'session:kicked', 'room:delta', 'mute:requested', 'consumer:layers', 'track.View', 'room.sync.', '', 'leave'.repeat(20)),
     },
     { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 30 }) },
     { weight: 1, arbitrary: fc.string({ minLength: 65, maxLength: 3000 }) },
@@ -503,37 +572,60 @@ const mutatedMessage: fc.Arbitrary<MutatedMessage> = fc.record({
 });
 
 // ---------------------------------------------------------------------------------------------
-// Out-of-order flows: a model of three sockets and the refusal each step must get
+// Out-of-order flows: a model of two sockets in three rooms (the victim broadcast, a broadcast
+// of their own, a call of their own) and the refusal each step must get
 // ---------------------------------------------------------------------------------------------
 
-type Where = 'flow' | 'victim';
+type Where = 'flow' | 'victim' | 'call';
+type FlowRole = 'listener' | 'broadcaster' | 'participant' | 'moderator';
 interface SockModel {
-  joined?: { where: Where; role: 'listener' | 'broadcaster' };
+  joined?: { where: Where; role: FlowRole };
   transports: Array<{ direction: 'send' | 'recv'; connected: boolean }>;
-  producing: boolean;
-  /** Broadcasts consumed, as `victim` or `flow#<generation>`. */
+  /** What it publishes: source -> producer id. */
+  published: Map<TrackSource, string>;
+  /** Producer ids it consumes. */
   consumed: string[];
-  lastJoin?: { where: Where; role: 'listener' | 'broadcaster' };
+  /** Sources a moderator muted for this session. */
+  muted: Set<TrackSource>;
+  lastJoin?: { where: Where; role: FlowRole };
 }
 interface FlowModel {
   socks: SockModel[];
   /** The socket holding the flow room's broadcaster seat. */
   seat: number | undefined;
-  live: boolean;
-  /** Bumped for every new broadcast producer in the flow room. */
-  generation: number;
+  /** The flow room's broadcast (its broadcaster's microphone). */
+  broadcast: string | undefined;
+  /** The source of every producer the sockets made. */
+  sources: Map<string, TrackSource>;
 }
 interface FlowReal {
   room: string;
   socks: Attacker[];
   lastToken: Array<string | undefined>;
-  consumers: Array<Array<{ id: string; key: string }>>;
+  consumers: Array<Array<{ id: string; producerId: string }>>;
 }
 const FLOW_SOCKS = 2;
-const emptySock = (lastJoin?: SockModel['lastJoin']): SockModel => ({ transports: [], producing: false, consumed: [], ...(lastJoin ? { lastJoin } : {}) });
+const emptySock = (lastJoin?: SockModel['lastJoin']): SockModel => ({ transports: [], published: new Map(), consumed: [], muted: new Set(), ...(lastJoin ? { lastJoin } : {}) });
+const roomOf = (where: Where, real: FlowReal): string => (where === 'victim' ? VICTIM : where === 'flow' ? real.room : `${real.room}-call`);
+/** Whether the room is open: the victim always, the others while a socket of the model is in it. */
+const isOpen = (m: Readonly<FlowModel>, where: Where): boolean => where === 'victim' || m.socks.some((s) => s.joined?.where === where);
+const admits = (where: Where, role: FlowRole): boolean => (where === 'call' ? role === 'participant' || role === 'moderator' : role === 'listener' || role === 'broadcaster');
+const sends = (role: FlowRole): boolean => role !== 'listener';
+/** A producer that is still open: the victim's, or one a socket of the model still publishes. */
+const isLive = (m: Readonly<FlowModel>, producerId: string): boolean => producerId === legit.producer || m.socks.some((s) => [...s.published.values()].includes(producerId));
+const allSources = trackSources;
+
+/** `step:code` -> how often a flow step got that answer: shows how deep the flows reach. */
+const flowCoverage = new Map<string, number>();
+
+function covered(what: string, codes: readonly string[]): void {
+  const step = /^[\w.]+/.exec(what)?.[0] ?? what;
+  for (const code of codes) flowCoverage.set(`${step}:${code}`, (flowCoverage.get(`${step}:${code}`) ?? 0) + 1);
+}
 
 function expectCode(outcome: Outcome, allowed: readonly string[], what: string): string {
   const code = codeOf(outcome);
+  covered(what, [code]);
   if (!allowed.includes(code)) {
     const message = outcome.kind === 'reply' && !outcome.reply.ok ? ` (${outcome.reply.error?.message})` : '';
     ctx.fail(`${what}: expected ${allowed.join(' or ')}, got ${code}${message}`);
@@ -545,7 +637,7 @@ function expectCode(outcome: Outcome, allowed: readonly string[], what: string):
 function resetSock(m: FlowModel, real: FlowReal, i: number): void {
   const s = m.socks[i]!;
   if (m.seat === i) m.seat = undefined;
-  if (s.producing) m.live = false;
+  if (m.broadcast !== undefined && [...s.published.values()].includes(m.broadcast)) m.broadcast = undefined;
   m.socks[i] = emptySock(s.lastJoin);
   real.consumers[i] = [];
 }
@@ -560,7 +652,15 @@ abstract class Step implements fc.AsyncCommand<FlowModel, FlowReal> {
   protected sock(real: FlowReal): Attacker {
     return real.socks[this.i]!;
   }
-  protected transportFor(m: FlowModel, real: FlowReal, target: number | 'other' | 'legit'): { id: string; own?: { direction: 'send' | 'recv'; connected: boolean } } {
+  protected get other(): number {
+    return (this.i + 1) % FLOW_SOCKS;
+  }
+  /** A transport by index among this socket's own, its own of a direction, another socket's, or the victim's. */
+  protected transportFor(m: FlowModel, real: FlowReal, target: number | 'send' | 'recv' | 'other' | 'legit'): { id: string; own?: { direction: 'send' | 'recv'; connected: boolean } } {
+    if (target === 'send' || target === 'recv') {
+      const at = m.socks[this.i]!.transports.findIndex((t) => t.direction === target);
+      return this.transportFor(m, real, at < 0 ? m.socks[this.i]!.transports.length : at);
+    }
     if (target === 'legit') return { id: this.i % 2 === 0 ? legit.recvTransport : legit.sendTransport };
     if (target === 'other') {
       const other = real.socks.filter((_, j) => j !== this.i).flatMap((s) => s.transports);
@@ -571,30 +671,46 @@ abstract class Step implements fc.AsyncCommand<FlowModel, FlowReal> {
   }
 }
 
+type JoinToken = 'fresh' | 'reused' | 'otherRoom' | 'expired' | 'forged' | 'garbage' | 'wrongKind';
 class Join extends Step {
   constructor(
     i: number,
     readonly where: Where,
-    readonly role: 'listener' | 'broadcaster',
-    readonly token: 'fresh' | 'reused' | 'otherRoom' | 'expired' | 'forged' | 'garbage',
+    readonly role: FlowRole,
+    readonly token: JoinToken,
   ) {
     super(i);
   }
   override check(m: Readonly<FlowModel>): boolean {
-    return this.token !== 'reused' || m.socks[this.i]!.lastJoin !== undefined;
+    if (this.token === 'reused') return m.socks[this.i]!.lastJoin !== undefined;
+    // A token of the other kind for a room nobody is in would open the room as that kind.
+    if (this.token === 'wrongKind') return isOpen(m, this.where);
+    return true;
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
     const target = this.token === 'reused' ? s.lastJoin! : { where: this.where, role: this.role };
-    const room = target.where === 'victim' ? VICTIM : real.room;
-    const grant = { room, identity: identity(`c${this.i}`), role: target.role };
+    const room = roomOf(target.where, real);
+    const kind: RoomKind = (target.where === 'call') !== (this.token === 'wrongKind') ? 'call' : 'broadcast';
+    const grant = { room, identity: identity(`c${this.i}`), role: target.role, kind };
     const token =
-      this.token === 'reused' ? real.lastToken[this.i]! : this.token === 'fresh' ? await forge.mint(grant) : await forge.make(this.token, grant, `${real.room}-other`, prng(this.i));
+      this.token === 'reused'
+        ? real.lastToken[this.i]!
+        : this.token === 'fresh' || this.token === 'wrongKind'
+          ? await forge.mint(grant)
+          : await forge.make(this.token, grant, `${real.room}-other`, prng(this.i));
     const seatTaken = target.where === 'victim' || m.seat !== undefined;
-    const refusedToken: Record<string, string> = { forged: 'TOKEN_INVALID', garbage: 'TOKEN_INVALID', expired: 'TOKEN_EXPIRED', otherRoom: 'TOKEN_WRONG_ROOM' };
+    const refusedToken: Partial<Record<JoinToken, string>> = { forged: 'TOKEN_INVALID', garbage: 'TOKEN_INVALID', expired: 'TOKEN_EXPIRED', otherRoom: 'TOKEN_WRONG_ROOM', wrongKind: 'WRONG_ROOM_KIND' };
     const expected = s.joined
       ? 'ALREADY_JOINED'
-      : (refusedToken[this.token] ?? (target.role === 'broadcaster' && seatTaken ? 'BROADCASTER_PRESENT' : this.token === 'reused' ? 'TOKEN_USED' : 'OK'));
+      : (refusedToken[this.token] ??
+        (!admits(target.where, target.role)
+          ? 'FORBIDDEN_ROLE'
+          : target.role === 'broadcaster' && seatTaken
+            ? 'BROADCASTER_PRESENT'
+            : this.token === 'reused'
+              ? 'TOKEN_USED'
+              : 'OK'));
     const outcome = await this.sock(real).call('join', [{ roomId: room, token }]);
     expectCode(outcome, [expected], this.toString());
     if (expected === 'OK') {
@@ -628,6 +744,7 @@ class Reconnect extends Step {
     if (peerId) await until(() => ![...node.rooms.rooms.values()].some((room) => room.peers.has(peerId)), 10_000, 'the server to drop a closed socket');
     real.socks[this.i] = await ctx.connect(`c${this.i}'`);
     resetSock(m, real, this.i);
+    covered(this.toString(), ['done']);
   }
   toString(): string {
     return `reconnect#${this.i}`;
@@ -647,12 +764,13 @@ class CreateTransport extends Step {
     const outcomes = await Promise.all(Array.from({ length: this.burst }, () => this.sock(real).call('createTransport', [{ direction: this.direction }])));
     const codes = outcomes.map(codeOf);
     if (!s.joined) return void outcomes.forEach((o) => expectCode(o, ['NOT_JOINED'], this.toString()));
-    if (this.direction === 'send' && s.joined.role === 'listener') return void outcomes.forEach((o) => expectCode(o, ['FORBIDDEN_ROLE'], this.toString()));
+    if (this.direction === 'send' && !sends(s.joined.role)) return void outcomes.forEach((o) => expectCode(o, ['FORBIDDEN_ROLE'], this.toString()));
     const free = Math.max(0, 2 - s.transports.length);
     const ok = codes.filter((c) => c === 'OK').length;
     if (ok !== Math.min(free, this.burst) || codes.some((c) => c !== 'OK' && c !== 'LIMIT_REACHED')) {
       ctx.fail(`${this.toString()} with ${s.transports.length} transports already: expected ${Math.min(free, this.burst)} OK and the rest LIMIT_REACHED, got ${codes.join(', ')}`);
     }
+    covered(this.toString(), codes);
     for (let k = 0; k < ok; k++) s.transports.push({ direction: this.direction, connected: false });
   }
   toString(): string {
@@ -696,10 +814,18 @@ class RestartIce extends Step {
   }
 }
 
+/** RTP parameters for `kind` as `source` would send it: Opus, VP8 in three layers for a camera, one layer otherwise. */
+function flowRtp(kind: 'audio' | 'video', source: TrackSource | undefined): unknown {
+  return kind === 'audio' ? rtpFor('microphone') : rtpFor(source === undefined || source === 'camera' ? 'camera' : 'screen');
+}
+
 class Produce extends Step {
   constructor(
     i: number,
-    readonly target: 0 | 1 | 'other',
+    readonly target: 0 | 1 | 'send' | 'other',
+    /** undefined: no source given (the default for the kind). */
+    readonly source: TrackSource | undefined,
+    readonly kind: 'audio' | 'video',
     readonly burst: number,
   ) {
     super(i);
@@ -708,38 +834,62 @@ class Produce extends Step {
     const s = m.socks[this.i]!;
     const { id, own } = this.transportFor(m, real, this.target);
     const outcomes = await Promise.all(
-      Array.from({ length: this.burst }, (_, k) => this.sock(real).call('produce', [{ transportId: id, kind: 'audio', rtpParameters: opus(5000 + k) }])),
+      Array.from({ length: this.burst }, () =>
+        this.sock(real).call('produce', [
+          {
+            transportId: id,
+            kind: this.kind,
+            rtpParameters: flowRtp(this.kind, this.source),
+            ...(this.source ? { source: this.source } : {}),
+            ...(this.kind === 'video' ? { video: { width: 1280, height: 720 } } : {}),
+          },
+        ]),
+      ),
     );
+    const source = this.source ?? defaultSource(this.kind);
+    const publishable = s.joined?.where === 'call' ? allSources : ['microphone'];
     const expected = !s.joined
       ? 'NOT_JOINED'
-      : s.joined.role === 'listener'
+      : !sends(s.joined.role)
         ? 'FORBIDDEN_ROLE'
         : !own
           ? 'TRANSPORT_NOT_FOUND'
           : own.direction === 'recv'
             ? 'BAD_REQUEST'
-            : s.producing
-              ? 'MEDIA_REJECTED'
-              : 'OK';
+            : kindOfSource(source) !== this.kind
+              ? 'BAD_REQUEST'
+              : !publishable.includes(source)
+                ? this.source === undefined
+                  ? 'MEDIA_REJECTED'
+                  : 'FORBIDDEN_ROLE'
+                : s.muted.has(source)
+                  ? 'MUTED'
+                  : s.published.has(source)
+                    ? 'MEDIA_REJECTED'
+                    : 'OK';
     if (expected !== 'OK') return void outcomes.forEach((o) => expectCode(o, [expected], this.toString()));
     const codes = outcomes.map(codeOf);
     if (codes.filter((c) => c === 'OK').length !== 1 || codes.some((c) => c !== 'OK' && c !== 'MEDIA_REJECTED')) {
-      ctx.fail(`${this.toString()}: expected one OK and the rest MEDIA_REJECTED (one audio producer per session), got ${codes.join(', ')}`);
+      ctx.fail(`${this.toString()}: expected one OK and the rest MEDIA_REJECTED (one track per source), got ${codes.join(', ')}`);
     }
-    s.producing = true;
-    m.live = true;
-    m.generation++;
+    covered(this.toString(), codes);
+    const reply = outcomes.find((o) => codeOf(o) === 'OK') as Extract<Outcome, { kind: 'reply' }>;
+    const producerId = String(reply.reply.data?.['producerId']);
+    s.published.set(source, producerId);
+    m.sources.set(producerId, source);
+    if (s.joined!.where === 'flow') m.broadcast = producerId;
   }
   toString(): string {
-    return `produce#${this.i}(${this.target}${this.burst > 1 ? ` x${this.burst} at once` : ''})`;
+    return `produce#${this.i}(${this.target}, ${this.kind} as ${this.source ?? 'default'}${this.burst > 1 ? ` x${this.burst} at once` : ''})`;
   }
 }
 
 class Consume extends Step {
   constructor(
     i: number,
-    readonly target: 0 | 1 | 'other',
-    readonly producer: 'default' | 'legit' | 'random',
+    readonly target: 0 | 1 | 'recv' | 'other',
+    readonly producer: 'default' | 'legit' | 'random' | 'peer' | 'own',
+    readonly at: number,
     readonly burst: number,
   ) {
     super(i);
@@ -748,34 +898,62 @@ class Consume extends Step {
     const s = m.socks[this.i]!;
     const a = this.sock(real);
     const { id, own } = this.transportFor(m, real, this.target);
+    const peer = m.socks[this.other]!;
+    const theirs = [...peer.published.values()];
+    const mine = [...s.published.values()];
+    const named =
+      this.producer === 'legit'
+        ? legit.producer
+        : this.producer === 'peer' && theirs.length > 0
+          ? theirs[this.at % theirs.length]
+          : this.producer === 'own' && mine.length > 0
+            ? mine[this.at % mine.length]
+            : this.producer === 'default'
+              ? undefined
+              : randomUUID();
     const payload: Record<string, unknown> = { transportId: id, rtpCapabilities: a.routerRtpCapabilities ?? { codecs: [] } };
-    if (this.producer === 'legit') payload['producerId'] = legit.producer;
-    if (this.producer === 'random') payload['producerId'] = randomUUID();
+    if (named !== undefined) payload['producerId'] = named;
     const outcomes = await Promise.all(Array.from({ length: this.burst }, () => a.call('consume', [payload])));
     let expected: string;
-    let key = '';
+    let target: string | undefined;
     if (!s.joined) expected = 'NOT_JOINED';
     else if (!own) expected = 'TRANSPORT_NOT_FOUND';
     else if (own.direction === 'send') expected = 'BAD_REQUEST';
     else {
-      const inVictim = s.joined.where === 'victim';
-      const live = inVictim || m.live;
-      key = inVictim ? 'victim' : `flow#${m.generation}`;
-      if (this.producer === 'random' || (this.producer === 'legit' && !inVictim)) expected = 'PRODUCER_NOT_FOUND';
-      else if (!live) expected = 'NOTHING_TO_CONSUME';
-      else expected = s.consumed.includes(key) ? 'BAD_REQUEST' : 'OK';
+      const where = s.joined.where;
+      // The producer this request names in this socket's room, if there is one.
+      const inRoom = (p: string): boolean =>
+        (where === 'victim' && p === legit.producer) || mine.includes(p) || (peer.joined?.where === where && theirs.includes(p));
+      if (named === undefined) target = where === 'victim' ? legit.producer : where === 'flow' ? m.broadcast : undefined;
+      else target = inRoom(named) ? named : undefined;
+      if (target === undefined) expected = named === undefined ? 'NOTHING_TO_CONSUME' : 'PRODUCER_NOT_FOUND';
+      // Nobody is sent their own track; in a call everyone receives everyone else.
+      else if (mine.includes(target)) expected = 'BAD_REQUEST';
+      else expected = s.consumed.includes(target) ? 'BAD_REQUEST' : 'OK';
     }
     if (expected !== 'OK') return void outcomes.forEach((o) => expectCode(o, [expected], this.toString()));
     const codes = outcomes.map(codeOf);
     if (codes.filter((c) => c === 'OK').length !== 1 || codes.some((c) => c !== 'OK' && c !== 'BAD_REQUEST')) {
       ctx.fail(`${this.toString()}: expected one OK and the rest BAD_REQUEST (already consuming), got ${codes.join(', ')}`);
     }
-    s.consumed.push(key);
-    for (const o of outcomes) if (o.kind === 'reply' && o.reply.ok) real.consumers[this.i]!.push({ id: String(o.reply.data?.['consumerId']), key });
+    covered(this.toString(), codes);
+    s.consumed.push(target!);
+    for (const o of outcomes) if (o.kind === 'reply' && o.reply.ok) real.consumers[this.i]!.push({ id: String(o.reply.data?.['consumerId']), producerId: target! });
   }
   toString(): string {
-    return `consume#${this.i}(${this.target}, ${this.producer}${this.burst > 1 ? ` x${this.burst} at once` : ''})`;
+    return `consume#${this.i}(${this.target}, ${this.producer}${this.producer === 'peer' || this.producer === 'own' ? `[${this.at}]` : ''}${this.burst > 1 ? ` x${this.burst} at once` : ''})`;
   }
+}
+
+/** The consumer a step names: one of this socket's own (the `at`-th), or another session's. */
+function namedConsumer(real: FlowReal, i: number, which: 'own' | 'other', at: number): { id: string; mine?: { producerId: string } } {
+  const own = real.consumers[i]!;
+  if (which === 'own' && own.length > 0) {
+    const mine = own[at % own.length]!;
+    return { id: mine.id, mine };
+  }
+  const others = real.consumers.filter((_, j) => j !== i).flat();
+  return { id: others[0]?.id ?? legit.consumer };
 }
 
 class ResumeConsumer extends Step {
@@ -787,13 +965,11 @@ class ResumeConsumer extends Step {
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
-    const mine = real.consumers[this.i]!.at(-1);
-    const others = real.consumers.filter((_, j) => j !== this.i).flat();
-    const id = this.which === 'own' && mine ? mine.id : (others[0]?.id ?? legit.consumer);
+    const { id, mine } = namedConsumer(real, this.i, this.which, real.consumers[this.i]!.length - 1);
     let expected: string[];
     if (!s.joined) expected = ['NOT_JOINED'];
-    else if (this.which === 'other' || !mine) expected = ['CONSUMER_NOT_FOUND'];
-    else if (mine.key === 'victim' || (m.live && mine.key === `flow#${m.generation}`)) expected = ['OK'];
+    else if (!mine) expected = ['CONSUMER_NOT_FOUND'];
+    else if (isLive(m, mine.producerId)) expected = ['OK'];
     // Its producer is gone: the consumer is closing, and may or may not be closed yet.
     else expected = ['OK', 'CONSUMER_NOT_FOUND'];
     expectCode(await this.sock(real).call('resumeConsumer', [{ consumerId: id }]), expected, this.toString());
@@ -803,48 +979,177 @@ class ResumeConsumer extends Step {
   }
 }
 
-class ProducerOp extends Step {
+/** track.view and setPreferredLayers: only video has a view, and layers only within what its producer sends. */
+class TrackControl extends Step {
   constructor(
     i: number,
-    readonly op: 'pauseProducer' | 'resumeProducer' | 'closeProducer',
-    readonly which: 'own' | 'legit',
+    readonly op: 'show' | 'hide' | 'layers',
+    readonly which: 'own' | 'other',
+    readonly at: number,
+    readonly spatial: number,
+    readonly temporal: number | undefined,
   ) {
     super(i);
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
-    const mine = this.sock(real).producers[0];
-    const useOwn = this.which === 'own' && s.producing && mine !== undefined;
-    const id = useOwn ? mine : this.which === 'legit' ? legit.producer : randomUUID();
-    const expected = !s.joined ? 'NOT_JOINED' : useOwn ? 'OK' : 'PRODUCER_NOT_FOUND';
-    expectCode(await this.sock(real).call(this.op, [{ producerId: id }]), [expected], this.toString());
-    if (useOwn && this.op === 'closeProducer') {
-      s.producing = false;
-      m.live = false;
+    const { id, mine } = namedConsumer(real, this.i, this.which, this.at);
+    const outcome =
+      this.op === 'layers'
+        ? await this.sock(real).call('setPreferredLayers', [{ consumerId: id, spatialLayer: this.spatial, ...(this.temporal !== undefined ? { temporalLayer: this.temporal } : {}) }])
+        : await this.sock(real).call('track.view', [{ consumerId: id, visible: this.op === 'show', width: 320 * (this.spatial + 1), height: 180 * (this.spatial + 1) }]);
+    let expected: string[];
+    if (!s.joined) expected = ['NOT_JOINED'];
+    else if (!mine) expected = ['CONSUMER_NOT_FOUND'];
+    else {
+      // The victim's broadcast is a microphone too.
+      const source = m.sources.get(mine.producerId) ?? 'microphone';
+      // A camera is sent in three spatial layers, a screen in one; both in three temporal ones (L1T3).
+      const spatial = source === 'camera' ? 3 : 1;
+      const temporal = kindOfSource(source) === 'video' ? 3 : 1;
+      const ok =
+        this.op === 'layers'
+          ? (spatial > 1 || temporal > 1) && this.spatial < spatial && (this.temporal === undefined || this.temporal < temporal)
+          : kindOfSource(source) === 'video';
+      expected = [ok ? 'OK' : 'BAD_REQUEST'];
+      if (!isLive(m, mine.producerId)) expected.push('CONSUMER_NOT_FOUND');
+    }
+    const code = expectCode(outcome, expected, this.toString());
+    if (code === 'OK' && this.op === 'hide' && outcome.kind === 'reply' && outcome.reply.data?.['paused'] !== true) {
+      ctx.fail(`${this.toString()}: a hidden tile must be paused, got ${brief(outcome.reply.data)}`);
     }
   }
   toString(): string {
-    return `${this.op}#${this.i}(${this.which})`;
+    const what = this.op === 'layers' ? `layers ${this.spatial}/${this.temporal ?? '-'}` : this.op;
+    return `trackControl#${this.i}(${what}, ${this.which}[${this.at}])`;
   }
 }
 
-/** leave (if joined), join with a fresh token, create a transport: a shortcut to the deeper states. */
-class Ready extends Step {
+class ProducerOp extends Step {
   constructor(
     i: number,
-    readonly where: Where,
-    readonly role: 'listener' | 'broadcaster',
-    readonly direction: 'send' | 'recv',
+    readonly op: 'pauseProducer' | 'resumeProducer' | 'closeProducer',
+    readonly which: 'own' | 'legit',
+    readonly at = 0,
   ) {
     super(i);
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
-    if (m.socks[this.i]!.joined) await new Leave(this.i).run(m, real);
-    await new Join(this.i, this.where, this.role, 'fresh').run(m, real);
-    if (m.socks[this.i]!.joined) await new CreateTransport(this.i, this.direction, 1).run(m, real);
+    const s = m.socks[this.i]!;
+    const mine = [...s.published.entries()];
+    const own = this.which === 'own' && mine.length > 0 ? mine[this.at % mine.length] : undefined;
+    const id = own ? own[1] : this.which === 'legit' ? legit.producer : randomUUID();
+    // A moderator's mute holds against the publisher's own resume.
+    const expected = !s.joined ? 'NOT_JOINED' : !own ? 'PRODUCER_NOT_FOUND' : this.op === 'resumeProducer' && s.muted.has(own[0]) ? 'MUTED' : 'OK';
+    expectCode(await this.sock(real).call(this.op, [{ producerId: id }]), [expected], this.toString());
+    if (own && this.op === 'closeProducer') {
+      s.published.delete(own[0]);
+      if (m.broadcast === own[1]) m.broadcast = undefined;
+    }
   }
   toString(): string {
-    return `ready#${this.i}(${this.where} ${this.role}, ${this.direction} transport)`;
+    return `${this.op}#${this.i}(${this.which}${this.which === 'own' ? `[${this.at}]` : ''})`;
+  }
+}
+
+/** A moderator mutes or unmutes a session of its call (one source, or all). */
+class Moderate extends Step {
+  constructor(
+    i: number,
+    readonly action: 'mute' | 'unmute',
+    readonly target: 'other' | 'self' | 'legit',
+    readonly source: TrackSource | undefined,
+  ) {
+    super(i);
+  }
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    const s = m.socks[this.i]!;
+    const j = this.target === 'self' ? this.i : this.other;
+    const peerId = this.target === 'legit' ? legit.listenerPeer : (real.socks[j]!.peerId ?? randomUUID());
+    const payload = { action: this.action, peerId, ...(this.source ? { source: this.source } : {}) };
+    const t = m.socks[j]!;
+    const found = this.target !== 'legit' && t.joined !== undefined && t.joined.where === s.joined?.where;
+    const expected = !s.joined ? 'NOT_JOINED' : s.joined.role !== 'moderator' ? 'FORBIDDEN_ROLE' : found ? 'OK' : 'NOT_FOUND';
+    expectCode(await this.sock(real).call('moderate', [payload]), [expected], this.toString());
+    if (expected !== 'OK') return;
+    for (const source of this.source ? [this.source] : allSources) {
+      if (this.action === 'mute') t.muted.add(source);
+      else t.muted.delete(source);
+    }
+  }
+  toString(): string {
+    return `moderate#${this.i}(${this.action} ${this.target}${this.source ? ` ${this.source}` : ''})`;
+  }
+}
+
+/** A participant asks to be unmuted: only for what a moderator muted, and only with a moderator there to ask. */
+class MuteRequest extends Step {
+  constructor(
+    i: number,
+    readonly source: TrackSource | undefined,
+  ) {
+    super(i);
+  }
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    const s = m.socks[this.i]!;
+    const asked = s.muted.size > 0 && (this.source === undefined || s.muted.has(this.source));
+    const moderators = real.socks.filter((_, j) => j !== this.i && m.socks[j]!.joined?.role === 'moderator' && m.socks[j]!.joined?.where === s.joined?.where);
+    const expected = !s.joined ? 'NOT_JOINED' : !asked ? 'BAD_REQUEST' : moderators.length > 0 ? 'OK' : 'UNAVAILABLE';
+    const told = () => moderators.map((a) => a.raw.events.filter((e) => e.event === 'mute:requested').length);
+    const before = told();
+    expectCode(await this.sock(real).call('mute.request', [this.source ? { source: this.source } : {}]), [expected], this.toString());
+    // Each moderator there is told, once.
+    if (expected === 'OK') await until(() => told().every((n, k) => n === before[k]! + 1), 5000, `${this.toString()}: the moderators to be told`);
+  }
+  toString(): string {
+    return `mute.request#${this.i}(${this.source ?? 'any'})`;
+  }
+}
+
+/** room.sync: in a call, exactly the model's members with exactly their tracks and moderator mutes. */
+class RoomSync extends Step {
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    const s = m.socks[this.i]!;
+    const outcome = await this.sock(real).call('room.sync', [{}]);
+    expectCode(outcome, [s.joined ? 'OK' : 'NOT_JOINED'], this.toString());
+    if (s.joined?.where !== 'call' || outcome.kind !== 'reply') return;
+    const snapshot = outcome.reply.data as unknown as RoomSnapshot;
+    const seen = snapshot.participants
+      .map((p) => `${p.peerId}: ${p.tracks.map((t) => `${t.source}=${t.trackId}${t.mutedByModerator ? ' (muted)' : ''}`).sort().join(', ')}`)
+      .sort();
+    const expected = m.socks
+      .map((o, j) => ({ o, peerId: real.socks[j]!.peerId }))
+      .filter(({ o }) => o.joined?.where === 'call')
+      .map(({ o, peerId }) => `${peerId}: ${[...o.published].map(([source, id]) => `${source}=${id}${o.muted.has(source) ? ' (muted)' : ''}`).sort().join(', ')}`)
+      .sort();
+    if (JSON.stringify(seen) !== JSON.stringify(expected)) ctx.fail(`${this.toString()}: snapshot shows ${brief(seen, 1000)}, the model ${brief(expected, 1000)}`);
+  }
+  toString(): string {
+    return `room.sync#${this.i}`;
+  }
+}
+
+/** join with a fresh token and create transports: a shortcut to the deeper states (for a socket not in a room). */
+class Ready extends Step {
+  constructor(
+    i: number,
+    readonly where: Where,
+    readonly role: FlowRole,
+    readonly directions: ReadonlyArray<'send' | 'recv'>,
+  ) {
+    super(i);
+  }
+  // Tearing down a session in the deep states is left to leave and reconnect.
+  override check(m: Readonly<FlowModel>): boolean {
+    return m.socks[this.i]!.joined === undefined;
+  }
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    if (m.socks[this.i]!.joined) await new Leave(this.i).run(m, real);
+    await new Join(this.i, this.where, this.role, 'fresh').run(m, real);
+    for (const d of this.directions) if (m.socks[this.i]!.joined) await new CreateTransport(this.i, d, 1).run(m, real);
+  }
+  toString(): string {
+    return `ready#${this.i}(${this.where} ${this.role}, ${this.directions.join('+')} transport)`;
   }
 }
 
@@ -855,11 +1160,19 @@ class Privileged extends Step {
   ) {
     super(i);
   }
+  override check(m: Readonly<FlowModel>): boolean {
+    // A call's moderator may end its call, and tokens issued up to that millisecond stop working:
+    // left out, as a fresh token a moment later could fall in the same millisecond.
+    return this.request !== 'end' || m.socks[this.i]!.joined?.role !== 'moderator';
+  }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const payload =
       this.request === 'listPeers' ? {} : this.request === 'end' ? { action: 'end' } : { action: this.request, peerId: this.i % 2 === 0 ? legit.listenerPeer : legit.broadcasterPeer };
     const outcome = await this.sock(real).call(this.request === 'listPeers' ? 'listPeers' : 'moderate', [payload]);
-    expectCode(outcome, [m.socks[this.i]!.joined ? 'FORBIDDEN_ROLE' : 'NOT_JOINED'], this.toString());
+    const joined = m.socks[this.i]!.joined;
+    // A call's moderator may, but the victim's sessions are not in its call.
+    const expected = !joined ? 'NOT_JOINED' : joined.role !== 'moderator' ? 'FORBIDDEN_ROLE' : this.request === 'listPeers' ? 'OK' : 'NOT_FOUND';
+    expectCode(outcome, [expected], this.toString());
   }
   toString(): string {
     return `${this.request}#${this.i}`;
@@ -884,53 +1197,125 @@ class Malformed extends Step {
 }
 
 const sockArb = fc.nat({ max: FLOW_SOCKS - 1 });
+const sourceArb = fc.constantFrom<TrackSource | undefined>(...trackSources, undefined);
 const transportTarget = fc.constantFrom<0 | 1 | 'other' | 'legit'>(0, 1, 0, 1, 'other', 'legit');
-// Listed twice below: the steps that lead into the deeper states come up more often.
 const ready = fc
-  .tuple(sockArb, fc.constantFrom<[Where, 'listener' | 'broadcaster', 'send' | 'recv']>(['flow', 'broadcaster', 'send'], ['flow', 'listener', 'recv'], ['victim', 'listener', 'recv'], ['flow', 'broadcaster', 'recv']))
+  .tuple(
+    sockArb,
+    fc.constantFrom<[Where, FlowRole, Array<'send' | 'recv'>]>(
+      ['flow', 'broadcaster', ['send']],
+      ['flow', 'listener', ['recv']],
+      ['victim', 'listener', ['recv']],
+      ['flow', 'broadcaster', ['recv']],
+      ['call', 'participant', ['send', 'recv']],
+      ['call', 'moderator', ['send', 'recv']],
+      ['call', 'participant', ['recv']],
+    ),
+  )
   .map(([i, [w, role, d]]) => new Ready(i, w, role, d));
-const produce = fc.tuple(sockArb, fc.constantFrom<0 | 1 | 'other'>(0, 0, 0, 1, 'other'), fc.constantFrom(1, 2, 3)).map(([i, t, b]) => new Produce(i, t, b));
+const produce = fc
+  .tuple(
+    sockArb,
+    fc.constantFrom<0 | 1 | 'send' | 'other'>(0, 1, 'send', 'send', 'send', 'other'),
+    // Mostly the kind the source carries; sometimes the other one.
+    fc.tuple(sourceArb, fc.nat({ max: 4 })).map(([source, k]): [TrackSource | undefined, 'audio' | 'video'] => {
+      const natural = source ? kindOfSource(source) : k % 2 === 0 ? 'audio' : 'video';
+      return [source, k === 4 ? (natural === 'audio' ? 'video' : 'audio') : natural];
+    }),
+    fc.constantFrom(1, 1, 2, 3),
+  )
+  .map(([i, t, [source, kind], b]) => new Produce(i, t, source, kind, b));
 const consume = fc
-  .tuple(sockArb, fc.constantFrom<0 | 1 | 'other'>(0, 0, 0, 1, 'other'), fc.constantFrom<'default' | 'legit' | 'random'>('default', 'default', 'legit', 'random'), fc.constantFrom(1, 2, 3))
-  .map(([i, t, p, b]) => new Consume(i, t, p, b));
+  .tuple(sockArb, fc.constantFrom<0 | 1 | 'recv' | 'other'>(0, 1, 'recv', 'recv', 'recv', 'other'), fc.constantFrom<Consume['producer']>('default', 'default', 'legit', 'random', 'peer', 'peer', 'peer', 'own'), fc.nat({ max: 3 }), fc.constantFrom(1, 1, 2, 3))
+  .map(([i, t, p, at, b]) => new Consume(i, t, p, at, b));
+const trackControl = fc
+  .tuple(sockArb, fc.constantFrom<TrackControl['op']>('show', 'hide', 'layers', 'layers'), fc.constantFrom<'own' | 'other'>('own', 'own', 'own', 'other'), fc.nat({ max: 3 }), fc.nat({ max: 3 }), fc.option(fc.nat({ max: 3 })))
+  .map(([i, op, w, at, sp, tp]) => new TrackControl(i, op, w, at, sp, tp ?? undefined));
+type Scene = 'call' | 'mutedCall' | 'broadcast' | 'none';
+/**
+ * Where a run starts, so the random steps spend their time in the deep states: two sessions in
+ * a call, publishing and consuming each other, or a broadcast with a listener, or nothing.
+ */
+const scenes: Record<Scene, () => Step[]> = {
+  call: () => [
+    new Ready(0, 'call', 'moderator', ['send', 'recv']),
+    new Ready(1, 'call', 'participant', ['send', 'recv']),
+    new Produce(0, 'send', 'microphone', 'audio', 1),
+    new Produce(0, 'send', 'camera', 'video', 1),
+    new Produce(1, 'send', 'screen', 'video', 1),
+    new Consume(1, 'recv', 'peer', 1, 1),
+    new Consume(0, 'recv', 'peer', 0, 1),
+  ],
+  mutedCall: () => [...scenes.call(), new Moderate(0, 'mute', 'other', 'screen'), new MuteRequest(1, 'screen')],
+  broadcast: () => [new Ready(0, 'flow', 'broadcaster', ['send']), new Produce(0, 'send', 'microphone', 'audio', 1), new Ready(1, 'flow', 'listener', ['recv']), new Consume(1, 'recv', 'default', 0, 1)],
+  none: () => [],
+};
+
+const anyJoin = fc
+  .tuple(
+    sockArb,
+    fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['victim', 'broadcaster'], ['call', 'participant'], ['call', 'moderator'], ['call', 'listener'], ['call', 'broadcaster']),
+    fc.constantFrom<JoinToken>('fresh', 'fresh', 'fresh', 'reused', 'otherRoom', 'expired', 'forged', 'garbage', 'wrongKind'),
+  )
+  .map(([i, [w, role], t]) => new Join(i, w, role, t));
+const freshJoin = fc
+  .tuple(sockArb, fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['call', 'participant'], ['call', 'moderator']))
+  .map(([i, [w, role]]) => new Join(i, w, role, 'fresh'));
+const producerOp = fc
+  .tuple(sockArb, fc.constantFrom<ProducerOp['op']>('pauseProducer', 'resumeProducer', 'resumeProducer', 'closeProducer'), fc.constantFrom<'own' | 'legit'>('own', 'own', 'legit'), fc.nat({ max: 3 }))
+  .map(([i, op, w, at]) => new ProducerOp(i, op, w, at));
+const moderate = fc
+  .tuple(sockArb, fc.constantFrom<'mute' | 'unmute'>('mute', 'mute', 'unmute'), fc.constantFrom<Moderate['target']>('other', 'other', 'self', 'legit'), sourceArb)
+  .map(([i, a, t, s]) => new Moderate(i, a, t, s));
+const malformed = fc
+  .tuple(
+    sockArb,
+    fc.constantFrom<[string, unknown, string]>(
+      ['createTransport', { direction: 'sideways' }, 'BAD_REQUEST'],
+      ['consume', { transportId: 'x' }, 'BAD_REQUEST'],
+      ['join', { roomId: 'flow', token: 't', isAdmin: true }, 'BAD_REQUEST'],
+      ['produce', null, 'BAD_REQUEST'],
+      ['produce', { transportId: 'x', kind: 'audio', rtpParameters: rtpFor('microphone'), source: 'hologram' }, 'BAD_REQUEST'],
+      ['produce', { transportId: 'x', kind: 'video', rtpParameters: rtpFor('camera'), source: 'camera', video: { width: 0, height: 720 } }, 'BAD_REQUEST'],
+      ['moderate', { action: 'end', peerId: 'x' }, 'BAD_REQUEST'],
+      ['moderate', { action: 'kick', peerId: 'x', source: 'camera' }, 'BAD_REQUEST'],
+      ['moderate', { action: 'mute', peerId: 'x', source: 'everything' }, 'BAD_REQUEST'],
+      ['listPeers', { limit: 1001 }, 'BAD_REQUEST'],
+      ['track.view', { consumerId: 'x', visible: 'yes', width: 1, height: 1 }, 'BAD_REQUEST'],
+      ['track.view', { consumerId: 'x', visible: true, width: -1, height: 1 }, 'BAD_REQUEST'],
+      ['setPreferredLayers', { consumerId: 'x', spatialLayer: 16 }, 'BAD_REQUEST'],
+      ['setPreferredLayers', { consumerId: 'x', spatialLayer: 0, temporalLayer: 0.5 }, 'BAD_REQUEST'],
+      ['room.sync', { full: true }, 'BAD_REQUEST'],
+      ['mute.request', { source: 'hologram' }, 'BAD_REQUEST'],
+      ['becomeModerator', {}, 'UNKNOWN_METHOD'],
+    ),
+  )
+  .map(([i, [e, p, c]]) => new Malformed(i, e, p, c));
+const weighted = (weight: number, arbitrary: fc.Arbitrary<Step>) => ({ weight, arbitrary });
 const flowCommands = fc.commands<FlowModel, FlowReal, false>(
   [
-    fc
-      .tuple(sockArb, fc.constantFrom<Where>('flow', 'flow', 'victim'), fc.constantFrom<'listener' | 'broadcaster'>('listener', 'broadcaster'), fc.constantFrom('fresh', 'fresh', 'fresh', 'reused', 'otherRoom', 'expired', 'forged', 'garbage') as fc.Arbitrary<Join['token']>)
-      .map(([i, w, role, t]) => new Join(i, w, role, t)),
-    fc
-      .tuple(sockArb, fc.constantFrom<Where>('flow', 'victim'), fc.constantFrom<'listener' | 'broadcaster'>('listener', 'broadcaster'))
-      .map(([i, w, role]) => new Join(i, w, role, 'fresh')),
-    ready,
-    ready,
-    sockArb.map((i) => new Leave(i)),
-    sockArb.map((i) => new Reconnect(i)),
-    fc.tuple(sockArb, fc.constantFrom<'send' | 'recv'>('send', 'recv'), fc.constantFrom(1, 1, 1, 2, 3)).map(([i, d, b]) => new CreateTransport(i, d, b)),
-    fc.tuple(sockArb, transportTarget).map(([i, t]) => new Connect(i, t)),
-    fc.tuple(sockArb, transportTarget).map(([i, t]) => new RestartIce(i, t)),
-    produce,
-    produce,
-    consume,
-    consume,
-    fc.tuple(sockArb, fc.constantFrom<'own' | 'other'>('own', 'own', 'other')).map(([i, w]) => new ResumeConsumer(i, w)),
-    fc
-      .tuple(sockArb, fc.constantFrom<ProducerOp['op']>('pauseProducer', 'resumeProducer', 'closeProducer'), fc.constantFrom<'own' | 'legit'>('own', 'own', 'legit'))
-      .map(([i, op, w]) => new ProducerOp(i, op, w)),
-    fc.tuple(sockArb, fc.constantFrom<Privileged['request']>('listPeers', 'kick', 'end', 'mute')).map(([i, r]) => new Privileged(i, r)),
-    fc
-      .tuple(
-        sockArb,
-        fc.constantFrom<[string, unknown, string]>(
-          ['createTransport', { direction: 'sideways' }, 'BAD_REQUEST'],
-          ['consume', { transportId: 'x' }, 'BAD_REQUEST'],
-          ['join', { roomId: 'flow', token: 't', isAdmin: true }, 'BAD_REQUEST'],
-          ['produce', null, 'BAD_REQUEST'],
-          ['moderate', { action: 'end', peerId: 'x' }, 'BAD_REQUEST'],
-          ['listPeers', { limit: 1001 }, 'BAD_REQUEST'],
-          ['becomeModerator', {}, 'UNKNOWN_METHOD'],
-        ),
-      )
-      .map(([i, [e, p, c]]) => new Malformed(i, e, p, c)),
+    // One weighted choice: what builds state (joins, tracks, consumers) comes up often enough to
+    // reach the deep states; what tears it down (leave, reconnect) rarely.
+    fc.oneof(
+      weighted(3, anyJoin),
+      weighted(2, freshJoin),
+      weighted(4, ready),
+      weighted(1, sockArb.map((i) => new Leave(i))),
+      weighted(1, sockArb.map((i) => new Reconnect(i))),
+      weighted(2, fc.tuple(sockArb, fc.constantFrom<'send' | 'recv'>('send', 'recv'), fc.constantFrom(1, 1, 1, 2, 3)).map(([i, d, b]) => new CreateTransport(i, d, b))),
+      weighted(2, fc.tuple(sockArb, transportTarget).map(([i, t]) => new Connect(i, t))),
+      weighted(2, fc.tuple(sockArb, transportTarget).map(([i, t]) => new RestartIce(i, t))),
+      weighted(4, produce),
+      weighted(4, consume),
+      weighted(4, trackControl),
+      weighted(2, fc.tuple(sockArb, fc.constantFrom<'own' | 'other'>('own', 'own', 'other')).map(([i, w]) => new ResumeConsumer(i, w))),
+      weighted(3, producerOp),
+      weighted(3, moderate),
+      weighted(3, fc.tuple(sockArb, sourceArb).map(([i, s]) => new MuteRequest(i, s))),
+      weighted(2, sockArb.map((i) => new RoomSync(i))),
+      weighted(2, fc.tuple(sockArb, fc.constantFrom<Privileged['request']>('listPeers', 'kick', 'end', 'mute')).map(([i, r]) => new Privileged(i, r))),
+      weighted(2, malformed),
+    ),
   ],
   { maxCommands: 45, size: 'max' },
 );
@@ -979,7 +1364,7 @@ describe('fuzzing the signaling protocol against a live node', () => {
   test(
     '(a) random event names and payloads are answered with a known refusal, never INTERNAL',
     counted('random', async () => {
-      const states = ['fresh', 'victimListener', 'ownBroadcaster', 'ownListener', 'ownModerator'] as const;
+      const states = ['fresh', 'victimListener', 'ownBroadcaster', 'ownListener', 'ownModerator', 'callParticipant', 'callModerator'] as const;
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom(...states),
@@ -994,7 +1379,13 @@ describe('fuzzing the signaling protocol against a live node', () => {
             else if (state === 'victimListener') a = await consuming(`a${n}`, VICTIM);
             else if (state === 'ownBroadcaster') a = await publishing(`a${n}`, room);
             else if (state === 'ownModerator') a = await moderating(`a${n}`, room);
-            else {
+            else if (state === 'callParticipant' || state === 'callModerator') {
+              // In a call with someone else whose tracks it receives, publishing its own.
+              const other = await calling(`a${n}-p`, room, 'participant', ['microphone', 'camera']);
+              helpers.push(other);
+              a = await consumingAll(await calling(`a${n}`, room, state === 'callModerator' ? 'moderator' : 'participant', ['microphone', 'screen']), other);
+              await consumingAll(other, a);
+            } else {
               helpers.push(await publishing(`a${n}-b`, room));
               a = await consuming(`a${n}`, room);
             }
@@ -1038,14 +1429,25 @@ describe('fuzzing the signaling protocol against a live node', () => {
       await fc.assert(
         fc.asyncProperty(fc.array(mutatedMessage, { minLength: 60, maxLength: 150 }), async (messages) => {
           const n = ++runNo;
-          const room = `atk-b${n}`;
-          const cast: Attacker[] = [
-            await consuming(`b${n}.0`, VICTIM),
-            await publishing(`b${n}.1`, room),
-            await consuming(`b${n}.2`, room),
-            await moderating(`b${n}.3`, room),
-            await ctx.connect(`b${n}.4`),
-          ];
+          // Every other run is a call: a publisher, a participant receiving it and sharing a screen, a moderator.
+          const call = n % 2 === 0;
+          const room = call ? `atk-b${n}-call` : `atk-b${n}`;
+          let cast: Attacker[];
+          if (call) {
+            const publisher = await calling(`b${n}.1`, room, 'participant', ['microphone', 'camera']);
+            const sharer = await consumingAll(await calling(`b${n}.2`, room, 'participant', ['screen', 'screen-audio']), publisher);
+            await consumingAll(publisher, sharer);
+            const moderator = await consumingAll(await calling(`b${n}.3`, room, 'moderator', []), publisher);
+            cast = [await consuming(`b${n}.0`, VICTIM), publisher, sharer, moderator, await ctx.connect(`b${n}.4`)];
+          } else {
+            cast = [
+              await consuming(`b${n}.0`, VICTIM),
+              await publishing(`b${n}.1`, room),
+              await consuming(`b${n}.2`, room),
+              await moderating(`b${n}.3`, room),
+              await ctx.connect(`b${n}.4`),
+            ];
+          }
           const allIds = () => [...ctx.pool.transports, ...ctx.pool.producers, ...ctx.pool.consumers, ...ctx.pool.peers, legit.producer, legit.recvTransport];
           const pending: Array<Promise<Outcome>> = [];
           try {
@@ -1080,7 +1482,7 @@ describe('fuzzing the signaling protocol against a live node', () => {
     '(c) out-of-order flows get exactly the refusal the protocol promises',
     counted('flows', async () => {
       await fc.assert(
-        fc.asyncProperty(flowCommands, async (commands) => {
+        fc.asyncProperty(fc.constantFrom<Scene>('call', 'mutedCall', 'broadcast', 'none'), flowCommands, async (scene, commands) => {
           const n = ++runNo;
           const real: FlowReal = {
             room: `atk-c${n}`,
@@ -1089,8 +1491,11 @@ describe('fuzzing the signaling protocol against a live node', () => {
             consumers: Array.from({ length: FLOW_SOCKS }, () => []),
           };
           attackerRooms.add(real.room);
-          const model: FlowModel = { socks: Array.from({ length: FLOW_SOCKS }, () => emptySock()), seat: undefined, live: false, generation: 0 };
+          attackerRooms.add(roomOf('call', real));
+          const model: FlowModel = { socks: Array.from({ length: FLOW_SOCKS }, () => emptySock()), seat: undefined, broadcast: undefined, sources: new Map() };
           try {
+            // Checked like any step: a scene is steps run in a fixed order.
+            for (const step of scenes[scene]()) await step.run(model, real);
             await fc.asyncModelRun(() => ({ model, real }), commands);
             for (const a of real.socks) a.checkEvents();
             await checkInvariants(`flow ${n}`);
@@ -1101,6 +1506,7 @@ describe('fuzzing the signaling protocol against a live node', () => {
         }),
         settings(3, 60),
       );
+      console.log(`[fuzz] flow steps by answer: ${JSON.stringify(Object.fromEntries([...flowCoverage].sort()))}`);
     }),
     90_000,
   );
@@ -1321,6 +1727,13 @@ describe('fuzzing the signaling protocol against a live node', () => {
 
     expect(errorLogs, 'error-level logs from the nodes').toEqual([]);
     console.log(`[fuzz] ${ctx.stats.sent} messages sent (seed ${SEED}); replies by code: ${JSON.stringify(ctx.stats.byCode)}`);
+    console.log(`[fuzz] replies by method: ${JSON.stringify(ctx.stats.byMethod)}`);
+    // The call's requests were not only refused: the builders reached the states where they succeed.
+    if (SCALE >= 1) {
+      for (const method of ['produce', 'consume', 'track.view', 'setPreferredLayers', 'room.sync', 'mute.request', 'moderate', 'pauseProducer', 'resumeProducer']) {
+        expect(ctx.stats.byMethod[method]?.['OK'] ?? 0, `${method} answered OK`).toBeGreaterThan(0);
+      }
+    }
     expect(ctx.stats.sent).toBeGreaterThanOrEqual(MIN_MESSAGES);
   }, 60_000);
 });

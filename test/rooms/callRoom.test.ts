@@ -168,6 +168,30 @@ describe('call rooms: simulcast and views', () => {
   });
 });
 
+test('a track that ends while its subscriber resumes, views or re-layers it is CONSUMER_NOT_FOUND, not a worker error', async () => {
+  const { room } = await h.room('call');
+  const b = await joined(room, 'participant');
+  const requests = [
+    (id: string) => room.resumeConsumer(b.peer, id),
+    (id: string) => room.viewTrack(b.peer, { consumerId: id, visible: true, width: 1280, height: 720 }),
+    (id: string) => room.setPreferredLayers(b.peer, id, 2),
+  ];
+  for (const request of requests) {
+    const a = await joined(room, 'participant');
+    const cam = await publish(room, a, 'camera');
+    const consumer = await room.consume(b.peer, b.recv.id, cam.id, deviceCaps(room));
+    // The publisher leaves: its camera closes in the worker before this node hears of it.
+    const leaving = room.leave(a.peer, 'left');
+    expect(await code(request(consumer.id))).toBe('CONSUMER_NOT_FOUND');
+    await leaving;
+  }
+  // b stays, its session usable.
+  expect(room.snapshot().participants.map((p) => p.peerId)).toEqual([b.peer.id]);
+  const a = await joined(room, 'participant');
+  const mic = await publish(room, a, 'microphone');
+  await room.resumeConsumer(b.peer, (await room.consume(b.peer, b.recv.id, mic.id, deviceCaps(room))).id);
+});
+
 describe('call rooms: mute', () => {
   test('self mute shows as muted at once; a moderator mute cannot be undone by its publisher', async () => {
     const { room, channel } = await h.room('call');

@@ -11,7 +11,8 @@ import fc from 'fast-check';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import type { ChorusNode } from '../../src/app.js';
 import { ErrorCodes } from '../../src/protocol/errors.js';
-import { wireLimits, type Role } from '../../src/protocol/messages.js';
+import type { PublishGrant } from '../../src/auth/tokens.js';
+import { requests, wireLimits, type Role, type RoomKind } from '../../src/protocol/messages.js';
 import { RawSocket } from './rawSocket.js';
 
 /** Every code a refusal may carry. INTERNAL is left out on purpose: it means the server threw. */
@@ -140,11 +141,13 @@ export interface FuzzStats {
   dropped: number;
   oversized: number;
   byCode: Record<string, number>;
+  /** Replies to each protocol method by code (other event names left out). */
+  byMethod: Record<string, Record<string, number>>;
 }
 
 /** State shared by all attack sockets of one node. */
 export class FuzzContext {
-  readonly stats: FuzzStats = { sent: 0, replies: 0, noAck: 0, dropped: 0, oversized: 0, byCode: {} };
+  readonly stats: FuzzStats = { sent: 0, replies: 0, noAck: 0, dropped: 0, oversized: 0, byCode: {}, byMethod: {} };
   readonly pool = new IdPool();
   readonly transcript: SentRecord[] = [];
   readonly attackers = new Set<Attacker>();
@@ -191,6 +194,7 @@ export class Attacker {
   peerId: string | undefined;
   room: string | undefined;
   role: Role | undefined;
+  kind: RoomKind | undefined;
   routerRtpCapabilities: unknown;
   readonly transports: Array<{ id: string; direction: 'send' | 'recv' }> = [];
   readonly producers: string[] = [];
@@ -256,6 +260,10 @@ export class Attacker {
     if (outcome.kind === 'reply') {
       stats.replies++;
       stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
+      if (typeof event === 'string' && Object.hasOwn(requests, event)) {
+        const method = (stats.byMethod[event] ??= {});
+        method[code] = (method[code] ?? 0) + 1;
+      }
     } else if (outcome.kind === 'dropped') {
       stats.dropped++;
     }
@@ -301,6 +309,7 @@ export class Attacker {
         this.peerId = String(data['peerId']);
         this.room = String(data['roomId']);
         this.role = data['role'] as Role;
+        this.kind = data['kind'] as RoomKind;
         this.routerRtpCapabilities = data['routerRtpCapabilities'];
         pool.add(pool.peers, data['peerId']);
         pool.add(pool.resumeTokens, data['resumeToken']);
@@ -336,6 +345,7 @@ export class Attacker {
     this.peerId = undefined;
     this.room = undefined;
     this.role = undefined;
+    this.kind = undefined;
     this.transports.length = 0;
     this.producers.length = 0;
     this.consumers.length = 0;
@@ -392,6 +402,8 @@ const encoder = new TextEncoder();
 export const tokenKinds = [
   'fresh',
   'freshNoKid',
+  'callParticipant',
+  'callModerator',
   'resume',
   'reused',
   'otherRoom',
@@ -415,7 +427,9 @@ export interface TokenGrant {
   room: string;
   identity: string;
   role: Role;
-  grants?: { publish?: Array<'audio' | 'video'>; moderate?: boolean; replace?: boolean; reusable?: boolean };
+  grants?: { publish?: PublishGrant[]; moderate?: boolean; replace?: boolean; reusable?: boolean };
+  /** The kind of room the token is for (broadcast when absent). */
+  kind?: RoomKind;
 }
 
 /**
@@ -436,13 +450,14 @@ export class TokenForge {
       return { ...grant, grants: { ...grant.grants, reusable } };
     }
     const role: Role = grant.role === 'broadcaster' ? 'broadcaster' : 'listener';
-    return { room: grant.room, identity: grant.identity, role, grants: role === 'listener' && reusable ? { reusable: true } : {} };
+    // The kind is kept: a call token for the victim is refused as the wrong kind, and has no powers.
+    return { room: grant.room, identity: grant.identity, role, grants: role === 'listener' && reusable ? { reusable: true } : {}, ...(grant.kind ? { kind: grant.kind } : {}) };
   }
 
   async mint(grant: TokenGrant, options: { resume?: boolean } = {}): Promise<string> {
     const g = this.guard(grant);
     const grants = Object.fromEntries(Object.entries(g.grants ?? {}).filter(([, v]) => v !== false && v !== undefined));
-    return (await this.node.tokens.issue({ room: g.room, identity: g.identity, role: g.role, grants }, { resume: options.resume ?? false })).token;
+    return (await this.node.tokens.issue({ room: g.room, identity: g.identity, role: g.role, grants, ...(g.kind ? { kind: g.kind } : {}) }, { resume: options.resume ?? false })).token;
   }
 
   async #sign(claims: Record<string, unknown>, o: { secret?: string; kid?: string | null; alg?: string; iat?: number; exp?: number; nbf?: number; iss?: string } = {}): Promise<string> {
@@ -463,10 +478,14 @@ export class TokenForge {
   async make(kind: TokenKind, grant: TokenGrant, otherRoom: string, r: () => number): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
     const g = this.guard(grant);
-    const claims = { room: g.room, role: g.role, sub: g.identity };
+    const claims = { room: g.room, role: g.role, sub: g.identity, ...(g.kind && g.kind !== 'broadcast' ? { kind: g.kind } : {}) };
     switch (kind) {
       case 'fresh':
         return this.mint(g);
+      case 'callParticipant':
+      case 'callModerator':
+        // No moderator for the protected room (a broadcast, so a call token is refused there anyway).
+        return this.mint({ ...g, kind: 'call', role: kind === 'callModerator' && g.room !== this.protectedRoom ? 'moderator' : 'participant' });
       case 'freshNoKid':
         return this.#sign(claims, { kid: null });
       case 'resume':
@@ -495,7 +514,10 @@ export class TokenForge {
             { room: g.room, role: g.role },
             { ...claims, sub: 'x'.repeat(300) },
             { ...claims, grants: { admin: true } },
-            { ...claims, grants: { publish: ['audio', 'video', 'screen'] } },
+            { ...claims, grants: { publish: ['audio', 'video', 'hologram'] } },
+            { ...claims, grants: { publish: ['microphone', 'camera', 'screen', 'screen-audio', 'audio', 'video', 'camera'] } },
+            { ...claims, kind: 'conference' },
+            { ...claims, kind: 'call', role: 'host' },
             { ...claims, name: 'n'.repeat(200) },
             { ...claims, typ: 'refresh' },
           ]),
