@@ -167,6 +167,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     return this.#info?.identity;
   }
 
+  get role(): Responses['join']['role'] | undefined {
+    return this.#info?.role;
+  }
+
   /** Everyone else in the call, with their tracks. */
   get participants(): ReadonlyMap<string, RemoteParticipant> {
     return this.#participants;

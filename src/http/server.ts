@@ -223,6 +223,18 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       return { roomId: room, broadcasterToken: broadcaster!.token, listenerToken: listener!.token };
     });
 
+    // Demo only: a call. A call link carries no token: in demo mode each visitor asks for a
+    // participant token of its own for the room (named, or a new one), single-use like any.
+    app.post('/api/demo/calls', async (request) => {
+      const parsed = demoBroadcastBody.safeParse(request.body ?? {});
+      if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
+      const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
+      const grant = { room, kind: 'call' as const, identity: `guest-${randomBytes(4).toString('hex')}`, role: 'participant' as const, name: parsed.data.name };
+      const minted = await deps.tokens.issue(grant, { ttlSeconds: 24 * 3600 });
+      deps.audit.record({ type: 'token.minted', keyId: minted.keyId, room, identity: grant.identity, role: grant.role, tokenId: minted.tokenId, via: 'demo' });
+      return { roomId: room, token: minted.token, identity: grant.identity };
+    });
+
     // Demo only: a watch party. The host link is single-use (the page keeps its resume token);
     // the guest link is reusable, for sharing.
     app.post('/api/demo/watch', async (request) => {

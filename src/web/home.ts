@@ -148,6 +148,7 @@ async function loadConfig(): Promise<void> {
     byId('lan-hint').hidden = listenerOrigin === location.origin;
     if (config.demo) {
       form.hidden = false;
+      byId('call-start').hidden = false;
       setState('ready');
     } else {
       byId('demo-off').hidden = false;
@@ -158,5 +159,22 @@ async function loadConfig(): Promise<void> {
     setState('error');
   }
 }
+
+/** A new call: a participant token of our own, then the call page (whose share link has no token). */
+byId<HTMLButtonElement>('start-call').addEventListener('click', () => {
+  void (async () => {
+    try {
+      const response = await fetch('/api/demo/calls', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      if (!response.ok) {
+        showAlert(errorBox, await apiError(response));
+        return;
+      }
+      const call = (await response.json()) as { roomId: string; token: string };
+      location.assign(pageLink('/call.html', call.roomId, call.token));
+    } catch {
+      showAlert(errorBox, 'Could not reach the server. Check your connection and try again.');
+    }
+  })();
+});
 
 void loadConfig();

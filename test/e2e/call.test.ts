@@ -1,0 +1,120 @@
+/**
+ * The call page in real headless Chromium against a real node: three visitors open one call link
+ * (no token in it: the demo node hands each its own), join with Chromium's fake camera and
+ * microphone, and every page plays the two others' videos and hears them; a mute on one page
+ * shows on the others. Screenshots go to artifacts/screenshots/.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { buildWeb, repoRoot } from '../support/buildWeb.js';
+import { launchChromium } from '../support/chromium.js';
+import { startTestNode } from '../support/testNode.js';
+
+const screenshots = join(repoRoot, 'artifacts', 'screenshots');
+
+let node: ChorusNode;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  const webDir = await buildWeb();
+  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true' });
+  browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
+  mkdirSync(screenshots, { recursive: true });
+}, 120_000);
+
+afterAll(async () => {
+  for (const context of contexts) await context.close();
+  await browser?.close();
+  await node?.close();
+});
+
+async function visitor(name: string, url: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
+  contexts.push(context);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageErrors.push(`${name} console: ${message.text()}`);
+  });
+  await page.goto(url);
+  await page.fill('#display-name', name);
+  await page.click('#join');
+  await page.waitForFunction(() => window.chorusDebug?.['state'] === 'joined', undefined, { timeout: 20_000, polling: 50 });
+  return page;
+}
+
+/** Remote video tiles whose video has frames and whose playback advances. */
+async function playingVideos(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    const videos = [...document.querySelectorAll<HTMLVideoElement>('.tile:not(.self) video')];
+    const before = videos.map((v) => v.currentTime);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return videos.filter((v, i) => v.videoWidth > 0 && v.currentTime > before[i]!).length;
+  });
+}
+
+/** Remote audio elements carrying sound: Chromium's fake microphone beeps, so sample for a while. */
+async function audibleStreams(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    const elements = [...document.querySelectorAll<HTMLAudioElement>('audio')];
+    const context = new AudioContext();
+    await context.resume();
+    const analysers = elements.map((audio) => {
+      const analyser = context.createAnalyser();
+      context.createMediaStreamSource(audio.srcObject as MediaStream).connect(analyser);
+      return analyser;
+    });
+    const heard = new Set<number>();
+    const samples = new Float32Array(2048);
+    for (let i = 0; i < 60 && heard.size < analysers.length; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      analysers.forEach((analyser, n) => {
+        analyser.getFloatTimeDomainData(samples);
+        let sum = 0;
+        for (const s of samples) sum += s * s;
+        if (Math.sqrt(sum / samples.length) > 0.005) heard.add(n);
+      });
+    }
+    await context.close();
+    return heard.size;
+  });
+}
+
+test('three visitors of one call link see and hear each other; a mute shows everywhere', async () => {
+  const room = 'e2e-call';
+  const pages: Page[] = [];
+  for (const name of ['Amina', 'Bilal', 'Chen']) pages.push(await visitor(name, `${node.url}/call.html?room=${room}`));
+  const callRoom = node.rooms.get(room);
+  expect(callRoom?.kind).toBe('call');
+  expect(callRoom?.peers.size).toBe(3);
+
+  for (const page of pages) {
+    await page.waitForFunction(() => window.chorusDebug?.['participants'] === 2, undefined, { timeout: 15_000 });
+    await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(2);
+    await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(2);
+  }
+
+  // Amina mutes: the two others show her tile muted.
+  const amina = (await pages[0]!.evaluate(() => window.chorusDebug?.['peerId'])) as string;
+  await pages[0]!.click('#toggle-mic');
+  for (const page of pages.slice(1)) {
+    await page.waitForSelector(`.tile[data-peer="${amina}"][data-mic-muted="true"]`, { timeout: 10_000 });
+    // Only Amina is shown muted.
+    expect(await page.locator('.tile[data-mic-muted="true"]').count()).toBe(1);
+  }
+  for (const [i, page] of pages.entries()) await page.screenshot({ path: join(screenshots, `call-${i + 1}.png`) });
+
+  // The share link carries no token: every visitor gets their own.
+  const share = await pages[0]!.inputValue('#share-link');
+  expect(new URL(share).searchParams.get('room')).toBe(room);
+  expect(new URL(share).searchParams.has('token')).toBe(false);
+
+  await pages[2]!.click('#leave');
+  for (const page of pages.slice(0, 2)) await page.waitForFunction(() => window.chorusDebug?.['participants'] === 1, undefined, { timeout: 10_000 });
+  expect(pageErrors).toEqual([]);
+}, 120_000);
