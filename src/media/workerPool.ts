@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
 import type { Logger } from '../observability/logger.js';
+import { countObjects, type ObjectCounts } from './objectCounts.js';
 
 export interface WorkerPoolOptions {
   size: number;
@@ -19,6 +20,8 @@ export interface WorkerPoolOptions {
 export interface WorkerSlot {
   readonly index: number;
   worker: types.Worker;
+  /** Live routers, transports, producers and consumers on the current worker. */
+  objects: ObjectCounts;
   /** Consumers + transports currently placed on this worker. */
   load: number;
 }
@@ -46,7 +49,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   static async start(options: WorkerPoolOptions, log: Logger): Promise<WorkerPool> {
     const pool = new WorkerPool(options, log);
     for (let index = 0; index < options.size; index++) {
-      pool.#slots.push({ index, worker: await pool.#spawn(index), load: 0 });
+      const worker = await pool.#spawn(index);
+      pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker) });
     }
     return pool;
   }
@@ -99,7 +103,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const respawn = async (): Promise<void> => {
       if (this.#closed) return;
       try {
-        slot.worker = await this.#spawn(index);
+        const worker = await this.#spawn(index);
+        slot.worker = worker;
+        slot.objects = countObjects(worker);
         this.emit('workerspawned', slot);
       } catch (spawnError) {
         this.#log.error({ worker: index, err: spawnError }, 'respawning mediasoup worker failed; retrying');

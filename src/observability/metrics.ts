@@ -8,13 +8,14 @@
 import { readFile } from 'node:fs/promises';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ObjectCounts } from '../media/objectCounts.js';
 import type { types } from 'mediasoup';
 import { roles, roomKinds } from '../protocol/messages.js';
 
 /** What the metrics read at scrape time; each returns the current state, nothing is cached. */
 export interface MetricSources {
   rooms(): Iterable<{ kind: string; peers: Iterable<{ role: string }> }>;
-  workers(): Iterable<{ index: number; worker: types.Worker }>;
+  workers(): Iterable<{ index: number; worker: types.Worker; objects: ObjectCounts }>;
   /** Circuit-breaker state per dependency (`closed`, `open`, `half-open`, `isolated`). */
   breakers(): Record<string, string | undefined>;
   /** HLS players (without a session) counted on this node, over the rooms whose HLS runs here. */
@@ -203,6 +204,21 @@ export class ChorusMetrics {
       return usage && (usage.ru_utime + usage.ru_stime) / 1000;
     });
     perLiveWorker('chorus_worker_memory_bytes', 'Resident memory of each mediasoup worker process', residentBytes);
+    // Counted from mediasoup's observer events (src/media/objectCounts.ts): no dump per scrape.
+    for (const kind of ['routers', 'transports', 'producers', 'consumers'] as const) {
+      new Gauge({
+        name: `chorus_mediasoup_${kind}`,
+        help: `Live mediasoup ${kind} on each worker`,
+        labelNames: ['worker'],
+        registers,
+        collect: function (this: Gauge<'worker'>) {
+          this.reset();
+          for (const { index, worker, objects } of self.#sources?.workers() ?? []) {
+            if (!worker.closed && !worker.died) this.set({ worker: String(index) }, objects[kind]);
+          }
+        },
+      });
+    }
     new Gauge({
       name: 'chorus_worker_up',
       help: '1 when the worker in a slot is alive',

@@ -66,6 +66,11 @@ describe('metrics during a live broadcast', () => {
     listeners = await Promise.all([joinListener(node, 'metrics'), joinListener(node, 'metrics')]);
     cleanup.push(() => Promise.all(listeners.map((l) => l.close())).then(() => undefined));
     await Promise.all(listeners.map((l) => l.hears(1000)));
+    // mediasoup objects per worker, summed over the workers, match what the rooms hold.
+    const objects = await scrape(node);
+    const total = (name: string): number => objects.filter((s) => s.name === name).reduce((n, s) => n + s.value, 0);
+    const dump = await node.rooms.get('metrics')!.requireMedia().dump();
+    expect({ routers: total('chorus_mediasoup_routers'), transports: total('chorus_mediasoup_transports'), producers: total('chorus_mediasoup_producers'), consumers: total('chorus_mediasoup_consumers') }).toEqual(dump);
     // Each SDK listener measured its own wait from join() to the first packet and told the node.
     await until(async () => value(await scrape(node), 'chorus_join_to_first_media_seconds_count') === 2, 10_000, 'both listeners to report their first media');
     for (const l of listeners) {
