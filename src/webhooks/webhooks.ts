@@ -1,6 +1,6 @@
 /**
  * Webhooks: tells the operator's application what happened (rooms started and finished,
- * participants joined and left, broadcasts started and stopped) by POSTing signed JSON to each
+ * participants joined and left, broadcasts started and stopped, tracks published and unpublished) by POSTing signed JSON to each
  * configured URL. Deliveries leave the request path at once (a bounded queue), are retried with
  * exponential backoff, and every outcome is itself an audit event, so it is recorded.
  *
@@ -20,7 +20,9 @@ export type WebhookEventName =
   | 'participant_joined'
   | 'participant_left'
   | 'broadcast_started'
-  | 'broadcast_stopped';
+  | 'broadcast_stopped'
+  | 'track_published'
+  | 'track_unpublished';
 
 export interface WebhookEvent {
   id: string;
@@ -31,6 +33,8 @@ export interface WebhookEvent {
   participant?: { peer: string; identity: string; role?: string | undefined } | undefined;
   kind?: string | undefined;
   reason?: string | undefined;
+  /** Track events: the producer id, its source (microphone, camera, screen, screen-audio) and kind. */
+  track?: { id: string; source: string; kind?: string | undefined } | undefined;
 }
 
 export interface WebhookOptions {
@@ -168,6 +172,10 @@ export function toWebhook(event: AuditEvent & { at: number }, node: string): Web
       return { ...base, event: 'broadcast_started', room: event.room, participant: { peer: event.peer, identity: event.identity } };
     case 'broadcast.stopped':
       return { ...base, event: 'broadcast_stopped', room: event.room, participant: { peer: event.peer, identity: event.identity }, reason: event.reason };
+    case 'track.published':
+      return { ...base, event: 'track_published', room: event.room, participant: { peer: event.peer, identity: event.identity }, track: { id: event.producer, source: event.source, kind: event.kind } };
+    case 'track.unpublished':
+      return { ...base, event: 'track_unpublished', room: event.room, participant: { peer: event.peer, identity: event.identity }, track: { id: event.producer, source: event.source } };
     default:
       return undefined;
   }

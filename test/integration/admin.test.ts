@@ -223,7 +223,7 @@ describe('webhooks', () => {
     const events = receiver.events('hooks');
     expect(events.filter((e) => e === 'participant_joined')).toHaveLength(2);
     expect(events.filter((e) => e === 'participant_left')).toHaveLength(2);
-    for (const name of ['room_started', 'broadcast_started', 'broadcast_stopped', 'room_finished']) {
+    for (const name of ['room_started', 'broadcast_started', 'broadcast_stopped', 'track_published', 'track_unpublished', 'room_finished']) {
       expect(events.filter((e) => e === name), name).toHaveLength(1);
     }
     const deliveries = receiver.received.filter((r) => r.event.room === 'hooks');
@@ -233,6 +233,10 @@ describe('webhooks', () => {
       expect(d.id).toBe(d.event.id);
     }
     expect(new Set(deliveries.map((d) => d.event.id)).size).toBe(deliveries.length);
+    // The broadcaster's microphone is a track like any: its source and kind come with it.
+    const published = deliveries.find((d) => d.event.event === 'track_published')?.event;
+    expect(published?.track).toEqual({ id: expect.any(String), source: 'microphone', kind: 'audio' });
+    expect(deliveries.find((d) => d.event.event === 'track_unpublished')?.event.track).toEqual({ id: published?.track?.id, source: 'microphone' });
     const left = deliveries.find((d) => d.event.event === 'participant_left' && d.event.participant?.role === 'listener');
     expect(left?.event.reason).toBe('left');
     // The two refused attempts show in the record of the deliveries that needed them.
