@@ -102,6 +102,8 @@ interface LocalPublication {
   source: TrackSource;
   track: MediaStreamTrack;
   paused: boolean;
+  /** The capture size, when the application knows it better than the track's settings. */
+  video?: { width: number; height: number } | undefined;
   producer?: types.Producer | undefined;
   /** A produce under way for this publication. */
   pending?: Promise<void> | undefined;
@@ -204,7 +206,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
    * Publishes `track` as `source` (one track per source; a second call for the same source swaps
    * the track under the same producer, as a device change should). Kept across reconnects.
    */
-  async publish(track: MediaStreamTrack, source: TrackSource): Promise<void> {
+  async publish(track: MediaStreamTrack, source: TrackSource, options: { video?: { width: number; height: number } } = {}): Promise<void> {
     if (kindOfSource(source) !== track.kind) throw new ChorusClientError('BAD_REQUEST', `a ${source} track must be ${kindOfSource(source)}`, false);
     const existing = this.#local.get(source);
     if (existing) {
@@ -213,7 +215,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (existing.producer && !existing.producer.closed) await existing.producer.replaceTrack({ track });
       return;
     }
-    const publication: LocalPublication = { source, track, paused: false };
+    const publication: LocalPublication = { source, track, paused: false, ...(options.video ? { video: options.video } : {}) };
     this.#local.set(source, publication);
     if (this.#state === 'joined') await this.#produce(publication, this.#generation);
   }
@@ -504,8 +506,9 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (!send || send.closed || (publication.producer && !publication.producer.closed)) return;
     const run = (async () => {
       const { source, track } = publication;
+      // The node maps tile sizes to simulcast layers from the capture size.
       const settings = track.kind === 'video' ? track.getSettings?.() : undefined;
-      const video = settings?.width && settings.height ? { width: settings.width, height: settings.height } : undefined;
+      const video = publication.video ?? (settings?.width && settings.height ? { width: settings.width, height: settings.height } : undefined);
       const producer = await send.produce({
         track,
         ...(source === 'camera' ? { encodings: this.#options.cameraEncodings ?? defaultCameraEncodings, codecOptions: { videoGoogleStartBitrate: 1000 } } : {}),
