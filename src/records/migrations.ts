@@ -89,4 +89,43 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'tracks',
+    sql: `
+      -- The most sessions a room had open at once (any kind; a call's participants).
+      ALTER TABLE rooms ADD COLUMN peak_participants integer NOT NULL DEFAULT 0;
+
+      -- One row per published track (a producer): who, which source, when, and a summary of its
+      -- quality written when it is unpublished (from the samples below).
+      CREATE TABLE tracks (
+        id              text PRIMARY KEY,
+        room            text NOT NULL,
+        session_id      text,
+        peer_id         text NOT NULL,
+        identity        text NOT NULL,
+        source          text NOT NULL,
+        kind            text NOT NULL,
+        node            text NOT NULL,
+        published_at    timestamptz NOT NULL,
+        unpublished_at  timestamptz,
+        packet_loss     real,
+        jitter_ms       real,
+        bitrate         bigint,
+        rtt_ms          real,
+        -- Milliseconds subscribers spent on each spatial layer ({"0": ms, "1": ms, ...}).
+        layer_ms        jsonb,
+        -- Sampling intervals in which a subscriber's resumed video got no packets or scored 0.
+        freezes         integer
+      );
+      CREATE INDEX tracks_room_published ON tracks (room, published_at);
+
+      -- Consumer samples name the track they carry, the layer sent and whether it froze.
+      ALTER TABLE quality_samples ADD COLUMN producer text;
+      ALTER TABLE quality_samples ADD COLUMN spatial_layer smallint;
+      ALTER TABLE quality_samples ADD COLUMN frozen boolean;
+      ALTER TABLE quality_samples ADD COLUMN interval_ms integer;
+      CREATE INDEX quality_samples_producer ON quality_samples (producer) WHERE producer IS NOT NULL;
+    `,
+  },
 ];

@@ -35,6 +35,12 @@ export function recordNode(rooms: RoomManager, audit: AuditLog, sink: RecordSink
     room.once('close', () => sink.record({ kind: 'room.closed', room: room.id, node: nodeId }));
   };
   const onEvent = (event: AuditEvent & { at: number }): void => {
+    // A track's life is a row of its own (tracks), besides the event.
+    if (event.type === 'track.published') {
+      sink.record({ kind: 'track.published', track: event.producer, peer: event.peer, room: event.room, identity: event.identity, source: event.source, trackKind: event.kind, node: nodeId }, event.at);
+    } else if (event.type === 'track.unpublished') {
+      sink.record({ kind: 'track.unpublished', track: event.producer, room: event.room }, event.at);
+    }
     const { type, at, ...data } = event;
     const room = 'room' in event ? event.room : undefined;
     const identity = 'identity' in event ? event.identity : 'moderator' in event ? event.moderator : undefined;

@@ -16,12 +16,14 @@ export class QualitySampler {
   readonly #timer: NodeJS.Timeout;
   #busy = false;
   #stopped = false;
+  /** Packets each video consumer had sent at the previous pass: no progress while resumed is a freeze. */
+  readonly #sentBefore = new WeakMap<types.Consumer, number>();
 
   constructor(
     private readonly rooms: RoomManager,
     private readonly sink: RecordSink,
     private readonly nodeId: string,
-    intervalMs: number,
+    private readonly intervalMs: number,
     private readonly log: Logger,
   ) {
     this.#timer = setInterval(() => void this.sample(), intervalMs);
@@ -77,6 +79,18 @@ export class QualitySampler {
     const stats = await consumer.getStats().catch((error: unknown) => this.#failed(error, consumer.id));
     const stream = stats?.find((s) => s.type === 'outbound-rtp');
     if (!stream) return;
+    // Video: the layer sent now, and whether it froze since the last pass (resumed on both ends,
+    // yet nothing sent, or mediasoup scoring the stream 0).
+    let video: { spatialLayer: number | null; frozen: boolean } | undefined;
+    if (consumer.kind === 'video') {
+      const before = this.#sentBefore.get(consumer);
+      this.#sentBefore.set(consumer, stream.packetCount);
+      const flowing = !consumer.paused && !consumer.producerPaused;
+      video = {
+        spatialLayer: consumer.currentLayers?.spatialLayer ?? null,
+        frozen: flowing && before !== undefined && (stream.packetCount <= before || consumer.score.score === 0),
+      };
+    }
     this.sink.record({
       kind: 'quality',
       peer,
@@ -89,6 +103,9 @@ export class QualitySampler {
       jitterMs: null,
       rttMs: stream.roundTripTime ?? null,
       bitrate: stream.bitrate,
+      producer: consumer.producerId,
+      intervalMs: this.intervalMs,
+      ...(video ?? {}),
     });
   }
 

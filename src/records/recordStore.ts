@@ -19,7 +19,7 @@ export interface RecordStore {
   close(): Promise<void>;
 }
 
-type Lifecycle = Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` }>;
+type Lifecycle = Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` | `track.${string}` }>;
 type EventRecord = Extract<ChorusRecord, { kind: 'event' }>;
 type QualityRecord = Extract<ChorusRecord, { kind: 'quality' }>;
 
@@ -69,16 +69,20 @@ export class SqlRecordStore implements RecordStore {
       }
       if (quality.length > 0) {
         await tx.query(
-          `INSERT INTO quality_samples (id, session_id, peer_id, room, node, at, direction, track, packet_loss, packets_lost, jitter_ms, rtt_ms, bitrate)
+          `INSERT INTO quality_samples (id, session_id, peer_id, room, node, at, direction, track, packet_loss, packets_lost, jitter_ms, rtt_ms, bitrate,
+                                       producer, spatial_layer, frozen, interval_ms)
            SELECT x.id, COALESCE(sp.session_id, x.peer), x.peer, x.room, x.node, to_timestamp(x.at / 1000.0), x.direction, x.track,
-                  x."packetLoss", x."packetsLost", x."jitterMs", x."rttMs", x.bitrate
+                  x."packetLoss", x."packetsLost", x."jitterMs", x."rttMs", x.bitrate, x.producer, x."spatialLayer", x.frozen, x."intervalMs"
            FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, peer text, room text, node text, at float8, direction text, track text,
-                "packetLoss" real, "packetsLost" bigint, "jitterMs" real, "rttMs" real, bitrate bigint)
+                "packetLoss" real, "packetsLost" bigint, "jitterMs" real, "rttMs" real, bitrate bigint,
+                producer text, "spatialLayer" smallint, frozen boolean, "intervalMs" integer)
            LEFT JOIN session_peers sp ON sp.peer_id = x.peer
            ON CONFLICT (id) DO NOTHING`,
           [JSON.stringify(quality.map(({ kind: _kind, ...rest }) => ({ ...rest, packetsLost: round(rest.packetsLost), bitrate: round(rest.bitrate) })))],
         );
       }
+      // After this batch's samples are in: an unpublished track's summary covers all of them.
+      for (const record of lifecycle) if (record.kind === 'track.unpublished') await summariseTrack(tx, record.track);
     });
   }
 
@@ -139,6 +143,11 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
         [sessionId, record.room, record.identity, record.role, record.node, record.peer, record.at],
       );
       await tx.query('INSERT INTO session_peers (peer_id, session_id) VALUES ($1, $2) ON CONFLICT (peer_id) DO NOTHING', [record.peer, sessionId]);
+      // Sessions open now, across the cluster's nodes (they all write here): the room's peak.
+      await tx.query(
+        `UPDATE rooms SET peak_participants = GREATEST(peak_participants, (SELECT count(*) FROM sessions WHERE room = $1 AND left_at IS NULL)) WHERE id = $1`,
+        [record.room],
+      );
       if (resumed && resumed.node !== record.node) {
         // The join record's id is unique and applied once: a fine id for the event it implies.
         await tx.query(
@@ -149,6 +158,17 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
       }
       return;
     }
+    case 'track.published':
+      await tx.query(
+        `INSERT INTO tracks (id, room, session_id, peer_id, identity, source, kind, node, published_at)
+         SELECT $1, $2, (SELECT session_id FROM session_peers WHERE peer_id = $3), $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000.0)
+         ON CONFLICT (id) DO NOTHING`,
+        [record.track, record.room, record.peer, record.identity, record.source, record.trackKind, record.node, record.at],
+      );
+      return;
+    case 'track.unpublished':
+      await tx.query(`UPDATE tracks SET unpublished_at = to_timestamp($2::float8 / 1000.0) WHERE id = $1 AND unpublished_at IS NULL`, [record.track, record.at]);
+      return;
     case 'session.left':
       // Only the connection the session is on now can end it (an old one noticed late cannot).
       await tx.query(
@@ -157,4 +177,26 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
       );
       return;
   }
+}
+
+/**
+ * A track's quality over its life, from the samples: what the node received from its publisher
+ * (loss, jitter, bitrate) and what its subscribers got (round trip, time on each spatial layer,
+ * freezes).
+ */
+async function summariseTrack(tx: SqlExecutor, trackId: string): Promise<void> {
+  await tx.query(
+    `UPDATE tracks t SET
+       packet_loss = s.loss, jitter_ms = s.jitter, bitrate = s.bitrate,
+       rtt_ms = r.rtt, freezes = r.freezes, layer_ms = l.layers
+     FROM (SELECT avg(packet_loss) AS loss, avg(jitter_ms) AS jitter, avg(bitrate)::bigint AS bitrate
+             FROM quality_samples WHERE track = $1 AND direction = 'send') s,
+          (SELECT avg(rtt_ms) AS rtt, count(*) FILTER (WHERE frozen)::integer AS freezes
+             FROM quality_samples WHERE producer = $1) r,
+          (SELECT jsonb_object_agg(layer, ms) AS layers
+             FROM (SELECT spatial_layer::text AS layer, sum(interval_ms) AS ms FROM quality_samples
+                   WHERE producer = $1 AND spatial_layer IS NOT NULL GROUP BY spatial_layer) x) l
+     WHERE t.id = $1`,
+    [trackId],
+  );
 }

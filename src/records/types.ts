@@ -25,6 +25,19 @@ export const chorusRecord = z.discriminatedUnion('kind', [
   z.object({ ...base, kind: z.literal('session.left'), peer: z.string(), room: z.string(), reason: z.string() }),
   z.object({
     ...base,
+    kind: z.literal('track.published'),
+    /** The producer id. */
+    track: z.string(),
+    peer: z.string(),
+    room: z.string(),
+    identity: z.string(),
+    source: z.string(),
+    trackKind: z.string(),
+    node: z.string(),
+  }),
+  z.object({ ...base, kind: z.literal('track.unpublished'), track: z.string(), room: z.string() }),
+  z.object({
+    ...base,
     kind: z.literal('event'),
     type: z.string(),
     room: z.string().optional(),
@@ -47,15 +60,21 @@ export const chorusRecord = z.discriminatedUnion('kind', [
     jitterMs: z.number().nullable(),
     rttMs: z.number().nullable(),
     bitrate: z.number().nullable(),
+    /** Consumer samples (`recv`): the track (producer) carried, its spatial layer, a freeze. */
+    producer: z.string().optional(),
+    spatialLayer: z.number().nullable().optional(),
+    frozen: z.boolean().optional(),
+    /** The sampling interval this sample stands for. */
+    intervalMs: z.number().optional(),
   }),
 ]);
 
 export type ChorusRecord = z.infer<typeof chorusRecord>;
 export type RecordKind = ChorusRecord['kind'];
 
-/** Room and session changes: applied in order, once each (tracked in `applied_records`). */
-export function isLifecycle(record: ChorusRecord): record is Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` }> {
-  return record.kind.startsWith('room.') || record.kind.startsWith('session.');
+/** Room, session and track changes: applied in order, once each (tracked in `applied_records`). */
+export function isLifecycle(record: ChorusRecord): record is Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` | `track.${string}` }> {
+  return record.kind.startsWith('room.') || record.kind.startsWith('session.') || record.kind.startsWith('track.');
 }
 
 /** NUL, and UTF-16 surrogates without their pair (in `u` mode a paired one is one code point). */

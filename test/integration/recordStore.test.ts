@@ -11,6 +11,7 @@ import { migrate } from '../../src/records/migrate.js';
 import { migrations } from '../../src/records/migrations.js';
 import { stamp } from '../../src/records/nodeRecorder.js';
 import { SqlRecordStore } from '../../src/records/recordStore.js';
+import type { ChorusRecord } from '../../src/records/types.js';
 import { openPglite, openPostgres, type SqlDatabase } from '../../src/records/sql.js';
 import { RecordWriter } from '../../src/records/writer.js';
 import { startPostgres, type PostgresServer } from '../support/postgresServer.js';
@@ -52,11 +53,11 @@ async function count(db: SqlDatabase, sql: string, params: unknown[] = []): Prom
 describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => {
   test('migrations apply on first start, are recorded, and running them again changes nothing', async () => {
     const db = await database(kind);
-    await db.exec('DROP TABLE IF EXISTS schema_migrations, rooms, sessions, session_peers, events, quality_samples, applied_records');
+    await db.exec('DROP TABLE IF EXISTS schema_migrations, rooms, sessions, session_peers, events, quality_samples, applied_records, tracks');
     expect(await migrate(db)).toEqual({ applied: migrations.map((m) => m.version) });
     expect(await migrate(db)).toEqual({ applied: [] });
     const tables = (await db.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)).map((r) => r.table_name);
-    expect(tables).toEqual(['applied_records', 'events', 'quality_samples', 'rooms', 'schema_migrations', 'session_peers', 'sessions']);
+    expect(tables).toEqual(['applied_records', 'events', 'quality_samples', 'rooms', 'schema_migrations', 'session_peers', 'sessions', 'tracks']);
     expect(await count(db, 'schema_migrations')).toBe(migrations.length);
   });
 
@@ -210,4 +211,38 @@ test('a PGlite database keeps its rows when reopened from the same directory', a
   const reopened = await database('pglite');
   expect(await migrate(reopened)).toEqual({ applied: [] });
   expect(await count(reopened, "events WHERE type = 'persisted'")).toBe(1);
+});
+
+describe.each(['postgres', 'pglite'] as const)('track records on %s', (kind) => {
+  test('a track delivered twice is one row; its summary comes from its samples: loss, layers, freezes', async () => {
+    // Peer ids of their own: the file's other tests share this database.
+    const db = await database(kind);
+    await migrate(db);
+    const store = new SqlRecordStore(db);
+    const room = `tr-${kind}`;
+    const t = 1_700_000_000_000;
+    const opened = stamp({ kind: 'room.opened', room, roomKind: 'call', node: 'A' }, t);
+    const joined = stamp({ kind: 'session.joined', peer: 'TP', room, identity: 'amina', role: 'participant', node: 'A' }, t + 1);
+    const joined2 = stamp({ kind: 'session.joined', peer: 'TQ', room, identity: 'bilal', role: 'participant', node: 'A' }, t + 2);
+    const published = stamp({ kind: 'track.published', track: 'cam', peer: 'TP', room, identity: 'amina', source: 'camera', trackKind: 'video', node: 'A' }, t + 3);
+    const sample = (at: number, over: Partial<Extract<ChorusRecord, { kind: 'quality' }>>): ChorusRecord =>
+      stamp({ kind: 'quality', peer: 'TQ', room, node: 'A', direction: 'recv', track: 'consumer-1', packetLoss: 0, packetsLost: 0, jitterMs: null, rttMs: 20, bitrate: 300_000, producer: 'cam', intervalMs: 1000, ...over }, at);
+    const samples = [
+      stamp({ kind: 'quality', peer: 'TP', room, node: 'A', direction: 'send', track: 'cam', packetLoss: 0.02, packetsLost: 3, jitterMs: 4, rttMs: null, bitrate: 900_000 }, t + 4),
+      sample(t + 5, { spatialLayer: 0, frozen: false }),
+      sample(t + 6, { spatialLayer: 2, frozen: false }),
+      sample(t + 7, { spatialLayer: 2, frozen: true }),
+    ];
+    const unpublished = stamp({ kind: 'track.unpublished', track: 'cam', room }, t + 8);
+    const batch = [opened, joined, joined2, published, ...samples, unpublished];
+    await store.write(batch);
+    await store.write(batch);
+    const rows = await db.query<Record<string, unknown>>(
+      'SELECT id, session_id, source, kind, unpublished_at IS NOT NULL AS closed, packet_loss, jitter_ms, bitrate::int AS bitrate, rtt_ms, layer_ms, freezes FROM tracks',
+    );
+    expect(rows).toEqual([
+      { id: 'cam', session_id: 'TP', source: 'camera', kind: 'video', closed: true, packet_loss: expect.closeTo(0.02, 5), jitter_ms: 4, bitrate: 900_000, rtt_ms: 20, layer_ms: { '0': 1000, '2': 2000 }, freezes: 1 },
+    ]);
+    expect(await db.query('SELECT peak_participants FROM rooms WHERE id = $1', [room])).toEqual([{ peak_participants: 2 }]);
+  });
 });

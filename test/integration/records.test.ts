@@ -10,9 +10,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { migrate } from '../../src/records/migrate.js';
+import { migrations } from '../../src/records/migrations.js';
 import type { Records } from '../../src/records/records.js';
 import { openPglite } from '../../src/records/sql.js';
 import type { ChorusRecord } from '../../src/records/types.js';
+import { hears, joinCallPeer, type CallPeer } from '../support/callPeer.js';
+import { palette } from '../support/nodeVideo.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { freePort } from '../support/ports.js';
@@ -181,6 +184,58 @@ describe.each(['postgres', 'pglite'] as const)('a live broadcast recorded in %s'
   });
 });
 
+describe.each(['postgres', 'pglite'] as const)('a call recorded in %s', (kind) => {
+  test('every track gets a row with its source, times and quality (layers, freezes); the room keeps its peak', async () => {
+    const env: Record<string, string> = kind === 'postgres' ? { DATABASE_URL: await server.createDatabase(`call_${Date.now()}`) } : {};
+    const { node, records, queued } = await recordingNode({ ...env, RTC_INITIAL_BITRATE: '3000000' });
+    const room = `call-${kind}`;
+    const colours = [palette.red, palette.green, palette.blue];
+    const peers: CallPeer[] = [];
+    for (const [i, colour] of colours.entries()) {
+      const peer = await joinCallPeer(node, room, `p${i}-${kind}`, 300 + 200 * i, { camera: { colour, width: 640, height: 360 } });
+      cleanup.push(() => peer.close());
+      peers.push(peer);
+    }
+    await until(() => peers.every((p) => peers.every((q) => p === q || hears(p, q))), 20_000, 'everyone to hear everyone');
+    // Sampling rounds with video flowing: consumer samples carry the layer they sent.
+    await until(async () => {
+      await records.flush();
+      const [row] = await records.store.query<{ n: string }>('SELECT count(*) AS n FROM quality_samples WHERE spatial_layer IS NOT NULL AND bitrate > 0');
+      return Number(row?.n ?? 0) >= 6;
+    }, 15_000, 'video samples with a spatial layer');
+    for (const p of peers) await p.close();
+    await until(() => node.rooms.rooms.size === 0, 5000, 'the room to close');
+    expect(await records.flush()).toBe(true);
+
+    const q = <R>(sql: string, params?: unknown[]) => records.store.query<R>(sql, params);
+    expect(await q('SELECT kind, peak_participants FROM rooms WHERE id = $1', [room])).toEqual([{ kind: 'call', peak_participants: 3 }]);
+    const tracks = await q<{ identity: string; source: string; kind: string; closed: boolean; session: boolean; bitrate: string | null; loss: number | null; layers: Record<string, number> | null; freezes: number | null }>(
+      `SELECT identity, source, kind, unpublished_at > published_at AS closed, session_id IS NOT NULL AS session,
+              bitrate::text AS bitrate, packet_loss AS loss, layer_ms AS layers, freezes
+       FROM tracks WHERE room = $1 ORDER BY identity, source`,
+      [room],
+    );
+    expect(tracks.map((t) => [t.identity, t.source, t.kind])).toEqual(
+      peers.flatMap((p) => [
+        [p.identity, 'camera', 'video'],
+        [p.identity, 'microphone', 'audio'],
+      ]),
+    );
+    for (const t of tracks) {
+      expect(t, `${t.identity} ${t.source}`).toMatchObject({ closed: true, session: true });
+      expect(Number(t.bitrate), `${t.identity} ${t.source} bitrate`).toBeGreaterThan(0);
+      expect(t.loss).not.toBeNull();
+    }
+    // Each camera was received by two subscribers; their time on each layer adds up to something.
+    for (const t of tracks.filter((x) => x.source === 'camera')) {
+      const total = Object.values(t.layers ?? {}).reduce((n, ms) => n + ms, 0);
+      expect(total, `${t.identity} layer time`).toBeGreaterThan(0);
+      expect(t.freezes).not.toBeNull();
+    }
+    await expectExactlyOnce(records, queued);
+  });
+});
+
 describe.each(['postgres', 'pglite'] as const)('abuse limits recorded in %s', (kind) => {
   test('a join-limit flood is stored as limit.exceeded events whose keys are printable (no NUL), none rejected', async () => {
     const env: Record<string, string> = {
@@ -317,7 +372,7 @@ test('PGlite records persist across a node restart in the same data directory', 
   const second = await recordingNode({}, first.dataDir);
   const rows = await second.records.store.query<{ identity: string; end_reason: string }>('SELECT identity, end_reason FROM sessions');
   expect(rows).toEqual([{ identity: 'imam-persist', end_reason: 'left' }]);
-  expect(await second.records.store.query('SELECT version FROM schema_migrations')).toEqual([{ version: 1 }]);
+  expect(await second.records.store.query('SELECT version FROM schema_migrations ORDER BY version')).toEqual(migrations.map(({ version }) => ({ version })));
 });
 
 describe('a bad DATABASE_URL', () => {
