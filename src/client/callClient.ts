@@ -246,6 +246,12 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     publication.paused = muted;
   }
 
+  /** WebRTC stats of what this client receives (its receive transport), for quality displays. */
+  async stats(): Promise<RTCStatsReport | undefined> {
+    const recv = this.#recv;
+    return recv && !recv.closed ? recv.getStats() : undefined;
+  }
+
   /** Tells the node how a remote video is shown, so it sends the layer that fits (or nothing). */
   async setView(trackId: string, view: TrackView): Promise<void> {
     const previous = this.#views.get(trackId);

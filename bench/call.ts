@@ -1,0 +1,229 @@
+/**
+ * Call benchmark: C calls of P participants on one Chorus node (its own process, so its CPU is
+ * measured apart), every participant the real SDK on Node WebRTC publishing a tone and a camera
+ * in three VP8 simulcast layers, receiving everyone else by a grid policy (every tile small, so
+ * the low layer, and the active speaker large).
+ *
+ *   npm run bench:call -- --calls C --participants P [--procs K] [--duration S] [--audio-only]
+ *       [--width W --height H --fps F] [--out DIR]
+ *
+ * Prints one JSON line (progress on stderr), appends it to <out>/call-results.jsonl and rewrites
+ * <out>/call.html (an inline-SVG chart over every run there). Only one node: `--nodes` > 1 is
+ * not implemented yet.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { FromParent, ParticipantsConfig, ToParent } from './callParticipants.js';
+import { startBenchNode } from './lib/benchNode.js';
+import { gitCommit } from './lib/gitCommit.js';
+import { TreeSampler, machineUsagePct, round, usage } from './lib/procstat.js';
+import { readRuns } from './lib/runLog.js';
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(benchDir, '..');
+
+const { values: args } = parseArgs({
+  options: {
+    calls: { type: 'string', default: '1' },
+    participants: { type: 'string' },
+    procs: { type: 'string' },
+    nodes: { type: 'string', default: '1' },
+    duration: { type: 'string', default: '15' },
+    settle: { type: 'string', default: '4' },
+    width: { type: 'string', default: '640' },
+    height: { type: 'string', default: '360' },
+    fps: { type: 'string', default: '15' },
+    'audio-only': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench/results' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const usageText = 'usage: npm run bench:call -- --calls C --participants P [--procs K] [--duration S] [--settle S] [--audio-only] [--width W --height H --fps F] [--out DIR]';
+if (args.help || !args.participants) {
+  process.stderr.write(`${usageText}\n`);
+  process.exit(args.help ? 0 : 2);
+}
+const int = (name: string, value: string | undefined, min: number): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    process.stderr.write(`--${name} must be an integer >= ${min}\n${usageText}\n`);
+    process.exit(2);
+  }
+  return n;
+};
+const C = int('calls', args.calls, 1);
+const P = int('participants', args.participants, 2);
+if (int('nodes', args.nodes, 1) !== 1) {
+  process.stderr.write('--nodes > 1 is not implemented yet: this benchmark runs one node\n');
+  process.exit(2);
+}
+const total = C * P;
+const K = Math.min(total, args.procs ? int('procs', args.procs, 1) : Math.max(1, Math.ceil(total / 10)));
+const durationS = int('duration', args.duration, 1);
+const settleS = int('settle', args.settle, 0);
+const video = !args['audio-only'];
+const width = int('width', args.width, 64);
+const height = int('height', args.height, 36);
+const fps = int('fps', args.fps, 1);
+const outDir = resolve(repoRoot, args.out);
+const log = (line: string): void => void process.stderr.write(`[bench:call] ${line}\n`);
+
+const percentile = (values: number[], p: number): number | null => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+};
+
+function waitFor<T extends ToParent['type']>(children: ChildProcess[], type: T, count: number, timeoutMs: number): Promise<Array<Extract<ToParent, { type: T }>>> {
+  return new Promise((resolvePromise, reject) => {
+    const got: Array<Extract<ToParent, { type: T }>> = [];
+    const timer = setTimeout(() => reject(new Error(`only ${got.length}/${count} '${type}' messages within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (message: ToParent): void => {
+      if (message.type !== type) return;
+      got.push(message as Extract<ToParent, { type: T }>);
+      if (got.length === count) {
+        clearTimeout(timer);
+        for (const child of children) child.off('message', onMessage);
+        resolvePromise(got);
+      }
+    };
+    for (const child of children) child.on('message', onMessage);
+  });
+}
+
+const broadcast = (children: ChildProcess[], message: FromParent): void => {
+  for (const child of children) child.send(message);
+};
+
+async function main(): Promise<void> {
+  const secret = randomBytes(32).toString('base64url');
+  const node = await startBenchNode({ CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' }, log);
+  const children: ChildProcess[] = [];
+  try {
+    const specs = Array.from({ length: total }, (_, i) => ({ room: `bench-call-${Math.floor(i / P)}`, identity: `p${i}` }));
+    for (let k = 0; k < K; k++) {
+      const config: ParticipantsConfig = {
+        url: node.url,
+        secret,
+        participants: specs.filter((_, i) => i % K === k),
+        video,
+        width,
+        height,
+        fps,
+        tile: { width: Math.round(width / 4), height: Math.round(height / 4) },
+        speaker: { width, height },
+      };
+      children.push(fork(join(benchDir, 'callParticipants.ts'), [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    }
+    const sampler = new TreeSampler(() => new Map([['server', node.proc.pid!], ...children.map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
+    const tick = setInterval(() => {
+      node.rememberTree();
+      sampler.sample();
+    }, 1000);
+    const joining = waitFor(children, 'joined', total, 120_000);
+    broadcast(children, { type: 'join' });
+    const joins = await joining;
+    const failed = joins.filter((j) => j.error);
+    log(`${joins.length - failed.length}/${total} joined; settling ${settleS} s`);
+    await new Promise((r) => setTimeout(r, settleS * 1000));
+    const measuring = waitFor(children, 'measured', K, (durationS + 60) * 1000);
+    const from = performance.now();
+    broadcast(children, { type: 'measure-start' });
+    await new Promise((r) => setTimeout(r, durationS * 1000));
+    broadcast(children, { type: 'measure-stop' });
+    const measured = await measuring;
+    const to = performance.now();
+    clearInterval(tick);
+    sampler.sample();
+    const window = sampler.window(from, to);
+    const server = usage(window, 'server');
+    const generators = children.map((_, i) => usage(window, `gen-${i}`));
+    const latencies = measured.flatMap((m) => m.latencies);
+    const packetsReceived = measured.reduce((n, m) => n + m.packetsReceived, 0);
+    const packetsLost = measured.reduce((n, m) => n + m.packetsLost, 0);
+    const bytes = measured.reduce((n, m) => n + m.bytesReceived, 0);
+    const windowS = Math.max(...measured.map((m) => m.windowMs)) / 1000;
+    // Each participant receives every other's microphone and camera.
+    const forwarded = C * P * (P - 1) * (video ? 2 : 1);
+    const joinMs = joins.filter((j) => !j.error).map((j) => j.joinMs);
+    const record = {
+      bench: 'call',
+      ts: new Date().toISOString(),
+      commit: gitCommit(),
+      machine: { cpus: cpus().length, model: cpus()[0]?.model },
+      calls: C,
+      participants: P,
+      procs: K,
+      video: video ? { width, height, fps, layers: 3 } : false,
+      durationS: round(windowS, 1),
+      joins: { ok: joinMs.length, failed: failed.length, p50Ms: round(percentile(joinMs, 50) ?? 0), p95Ms: round(percentile(joinMs, 95) ?? 0) },
+      latencyMs: { samples: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+      loss: packetsReceived + packetsLost > 0 ? round(packetsLost / (packetsReceived + packetsLost), 5) : null,
+      freezes: measured.reduce((n, m) => n + m.freezes, 0),
+      framesDecoded: measured.reduce((n, m) => n + m.frames, 0),
+      egressMbps: round((bytes * 8) / windowS / 1e6, 2),
+      server: {
+        cpuPct: server.cpuPct,
+        cpuPctPerParticipant: round(server.cpuPct / total, 3),
+        cpuPctPerForwardedStream: round(server.cpuPct / forwarded, 4),
+        rssMiB: server.rssMiB,
+        rssMiBPerParticipant: round(server.rssMiB / total, 2),
+        procs: server.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
+      },
+      loadGeneratorCpuPct: round(generators.reduce((n, g) => n + g.cpuPct, 0), 1),
+      machineCpuPct: machineUsagePct(window, cpus().length),
+    };
+    process.stdout.write(`${JSON.stringify(record)}\n`);
+    mkdirSync(outDir, { recursive: true });
+    appendFileSync(join(outDir, 'call-results.jsonl'), `${JSON.stringify(record)}\n`);
+    const runs = readRuns<typeof record>(join(outDir, 'call-results.jsonl'));
+    writeFileSync(join(outDir, 'call.html'), chart(runs));
+    log(`wrote ${join(outDir, 'call-results.jsonl')} and ${join(outDir, 'call.html')}`);
+    const closing = waitFor(children, 'closed', K, 30_000).catch(() => []);
+    broadcast(children, { type: 'close' });
+    await closing;
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await node.stop();
+  }
+}
+
+/** One bar group per run: latency p50/p99 (ms) and server CPU per participant (% of a core × 10). */
+function chart(runs: Array<{ calls: number; participants: number; video: unknown; latencyMs: { p50: number | null; p99: number | null }; server: { cpuPctPerParticipant: number }; joins: { p95Ms: number } }>): string {
+  const barW = 14;
+  const groupW = barW * 4 + 20;
+  const height = 260;
+  const max = Math.max(1, ...runs.flatMap((r) => [r.latencyMs.p99 ?? 0, r.joins.p95Ms / 10, r.server.cpuPctPerParticipant * 10]));
+  const y = (v: number): number => height - 30 - (v / max) * (height - 60);
+  const bars = runs
+    .map((r, i) => {
+      const x = 40 + i * groupW;
+      const values = [
+        [r.latencyMs.p50 ?? 0, '#1c64d8'],
+        [r.latencyMs.p99 ?? 0, '#7aa7f0'],
+        [r.joins.p95Ms / 10, '#2e7d32'],
+        [r.server.cpuPctPerParticipant * 10, '#c62828'],
+      ] as const;
+      return (
+        values.map(([v, colour], j) => `<rect x="${x + j * barW}" y="${y(v)}" width="${barW - 2}" height="${height - 30 - y(v)}" fill="${colour}"><title>${v}</title></rect>`).join('') +
+        `<text x="${x}" y="${height - 12}" font-size="10">${r.calls}×${r.participants}${r.video ? '' : ' a'}</text>`
+      );
+    })
+    .join('');
+  return `<!doctype html><meta charset="utf-8"><title>bench:call</title>
+<h1>bench:call</h1>
+<p>Per run (calls × participants; "a" = audio only): media latency p50 and p99 (ms, blue), join p95 (ms ÷ 10, green), server CPU per participant (% of a core × 10, red).</p>
+<svg xmlns="http://www.w3.org/2000/svg" width="${80 + runs.length * groupW}" height="${height}">${bars}<line x1="35" x2="${60 + runs.length * groupW}" y1="${height - 30}" y2="${height - 30}" stroke="#999"/></svg>
+<pre>${runs.map((r) => JSON.stringify(r)).join('\n')}</pre>`;
+}
+
+main().catch((error: unknown) => {
+  log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exitCode = 1;
+});
