@@ -126,6 +126,10 @@ async function main(): Promise<void> {
       node.rememberTree();
       sampler.sample();
     }, 1000);
+    // The node at rest (its records database included): per-participant memory is what joins add.
+    node.rememberTree();
+    sampler.sample();
+    const idleRssMiB = treeRss(sampler.samples[0]!, 'server');
     const joining = waitFor(children, 'joined', total, 120_000);
     broadcast(children, { type: 'join' });
     const joins = await joining;
@@ -173,7 +177,8 @@ async function main(): Promise<void> {
         cpuPctPerParticipant: round(server.cpuPct / total, 3),
         cpuPctPerForwardedStream: round(server.cpuPct / forwarded, 4),
         rssMiB: server.rssMiB,
-        rssMiBPerParticipant: round(server.rssMiB / total, 2),
+        idleRssMiB: round(idleRssMiB, 1),
+        rssMiBPerParticipant: round((server.rssMiB - idleRssMiB) / total, 2),
         procs: server.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
       },
       loadGeneratorCpuPct: round(generators.reduce((n, g) => n + g.cpuPct, 0), 1),
@@ -192,6 +197,10 @@ async function main(): Promise<void> {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await node.stop();
   }
+}
+
+function treeRss(sample: TreeSampler['samples'][number], group: string): number {
+  return [...(sample.groups.get(group)?.procs.values() ?? [])].reduce((n, p) => n + p.rssKiB, 0) / 1024;
 }
 
 /** One bar group per run: latency p50/p99 (ms) and server CPU per participant (% of a core × 10). */
