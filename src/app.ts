@@ -28,6 +28,7 @@ import { QualitySampler } from './records/qualitySampler.js';
 import { startRecords, type Records } from './records/records.js';
 import { NodeBus } from './cluster/bus.js';
 import { ClusterPipes } from './cluster/pipes.js';
+import type { types } from 'mediasoup';
 import { ClusterRoster } from './cluster/roster.js';
 import { ChorusError } from './protocol/errors.js';
 import { OriginPlacement, pickWeighted } from './cluster/placement.js';
@@ -340,15 +341,17 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         log.child({ component: 'registry' }),
       )
     : undefined;
+  // A track this node holds and the router it lives on: what either cascade pipes to other nodes.
+  const localTrack = (roomId: string, producerId: string): { producer: types.Producer; router: types.Router } | undefined => {
+    const room = rooms.get(roomId);
+    const producer = room?.publications.get(producerId)?.producer;
+    return producer && room?.media && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
+  };
   const pipes = bus
     ? new ClusterPipes(
         bus,
         store,
-        (roomId, producerId) => {
-          const room = rooms.get(roomId);
-          const producer = room?.publications.get(producerId)?.producer;
-          return producer && room?.media && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
-        },
+        localTrack,
         {
           listenIp: config.media.listenIp,
           announcedAddress: config.media.announcedAddress,
@@ -366,11 +369,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         {
           members: (roomId) => rooms.get(roomId)?.localMembers(),
           changed: (roomId, nodeId, changes) => rooms.get(roomId)?.remoteChanged(nodeId, changes),
-          track: (roomId, producerId) => {
-            const room = rooms.get(roomId);
-            const producer = room?.publications.get(producerId)?.producer;
-            return producer && room?.media && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
-          },
+          track: localTrack,
           router: (roomId) => {
             const media = rooms.get(roomId)?.media;
             return media && !media.closed ? media.origin.router : undefined;

@@ -262,6 +262,11 @@ export class Room extends EventEmitter<RoomEvents> {
     return this.#gathering;
   }
 
+  /** Who publishes a track, here or on another node. */
+  #publisherOf(producerId: string): string | undefined {
+    return this.#publications.get(producerId)?.peer.id ?? this.#remoteTrack(producerId)?.participant.peerId;
+  }
+
   /** The node holding a member that is not here. */
   #holderOf(peerId: string): string | undefined {
     for (const [nodeId, view] of this.#others) if (view.participants.has(peerId)) return nodeId;
@@ -565,12 +570,12 @@ export class Room extends EventEmitter<RoomEvents> {
       { speakerIntervalMs: this.options.speakerIntervalMs ?? 300, levelIntervalMs: this.options.audioLevelIntervalMs ?? 500 },
       {
         speaker: (producerId) => {
-          const peerId = producerId === undefined ? null : (this.#publications.get(producerId)?.peer.id ?? this.#remoteTrack(producerId)?.participant.peerId ?? null);
+          const peerId = producerId === undefined ? null : (this.#publisherOf(producerId) ?? null);
           this.channel.toRoomLocal(this.id, 'speaker:changed', { peerId });
         },
         levels: (levels) => {
           const known = levels.flatMap(({ producerId, volume }) => {
-            const peerId = this.#publications.get(producerId)?.peer.id ?? this.#remoteTrack(producerId)?.participant.peerId;
+            const peerId = this.#publisherOf(producerId);
             return peerId ? [{ peerId, volume }] : [];
           });
           this.channel.toRoomLocal(this.id, 'audio:levels', { levels: known });
