@@ -82,6 +82,12 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
   readonly #consumerReady = new WeakSet<types.Consumer>();
   readonly #consumerHidden = new WeakSet<types.Consumer>();
+  /**
+   * The last request changing each consumer's flow (resume, view, layers). They run one after
+   * another: a tile reported hidden then shown at once would otherwise read `paused` before the
+   * pause lands, skip the resume, and leave the video paused for good.
+   */
+  readonly #consumerTurn = new WeakMap<types.Consumer, Promise<unknown>>();
   /** Every transport's liveness on this node, by transport id (judged, and read for the count). */
   readonly #liveness = new Map<string, TransportLiveness>();
   /** Sessions that joined and have yet to show they take media (a transport, or HLS): their deadline. */
@@ -751,10 +757,20 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const consumer = peer.consumer(consumerId);
     this.#consumerReady.add(consumer);
-    // A tile reported hidden stays paused until it is shown again.
-    if (this.#consumerHidden.has(consumer)) return;
-    await whileOpen(consumer, () => consumer.resume());
-    if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
+    await this.#inTurn(consumer, async () => {
+      // A tile reported hidden stays paused until it is shown again.
+      if (this.#consumerHidden.has(consumer)) return;
+      await consumer.resume();
+      if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
+    });
+  }
+
+  /** Runs a request on a consumer after the ones before it, as the track allows (see whileOpen). */
+  #inTurn<T>(consumer: types.Consumer, request: () => Promise<T>): Promise<T> {
+    const previous = this.#consumerTurn.get(consumer) ?? Promise.resolve();
+    const turn = previous.catch(() => undefined).then(() => whileOpen(consumer, request));
+    this.#consumerTurn.set(consumer, turn);
+    return turn;
   }
 
   /**
@@ -766,7 +782,7 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const consumer = peer.consumer(view.consumerId);
     if (consumer.kind !== 'video') throw new ChorusError('BAD_REQUEST', 'only video tracks have a view');
-    return whileOpen(consumer, () => this.#applyView(consumer, view));
+    return this.#inTurn(consumer, () => this.#applyView(consumer, view));
   }
 
   async #applyView(consumer: types.Consumer, view: { visible: boolean; width: number; height: number }): Promise<{ paused: boolean; spatialLayer?: number }> {
@@ -803,8 +819,10 @@ export class Room extends EventEmitter<RoomEvents> {
     if (temporalLayer !== undefined && temporalLayer >= temporal) {
       throw new ChorusError('BAD_REQUEST', `temporal layer ${temporalLayer} is out of range: this track has ${temporal} (0-${temporal - 1})`);
     }
-    await whileOpen(consumer, () => consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) }));
-    await consumer.requestKeyFrame().catch(() => undefined);
+    await this.#inTurn(consumer, async () => {
+      await consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
+      await consumer.requestKeyFrame().catch(() => undefined);
+    });
   }
 
   canModerate(peer: Peer): boolean {

@@ -146,6 +146,35 @@ describe('call rooms: simulcast and views', () => {
     expect(await room.viewTrack(b.peer, { consumerId: consumer.id, visible: true, width: 320, height: 180 })).toEqual({ paused: false, spatialLayer: 0 });
   });
 
+  test('views sent back to back apply in order: hidden then shown at once leaves the video flowing', async () => {
+    const { room } = await h.room('call');
+    const a = await joined(room, 'participant');
+    const b = await joined(room, 'participant');
+    const cam = await publish(room, a, 'camera');
+    const consumer = await room.consume(b.peer, b.recv.id, cam.id, deviceCaps(room));
+    await room.resumeConsumer(b.peer, consumer.id);
+    for (let round = 0; round < 5; round++) {
+      // A tile scrolled away and back within one report interval: neither request is awaited
+      // before the next is sent, as a socket delivers them.
+      const hidden = room.viewTrack(b.peer, { consumerId: consumer.id, visible: false, width: 640, height: 360 });
+      const shown = room.viewTrack(b.peer, { consumerId: consumer.id, visible: true, width: 1280, height: 720 });
+      expect(await hidden).toEqual({ paused: true });
+      expect(await shown).toEqual({ paused: false, spatialLayer: 2 });
+      expect(consumer.paused).toBe(false);
+      // And the other way round: shown then hidden ends hidden.
+      const shownAgain = room.viewTrack(b.peer, { consumerId: consumer.id, visible: true, width: 320, height: 180 });
+      const hiddenAgain = room.viewTrack(b.peer, { consumerId: consumer.id, visible: false, width: 320, height: 180 });
+      await Promise.all([shownAgain, hiddenAgain]);
+      expect(consumer.paused).toBe(true);
+      // A resume racing a hidden report does not override it.
+      const hiddenThird = room.viewTrack(b.peer, { consumerId: consumer.id, visible: false, width: 320, height: 180 });
+      await Promise.all([hiddenThird, room.resumeConsumer(b.peer, consumer.id)]);
+      expect(consumer.paused).toBe(true);
+      await room.viewTrack(b.peer, { consumerId: consumer.id, visible: true, width: 320, height: 180 });
+      expect(consumer.paused).toBe(false);
+    }
+  });
+
   test('layers out of range, and views of audio, are bad requests that change nothing', async () => {
     const { room } = await h.room('call');
     const a = await joined(room, 'participant');
