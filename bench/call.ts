@@ -1,11 +1,16 @@
 /**
  * Call benchmark: C calls of P participants on one Chorus node (its own process, so its CPU is
- * measured apart), every participant the real SDK on Node WebRTC publishing a tone and a camera
- * in three VP8 simulcast layers, receiving everyone else by a grid policy (every tile small, so
- * the low layer, and the active speaker large).
+ * measured apart), every participant publishing a tone and a camera in three VP8 simulcast
+ * layers and receiving everyone else by a grid policy (every tile small, so the low layer, and
+ * the active speaker large).
  *
- *   npm run bench:call -- --calls C --participants P [--procs K] [--duration S] [--audio-only]
- *       [--width W --height H --fps F] [--out DIR]
+ * Participants are light by default (bench/callLight.ts): pre-encoded Opus and VP8 sent as RTP
+ * over werift, received without decoding, so the load generator can hold fifty. With
+ * `--publisher sdk` each is the real SDK on Node WebRTC (bench/callParticipants.ts): encoders,
+ * decoders and all, which saturates this machine's load generator near ten participants.
+ *
+ *   npm run bench:call -- --calls C --participants P [--publisher light|sdk] [--procs K]
+ *       [--duration S] [--audio-only] [--width W --height H --fps F] [--out DIR]
  *
  * Prints one JSON line (progress on stderr), appends it to <out>/call-results.jsonl and rewrites
  * <out>/call.html (an inline-SVG chart over every run there). Only one node: `--nodes` > 1 is
@@ -14,13 +19,15 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { FromParent, ParticipantsConfig, ToParent } from './callParticipants.js';
+import * as hdr from 'hdr-histogram-js';
+import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
 import { startBenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
+import { prepareLightMedia } from './lib/lightMedia.js';
 import { TreeSampler, machineUsagePct, round, usage } from './lib/procstat.js';
 import { readRuns } from './lib/runLog.js';
 
@@ -32,6 +39,7 @@ const { values: args } = parseArgs({
     calls: { type: 'string', default: '1' },
     participants: { type: 'string' },
     procs: { type: 'string' },
+    publisher: { type: 'string', default: 'light' },
     nodes: { type: 'string', default: '1' },
     duration: { type: 'string', default: '15' },
     settle: { type: 'string', default: '4' },
@@ -44,7 +52,7 @@ const { values: args } = parseArgs({
   },
   strict: true,
 });
-const usageText = 'usage: npm run bench:call -- --calls C --participants P [--procs K] [--duration S] [--settle S] [--audio-only] [--width W --height H --fps F] [--out DIR]';
+const usageText = 'usage: npm run bench:call -- --calls C --participants P [--publisher light|sdk] [--procs K] [--duration S] [--settle S] [--audio-only] [--width W --height H --fps F] [--out DIR]';
 if (args.help || !args.participants) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -63,8 +71,14 @@ if (int('nodes', args.nodes, 1) !== 1) {
   process.stderr.write('--nodes > 1 is not implemented yet: this benchmark runs one node\n');
   process.exit(2);
 }
+if (args.publisher !== 'light' && args.publisher !== 'sdk') {
+  process.stderr.write(`--publisher must be light or sdk\n${usageText}\n`);
+  process.exit(2);
+}
+const light = args.publisher === 'light';
 const total = C * P;
-const K = Math.min(total, args.procs ? int('procs', args.procs, 1) : Math.max(1, Math.ceil(total / 10)));
+// A light process holds about 25 participants of a 25-call on one core; an SDK one about 10.
+const K = Math.min(total, args.procs ? int('procs', args.procs, 1) : Math.max(1, Math.ceil(total / (light ? 25 : 10))));
 const durationS = int('duration', args.duration, 1);
 const settleS = int('settle', args.settle, 0);
 const video = !args['audio-only'];
@@ -106,6 +120,8 @@ async function main(): Promise<void> {
   const node = await startBenchNode({ CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' }, log);
   const children: ChildProcess[] = [];
   try {
+    const media = light && video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width, height, fps, seconds: 10 }) : undefined;
+    const audioOnlyMedia = light && !video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width: 64, height: 36, fps: 1, seconds: 10 }) : undefined;
     const specs = Array.from({ length: total }, (_, i) => ({ room: `bench-call-${Math.floor(i / P)}`, identity: `p${i}` }));
     for (let k = 0; k < K; k++) {
       const config: ParticipantsConfig = {
@@ -118,8 +134,9 @@ async function main(): Promise<void> {
         fps,
         tile: { width: Math.round(width / 4), height: Math.round(height / 4) },
         speaker: { width, height },
+        media: media ?? audioOnlyMedia,
       };
-      children.push(fork(join(benchDir, 'callParticipants.ts'), [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+      children.push(fork(join(benchDir, light ? 'callLight.ts' : 'callParticipants.ts'), [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     }
     const sampler = new TreeSampler(() => new Map([['server', node.proc.pid!], ...children.map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
     const tick = setInterval(() => {
@@ -149,6 +166,17 @@ async function main(): Promise<void> {
     const server = usage(window, 'server');
     const generators = children.map((_, i) => usage(window, `gen-${i}`));
     const latencies = measured.flatMap((m) => m.latencies);
+    // Light participants count every packet's age into histograms; merged here.
+    const merged = { audio: hdr.build(), video: hdr.build() };
+    for (const m of measured) {
+      if (!m.latencyHistograms) continue;
+      merged.audio.add(hdr.decodeFromCompressedBase64(m.latencyHistograms.audio));
+      merged.video.add(hdr.decodeFromCompressedBase64(m.latencyHistograms.video));
+    }
+    const fromHistogram = (h: hdr.Histogram): { samples: number; p50: number | null; p99: number | null; max?: number } => (h.totalCount === 0 ? { samples: 0, p50: null, p99: null } : { samples: h.totalCount, p50: round(h.getValueAtPercentile(50) / 1000, 2), p99: round(h.getValueAtPercentile(99) / 1000, 2), max: round(h.maxValue / 1000, 2) });
+    const all = hdr.build();
+    all.add(merged.audio);
+    all.add(merged.video);
     const packetsReceived = measured.reduce((n, m) => n + m.packetsReceived, 0);
     const packetsLost = measured.reduce((n, m) => n + m.packetsLost, 0);
     const bytes = measured.reduce((n, m) => n + m.bytesReceived, 0);
@@ -156,6 +184,7 @@ async function main(): Promise<void> {
     // Each participant receives every other's microphone and camera.
     const forwarded = C * P * (P - 1) * (video ? 2 : 1);
     const joinMs = joins.filter((j) => !j.error).map((j) => j.joinMs);
+    const allMediaMs = joins.flatMap((j) => (j.error || j.allMediaMs === null ? [] : [j.allMediaMs]));
     const record = {
       bench: 'call',
       ts: new Date().toISOString(),
@@ -163,14 +192,21 @@ async function main(): Promise<void> {
       machine: { cpus: cpus().length, model: cpus()[0]?.model },
       calls: C,
       participants: P,
+      publisher: light ? 'light' : 'sdk',
       procs: K,
       video: video ? { width, height, fps, layers: 3 } : false,
       durationS: round(windowS, 1),
       joins: { ok: joinMs.length, failed: failed.length, p50Ms: round(percentile(joinMs, 50) ?? 0), p95Ms: round(percentile(joinMs, 95) ?? 0) },
-      latencyMs: { samples: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+      // Everyone in the call heard and seen (first packet of each track present at join).
+      allMediaMs: { samples: allMediaMs.length, p50: round(percentile(allMediaMs, 50) ?? 0), p95: round(percentile(allMediaMs, 95) ?? 0) },
+      latencyMs: light
+        ? { ...fromHistogram(all), audio: fromHistogram(merged.audio), video: fromHistogram(merged.video) }
+        : { samples: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
       loss: packetsReceived + packetsLost > 0 ? round(packetsLost / (packetsReceived + packetsLost), 5) : null,
       freezes: measured.reduce((n, m) => n + m.freezes, 0),
-      framesDecoded: measured.reduce((n, m) => n + m.frames, 0),
+      ...(light ? { missingCaptureTime: measured.reduce((n, m) => n + (m.missingCaptureTime ?? 0), 0) } : {}),
+      // Light participants do not decode: frames are those received whole (their last packet).
+      [light ? 'framesReceived' : 'framesDecoded']: measured.reduce((n, m) => n + m.frames, 0),
       egressMbps: round((bytes * 8) / windowS / 1e6, 2),
       server: {
         cpuPct: server.cpuPct,

@@ -14,26 +14,7 @@ import { TokenService } from '../src/auth/tokens.js';
 import { CallClient, type RemoteTrack } from '../src/client/callClient.js';
 import { toneTrack } from '../test/support/nodePeer.js';
 import { webrtcHandlerFactory } from '../test/support/nodePeer.js';
-
-export interface ParticipantsConfig {
-  url: string;
-  secret: string;
-  participants: Array<{ room: string; identity: string }>;
-  video: boolean;
-  width: number;
-  height: number;
-  fps: number;
-  /** Grid policy: the rendered size of a tile, and of the active speaker's. */
-  tile: { width: number; height: number };
-  speaker: { width: number; height: number };
-}
-
-export type ToParent =
-  | { type: 'joined'; identity: string; joinMs: number; allMediaMs: number | null; error?: string }
-  | { type: 'measured'; latencies: number[]; frames: number; freezes: number; packetsReceived: number; packetsLost: number; streams: number; bytesReceived: number; windowMs: number }
-  | { type: 'closed' };
-
-export type FromParent = { type: 'join' } | { type: 'measure-start' } | { type: 'measure-stop' } | { type: 'close' };
+import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ParticipantsConfig;
 if (!config.url) throw new Error('callParticipants.ts is started by bench/call.ts');

@@ -92,3 +92,14 @@ export function consumerOfferSdp({ iceParameters, iceCandidates, dtlsParameters,
   }
   return `${lines.join('\r\n')}\r\n`;
 }
+
+/** Our DTLS fingerprint and role, read back from the answer werift generated. */
+export function answerDtlsParameters(sdp: string): { role: 'client' | 'server'; fingerprints: Array<{ algorithm: 'sha-256'; value: string }> } {
+  const fingerprints = [...sdp.matchAll(/^a=fingerprint:(\S+) (\S+)\r?$/gm)].map((m) => ({
+    algorithm: m[1]!.toLowerCase() as 'sha-256',
+    value: m[2]!,
+  }));
+  const setup = /^a=setup:(\w+)/m.exec(sdp)?.[1];
+  // The offer said actpass: 'active' makes us the DTLS client, 'passive' the server.
+  return { role: setup === 'passive' ? 'server' : 'client', fingerprints };
+}

@@ -17,7 +17,7 @@ import type { RequestOf } from '../../src/protocol/messages.js';
 import type { BenchPeer, BenchPeerFactory } from './benchPeer.js';
 import { startDtlsWithoutPause } from './weriftDtlsStart.js';
 import { installFastRtpHeaderParse } from './weriftFastRtp.js';
-import { consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './consumerSdp.js';
+import { answerDtlsParameters, consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './consumerSdp.js';
 import type { JoinPhase, ListenerProcConfig, ListenerResult } from './messages.js';
 import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './rtpStats.js';
 
@@ -56,17 +56,6 @@ function opusCapabilities(routerRtpCapabilities: unknown): RequestOf<'consume'>[
   );
   if (codecs.length === 0) throw new Error('the router offers no Opus');
   return { codecs: codecs.map((c) => ({ ...c, kind: 'audio' as const, rtcpFeedback: [] })), headerExtensions: [] };
-}
-
-/** Our DTLS fingerprint and role, read back from the answer werift generated. */
-function answerDtlsParameters(sdp: string): RequestOf<'connectTransport'>['dtlsParameters'] {
-  const fingerprints = [...sdp.matchAll(/^a=fingerprint:(\S+) (\S+)\r?$/gm)].map((m) => ({
-    algorithm: m[1]!.toLowerCase() as 'sha-256',
-    value: m[2]!,
-  }));
-  const setup = /^a=setup:(\w+)/m.exec(sdp)?.[1];
-  // The offer said actpass: 'active' makes us the DTLS client, 'passive' the server.
-  return { role: setup === 'passive' ? 'server' : 'client', fingerprints };
 }
 
 class WeriftListener implements BenchPeer {

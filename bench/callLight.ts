@@ -1,0 +1,474 @@
+/**
+ * One load-generator process of the call benchmark with light participants: each speaks our
+ * signaling directly, connects its send and receive transports with werift (pure TypeScript
+ * ICE + DTLS + SRTP; no codec), publishes pre-encoded Opus and VP8 in three simulcast layers
+ * (bench/lib/lightMedia.ts) as RTP, and receives everyone else's tracks by the grid policy
+ * without decoding them. Started by bench/call.ts over IPC; not meant to be run by hand.
+ *
+ * Media latency: every packet carries the abs-capture-time header extension (the host's wall
+ * clock when it was sent, NTP format), which the SFU forwards untouched, so a receiver on the
+ * same host reads each packet's age: sender SRTP → UDP → SFU → UDP → receiver SRTP. (The RTP
+ * timestamp would not do: the SFU shifts a simulcast consumer's by up to 75 ms when it switches
+ * layers, as it must.)
+ */
+import { randomInt } from 'node:crypto';
+import * as hdr from 'hdr-histogram-js';
+import { io } from 'socket.io-client';
+import { RTCPeerConnection, RTCRtpCodecParameters, RtcpPayloadSpecificFeedback, RtcpSenderInfo, RtcpSrPacket, RtpHeader, type RTCDtlsTransport } from 'werift';
+import { TokenService } from '../src/auth/tokens.js';
+import { ChorusClientError, request, type ClientSocket } from '../src/client/signaling.js';
+import type { RequestOf, Responses } from '../src/protocol/messages.js';
+import type { TrackInfo } from '../src/protocol/room.js';
+import { RoomView } from '../src/protocol/roomView.js';
+import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
+import { answerDtlsParameters, consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './lib/consumerSdp.js';
+import { loadLightMedia, packetizeVp8, type LightMedia } from './lib/lightMedia.js';
+import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './lib/rtpStats.js';
+import { startDtlsWithoutPause } from './lib/weriftDtlsStart.js';
+
+const config = JSON.parse(process.argv[2] ?? '{}') as ParticipantsConfig;
+if (!config.url || !config.media) throw new Error('callLight.ts is started by bench/call.ts');
+process.on('disconnect', () => process.exit(1));
+const send = (m: ToParent): void => {
+  if (process.connected) process.send?.(m);
+};
+
+const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
+const media: LightMedia = loadLightMedia(config.media, config.fps);
+const AUDIO_PT = 111;
+const VIDEO_PT = 96;
+const FREEZE_MS = 500;
+const ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
+const ABS_CAPTURE_ID = 5;
+
+/** The host's wall clock in ms, finer than Date.now(); the same in every process on the host. */
+const wallMs = (): number => performance.timeOrigin + performance.now();
+const rtpClock = (ms: number, clockRate: number): number => Math.floor((ms * clockRate) / 1000) % 0x100000000;
+/** NTP time (RFC 3550 4): seconds since 1900 in the high 32 bits, the fraction in the low. */
+function ntp(ms: number): bigint {
+  const seconds = Math.floor(ms / 1000) + 2_208_988_800;
+  const fraction = Math.floor(((ms % 1000) / 1000) * 0x100000000);
+  return (BigInt(seconds) << 32n) | BigInt(fraction);
+}
+const fromNtp = (ntpTime: bigint): number => Number(ntpTime >> 32n) * 1000 - 2_208_988_800_000 + (Number(ntpTime & 0xffffffffn) / 0x100000000) * 1000;
+function captureTime(ms: number): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeBigUInt64BE(ntp(ms));
+  return payload;
+}
+
+/** Ages in µs, kept whole (HdrHistogram, 3 significant digits) rather than as samples. */
+const histogram = (): hdr.Histogram => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+let latency = { audio: histogram(), video: histogram() };
+let measuring = false;
+let windowStart = 0;
+let frames = 0;
+let freezes = 0;
+/** Packets that came without their capture time: the SFU dropped the extension (reported, never expected). */
+let missingCaptureTime = 0;
+
+/** One RTP stream this process sends. */
+interface Outgoing {
+  ssrc: number;
+  seq: number;
+  packets: number;
+  octets: number;
+  lastTs: number;
+  /** Video: the next frame of its layer file, and the picture id. */
+  cursor: number;
+  pictureId: number;
+}
+
+/** One RTP stream a participant receives (a consumer). */
+interface Incoming {
+  kind: 'audio' | 'video';
+  clockRate: number;
+  stats: RtpReceiveStats;
+  /** The id the SFU gave abs-capture-time on this consumer. */
+  captureId: number | undefined;
+  bytes: number;
+  lastFrameAt?: number;
+  firstAt?: number;
+}
+
+function outgoing(): Outgoing {
+  return { ssrc: randomInt(1, 0x7fffffff), seq: randomInt(0, 0xffff), packets: 0, octets: 0, lastTs: 0, cursor: 0, pictureId: randomInt(0, 0x7fff) };
+}
+
+async function connect(socket: ClientSocket, transport: NonNullable<Responses['join']['transport']>): Promise<{ pc: RTCPeerConnection; dtls: RTCDtlsTransport }> {
+  const pc = new RTCPeerConnection({
+    iceServers: [],
+    iceUseIpv6: false,
+    codecs: { audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2 })], video: [] },
+    headerExtensions: { audio: [], video: [] },
+  });
+  // One placeholder m-line brings up ICE and DTLS; every stream then rides the bundled transport
+  // with its own SSRC, as the SFU's parameters say.
+  const placeholder: ConsumerRtpParameters = { mid: '0', codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2 }] };
+  await pc.setRemoteDescription({
+    type: 'offer',
+    sdp: consumerOfferSdp({
+      iceParameters: transport.iceParameters as IceParameters,
+      iceCandidates: transport.iceCandidates as IceCandidate[],
+      dtlsParameters: transport.dtlsParameters as DtlsParameters,
+      rtpParameters: placeholder,
+    }),
+  });
+  startDtlsWithoutPause(pc);
+  const answer = await pc.createAnswer();
+  await request(socket, 'connectTransport', { transportId: transport.id, dtlsParameters: answerDtlsParameters(answer.sdp) });
+  const dtls = pc.dtlsTransports[0];
+  if (!dtls) throw new Error('werift made no DTLS transport');
+  const connected = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`transport ${transport.id} did not connect within 10 s`)), 10_000);
+    dtls.onStateChange.subscribe((state) => {
+      if (state === 'connected') (clearTimeout(timer), resolve());
+      if (state === 'failed') (clearTimeout(timer), reject(new Error(`DTLS failed on ${transport.id}`)));
+    });
+  });
+  await pc.setLocalDescription(answer);
+  await connected;
+  return { pc, dtls };
+}
+
+/** What this participant can receive: Opus and VP8 as the router offers them, no feedback, only abs-capture-time. */
+function receiveCapabilities(routerRtpCapabilities: unknown): RequestOf<'consume'>['rtpCapabilities'] {
+  type Caps = RequestOf<'consume'>['rtpCapabilities'];
+  const router = routerRtpCapabilities as Caps;
+  const codecs = (router.codecs ?? []).filter((c) => /^(audio\/opus|video\/vp8)$/i.test(c.mimeType));
+  const headerExtensions = (router.headerExtensions ?? []).filter((e) => e.uri === ABS_CAPTURE_TIME);
+  return { codecs: codecs.map((c) => ({ ...c, rtcpFeedback: [] })), headerExtensions };
+}
+
+class LightParticipant {
+  readonly audio = outgoing();
+  readonly layers = media.layers.map(() => outgoing());
+  readonly cname = `light-${randomInt(0, 0x7fffffff).toString(36)}`;
+  readonly #incoming = new Map<number, Incoming>();
+  /** Remote tracks consumed: producer id → consumer id (video only needs it, for views). */
+  readonly #consumers = new Map<string, { consumerId: string; kind: 'audio' | 'video'; peerId: string }>();
+  readonly #view = new RoomView();
+  #socket: ClientSocket | undefined;
+  #peerId = '';
+  #send: RTCDtlsTransport | undefined;
+  #pcs: RTCPeerConnection[] = [];
+  #recvTransportId = '';
+  #capabilities: RequestOf<'consume'>['rtpCapabilities'] = {};
+  #speaker: string | null = null;
+  #closed = false;
+  publishing = false;
+
+  constructor(readonly spec: { room: string; identity: string }) {}
+
+  async join(): Promise<{ joinMs: number; allMediaMs: number | null }> {
+    const started = performance.now();
+    const token = await tokens.mint({ room: this.spec.room, identity: this.spec.identity, role: 'participant', kind: 'call' });
+    const socket = io(config.url, { transports: ['websocket'], forceNew: true, reconnection: false }) as ClientSocket;
+    this.#socket = socket;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', (error) => reject(new Error(`connect: ${error.message}`)));
+    });
+    socket.on('room:delta', (delta) => {
+      const { outcome, changes } = this.#view.apply(delta);
+      if (outcome === 'gap') void this.#resync();
+      for (const change of changes) if (change.type === 'published') void this.#consume(change.peerId, change.track);
+    });
+    socket.on('speaker:changed', ({ peerId }) => {
+      const previous = this.#speaker;
+      this.#speaker = peerId;
+      for (const p of [previous, peerId]) if (p) void this.#showCamera(p);
+    });
+    const info = await request(socket, 'join', { roomId: this.spec.room, token, transport: {} });
+    this.#peerId = info.peerId;
+    if (!info.transport || !info.recvTransport) throw new Error('a call participant gets a send and a receive transport with its join');
+    this.#capabilities = receiveCapabilities(info.routerRtpCapabilities);
+    this.#recvTransportId = info.recvTransport.id;
+    const [sending, receiving] = await Promise.all([connect(socket, info.transport), connect(socket, info.recvTransport)]);
+    this.#pcs = [sending.pc, receiving.pc];
+    this.#send = sending.dtls;
+    sending.dtls.onRtcp.subscribe((packet) => this.#onFeedback(packet));
+    receiving.dtls.onRtp.subscribe((rtp) => this.#onRtp(rtp.header, rtp.serializeSize));
+
+    const transportId = info.transport.id;
+    await request(socket, 'produce', {
+      transportId,
+      kind: 'audio',
+      source: 'microphone',
+      rtpParameters: {
+        codecs: [{ mimeType: 'audio/opus', payloadType: AUDIO_PT, clockRate: 48000, channels: 2, parameters: { useinbandfec: 1, minptime: 10 }, rtcpFeedback: [] }],
+        headerExtensions: [{ uri: ABS_CAPTURE_TIME, id: ABS_CAPTURE_ID }],
+        encodings: [{ ssrc: this.audio.ssrc }],
+        rtcp: { cname: this.cname, reducedSize: true },
+      },
+    });
+    if (config.video) {
+      await request(socket, 'produce', {
+        transportId,
+        kind: 'video',
+        source: 'camera',
+        video: { width: config.width, height: config.height },
+        rtpParameters: {
+          codecs: [{ mimeType: 'video/VP8', payloadType: VIDEO_PT, clockRate: 90000, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }] }],
+          headerExtensions: [{ uri: ABS_CAPTURE_TIME, id: ABS_CAPTURE_ID }],
+          encodings: this.layers.map((l) => ({ ssrc: l.ssrc, scalabilityMode: 'L1T1' })),
+          rtcp: { cname: this.cname, reducedSize: true },
+        },
+      });
+    }
+    this.publishing = true;
+    const joinMs = performance.now() - started;
+
+    // Everyone already in the call: consumed now; join is done once each has been heard/seen.
+    this.#view.reset(info.room);
+    const present: Promise<unknown>[] = [];
+    for (const participant of info.room.participants) {
+      if (participant.peerId === this.#peerId) continue;
+      for (const track of participant.tracks) present.push(this.#consume(participant.peerId, track));
+    }
+    const consumed = await Promise.all(present);
+    const firsts = consumed.filter((c): c is Incoming => c !== undefined);
+    let allMediaMs: number | null = null;
+    if (firsts.length > 0) {
+      allMediaMs = await new Promise<number | null>((resolve) => {
+        const deadline = performance.now() + 10_000;
+        const check = setInterval(() => {
+          if (firsts.every((s) => s.firstAt !== undefined)) (clearInterval(check), resolve(Math.max(...firsts.map((s) => s.firstAt!)) - started));
+          else if (performance.now() > deadline) (clearInterval(check), resolve(null));
+        }, 10);
+      });
+    }
+    return { joinMs, allMediaMs };
+  }
+
+  async #resync(): Promise<void> {
+    if (!this.#socket) return;
+    const snapshot = await request(this.#socket, 'room.sync', {}).catch(() => undefined);
+    if (!snapshot) return;
+    for (const change of this.#view.reset(snapshot)) if (change.type === 'published') void this.#consume(change.peerId, change.track);
+  }
+
+  async #consume(peerId: string, track: TrackInfo): Promise<Incoming | undefined> {
+    const socket = this.#socket;
+    if (!socket || peerId === this.#peerId || this.#consumers.has(track.trackId) || this.#closed) return undefined;
+    if (track.kind === 'video' && !config.video) return undefined;
+    this.#consumers.set(track.trackId, { consumerId: '', kind: track.kind, peerId });
+    try {
+      const answer = await request(socket, 'consume', { transportId: this.#recvTransportId, producerId: track.trackId, rtpCapabilities: this.#capabilities, ...(track.kind === 'audio' ? { paused: false } : {}) });
+      const parameters = answer.rtpParameters as ConsumerRtpParameters;
+      const ssrc = parameters.encodings?.[0]?.ssrc;
+      if (ssrc === undefined) throw new Error(`consumer ${answer.consumerId} has no SSRC`);
+      const captureId = parameters.headerExtensions?.find((e) => (e as { uri?: string }).uri === ABS_CAPTURE_TIME)?.id;
+      const stream: Incoming = { kind: answer.kind, clockRate: parameters.codecs[0]!.clockRate, stats: new RtpReceiveStats(parameters.codecs[0]!.clockRate), captureId, bytes: 0 };
+      this.#incoming.set(ssrc, stream);
+      this.#consumers.set(track.trackId, { consumerId: answer.consumerId, kind: answer.kind, peerId });
+      if (answer.kind === 'video') await this.#showCamera(peerId);
+      if (answer.paused) await request(socket, 'resumeConsumer', { consumerId: answer.consumerId });
+      return stream;
+    } catch (error) {
+      // A track that ended while we subscribed is simply gone; anything else is the bench's failure.
+      if (error instanceof ChorusClientError && /NOT_FOUND/.test(error.code)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Grid policy: every camera a small tile (the low layer), the active speaker's large. */
+  async #showCamera(peerId: string): Promise<void> {
+    const socket = this.#socket;
+    for (const consumer of this.#consumers.values()) {
+      if (consumer.kind !== 'video' || consumer.peerId !== peerId || !consumer.consumerId || !socket) continue;
+      const size = peerId === this.#speaker ? config.speaker : config.tile;
+      await request(socket, 'track.view', { consumerId: consumer.consumerId, visible: true, ...size }).catch(() => undefined);
+    }
+  }
+
+  #onRtp(header: RtpHeader, bytes: number): void {
+    const stream = this.#incoming.get(header.ssrc);
+    if (!stream) return;
+    const arrived = performance.now();
+    const marker = header.marker;
+    stream.firstAt ??= arrived;
+    stream.stats.onPacket(header.sequenceNumber, header.timestamp, arrived);
+    if (!measuring) {
+      if (stream.kind === 'video' && marker) stream.lastFrameAt = arrived;
+      return;
+    }
+    stream.bytes += bytes;
+    const capture = header.extensions.find((e) => e.id === stream.captureId)?.payload;
+    if (!capture || capture.length < 8) {
+      missingCaptureTime++;
+      return;
+    }
+    const ageMs = Math.max(0, wallMs() - fromNtp(capture.readBigUInt64BE(0)));
+    if (stream.kind === 'audio') latency.audio.recordValue(Math.round(ageMs * 1000));
+    else if (marker) {
+      // A frame is complete with its last packet: its age then is what a viewer waits.
+      latency.video.recordValue(Math.round(ageMs * 1000));
+      frames++;
+      if (stream.lastFrameAt !== undefined && arrived - stream.lastFrameAt > FREEZE_MS) freezes++;
+      stream.lastFrameAt = arrived;
+    }
+  }
+
+  /** A keyframe request for a layer: that layer restarts its file, which opens on a keyframe. */
+  #onFeedback(packet: unknown): void {
+    if (!(packet instanceof RtcpPayloadSpecificFeedback)) return;
+    const feedback = packet.feedback as { mediaSsrc?: number; fir?: Array<{ ssrc: number }> };
+    const asked = new Set([feedback.mediaSsrc, ...(feedback.fir ?? []).map((e) => e.ssrc)]);
+    for (const layer of this.layers) if (asked.has(layer.ssrc)) layer.cursor = 0;
+  }
+
+  sendAudio(now: number): void {
+    const payload = media.opus[this.audio.cursor % media.opus.length]!;
+    this.audio.cursor++;
+    this.#rtp(this.audio, AUDIO_PT, rtpClock(now, 48000), true, payload, captureTime(now));
+  }
+
+  sendVideoFrame(now: number): void {
+    const ts = rtpClock(now, 90000);
+    const capture = captureTime(now);
+    this.layers.forEach((layer, i) => {
+      const frames = media.layers[i]!.frames;
+      const frame = frames[layer.cursor % frames.length]!;
+      layer.cursor = (layer.cursor + 1) % frames.length;
+      layer.pictureId = (layer.pictureId + 1) & 0x7fff;
+      const payloads = packetizeVp8(frame, layer.pictureId);
+      payloads.forEach((payload, j) => this.#rtp(layer, VIDEO_PT, ts, j === payloads.length - 1, payload, capture));
+    });
+  }
+
+  #rtp(stream: Outgoing, payloadType: number, timestamp: number, marker: boolean, payload: Buffer, capture: Buffer): void {
+    if (!this.#send || this.#closed) return;
+    stream.seq = (stream.seq + 1) & 0xffff;
+    stream.packets++;
+    stream.octets += payload.length;
+    stream.lastTs = timestamp;
+    const header = new RtpHeader({ payloadType, sequenceNumber: stream.seq, timestamp, ssrc: stream.ssrc, marker, extension: true, extensionProfile: 0xbede, extensions: [{ id: ABS_CAPTURE_ID, payload: capture }] });
+    this.#send.sendRtp(payload, header).catch(() => undefined);
+  }
+
+  /** Sender reports tie each stream's RTP clock to the wall clock: the SFU needs them to switch layers. */
+  sendReports(now: number): void {
+    if (!this.#send || this.#closed) return;
+    const streams = [this.audio, ...(config.video ? this.layers : [])];
+    const packets = streams
+      .filter((s) => s.packets > 0)
+      .map((s, i) => new RtcpSrPacket({ ssrc: s.ssrc, senderInfo: new RtcpSenderInfo({ ntpTimestamp: ntp(now), rtpTimestamp: rtpClock(now, i === 0 ? 48000 : 90000), packetCount: s.packets, octetCount: s.octets }) }));
+    if (packets.length > 0) this.#send.sendRtcp(packets).catch(() => undefined);
+  }
+
+  snapshot(): Map<number, { stats: RtpSnapshot; bytes: number }> {
+    return new Map([...this.#incoming].map(([ssrc, s]) => [ssrc, { stats: s.stats.snapshot(), bytes: s.bytes }]));
+  }
+
+  get streams(): number {
+    return this.#incoming.size;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const socket = this.#socket;
+    if (socket?.connected) await request(socket, 'leave', {}, 2000).catch(() => undefined);
+    socket?.disconnect();
+    await Promise.all(this.#pcs.map((pc) => pc.close().catch(() => undefined)));
+  }
+}
+
+const participants: LightParticipant[] = [];
+
+/**
+ * One clock for every participant of the process: audio every 20 ms, a video frame every
+ * 1/fps s, sender reports every second. A late timer sends what fell due (at most a few), so
+ * the rates hold on a busy machine without bursts that would look like loss.
+ */
+function startPump(): () => void {
+  const start = wallMs();
+  const due = { audio: 0, video: 0, reports: 0 };
+  const timer = setInterval(() => {
+    const now = wallMs();
+    const elapsed = now - start;
+    const live = participants.filter((p) => p.publishing);
+    for (let n = 0; due.audio * 20 <= elapsed && n < 3; n++, due.audio++) for (const p of live) p.sendAudio(now);
+    if (config.video) for (let n = 0; (due.video * 1000) / config.fps <= elapsed && n < 2; n++, due.video++) for (const p of live) p.sendVideoFrame(now);
+    if (due.reports * 1000 <= elapsed) {
+      due.reports++;
+      for (const p of live) p.sendReports(now);
+    }
+    // Far behind (the process stalled): start counting again rather than flood.
+    if (elapsed - due.audio * 20 > 200) due.audio = Math.ceil(elapsed / 20);
+    if (config.video && elapsed - (due.video * 1000) / config.fps > 500) due.video = Math.ceil((elapsed * config.fps) / 1000);
+  }, 5);
+  return () => clearInterval(timer);
+}
+
+let stopPump: (() => void) | undefined;
+let before = new Map<LightParticipant, Map<number, { stats: RtpSnapshot; bytes: number }>>();
+
+function windowTotals(): { packetsReceived: number; packetsLost: number; bytesReceived: number; streams: number } {
+  let packetsReceived = 0;
+  let packetsLost = 0;
+  let bytesReceived = 0;
+  let streams = 0;
+  for (const p of participants) {
+    const start = before.get(p) ?? new Map();
+    for (const [ssrc, end] of p.snapshot()) {
+      streams++;
+      const begin = start.get(ssrc);
+      if (!begin) continue;
+      const { received, lost } = windowDelta(begin.stats, end.stats);
+      packetsReceived += received;
+      packetsLost += Math.max(0, lost);
+      bytesReceived += end.bytes - begin.bytes;
+    }
+  }
+  return { packetsReceived, packetsLost, bytesReceived, streams };
+}
+
+process.on('message', (message: FromParent) => {
+  void (async () => {
+    switch (message.type) {
+      case 'join':
+        stopPump = startPump();
+        for (const spec of config.participants) {
+          const p = new LightParticipant(spec);
+          participants.push(p);
+          try {
+            const { joinMs, allMediaMs } = await p.join();
+            send({ type: 'joined', identity: spec.identity, joinMs, allMediaMs });
+          } catch (error) {
+            send({ type: 'joined', identity: spec.identity, joinMs: 0, allMediaMs: null, error: error instanceof ChorusClientError ? `${error.code}: ${error.message}` : String(error) });
+          }
+        }
+        break;
+      case 'measure-start':
+        before = new Map(participants.map((p) => [p, p.snapshot()]));
+        latency = { audio: histogram(), video: histogram() };
+        frames = 0;
+        freezes = 0;
+        missingCaptureTime = 0;
+        measuring = true;
+        windowStart = performance.now();
+        break;
+      case 'measure-stop': {
+        measuring = false;
+        send({
+          type: 'measured',
+          latencies: [],
+          latencyHistograms: { audio: hdr.encodeIntoCompressedBase64(latency.audio), video: hdr.encodeIntoCompressedBase64(latency.video) },
+          frames,
+          freezes,
+          missingCaptureTime,
+          ...windowTotals(),
+          windowMs: performance.now() - windowStart,
+        });
+        break;
+      }
+      case 'close':
+        stopPump?.();
+        await Promise.all(participants.map((p) => p.close()));
+        send({ type: 'closed' });
+        setTimeout(() => process.exit(0), 200);
+        break;
+    }
+  })();
+});

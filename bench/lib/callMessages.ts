@@ -1,0 +1,37 @@
+/** What bench/call.ts and its load-generator processes (SDK or light participants) say over IPC. */
+
+export interface ParticipantsConfig {
+  url: string;
+  secret: string;
+  participants: Array<{ room: string; identity: string }>;
+  video: boolean;
+  width: number;
+  height: number;
+  fps: number;
+  /** Grid policy: the rendered size of a tile, and of the active speaker's. */
+  tile: { width: number; height: number };
+  speaker: { width: number; height: number };
+  /** Light participants: the pre-encoded files they send (bench/lib/lightMedia.ts). */
+  media?: { videoFiles: string[]; audioFile: string } | undefined;
+}
+
+export type ToParent =
+  | { type: 'joined'; identity: string; joinMs: number; allMediaMs: number | null; error?: string }
+  | {
+      type: 'measured';
+      latencies: number[];
+      /** Light participants: every packet's age in µs, audio and video apart (HdrHistogram, compressed base64). */
+      latencyHistograms?: { audio: string; video: string };
+      /** Light participants: packets received without their abs-capture-time (not in the histograms). */
+      missingCaptureTime?: number;
+      frames: number;
+      freezes: number;
+      packetsReceived: number;
+      packetsLost: number;
+      streams: number;
+      bytesReceived: number;
+      windowMs: number;
+    }
+  | { type: 'closed' };
+
+export type FromParent = { type: 'join' } | { type: 'measure-start' } | { type: 'measure-stop' } | { type: 'close' };
