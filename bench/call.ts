@@ -202,9 +202,11 @@ async function main(): Promise<void> {
       latencyMs: light
         ? { ...fromHistogram(all), audio: fromHistogram(merged.audio), video: fromHistogram(merged.video) }
         : { samples: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+      // Every participant subscribed to every other's tracks: received should equal expected.
+      streams: { expected: forwarded, subscribed: measured.reduce((n, m) => n + m.streams, 0) },
       loss: packetsReceived + packetsLost > 0 ? round(packetsLost / (packetsReceived + packetsLost), 5) : null,
       freezes: measured.reduce((n, m) => n + m.freezes, 0),
-      ...(light ? { missingCaptureTime: measured.reduce((n, m) => n + (m.missingCaptureTime ?? 0), 0) } : {}),
+      ...(light ? { missingCaptureTime: measured.reduce((n, m) => n + (m.missingCaptureTime ?? 0), 0), subscribeFailures: measured.reduce((n, m) => n + (m.subscribeFailures ?? 0), 0) } : {}),
       // Light participants do not decode: frames are those received whole (their last packet).
       [light ? 'framesReceived' : 'framesDecoded']: measured.reduce((n, m) => n + m.frames, 0),
       egressMbps: round((bytes * 8) / windowS / 1e6, 2),

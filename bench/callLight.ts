@@ -16,7 +16,7 @@ import * as hdr from 'hdr-histogram-js';
 import { io } from 'socket.io-client';
 import { RTCPeerConnection, RTCRtpCodecParameters, RtcpPayloadSpecificFeedback, RtcpSenderInfo, RtcpSrPacket, RtpHeader, type RTCDtlsTransport } from 'werift';
 import { TokenService } from '../src/auth/tokens.js';
-import { ChorusClientError, request, type ClientSocket } from '../src/client/signaling.js';
+import { ChorusClientError, pacedRequest, request, type ClientSocket } from '../src/client/signaling.js';
 import type { RequestOf, Responses } from '../src/protocol/messages.js';
 import type { TrackInfo } from '../src/protocol/room.js';
 import { RoomView } from '../src/protocol/roomView.js';
@@ -66,6 +66,8 @@ let frames = 0;
 let freezes = 0;
 /** Packets that came without their capture time: the SFU dropped the extension (reported, never expected). */
 let missingCaptureTime = 0;
+/** Tracks published after a participant joined that it failed to subscribe to. */
+let subscribeFailures = 0;
 
 /** One RTP stream this process sends. */
 interface Outgoing {
@@ -172,7 +174,7 @@ class LightParticipant {
     socket.on('room:delta', (delta) => {
       const { outcome, changes } = this.#view.apply(delta);
       if (outcome === 'gap') void this.#resync();
-      for (const change of changes) if (change.type === 'published') void this.#consume(change.peerId, change.track);
+      for (const change of changes) if (change.type === 'published') this.#consumeLater(change.peerId, change.track);
     });
     socket.on('speaker:changed', ({ peerId }) => {
       const previous = this.#speaker;
@@ -221,13 +223,16 @@ class LightParticipant {
 
     // Everyone already in the call: consumed now; join is done once each has been heard/seen.
     this.#view.reset(info.room);
-    const present: Promise<unknown>[] = [];
-    for (const participant of info.room.participants) {
-      if (participant.peerId === this.#peerId) continue;
-      for (const track of participant.tracks) present.push(this.#consume(participant.peerId, track));
-    }
-    const consumed = await Promise.all(present);
-    const firsts = consumed.filter((c): c is Incoming => c !== undefined);
+    // A few subscriptions at a time, as the SDK does.
+    const present = info.room.participants.filter((p) => p.peerId !== this.#peerId).flatMap((p) => p.tracks.map((track) => ({ peerId: p.peerId, track })));
+    const firsts: Incoming[] = [];
+    const next = async (): Promise<void> => {
+      for (let item = present.shift(); item; item = present.shift()) {
+        const stream = await this.#consume(item.peerId, item.track);
+        if (stream) firsts.push(stream);
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, next));
     let allMediaMs: number | null = null;
     if (firsts.length > 0) {
       allMediaMs = await new Promise<number | null>((resolve) => {
@@ -245,7 +250,15 @@ class LightParticipant {
     if (!this.#socket) return;
     const snapshot = await request(this.#socket, 'room.sync', {}).catch(() => undefined);
     if (!snapshot) return;
-    for (const change of this.#view.reset(snapshot)) if (change.type === 'published') void this.#consume(change.peerId, change.track);
+    for (const change of this.#view.reset(snapshot)) if (change.type === 'published') this.#consumeLater(change.peerId, change.track);
+  }
+
+  /** A track published after the join: subscribed in the background; a failure is counted, not thrown. */
+  #consumeLater(peerId: string, track: TrackInfo): void {
+    this.#consume(peerId, track).catch((error: unknown) => {
+      subscribeFailures++;
+      process.stderr.write(`[callLight] ${this.spec.identity} could not subscribe to ${track.trackId}: ${error instanceof Error ? error.message : String(error)}\n`);
+    });
   }
 
   async #consume(peerId: string, track: TrackInfo): Promise<Incoming | undefined> {
@@ -254,7 +267,7 @@ class LightParticipant {
     if (track.kind === 'video' && !config.video) return undefined;
     this.#consumers.set(track.trackId, { consumerId: '', kind: track.kind, peerId });
     try {
-      const answer = await request(socket, 'consume', { transportId: this.#recvTransportId, producerId: track.trackId, rtpCapabilities: this.#capabilities, ...(track.kind === 'audio' ? { paused: false } : {}) });
+      const answer = await pacedRequest(socket, 'consume', { transportId: this.#recvTransportId, producerId: track.trackId, rtpCapabilities: this.#capabilities, ...(track.kind === 'audio' ? { paused: false } : {}) });
       const parameters = answer.rtpParameters as ConsumerRtpParameters;
       const ssrc = parameters.encodings?.[0]?.ssrc;
       if (ssrc === undefined) throw new Error(`consumer ${answer.consumerId} has no SSRC`);
@@ -263,7 +276,7 @@ class LightParticipant {
       this.#incoming.set(ssrc, stream);
       this.#consumers.set(track.trackId, { consumerId: answer.consumerId, kind: answer.kind, peerId });
       if (answer.kind === 'video') await this.#showCamera(peerId);
-      if (answer.paused) await request(socket, 'resumeConsumer', { consumerId: answer.consumerId });
+      if (answer.paused) await pacedRequest(socket, 'resumeConsumer', { consumerId: answer.consumerId });
       return stream;
     } catch (error) {
       // A track that ended while we subscribed is simply gone; anything else is the bench's failure.
@@ -278,7 +291,7 @@ class LightParticipant {
     for (const consumer of this.#consumers.values()) {
       if (consumer.kind !== 'video' || consumer.peerId !== peerId || !consumer.consumerId || !socket) continue;
       const size = peerId === this.#speaker ? config.speaker : config.tile;
-      await request(socket, 'track.view', { consumerId: consumer.consumerId, visible: true, ...size }).catch(() => undefined);
+      await pacedRequest(socket, 'track.view', { consumerId: consumer.consumerId, visible: true, ...size }).catch(() => undefined);
     }
   }
 
@@ -458,6 +471,7 @@ process.on('message', (message: FromParent) => {
           frames,
           freezes,
           missingCaptureTime,
+          subscribeFailures,
           ...windowTotals(),
           windowMs: performance.now() - windowStart,
         });

@@ -24,6 +24,8 @@ export type ToParent =
       latencyHistograms?: { audio: string; video: string };
       /** Light participants: packets received without their abs-capture-time (not in the histograms). */
       missingCaptureTime?: number;
+      /** Light participants: tracks published after they joined that they failed to subscribe to. */
+      subscribeFailures?: number;
       frames: number;
       freezes: number;
       packetsReceived: number;

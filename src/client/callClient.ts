@@ -24,7 +24,7 @@ import type { RequestOf, Responses } from '../protocol/messages.js';
 import { kindOfSource, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { RoomView } from '../protocol/roomView.js';
-import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+import { ChorusClientError, pacedRequest, request, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -120,6 +120,8 @@ const defaultCameraEncodings: RTCRtpEncodingParameters[] = [
 
 /** How long a transport may stay disconnected or failed after an ICE restart before a full rejoin. */
 const ICE_RESTART_GRACE_MS = 8000;
+/** Tracks subscribed at once (consume, view, resume each); the rest wait their turn. */
+const SUBSCRIBE_CONCURRENCY = 4;
 
 export class CallClient extends Emitter<CallEvents, CallEvents> {
   readonly #options: CallClientOptions;
@@ -229,7 +231,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     const producer = publication.producer;
     if (producer && !producer.closed) {
       producer.close();
-      await request(this.#socket, 'closeProducer', { producerId: producer.id }).catch(() => undefined);
+      await pacedRequest(this.#socket, 'closeProducer', { producerId: producer.id }).catch(() => undefined);
     }
   }
 
@@ -239,7 +241,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (!publication) throw new ChorusClientError('NOT_FOUND', `not publishing ${source}`, false);
     const producer = publication.producer;
     if (producer && !producer.closed) {
-      await request(this.#socket, muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+      await pacedRequest(this.#socket, muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
       if (muted) producer.pause();
       else producer.resume();
     }
@@ -259,18 +261,18 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (previous && previous.visible === view.visible && previous.width === view.width && previous.height === view.height) return;
     const consumer = this.#consumers.get(trackId);
     if (!consumer || consumer.kind !== 'video' || consumer.closed) return;
-    const answer = await request(this.#socket, 'track.view', { consumerId: consumer.id, ...view });
+    const answer = await pacedRequest(this.#socket, 'track.view', { consumerId: consumer.id, ...view });
     this.#setLayer(trackId, answer.spatialLayer ?? null);
   }
 
   /** A participant muted by a moderator asks to unmute. */
   async requestUnmute(source?: TrackSource): Promise<void> {
-    await request(this.#socket, 'mute.request', source ? { source } : {});
+    await pacedRequest(this.#socket, 'mute.request', source ? { source } : {});
   }
 
   /** Moderators: mute/unmute a participant's source (or all), kick, or end the call. */
   async moderate(action: RequestOf<'moderate'>): Promise<void> {
-    await request(this.#socket, 'moderate', action);
+    await pacedRequest(this.#socket, 'moderate', action);
   }
 
   async close(): Promise<void> {
@@ -446,7 +448,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   async #transport(generation: number, direction: 'send' | 'recv', given?: Responses['join']['transport']): Promise<types.Transport> {
     const info = given ?? {
       direction,
-      ...(await request(this.#socket, 'createTransport', { direction, ...(this.#options.forceTcp ? { forceTcp: true } : {}) })),
+      ...(await pacedRequest(this.#socket, 'createTransport', { direction, ...(this.#options.forceTcp ? { forceTcp: true } : {}) })),
     };
     const device = this.#device!;
     const params = {
@@ -459,13 +461,13 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     };
     const transport = direction === 'send' ? device.createSendTransport(params) : device.createRecvTransport(params);
     transport.on('connect', ({ dtlsParameters }, done, fail) => {
-      request(this.#socket, 'connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as RequestOf<'connectTransport'>['dtlsParameters'] }).then(done, fail);
+      pacedRequest(this.#socket, 'connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as RequestOf<'connectTransport'>['dtlsParameters'] }).then(done, fail);
     });
     if (direction === 'send') {
       transport.on('produce', ({ kind, rtpParameters, appData }, done, fail) => {
         const source = appData['source'] as TrackSource;
         const settings = appData['video'] as { width: number; height: number } | undefined;
-        request(this.#socket, 'produce', {
+        pacedRequest(this.#socket, 'produce', {
           transportId: transport.id,
           kind,
           rtpParameters: rtpParameters as RequestOf<'produce'>['rtpParameters'],
@@ -498,7 +500,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
 
   async #restartIce(transport: types.Transport): Promise<void> {
     try {
-      const { iceParameters, iceServers } = await request(this.#socket, 'restartIce', { transportId: transport.id });
+      const { iceParameters, iceServers } = await pacedRequest(this.#socket, 'restartIce', { transportId: transport.id });
       if (iceServers.length > 0) await transport.updateIceServers({ iceServers: iceServers as RTCIceServer[] });
       await transport.restartIce({ iceParameters: iceParameters as types.IceParameters });
     } catch {
@@ -531,7 +533,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       publication.producer = producer;
       if (publication.paused) {
         producer.pause();
-        await request(this.#socket, 'pauseProducer', { producerId: producer.id }).catch(() => undefined);
+        await pacedRequest(this.#socket, 'pauseProducer', { producerId: producer.id }).catch(() => undefined);
       }
       this.emit('published', source);
     })();
@@ -579,7 +581,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     this.#syncing = true;
     const generation = this.#generation;
     try {
-      const snapshot = await request(this.#socket, 'room.sync', {});
+      const snapshot = await pacedRequest(this.#socket, 'room.sync', {});
       if (generation === this.#generation) this.#applyChanges(this.#view.reset(this.#visible(snapshot)));
     } catch {
       this.#scheduleReconcile(1000);
@@ -658,9 +660,20 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     for (const p of this.#participants.values()) for (const t of p.tracks.values()) wanted.set(t.trackId, t);
     for (const trackId of [...this.#consumers.keys()]) if (!wanted.has(trackId)) this.#dropConsumer(trackId);
     const missing = [...wanted.values()].filter((t) => !this.#consumers.has(t.trackId) && !this.#consuming.has(t.trackId));
-    const results = await Promise.allSettled(missing.map((t) => this.#subscribe(t, this.#generation)));
-    // A failed consume (a track that went away meanwhile is simply no longer wanted) is retried.
-    if (results.some((r) => r.status === 'rejected')) this.#scheduleReconcile(1000);
+    // A few at a time: joining a full call subscribes to ~100 tracks, and a hundred requests at
+    // once would meet the node's per-session rate (and gain nothing: the handler runs them in turn).
+    const generation = this.#generation;
+    const failures: unknown[] = [];
+    const subscribeNext = async (): Promise<void> => {
+      for (let track = missing.shift(); track; track = missing.shift()) await this.#subscribe(track, generation).catch((error: unknown) => void failures.push(error));
+    };
+    await Promise.all(Array.from({ length: Math.min(SUBSCRIBE_CONCURRENCY, missing.length) }, subscribeNext));
+    // A failed consume (a track that went away meanwhile is simply no longer wanted) is retried,
+    // after the delay the node asked for when it was a rate limit.
+    if (failures.length > 0) {
+      const asked = failures.map((e) => (e instanceof ChorusClientError && e.code === 'LIMIT_REACHED' ? (e.retryAfterMs ?? 1000) : 1000));
+      this.#scheduleReconcile(Math.min(5000, Math.max(...asked)));
+    }
   }
 
   async #subscribe(track: RemoteTrack, generation: number): Promise<void> {
@@ -669,7 +682,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (!recv || !device) return;
     this.#consuming.add(track.trackId);
     try {
-      const info = await request(this.#socket, 'consume', {
+      const info = await pacedRequest(this.#socket, 'consume', {
         transportId: recv.id,
         producerId: track.trackId,
         rtpCapabilities: device.rtpCapabilities as RequestOf<'consume'>['rtpCapabilities'],
@@ -692,10 +705,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       // The tile's size first (so the first keyframe is on the right layer), then resume.
       const view = this.#views.get(track.trackId);
       if (view && consumer.kind === 'video') {
-        const answer = await request(this.#socket, 'track.view', { consumerId: consumer.id, ...view });
+        const answer = await pacedRequest(this.#socket, 'track.view', { consumerId: consumer.id, ...view });
         this.#setLayer(track.trackId, answer.spatialLayer ?? null);
       }
-      if (info.paused) await request(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
+      if (info.paused) await pacedRequest(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
       this.emit('tracksubscribed', track, participant);
     } finally {
       this.#consuming.delete(track.trackId);

@@ -62,3 +62,19 @@ export async function request<M extends Method>(
   if (!reply.ok) throw ChorusClientError.from(reply.error);
   return reply.data;
 }
+
+/**
+ * `request`, waiting out the node's per-session rate when it answers LIMIT_REACHED (it says how
+ * long), a few times: a burst of a client's own making (subscribing to a full call) must slow
+ * it down, not fail what it was doing.
+ */
+export async function pacedRequest<M extends Method>(socket: ClientSocket, method: M, payload: RequestOf<M>, timeoutMs = 10_000, retries = 3): Promise<Responses[M]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await request(socket, method, payload, timeoutMs);
+    } catch (error) {
+      if (!(error instanceof ChorusClientError) || error.code !== 'LIMIT_REACHED' || attempt >= retries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, error.retryAfterMs ?? 500)));
+    }
+  }
+}

@@ -100,6 +100,8 @@ export const envSchema = z
 
     CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
     CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: z.coerce.number().int().min(1).default(50),
+    /** Beyond the steady rate, per 10 s: a joiner subscribing to every track of a full call at once. */
+    CHORUS_LIMIT_MESSAGE_BURST_PER_CONNECTION: z.coerce.number().int().min(0).default(300),
     CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: z.coerce.number().int().min(1).default(2000),
     CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE: z.coerce.number().int().min(1).default(30),
     /**
@@ -109,6 +111,7 @@ export const envSchema = z
     CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE: z.coerce.number().int().min(1).default(600),
     CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: z.coerce.number().int().min(1).default(200),
     CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND: z.coerce.number().int().min(1).default(30),
+    CHORUS_LIMIT_TRACK_CONTROL_BURST: z.coerce.number().int().min(0).default(100),
     CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(6),
     /** Many listeners can share one address (a campus, carrier-grade NAT): keep this generous. */
     CHORUS_LIMIT_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(1000),
@@ -369,11 +372,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     limits: {
       httpPerIpPerMinute: e.CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE,
       messagesPerConnectionPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND,
+      messageBurstPerConnection: e.CHORUS_LIMIT_MESSAGE_BURST_PER_CONNECTION,
       messagesPerIpPerSecond: e.CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND,
       joinsPerIdentityPerMinute: e.CHORUS_LIMIT_JOINS_PER_IDENTITY_PER_MINUTE,
       joinsPerSharedLinkPerMinute: e.CHORUS_LIMIT_JOINS_PER_SHARED_LINK_PER_MINUTE,
       joinsPerRoomPerSecond: e.CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND,
       trackControlsPerSecond: e.CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND,
+      trackControlBurst: e.CHORUS_LIMIT_TRACK_CONTROL_BURST,
       muteRequestsPerMinute: e.CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE,
       connectionsPerIp: e.CHORUS_LIMIT_CONNECTIONS_PER_IP,
       tcpConnectionsPerAddress: e.CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS ?? (e.CHORUS_TRUST_PROXY ? 100_000 : e.CHORUS_LIMIT_CONNECTIONS_PER_IP),

@@ -3,7 +3,7 @@
  * connections per IP. Backed by rate-limiter-flexible's memory limiters; the cluster swaps in its
  * Redis limiters behind the same `RateLimiterAbstract` interface. Refusing costs one map lookup.
  */
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ChorusError } from '../protocol/errors.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { RedisClient } from '../store/redisConnection.js';
@@ -11,6 +11,12 @@ import type { RedisClient } from '../store/redisConnection.js';
 export interface LimitSettings {
   httpPerIpPerMinute: number;
   messagesPerConnectionPerSecond: number;
+  /**
+   * Messages a session may send beyond its steady rate, per 10 s: joining a call of fifty
+   * subscribes to ~100 tracks at once (consume, view, resume: ~250 messages), which a steady
+   * 50 per second would refuse for five seconds while a flood is still held to the steady rate.
+   */
+  messageBurstPerConnection: number;
   messagesPerIpPerSecond: number;
   joinsPerIdentityPerMinute: number;
   /**
@@ -22,6 +28,8 @@ export interface LimitSettings {
   joinsPerRoomPerSecond: number;
   /** Layer, view and mute requests of one session (a tile resized in a loop, a mute flood). */
   trackControlsPerSecond: number;
+  /** Track controls beyond the steady rate, per 10 s (a joiner sizing every tile of a full call at once). */
+  trackControlBurst: number;
   /** Asks to be unmuted, per session: the moderators read each one. */
   muteRequestsPerMinute: number;
   connectionsPerIp: number;
@@ -46,8 +54,30 @@ export type LimitName =
   | 'trackControls'
   | 'muteRequests';
 
+/** A limiter, and how to tell its first refusal in a window (audited; the rest of a flood is not). */
+interface Limiter {
+  consume(key: string): Promise<unknown>;
+  firstRefusal(rejection: RateLimiterRes, key: string): Promise<boolean>;
+}
+
+function steadyOnly(limiter: RateLimiterAbstract): Limiter {
+  return { consume: (key) => limiter.consume(key), firstRefusal: async (rejection) => rejection.consumedPoints === limiter.points + 1 };
+}
+
+/** A steady rate plus a burst spent only when the steady one is used up (rate-limiter-flexible's BurstyRateLimiter). */
+function withBurst(steady: RateLimiterAbstract, burstPoints: number, keyPrefix: string): Limiter {
+  const burst = new RateLimiterMemory({ points: Math.max(1, burstPoints), duration: 10, keyPrefix: `${keyPrefix}-burst` });
+  if (burstPoints === 0) return steadyOnly(steady);
+  const limiter = new BurstyRateLimiter(steady, burst);
+  return {
+    consume: (key) => limiter.consume(key),
+    // The combined refusal carries the steady count; the burst's own says whether it just ran out.
+    firstRefusal: async (_rejection, key) => (await burst.get(key))?.consumedPoints === burstPoints + 1,
+  };
+}
+
 export class Limits {
-  readonly #limiters: Record<LimitName, RateLimiterAbstract>;
+  readonly #limiters: Record<LimitName, Limiter>;
   readonly #connections = new Map<string, number>();
   readonly #refusedIps = new Set<string>();
 
@@ -72,22 +102,22 @@ export class Limits {
         insuranceLimiter: memory,
       });
     };
-    const perSecond = (points: number, keyPrefix: string) => make(points, 1, keyPrefix);
-    const perMinute = (points: number, keyPrefix: string) => make(points, 60, keyPrefix);
+    const perSecond = (points: number, keyPrefix: string) => steadyOnly(make(points, 1, keyPrefix));
+    const perMinute = (points: number, keyPrefix: string) => steadyOnly(make(points, 60, keyPrefix));
     this.#limiters = {
       http: perMinute(settings.httpPerIpPerMinute, 'http'),
       // Message rates protect the node that reads the messages, and a connection lives on one
       // node: counted in memory. In Redis they cost two round trips on every signaling message
       // (~40 of a listener join's ~100 Redis commands, measured) and bought nothing.
-      messagesPerConnection: make(settings.messagesPerConnectionPerSecond, 1, 'msg-conn', false),
-      messagesPerIp: make(settings.messagesPerIpPerSecond, 1, 'msg-ip', false),
+      messagesPerConnection: withBurst(make(settings.messagesPerConnectionPerSecond, 1, 'msg-conn', false), settings.messageBurstPerConnection, 'msg-conn'),
+      messagesPerIp: steadyOnly(make(settings.messagesPerIpPerSecond, 1, 'msg-ip', false)),
       joinsPerIdentity: perMinute(settings.joinsPerIdentityPerMinute, 'join-id'),
       joinsPerSharedLink: perMinute(settings.joinsPerSharedLinkPerMinute, 'join-link'),
       joinsPerRoom: perSecond(settings.joinsPerRoomPerSecond, 'join-room'),
       tokensPerKey: perMinute(settings.tokensPerKeyPerMinute, 'tokens'),
       // A session lives on one node: its own controls are counted where it is.
-      trackControls: make(settings.trackControlsPerSecond, 1, 'track-ctl', false),
-      muteRequests: make(settings.muteRequestsPerMinute, 60, 'mute-req', false),
+      trackControls: withBurst(make(settings.trackControlsPerSecond, 1, 'track-ctl', false), settings.trackControlBurst, 'track-ctl'),
+      muteRequests: steadyOnly(make(settings.muteRequestsPerMinute, 60, 'mute-req', false)),
     };
   }
 
@@ -104,7 +134,7 @@ export class Limits {
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
       // Audit the first refusal of a burst only: a flood must not become a log flood.
-      if (rejection.consumedPoints === this.#limiters[name].points + 1) this.audit.record({ type: 'limit.exceeded', limit: name, key });
+      if (await this.#limiters[name].firstRefusal(rejection, key)) this.audit.record({ type: 'limit.exceeded', limit: name, key });
       throw new ChorusError('LIMIT_REACHED', `too many requests (${name}); retry later`, Math.max(1, rejection.msBeforeNext));
     }
   }

@@ -151,3 +151,26 @@ describe('a participant whose connection drops', () => {
     }
   });
 });
+
+describe('a node whose per-session message rate is low', () => {
+  test('participants past it still publish and subscribe to every track: the SDK paces its requests and waits as the node asks', async () => {
+    // Four messages a second and no burst: each joiner here sends more than that at once (join,
+    // connect, produce, connect, one consume per other participant).
+    const slow = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '4', CHORUS_LIMIT_MESSAGE_BURST_PER_CONNECTION: '0' });
+    const refusals: string[] = [];
+    slow.audit.on('event', (e) => {
+      if (e.type === 'limit.exceeded' && e.limit === 'messagesPerConnection') refusals.push(e.key);
+    });
+    const peers: CallPeer[] = [];
+    try {
+      for (const [i, f] of [300, 400, 500, 600, 700].entries()) peers.push(await joinCallPeer(slow, 'call-paced', `p${i}`, f));
+      await until(() => peers.every((p) => peers.every((q) => q === p || hears(p, q))), 30_000, 'every participant to hear the four others');
+      // The limit was met (so the pacing is what carried them), and nothing was lost to it.
+      expect(refusals.length).toBeGreaterThan(0);
+      for (const p of peers) expect(p.client.participants.size).toBe(4);
+    } finally {
+      for (const p of peers) await p.close();
+      await slow.close();
+    }
+  });
+});

@@ -417,7 +417,7 @@ describe('roles and moderation', () => {
 
 describe('rate limits and quotas', () => {
   test('signaling: a connection over its message rate gets LIMIT_REACHED with a retry delay; others are unaffected', async () => {
-    const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5' });
+    const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5', CHORUS_LIMIT_MESSAGE_BURST_PER_CONNECTION: '0' });
     cleanup.push(() => n.close());
     const noisy = await raw(n);
     const replies = await Promise.all(Array.from({ length: 12 }, () => noisy.call('getRouterRtpCapabilities', {})));
@@ -697,7 +697,7 @@ describe('connection exhaustion', () => {
 
   test('a flood over many connections from one address logs one warning per kind of refusal, and each flooding connection is cut once', async () => {
     const captured = captureLogs();
-    const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5', CHORUS_LIMIT_CONNECTIONS_PER_IP: '3', CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: '100', CHORUS_LIMIT_LOG_INTERVAL_MS: '3600000' }, captured.log);
+    const n = await startTestNode({ CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '5', CHORUS_LIMIT_MESSAGE_BURST_PER_CONNECTION: '0', CHORUS_LIMIT_CONNECTIONS_PER_IP: '3', CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: '100', CHORUS_LIMIT_LOG_INTERVAL_MS: '3600000' }, captured.log);
     cleanup.push(() => n.close());
     const flooders = await Promise.all(Array.from({ length: 3 }, () => raw(n)));
     // Past the per-address session cap: refused at the handshake, each one.
