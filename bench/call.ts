@@ -77,8 +77,11 @@ if (args.publisher !== 'light' && args.publisher !== 'sdk') {
 }
 const light = args.publisher === 'light';
 const total = C * P;
-// A light process holds about 25 participants of a 25-call on one core; an SDK one about 10.
-const K = Math.min(total, args.procs ? int('procs', args.procs, 1) : Math.max(1, Math.ceil(total / (light ? 25 : 10))));
+// What a load-generator process can hold is set by the streams it receives: a light one takes
+// about 1200 (one core, werift's SRTP in JavaScript) and is given 400; an SDK one decodes, and is
+// given 10 participants.
+const streamsEach = P - 1;
+const K = Math.min(total, args.procs ? int('procs', args.procs, 1) : Math.max(1, light ? Math.ceil((total * streamsEach * (args['audio-only'] ? 1 : 2)) / 400) : Math.ceil(total / 10)));
 const durationS = int('duration', args.duration, 1);
 const settleS = int('settle', args.settle, 0);
 const video = !args['audio-only'];
@@ -119,6 +122,7 @@ async function main(): Promise<void> {
   const secret = randomBytes(32).toString('base64url');
   const node = await startBenchNode({ CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' }, log);
   const children: ChildProcess[] = [];
+  let tick: NodeJS.Timeout | undefined;
   try {
     const media = light && video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width, height, fps, seconds: 10 }) : undefined;
     const audioOnlyMedia = light && !video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width: 64, height: 36, fps: 1, seconds: 10 }) : undefined;
@@ -139,7 +143,7 @@ async function main(): Promise<void> {
       children.push(fork(join(benchDir, light ? 'callLight.ts' : 'callParticipants.ts'), [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     }
     const sampler = new TreeSampler(() => new Map([['server', node.proc.pid!], ...children.map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
-    const tick = setInterval(() => {
+    tick = setInterval(() => {
       node.rememberTree();
       sampler.sample();
     }, 1000);
@@ -147,6 +151,7 @@ async function main(): Promise<void> {
     node.rememberTree();
     sampler.sample();
     const idleRssMiB = treeRss(sampler.samples[0]!, 'server');
+    const idleWorkerRssMiB = treeRss(sampler.samples[0]!, 'server', 'mediasoup-work');
     const joining = waitFor(children, 'joined', total, 120_000);
     broadcast(children, { type: 'join' });
     const joins = await joining;
@@ -216,12 +221,25 @@ async function main(): Promise<void> {
         cpuPctPerForwardedStream: round(server.cpuPct / forwarded, 4),
         rssMiB: server.rssMiB,
         idleRssMiB: round(idleRssMiB, 1),
-        rssMiBPerParticipant: round((server.rssMiB - idleRssMiB) / total, 2),
+        // The node's own heap grows and shrinks with its garbage collector (and the embedded
+        // database's first start); the workers hold the media state, so their growth is the
+        // per-participant figure.
+        workerRssMiB: round(treeRss(sampler.samples.at(-1)!, 'server', 'mediasoup-work'), 1),
+        workerRssMiBPerParticipant: round((treeRss(sampler.samples.at(-1)!, 'server', 'mediasoup-work') - idleWorkerRssMiB) / total, 2),
         procs: server.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
       },
       loadGeneratorCpuPct: round(generators.reduce((n, g) => n + g.cpuPct, 0), 1),
+      loadGeneratorMaxProcCpuPct: round(Math.max(...generators.map((g) => g.cpuPct)), 1),
       machineCpuPct: machineUsagePct(window, cpus().length),
     };
+    // A run whose load generator or machine ran out of CPU measures the machine, not the SFU.
+    const problems = [
+      ...(record.loadGeneratorMaxProcCpuPct > 85 ? [`a load-generator process used ${record.loadGeneratorMaxProcCpuPct}% of a core: add --procs`] : []),
+      ...(record.machineCpuPct > 90 * cpus().length ? [`the machine was ${record.machineCpuPct}% of ${cpus().length} cores busy (server and load generator share it)`] : []),
+      ...(record.streams.subscribed < record.streams.expected ? [`${record.streams.expected - record.streams.subscribed} streams were never subscribed`] : []),
+      ...(failed.length > 0 ? [`${failed.length} joins failed`] : []),
+    ];
+    Object.assign(record, { valid: problems.length === 0, problems });
     process.stdout.write(`${JSON.stringify(record)}\n`);
     mkdirSync(outDir, { recursive: true });
     appendFileSync(join(outDir, 'call-results.jsonl'), `${JSON.stringify(record)}\n`);
@@ -232,13 +250,15 @@ async function main(): Promise<void> {
     broadcast(children, { type: 'close' });
     await closing;
   } finally {
+    // On every path: a sampler left ticking would keep this process alive after a failed run.
+    clearInterval(tick);
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await node.stop();
   }
 }
 
-function treeRss(sample: TreeSampler['samples'][number], group: string): number {
-  return [...(sample.groups.get(group)?.procs.values() ?? [])].reduce((n, p) => n + p.rssKiB, 0) / 1024;
+function treeRss(sample: TreeSampler['samples'][number], group: string, commPrefix = ''): number {
+  return [...(sample.groups.get(group)?.procs.values() ?? [])].filter((p) => p.comm.startsWith(commPrefix)).reduce((n, p) => n + p.rssKiB, 0) / 1024;
 }
 
 /** One bar group per run: latency p50/p99 (ms) and server CPU per participant (% of a core × 10). */

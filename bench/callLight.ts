@@ -183,6 +183,8 @@ class LightParticipant {
     });
     const info = await request(socket, 'join', { roomId: this.spec.room, token, transport: {} });
     this.#peerId = info.peerId;
+    // The snapshot now, before anything else is awaited: the deltas that follow build on it.
+    this.#view.reset(info.room);
     if (!info.transport || !info.recvTransport) throw new Error('a call participant gets a send and a receive transport with its join');
     this.#capabilities = receiveCapabilities(info.routerRtpCapabilities);
     this.#recvTransportId = info.recvTransport.id;
@@ -222,7 +224,6 @@ class LightParticipant {
     const joinMs = performance.now() - started;
 
     // Everyone already in the call: consumed now; join is done once each has been heard/seen.
-    this.#view.reset(info.room);
     // A few subscriptions at a time, as the SDK does.
     const present = info.room.participants.filter((p) => p.peerId !== this.#peerId).flatMap((p) => p.tracks.map((track) => ({ peerId: p.peerId, track })));
     const firsts: Incoming[] = [];

@@ -2,9 +2,13 @@
  * A Chorus node as a separate process for a benchmark: `node --import tsx src/main.ts` (tsx's
  * loader without its CLI's wrapper process, so the pid we sample is the node), with the orphan
  * guard preloaded, loopback RTC, and per-IP abuse limits lifted (every client here is
- * 127.0.0.1). stop() leaves no mediasoup worker behind.
+ * 127.0.0.1). Its data directory (embedded records database, HLS) is its own, fresh: runs do not
+ * share a database with each other or with a developer's server, and each starts from the same
+ * state. stop() leaves no mediasoup worker behind and removes that directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort } from '../../test/support/ports.js';
@@ -27,6 +31,7 @@ export interface BenchNode {
 
 export async function startBenchNode(env: Record<string, string>, log: (line: string) => void): Promise<BenchNode> {
   const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'chorus-bench-data-'));
   const proc = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(join(libDir, 'orphanGuard.ts')).href, 'src/main.ts'], {
     cwd: repoRoot,
     env: {
@@ -39,6 +44,7 @@ export async function startBenchNode(env: Record<string, string>, log: (line: st
       CHORUS_LIMIT_CONNECTIONS_PER_IP: '1000000',
       CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: '1000000',
       CHORUS_LIMIT_HTTP_PER_IP_PER_MINUTE: '1000000',
+      CHORUS_DATA_DIR: dataDir,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -83,6 +89,7 @@ export async function startBenchNode(env: Record<string, string>, log: (line: st
       }
     }
     log(left.length === 0 ? 'clean shutdown: node and its workers are gone' : `had to kill ${left.length} leftover process(es)`);
+    rmSync(dataDir, { recursive: true, force: true });
     return left.length;
   };
 
