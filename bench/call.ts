@@ -9,12 +9,13 @@
  * `--publisher sdk` each is the real SDK on Node WebRTC (bench/callParticipants.ts): encoders,
  * decoders and all, which saturates this machine's load generator near ten participants.
  *
- *   npm run bench:call -- --calls C --participants P [--publisher light|sdk] [--procs K]
+ *   npm run bench:call -- --calls C --participants P [--nodes K] [--publisher light|sdk] [--procs K]
  *       [--duration S] [--audio-only] [--width W --height H --fps F] [--out DIR]
  *
  * Prints one JSON line (progress on stderr), appends it to <out>/call-results.jsonl and rewrites
- * <out>/call.html (an inline-SVG chart over every run there). Only one node: `--nodes` > 1 is
- * not implemented yet.
+ * <out>/call.html (an inline-SVG chart over every run there). With `--nodes K` > 1 the server is
+ * K nodes behind nginx with Redis (test/support/cluster.ts); participants enter through nginx and
+ * follow the node's WRONG_NODE to the one holding their call, and server CPU is the nodes' sum.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +26,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
+import { TokenService } from '../src/auth/tokens.js';
+import { startCluster } from '../test/support/cluster.js';
 import { startBenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { prepareLightMedia } from './lib/lightMedia.js';
@@ -52,7 +55,7 @@ const { values: args } = parseArgs({
   },
   strict: true,
 });
-const usageText = 'usage: npm run bench:call -- --calls C --participants P [--publisher light|sdk] [--procs K] [--duration S] [--settle S] [--audio-only] [--width W --height H --fps F] [--out DIR]';
+const usageText = 'usage: npm run bench:call -- --calls C --participants P [--nodes K] [--publisher light|sdk] [--procs K] [--duration S] [--settle S] [--audio-only] [--width W --height H --fps F] [--out DIR]';
 if (args.help || !args.participants) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -67,10 +70,7 @@ const int = (name: string, value: string | undefined, min: number): number => {
 };
 const C = int('calls', args.calls, 1);
 const P = int('participants', args.participants, 2);
-if (int('nodes', args.nodes, 1) !== 1) {
-  process.stderr.write('--nodes > 1 is not implemented yet: this benchmark runs one node\n');
-  process.exit(2);
-}
+const NODES = int('nodes', args.nodes, 1);
 if (args.publisher !== 'light' && args.publisher !== 'sdk') {
   process.stderr.write(`--publisher must be light or sdk\n${usageText}\n`);
   process.exit(2);
@@ -118,19 +118,59 @@ const broadcast = (children: ChildProcess[], message: FromParent): void => {
   for (const child of children) child.send(message);
 };
 
+/** The Chorus side: one node, or K behind nginx with Redis (test/support/cluster.ts). */
+interface Servers {
+  url: string;
+  /** Sampler groups: one per node process (its mediasoup workers are in its tree). */
+  groups(): Array<[string, number]>;
+  rememberTree(): void;
+  mint(room: string, identity: string): Promise<string>;
+  stop(): Promise<unknown>;
+}
+
+async function startServers(): Promise<Servers> {
+  const env = { MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' };
+  if (NODES === 1) {
+    const secret = randomBytes(32).toString('base64url');
+    const tokens = new TokenService(new TextEncoder().encode(secret), 3600);
+    const node = await startBenchNode({ ...env, CHORUS_TOKEN_SECRET: secret }, log);
+    return {
+      url: node.url,
+      groups: () => [['server-0', node.proc.pid!]],
+      rememberTree: () => node.rememberTree(),
+      mint: (room, identity) => tokens.mint({ room, identity, role: 'participant', kind: 'call' }),
+      stop: () => node.stop(),
+    };
+  }
+  log(`starting ${NODES} nodes, Redis and nginx`);
+  // Records off, as in every cluster test: a PGlite per node would measure itself.
+  const cluster = await startCluster({ nodes: NODES, env, logLevel: 'warn', rtcPortBase: 30_000 });
+  return {
+    url: cluster.url,
+    groups: () => cluster.nodes.map((n, i) => [`server-${i}`, n.process.pid!] as [string, number]),
+    rememberTree: () => undefined,
+    mint: (room, identity) => cluster.tokens.mint({ room, identity, role: 'participant', kind: 'call' }),
+    stop: () => cluster.stop(),
+  };
+}
+
 async function main(): Promise<void> {
-  const secret = randomBytes(32).toString('base64url');
-  const node = await startBenchNode({ CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' }, log);
+  const node = await startServers();
   const children: ChildProcess[] = [];
   let tick: NodeJS.Timeout | undefined;
   try {
     const media = light && video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width, height, fps, seconds: 10 }) : undefined;
     const audioOnlyMedia = light && !video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width: 64, height: 36, fps: 1, seconds: 10 }) : undefined;
-    const specs = Array.from({ length: total }, (_, i) => ({ room: `bench-call-${Math.floor(i / P)}`, identity: `p${i}` }));
+    const specs = await Promise.all(
+      Array.from({ length: total }, async (_, i) => {
+        const room = `bench-call-${Math.floor(i / P)}`;
+        return { room, identity: `p${i}`, token: await node.mint(room, `p${i}`) };
+      }),
+    );
     for (let k = 0; k < K; k++) {
       const config: ParticipantsConfig = {
         url: node.url,
-        secret,
+        secret: '',
         participants: specs.filter((_, i) => i % K === k),
         video,
         width,
@@ -142,7 +182,7 @@ async function main(): Promise<void> {
       };
       children.push(fork(join(benchDir, light ? 'callLight.ts' : 'callParticipants.ts'), [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     }
-    const sampler = new TreeSampler(() => new Map([['server', node.proc.pid!], ...children.map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
+    const sampler = new TreeSampler(() => new Map([...node.groups(), ...children.map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
     tick = setInterval(() => {
       node.rememberTree();
       sampler.sample();
@@ -150,9 +190,11 @@ async function main(): Promise<void> {
     // The node at rest (its records database included): per-participant memory is what joins add.
     node.rememberTree();
     sampler.sample();
-    const idleRssMiB = treeRss(sampler.samples[0]!, 'server');
-    const idleWorkerRssMiB = treeRss(sampler.samples[0]!, 'server', 'mediasoup-work');
-    const joining = waitFor(children, 'joined', total, 120_000);
+    const serverGroups = node.groups().map(([group]) => group);
+    const serverRss = (sample: TreeSampler['samples'][number], commPrefix = ''): number => serverGroups.reduce((n, g) => n + treeRss(sample, g, commPrefix), 0);
+    const idleRssMiB = serverRss(sampler.samples[0]!);
+    const idleWorkerRssMiB = serverRss(sampler.samples[0]!, 'mediasoup-work');
+    const joining = waitFor(children, 'joined', total, 60_000 + 4000 * Math.ceil(total / K));
     broadcast(children, { type: 'join' });
     const joins = await joining;
     const failed = joins.filter((j) => j.error);
@@ -168,7 +210,12 @@ async function main(): Promise<void> {
     clearInterval(tick);
     sampler.sample();
     const window = sampler.window(from, to);
-    const server = usage(window, 'server');
+    const perNode = serverGroups.map((g) => usage(window, g));
+    const server = {
+      cpuPct: round(perNode.reduce((n, u) => n + u.cpuPct, 0), 1),
+      rssMiB: round(perNode.reduce((n, u) => n + u.rssMiB, 0), 1),
+      procs: perNode.flatMap((u) => u.procs),
+    };
     const generators = children.map((_, i) => usage(window, `gen-${i}`));
     const latencies = measured.flatMap((m) => m.latencies);
     // Light participants count every packet's age into histograms; merged here.
@@ -198,6 +245,7 @@ async function main(): Promise<void> {
       calls: C,
       participants: P,
       publisher: light ? 'light' : 'sdk',
+      nodes: NODES,
       procs: K,
       video: video ? { width, height, fps, layers: 3 } : false,
       durationS: round(windowS, 1),
@@ -224,8 +272,9 @@ async function main(): Promise<void> {
         // The node's own heap grows and shrinks with its garbage collector (and the embedded
         // database's first start); the workers hold the media state, so their growth is the
         // per-participant figure.
-        workerRssMiB: round(treeRss(sampler.samples.at(-1)!, 'server', 'mediasoup-work'), 1),
-        workerRssMiBPerParticipant: round((treeRss(sampler.samples.at(-1)!, 'server', 'mediasoup-work') - idleWorkerRssMiB) / total, 2),
+        workerRssMiB: round(serverRss(sampler.samples.at(-1)!, 'mediasoup-work'), 1),
+        workerRssMiBPerParticipant: round((serverRss(sampler.samples.at(-1)!, 'mediasoup-work') - idleWorkerRssMiB) / total, 2),
+        ...(NODES > 1 ? { cpuPctPerNode: perNode.map((u) => u.cpuPct) } : {}),
         procs: server.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
       },
       loadGeneratorCpuPct: round(generators.reduce((n, g) => n + g.cpuPct, 0), 1),

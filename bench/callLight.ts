@@ -20,6 +20,7 @@ import { ChorusClientError, pacedRequest, request, type ClientSocket } from '../
 import type { RequestOf, Responses } from '../src/protocol/messages.js';
 import type { TrackInfo } from '../src/protocol/room.js';
 import { RoomView } from '../src/protocol/roomView.js';
+import { nodeUrl } from '../src/client/nodeLink.js';
 import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
 import { answerDtlsParameters, consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './lib/consumerSdp.js';
 import { loadLightMedia, packetizeVp8, type LightMedia } from './lib/lightMedia.js';
@@ -160,28 +161,29 @@ class LightParticipant {
   #closed = false;
   publishing = false;
 
-  constructor(readonly spec: { room: string; identity: string }) {}
+  constructor(readonly spec: ParticipantsConfig['participants'][number]) {}
 
   async join(): Promise<{ joinMs: number; allMediaMs: number | null }> {
     const started = performance.now();
-    const token = await tokens.mint({ room: this.spec.room, identity: this.spec.identity, role: 'participant', kind: 'call' });
-    const socket = io(config.url, { transports: ['websocket'], forceNew: true, reconnection: false }) as ClientSocket;
-    this.#socket = socket;
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('connect_error', (error) => reject(new Error(`connect: ${error.message}`)));
-    });
-    socket.on('room:delta', (delta) => {
-      const { outcome, changes } = this.#view.apply(delta);
-      if (outcome === 'gap') void this.#resync();
-      for (const change of changes) if (change.type === 'published') this.#consumeLater(change.peerId, change.track);
-    });
-    socket.on('speaker:changed', ({ peerId }) => {
-      const previous = this.#speaker;
-      this.#speaker = peerId;
-      for (const p of [previous, peerId]) if (p) void this.#showCamera(p);
-    });
-    const info = await request(socket, 'join', { roomId: this.spec.room, token, transport: {} });
+    const token = this.spec.token ?? (await tokens.mint({ room: this.spec.room, identity: this.spec.identity, role: 'participant', kind: 'call' }));
+    // In a cluster the entry (nginx) may land us on a node that does not hold the call: it answers
+    // WRONG_NODE with the node that does, and we join there, as the SDK does.
+    let url = config.url;
+    let socket: ClientSocket;
+    let info: Responses['join'];
+    for (let hop = 0; ; hop++) {
+      socket = await this.#open(url);
+      try {
+        info = await request(socket, 'join', { roomId: this.spec.room, token, transport: {} });
+        break;
+      } catch (error) {
+        const next = error instanceof ChorusClientError && error.code === 'WRONG_NODE' ? nodeUrl(error.redirectUrl) : undefined;
+        if (!next || hop >= 3) throw error;
+        socket.off();
+        socket.disconnect();
+        url = next;
+      }
+    }
     this.#peerId = info.peerId;
     // The snapshot now, before anything else is awaited: the deltas that follow build on it.
     this.#view.reset(info.room);
@@ -245,6 +247,27 @@ class LightParticipant {
       });
     }
     return { joinMs, allMediaMs };
+  }
+
+  /** A connection to `url`, connected, with this participant's handlers. */
+  async #open(url: string): Promise<ClientSocket> {
+    const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false }) as ClientSocket;
+    this.#socket = socket;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', (error) => reject(new Error(`connect to ${url}: ${error.message}`)));
+    });
+    socket.on('room:delta', (delta) => {
+      const { outcome, changes } = this.#view.apply(delta);
+      if (outcome === 'gap') void this.#resync();
+      for (const change of changes) if (change.type === 'published') this.#consumeLater(change.peerId, change.track);
+    });
+    socket.on('speaker:changed', ({ peerId }) => {
+      const previous = this.#speaker;
+      this.#speaker = peerId;
+      for (const p of [previous, peerId]) if (p) void this.#showCamera(p);
+    });
+    return socket;
   }
 
   async #resync(): Promise<void> {

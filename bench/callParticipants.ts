@@ -91,9 +91,9 @@ let latencies: number[] = [];
 let frames = 0;
 let freezes = 0;
 
-async function join(spec: { room: string; identity: string }): Promise<void> {
+async function join(spec: ParticipantsConfig['participants'][number]): Promise<void> {
   const started = performance.now();
-  const token = await tokens.mint({ room: spec.room, identity: spec.identity, role: 'participant', kind: 'call' });
+  const token = spec.token ?? await tokens.mint({ room: spec.room, identity: spec.identity, role: 'participant', kind: 'call' });
   const client = new CallClient({ url: config.url, roomId: spec.room, token, handlerFactory, socket: { transports: ['websocket'] }, retry: { initialMs: 200, maxMs: 2000 } });
   const tone = toneTrack(440);
   const cam = config.video ? camera() : undefined;

@@ -3,7 +3,8 @@
 export interface ParticipantsConfig {
   url: string;
   secret: string;
-  participants: Array<{ room: string; identity: string }>;
+  /** Each with its token when the parent minted it (a cluster's keys); else minted with `secret`. */
+  participants: Array<{ room: string; identity: string; token?: string | undefined }>;
   video: boolean;
   width: number;
   height: number;
