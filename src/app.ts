@@ -380,6 +380,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
             if (action === 'kick') await room.kick(peerId, by);
             else await room.setMuted(peerId, action === 'mute', by, source);
           },
+          askModerators: (roomId, request) => rooms.get(roomId)?.tellModerators(request) ?? 0,
         },
         { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },
         log.child({ component: 'roster' }),

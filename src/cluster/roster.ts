@@ -18,7 +18,7 @@ import type { RoomMedia } from '../media/roomMedia.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { trackSource, type ParticipantInfo, type RoomChange } from '../protocol/room.js';
-import type { RemoteMembers } from '../rooms/remote.js';
+import type { RemoteMembers, UnmuteRequest } from '../rooms/remote.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { NodeBus } from './bus.js';
 
@@ -34,6 +34,8 @@ export interface LocalRooms {
   router(roomId: string): types.Router | undefined;
   /** A moderator on another node acts on a member here. */
   moderate(roomId: string, action: ModerateRequest): Promise<void>;
+  /** A member on another node asks to unmute: tell the moderators here; how many were told. */
+  askModerators(roomId: string, request: UnmuteRequest): number;
 }
 
 const moderateRequest = z.strictObject({
@@ -56,6 +58,13 @@ const pipeRequest = z.object({ roomId: roomIdSchema, ip: z.string(), port: z.num
 const pullRequest = z.object({ roomId: roomIdSchema, producerId: z.string().min(1).max(128) });
 const trackNotice = z.object({ roomId: roomIdSchema, producerId: z.string().min(1).max(128), paused: z.boolean().optional() });
 // Changes come from another node of this cluster: checked for shape, trusted for content.
+const unmuteRequest = z.strictObject({
+  roomId: z.string().min(1).max(64),
+  peerId: z.string().min(1).max(128),
+  identity: z.string().min(1).max(300),
+  source: trackSource.optional(),
+});
+
 const changesNotice = z.object({ roomId: roomIdSchema, changes: z.array(z.object({ type: z.enum(['joined', 'left', 'published', 'unpublished', 'muted']) }).passthrough()).max(1000) });
 
 interface PipeAnswer {
@@ -96,6 +105,10 @@ export class ClusterRoster implements RemoteMembers {
       const { roomId, ...action } = moderateRequest.parse(params);
       await this.rooms.moderate(roomId, action);
       return true;
+    });
+    bus.handle('roster.muteRequest', async (params) => {
+      const { roomId, ...request } = unmuteRequest.parse(params);
+      return { told: this.rooms.askModerators(roomId, request) };
     });
     bus.handle('track.pipe', async (params, from) => this.#openPipe(pipeRequest.parse(params), from));
     bus.handle('track.pull', async (params, from) => this.#feedTrack(pullRequest.parse(params), from));
@@ -141,6 +154,22 @@ export class ClusterRoster implements RemoteMembers {
 
   async moderate(nodeId: string, roomId: string, action: ModerateRequest): Promise<void> {
     await this.bus.request(nodeId, 'roster.moderate', { roomId, ...action });
+  }
+
+  async askModerators(roomId: string, request: UnmuteRequest): Promise<number> {
+    const nodes = await this.#otherNodes(roomId);
+    const answers = await Promise.all(
+      nodes.map((nodeId) =>
+        this.bus.request<{ told: number }>(nodeId, 'roster.muteRequest', { roomId, ...request }).then(
+          (a) => a.told,
+          (error: unknown) => {
+            this.log.debug({ err: error, room: roomId, node: nodeId }, 'a node serving the room did not take an unmute request');
+            return 0;
+          },
+        ),
+      ),
+    );
+    return answers.reduce((n, told) => n + told, 0);
   }
 
   async alive(nodeId: string): Promise<boolean> {

@@ -55,8 +55,16 @@ export class QualitySampler {
   async #sampleProducer(room: string, peer: string, producer: types.Producer): Promise<void> {
     if (producer.closed) return;
     const stats = await producer.getStats().catch((error: unknown) => this.#failed(error, producer.id));
-    const stream = stats?.[0];
-    if (!stream) return;
+    if (!stats || stats.length === 0) return;
+    // A simulcast camera reports one stream per layer: the track's bitrate and losses are their
+    // sum, its loss rate and jitter those of its worst layer.
+    const stream = {
+      bitrate: stats.reduce((n, s) => n + s.bitrate, 0),
+      packetsLost: stats.reduce((n, s) => n + s.packetsLost, 0),
+      fractionLost: Math.max(...stats.map((s) => s.fractionLost)),
+      jitter: Math.max(...stats.map((s) => s.jitter)),
+      roundTripTime: stats.find((s) => s.roundTripTime !== undefined)?.roundTripTime,
+    };
     const clockRate = producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
     this.sink.record({
       kind: 'quality',

@@ -18,6 +18,13 @@ export interface RemoteBroadcasts {
   pull(roomId: string, media: RoomMedia): Promise<types.Producer | undefined>;
 }
 
+/** Who asks to unmute what, as moderators are told (`mute:requested`). */
+export interface UnmuteRequest {
+  peerId: string;
+  identity: string;
+  source?: TrackSource | undefined;
+}
+
 /**
  * Members of a room held by other nodes, for kinds whose participants may be spread over nodes
  * (a call whose participant landed elsewhere after a drain or a failover). A room shares its own
@@ -33,6 +40,11 @@ export interface RemoteMembers {
   alive(nodeId: string): Promise<boolean>;
   /** Mutes, unmutes or kicks a member held by `nodeId`, as `by` (a moderator here). */
   moderate(nodeId: string, roomId: string, action: { action: 'mute' | 'unmute' | 'kick'; peerId: string; source?: TrackSource | undefined; by: string }): Promise<void>;
+  /**
+   * A participant here asks to be allowed to unmute: the moderators on every other node serving
+   * `roomId` are told. Resolves to how many were told.
+   */
+  askModerators(roomId: string, request: UnmuteRequest): Promise<number>;
   /** Pulls the track `producerId` held by `nodeId` onto `media` (one pipe pair per room and node pair). */
   pullTrack(roomId: string, producerId: string, nodeId: string, media: RoomMedia): Promise<types.Producer>;
 }

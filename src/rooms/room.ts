@@ -15,7 +15,7 @@ import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
-import type { RemoteBroadcasts, RemoteMembers } from './remote.js';
+import type { RemoteBroadcasts, RemoteMembers, UnmuteRequest } from './remote.js';
 import { RoomView } from '../protocol/roomView.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
@@ -852,17 +852,30 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   /**
-   * A participant a moderator muted asks to unmute: the moderators on this node are told (the
-   * moderator decides; nothing changes here).
+   * A participant a moderator muted asks to unmute: the moderators are told, on this node and on
+   * any other serving the room (the moderator decides; nothing changes here).
    */
-  requestUnmute(peer: Peer, source: TrackSource | undefined): void {
+  async requestUnmute(peer: Peer, source: TrackSource | undefined): Promise<void> {
     this.#assertMember(peer);
     if (peer.moderatorMuted.size === 0 || (source !== undefined && !peer.moderatorMuted.has(source))) {
       throw new ChorusError('BAD_REQUEST', 'no moderator muted that; unmute it yourself');
     }
-    const moderators = [...this.peers.values()].filter((p) => p !== peer && this.canModerate(p));
-    if (moderators.length === 0) throw new ChorusError('UNAVAILABLE', 'no moderator is in the room right now');
-    for (const moderator of moderators) this.channel.toPeer(moderator.id, 'mute:requested', { peerId: peer.id, identity: peer.identity, ...(source ? { source } : {}) });
+    const request = { peerId: peer.id, identity: peer.identity, ...(source ? { source } : {}) };
+    let told = this.tellModerators(request, peer.id);
+    if (this.#others.size > 0 && this.members) {
+      told += await this.members.askModerators(this.id, request).catch((error: unknown) => {
+        this.#log.warn({ err: error }, 'moderators on other nodes were not told of an unmute request');
+        return 0;
+      });
+    }
+    if (told === 0) throw new ChorusError('UNAVAILABLE', 'no moderator is in the room right now');
+  }
+
+  /** Tells this node's moderators (but not the asker) of an unmute request; returns how many. */
+  tellModerators(request: UnmuteRequest, except?: string): number {
+    const moderators = [...this.peers.values()].filter((p) => p.id !== except && this.canModerate(p));
+    for (const moderator of moderators) this.channel.toPeer(moderator.id, 'mute:requested', request);
+    return moderators.length;
   }
 
   /**

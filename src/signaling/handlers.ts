@@ -272,7 +272,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
     async 'mute.request'(session, { source }) {
       const { room, peer } = member(session);
       await limits.take('muteRequests', peer.id);
-      room.requestUnmute(peer, source);
+      await room.requestUnmute(peer, source);
       return empty;
     },
 

@@ -66,7 +66,17 @@ test('participants on two nodes see and hear each other; changes cross over; a n
   await mod.client.moderate({ action: 'mute', peerId: a1.client.peerId!, source: 'microphone' });
   await until(() => [...(a0.client.participants.get(a1.client.peerId!)?.tracks.values() ?? [])][0]?.mutedByModerator === true, 5000, 'a1 to show muted by a moderator');
   await expect(a1.client.setMuted('microphone', false)).rejects.toMatchObject({ code: 'MUTED' });
+  // a1 asks to unmute: the only moderator is on beta, and is told.
+  const asked: Array<{ peerId: string; source?: string | undefined }> = [];
+  mod.client.on('muterequested', (r) => asked.push(r));
+  await a1.client.requestUnmute('microphone');
+  await until(() => asked.length === 1, 5000, 'the moderator on beta to hear the request');
+  expect(asked[0]).toMatchObject({ peerId: a1.client.peerId, source: 'microphone' });
+  const modId = mod.client.peerId!;
   await mod.close();
+  // No moderator left anywhere: the request says so.
+  await until(() => !a1.client.participants.has(modId), 5000, 'alpha to drop the moderator');
+  await expect(a1.client.requestUnmute('microphone')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
 
   // Unpublish on alpha: beta drops the track.
   await a1.client.unpublish('microphone');

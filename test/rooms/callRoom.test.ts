@@ -244,7 +244,7 @@ describe('call rooms: mute', () => {
 
     // It asks; the moderator hears it. Asking about something not muted is a bad request.
     expect(await code(() => room.requestUnmute(a.peer, 'microphone'))).toBe('BAD_REQUEST');
-    room.requestUnmute(a.peer, 'camera');
+    await room.requestUnmute(a.peer, 'camera');
     expect(channel.to(mod.peer.id, 'mute:requested')).toEqual([{ peerId: a.peer.id, identity: a.peer.identity, source: 'camera' }]);
     // Only moderators moderate.
     expect(await code(room.moderate(a.peer, 'unmute', a.peer.id, 'camera'))).toBe('FORBIDDEN_ROLE');
