@@ -21,7 +21,7 @@ import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { RequestOf, Responses } from '../protocol/messages.js';
-import { kindOfSource, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { RoomView } from '../protocol/roomView.js';
 import { ChorusClientError, pacedRequest, request, type ClientSocket } from './signaling.js';
@@ -61,6 +61,8 @@ export interface RemoteParticipant {
   name?: string | undefined;
   role: ParticipantInfo['role'];
   tracks: Map<string, RemoteTrack>;
+  /** How well its media gets through (from the node's scores), once the node has said. */
+  quality?: ConnectionQuality | undefined;
 }
 
 export interface TrackView {
@@ -85,6 +87,8 @@ interface CallEvents {
   trackmuted: (track: RemoteTrack, participant: RemoteParticipant) => void;
   /** The loudest participant (`null`: nobody; this client's own peer id when it is us). */
   activespeaker: (peerId: string | null) => void;
+  /** Connection quality of a participant, or (participant undefined) of this client itself. */
+  quality: (quality: ConnectionQuality, participant: RemoteParticipant | undefined) => void;
   levels: (levels: Array<{ peerId: string; volume: number }>) => void;
   /** The layer the node sends for a subscribed video changed (connection quality, tile size). */
   layers: (track: RemoteTrack) => void;
@@ -148,6 +152,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   #early: Array<Parameters<import('../protocol/messages.js').ServerEvents['room:delta']>[0]> = [];
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #activeSpeaker: string | null = null;
+  #quality: ConnectionQuality | undefined;
 
   constructor(options: CallClientOptions) {
     super();
@@ -182,6 +187,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
 
   get activeSpeaker(): string | null {
     return this.#activeSpeaker;
+  }
+
+  /** This client's own connection quality, once the node has said. */
+  get quality(): ConnectionQuality | undefined {
+    return this.#quality;
   }
 
   /** What this client publishes: source → whether it is paused (muted). */
@@ -329,6 +339,19 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.emit('activespeaker', peerId);
     });
     s.on('audio:levels', ({ levels }) => this.emit('levels', levels));
+    s.on('quality:changed', ({ qualities }) => {
+      for (const { peerId, quality } of qualities) {
+        if (peerId === this.#info?.peerId) {
+          this.#quality = quality;
+          this.emit('quality', quality, undefined);
+          continue;
+        }
+        const participant = this.#participants.get(peerId);
+        if (!participant) continue;
+        participant.quality = quality;
+        this.emit('quality', quality, participant);
+      }
+    });
     s.on('session:muted', ({ muted, source }) => {
       // A moderator's mute paused our producers on the node: mirror it locally.
       if (muted) for (const p of this.#local.values()) if (source === undefined || p.source === source) p.paused = true;

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import type { WireError } from './errors.js';
 import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
-import { trackSource, trackView, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
+import { trackSource, trackView, type ConnectionQuality, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
 import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -226,6 +226,11 @@ export interface ServerEvents {
   'speaker:changed': (e: { peerId: string | null }) => void;
   /** Audio levels for meters (dBov, -127..0), throttled; only participants above the threshold. */
   'audio:levels': (e: { levels: Array<{ peerId: string; volume: number }> }) => void;
+  /**
+   * Connection quality changed: of the participants shown in the room (to everyone), and of this
+   * session itself (to it alone). At most one per room every 2 s.
+   */
+  'quality:changed': (e: { qualities: Array<{ peerId: string; quality: ConnectionQuality }> }) => void;
   /** Moderators: a participant muted by a moderator asks to unmute. */
   'mute:requested': (e: { peerId: string; identity: string; source?: TrackSource | undefined }) => void;
   /** The publisher paused or resumed the track behind this consumer. */

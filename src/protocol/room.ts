@@ -41,6 +41,13 @@ export interface TrackInfo {
   height?: number | undefined;
 }
 
+/**
+ * How well a participant's media gets through, from the SFU's scores of its streams (what it
+ * sends, as received; what it receives, as delivered): `lost` when nothing gets through.
+ */
+export const connectionQualities = ['excellent', 'good', 'poor', 'lost'] as const;
+export type ConnectionQuality = (typeof connectionQualities)[number];
+
 export interface ParticipantInfo {
   peerId: string;
   identity: string;

@@ -7,10 +7,11 @@ import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
 import type { RoomMedia } from '../media/roomMedia.js';
 import { SpeakerDetection } from '../media/speakers.js';
+import { QualityWatch } from './quality.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, RoomKind } from '../protocol/messages.js';
-import { defaultSource, kindOfSource, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { defaultSource, kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
@@ -75,6 +76,8 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Version of this node's view of the room: one step per change announced to its members. */
   #version = 0;
   #speakers: Promise<SpeakerDetection | undefined> | undefined;
+  /** Connection quality per participant, from the SFU's scores of its streams. */
+  readonly #quality = new QualityWatch((changes) => this.#reportQuality(changes));
   /** Members held by other nodes (kinds that span nodes), one view per node. */
   readonly #others = new Map<string, RoomView>();
   #gatherTimer: NodeJS.Timeout | undefined;
@@ -409,6 +412,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async leave(peer: Peer, reason: LeaveReason): Promise<void> {
     if (!this.peers.has(peer.id)) return;
     this.peers.delete(peer.id);
+    this.#quality.forget(peer.id);
     this.#disarmSetupCheck(peer.id);
     if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
     const shown = this.#shown(peer);
@@ -541,6 +545,7 @@ export class Room extends EventEmitter<RoomEvents> {
     const wasShown = this.#shown(peer);
     peer.publications.set(source, publication);
     this.#publications.set(producer.id, publication);
+    this.#quality.watchProducer(peer.id, producer);
     const primary = this.policy.isPrimary(peer.role, source);
     producer.observer.on('pause', () => this.#announceMuted(publication));
     producer.observer.on('resume', () => this.#announceMuted(publication));
@@ -699,6 +704,7 @@ export class Room extends EventEmitter<RoomEvents> {
       throw new ChorusError('NOT_JOINED', 'session ended');
     }
     if (!consumer.paused) this.#consumerReady.add(consumer);
+    this.#quality.watchConsumer(peer.id, consumer);
     const consumerId = consumer.id;
     consumer.on('producerclose', () => this.channel.toPeer(peer.id, 'consumer:closed', { consumerId }));
     consumer.on('producerpause', () => this.channel.toPeer(peer.id, 'consumer:paused', { consumerId, byPublisher: true }));
@@ -763,6 +769,20 @@ export class Room extends EventEmitter<RoomEvents> {
       await consumer.resume();
       if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
     });
+  }
+
+  /**
+   * Quality changes: those of participants shown in the room go to everyone here (a call's
+   * participants, a broadcast's speaker); a listener's only to itself, so a room of thousands is
+   * not told of each one.
+   */
+  #reportQuality(changes: Array<{ peerId: string; quality: ConnectionQuality }>): void {
+    const shown = changes.filter((c) => {
+      const peer = this.peers.get(c.peerId);
+      return peer !== undefined && this.#shown(peer);
+    });
+    if (shown.length > 0) this.channel.toRoom(this.id, 'quality:changed', { qualities: shown });
+    for (const change of changes) if (!shown.includes(change) && this.peers.has(change.peerId)) this.channel.toPeer(change.peerId, 'quality:changed', { qualities: [change] });
   }
 
   /** Runs a request on a consumer after the ones before it, as the track allows (see whileOpen). */
@@ -1080,6 +1100,7 @@ export class Room extends EventEmitter<RoomEvents> {
   async close(reason: CloseReason = 'node closing'): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#quality.close();
     this.#disarmIdle();
     for (const timer of this.#setupTimers.values()) clearTimeout(timer);
     this.#setupTimers.clear();

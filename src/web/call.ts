@@ -178,6 +178,12 @@ function wire(c: CallClient): void {
     if (muted && (source === undefined || source === 'microphone')) setMic(false, false);
     renderSelf();
   });
+  c.on('quality', (quality, p) => {
+    const figure = p ? tiles.get(p.peerId)?.figure : byId('self');
+    if (!figure) return;
+    figure.dataset['quality'] = quality;
+    figure.title = quality === 'poor' ? 'Weak connection' : quality === 'lost' ? 'Connection lost' : '';
+  });
   c.on('muterequested', (r) => showAlert(errorBox, `${c.participants.get(r.peerId)?.name ?? r.identity} asks to unmute.`));
   c.on('error', (error) => {
     if (error.code === 'KICKED' || error.code === 'ROOM_ENDED') {

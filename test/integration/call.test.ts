@@ -51,6 +51,21 @@ describe('a call of three on one node', () => {
     for (const id of speakers) if (id !== null) expect(ids).toContain(id);
   });
 
+  test('each participant learns its own connection quality and everyone else\'s, from the SFU\'s scores', async () => {
+    // Loopback: every stream arrives whole, so the node reports every participant at its best
+    // levels, each to itself and to the others.
+    const good = new Set(['excellent', 'good']);
+    await until(
+      () => peers.every((p) => p.client.quality !== undefined && [...p.client.participants.values()].every((r) => r.quality !== undefined)),
+      20_000,
+      'every participant to know its own quality and the two others\'',
+    );
+    for (const p of peers) {
+      expect(good.has(p.client.quality!), `${p.identity} sees itself ${p.client.quality}`).toBe(true);
+      for (const r of p.client.participants.values()) expect(good.has(r.quality!), `${p.identity} sees ${r.identity} ${r.quality}`).toBe(true);
+    }
+  });
+
   test('a participant mutes: everyone sees it at once and the tone stops; unmuted, it is back', async () => {
     const [a, b, c] = peers as [CallPeer, CallPeer, CallPeer];
     const seen: boolean[] = [];
