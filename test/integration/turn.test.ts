@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { turnCredentials, turnUserTag } from '../../src/auth/turn.js';
 import { startCoturn, uclient, type Coturn } from '../support/coturn.js';
+import { hears, joinCallPeer } from '../support/callPeer.js';
 import { joinListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
@@ -126,5 +127,37 @@ describe('TURN with coturn (use-auth-secret)', () => {
     expect(old.output).toContain('Cannot complete Allocation');
     expect(old.received).toBe(0);
     await turn.waitForLog(logged(expired.username, 'message processed, error 401'));
+  });
+});
+
+describe('a call participant whose path goes dead for a while', () => {
+  test('gets an ICE restart on the same session, not a rejoin, and is heard again', async () => {
+    const room = 'ice-restart';
+    const steady = await joinCallPeer(node, room, 'steady', 400);
+    cleanup.push(() => steady.close());
+    // Relay-only: all its media goes through coturn, so freezing coturn cuts its path and
+    // nothing else (signaling stays up, as when a phone changes network).
+    const relayed = await joinCallPeer(node, room, 'relayed', 700, { extra: { iceTransportPolicy: 'relay' } });
+    cleanup.push(() => relayed.close());
+    await until(() => hears(steady, relayed) && hears(relayed, steady), 20_000, 'both to hear each other through the relay');
+    const session = relayed.client.peerId!;
+    const transports = [...node.rooms.get(room)!.peers.get(session)!.transports.values()];
+    const ufrags = transports.map((t) => (t as { iceParameters: { usernameFragment: string } }).iceParameters.usernameFragment);
+    const states: string[] = [];
+    relayed.client.on('transport', (direction, state) => states.push(`${direction}:${state}`));
+
+    turn.freeze();
+    try {
+      await until(() => states.some((s) => s.endsWith(':disconnected') || s.endsWith(':failed')), 30_000, 'the relayed transports to lose their path');
+    } finally {
+      turn.thaw();
+    }
+    await until(() => hears(steady, relayed) && hears(relayed, steady), 20_000, 'both to hear each other again');
+    // The same session, on new ICE credentials: an ICE restart brought it back, not a rejoin.
+    expect(relayed.client.peerId).toBe(session);
+    expect(relayed.client.state).toBe('joined');
+    const now = transports.map((t) => (t as { iceParameters: { usernameFragment: string } }).iceParameters.usernameFragment);
+    expect(now.some((u, i) => u !== ufrags[i])).toBe(true);
+    expect(states.filter((s) => s.endsWith(':connected')).length).toBeGreaterThan(0);
   });
 });

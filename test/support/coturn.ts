@@ -29,6 +29,12 @@ export interface Coturn {
   log(): string;
   /** Resolves with the first log line matching `pattern` (already logged or still to come). */
   waitForLog(pattern: RegExp, ms?: number): Promise<string>;
+  /**
+   * Freezes coturn (SIGSTOP): relayed media stops as on a network that drops everything, and
+   * its allocations stay; thaw() (SIGCONT) lets it carry on where it was.
+   */
+  freeze(): void;
+  thaw(): void;
   /** Kills coturn and removes its temp dir. */
   stop(): Promise<void>;
 }
@@ -219,7 +225,13 @@ export async function startCoturn(options: CoturnOptions = {}): Promise<Coturn> 
         check();
       });
     },
-    stop,
+    freeze: () => void child.kill('SIGSTOP'),
+    thaw: () => void child.kill('SIGCONT'),
+    stop: async () => {
+      // A frozen coturn would not see SIGTERM until thawed.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGCONT');
+      await stop();
+    },
   };
 }
 
