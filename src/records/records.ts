@@ -93,7 +93,7 @@ export async function startRecords(
   let db: SqlDatabase | undefined;
   const where = settings.databaseUrl ? 'DATABASE_URL' : `PGlite in ${join(dataDir, 'pglite')}`;
   try {
-    db = settings.databaseUrl ? openPostgres(settings.databaseUrl, log) : await openPglite(join(dataDir, 'pglite'));
+    db = settings.databaseUrl ? openPostgres(settings.databaseUrl, log) : await openPglite(join(dataDir, 'pglite'), log);
     const { applied } = await migrate(db);
     log.info({ records: db.where, migrationsApplied: applied }, 'records database ready');
   } catch (error) {

@@ -6,6 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import lockfile from 'proper-lockfile';
 import type { Logger } from '../observability/logger.js';
 
 export interface SqlExecutor {
@@ -95,10 +96,39 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
   };
 }
 
-export async function openPglite(dir: string): Promise<SqlDatabase> {
+/**
+ * PGlite has no postmaster to keep a second process out of its directory: two processes on one
+ * directory each see only their own writes, and rows are lost when they close (measured: 4000
+ * inserts from two, 3815 after reopening). So the directory is locked while open (a lock file
+ * kept fresh; a crashed holder's goes stale in 10 s, and a restart waits that long for it).
+ */
+const LOCK = { stale: 10_000, update: 2_500 };
+
+export async function openPglite(dir: string, log?: Logger, lockRetries = 6): Promise<SqlDatabase> {
   mkdirSync(dir, { recursive: true });
-  const db = new PGlite(dir);
-  await db.waitReady;
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(dir, {
+      ...LOCK,
+      retries: { retries: lockRetries, minTimeout: 500, maxTimeout: 3000 },
+      // Losing the lock (the file removed, or its refresh late past `stale`) is logged: the
+      // database stays open, as stopping would lose what is queued.
+      onCompromised: (error) => log?.error({ err: error, dir }, 'the records database lock was lost; another process may open this directory'),
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
+      throw new Error(`the records database in ${dir} is in use by another Chorus process: give each node its own CHORUS_DATA_DIR, or set DATABASE_URL`);
+    }
+    throw error;
+  }
+  let db: PGlite;
+  try {
+    db = new PGlite(dir);
+    await db.waitReady;
+  } catch (error) {
+    await release();
+    throw error;
+  }
   const executor = (target: Pick<PGlite, 'query' | 'exec'>): SqlExecutor => ({
     async query<R>(text: string, params?: unknown[]) {
       return (await target.query<R>(text, params)).rows;
@@ -112,6 +142,12 @@ export async function openPglite(dir: string): Promise<SqlDatabase> {
     where: `pglite:${dir}`,
     ...executor(db),
     transaction: (fn) => db.transaction((tx) => fn(executor(tx))),
-    close: () => db.close(),
+    async close() {
+      try {
+        await db.close();
+      } finally {
+        await release().catch(() => undefined);
+      }
+    },
   };
 }

@@ -213,6 +213,18 @@ test('a PGlite database keeps its rows when reopened from the same directory', a
   expect(await count(reopened, "events WHERE type = 'persisted'")).toBe(1);
 });
 
+test('a PGlite directory another process has open is refused with a clear error, and opens once it is closed', async () => {
+  const db = await database('pglite');
+  // A second handle on the same directory would see only its own writes and lose rows on close.
+  await expect(openPglite(pgliteDir, undefined, 0)).rejects.toThrow(/in use by another Chorus process: give each node its own CHORUS_DATA_DIR/);
+  // The first handle is untouched by the attempt.
+  await migrate(db);
+  await new SqlRecordStore(db).write([stamp({ kind: 'event', type: 'kept-open', node: 'n', data: {} })]);
+  expect(await count(db, "events WHERE type = 'kept-open'")).toBe(1);
+  const reopened = await database('pglite');
+  expect(await count(reopened, "events WHERE type = 'kept-open'")).toBe(1);
+});
+
 describe.each(['postgres', 'pglite'] as const)('track records on %s', (kind) => {
   test('a track delivered twice is one row; its summary comes from its samples: loss, layers, freezes', async () => {
     // Peer ids of their own: the file's other tests share this database.
