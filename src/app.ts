@@ -144,6 +144,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const health = new HealthChecks([...config.observability.optionalDependencies, 'database']);
   audit.on('event', (event) => {
     if (event.type === 'join.accepted') metrics.joinAccepted(event.role);
+    else if (event.type === 'call.path') metrics.callPathChanged(event.from, event.to, event.reason);
+    else if (event.type === 'call.path.settled') metrics.observeCallPathSwitch(event.to, event.durationMs / 1000);
   });
   const records = config.records
     ? await startRecords(config.records, config.dataDir, log, (seconds, ok) => metrics.observeDbLatency('write', seconds, ok))
@@ -401,6 +403,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       nodeId: config.nodeId,
       maxPeers: config.rooms.maxPeersPerRoom,
       maxCallParticipants: config.rooms.maxCallParticipants,
+      callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,
       markTtlSeconds: config.tokens.maxTtlSeconds,

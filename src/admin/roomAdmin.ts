@@ -34,6 +34,8 @@ export interface RoomShare {
   byRole: Partial<Record<Role, number>>;
   /** HLS players without a session counted on this node (the one running the room's HLS). */
   hlsViewers: number;
+  /** Calls: whether this node's participants send media through the SFU or peer-to-peer. */
+  mediaPath?: 'sfu' | 'p2p' | undefined;
 }
 
 export interface RoomView {
@@ -175,7 +177,7 @@ export class RoomAdmin {
           keyId: room.keyId,
           createdAt: room.createdAt,
           broadcasting: room.localBroadcast !== undefined,
-          share: { node: this.nodeId, peers: room.peers.size, byRole, hlsViewers: this.hlsViewers(room.id) },
+          share: { node: this.nodeId, peers: room.peers.size, byRole, hlsViewers: this.hlsViewers(room.id), ...(room.policy.peerToPeer ? { mediaPath: room.mediaPath.path } : {}) },
           peers: roomId === undefined ? undefined : [...room.peers.values()].map((p) => ({
             id: p.id,
             identity: p.identity,

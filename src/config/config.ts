@@ -76,6 +76,10 @@ export const envSchema = z
     CHORUS_MAX_PEERS_PER_ROOM: z.coerce.number().int().min(1).default(10_000),
     /** Participants one call admits; the next join gets LIMIT_REACHED. */
     CHORUS_CALL_MAX_PARTICIPANTS: z.coerce.number().int().min(2).max(1000).default(50),
+    /** auto: a call of two clients that can goes peer-to-peer; off: calls always use the SFU. */
+    CHORUS_CALL_P2P: z.enum(['auto', 'off']).default('auto'),
+    /** Back to two after three or more: how long before the call returns to peer-to-peer. */
+    CHORUS_CALL_P2P_BACK_MS: z.coerce.number().int().min(0).max(600_000).default(5000),
     /** A session whose media transport stays unconnected (never, or ICE lost) this long is removed. 0: never. */
     CHORUS_STALE_PEER_MS: z.coerce.number().int().min(0).max(3_600_000).default(45_000),
     /** A room where nobody publishes for this long is ended (listeners may wait for a broadcast). 0: never. */
@@ -112,6 +116,8 @@ export const envSchema = z
     CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND: z.coerce.number().int().min(1).default(200),
     CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND: z.coerce.number().int().min(1).default(30),
     CHORUS_LIMIT_TRACK_CONTROL_BURST: z.coerce.number().int().min(0).default(100),
+    /** Peer-to-peer calls: offers, answers and candidates relayed per session per second (twice that once per 10 s). */
+    CHORUS_LIMIT_P2P_SIGNALS_PER_SECOND: z.coerce.number().int().min(1).default(20),
     CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(6),
     /** Many listeners can share one address (a campus, carrier-grade NAT): keep this generous. */
     CHORUS_LIMIT_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(1000),
@@ -267,7 +273,7 @@ export interface Config {
     maxConsumersPerWorker: number;
     opusBitrate: number;
   };
-  rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; stalePeerMs: number; idleRoomMs: number };
+  rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; stalePeerMs: number; idleRoomMs: number; callP2p: { enabled: boolean; backMs: number } };
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
   watch: WatchSettings;
   limits: LimitSettings;
@@ -353,6 +359,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS,
       maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM,
       maxCallParticipants: e.CHORUS_CALL_MAX_PARTICIPANTS,
+      callP2p: { enabled: e.CHORUS_CALL_P2P === 'auto', backMs: e.CHORUS_CALL_P2P_BACK_MS },
       stalePeerMs: e.CHORUS_STALE_PEER_MS,
       idleRoomMs: e.CHORUS_ROOM_IDLE_MS,
     },
@@ -379,6 +386,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       joinsPerRoomPerSecond: e.CHORUS_LIMIT_JOINS_PER_ROOM_PER_SECOND,
       trackControlsPerSecond: e.CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND,
       trackControlBurst: e.CHORUS_LIMIT_TRACK_CONTROL_BURST,
+      p2pSignalsPerSecond: e.CHORUS_LIMIT_P2P_SIGNALS_PER_SECOND,
       muteRequestsPerMinute: e.CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE,
       connectionsPerIp: e.CHORUS_LIMIT_CONNECTIONS_PER_IP,
       tcpConnectionsPerAddress: e.CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS ?? (e.CHORUS_TRUST_PROXY ? 100_000 : e.CHORUS_LIMIT_CONNECTIONS_PER_IP),

@@ -30,6 +30,8 @@ export interface LimitSettings {
   trackControlsPerSecond: number;
   /** Track controls beyond the steady rate, per 10 s (a joiner sizing every tile of a full call at once). */
   trackControlBurst: number;
+  /** Offers, answers and ICE candidates a call participant relays to its peer (a few dozen per connection). */
+  p2pSignalsPerSecond: number;
   /** Asks to be unmuted, per session: the moderators read each one. */
   muteRequestsPerMinute: number;
   connectionsPerIp: number;
@@ -52,6 +54,7 @@ export type LimitName =
   | 'joinsPerRoom'
   | 'tokensPerKey'
   | 'trackControls'
+  | 'p2pSignals'
   | 'muteRequests';
 
 /** A limiter, and how to tell its first refusal in a window (audited; the rest of a flood is not). */
@@ -117,6 +120,7 @@ export class Limits {
       tokensPerKey: perMinute(settings.tokensPerKeyPerMinute, 'tokens'),
       // A session lives on one node: its own controls are counted where it is.
       trackControls: withBurst(make(settings.trackControlsPerSecond, 1, 'track-ctl', false), settings.trackControlBurst, 'track-ctl'),
+      p2pSignals: withBurst(make(settings.p2pSignalsPerSecond, 1, 'p2p-sig', false), settings.p2pSignalsPerSecond * 2, 'p2p-sig'),
       muteRequests: steadyOnly(make(settings.muteRequestsPerMinute, 60, 'mute-req', false)),
     };
   }

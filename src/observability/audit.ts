@@ -22,6 +22,9 @@ export type AuditEvent =
   | { type: 'webhook.delivered'; id: string; event: string; url: string; attempts: number; status: number }
   | { type: 'webhook.failed'; id: string; event: string; url: string; attempts: number; error: string }
   | { type: 'limit.exceeded'; limit: string; key: string }
+  /** A call's media path changed (peer-to-peer for two, the SFU from three), and when the switch was done. */
+  | { type: 'call.path'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; peers: string[] }
+  | { type: 'call.path.settled'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; durationMs: number }
   /** Watch rooms: every change of the playback state (`create` when a room's state is born). */
   | {
       type: 'watch.state';

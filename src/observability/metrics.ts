@@ -48,6 +48,8 @@ export class ChorusMetrics {
   readonly #joinDuration: Histogram<'outcome'>;
   readonly #requestDuration: Histogram<'method'>;
   readonly #firstMedia: Histogram;
+  readonly #pathTransitions: Counter<'from' | 'to' | 'reason'>;
+  readonly #pathSwitch: Histogram<'to'>;
   readonly #signaling: Counter<'method' | 'code'>;
   readonly #transportFailures: Counter<'stage'>;
   readonly #redisLatency: Histogram<'op' | 'outcome'>;
@@ -137,6 +139,19 @@ export class ChorusMetrics {
       help: 'From a join request arriving to its response leaving, on the server',
       labelNames: ['outcome'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.#pathTransitions = new Counter({
+      name: 'chorus_call_mode_transitions_total',
+      help: 'Calls switching media path (sfu, p2p), by reason',
+      labelNames: ['from', 'to', 'reason'],
+      registers,
+    });
+    this.#pathSwitch = new Histogram({
+      name: 'chorus_call_mode_transition_duration_seconds',
+      help: 'From a call path switch decided to every participant in it reporting media on the new path',
+      labelNames: ['to'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20],
       registers,
     });
     this.#firstMedia = new Histogram({
@@ -309,6 +324,14 @@ export class ChorusMetrics {
   }
 
   /** Client-reported time from its join request to the first media frame it played. */
+  callPathChanged(from: string, to: string, reason: string): void {
+    this.#pathTransitions.inc({ from, to, reason });
+  }
+
+  observeCallPathSwitch(to: string, seconds: number): void {
+    this.#pathSwitch.observe({ to }, seconds);
+  }
+
   observeFirstMedia(seconds: number): void {
     this.#firstMedia.observe(seconds);
   }

@@ -33,6 +33,8 @@ export const ErrorCodes = {
   /** The token names a room kind other than the one the room already is. */
   WRONG_ROOM_KIND: { status: 409, retryable: false },
   UNAVAILABLE: { status: 503, retryable: true },
+  /** Calls: a peer-to-peer message while the call is not peer-to-peer between these two. */
+  NOT_PEER_TO_PEER: { status: 409, retryable: false },
   /** This room's publisher belongs on another node: connect to `redirectUrl` and join there. */
   WRONG_NODE: { status: 421, retryable: true },
   INTERNAL: { status: 500, retryable: true },

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import type { WireError } from './errors.js';
 import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
-import { trackSource, trackView, type ConnectionQuality, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
+import { trackSource, trackView, type CallPathReason, type ConnectionQuality, type MediaPath, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
 import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -55,6 +55,8 @@ export const requests = {
      * for everyone else) and return it as `transport`: one round trip less than createTransport.
      */
     transport: z.strictObject({ forceTcp: z.boolean().optional() }).optional(),
+    /** Calls: this client can carry the call peer-to-peer while it has two participants. */
+    p2p: z.boolean().optional(),
   }),
   getRouterRtpCapabilities: z.strictObject({}),
   createTransport: z.strictObject({
@@ -97,6 +99,29 @@ export const requests = {
     spatialLayer: z.number().int().min(0).max(15),
     temporalLayer: z.number().int().min(0).max(15).optional(),
   }),
+  /**
+   * Calls gone peer-to-peer: an offer, answer or ICE candidate for the other participant, relayed
+   * by the node only between the two, only while the call is peer-to-peer.
+   */
+  'p2p.signal': z.strictObject({
+    to: entityId,
+    description: z.strictObject({ type: z.enum(['offer', 'answer', 'rollback']), sdp: z.string().max(64 * 1024) }).optional(),
+    /** null: end of candidates. */
+    candidate: z
+      .strictObject({
+        candidate: z.string().max(1024),
+        sdpMid: z.string().max(64).nullable().optional(),
+        sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
+        usernameFragment: z.string().max(256).nullable().optional(),
+      })
+      .nullable()
+      .optional(),
+  }),
+  /**
+   * Calls: this client renders media on the path of switch `id` (`ready`), or its direct
+   * connection failed (`failed`: the call goes back to the SFU).
+   */
+  'p2p.state': z.strictObject({ id: z.string().min(1).max(64), state: z.enum(['ready', 'failed']) }),
   /** A fresh snapshot of the room (after a gap in delta versions). */
   'room.sync': z.strictObject({}),
   /** A participant a moderator muted asks to be allowed to unmute (moderators are told). */
@@ -127,6 +152,8 @@ export const requests = {
 
 export type Method = keyof typeof requests;
 export type RequestOf<M extends Method> = z.infer<(typeof requests)[M]>;
+/** An ICE candidate relayed between the two participants of a peer-to-peer call. */
+export type P2pCandidate = NonNullable<RequestOf<'p2p.signal'>['candidate']>;
 
 export interface TransportInfo {
   id: string;
@@ -189,6 +216,8 @@ export interface Responses {
   'track.view': { paused: boolean; spatialLayer?: number | undefined };
   setPreferredLayers: Record<string, never>;
   'room.sync': RoomSnapshot;
+  'p2p.signal': Record<string, never>;
+  'p2p.state': Record<string, never>;
   'mute.request': Record<string, never>;
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
@@ -231,6 +260,14 @@ export interface ServerEvents {
    * session itself (to it alone). At most one per room every 2 s.
    */
   'quality:changed': (e: { qualities: Array<{ peerId: string; quality: ConnectionQuality }> }) => void;
+  /**
+   * The call's media path changed (switch `id`). `p2p`: connect directly to `peerId` (the one
+   * not `polite` makes the offer), keeping the SFU transports up; `sfu`: media goes through the
+   * node again. Report `p2p.state ready` once media renders on the new path.
+   */
+  'call:path': (e: { id: string; path: MediaPath; reason: CallPathReason; peerId?: string | undefined; polite?: boolean | undefined }) => void;
+  /** An offer, answer or candidate from the other participant of a peer-to-peer call. */
+  'p2p:signal': (e: { from: string; description?: { type: 'offer' | 'answer' | 'rollback'; sdp: string } | undefined; candidate?: P2pCandidate | null | undefined }) => void;
   /** Moderators: a participant muted by a moderator asks to unmute. */
   'mute:requested': (e: { peerId: string; identity: string; source?: TrackSource | undefined }) => void;
   /** The publisher paused or resumed the track behind this consumer. */

@@ -41,6 +41,11 @@ export interface TrackInfo {
   height?: number | undefined;
 }
 
+/** Which way a call's media goes. */
+export type MediaPath = 'sfu' | 'p2p';
+/** Why it changed. */
+export type CallPathReason = 'two_participants' | 'back_to_two' | 'third_participant' | 'participant_left' | 'spans_nodes' | 'p2p_failed';
+
 /**
  * How well a participant's media gets through, from the SFU's scores of its streams (what it
  * sends, as received; what it receives, as delivered): `lost` when nothing gets through.

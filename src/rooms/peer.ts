@@ -21,6 +21,8 @@ export class Peer {
   readonly joinedAt = Date.now();
   /** Sources a moderator muted: the session may not resume or publish them until unmuted. */
   readonly moderatorMuted = new Set<TrackSource>();
+  /** Calls: the client can carry the call peer-to-peer (it said so when it joined). */
+  p2p = false;
   /** It fetched the room's HLS with its resume token (its fallback): listening without WebRTC. */
   playsHls = false;
   /** The client said when its first media arrived (accepted once, so one client is one sample). */

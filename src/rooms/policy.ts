@@ -65,6 +65,8 @@ export interface RoomPolicy {
   readonly sharedPlayback: boolean;
   /** The room sends media, so it needs a router (and transports); a watch party does not. */
   readonly carriesMedia: boolean;
+  /** Two participants may carry the room's media directly (CHORUS_CALL_P2P), the SFU from three on. */
+  readonly peerToPeer: boolean;
 }
 
 /** Whether `role` may publish anything at all in rooms of `policy`. */
@@ -100,6 +102,7 @@ export const broadcastPolicy: RoomPolicy = {
   endsWhenIdle: true,
   sharedPlayback: false,
   carriesMedia: true,
+  peerToPeer: false,
 };
 
 /**
@@ -125,6 +128,7 @@ export const watchPolicy: RoomPolicy = {
   endsWhenIdle: true,
   sharedPlayback: true,
   carriesMedia: false,
+  peerToPeer: false,
 };
 
 const callSources: readonly TrackSource[] = ['microphone', 'camera', 'screen', 'screen-audio'];
@@ -153,6 +157,7 @@ export const callPolicy: RoomPolicy = {
   endsWhenIdle: false,
   sharedPlayback: false,
   carriesMedia: true,
+  peerToPeer: true,
 };
 
 const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy };

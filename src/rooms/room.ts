@@ -7,10 +7,11 @@ import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
 import type { RoomMedia } from '../media/roomMedia.js';
 import { SpeakerDetection } from '../media/speakers.js';
+import { CallPath, type CallPathSettings, type PathChange } from './callPath.js';
 import { QualityWatch } from './quality.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
-import type { BroadcastState, RoomKind } from '../protocol/messages.js';
+import type { BroadcastState, RequestOf, RoomKind } from '../protocol/messages.js';
 import { defaultSource, kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
@@ -33,6 +34,8 @@ export interface RoomOptions {
   maxPeers: number;
   /** Participants a call admits (CHORUS_CALL_MAX_PARTICIPANTS). */
   maxCallParticipants: number;
+  /** Calls of two going peer-to-peer (CHORUS_CALL_P2P, CHORUS_CALL_P2P_BACK_MS); absent: off. */
+  callP2p?: CallPathSettings | undefined;
   countIntervalMs: number;
   opusBitrate: number;
   /** How long kick and end marks live: the longest a token can live, so none outlives them. */
@@ -76,6 +79,8 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Version of this node's view of the room: one step per change announced to its members. */
   #version = 0;
   #speakers: Promise<SpeakerDetection | undefined> | undefined;
+  /** Calls: whether media goes through the SFU or directly between the two participants. */
+  readonly #path: CallPath | undefined;
   /** Connection quality per participant, from the SFU's scores of its streams. */
   readonly #quality = new QualityWatch((changes) => this.#reportQuality(changes));
   /** Members held by other nodes (kinds that span nodes), one view per node. */
@@ -126,6 +131,14 @@ export class Room extends EventEmitter<RoomEvents> {
   ) {
     super();
     this.#log = log.child({ room: id });
+    if (policy.peerToPeer) {
+      this.#path = new CallPath(options.callP2p ?? { enabled: false, backMs: 5000 });
+      this.#path.on('change', (change) => this.#onPathChange(change));
+      this.#path.on('settled', (change, durationMs) => {
+        this.#log.info({ id: change.id, to: change.to, durationMs }, 'call media path switch done');
+        this.audit.record({ type: 'call.path.settled', room: this.id, id: change.id, from: change.from, to: change.to, reason: change.reason, durationMs });
+      });
+    }
     media?.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
     if (remote) {
       // In a cluster the audience joins on every node, so each node reads the shared count at
@@ -236,6 +249,7 @@ export class Room extends EventEmitter<RoomEvents> {
     }
     this.#emitDelta(view.applyChanges(changes));
     this.#mediaDueChanged();
+    this.#updatePath();
   }
 
   /**
@@ -262,6 +276,7 @@ export class Room extends EventEmitter<RoomEvents> {
           this.#emitDelta(view.clear());
         }
         this.#mediaDueChanged();
+        this.#updatePath();
       } catch (error) {
         this.#log.warn({ err: error }, 'members on other nodes not gathered (next try at the next interval)');
       } finally {
@@ -413,6 +428,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (!this.peers.has(peer.id)) return;
     this.peers.delete(peer.id);
     this.#quality.forget(peer.id);
+    this.#updatePath();
     this.#disarmSetupCheck(peer.id);
     if (this.#broadcast?.peer === peer) this.#endReason = reason === 'dropped' ? 'dropped' : 'left';
     const shown = this.#shown(peer);
@@ -771,6 +787,60 @@ export class Room extends EventEmitter<RoomEvents> {
     });
   }
 
+  /** Which way the call's media goes now (calls; other kinds: always the SFU). */
+  get mediaPath(): { path: 'sfu' | 'p2p'; pair?: readonly [string, string] | undefined } {
+    return this.#path ? { path: this.#path.path, pair: this.#path.pair } : { path: 'sfu' };
+  }
+
+  /** A call participant says whether it can carry the call peer-to-peer (with its join). */
+  declareP2p(peer: Peer, capable: boolean): void {
+    this.#assertMember(peer);
+    peer.p2p = capable;
+    this.#updatePath();
+  }
+
+  /** An offer, answer or candidate for the other participant of a peer-to-peer call. */
+  relayP2p(peer: Peer, signal: RequestOf<'p2p.signal'>): void {
+    this.#assertMember(peer);
+    if (!this.#path?.mayRelay(peer.id, signal.to)) {
+      throw new ChorusError('NOT_PEER_TO_PEER', 'this call is not peer-to-peer between you and that participant');
+    }
+    const { to, ...payload } = signal;
+    this.channel.toPeer(to, 'p2p:signal', { from: peer.id, ...payload });
+  }
+
+  /** A participant renders media on the path of switch `id`, or its direct connection failed. */
+  reportPath(peer: Peer, id: string, state: 'ready' | 'failed'): void {
+    this.#assertMember(peer);
+    const path = this.#path;
+    if (!path) throw new ChorusError('NOT_PEER_TO_PEER', 'this room has no peer-to-peer path');
+    if (state === 'failed') {
+      if (!path.fail(peer.id)) throw new ChorusError('NOT_PEER_TO_PEER', 'this call is not peer-to-peer with you in it');
+      return;
+    }
+    if (!path.ready(peer.id, id)) throw new ChorusError('BAD_REQUEST', `switch ${id} is not the call's current one, or not yours`);
+  }
+
+  /** The members of the call here, in join order, and whether any are on other nodes. */
+  #updatePath(): void {
+    if (!this.#path || this.#closed) return;
+    const members = [...this.peers.values()].filter((p) => !p.closed && this.#shown(p)).map((p) => ({ peerId: p.id, p2p: p.p2p }));
+    const spans = [...this.#others.values()].some((view) => view.participants.size > 0);
+    this.#path.update(members, spans);
+  }
+
+  #onPathChange(change: PathChange): void {
+    this.#log.info({ id: change.id, from: change.from, to: change.to, reason: change.reason, members: change.members }, 'call media path changed');
+    this.audit.record({ type: 'call.path', room: this.id, id: change.id, from: change.from, to: change.to, reason: change.reason, peers: change.members });
+    if (change.to === 'p2p') {
+      const [offerer, polite] = change.pair!;
+      this.channel.toPeer(offerer, 'call:path', { id: change.id, path: 'p2p', reason: change.reason, peerId: polite, polite: false });
+      this.channel.toPeer(polite, 'call:path', { id: change.id, path: 'p2p', reason: change.reason, peerId: offerer, polite: true });
+      return;
+    }
+    for (const peerId of change.members) this.channel.toPeer(peerId, 'call:path', { id: change.id, path: 'sfu', reason: change.reason });
+  }
+
   /**
    * Quality changes: those of participants shown in the room go to everyone here (a call's
    * participants, a broadcast's speaker); a listener's only to itself, so a room of thousands is
@@ -1101,6 +1171,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#quality.close();
+    this.#path?.close();
     this.#disarmIdle();
     for (const timer of this.#setupTimers.values()) clearTimeout(timer);
     this.#setupTimers.clear();

@@ -104,7 +104,7 @@ async function joinTransports(room: Room, peer: Peer, forceTcp: boolean): Promis
 
 export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch, observeFirstMedia }: HandlerDeps): Handlers {
   return {
-    async join(session, { roomId, token, previousPeerId, transport: wantsTransport }) {
+    async join(session, { roomId, token, previousPeerId, transport: wantsTransport, p2p }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
         throw new ChorusError('ALREADY_JOINED', 'this connection already joined a room; leave first');
       }
@@ -161,6 +161,8 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         // Taken before anything else is awaited: the deltas this session receives from now on
         // carry the versions after it.
         const snapshot = room.snapshot(peer);
+        // A call may go peer-to-peer now: `call:path` can reach the client before this answer.
+        if (p2p && room.policy.peerToPeer) room.declareP2p(peer, true);
         const [broadcast, listeners, resumeToken, transport] = await Promise.all([
           room.broadcastState(),
           room.audienceCount(),
@@ -267,6 +269,20 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
     async 'room.sync'(session) {
       const { room, peer } = member(session);
       return room.snapshot(peer);
+    },
+
+    async 'p2p.signal'(session, signal) {
+      const { room, peer } = member(session);
+      await limits.take('p2pSignals', peer.id);
+      room.relayP2p(peer, signal);
+      return empty;
+    },
+
+    async 'p2p.state'(session, { id, state }) {
+      const { room, peer } = member(session);
+      await limits.take('trackControls', peer.id);
+      room.reportPath(peer, id, state);
+      return empty;
     },
 
     async 'mute.request'(session, { source }) {

@@ -22,7 +22,8 @@ export type WebhookEventName =
   | 'broadcast_started'
   | 'broadcast_stopped'
   | 'track_published'
-  | 'track_unpublished';
+  | 'track_unpublished'
+  | 'call_path_changed';
 
 export interface WebhookEvent {
   id: string;
@@ -35,6 +36,8 @@ export interface WebhookEvent {
   reason?: string | undefined;
   /** Track events: the producer id, its source (microphone, camera, screen, screen-audio) and kind. */
   track?: { id: string; source: string; kind?: string | undefined } | undefined;
+  /** call_path_changed: from and to (`sfu`, `p2p`), and the sessions of the call then. */
+  path?: { id: string; from: string; to: string; peers: string[] } | undefined;
 }
 
 export interface WebhookOptions {
@@ -176,6 +179,8 @@ export function toWebhook(event: AuditEvent & { at: number }, node: string): Web
       return { ...base, event: 'track_published', room: event.room, participant: { peer: event.peer, identity: event.identity }, track: { id: event.producer, source: event.source, kind: event.kind } };
     case 'track.unpublished':
       return { ...base, event: 'track_unpublished', room: event.room, participant: { peer: event.peer, identity: event.identity }, track: { id: event.producer, source: event.source } };
+    case 'call.path':
+      return { ...base, event: 'call_path_changed', room: event.room, reason: event.reason, path: { id: event.id, from: event.from, to: event.to, peers: event.peers } };
     default:
       return undefined;
   }

@@ -13,6 +13,7 @@ const settings = (overrides: Partial<LimitSettings>): LimitSettings => ({
   joinsPerRoomPerSecond: 10,
   trackControlsPerSecond: 3,
   trackControlBurst: 4,
+  p2pSignalsPerSecond: 20,
   muteRequestsPerMinute: 6,
   connectionsPerIp: 10,
   tcpConnectionsPerAddress: 10,
