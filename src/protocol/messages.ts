@@ -105,7 +105,9 @@ export const requests = {
    */
   'p2p.signal': z.strictObject({
     to: entityId,
-    description: z.strictObject({ type: z.enum(['offer', 'answer', 'rollback']), sdp: z.string().max(64 * 1024) }).optional(),
+    // A call's SDP is a few kB; the cap stays under the 64 KiB message limit, so an oversized one
+    // is a clear BAD_REQUEST rather than a dropped connection.
+    description: z.strictObject({ type: z.enum(['offer', 'answer', 'rollback']), sdp: z.string().max(48 * 1024) }).optional(),
     /** null: end of candidates. */
     candidate: z
       .strictObject({

@@ -408,6 +408,45 @@ describe('call rooms: refusals over the socket, each with its code, leaving the 
     expect(await mediaCounts(callNode)).toEqual(before);
   });
 
+  test('peer-to-peer relays: only within the pair, only while direct, oversized or malformed ones refused, floods rate limited', async () => {
+    const room = newRoom();
+    const join = async (p2p: boolean, roomId = room): Promise<{ s: RawSocket; peerId: string }> => {
+      const s = await callRaw();
+      const reply = await s.ok('join', { roomId, token: await callToken(roomId, 'participant'), ...(p2p ? { p2p: true } : {}) });
+      return { s, peerId: String(reply['peerId']) };
+    };
+    const a = await join(true);
+    const b = await join(true);
+    const pathOf = (s: RawSocket) => s.events.filter((e) => e.event === 'call:path').map((e) => e.payload as { path: string; peerId?: string; polite?: boolean });
+    await until(() => pathOf(a.s).length === 1 && pathOf(b.s).length === 1, 5000, 'both to be told the call is peer-to-peer');
+    expect(pathOf(a.s)[0]).toMatchObject({ path: 'p2p', peerId: b.peerId, polite: false });
+    expect(callNode.rooms.get(room)!.mediaPath.path).toBe('p2p');
+
+    const offer = { type: 'offer', sdp: 'v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n' };
+    await a.s.ok('p2p.signal', { to: b.peerId, description: offer });
+    await until(() => b.s.events.some((e) => e.event === 'p2p:signal'), 5000, 'b to get the offer');
+    expect(b.s.events.find((e) => e.event === 'p2p:signal')?.payload).toEqual({ from: a.peerId, description: offer });
+    // Oversized or malformed: refused, the session usable.
+    expect(await a.s.code('p2p.signal', { to: b.peerId, description: { type: 'offer', sdp: 'v'.repeat(48 * 1024 + 1) } })).toBe('BAD_REQUEST');
+    expect(await a.s.code('p2p.signal', { to: b.peerId, description: { type: 'pranswer', sdp: 'v=0' } })).toBe('BAD_REQUEST');
+    // Someone in another call cannot reach b, nor can anyone reach themselves.
+    const elsewhere = await join(true, newRoom());
+    expect(await elsewhere.s.code('p2p.signal', { to: b.peerId, description: offer })).toBe('NOT_PEER_TO_PEER');
+    expect(await a.s.code('p2p.signal', { to: a.peerId, description: offer })).toBe('NOT_PEER_TO_PEER');
+    expect(b.s.events.filter((e) => e.event === 'p2p:signal')).toHaveLength(1);
+
+    // A flood: 20 a second and 40 more once; past that, LIMIT_REACHED with a retry delay.
+    const candidate = { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+    const flood = await Promise.all(Array.from({ length: 80 }, () => a.s.call('p2p.signal', { to: b.peerId, candidate })));
+    expect(flood.filter((r) => r.ok).length).toBeLessThanOrEqual(60);
+    expect(new Set(flood.filter((r) => !r.ok).map((r) => r.error?.code))).toEqual(new Set(['LIMIT_REACHED']));
+
+    // A third participant: the call is on the SFU, and relays stop.
+    await join(true);
+    await until(() => pathOf(a.s).at(-1)?.path === 'sfu', 5000, 'a to be told the call is on the SFU');
+    expect(await b.s.code('p2p.signal', { to: a.peerId, description: offer })).toBe('NOT_PEER_TO_PEER');
+  });
+
   test('a flood of unmute requests past 6 a minute is LIMIT_REACHED with a retry delay; moderators hear only the admitted ones; the session carries on', async () => {
     const room = newRoom();
     const a = await inCall(room);

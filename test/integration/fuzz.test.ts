@@ -320,6 +320,8 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
       if (kind === 'fresh' || kind === 'freshNoKid') ctx.pool.add(ctx.pool.usedTokens, token);
       const payload: Record<string, unknown> = { roomId, token };
       if (r() < 0.25) payload['previousPeerId'] = r() < 0.5 && a.peerId ? a.peerId : someId(r, 'peers');
+      // Calls of two go peer-to-peer when both say they can.
+      if (r() < 0.4) payload['p2p'] = r() < 0.8;
       return payload;
     }
     case 'getRouterRtpCapabilities':
@@ -360,6 +362,16 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
     }
     case 'mute.request':
       return r() < 0.4 ? {} : { source: pick(r, trackSources) };
+    case 'p2p.signal': {
+      // To anyone: the pair's other, oneself, a victim, a made-up id.
+      const to = r() < 0.2 && a.peerId ? a.peerId : someId(r, 'peers');
+      const x = r();
+      if (x < 0.4) return { to, description: { type: pick(r, ['offer', 'answer', 'rollback'] as const), sdp: pick(r, ['v=0\r\n', '', 'x'.repeat(60_000)]) } };
+      if (x < 0.8) return { to, candidate: { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: pick(r, ['0', null]), sdpMLineIndex: pick(r, [0, null]) } };
+      return { to, candidate: null };
+    }
+    case 'p2p.state':
+      return { id: pick(r, ['x', crypto.randomUUID()]), state: pick(r, ['ready', 'failed'] as const) };
     case 'listPeers':
       return r() < 0.5 ? {} : { limit: pick(r, [1, 2, 200, 1000]) };
     case 'moderate': {
@@ -1287,6 +1299,12 @@ const malformed = fc
       ['setPreferredLayers', { consumerId: 'x', spatialLayer: 0, temporalLayer: 0.5 }, 'BAD_REQUEST'],
       ['room.sync', { full: true }, 'BAD_REQUEST'],
       ['mute.request', { source: 'hologram' }, 'BAD_REQUEST'],
+      ['p2p.signal', { to: 'x', description: { type: 'pranswer', sdp: 'v=0' } }, 'BAD_REQUEST'],
+      ['p2p.signal', { to: 'x', description: { type: 'offer', sdp: 'v'.repeat(48 * 1024 + 1) } }, 'BAD_REQUEST'],
+      ['p2p.signal', { to: 'x', candidate: { candidate: 'c'.repeat(1025) } }, 'BAD_REQUEST'],
+      ['p2p.signal', { to: 'x', sdp: 'v=0' }, 'BAD_REQUEST'],
+      ['p2p.state', { id: 'x', state: 'connected' }, 'BAD_REQUEST'],
+      ['p2p.state', { state: 'failed' }, 'BAD_REQUEST'],
       ['becomeModerator', {}, 'UNKNOWN_METHOD'],
     ),
   )
