@@ -20,9 +20,10 @@ import { Emitter } from '@socket.io/component-emitter';
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
-import type { RequestOf, Responses } from '../protocol/messages.js';
+import type { RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
 import { kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
+import { P2pLink, type P2pFactory } from './p2pLink.js';
 import { RoomView } from '../protocol/roomView.js';
 import { ChorusClientError, pacedRequest, request, type ClientSocket } from './signaling.js';
 
@@ -43,6 +44,11 @@ export interface CallClientOptions {
   socket?: Partial<ManagerOptions & SocketOptions>;
   /** Camera encodings; default three simulcast layers (quarter, half, full size). */
   cameraEncodings?: RTCRtpEncodingParameters[];
+  /**
+   * Carry a call of two peer-to-peer when the node says so (its RTCPeerConnection: the browser's,
+   * or a Node WebRTC one). Absent: this client stays on the SFU.
+   */
+  p2p?: P2pFactory | undefined;
 }
 
 /** A remote participant's track as this client knows it. */
@@ -149,6 +155,12 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   #reconcileTimer: ReturnType<typeof setTimeout> | undefined;
   #syncing = false;
   /** Deltas that arrived while joining: applied after the join's snapshot, in order. */
+  /** Calls gone peer-to-peer: the direct link, and whether the other's tracks play from it yet. */
+  #p2p: { id: string; peerId: string; link: P2pLink; swapped: boolean; reported: boolean } | undefined;
+  /** A direct link kept after the call went back to the SFU, until the SFU's media plays. */
+  #leavingP2p: { id: string; peerId: string; link: P2pLink } | undefined;
+  /** Path events that came before the join answer, run once joined. */
+  #pathEarly: Array<() => void> = [];
   #early: Array<Parameters<import('../protocol/messages.js').ServerEvents['room:delta']>[0]> = [];
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #activeSpeaker: string | null = null;
@@ -229,6 +241,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     }
     const publication: LocalPublication = { source, track, paused: false, ...(options.video ? { video: options.video } : {}) };
     this.#local.set(source, publication);
+    void this.#p2p?.link.setTrack(source, track);
     if (this.#state === 'joined') await this.#produce(publication, this.#generation);
   }
 
@@ -237,6 +250,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     const publication = this.#local.get(source);
     if (!publication) return;
     this.#local.delete(source);
+    void this.#p2p?.link.setTrack(source, null);
     await publication.pending?.catch(() => undefined);
     const producer = publication.producer;
     if (producer && !producer.closed) {
@@ -253,8 +267,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (producer && !producer.closed) {
       await pacedRequest(this.#socket, muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
       if (muted) producer.pause();
-      else producer.resume();
+      // Peer-to-peer, the SFU's copy stays quiet: the direct link carries it.
+      else if (!this.#p2p?.swapped) producer.resume();
     }
+    publication.track.enabled = !muted;
+    void this.#p2p?.link.setTrack(source, muted ? null : publication.track);
     publication.paused = muted;
   }
 
@@ -339,6 +356,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.emit('activespeaker', peerId);
     });
     s.on('audio:levels', ({ levels }) => this.emit('levels', levels));
+    s.on('call:path', (e) => this.#whenJoined(() => this.#onPath(e)));
+    s.on('p2p:signal', (e) => this.#whenJoined(() => void this.#p2p?.link.onSignal(e).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer signal: ${String(error)}`, true)))));
     s.on('quality:changed', ({ qualities }) => {
       for (const { peerId, quality } of qualities) {
         if (peerId === this.#info?.peerId) {
@@ -354,7 +373,13 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     });
     s.on('session:muted', ({ muted, source }) => {
       // A moderator's mute paused our producers on the node: mirror it locally.
-      if (muted) for (const p of this.#local.values()) if (source === undefined || p.source === source) p.paused = true;
+      if (muted) {
+        for (const p of this.#local.values()) {
+          if (source !== undefined && p.source !== source) continue;
+          p.paused = true;
+          void this.#p2p?.link.setTrack(p.source, null);
+        }
+      }
       this.emit('muted', muted, source);
     });
     s.on('mute:requested', (r) => this.emit('muterequested', r));
@@ -387,12 +412,14 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     const generation = ++this.#generation;
     const previousPeerId = this.#info?.peerId;
     this.#early = [];
+    this.#pathEarly = [];
     try {
       const info = await request(this.#socket, 'join', {
         roomId: this.#options.roomId,
         token: this.#info?.resumeToken ?? this.#options.token,
         ...(previousPeerId ? { previousPeerId } : {}),
         transport: this.#options.forceTcp ? { forceTcp: true } : {},
+        ...(this.#options.p2p ? { p2p: true } : {}),
       });
       if (generation !== this.#generation) return;
       if (info.kind !== 'call') {
@@ -413,6 +440,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.#applyChanges(this.#view.reset(this.#visible(info.room)));
       for (const delta of this.#early.splice(0)) this.#onDelta(delta);
       this.#setState('joined');
+      for (const run of this.#pathEarly.splice(0)) run();
       this.#joinWaiter?.resolve(info);
       this.#joinWaiter = undefined;
       this.emit('joined', info);
@@ -546,6 +574,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
         // A shared screen keeps its resolution and drops frames instead (text must stay legible).
         ...(source === 'screen' ? { encodings: [{ maxBitrate: 2_500_000 } as RTCRtpEncodingParameters] } : {}),
         stopTracks: false,
+        // Pausing stops what goes to the SFU and leaves the track alone: a direct link may be
+        // sending it (a mute disables the track itself, in setMuted).
+        disableTrackOnPause: false,
+        zeroRtpOnPause: true,
         appData: { source, ...(video ? { video } : {}) },
       });
       if (generation !== this.#generation || this.#local.get(source) !== publication) {
@@ -557,7 +589,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (publication.paused) {
         producer.pause();
         await pacedRequest(this.#socket, 'pauseProducer', { producerId: producer.id }).catch(() => undefined);
-      }
+      } else if (this.#p2p?.swapped) producer.pause();
       this.emit('published', source);
     })();
     publication.pending = run;
@@ -571,6 +603,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   /** Closes the media path (the node's side goes with the session); local tracks stay for the next one. */
   #teardownMedia(): void {
     clearTimeout(this.#reconcileTimer);
+    // A new session (a rejoin) is placed on a path afresh by the node.
+    this.#p2p?.link.close();
+    this.#leavingP2p?.link.close();
+    this.#p2p = undefined;
+    this.#leavingP2p = undefined;
     for (const trackId of [...this.#consumers.keys()]) this.#dropConsumer(trackId);
     for (const p of this.#local.values()) p.producer = undefined;
     this.#send?.close();
@@ -639,6 +676,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
           const track: RemoteTrack = { ...change.track, peerId: p.peerId };
           p.tracks.set(track.trackId, track);
           this.emit('trackpublished', track, p);
+          this.#syncDirect();
           break;
         }
         case 'unpublished': {
@@ -680,8 +718,20 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   async #reconcile(): Promise<void> {
     if (this.#state !== 'joined' || !this.#recv || this.#recv.closed) return;
     const wanted = new Map<string, RemoteTrack>();
-    for (const p of this.#participants.values()) for (const t of p.tracks.values()) wanted.set(t.trackId, t);
-    for (const trackId of [...this.#consumers.keys()]) if (!wanted.has(trackId)) this.#dropConsumer(trackId);
+    // A peer-to-peer call's other participant plays from the direct link: no SFU consumers for
+    // the tracks the link carries.
+    const played = new Set<string>();
+    for (const p of this.#participants.values()) {
+      for (const t of p.tracks.values()) {
+        if (this.#playsDirect(t)) played.add(t.trackId);
+        else wanted.set(t.trackId, t);
+      }
+    }
+    for (const trackId of [...this.#consumers.keys()]) {
+      if (wanted.has(trackId)) continue;
+      if (played.has(trackId)) this.#closeConsumerQuietly(trackId);
+      else this.#dropConsumer(trackId);
+    }
     const missing = [...wanted.values()].filter((t) => !this.#consumers.has(t.trackId) && !this.#consuming.has(t.trackId));
     // A few at a time: joining a full call subscribes to ~100 tracks, and a hundred requests at
     // once would meet the node's per-session rate (and gain nothing: the handler runs them in turn).
@@ -697,6 +747,109 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       const asked = failures.map((e) => (e instanceof ChorusClientError && e.code === 'LIMIT_REACHED' ? (e.retryAfterMs ?? 1000) : 1000));
       this.#scheduleReconcile(Math.min(5000, Math.max(...asked)));
     }
+    this.#finishLeavingP2p();
+  }
+
+  // --- peer-to-peer: make before break ------------------------------------------------------
+
+  #whenJoined(run: () => void): void {
+    if (this.#state === 'joined') run();
+    else this.#pathEarly.push(run);
+  }
+
+  #reportPath(id: string, state: 'ready' | 'failed'): void {
+    void pacedRequest(this.#socket, 'p2p.state', { id, state }).catch(() => undefined);
+  }
+
+  #onPath(e: Parameters<ServerEvents['call:path']>[0]): void {
+    const factory = this.#options.p2p;
+    if (e.path === 'p2p') {
+      if (!factory || !e.peerId || !this.#info) return;
+      this.#p2p?.link.close();
+      const link = new P2pLink(factory, { iceServers: this.#info.iceServers as RTCIceServer[], ...(this.#options.iceTransportPolicy ? { iceTransportPolicy: this.#options.iceTransportPolicy } : {}) }, e.polite ?? false);
+      const direct = { id: e.id, peerId: e.peerId, link, swapped: false, reported: false };
+      this.#p2p = direct;
+      for (const p of this.#local.values()) void link.setTrack(p.source, p.paused ? null : p.track);
+      link.on('signal', (signal) => void pacedRequest(this.#socket, 'p2p.signal', { to: direct.peerId, ...signal }).catch(() => undefined));
+      link.on('track', () => this.#syncDirect());
+      link.on('state', (state) => {
+        if (this.#p2p !== direct) return;
+        if (state === 'connected') this.#syncDirect();
+        else if (state === 'disconnected') link.restartIce();
+        else if (state === 'failed') this.#reportPath(direct.id, 'failed');
+      });
+      link.start();
+      return;
+    }
+    // Back on the SFU: its media first (producers resumed, consumers made), the direct link
+    // closed only once the SFU's copy of every track plays.
+    const was = this.#p2p;
+    this.#p2p = undefined;
+    if (!was) {
+      this.#reportPath(e.id, 'ready');
+      return;
+    }
+    this.#leavingP2p?.link.close();
+    this.#leavingP2p = { id: e.id, peerId: was.peerId, link: was.link };
+    for (const p of this.#local.values()) if (!p.paused && p.producer && !p.producer.closed) p.producer.resume();
+    this.#scheduleReconcile(0);
+  }
+
+  /**
+   * The direct link is up: each of the other's tracks plays from it as soon as the link carries
+   * it (its SFU consumer goes then, not before), and this side's SFU copies go quiet. Runs again
+   * as tracks arrive on the link or are published.
+   */
+  #syncDirect(): void {
+    const direct = this.#p2p;
+    if (!direct || direct.link.connectionState !== 'connected') return;
+    const participant = this.#participants.get(direct.peerId);
+    if (!participant) return;
+    if (!direct.swapped) {
+      direct.swapped = true;
+      for (const p of this.#local.values()) if (p.producer && !p.producer.closed) p.producer.pause();
+    }
+    for (const track of participant.tracks.values()) {
+      const media = direct.link.remote(track.source);
+      if (!media || track.mediaTrack === media) continue;
+      track.mediaTrack = media;
+      this.emit('tracksubscribed', track, participant);
+      this.#closeConsumerQuietly(track.trackId);
+    }
+    if (!direct.reported && [...participant.tracks.values()].every((t) => this.#playsDirect(t))) {
+      direct.reported = true;
+      this.#reportPath(direct.id, 'ready');
+    }
+  }
+
+  /** Whether `track` plays from the direct link (the call is direct with its publisher, and the link carries it). */
+  #playsDirect(track: RemoteTrack): boolean {
+    const direct = this.#p2p;
+    return direct !== undefined && direct.swapped && direct.peerId === track.peerId && direct.link.remote(track.source) !== undefined && track.mediaTrack === direct.link.remote(track.source);
+  }
+
+  /** Closes the SFU consumer of a track that plays from elsewhere, without unsubscribing it. */
+  #closeConsumerQuietly(trackId: string): void {
+    const consumer = this.#consumers.get(trackId);
+    if (!consumer) return;
+    this.#consumers.delete(trackId);
+    for (const p of this.#participants.values()) {
+      const track = p.tracks.get(trackId);
+      if (track) track.consumerId = undefined;
+    }
+    consumer.close();
+    void pacedRequest(this.#socket, 'closeConsumer', { consumerId: consumer.id }).catch(() => undefined);
+  }
+
+  /** Back on the SFU: once every track of the former peer has its consumer, the direct link goes. */
+  #finishLeavingP2p(): void {
+    const leaving = this.#leavingP2p;
+    if (!leaving) return;
+    const participant = this.#participants.get(leaving.peerId);
+    if (participant && [...participant.tracks.values()].some((t) => !this.#consumers.has(t.trackId))) return;
+    this.#leavingP2p = undefined;
+    leaving.link.close();
+    this.#reportPath(leaving.id, 'ready');
   }
 
   async #subscribe(track: RemoteTrack, generation: number): Promise<void> {
@@ -720,6 +873,12 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       const participant = this.#participants.get(track.peerId);
       if (generation !== this.#generation || participant?.tracks.get(track.trackId) !== track || recv.closed) {
         consumer.close();
+        return;
+      }
+      if (this.#playsDirect(track)) {
+        // The call went direct while this was being made: the link carries the track.
+        consumer.close();
+        void pacedRequest(this.#socket, 'closeConsumer', { consumerId: consumer.id }).catch(() => undefined);
         return;
       }
       this.#consumers.set(track.trackId, consumer);

@@ -91,6 +91,8 @@ export const requests = {
     paused: z.boolean().optional(),
   }),
   resumeConsumer: z.strictObject({ consumerId: entityId }),
+  /** Stops receiving a track (a call gone peer-to-peer plays it from the direct link). */
+  closeConsumer: z.strictObject({ consumerId: entityId }),
   /** A video's rendered size and visibility: the node picks the layer that fits, or pauses it. */
   'track.view': trackView,
   /** Pins a simulcast consumer to layers (within what its producer sends). */
@@ -215,6 +217,7 @@ export interface Responses {
   /** `paused`: whether the consumer waits for resumeConsumer. */
   consume: { consumerId: string; producerId: string; kind: 'audio' | 'video'; rtpParameters: unknown; paused: boolean };
   resumeConsumer: Record<string, never>;
+  closeConsumer: Record<string, never>;
   'track.view': { paused: boolean; spatialLayer?: number | undefined };
   setPreferredLayers: Record<string, never>;
   'room.sync': RoomSnapshot;

@@ -799,6 +799,12 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#updatePath();
   }
 
+  /** The subscriber no longer wants this track here (it plays it from a direct link). */
+  closeConsumer(peer: Peer, consumerId: string): void {
+    this.#assertMember(peer);
+    peer.consumer(consumerId).close();
+  }
+
   /** An offer, answer or candidate for the other participant of a peer-to-peer call. */
   relayP2p(peer: Peer, signal: RequestOf<'p2p.signal'>): void {
     this.#assertMember(peer);
@@ -846,7 +852,10 @@ export class Room extends EventEmitter<RoomEvents> {
    * participants, a broadcast's speaker); a listener's only to itself, so a room of thousands is
    * not told of each one.
    */
-  #reportQuality(changes: Array<{ peerId: string; quality: ConnectionQuality }>): void {
+  #reportQuality(all: Array<{ peerId: string; quality: ConnectionQuality }>): void {
+    // Peer-to-peer, the SFU's scores of the pair's idle streams say nothing about their call.
+    const direct = this.#path?.path === 'p2p' ? this.#path.pair : undefined;
+    const changes = direct ? all.filter((c) => !direct.includes(c.peerId)) : all;
     const shown = changes.filter((c) => {
       const peer = this.peers.get(c.peerId);
       return peer !== undefined && this.#shown(peer);

@@ -271,6 +271,12 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return room.snapshot(peer);
     },
 
+    async closeConsumer(session, { consumerId }) {
+      const { room, peer } = member(session);
+      room.closeConsumer(peer, consumerId);
+      return empty;
+    },
+
     async 'p2p.signal'(session, signal) {
       const { room, peer } = member(session);
       await limits.take('p2pSignals', peer.id);

@@ -352,6 +352,7 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
       return payload;
     }
     case 'resumeConsumer':
+    case 'closeConsumer':
       return { consumerId: ownOr(r, a.consumers, 'consumers') };
     case 'track.view':
       return { consumerId: ownOr(r, a.consumers, 'consumers'), visible: r() < 0.75, width: pick(r, [0, 160, 320, 640, 1280, 1920, 16_384]), height: pick(r, [0, 90, 180, 360, 720, 1080, 16_384]) };

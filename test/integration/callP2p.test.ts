@@ -1,0 +1,60 @@
+/**
+ * Calls of two peer-to-peer with the real SDK on Node WebRTC: two participants connect directly
+ * (the node holds no consumers, yet each hears the other), a third moves the call to the SFU
+ * (everyone hears everyone), and back to two it returns to the direct link after the delay.
+ */
+import wrtc from '@roamhq/wrtc';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import type { P2pFactory } from '../../src/client/p2pLink.js';
+import { hears, joinCallPeer, type CallPeer } from '../support/callPeer.js';
+import { mediaCounts } from '../support/mediaCounts.js';
+import { startTestNode, until } from '../support/testNode.js';
+
+const BACK_MS = 1000;
+const p2p: P2pFactory = { RTCPeerConnection: wrtc.RTCPeerConnection as unknown as P2pFactory['RTCPeerConnection'] };
+let node: ChorusNode;
+const peers: CallPeer[] = [];
+
+beforeAll(async () => {
+  node = await startTestNode({ CHORUS_CALL_P2P_BACK_MS: String(BACK_MS) });
+});
+afterAll(async () => {
+  for (const p of peers) await p.close();
+  await node?.close();
+});
+
+const everyoneHears = (group: CallPeer[]): boolean => group.every((p) => group.every((q) => q === p || hears(p, q)));
+
+test('two go peer-to-peer, a third moves the call to the SFU, and back to two it returns to the direct link', async () => {
+  const room = 'p2p-call';
+  const settled: Array<{ from: string; to: string }> = [];
+  node.audit.on('event', (e) => {
+    if (e.type === 'call.path.settled' && e.room === room) settled.push({ from: e.from, to: e.to });
+  });
+  const a = await joinCallPeer(node, room, 'a', 300, { extra: { p2p } });
+  const b = await joinCallPeer(node, room, 'b', 500, { extra: { p2p } });
+  peers.push(a, b);
+  await until(() => node.rooms.get(room)?.mediaPath.path === 'p2p', 10_000, 'the call to go peer-to-peer');
+  await until(async () => everyoneHears([a, b]) && (await mediaCounts(node)).consumers === 0, 20_000, 'a and b to hear each other with no consumer on the node');
+  // The SFU path stays proven: both producers and all four transports are there.
+  expect(await mediaCounts(node)).toMatchObject({ producers: 2, transports: 4, consumers: 0 });
+  for (const [p, q] of [[a, b], [b, a]] as const) {
+    const mic = [...p.client.participants.get(q.client.peerId!)!.tracks.values()][0]!;
+    expect(mic.consumerId).toBeUndefined();
+  }
+
+  const c = await joinCallPeer(node, room, 'c', 800, { extra: { p2p } });
+  peers.push(c);
+  await until(() => node.rooms.get(room)?.mediaPath.path === 'sfu', 10_000, 'the call to move to the SFU');
+  await until(async () => everyoneHears([a, b, c]) && (await mediaCounts(node)).consumers === 6, 20_000, 'all three to hear each other through the SFU');
+
+  await c.close();
+  peers.pop();
+  await until(() => node.rooms.get(room)?.mediaPath.path === 'p2p', 10_000, 'the call to return to peer-to-peer');
+  await until(async () => everyoneHears([a, b]) && (await mediaCounts(node)).consumers === 0, 20_000, 'a and b to hear each other directly again');
+
+  // Every switch was reported done by everyone in it.
+  await until(() => settled.length === 3, 10_000, 'the three switches to be reported done');
+  expect(settled.map((s) => `${s.from}>${s.to}`)).toEqual(['sfu>p2p', 'p2p>sfu', 'sfu>p2p']);
+});
