@@ -93,6 +93,8 @@ interface CallEvents {
   trackmuted: (track: RemoteTrack, participant: RemoteParticipant) => void;
   /** The loudest participant (`null`: nobody; this client's own peer id when it is us). */
   activespeaker: (peerId: string | null) => void;
+  /** The call's media now goes `p2p` (directly to the other participant) or through the `sfu`, and why. */
+  path: (path: 'sfu' | 'p2p', reason: string) => void;
   /** Connection quality of a participant, or (participant undefined) of this client itself. */
   quality: (quality: ConnectionQuality, participant: RemoteParticipant | undefined) => void;
   levels: (levels: Array<{ peerId: string; volume: number }>) => void;
@@ -130,6 +132,8 @@ const defaultCameraEncodings: RTCRtpEncodingParameters[] = [
 
 /** How long a transport may stay disconnected or failed after an ICE restart before a full rejoin. */
 const ICE_RESTART_GRACE_MS = 8000;
+/** A direct link not connected by then is reported failed: the call goes back to the SFU. */
+const P2P_CONNECT_TIMEOUT_MS = 10_000;
 /** Tracks subscribed at once (consume, view, resume each); the rest wait their turn. */
 const SUBSCRIBE_CONCURRENCY = 4;
 
@@ -156,7 +160,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   #syncing = false;
   /** Deltas that arrived while joining: applied after the join's snapshot, in order. */
   /** Calls gone peer-to-peer: the direct link, and whether the other's tracks play from it yet. */
-  #p2p: { id: string; peerId: string; link: P2pLink; swapped: boolean; reported: boolean } | undefined;
+  #p2p: { id: string; peerId: string; link: P2pLink; swapped: boolean; reported: boolean; reason: string; timer: ReturnType<typeof setTimeout> } | undefined;
+  #path: 'sfu' | 'p2p' = 'sfu';
   /** A direct link kept after the call went back to the SFU, until the SFU's media plays. */
   #leavingP2p: { id: string; peerId: string; link: P2pLink } | undefined;
   /** Path events that came before the join answer, run once joined. */
@@ -199,6 +204,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
 
   get activeSpeaker(): string | null {
     return this.#activeSpeaker;
+  }
+
+  /** Whether the call's media goes directly to the other participant (`p2p`) or through the SFU. */
+  get mediaPath(): 'sfu' | 'p2p' {
+    return this.#path;
   }
 
   /** This client's own connection quality, once the node has said. */
@@ -605,9 +615,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     clearTimeout(this.#reconcileTimer);
     // A new session (a rejoin) is placed on a path afresh by the node.
     this.#p2p?.link.close();
+    clearTimeout(this.#p2p?.timer);
     this.#leavingP2p?.link.close();
     this.#p2p = undefined;
     this.#leavingP2p = undefined;
+    this.#path = 'sfu';
     for (const trackId of [...this.#consumers.keys()]) this.#dropConsumer(trackId);
     for (const p of this.#local.values()) p.producer = undefined;
     this.#send?.close();
@@ -767,7 +779,18 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (!factory || !e.peerId || !this.#info) return;
       this.#p2p?.link.close();
       const link = new P2pLink(factory, { iceServers: this.#info.iceServers as RTCIceServer[], ...(this.#options.iceTransportPolicy ? { iceTransportPolicy: this.#options.iceTransportPolicy } : {}) }, e.polite ?? false);
-      const direct = { id: e.id, peerId: e.peerId, link, swapped: false, reported: false };
+      const direct = {
+        id: e.id,
+        peerId: e.peerId,
+        link,
+        swapped: false,
+        reported: false,
+        reason: e.reason,
+        // A direct path that cannot be made (a firewall, no usable candidates) is given up on.
+        timer: setTimeout(() => {
+          if (this.#p2p === direct && link.connectionState !== 'connected') this.#reportPath(direct.id, 'failed');
+        }, P2P_CONNECT_TIMEOUT_MS),
+      };
       this.#p2p = direct;
       for (const p of this.#local.values()) void link.setTrack(p.source, p.paused ? null : p.track);
       link.on('signal', (signal) => void pacedRequest(this.#socket, 'p2p.signal', { to: direct.peerId, ...signal }).catch(() => undefined));
@@ -785,6 +808,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     // closed only once the SFU's copy of every track plays.
     const was = this.#p2p;
     this.#p2p = undefined;
+    clearTimeout(was?.timer);
+    if (this.#path !== 'sfu') {
+      this.#path = 'sfu';
+      this.emit('path', 'sfu', e.reason);
+    }
     if (!was) {
       this.#reportPath(e.id, 'ready');
       return;
@@ -807,7 +835,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (!participant) return;
     if (!direct.swapped) {
       direct.swapped = true;
+      clearTimeout(direct.timer);
       for (const p of this.#local.values()) if (p.producer && !p.producer.closed) p.producer.pause();
+      this.#path = 'p2p';
+      this.emit('path', 'p2p', direct.reason);
     }
     for (const track of participant.tracks.values()) {
       const media = direct.link.remote(track.source);

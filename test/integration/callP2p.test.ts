@@ -58,3 +58,33 @@ test('two go peer-to-peer, a third moves the call to the SFU, and back to two it
   await until(() => settled.length === 3, 10_000, 'the three switches to be reported done');
   expect(settled.map((s) => `${s.from}>${s.to}`)).toEqual(['sfu>p2p', 'p2p>sfu', 'sfu>p2p']);
 });
+
+test('a direct connection that cannot be made (relay only, no TURN) moves the call to the SFU by itself, and it stays there', async () => {
+  const room = 'p2p-blocked';
+  // Only relay candidates allowed for the direct link, and no TURN server: it cannot connect,
+  // as behind a firewall that drops direct UDP. The SFU path (not relay-only) works.
+  const blocked: P2pFactory = {
+    RTCPeerConnection: class extends (wrtc.RTCPeerConnection as unknown as P2pFactory['RTCPeerConnection']) {
+      constructor(configuration?: RTCConfiguration) {
+        super({ ...configuration, iceServers: [], iceTransportPolicy: 'relay' });
+      }
+    },
+  };
+  const reasons: string[] = [];
+  const a = await joinCallPeer(node, room, 'a', 300, { extra: { p2p: blocked } });
+  const b = await joinCallPeer(node, room, 'b', 500, { extra: { p2p } });
+  peers.push(a, b);
+  a.client.on('path', (path, reason) => reasons.push(`${path}:${reason}`));
+  await until(() => node.rooms.get(room)?.mediaPath.path === 'p2p', 10_000, 'the call to try peer-to-peer');
+  // Meanwhile the SFU carries the call: nothing was torn down before the direct link worked.
+  await until(() => everyoneHears([a, b]), 20_000, 'a and b to hear each other through the SFU while the direct link tries');
+  await until(() => node.rooms.get(room)?.mediaPath.path === 'sfu', 20_000, 'the failed direct link to be reported');
+  expect(a.client.mediaPath).toBe('sfu');
+  await until(async () => everyoneHears([a, b]) && (await mediaCounts(node)).consumers === 2, 10_000, 'both to hear each other through the SFU');
+  // That pair is not tried again.
+  expect(node.rooms.get(room)?.mediaPath.path).toBe('sfu');
+  expect(reasons).toEqual([]);
+  await a.close();
+  await b.close();
+  peers.length = 0;
+});
