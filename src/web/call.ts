@@ -119,7 +119,8 @@ async function join(): Promise<void> {
     byId('room-name').textContent = room;
     local = await openDevices();
     selfVideo.srcObject = local;
-    client = new CallClient({ url: location.origin, roomId: room, token });
+    // A call of two goes peer-to-peer when the node says so; from three on, through the SFU.
+    client = new CallClient({ url: location.origin, roomId: room, token, ...(typeof RTCPeerConnection === 'function' ? { p2p: { RTCPeerConnection } } : {}) });
     wire(client);
     await client.join();
     const [mic] = local.getAudioTracks();
@@ -258,15 +259,27 @@ function attach(track: RemoteTrack, p: RemoteParticipant): void {
       document.body.append(audio);
       audios.set(track.trackId, audio);
     }
-    audio.srcObject = new MediaStream([track.mediaTrack]);
-    void audio.play().catch(() => undefined);
+    play(audio, track.mediaTrack);
     return;
   }
   const tile = tileFor(p, track.source === 'screen');
   tile.trackId = track.trackId;
-  tile.video.srcObject = new MediaStream([track.mediaTrack]);
-  void tile.video.play().catch(() => undefined);
+  play(tile.video, track.mediaTrack);
   if (tile.view.width > 0) void client?.setView(track.trackId, { ...tile.view }).catch(() => undefined);
+}
+
+/**
+ * Plays `track` in `element`. A track that replaces another (the call switching between the SFU
+ * and a direct link) goes into the same stream, so the element keeps playing without reloading.
+ */
+function play(element: HTMLMediaElement, track: MediaStreamTrack): void {
+  const stream = element.srcObject instanceof MediaStream ? element.srcObject : undefined;
+  if (stream) {
+    if (stream.getTracks().includes(track)) return;
+    stream.addTrack(track);
+    for (const old of stream.getTracks()) if (old !== track) stream.removeTrack(old);
+  } else element.srcObject = new MediaStream([track]);
+  void element.play().catch(() => undefined);
 }
 
 function detach(track: RemoteTrack, p: RemoteParticipant): void {
@@ -416,6 +429,9 @@ exposeDebug({
   },
   get activeSpeaker() {
     return client?.activeSpeaker ?? null;
+  },
+  get mediaPath() {
+    return client?.mediaPath ?? 'sfu';
   },
 });
 

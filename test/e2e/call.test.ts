@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
+import { mediaCounts } from '../support/mediaCounts.js';
 import { startTestNode } from '../support/testNode.js';
 
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
@@ -22,7 +23,7 @@ const pageErrors: string[] = [];
 
 beforeAll(async () => {
   const webDir = await buildWeb();
-  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true' });
+  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_CALL_P2P_BACK_MS: '1000' });
   browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   mkdirSync(screenshots, { recursive: true });
 }, 120_000);
@@ -85,10 +86,21 @@ async function audibleStreams(page: Page): Promise<number> {
   });
 }
 
-test('three visitors of one call link see and hear each other; a mute shows everywhere', async () => {
+test('three visitors of one call link see and hear each other (two of them directly, then through the SFU, then directly again); a mute shows everywhere', async () => {
   const room = 'e2e-call';
   const pages: Page[] = [];
-  for (const name of ['Amina', 'Bilal', 'Chen']) pages.push(await visitor(name, `${node.url}/call.html?room=${room}`));
+  for (const name of ['Amina', 'Bilal']) pages.push(await visitor(name, `${node.url}/call.html?room=${room}`));
+  // Two: peer-to-peer. The node holds no consumer, yet each page plays and hears the other.
+  await expect.poll(() => node.rooms.get(room)?.mediaPath.path, { timeout: 15_000 }).toBe('p2p');
+  for (const page of pages) {
+    await page.waitForFunction(() => window.chorusDebug?.['mediaPath'] === 'p2p', undefined, { timeout: 20_000 });
+    await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(1);
+    await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(1);
+  }
+  expect((await mediaCounts(node)).consumers).toBe(0);
+  for (const [i, page] of pages.entries()) await page.screenshot({ path: join(screenshots, `call-p2p-${i + 1}.png`) });
+
+  pages.push(await visitor('Chen', `${node.url}/call.html?room=${room}`));
   const callRoom = node.rooms.get(room);
   expect(callRoom?.kind).toBe('call');
   expect(callRoom?.peers.size).toBe(3);
@@ -108,6 +120,9 @@ test('three visitors of one call link see and hear each other; a mute shows ever
     expect(await page.locator('.tile[data-mic-muted="true"]').count()).toBe(1);
   }
   for (const [i, page] of pages.entries()) await page.screenshot({ path: join(screenshots, `call-${i + 1}.png`) });
+  // And unmutes: heard again everywhere.
+  await pages[0]!.click('#toggle-mic');
+  for (const page of pages.slice(1)) await page.waitForSelector('.tile[data-mic-muted="true"]', { state: 'detached', timeout: 10_000 });
 
   // The share link carries no token: every visitor gets their own.
   const share = await pages[0]!.inputValue('#share-link');
@@ -116,5 +131,13 @@ test('three visitors of one call link see and hear each other; a mute shows ever
 
   await pages[2]!.click('#leave');
   for (const page of pages.slice(0, 2)) await page.waitForFunction(() => window.chorusDebug?.['participants'] === 1, undefined, { timeout: 10_000 });
+  // Back to two: after the delay the call is direct again, in the same elements.
+  await expect.poll(() => node.rooms.get(room)?.mediaPath.path, { timeout: 15_000 }).toBe('p2p');
+  for (const page of pages.slice(0, 2)) {
+    await page.waitForFunction(() => window.chorusDebug?.['mediaPath'] === 'p2p', undefined, { timeout: 20_000 });
+    await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(1);
+    await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(1);
+  }
+  await expect.poll(async () => (await mediaCounts(node)).consumers, { timeout: 10_000 }).toBe(0);
   expect(pageErrors).toEqual([]);
 }, 120_000);
