@@ -1,0 +1,220 @@
+/**
+ * Call path switch benchmark: two participants in a call go peer-to-peer; a third joins (the call
+ * moves to the SFU) and leaves (back to peer-to-peer after CHORUS_CALL_P2P_BACK_MS), N times.
+ * Every participant is the real SDK (CallClient) on Node WebRTC sending a tone of its own.
+ *
+ *   npm run bench:switch -- [--runs N] [--back-ms MS] [--out DIR]
+ *
+ * Per switch and per receiver of the pair, the audio gap: from the last tone frame decoded on
+ * the old path to the first on the new one (0 when the two overlapped: make before break), and
+ * the switch duration as the node measures it (decision → every participant in the switch
+ * reporting media on the new path: chorus_call_mode_transition_duration_seconds). Calls dropped
+ * = participants not joined at the end. One JSON line on stdout, appended to
+ * <out>/switch.jsonl; <out>/switch.html charts the gaps of every run there.
+ */
+import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import wrtc from '@roamhq/wrtc';
+import { TokenService } from '../src/auth/tokens.js';
+import { CallClient, type RemoteTrack } from '../src/client/callClient.js';
+import type { P2pFactory } from '../src/client/p2pLink.js';
+import { toneTrack, webrtcHandlerFactory } from '../test/support/nodePeer.js';
+import { startBenchNode } from './lib/benchNode.js';
+import { gitCommit } from './lib/gitCommit.js';
+import { histogramCdf } from './lib/report.js';
+import { recordRun } from './lib/runLog.js';
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '20' },
+    'back-ms': { type: 'string', default: '1000' },
+    out: { type: 'string', default: 'bench/results' },
+  },
+  strict: true,
+});
+const RUNS = Number(args.runs);
+const BACK_MS = Number(args['back-ms']);
+if (!Number.isInteger(RUNS) || RUNS < 1 || !Number.isInteger(BACK_MS) || BACK_MS < 0) {
+  process.stderr.write('usage: npm run bench:switch -- [--runs N>=1] [--back-ms MS>=0] [--out DIR]\n');
+  process.exit(2);
+}
+const outDir = resolve(process.cwd(), args.out);
+const log = (line: string): void => void process.stderr.write(`[bench:switch] ${line}\n`);
+const p2p: P2pFactory = { RTCPeerConnection: wrtc.RTCPeerConnection as unknown as P2pFactory['RTCPeerConnection'] };
+const TONE_RMS = 0.05;
+
+/**
+ * When `receiver` decodes the tone of each remote participant, per track it was given: a switch
+ * hands it a new track for the same participant, and the gap is the silence between the last
+ * tone frame of the old track and the first of the new.
+ */
+class GapMeter {
+  /** Per remote peer: the last tone frame of every track so far, the current one last. */
+  readonly #tracks = new Map<string, Array<{ last: number | undefined; first: number | undefined; stop(): void }>>();
+  readonly gaps: number[] = [];
+
+  attach(track: RemoteTrack): void {
+    if (track.source !== 'microphone' || !track.mediaTrack) return;
+    const history = this.#tracks.get(track.peerId) ?? [];
+    this.#tracks.set(track.peerId, history);
+    const sink = new wrtc.nonstandard.RTCAudioSink(track.mediaTrack as never);
+    const entry = { last: undefined as number | undefined, first: undefined as number | undefined, stop: () => sink.stop() };
+    const previous = history.at(-1);
+    history.push(entry);
+    sink.ondata = ({ samples, channelCount }: { samples: Int16Array; channelCount: number }) => {
+      let sum = 0;
+      const n = samples.length / channelCount;
+      for (let i = 0; i < n; i++) sum += ((samples[i * channelCount] ?? 0) / 32768) ** 2;
+      if (Math.sqrt(sum / n) < TONE_RMS) return;
+      const now = performance.now();
+      if (entry.first === undefined) {
+        entry.first = now;
+        // The old path may still be playing (make before break): no gap then.
+        if (previous?.last !== undefined) this.gaps.push(Math.max(0, now - previous.last));
+        // The old track is done with once the new one plays.
+        setTimeout(() => previous?.stop(), 2000);
+      }
+      entry.last = now;
+    };
+  }
+
+  close(): void {
+    for (const history of this.#tracks.values()) for (const entry of history) entry.stop();
+  }
+}
+
+interface Participant {
+  client: CallClient;
+  gaps: GapMeter;
+  stop(): void;
+}
+
+async function join(url: string, tokens: TokenService, room: string, identity: string, frequency: number): Promise<Participant> {
+  const token = await tokens.mint({ room, identity, role: 'participant', kind: 'call' });
+  const client = new CallClient({ url, roomId: room, token, handlerFactory: webrtcHandlerFactory(), socket: { transports: ['websocket'] }, p2p });
+  const gaps = new GapMeter();
+  client.on('tracksubscribed', (track) => gaps.attach(track));
+  const tone = toneTrack(frequency);
+  await client.join();
+  await client.publish(tone.track, 'microphone');
+  return { client, gaps, stop: () => (gaps.close(), tone.stop()) };
+}
+
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Count and sum of the node's switch-duration histogram, per direction, and its buckets. */
+async function switchDurations(url: string): Promise<Map<string, { count: number; sum: number; buckets: Array<[number, number]> }>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, { count: number; sum: number; buckets: Array<[number, number]> }>();
+  for (const line of text.split('\n')) {
+    const m = /^chorus_call_mode_transition_duration_seconds_(bucket|sum|count)\{(.*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const to = labels['to'] ?? '?';
+    const entry = out.get(to) ?? { count: 0, sum: 0, buckets: [] };
+    out.set(to, entry);
+    if (m[1] === 'sum') entry.sum = Number(m[3]);
+    else if (m[1] === 'count') entry.count = Number(m[3]);
+    else entry.buckets.push([labels['le'] === '+Inf' ? Infinity : Number(labels['le']), Number(m[3])]);
+  }
+  return out;
+}
+
+/** The smallest bucket bound holding quantile q (the histogram's resolution, not interpolated). */
+function bucketQuantile(buckets: Array<[number, number]>, count: number, q: number): number | null {
+  if (count === 0) return null;
+  for (const [le, n] of [...buckets].sort((a, b) => a[0] - b[0])) if (n >= q * count) return le;
+  return null;
+}
+
+const pct = (values: number[], p: number): number | null => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! * 10) / 10;
+};
+const summary = (values: number[]) => ({ n: values.length, p50: pct(values, 50), p95: pct(values, 95), max: pct(values, 100) });
+
+async function main(): Promise<void> {
+  const secret = randomBytes(32).toString('base64url');
+  const tokens = new TokenService(new TextEncoder().encode(secret), 3600);
+  const node = await startBenchNode({ CHORUS_TOKEN_SECRET: secret, CHORUS_CALL_P2P_BACK_MS: String(BACK_MS) }, log);
+  const pair: Participant[] = [];
+  const toSfu: number[] = [];
+  const toP2p: number[] = [];
+  let dropped = 0;
+  try {
+    const room = 'bench-switch';
+    pair.push(await join(node.url, tokens, room, 'a', 300), await join(node.url, tokens, room, 'b', 500));
+    const [a, b] = pair as [Participant, Participant];
+    const gapCount = (): number => a.gaps.gaps.length + b.gaps.gaps.length;
+    await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p', 20_000, 'the first direct link');
+    await until(() => gapCount() >= 2, 20_000, 'both to hear each other directly');
+    const firstGaps = gapCount();
+    for (let run = 1; run <= RUNS; run++) {
+      const before = gapCount();
+      const c = await join(node.url, tokens, room, `c${run}`, 800);
+      await until(() => a.client.mediaPath === 'sfu' && b.client.mediaPath === 'sfu' && gapCount() >= before + 2, 20_000, `run ${run}: the switch to the SFU`);
+      toSfu.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
+      const mid = gapCount();
+      await c.client.close();
+      c.stop();
+      await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p' && gapCount() >= mid + 2, 20_000 + BACK_MS, `run ${run}: the switch back to peer-to-peer`);
+      toP2p.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
+      log(`run ${run}/${RUNS}: gaps to SFU ${toSfu.slice(-2).map((g) => g.toFixed(0)).join('/')} ms, back ${toP2p.slice(-2).map((g) => g.toFixed(0)).join('/')} ms`);
+    }
+    void firstGaps;
+    dropped = pair.filter((p) => p.client.state !== 'joined').length;
+    const durations = await switchDurations(node.url);
+    const duration = (to: string) => {
+      const d = durations.get(to);
+      return d ? { switches: d.count, meanMs: d.count ? Math.round((d.sum / d.count) * 1000) : null, p50AtMostMs: msOf(bucketQuantile(d.buckets, d.count, 0.5)), p95AtMostMs: msOf(bucketQuantile(d.buckets, d.count, 0.95)) } : null;
+    };
+    const record = {
+      bench: 'switch',
+      ts: new Date().toISOString(),
+      commit: gitCommit(),
+      machine: { cpus: cpus().length, model: cpus()[0]?.model },
+      command: `npm run bench:switch -- ${process.argv.slice(2).join(' ')}`.trim(),
+      runs: RUNS,
+      backMs: BACK_MS,
+      audioGapMs: { toSfu: summary(toSfu), toP2p: summary(toP2p) },
+      switchDuration: { toSfu: duration('sfu'), toP2p: duration('p2p') },
+      callsDropped: dropped,
+      gapsToSfuMs: toSfu.map((g) => Math.round(g)),
+      gapsToP2pMs: toP2p.map((g) => Math.round(g)),
+    };
+    process.stdout.write(`${JSON.stringify(record)}\n`);
+    const written = recordRun(outDir, 'switch', record, (runs) => chart(runs));
+    log(`wrote ${written.jsonl} and ${written.html}`);
+  } finally {
+    for (const p of pair) {
+      await p.client.close().catch(() => undefined);
+      p.stop();
+    }
+    await node.stop();
+  }
+}
+
+const msOf = (seconds: number | null): number | null => (seconds === null ? null : seconds === Infinity ? Infinity : Math.round(seconds * 1000));
+
+function chart(runs: Array<{ ts: string; gapsToSfuMs: number[]; gapsToP2pMs: number[] }>): string {
+  const last = runs.at(-1);
+  return `<!doctype html><meta charset="utf-8"><title>bench:switch</title><h1>bench:switch</h1>
+<p>Audio gap per switch and receiver (last tone frame on the old path → first on the new; 0 = they overlapped), latest run.</p>
+${last ? histogramCdf({ title: 'to the SFU', xLabel: 'gap (ms)', values: last.gapsToSfuMs }) : ''}
+${last ? histogramCdf({ title: 'back to peer-to-peer', xLabel: 'gap (ms)', values: last.gapsToP2pMs }) : ''}
+<pre>${runs.map((r) => JSON.stringify(r)).join('\n')}</pre>`;
+}
+
+main().catch((error: unknown) => {
+  log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exitCode = 1;
+});
