@@ -60,7 +60,16 @@ class GapMeter {
     const history = this.#tracks.get(track.peerId) ?? [];
     this.#tracks.set(track.peerId, history);
     const sink = new wrtc.nonstandard.RTCAudioSink(track.mediaTrack as never);
-    const entry = { last: undefined as number | undefined, first: undefined as number | undefined, stop: () => sink.stop() };
+    let stopped = false;
+    const entry = {
+      last: undefined as number | undefined,
+      first: undefined as number | undefined,
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        sink.stop();
+      },
+    };
     const previous = history.at(-1);
     history.push(entry);
     sink.ondata = ({ samples, channelCount }: { samples: Int16Array; channelCount: number }) => {
@@ -78,6 +87,12 @@ class GapMeter {
       }
       entry.last = now;
     };
+  }
+
+  /** Whether the current track from `peerId` decoded the tone within the last 200 ms. */
+  hears(peerId: string | undefined): boolean {
+    const last = peerId ? this.#tracks.get(peerId)?.at(-1)?.last : undefined;
+    return last !== undefined && performance.now() - last < 200;
   }
 
   close(): void {
@@ -156,8 +171,7 @@ async function main(): Promise<void> {
     const [a, b] = pair as [Participant, Participant];
     const gapCount = (): number => a.gaps.gaps.length + b.gaps.gaps.length;
     await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p', 20_000, 'the first direct link');
-    await until(() => gapCount() >= 2, 20_000, 'both to hear each other directly');
-    const firstGaps = gapCount();
+    await until(() => a.gaps.hears(b.client.peerId) && b.gaps.hears(a.client.peerId), 20_000, 'both to hear each other directly');
     for (let run = 1; run <= RUNS; run++) {
       const before = gapCount();
       const c = await join(node.url, tokens, room, `c${run}`, 800);
@@ -170,7 +184,6 @@ async function main(): Promise<void> {
       toP2p.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
       log(`run ${run}/${RUNS}: gaps to SFU ${toSfu.slice(-2).map((g) => g.toFixed(0)).join('/')} ms, back ${toP2p.slice(-2).map((g) => g.toFixed(0)).join('/')} ms`);
     }
-    void firstGaps;
     dropped = pair.filter((p) => p.client.state !== 'joined').length;
     const durations = await switchDurations(node.url);
     const duration = (to: string) => {
