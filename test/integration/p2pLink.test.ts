@@ -52,16 +52,23 @@ function probe(link: P2pLink, source: 'microphone' | 'screen-audio'): AudioProbe
 
 const hearing = (p: AudioProbe | undefined, frequency: number): boolean => p !== undefined && p.rms > 0.05 && Math.abs(p.frequency - frequency) < frequency * 0.12;
 
-test('each source rides its own transceiver both ways; publishing and unpublishing need no new offer', async () => {
-  const { impolite, polite, offers } = pair();
+/** A connected pair, each side sending a tone on its microphone and hearing the other's. */
+async function connectedPair(): Promise<ReturnType<typeof pair> & { atPolite: AudioProbe; atImpolite: AudioProbe }> {
+  const linked = pair();
+  const { impolite, polite } = linked;
   await impolite.setTrack('microphone', tone(300).track as never);
   await polite.setTrack('microphone', tone(500).track as never);
   impolite.start();
   await until(() => impolite.connectionState === 'connected' && polite.connectionState === 'connected', 10_000, 'the link to connect');
   await until(() => polite.remote('microphone') !== undefined && impolite.remote('microphone') !== undefined, 10_000, 'the remote tracks to arrive');
-  const atPolite = probe(polite, 'microphone');
-  const atImpolite = probe(impolite, 'microphone');
+  const atPolite = probe(polite, 'microphone')!;
+  const atImpolite = probe(impolite, 'microphone')!;
   await until(() => hearing(atPolite, 300) && hearing(atImpolite, 500), 10_000, 'each side to hear the other\'s microphone');
+  return { ...linked, atPolite, atImpolite };
+}
+
+test('each source rides its own transceiver both ways; publishing and unpublishing need no new offer', async () => {
+  const { impolite, polite, offers, atPolite, atImpolite } = await connectedPair();
   expect(offers).toEqual({ impolite: 1, polite: 0 });
 
   // A second audio source later: its own transceiver, no renegotiation.
@@ -77,16 +84,7 @@ test('each source rides its own transceiver both ways; publishing and unpublishi
 });
 
 test('both sides restarting ICE at once (offers crossing) settle by perfect negotiation, media flowing', async () => {
-  const { impolite, polite, offers } = pair();
-  await impolite.setTrack('microphone', tone(300).track as never);
-  await polite.setTrack('microphone', tone(500).track as never);
-  impolite.start();
-  await until(() => impolite.connectionState === 'connected' && polite.connectionState === 'connected', 10_000, 'the link to connect');
-  await until(() => polite.remote('microphone') !== undefined && impolite.remote('microphone') !== undefined, 10_000, 'the remote tracks to arrive');
-  const atPolite = probe(polite, 'microphone');
-  const atImpolite = probe(impolite, 'microphone');
-  await until(() => hearing(atPolite, 300) && hearing(atImpolite, 500), 10_000, 'each side to hear the other');
-
+  const { impolite, polite, offers, atPolite, atImpolite } = await connectedPair();
   impolite.restartIce();
   polite.restartIce();
   await until(() => offers.impolite >= 2 && offers.polite >= 1, 10_000, 'both sides to offer');
