@@ -86,6 +86,48 @@ async function audibleStreams(page: Page): Promise<number> {
   });
 }
 
+/**
+ * Watches, on the page, the tile showing `peerId`'s camera: the longest pause between two decoded
+ * frames from now on (requestVideoFrameCallback), read with frameGap. Calling it again restarts
+ * the measure.
+ */
+async function watchFrames(page: Page, peerId: string): Promise<void> {
+  await page.evaluate((peer) => {
+    type Watch = { last: number; max: number };
+    const w = window as unknown as { frameWatch?: Record<string, Watch> };
+    w.frameWatch ??= {};
+    const known = w.frameWatch[peer];
+    if (known) {
+      known.last = performance.now();
+      known.max = 0;
+      return;
+    }
+    const video = document.querySelector<HTMLVideoElement>(`.tile:not(.screen)[data-peer="${peer}"] video`);
+    if (!video) throw new Error(`no tile for ${peer}`);
+    const watch: Watch = { last: performance.now(), max: 0 };
+    w.frameWatch[peer] = watch;
+    const tick = (): void => {
+      const now = performance.now();
+      watch.max = Math.max(watch.max, now - watch.last);
+      watch.last = now;
+      video.requestVideoFrameCallback(tick);
+    };
+    video.requestVideoFrameCallback(tick);
+  }, peerId);
+}
+
+/** The longest pause between frames of that tile since watchFrames (a pause still running counts). */
+async function frameGap(page: Page, peerId: string): Promise<number> {
+  return page.evaluate((peer) => {
+    const watch = (window as unknown as { frameWatch?: Record<string, { last: number; max: number }> }).frameWatch?.[peer];
+    if (!watch) throw new Error(`not watching ${peer}`);
+    return Math.round(Math.max(watch.max, performance.now() - watch.last));
+  }, peerId);
+}
+
+/** A switch must not freeze a tile for longer than this (the issue's target is 500 ms at p95; this is a test on a shared machine). */
+const FRAME_GAP_BOUND_MS = 1500;
+
 test('three visitors of one call link see and hear each other (two of them directly, then through the SFU, then directly again); a mute shows everywhere', async () => {
   const room = 'e2e-call';
   const pages: Page[] = [];
@@ -99,6 +141,14 @@ test('three visitors of one call link see and hear each other (two of them direc
   }
   expect((await mediaCounts(node)).consumers).toBe(0);
   for (const [i, page] of pages.entries()) await page.screenshot({ path: join(screenshots, `call-p2p-${i + 1}.png`) });
+  // The pair's tiles of each other, watched across the switches: the video must not freeze.
+  const ids = (await Promise.all(pages.map((page) => page.evaluate(() => window.chorusDebug?.['peerId'])))) as [string, string];
+  const pairTiles: Array<[Page, string]> = [
+    [pages[0]!, ids[1]],
+    [pages[1]!, ids[0]],
+  ];
+  const gaps: Record<string, number[]> = { toSfu: [], toP2p: [] };
+  for (const [page, peer] of pairTiles) await watchFrames(page, peer);
 
   pages.push(await visitor('Chen', `${node.url}/call.html?room=${room}`));
   const callRoom = node.rooms.get(room);
@@ -110,6 +160,7 @@ test('three visitors of one call link see and hear each other (two of them direc
     await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(2);
     await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(2);
   }
+  for (const [page, peer] of pairTiles) gaps['toSfu']!.push(await frameGap(page, peer));
 
   // Amina mutes: the two others show her tile muted.
   const amina = (await pages[0]!.evaluate(() => window.chorusDebug?.['peerId'])) as string;
@@ -129,6 +180,7 @@ test('three visitors of one call link see and hear each other (two of them direc
   expect(new URL(share).searchParams.get('room')).toBe(room);
   expect(new URL(share).searchParams.has('token')).toBe(false);
 
+  for (const [page, peer] of pairTiles) await watchFrames(page, peer);
   await pages[2]!.click('#leave');
   for (const page of pages.slice(0, 2)) await page.waitForFunction(() => window.chorusDebug?.['participants'] === 1, undefined, { timeout: 10_000 });
   // Back to two: after the delay the call is direct again, in the same elements.
@@ -139,5 +191,8 @@ test('three visitors of one call link see and hear each other (two of them direc
     await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(1);
   }
   await expect.poll(async () => (await mediaCounts(node)).consumers, { timeout: 10_000 }).toBe(0);
+  for (const [page, peer] of pairTiles) gaps['toP2p']!.push(await frameGap(page, peer));
+  console.log(`[e2e] longest video pause across the switch, per tile of the pair: to the SFU ${gaps['toSfu']!.join('/')} ms, back to peer-to-peer ${gaps['toP2p']!.join('/')} ms`);
+  for (const gap of [...gaps['toSfu']!, ...gaps['toP2p']!]) expect(gap).toBeLessThan(FRAME_GAP_BOUND_MS);
   expect(pageErrors).toEqual([]);
 }, 120_000);
