@@ -93,6 +93,8 @@ interface CallEvents {
   trackmuted: (track: RemoteTrack, participant: RemoteParticipant) => void;
   /** The loudest participant (`null`: nobody; this client's own peer id when it is us). */
   activespeaker: (peerId: string | null) => void;
+  /** Something is wrong that the call survives (the node's media path down while peer-to-peer). */
+  warning: (warning: ChorusClientError) => void;
   /** The call's media now goes `p2p` (directly to the other participant) or through the `sfu`, and why. */
   path: (path: 'sfu' | 'p2p', reason: string) => void;
   /** Connection quality of a participant, or (participant undefined) of this client itself. */
@@ -549,10 +551,18 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if ((state === 'disconnected' || state === 'failed') && restartTimer === undefined) {
         // A path change (Wi-Fi to mobile) or a NAT rebinding: new ICE credentials over the same
         // session first; only if the transport still does not connect, a full rejoin.
-        void this.#restartIce(transport);
-        restartTimer = setTimeout(() => {
-          if (generation === this.#generation && transport.connectionState !== 'connected') this.#restart();
-        }, ICE_RESTART_GRACE_MS);
+        const attempt = (): void => {
+          void this.#restartIce(transport);
+          restartTimer = setTimeout(() => {
+            if (generation !== this.#generation || transport.connectionState === 'connected') return;
+            if (!this.#p2p?.swapped) return this.#restart();
+            // The call goes on directly: the node's path is only its fallback. Rejoining would
+            // tear down a working call, so say so and keep trying to bring the path back.
+            this.emit('warning', new ChorusClientError('UNAVAILABLE', `the ${direction} path to the node is down: the call goes on peer-to-peer, but a third participant could not be seen or heard until it is back`, true));
+            attempt();
+          }, ICE_RESTART_GRACE_MS);
+        };
+        attempt();
       }
     });
     transport.observer.on('close', () => clearTimeout(restartTimer));

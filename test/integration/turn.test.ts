@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { turnCredentials, turnUserTag } from '../../src/auth/turn.js';
 import { startCoturn, uclient, type Coturn } from '../support/coturn.js';
+import type { P2pFactory } from '../../src/client/p2pLink.js';
 import { hears, joinCallPeer } from '../support/callPeer.js';
 import { joinListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
@@ -152,12 +153,54 @@ describe('a call participant whose path goes dead for a while', () => {
     } finally {
       turn.thaw();
     }
+    const lost = states.length;
+    await until(() => states.slice(lost).some((s) => s.endsWith(':connected')), 20_000, 'the relayed transports to connect again');
     await until(() => hears(steady, relayed) && hears(relayed, steady), 20_000, 'both to hear each other again');
     // The same session, on new ICE credentials: an ICE restart brought it back, not a rejoin.
     expect(relayed.client.peerId).toBe(session);
     expect(relayed.client.state).toBe('joined');
     const now = transports.map((t) => (t as { iceParameters: { usernameFragment: string } }).iceParameters.usernameFragment);
     expect(now.some((u, i) => u !== ufrags[i])).toBe(true);
-    expect(states.filter((s) => s.endsWith(':connected')).length).toBeGreaterThan(0);
+  });
+});
+
+describe('a peer-to-peer call whose path to the node goes dead', () => {
+  test('goes on directly: the participant is warned, not rejoined, and the node path comes back by itself', async () => {
+    const room = 'p2p-sfu-down';
+    const wrtcPc = (await import('@roamhq/wrtc')).default.RTCPeerConnection as unknown as P2pFactory['RTCPeerConnection'];
+    // The node's path relay-only (through coturn, which the test freezes); the direct link not.
+    const direct: P2pFactory = {
+      RTCPeerConnection: class extends wrtcPc {
+        constructor(configuration?: RTCConfiguration) {
+          super({ ...configuration, iceTransportPolicy: 'all' });
+        }
+      },
+    };
+    const a = await joinCallPeer(node, room, 'a', 300, { extra: { iceTransportPolicy: 'relay', p2p: direct } });
+    cleanup.push(() => a.close());
+    const b = await joinCallPeer(node, room, 'b', 700, { extra: { p2p: { RTCPeerConnection: wrtcPc } } });
+    cleanup.push(() => b.close());
+    await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p' && hears(a, b) && hears(b, a), 20_000, 'the pair to talk directly');
+    const session = a.client.peerId;
+    const warnings: string[] = [];
+    const states: string[] = [];
+    a.client.on('warning', (w) => warnings.push(w.message));
+    a.client.on('transport', (direction, state) => states.push(`${direction}:${state}`));
+
+    turn.freeze();
+    try {
+      await until(() => warnings.length > 0, 40_000, 'a warning that the node path is down');
+      // Still the same session, still talking directly.
+      expect(a.client.peerId).toBe(session);
+      expect(a.client.state).toBe('joined');
+      expect(a.client.mediaPath).toBe('p2p');
+      await until(() => hears(a, b) && hears(b, a), 5000, 'the pair to still hear each other');
+    } finally {
+      turn.thaw();
+    }
+    expect(warnings[0]).toMatch(/path to the node is down/);
+    const before = states.length;
+    await until(() => states.slice(before).some((s) => s.endsWith(':connected')), 30_000, 'the node path to come back');
+    expect(a.client.peerId).toBe(session);
   });
 });

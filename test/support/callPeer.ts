@@ -94,14 +94,14 @@ export async function joinCallPeer(
 }
 
 /**
- * Whether `peer` decodes `from`'s tone (within 12% of its frequency, and not silence). The probe
- * counts zero crossings per 10 ms frame, so it resolves 100 Hz steps: give peers tones that are
- * multiples of 100 Hz.
+ * Whether `peer` decodes `from`'s tone now (within 12% of its frequency, not silence, frames
+ * still coming): give peers tones at least 100 Hz apart.
  */
 export function hears(peer: CallPeer, from: CallPeer): boolean {
   const fromId = from.client.peerId;
   const probe = fromId ? peer.heard.get(fromId) : undefined;
-  return probe !== undefined && probe.rms > 0.05 && Math.abs(probe.frequency - from.frequency) < from.frequency * 0.12;
+  // Fresh frames only: figures from before a path went dead must not pass for hearing now.
+  return probe !== undefined && performance.now() - probe.at < 500 && probe.rms > 0.05 && Math.abs(probe.frequency - from.frequency) < from.frequency * 0.12;
 }
 
 /** The probe of `from`'s video of `source` as `peer` decodes it, if subscribed. */

@@ -137,6 +137,8 @@ export function toneTrack(frequency = 440, amplitude = 0.5): ToneSource {
 export interface AudioProbe {
   /** Frames received so far. */
   frames: number;
+  /** When the last frame came (performance.now()): a receiver whose media stopped keeps its last figures. */
+  at: number;
   /** RMS level (0..1) of the most recent frames. */
   rms: number;
   /** Dominant frequency estimate (Hz) from zero crossings of recent frames. */
@@ -147,22 +149,33 @@ export interface AudioProbe {
 /** Measures what a received audio track decodes to. */
 export function probeAudio(track: MediaStreamTrack): AudioProbe {
   const sink = new wrtc.nonstandard.RTCAudioSink(track as never);
-  const probe: AudioProbe = { frames: 0, rms: 0, frequency: 0, stop: () => sink.stop() };
+  const probe: AudioProbe = { frames: 0, at: 0, rms: 0, frequency: 0, stop: () => sink.stop() };
   sink.ondata = (data: { samples: Int16Array; sampleRate: number; channelCount: number }) => {
     const { samples, sampleRate, channelCount } = data;
     let sum = 0;
     let crossings = 0;
+    let first = -1;
+    let last = -1;
     let previous = 0;
     const n = samples.length / channelCount;
     for (let i = 0; i < n; i++) {
       const v = (samples[i * channelCount] ?? 0) / 32768;
       sum += v * v;
-      if (i > 0 && previous < 0 && v >= 0) crossings++;
+      if (i > 0 && previous < 0 && v >= 0) {
+        // Where between the two samples it crossed zero: whole cycles between the first and
+        // the last rising crossing over the time between them, whatever the phase the frame
+        // starts at (counting crossings per frame is off by one cycle depending on it).
+        const at = i - 1 + -previous / (v - previous);
+        if (first < 0) first = at;
+        last = at;
+        crossings++;
+      }
       previous = v;
     }
     probe.frames++;
+    probe.at = performance.now();
     probe.rms = Math.sqrt(sum / n);
-    if (probe.rms > 0.01) probe.frequency = (crossings * sampleRate) / n;
+    if (probe.rms > 0.01 && crossings >= 2) probe.frequency = ((crossings - 1) * sampleRate) / (last - first);
   };
   return probe;
 }
