@@ -8,7 +8,8 @@
  * Per switch and per receiver of the pair, the audio gap: from the last tone frame decoded on
  * the old path to the first on the new one (0 when the two overlapped: make before break), and
  * the switch duration as the node measures it (decision → every participant in the switch
- * reporting media on the new path: chorus_call_mode_transition_duration_seconds). Calls dropped
+ * reporting media on the new path: chorus_call_mode_transition_duration_seconds), and the gaps the
+ * SDKs reported (chorus_call_mode_transition_gap_seconds). Calls dropped
  * = participants not joined at the end. One JSON line on stdout, appended to
  * <out>/switch.jsonl; <out>/switch.html charts the gaps of every run there.
  */
@@ -125,12 +126,13 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
-/** Count and sum of the node's switch-duration histogram, per direction, and its buckets. */
-async function switchDurations(url: string): Promise<Map<string, { count: number; sum: number; buckets: Array<[number, number]> }>> {
+/** Count and sum of one of the node's switch histograms (by `to`), per direction, and its buckets. */
+async function switchHistogram(url: string, name: string): Promise<Map<string, { count: number; sum: number; buckets: Array<[number, number]> }>> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const out = new Map<string, { count: number; sum: number; buckets: Array<[number, number]> }>();
+  const pattern = new RegExp(`^${name}_(bucket|sum|count)\\{(.*)\\} (\\S+)$`);
   for (const line of text.split('\n')) {
-    const m = /^chorus_call_mode_transition_duration_seconds_(bucket|sum|count)\{(.*)\} (\S+)$/.exec(line);
+    const m = pattern.exec(line);
     if (!m) continue;
     const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     const to = labels['to'] ?? '?';
@@ -185,11 +187,13 @@ async function main(): Promise<void> {
       log(`run ${run}/${RUNS}: gaps to SFU ${toSfu.slice(-2).map((g) => g.toFixed(0)).join('/')} ms, back ${toP2p.slice(-2).map((g) => g.toFixed(0)).join('/')} ms`);
     }
     dropped = pair.filter((p) => p.client.state !== 'joined').length;
-    const durations = await switchDurations(node.url);
-    const duration = (to: string) => {
-      const d = durations.get(to);
-      return d ? { switches: d.count, meanMs: d.count ? Math.round((d.sum / d.count) * 1000) : null, p50AtMostMs: msOf(bucketQuantile(d.buckets, d.count, 0.5)), p95AtMostMs: msOf(bucketQuantile(d.buckets, d.count, 0.95)) } : null;
+    const durations = await switchHistogram(node.url, 'chorus_call_mode_transition_duration_seconds');
+    const reported = await switchHistogram(node.url, 'chorus_call_mode_transition_gap_seconds');
+    const fromHistogram = (histogram: typeof durations, to: string, unit: string) => {
+      const d = histogram.get(to);
+      return d ? { [unit]: d.count, meanMs: d.count ? Math.round((d.sum / d.count) * 1000) : null, p50AtMostMs: msOf(bucketQuantile(d.buckets, d.count, 0.5)), p95AtMostMs: msOf(bucketQuantile(d.buckets, d.count, 0.95)) } : null;
     };
+    const duration = (to: string) => fromHistogram(durations, to, 'switches');
     const record = {
       bench: 'switch',
       ts: new Date().toISOString(),
@@ -200,6 +204,8 @@ async function main(): Promise<void> {
       backMs: BACK_MS,
       audioGapMs: { toSfu: summary(toSfu), toP2p: summary(toP2p) },
       switchDuration: { toSfu: duration('sfu'), toP2p: duration('p2p') },
+      // What the SDKs told the node (p2p.state gapMs): time since the old path's last audio packet when the new one took over.
+      reportedGapMs: { toSfu: fromHistogram(reported, 'sfu', 'reports'), toP2p: fromHistogram(reported, 'p2p', 'reports') },
       callsDropped: dropped,
       gapsToSfuMs: toSfu.map((g) => Math.round(g)),
       gapsToP2pMs: toP2p.map((g) => Math.round(g)),

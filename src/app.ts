@@ -145,7 +145,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   audit.on('event', (event) => {
     if (event.type === 'join.accepted') metrics.joinAccepted(event.role);
     else if (event.type === 'call.path') metrics.callPathChanged(event.from, event.to, event.reason);
-    else if (event.type === 'call.path.settled') metrics.observeCallPathSwitch(event.to, event.durationMs / 1000);
+    else if (event.type === 'call.path.settled') metrics.observeCallPathSwitch(event.to, event.durationMs / 1000, Object.values(event.gaps).map((ms) => ms / 1000));
   });
   const records = config.records
     ? await startRecords(config.records, config.dataDir, log, (seconds, ok) => metrics.observeDbLatency('write', seconds, ok))

@@ -23,6 +23,7 @@ import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
 import { kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
+import { arrival, flowing } from './arrival.js';
 import { P2pLink, type P2pFactory } from './p2pLink.js';
 import { RoomView } from '../protocol/roomView.js';
 import { ChorusClientError, pacedRequest, request, type ClientSocket } from './signaling.js';
@@ -75,6 +76,42 @@ export interface TrackView {
   visible: boolean;
   width: number;
   height: number;
+}
+
+/** A call going (or gone) peer-to-peer. */
+interface DirectPath {
+  /** The switch, as the node numbered it. */
+  id: string;
+  /** The other participant. */
+  peerId: string;
+  link: P2pLink;
+  reason: string;
+  /** Connected, and the other's tracks moving onto the link as it carries them. */
+  swapped: boolean;
+  /** Reported `ready` to the node. */
+  reported: boolean;
+  /** Everyone plays from the link: this side's SFU uplink goes quiet. */
+  settled: boolean;
+  /** A poll for media arriving on the link is running; `again`: look once more when it ends. */
+  polling: boolean;
+  again: boolean;
+  /** When the link first connected (the wait for each track's media is bounded from it). */
+  connectedAt: number;
+  /** Per switched audio track: how long it had had nothing on the SFU path. */
+  gaps: number[];
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** A direct link kept while the call goes back to the SFU. */
+interface LeavingPath {
+  id: string;
+  peerId: string;
+  link: P2pLink;
+  /** Per moved audio track: how long it had had nothing on the direct link. */
+  gaps: number[];
+  reported: boolean;
+  /** The link closes when everyone has moved (`call:settled`), or by this at the latest. */
+  timer: ReturnType<typeof setTimeout>;
 }
 
 interface CallEvents {
@@ -136,6 +173,10 @@ const defaultCameraEncodings: RTCRtpEncodingParameters[] = [
 const ICE_RESTART_GRACE_MS = 8000;
 /** A direct link not connected by then is reported failed: the call goes back to the SFU. */
 const P2P_CONNECT_TIMEOUT_MS = 10_000;
+/** How often a path switch looks whether the new path's media arrives yet. */
+const ARRIVAL_POLL_MS = 20;
+/** A track whose new path brings nothing by then switches anyway (its sender may be silent). */
+const ARRIVAL_WAIT_MS = 3000;
 /** Tracks subscribed at once (consume, view, resume each); the rest wait their turn. */
 const SUBSCRIBE_CONCURRENCY = 4;
 
@@ -161,11 +202,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   #reconcileTimer: ReturnType<typeof setTimeout> | undefined;
   #syncing = false;
   /** Deltas that arrived while joining: applied after the join's snapshot, in order. */
-  /** Calls gone peer-to-peer: the direct link, and whether the other's tracks play from it yet. */
-  #p2p: { id: string; peerId: string; link: P2pLink; swapped: boolean; reported: boolean; reason: string; timer: ReturnType<typeof setTimeout> } | undefined;
+  /** Calls gone peer-to-peer: the direct link, and how far the switch to it has come. */
+  #p2p: DirectPath | undefined;
   #path: 'sfu' | 'p2p' = 'sfu';
   /** A direct link kept after the call went back to the SFU, until the SFU's media plays. */
-  #leavingP2p: { id: string; peerId: string; link: P2pLink } | undefined;
+  #leavingP2p: LeavingPath | undefined;
   /** Path events that came before the join answer, run once joined. */
   #pathEarly: Array<() => void> = [];
   #early: Array<Parameters<import('../protocol/messages.js').ServerEvents['room:delta']>[0]> = [];
@@ -280,7 +321,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       await pacedRequest(this.#socket, muted ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
       if (muted) producer.pause();
       // Peer-to-peer, the SFU's copy stays quiet: the direct link carries it.
-      else if (!this.#p2p?.swapped) producer.resume();
+      else if (!this.#p2p?.settled) producer.resume();
     }
     publication.track.enabled = !muted;
     void this.#p2p?.link.setTrack(source, muted ? null : publication.track);
@@ -369,6 +410,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     });
     s.on('audio:levels', ({ levels }) => this.emit('levels', levels));
     s.on('call:path', (e) => this.#whenJoined(() => this.#onPath(e)));
+    s.on('call:settled', (e) => this.#whenJoined(() => this.#onSettled(e.id)));
     s.on('p2p:signal', (e) => this.#whenJoined(() => void this.#p2p?.link.onSignal(e).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer signal: ${String(error)}`, true)))));
     s.on('quality:changed', ({ qualities }) => {
       for (const { peerId, quality } of qualities) {
@@ -609,7 +651,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (publication.paused) {
         producer.pause();
         await pacedRequest(this.#socket, 'pauseProducer', { producerId: producer.id }).catch(() => undefined);
-      } else if (this.#p2p?.swapped) producer.pause();
+      } else if (this.#p2p?.settled) producer.pause();
       this.emit('published', source);
     })();
     publication.pending = run;
@@ -626,9 +668,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     // A new session (a rejoin) is placed on a path afresh by the node.
     this.#p2p?.link.close();
     clearTimeout(this.#p2p?.timer);
-    this.#leavingP2p?.link.close();
+    this.#closeLeaving();
     this.#p2p = undefined;
-    this.#leavingP2p = undefined;
     this.#path = 'sfu';
     for (const trackId of [...this.#consumers.keys()]) this.#dropConsumer(trackId);
     for (const p of this.#local.values()) p.producer = undefined;
@@ -779,8 +820,18 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     else this.#pathEarly.push(run);
   }
 
-  #reportPath(id: string, state: 'ready' | 'failed'): void {
-    void pacedRequest(this.#socket, 'p2p.state', { id, state }).catch(() => undefined);
+  #reportPath(id: string, state: 'ready' | 'failed', gaps: readonly number[] = []): void {
+    const gapMs = gaps.length > 0 ? Math.min(600_000, Math.max(...gaps)) : undefined;
+    void pacedRequest(this.#socket, 'p2p.state', { id, state, ...(gapMs !== undefined ? { gapMs } : {}) }).catch(() => undefined);
+  }
+
+  /** Both play from the direct link: the SFU copies of this side's tracks go quiet now, not before. */
+  #onSettled(id: string): void {
+    if (this.#leavingP2p?.id === id) this.#closeLeaving();
+    const direct = this.#p2p;
+    if (!direct || direct.id !== id || direct.settled) return;
+    direct.settled = true;
+    for (const p of this.#local.values()) if (p.producer && !p.producer.closed) p.producer.pause();
   }
 
   #onPath(e: Parameters<ServerEvents['call:path']>[0]): void {
@@ -788,14 +839,20 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     if (e.path === 'p2p') {
       if (!factory || !e.peerId || !this.#info) return;
       this.#p2p?.link.close();
+      this.#closeLeaving();
       const link = new P2pLink(factory, { iceServers: this.#info.iceServers as RTCIceServer[], ...(this.#options.iceTransportPolicy ? { iceTransportPolicy: this.#options.iceTransportPolicy } : {}) }, e.polite ?? false);
-      const direct = {
+      const direct: DirectPath = {
         id: e.id,
         peerId: e.peerId,
         link,
+        reason: e.reason,
         swapped: false,
         reported: false,
-        reason: e.reason,
+        settled: false,
+        polling: false,
+        again: false,
+        connectedAt: 0,
+        gaps: [],
         // A direct path that cannot be made (a firewall, no usable candidates) is given up on.
         timer: setTimeout(() => {
           if (this.#p2p === direct && link.connectionState !== 'connected') this.#reportPath(direct.id, 'failed');
@@ -827,40 +884,82 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.#reportPath(e.id, 'ready');
       return;
     }
-    this.#leavingP2p?.link.close();
-    this.#leavingP2p = { id: e.id, peerId: was.peerId, link: was.link };
+    this.#closeLeaving();
+    const leaving: LeavingPath = {
+      id: e.id,
+      peerId: was.peerId,
+      link: was.link,
+      gaps: [],
+      reported: false,
+      timer: setTimeout(() => this.#leavingP2p === leaving && this.#closeLeaving(), P2P_CONNECT_TIMEOUT_MS),
+    };
+    this.#leavingP2p = leaving;
     for (const p of this.#local.values()) if (!p.paused && p.producer && !p.producer.closed) p.producer.resume();
     this.#scheduleReconcile(0);
   }
 
   /**
-   * The direct link is up: each of the other's tracks plays from it as soon as the link carries
-   * it (its SFU consumer goes then, not before), and this side's SFU copies go quiet. Runs again
-   * as tracks arrive on the link or are published.
+   * The direct link is up: each of the other's tracks plays from it once packets arrive on it
+   * (its SFU consumer goes then, not before), so the element never waits on an empty path. Runs
+   * again as tracks arrive on the link or are published; polls while a track's media is due.
    */
   #syncDirect(): void {
     const direct = this.#p2p;
     if (!direct || direct.link.connectionState !== 'connected') return;
+    if (direct.polling) {
+      direct.again = true;
+      return;
+    }
+    direct.polling = true;
+    void (async () => {
+      try {
+        // Bounded: every track switches by ARRIVAL_WAIT_MS after the link connected.
+        for (let i = 0; i < ARRIVAL_WAIT_MS / ARRIVAL_POLL_MS + 2 && this.#p2p === direct; i++) {
+          direct.again = false;
+          if ((await this.#stepDirect(direct)) && !direct.again) return;
+          await new Promise((resolve) => setTimeout(resolve, ARRIVAL_POLL_MS));
+        }
+      } finally {
+        direct.polling = false;
+      }
+    })().catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer switch: ${String(error)}`, true)));
+  }
+
+  /** One look at the link: switches the tracks it carries now. True once every track plays from it. */
+  async #stepDirect(direct: DirectPath): Promise<boolean> {
     const participant = this.#participants.get(direct.peerId);
-    if (!participant) return;
+    if (!participant) return true;
     if (!direct.swapped) {
       direct.swapped = true;
+      direct.connectedAt = Date.now();
       clearTimeout(direct.timer);
-      for (const p of this.#local.values()) if (p.producer && !p.producer.closed) p.producer.pause();
       this.#path = 'p2p';
       this.emit('path', 'p2p', direct.reason);
     }
-    for (const track of participant.tracks.values()) {
-      const media = direct.link.remote(track.source);
-      if (!media || track.mediaTrack === media) continue;
-      track.mediaTrack = media;
-      this.emit('tracksubscribed', track, participant);
-      this.#closeConsumerQuietly(track.trackId);
+    const pending = [...participant.tracks.values()].filter((t) => !this.#playsDirect(t) && direct.link.remote(t.source));
+    if (pending.length > 0) {
+      const recv = this.#recv;
+      const [onLink, onSfu] = await Promise.all([direct.link.getStats(), recv && !recv.closed ? recv.getStats() : undefined]);
+      if (this.#p2p !== direct) return true;
+      const late = Date.now() - direct.connectedAt >= ARRIVAL_WAIT_MS;
+      for (const track of pending) {
+        const media = direct.link.remote(track.source);
+        if (!media || track.mediaTrack === media) continue;
+        // A muted track has nothing to wait for on either path.
+        if (!track.muted && !late && !flowing(onLink, media.id)) continue;
+        const old = track.kind === 'audio' && track.mediaTrack ? arrival(onSfu, track.mediaTrack.id)?.sinceLastMs : undefined;
+        if (old !== undefined && !track.muted) direct.gaps.push(old);
+        track.mediaTrack = media;
+        this.emit('tracksubscribed', track, participant);
+        this.#closeConsumerQuietly(track.trackId);
+      }
     }
-    if (!direct.reported && [...participant.tracks.values()].every((t) => this.#playsDirect(t))) {
+    const all = [...participant.tracks.values()].every((t) => this.#playsDirect(t));
+    if (all && !direct.reported) {
       direct.reported = true;
-      this.#reportPath(direct.id, 'ready');
+      this.#reportPath(direct.id, 'ready', direct.gaps);
     }
+    return all;
   }
 
   /** Whether `track` plays from the direct link (the call is direct with its publisher, and the link carries it). */
@@ -882,15 +981,50 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     void pacedRequest(this.#socket, 'closeConsumer', { consumerId: consumer.id }).catch(() => undefined);
   }
 
-  /** Back on the SFU: once every track of the former peer has its consumer, the direct link goes. */
+  /** Back on the SFU: once every track of the former peer plays from its consumer, the direct link goes. */
   #finishLeavingP2p(): void {
     const leaving = this.#leavingP2p;
     if (!leaving) return;
     const participant = this.#participants.get(leaving.peerId);
-    if (participant && [...participant.tracks.values()].some((t) => !this.#consumers.has(t.trackId))) return;
+    if (leaving.reported || (participant && [...participant.tracks.values()].some((t) => t.mediaTrack === undefined || t.mediaTrack !== this.#consumers.get(t.trackId)?.track))) return;
+    // The other side may still play from the link: it closes once everyone has moved.
+    leaving.reported = true;
+    this.#reportPath(leaving.id, 'ready', leaving.gaps);
+    if (!participant) this.#closeLeaving();
+  }
+
+  #closeLeaving(): void {
+    const leaving = this.#leavingP2p;
+    if (!leaving) return;
     this.#leavingP2p = undefined;
+    clearTimeout(leaving.timer);
     leaving.link.close();
-    this.#reportPath(leaving.id, 'ready');
+  }
+
+  /**
+   * Back on the SFU, a track that plays from the direct link moves to its consumer once the
+   * consumer's packets arrive (bounded: a silent or hidden one moves at once or by
+   * ARRIVAL_WAIT_MS), so the element never waits on an empty path.
+   */
+  async #moveWhenFlowing(track: RemoteTrack, consumer: types.Consumer, participant: RemoteParticipant, leaving: LeavingPath): Promise<void> {
+    const waits = !track.muted && this.#views.get(track.trackId)?.visible !== false;
+    const until = Date.now() + ARRIVAL_WAIT_MS;
+    const current = (): boolean => this.#consumers.get(track.trackId) === consumer && participant.tracks.get(track.trackId) === track && !consumer.closed;
+    for (let i = 0; waits && i < ARRIVAL_WAIT_MS / ARRIVAL_POLL_MS && Date.now() < until; i++) {
+      const recv = this.#recv;
+      const [onSfu, onLink] = await Promise.all([recv && !recv.closed ? recv.getStats() : undefined, leaving.link.getStats()]);
+      if (!current()) return;
+      if (flowing(onSfu, consumer.track.id)) {
+        const old = track.kind === 'audio' && track.mediaTrack ? arrival(onLink, track.mediaTrack.id)?.sinceLastMs : undefined;
+        if (old !== undefined) leaving.gaps.push(old);
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, ARRIVAL_POLL_MS));
+    }
+    if (!current()) return;
+    track.mediaTrack = consumer.track;
+    this.emit('tracksubscribed', track, participant);
+    this.#finishLeavingP2p();
   }
 
   async #subscribe(track: RemoteTrack, generation: number): Promise<void> {
@@ -924,7 +1058,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       }
       this.#consumers.set(track.trackId, consumer);
       track.consumerId = consumer.id;
-      track.mediaTrack = consumer.track;
+      // Back from a direct call: the link's copy plays on until the consumer's arrives.
+      const leaving = this.#leavingP2p;
+      const fromLink = leaving !== undefined && leaving.peerId === track.peerId && track.mediaTrack !== undefined && track.mediaTrack === leaving.link.remote(track.source);
+      if (!fromLink) track.mediaTrack = consumer.track;
       // The tile's size first (so the first keyframe is on the right layer), then resume.
       const view = this.#views.get(track.trackId);
       if (view && consumer.kind === 'video') {
@@ -932,7 +1069,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
         this.#setLayer(track.trackId, answer.spatialLayer ?? null);
       }
       if (info.paused) await pacedRequest(this.#socket, 'resumeConsumer', { consumerId: consumer.id });
-      this.emit('tracksubscribed', track, participant);
+      if (fromLink) void this.#moveWhenFlowing(track, consumer, participant!, leaving).catch(() => undefined);
+      else this.emit('tracksubscribed', track, participant);
     } finally {
       this.#consuming.delete(track.trackId);
     }

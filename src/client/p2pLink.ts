@@ -73,6 +73,11 @@ export class P2pLink extends Emitter<P2pLinkEvents, P2pLinkEvents> {
     return this.#remote.get(source);
   }
 
+  /** The connection's stats (what arrives on each remote track: see arrival.ts). */
+  async getStats(): Promise<RTCStatsReport | undefined> {
+    return this.#closed ? undefined : this.#pc.getStats();
+  }
+
   /** Starts: the impolite side lays out the transceivers (which asks for the first offer). */
   start(): void {
     if (this.polite) return;

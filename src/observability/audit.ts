@@ -24,7 +24,7 @@ export type AuditEvent =
   | { type: 'limit.exceeded'; limit: string; key: string }
   /** A call's media path changed (peer-to-peer for two, the SFU from three), and when the switch was done. */
   | { type: 'call.path'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; peers: string[] }
-  | { type: 'call.path.settled'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; durationMs: number }
+  | { type: 'call.path.settled'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; durationMs: number; gaps: Record<string, number> }
   /** Watch rooms: every change of the playback state (`create` when a room's state is born). */
   | {
       type: 'watch.state';

@@ -50,6 +50,7 @@ export class ChorusMetrics {
   readonly #firstMedia: Histogram;
   readonly #pathTransitions: Counter<'from' | 'to' | 'reason'>;
   readonly #pathSwitch: Histogram<'to'>;
+  readonly #pathGap: Histogram<'to'>;
   readonly #signaling: Counter<'method' | 'code'>;
   readonly #transportFailures: Counter<'stage'>;
   readonly #redisLatency: Histogram<'op' | 'outcome'>;
@@ -152,6 +153,13 @@ export class ChorusMetrics {
       help: 'From a call path switch decided to every participant in it reporting media on the new path',
       labelNames: ['to'],
       buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20],
+      registers,
+    });
+    this.#pathGap = new Histogram({
+      name: 'chorus_call_mode_transition_gap_seconds',
+      help: 'Per participant of a call path switch: how long it had no audio from the others when it took the new path',
+      labelNames: ['to'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
     this.#firstMedia = new Histogram({
@@ -328,8 +336,9 @@ export class ChorusMetrics {
     this.#pathTransitions.inc({ from, to, reason });
   }
 
-  observeCallPathSwitch(to: string, seconds: number): void {
+  observeCallPathSwitch(to: string, seconds: number, gapsSeconds: readonly number[]): void {
     this.#pathSwitch.observe({ to }, seconds);
+    for (const gap of gapsSeconds) this.#pathGap.observe({ to }, gap);
   }
 
   observeFirstMedia(seconds: number): void {

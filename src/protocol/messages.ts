@@ -123,9 +123,10 @@ export const requests = {
   }),
   /**
    * Calls: this client renders media on the path of switch `id` (`ready`), or its direct
-   * connection failed (`failed`: the call goes back to the SFU).
+   * connection failed (`failed`: the call goes back to the SFU). `gapMs`: how long it had no
+   * audio from the others when it took the new path's (for the records).
    */
-  'p2p.state': z.strictObject({ id: z.string().min(1).max(64), state: z.enum(['ready', 'failed']) }),
+  'p2p.state': z.strictObject({ id: z.string().min(1).max(64), state: z.enum(['ready', 'failed']), gapMs: z.number().int().min(0).max(600_000).optional() }),
   /** A fresh snapshot of the room (after a gap in delta versions). */
   'room.sync': z.strictObject({}),
   /** A participant a moderator muted asks to be allowed to unmute (moderators are told). */
@@ -271,6 +272,11 @@ export interface ServerEvents {
    * node again. Report `p2p.state ready` once media renders on the new path.
    */
   'call:path': (e: { id: string; path: MediaPath; reason: CallPathReason; peerId?: string | undefined; polite?: boolean | undefined }) => void;
+  /**
+   * Everyone in switch `id` renders media on its path. Going peer-to-peer, only now do the SFU
+   * producers go quiet: the other side may have played them until it had the direct media.
+   */
+  'call:settled': (e: { id: string }) => void;
   /** An offer, answer or candidate from the other participant of a peer-to-peer call. */
   'p2p:signal': (e: { from: string; description?: { type: 'offer' | 'answer' | 'rollback'; sdp: string } | undefined; candidate?: P2pCandidate | null | undefined }) => void;
   /** Moderators: a participant muted by a moderator asks to unmute. */

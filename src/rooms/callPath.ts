@@ -40,7 +40,7 @@ export interface CallPathSettings {
 interface CallPathEvents {
   change: [change: PathChange];
   /** Everyone in the switch reported media on the new path. */
-  settled: [change: PathChange, durationMs: number];
+  settled: [change: PathChange, durationMs: number, gaps: Record<string, number>];
 }
 
 const pairKey = (a: string, b: string): string => [a, b].sort().join('\0');
@@ -55,7 +55,8 @@ export class CallPath extends EventEmitter<CallPathEvents> {
   #waitBeforeP2p = false;
   #backTimer: NodeJS.Timeout | undefined;
   #current: PathChange | undefined;
-  readonly #ready = new Set<string>();
+  /** Who of the current switch renders on its path, and the gap each reported. */
+  readonly #ready = new Map<string, number | undefined>();
   #closed = false;
 
   constructor(private readonly settings: CallPathSettings) {
@@ -101,12 +102,16 @@ export class CallPath extends EventEmitter<CallPathEvents> {
    * `peerId` renders media on the path of switch `id`. When every member of the switch has, it is
    * settled (once). Returns false for a switch that is not the current one.
    */
-  ready(peerId: string, id: string): boolean {
+  ready(peerId: string, id: string, gapMs?: number): boolean {
     const change = this.#current;
     if (!change || change.id !== id || !change.members.includes(peerId)) return false;
     if (this.#ready.has(peerId)) return true;
-    this.#ready.add(peerId);
-    if (change.members.every((m) => this.#ready.has(m))) this.emit('settled', change, Date.now() - change.at);
+    this.#ready.set(peerId, gapMs);
+    if (change.members.every((m) => this.#ready.has(m))) {
+      const gaps: Record<string, number> = {};
+      for (const [member, gap] of this.#ready) if (gap !== undefined) gaps[member] = gap;
+      this.emit('settled', change, Date.now() - change.at, gaps);
+    }
     return true;
   }
 

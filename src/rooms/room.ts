@@ -134,9 +134,10 @@ export class Room extends EventEmitter<RoomEvents> {
     if (policy.peerToPeer) {
       this.#path = new CallPath(options.callP2p ?? { enabled: false, backMs: 5000 });
       this.#path.on('change', (change) => this.#onPathChange(change));
-      this.#path.on('settled', (change, durationMs) => {
-        this.#log.info({ id: change.id, to: change.to, durationMs }, 'call media path switch done');
-        this.audit.record({ type: 'call.path.settled', room: this.id, id: change.id, from: change.from, to: change.to, reason: change.reason, durationMs });
+      this.#path.on('settled', (change, durationMs, gaps) => {
+        this.#log.info({ id: change.id, to: change.to, durationMs, gaps }, 'call media path switch done');
+        this.audit.record({ type: 'call.path.settled', room: this.id, id: change.id, from: change.from, to: change.to, reason: change.reason, durationMs, gaps });
+        for (const peerId of change.members) this.channel.toPeer(peerId, 'call:settled', { id: change.id });
       });
     }
     media?.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
@@ -816,7 +817,7 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   /** A participant renders media on the path of switch `id`, or its direct connection failed. */
-  reportPath(peer: Peer, id: string, state: 'ready' | 'failed'): void {
+  reportPath(peer: Peer, id: string, state: 'ready' | 'failed', gapMs?: number): void {
     this.#assertMember(peer);
     const path = this.#path;
     if (!path) throw new ChorusError('NOT_PEER_TO_PEER', 'this room has no peer-to-peer path');
@@ -824,7 +825,7 @@ export class Room extends EventEmitter<RoomEvents> {
       if (!path.fail(peer.id)) throw new ChorusError('NOT_PEER_TO_PEER', 'this call is not peer-to-peer with you in it');
       return;
     }
-    if (!path.ready(peer.id, id)) throw new ChorusError('BAD_REQUEST', `switch ${id} is not the call's current one, or not yours`);
+    if (!path.ready(peer.id, id, gapMs)) throw new ChorusError('BAD_REQUEST', `switch ${id} is not the call's current one, or not yours`);
   }
 
   /** The members of the call here, in join order, and whether any are on other nodes. */

@@ -284,10 +284,10 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return empty;
     },
 
-    async 'p2p.state'(session, { id, state }) {
+    async 'p2p.state'(session, { id, state, gapMs }) {
       const { room, peer } = member(session);
       await limits.take('trackControls', peer.id);
-      room.reportPath(peer, id, state);
+      room.reportPath(peer, id, state, gapMs);
       return empty;
     },
 

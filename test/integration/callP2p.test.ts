@@ -28,9 +28,9 @@ const everyoneHears = (group: CallPeer[]): boolean => group.every((p) => group.e
 
 test('two go peer-to-peer, a third moves the call to the SFU, and back to two it returns to the direct link', async () => {
   const room = 'p2p-call';
-  const settled: Array<{ from: string; to: string }> = [];
+  const settled: Array<{ from: string; to: string; gaps: Record<string, number> }> = [];
   node.audit.on('event', (e) => {
-    if (e.type === 'call.path.settled' && e.room === room) settled.push({ from: e.from, to: e.to });
+    if (e.type === 'call.path.settled' && e.room === room) settled.push({ from: e.from, to: e.to, gaps: e.gaps });
   });
   const a = await joinCallPeer(node, room, 'a', 300, { extra: { p2p } });
   const b = await joinCallPeer(node, room, 'b', 500, { extra: { p2p } });
@@ -39,6 +39,9 @@ test('two go peer-to-peer, a third moves the call to the SFU, and back to two it
   await until(async () => everyoneHears([a, b]) && (await mediaCounts(node)).consumers === 0, 20_000, 'a and b to hear each other with no consumer on the node');
   // The SFU path stays proven: both producers and all four transports are there.
   expect(await mediaCounts(node)).toMatchObject({ producers: 2, transports: 4, consumers: 0 });
+  // Proven, not just made: every one of them finished ICE and DTLS with its client.
+  const transports = [...node.rooms.get(room)!.peers.values()].flatMap((p) => [...p.transports.values()]) as unknown as Array<{ iceState: string; dtlsState: string }>;
+  expect(transports.map((t) => `${t.iceState === 'completed' ? 'connected' : t.iceState}/${t.dtlsState}`)).toEqual(Array(4).fill('connected/connected'));
   for (const [p, q] of [[a, b], [b, a]] as const) {
     const mic = [...p.client.participants.get(q.client.peerId!)!.tracks.values()][0]!;
     expect(mic.consumerId).toBeUndefined();
@@ -57,6 +60,13 @@ test('two go peer-to-peer, a third moves the call to the SFU, and back to two it
   // Every switch was reported done by everyone in it.
   await until(() => settled.length === 3, 10_000, 'the three switches to be reported done');
   expect(settled.map((s) => `${s.from}>${s.to}`)).toEqual(['sfu>p2p', 'p2p>sfu', 'sfu>p2p']);
+  // Each of the pair heard the other on the old path before the last two switches, and says how
+  // long it had had nothing on it when the new path took over (the third had no old path).
+  for (const switched of settled.slice(1)) {
+    expect(Object.keys(switched.gaps).sort()).toEqual([a.client.peerId, b.client.peerId].sort());
+    for (const gap of Object.values(switched.gaps)) expect(gap).toBeGreaterThanOrEqual(0);
+  }
+  console.log(JSON.stringify({ test: 'p2p-call', gapsMs: settled.map((s) => ({ [`${s.from}>${s.to}`]: Object.values(s.gaps) })) }));
 });
 
 test('a direct connection that cannot be made (relay only, no TURN) moves the call to the SFU by itself, and it stays there', async () => {
