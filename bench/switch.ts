@@ -172,17 +172,31 @@ async function main(): Promise<void> {
     pair.push(await join(node.url, tokens, room, 'a', 300), await join(node.url, tokens, room, 'b', 500));
     const [a, b] = pair as [Participant, Participant];
     const gapCount = (): number => a.gaps.gaps.length + b.gaps.gaps.length;
+    // Settled switches, as the node counts them: everyone in the switch plays from the new path.
+    const settledTo = async (to: string): Promise<number> => (await switchHistogram(node.url, 'chorus_call_mode_transition_duration_seconds')).get(to)?.count ?? 0;
+    const settles = async (to: string, count: number, what: string): Promise<void> => {
+      const deadline = performance.now() + 20_000 + BACK_MS;
+      while ((await settledTo(to)) < count) {
+        if (performance.now() > deadline) throw new Error(`timed out waiting for ${what} to settle`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
     await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p', 20_000, 'the first direct link');
+    await settles('p2p', 1, 'the first direct link');
     await until(() => a.gaps.hears(b.client.peerId) && b.gaps.hears(a.client.peerId), 20_000, 'both to hear each other directly');
     for (let run = 1; run <= RUNS; run++) {
       const before = gapCount();
       const c = await join(node.url, tokens, room, `c${run}`, 800);
-      await until(() => a.client.mediaPath === 'sfu' && b.client.mediaPath === 'sfu' && gapCount() >= before + 2, 20_000, `run ${run}: the switch to the SFU`);
+      await until(() => a.client.mediaPath === 'sfu' && b.client.mediaPath === 'sfu' && gapCount() >= before + 2, 20_000, `run ${run}: the switch to the SFU`).catch((error: unknown) => {
+        throw new Error(`${String(error)} (paths ${a.client.mediaPath}/${b.client.mediaPath}, gaps ${gapCount() - before} of 2)`);
+      });
+      await settles('sfu', run, `run ${run}: the switch to the SFU`);
       toSfu.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
       const mid = gapCount();
       await c.client.close();
       c.stop();
       await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p' && gapCount() >= mid + 2, 20_000 + BACK_MS, `run ${run}: the switch back to peer-to-peer`);
+      await settles('p2p', run + 1, `run ${run}: the switch back to peer-to-peer`);
       toP2p.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
       log(`run ${run}/${RUNS}: gaps to SFU ${toSfu.slice(-2).map((g) => g.toFixed(0)).join('/')} ms, back ${toP2p.slice(-2).map((g) => g.toFixed(0)).join('/')} ms`);
     }

@@ -186,6 +186,8 @@ function wire(c: CallClient): void {
     figure.title = quality === 'poor' ? 'Weak connection' : quality === 'lost' ? 'Connection lost' : '';
   });
   c.on('muterequested', (r) => showAlert(errorBox, `${c.participants.get(r.peerId)?.name ?? r.identity} asks to unmute.`));
+  // The call goes on (directly), but the operator's server path is down: say so before a third joins.
+  c.on('warning', (warning) => showAlert(errorBox, warning.message));
   c.on('error', (error) => {
     if (error.code === 'KICKED' || error.code === 'ROOM_ENDED') {
       fail(error);
