@@ -24,6 +24,7 @@ import type { RequestOf, Responses, ServerEvents } from '../protocol/messages.js
 import { kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { arrival, flowing } from './arrival.js';
+import { keepResolution } from './screenShare.js';
 import { P2pLink, type P2pFactory } from './p2pLink.js';
 import { RoomView } from '../protocol/roomView.js';
 import { ChorusClientError, pacedRequest, request, type ClientSocket } from './signaling.js';
@@ -646,7 +647,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
         producer.close();
         return;
       }
-      if (source === 'screen') await keepResolution(producer, track);
+      if (source === 'screen') await keepResolution(producer.rtpSender, track);
       publication.producer = producer;
       if (publication.paused) {
         producer.pause();
@@ -1108,22 +1109,4 @@ function toParticipant(info: ParticipantInfo): RemoteParticipant {
     role: info.role,
     tracks: new Map(info.tracks.map((t) => [t.trackId, { ...t, peerId: info.peerId }])),
   };
-}
-
-/**
- * A shared screen is text and lines: under congestion drop frames, never resolution. The track
- * hint tells the encoder; the sender's degradation preference tells the bandwidth adaptation
- * (where the browser supports setting it; older ones keep their default).
- */
-async function keepResolution(producer: types.Producer, track: MediaStreamTrack): Promise<void> {
-  if ('contentHint' in track) (track as MediaStreamTrack & { contentHint: string }).contentHint = 'detail';
-  const sender = producer.rtpSender;
-  if (!sender) return;
-  try {
-    const parameters = sender.getParameters() as RTCRtpSendParameters & { degradationPreference?: string };
-    parameters.degradationPreference = 'maintain-resolution';
-    await sender.setParameters(parameters);
-  } catch {
-    // Not supported here: the content hint alone still favours detail.
-  }
 }

@@ -12,6 +12,7 @@
 import { Emitter } from '@socket.io/component-emitter';
 import type { P2pCandidate } from '../protocol/messages.js';
 import { kindOfSource, trackSources, type TrackSource } from '../protocol/room.js';
+import { keepResolution } from './screenShare.js';
 
 export interface P2pSignal {
   description?: { type: 'offer' | 'answer' | 'rollback'; sdp: string } | undefined;
@@ -89,7 +90,9 @@ export class P2pLink extends Emitter<P2pLinkEvents, P2pLinkEvents> {
   async setTrack(source: TrackSource, track: MediaStreamTrack | null): Promise<void> {
     this.#local.set(source, track);
     const transceiver = this.#transceiver(source);
-    if (transceiver && !this.#closed) await transceiver.sender.replaceTrack(track);
+    if (!transceiver || this.#closed) return;
+    await transceiver.sender.replaceTrack(track);
+    if (source === 'screen' && track) await keepResolution(transceiver.sender, track);
   }
 
   async onSignal({ description, candidate }: P2pSignal): Promise<void> {
@@ -151,7 +154,9 @@ export class P2pLink extends Emitter<P2pLinkEvents, P2pLinkEvents> {
   async #attachAll(): Promise<void> {
     for (const [source, track] of this.#local) {
       const transceiver = this.#transceiver(source);
-      if (transceiver) await transceiver.sender.replaceTrack(track);
+      if (!transceiver) continue;
+      await transceiver.sender.replaceTrack(track);
+      if (source === 'screen' && track) await keepResolution(transceiver.sender, track);
     }
   }
 
