@@ -22,6 +22,7 @@ import { TokenService } from '../src/auth/tokens.js';
 import { CallClient, type RemoteTrack } from '../src/client/callClient.js';
 import type { P2pFactory } from '../src/client/p2pLink.js';
 import { toneTrack, webrtcHandlerFactory } from '../test/support/nodePeer.js';
+import { colourTrack, palette } from '../test/support/nodeVideo.js';
 import { startBenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { histogramCdf } from './lib/report.js';
@@ -47,52 +48,55 @@ const p2p: P2pFactory = { RTCPeerConnection: wrtc.RTCPeerConnection as unknown a
 const TONE_RMS = 0.05;
 
 /**
- * When `receiver` decodes the tone of each remote participant, per track it was given: a switch
- * hands it a new track for the same participant, and the gap is the silence between the last
- * tone frame of the old track and the first of the new.
+ * When a receiver decodes each remote participant's tone and camera, per track it was given: a
+ * switch hands it a new track for the same participant and source, and the gap is the time
+ * between the last tone frame (or video frame) of the old track and the first of the new.
  */
 class GapMeter {
-  /** Per remote peer: the last tone frame of every track so far, the current one last. */
+  /** Per remote peer and source: every track so far, the current one last. */
   readonly #tracks = new Map<string, Array<{ last: number | undefined; first: number | undefined; stop(): void }>>();
-  readonly gaps: number[] = [];
+  readonly gaps: { audio: number[]; video: number[] } = { audio: [], video: [] };
 
   attach(track: RemoteTrack): void {
-    if (track.source !== 'microphone' || !track.mediaTrack) return;
-    const history = this.#tracks.get(track.peerId) ?? [];
-    this.#tracks.set(track.peerId, history);
-    const sink = new wrtc.nonstandard.RTCAudioSink(track.mediaTrack as never);
-    let stopped = false;
-    const entry = {
-      last: undefined as number | undefined,
-      first: undefined as number | undefined,
-      stop: () => {
-        if (stopped) return;
-        stopped = true;
-        sink.stop();
-      },
-    };
+    if ((track.source !== 'microphone' && track.source !== 'camera') || !track.mediaTrack) return;
+    const key = `${track.peerId}:${track.source}`;
+    const history = this.#tracks.get(key) ?? [];
+    this.#tracks.set(key, history);
+    const gaps = track.kind === 'audio' ? this.gaps.audio : this.gaps.video;
     const previous = history.at(-1);
+    const entry = { last: undefined as number | undefined, first: undefined as number | undefined, stop: () => undefined as void };
     history.push(entry);
-    sink.ondata = ({ samples, channelCount }: { samples: Int16Array; channelCount: number }) => {
-      let sum = 0;
-      const n = samples.length / channelCount;
-      for (let i = 0; i < n; i++) sum += ((samples[i * channelCount] ?? 0) / 32768) ** 2;
-      if (Math.sqrt(sum / n) < TONE_RMS) return;
+    const decoded = (): void => {
       const now = performance.now();
       if (entry.first === undefined) {
         entry.first = now;
         // The old path may still be playing (make before break): no gap then.
-        if (previous?.last !== undefined) this.gaps.push(Math.max(0, now - previous.last));
+        if (previous?.last !== undefined) gaps.push(Math.max(0, now - previous.last));
         // The old track is done with once the new one plays.
         setTimeout(() => previous?.stop(), 2000);
       }
       entry.last = now;
     };
+    let stopped = false;
+    if (track.kind === 'audio') {
+      const sink = new wrtc.nonstandard.RTCAudioSink(track.mediaTrack as never);
+      sink.ondata = ({ samples, channelCount }: { samples: Int16Array; channelCount: number }) => {
+        let sum = 0;
+        const n = samples.length / channelCount;
+        for (let i = 0; i < n; i++) sum += ((samples[i * channelCount] ?? 0) / 32768) ** 2;
+        if (Math.sqrt(sum / n) >= TONE_RMS) decoded();
+      };
+      entry.stop = () => void (stopped || ((stopped = true), sink.stop()));
+    } else {
+      const sink = new wrtc.nonstandard.RTCVideoSink(track.mediaTrack as never);
+      sink.onframe = decoded;
+      entry.stop = () => void (stopped || ((stopped = true), sink.stop()));
+    }
   }
 
-  /** Whether the current track from `peerId` decoded the tone within the last 200 ms. */
+  /** Whether the current tone track from `peerId` decoded the tone within the last 200 ms. */
   hears(peerId: string | undefined): boolean {
-    const last = peerId ? this.#tracks.get(peerId)?.at(-1)?.last : undefined;
+    const last = peerId ? this.#tracks.get(`${peerId}:microphone`)?.at(-1)?.last : undefined;
     return last !== undefined && performance.now() - last < 200;
   }
 
@@ -107,15 +111,20 @@ interface Participant {
   stop(): void;
 }
 
-async function join(url: string, tokens: TokenService, room: string, identity: string, frequency: number): Promise<Participant> {
+/** The pair's cameras: small, so the two software encoders and decoders leave the machine to the node. */
+const CAMERA = { width: 320, height: 180, fps: 15 };
+
+async function join(url: string, tokens: TokenService, room: string, identity: string, frequency: number, withCamera: boolean): Promise<Participant> {
   const token = await tokens.mint({ room, identity, role: 'participant', kind: 'call' });
   const client = new CallClient({ url, roomId: room, token, handlerFactory: webrtcHandlerFactory(), socket: { transports: ['websocket'] }, p2p });
   const gaps = new GapMeter();
   client.on('tracksubscribed', (track) => gaps.attach(track));
   const tone = toneTrack(frequency);
+  const camera = withCamera ? colourTrack(frequency < 400 ? palette.red : palette.blue, CAMERA.width, CAMERA.height, CAMERA.fps) : undefined;
   await client.join();
   await client.publish(tone.track, 'microphone');
-  return { client, gaps, stop: () => (gaps.close(), tone.stop()) };
+  if (camera) await client.publish(camera.track, 'camera', { video: { width: CAMERA.width, height: CAMERA.height } });
+  return { client, gaps, stop: () => (gaps.close(), tone.stop(), camera?.stop()) };
 }
 
 async function until(check: () => boolean, ms: number, what: string): Promise<void> {
@@ -164,14 +173,21 @@ async function main(): Promise<void> {
   const tokens = new TokenService(new TextEncoder().encode(secret), 3600);
   const node = await startBenchNode({ CHORUS_TOKEN_SECRET: secret, CHORUS_CALL_P2P_BACK_MS: String(BACK_MS) }, log);
   const pair: Participant[] = [];
-  const toSfu: number[] = [];
-  const toP2p: number[] = [];
+  const toSfu = { audio: [] as number[], video: [] as number[] };
+  const toP2p = { audio: [] as number[], video: [] as number[] };
   let dropped = 0;
   try {
     const room = 'bench-switch';
-    pair.push(await join(node.url, tokens, room, 'a', 300), await join(node.url, tokens, room, 'b', 500));
+    pair.push(await join(node.url, tokens, room, 'a', 300, true), await join(node.url, tokens, room, 'b', 500, true));
     const [a, b] = pair as [Participant, Participant];
-    const gapCount = (): number => a.gaps.gaps.length + b.gaps.gaps.length;
+    // Each switch gives each of the pair a new track per source of the other: four gaps.
+    const gapCount = (): number => a.gaps.gaps.audio.length + b.gaps.gaps.audio.length + a.gaps.gaps.video.length + b.gaps.gaps.video.length;
+    const take = (into: { audio: number[]; video: number[] }): void => {
+      for (const p of [a, b]) {
+        into.audio.push(...p.gaps.gaps.audio.slice(-1));
+        into.video.push(...p.gaps.gaps.video.slice(-1));
+      }
+    };
     // Settled switches, as the node counts them: everyone in the switch plays from the new path.
     const settledTo = async (to: string): Promise<number> => (await switchHistogram(node.url, 'chorus_call_mode_transition_duration_seconds')).get(to)?.count ?? 0;
     const settles = async (to: string, count: number, what: string): Promise<void> => {
@@ -186,19 +202,20 @@ async function main(): Promise<void> {
     await until(() => a.gaps.hears(b.client.peerId) && b.gaps.hears(a.client.peerId), 20_000, 'both to hear each other directly');
     for (let run = 1; run <= RUNS; run++) {
       const before = gapCount();
-      const c = await join(node.url, tokens, room, `c${run}`, 800);
-      await until(() => a.client.mediaPath === 'sfu' && b.client.mediaPath === 'sfu' && gapCount() >= before + 2, 20_000, `run ${run}: the switch to the SFU`).catch((error: unknown) => {
-        throw new Error(`${String(error)} (paths ${a.client.mediaPath}/${b.client.mediaPath}, gaps ${gapCount() - before} of 2)`);
+      const c = await join(node.url, tokens, room, `c${run}`, 800, false);
+      await until(() => a.client.mediaPath === 'sfu' && b.client.mediaPath === 'sfu' && gapCount() >= before + 4, 20_000, `run ${run}: the switch to the SFU`).catch((error: unknown) => {
+        throw new Error(`${String(error)} (paths ${a.client.mediaPath}/${b.client.mediaPath}, gaps ${gapCount() - before} of 4)`);
       });
       await settles('sfu', run, `run ${run}: the switch to the SFU`);
-      toSfu.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
+      take(toSfu);
       const mid = gapCount();
       await c.client.close();
       c.stop();
-      await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p' && gapCount() >= mid + 2, 20_000 + BACK_MS, `run ${run}: the switch back to peer-to-peer`);
+      await until(() => a.client.mediaPath === 'p2p' && b.client.mediaPath === 'p2p' && gapCount() >= mid + 4, 20_000 + BACK_MS, `run ${run}: the switch back to peer-to-peer`);
       await settles('p2p', run + 1, `run ${run}: the switch back to peer-to-peer`);
-      toP2p.push(...a.gaps.gaps.slice(-1), ...b.gaps.gaps.slice(-1));
-      log(`run ${run}/${RUNS}: gaps to SFU ${toSfu.slice(-2).map((g) => g.toFixed(0)).join('/')} ms, back ${toP2p.slice(-2).map((g) => g.toFixed(0)).join('/')} ms`);
+      take(toP2p);
+      const last = (values: number[]): string => values.slice(-2).map((g) => g.toFixed(0)).join('/');
+      log(`run ${run}/${RUNS}: gaps to SFU audio ${last(toSfu.audio)} video ${last(toSfu.video)} ms, back audio ${last(toP2p.audio)} video ${last(toP2p.video)} ms`);
     }
     dropped = pair.filter((p) => p.client.state !== 'joined').length;
     const durations = await switchHistogram(node.url, 'chorus_call_mode_transition_duration_seconds');
@@ -216,13 +233,17 @@ async function main(): Promise<void> {
       command: `npm run bench:switch -- ${process.argv.slice(2).join(' ')}`.trim(),
       runs: RUNS,
       backMs: BACK_MS,
-      audioGapMs: { toSfu: summary(toSfu), toP2p: summary(toP2p) },
+      audioGapMs: { toSfu: summary(toSfu.audio), toP2p: summary(toP2p.audio) },
+      videoGapMs: { toSfu: summary(toSfu.video), toP2p: summary(toP2p.video) },
+      camera: CAMERA,
       switchDuration: { toSfu: duration('sfu'), toP2p: duration('p2p') },
       // What the SDKs told the node (p2p.state gapMs): time since the old path's last audio packet when the new one took over.
       reportedGapMs: { toSfu: fromHistogram(reported, 'sfu', 'reports'), toP2p: fromHistogram(reported, 'p2p', 'reports') },
       callsDropped: dropped,
-      gapsToSfuMs: toSfu.map((g) => Math.round(g)),
-      gapsToP2pMs: toP2p.map((g) => Math.round(g)),
+      gapsToSfuMs: toSfu.audio.map((g) => Math.round(g)),
+      gapsToP2pMs: toP2p.audio.map((g) => Math.round(g)),
+      videoGapsToSfuMs: toSfu.video.map((g) => Math.round(g)),
+      videoGapsToP2pMs: toP2p.video.map((g) => Math.round(g)),
     };
     process.stdout.write(`${JSON.stringify(record)}\n`);
     const written = recordRun(outDir, 'switch', record, (runs) => chart(runs));
@@ -238,12 +259,14 @@ async function main(): Promise<void> {
 
 const msOf = (seconds: number | null): number | null => (seconds === null ? null : seconds === Infinity ? Infinity : Math.round(seconds * 1000));
 
-function chart(runs: Array<{ ts: string; gapsToSfuMs: number[]; gapsToP2pMs: number[] }>): string {
+function chart(runs: Array<{ ts: string; gapsToSfuMs: number[]; gapsToP2pMs: number[]; videoGapsToSfuMs?: number[]; videoGapsToP2pMs?: number[] }>): string {
   const last = runs.at(-1);
   return `<!doctype html><meta charset="utf-8"><title>bench:switch</title><h1>bench:switch</h1>
-<p>Audio gap per switch and receiver (last tone frame on the old path → first on the new; 0 = they overlapped), latest run.</p>
-${last ? histogramCdf({ title: 'to the SFU', xLabel: 'gap (ms)', values: last.gapsToSfuMs }) : ''}
-${last ? histogramCdf({ title: 'back to peer-to-peer', xLabel: 'gap (ms)', values: last.gapsToP2pMs }) : ''}
+<p>Gap per switch and receiver (last tone frame or video frame on the old path → first on the new; 0 = they overlapped), latest run.</p>
+${last ? histogramCdf({ title: 'audio, to the SFU', xLabel: 'gap (ms)', values: last.gapsToSfuMs }) : ''}
+${last ? histogramCdf({ title: 'audio, back to peer-to-peer', xLabel: 'gap (ms)', values: last.gapsToP2pMs }) : ''}
+${last?.videoGapsToSfuMs ? histogramCdf({ title: 'video, to the SFU', xLabel: 'gap (ms)', values: last.videoGapsToSfuMs }) : ''}
+${last?.videoGapsToP2pMs ? histogramCdf({ title: 'video, back to peer-to-peer', xLabel: 'gap (ms)', values: last.videoGapsToP2pMs }) : ''}
 <pre>${runs.map((r) => JSON.stringify(r)).join('\n')}</pre>`;
 }
 
