@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
 import type { RoomMedia } from '../media/roomMedia.js';
+import { firstRtp } from '../media/sending.js';
 import { SpeakerDetection } from '../media/speakers.js';
 import { CallPath, type CallPathSettings, type PathChange } from './callPath.js';
 import { QualityWatch } from './quality.js';
@@ -36,6 +37,8 @@ export interface RoomOptions {
   maxCallParticipants: number;
   /** Calls of two going peer-to-peer (CHORUS_CALL_P2P, CHORUS_CALL_P2P_BACK_MS); absent: off. */
   callP2p?: CallPathSettings | undefined;
+  /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
+  uplinkBackWaitMs?: number | undefined;
   countIntervalMs: number;
   opusBitrate: number;
   /** How long kick and end marks live: the longest a token can live, so none outlives them. */
@@ -68,6 +71,8 @@ interface RoomEvents {
 const MAX_TRANSPORTS_PER_PEER = 2;
 /** How often a room spread over nodes asks the others for their members (heals lost notices, drops dead nodes). */
 const GATHER_INTERVAL_MS = 5000;
+/** How long a video consumer's resume waits at most for its quiet producer's RTP. */
+const UPLINK_BACK_WAIT_MS = 2000;
 
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
@@ -90,6 +95,8 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
   readonly #consumerReady = new WeakSet<types.Consumer>();
   readonly #consumerHidden = new WeakSet<types.Consumer>();
+  /** Video producers whose SDK stopped sending (a direct call), and the wait for their RTP once due. */
+  readonly #quietUplinks = new Map<string, Promise<void> | undefined>();
   /**
    * The last request changing each consumer's flow (resume, view, layers). They run one after
    * another: a tile reported hidden then shown at once would otherwise read `paused` before the
@@ -138,6 +145,14 @@ export class Room extends EventEmitter<RoomEvents> {
         this.#log.info({ id: change.id, to: change.to, durationMs, gaps }, 'call media path switch done');
         this.audit.record({ type: 'call.path.settled', room: this.id, id: change.id, from: change.from, to: change.to, reason: change.reason, durationMs, gaps });
         for (const peerId of change.members) this.channel.toPeer(peerId, 'call:settled', { id: change.id });
+        // From now the pair's SDKs send nothing to their producers here (see #uplinkBack).
+        if (change.to === 'p2p') {
+          for (const peerId of change.members) {
+            for (const publication of this.peers.get(peerId)?.publications.values() ?? []) {
+              if (publication.producer.kind === 'video') this.#quietUplinks.set(publication.producer.id, undefined);
+            }
+          }
+        }
       });
     }
     media?.on('routerlost', (slot) => this.#onRouterLost(slot.router.id, slot.origin));
@@ -569,6 +584,7 @@ export class Room extends EventEmitter<RoomEvents> {
     producer.observer.once('close', () => {
       if (peer.publications.get(source) === publication) peer.publications.delete(source);
       this.#publications.delete(producer.id);
+      this.#quietUplinks.delete(producer.id);
       this.#log.info({ peer: peer.id, producer: producer.id, source }, 'track unpublished');
       this.audit.record({ type: 'track.unpublished', room: this.id, peer: peer.id, identity: peer.identity, producer: producer.id, source });
       this.#announce({ type: 'unpublished', peerId: peer.id, trackId: producer.id });
@@ -783,9 +799,25 @@ export class Room extends EventEmitter<RoomEvents> {
     await this.#inTurn(consumer, async () => {
       // A tile reported hidden stays paused until it is shown again.
       if (this.#consumerHidden.has(consumer)) return;
+      if (consumer.kind === 'video') await this.#uplinkBack(consumer.producerId);
+      if (consumer.closed || this.#consumerHidden.has(consumer)) return;
       await consumer.resume();
       if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
     });
+  }
+
+  /** Waits (bounded) for a quiet producer's RTP to come back; at once for any other. */
+  async #uplinkBack(producerId: string): Promise<void> {
+    if (!this.#quietUplinks.has(producerId)) return;
+    let waiting = this.#quietUplinks.get(producerId);
+    const producer = this.#publications.get(producerId)?.producer;
+    if (!waiting) {
+      waiting = (producer ? firstRtp(producer, this.options.uplinkBackWaitMs ?? UPLINK_BACK_WAIT_MS) : Promise.resolve()).then(() => {
+        if (this.#quietUplinks.get(producerId) === waiting) this.#quietUplinks.delete(producerId);
+      });
+      this.#quietUplinks.set(producerId, waiting);
+    }
+    await waiting;
   }
 
   /** Which way the call's media goes now (calls; other kinds: always the SFU). */

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ChorusError } from '../../src/protocol/errors.js';
 import type { Room } from '../../src/rooms/room.js';
 import type { AuditEvent } from '../../src/observability/audit.js';
-import { joined, startHarness, type Harness, type RecordingChannel } from '../support/roomHarness.js';
+import { deviceCaps, joined, publish, startHarness, type Harness, type RecordingChannel } from '../support/roomHarness.js';
 import { until } from '../support/testNode.js';
 
 let h: Harness;
@@ -126,6 +126,42 @@ describe('call media path', () => {
     const settled = audit.filter((e) => e.type === 'call.path.settled');
     expect(settled).toEqual([expect.objectContaining({ id, from: 'sfu', to: 'p2p', reason: 'two_participants', durationMs: expect.any(Number) })]);
     expect(await code(() => room.reportPath(a.peer, 'not-a-switch', 'ready'))).toBe('BAD_REQUEST');
+  });
+
+  test('settling tells both, records each gap, and quiets their video: back on the SFU its consumers resume only once it sends', async () => {
+    const quietMs = 300;
+    const { room, channel, audit } = await h.room('call', { callP2p: { enabled: true, backMs: BACK_MS }, uplinkBackWaitMs: quietMs });
+    const a = await capable(room);
+    const b = await capable(room);
+    const camera = await publish(room, a, 'camera');
+    const [{ id }] = paths(channel, a.peer.id) as [PathEvent];
+    room.reportPath(a.peer, id, 'ready', 12);
+    room.reportPath(b.peer, id, 'ready', 30);
+    expect(audit.filter((e) => e.type === 'call.path.settled')).toEqual([expect.objectContaining({ id, to: 'p2p', gaps: { [a.peer.id]: 12, [b.peer.id]: 30 } })]);
+    for (const who of [a, b]) expect(channel.to(who.peer.id, 'call:settled')).toEqual([{ id }]);
+
+    // A third: back on the SFU. a's camera sent nothing while direct (its SDK detached it), so a
+    // consumer of it waits for its RTP (none comes here: the bound) before it resumes and asks
+    // for a keyframe; a camera that never went quiet resumes at once.
+    const c = await capable(room);
+    expect(room.mediaPath.path).toBe('sfu');
+    const other = await publish(room, c, 'camera');
+    const quiet = await room.consume(c.peer, c.recv.id, camera.id, deviceCaps(room));
+    const loud = await room.consume(b.peer, b.recv.id, other.id, deviceCaps(room));
+    const order: string[] = [];
+    const started = performance.now();
+    await Promise.all([
+      room.resumeConsumer(c.peer, quiet.id).then(() => order.push('quiet')),
+      room.resumeConsumer(b.peer, loud.id).then(() => order.push('loud')),
+    ]);
+    expect(order).toEqual(['loud', 'quiet']);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(quietMs - 5);
+    expect([quiet.paused, loud.paused]).toEqual([false, false]);
+    // Waited once: the next consumer of it is not held again.
+    const again = await room.consume(b.peer, b.recv.id, camera.id, deviceCaps(room));
+    const before = performance.now();
+    await room.resumeConsumer(b.peer, again.id);
+    expect(performance.now() - before).toBeLessThan(quietMs);
   });
 
   test('no peer-to-peer when a client cannot, when it is off, or when the call spans nodes', async () => {
