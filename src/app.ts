@@ -403,6 +403,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       nodeId: config.nodeId,
       maxPeers: config.rooms.maxPeersPerRoom,
       maxCallParticipants: config.rooms.maxCallParticipants,
+      maxClassStudents: config.rooms.maxClassStudents,
       callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,

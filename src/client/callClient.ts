@@ -293,6 +293,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (existing.producer && !existing.producer.closed) await existing.producer.replaceTrack({ track });
       return;
     }
+    if (this.#state === 'joined' && !this.#send) throw new ChorusClientError('FORBIDDEN_ROLE', `a ${this.#info?.role ?? 'session'} in this room only receives`, false);
     const publication: LocalPublication = { source, track, paused: false, ...(options.video ? { video: options.video } : {}) };
     this.#local.set(source, publication);
     void this.#p2p?.link.setTrack(source, track);
@@ -477,7 +478,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
         ...(this.#options.p2p ? { p2p: true } : {}),
       });
       if (generation !== this.#generation) return;
-      if (info.kind !== 'call') {
+      if (info.kind !== 'call' && info.kind !== 'class') {
         await request(this.#socket, 'leave', {}).catch(() => undefined);
         throw new ChorusClientError('WRONG_ROOM_KIND', `this is a ${info.kind} room: join it with its own client`, false);
       }
@@ -486,8 +487,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;
-      this.#send = await this.#transport(generation, 'send', info.transport?.direction === 'send' ? info.transport : undefined);
-      this.#recv = await this.#transport(generation, 'recv', info.recvTransport);
+      // A role that only receives (a class's student) is given its receive transport alone.
+      const receiveOnly = info.transport?.direction === 'recv';
+      this.#send = receiveOnly ? undefined : await this.#transport(generation, 'send', info.transport?.direction === 'send' ? info.transport : undefined);
+      this.#recv = await this.#transport(generation, 'recv', receiveOnly ? info.transport : info.recvTransport);
       if (generation !== this.#generation) return;
       this.#retries = 0;
       this.#redirects = 0;

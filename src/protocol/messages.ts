@@ -13,10 +13,10 @@ import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember,
 
 export const PROTOCOL_VERSION = 1;
 
-export const roomKinds = ['broadcast', 'watch', 'call'] as const;
+export const roomKinds = ['broadcast', 'watch', 'call', 'class'] as const;
 export type RoomKind = (typeof roomKinds)[number];
 
-export const roles = ['broadcaster', 'listener', 'host', 'participant', 'moderator'] as const;
+export const roles = ['broadcaster', 'listener', 'host', 'participant', 'moderator', 'teacher', 'student', 'assistant'] as const;
 export type Role = (typeof roles)[number];
 
 /** Room ids appear in URLs, logs and (later) Redis keys, so they are kept to a safe alphabet. */

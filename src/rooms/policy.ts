@@ -15,6 +15,16 @@ export interface PeerCaps {
   maxPeers: number;
   /** Participants in a call, across the cluster. */
   maxCallParticipants: number;
+  /** Students in a class (CHORUS_CLASS_MAX_STUDENTS). */
+  maxClassStudents: number;
+}
+
+/** How many sessions of a role a room admits, which roles count toward it, and the error beyond it. */
+export interface Capacity {
+  max: number;
+  /** The sessions already in the room that count against `max`. */
+  counts(role: Role): boolean;
+  code: 'ROOM_FULL' | 'LIMIT_REACHED';
 }
 
 export interface RoomPolicy {
@@ -32,6 +42,8 @@ export interface RoomPolicy {
    * the broadcaster's microphone. Kinds without one have every track addressed by its id.
    */
   isPrimary(role: Role, source: TrackSource): boolean;
+  /** Whether the role may mute, kick and end (a token's `moderate` grant gives it to any role). */
+  moderates(role: Role): boolean;
   /** A seat the role must hold alone, if any. */
   exclusiveSeat(role: Role): Seat | undefined;
   /**
@@ -47,8 +59,8 @@ export interface RoomPolicy {
    * A member is always shown once it publishes.
    */
   announced(role: Role): boolean;
-  /** How many sessions the room admits, and the error beyond it. */
-  capacity(caps: PeerCaps): { max: number; code: 'ROOM_FULL' | 'LIMIT_REACHED' };
+  /** How many sessions a joiner of `role` may find in the room before it, and the error beyond it. */
+  capacity(caps: PeerCaps, role: Role): Capacity;
   /**
    * Members on other nodes are shown here and their tracks pulled one by one when consumed (a
    * call whose participant landed elsewhere). Kinds without it cascade their broadcast instead.
@@ -80,6 +92,7 @@ export function sendableKinds(policy: RoomPolicy, role: Role): MediaKind[] {
 }
 
 const none: readonly TrackSource[] = [];
+const everyone = (): boolean => true;
 
 /**
  * One speaker, any number of receive-only listeners; audio only (video is for class rooms).
@@ -92,11 +105,12 @@ export const broadcastPolicy: RoomPolicy = {
   receives: (role) => role !== 'broadcaster',
   mayReceive: (role, publisher) => role !== 'broadcaster' && publisher === 'broadcaster',
   isPrimary: (role, source) => role === 'broadcaster' && source === 'microphone',
+  moderates: (role) => role === 'moderator',
   exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),
   onOrigin: (role) => role === 'broadcaster',
   isAudience: (role) => role === 'listener',
   announced: (role) => role === 'broadcaster',
-  capacity: (caps) => ({ max: caps.maxPeers, code: 'ROOM_FULL' }),
+  capacity: (caps) => ({ max: caps.maxPeers, counts: everyone, code: 'ROOM_FULL' }),
   spansNodes: false,
   detectsSpeakers: false,
   endsWhenIdle: true,
@@ -118,11 +132,12 @@ export const watchPolicy: RoomPolicy = {
   receives: () => true,
   mayReceive: () => false,
   isPrimary: () => false,
+  moderates: (role) => role === 'moderator',
   exclusiveSeat: () => undefined,
   onOrigin: () => false,
   isAudience: (role) => role === 'listener',
   announced: () => false,
-  capacity: (caps) => ({ max: caps.maxPeers, code: 'ROOM_FULL' }),
+  capacity: (caps) => ({ max: caps.maxPeers, counts: everyone, code: 'ROOM_FULL' }),
   spansNodes: false,
   detectsSpeakers: false,
   endsWhenIdle: true,
@@ -145,13 +160,14 @@ export const callPolicy: RoomPolicy = {
   receives: () => true,
   mayReceive: () => true,
   isPrimary: () => false,
+  moderates: (role) => role === 'moderator',
   exclusiveSeat: () => undefined,
   // A call lives on one node (as LiveKit places a room); the cascade carries it only when a
   // participant lands elsewhere (a drain, a failover).
   onOrigin: () => true,
   isAudience: () => false,
   announced: () => true,
-  capacity: (caps) => ({ max: Math.min(caps.maxPeers, caps.maxCallParticipants), code: 'LIMIT_REACHED' }),
+  capacity: (caps) => ({ max: Math.min(caps.maxPeers, caps.maxCallParticipants), counts: everyone, code: 'LIMIT_REACHED' }),
   spansNodes: true,
   detectsSpeakers: true,
   endsWhenIdle: false,
@@ -160,7 +176,44 @@ export const callPolicy: RoomPolicy = {
   peerToPeer: true,
 };
 
-const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy };
+/** Teachers and assistants a class admits besides its students. */
+export const CLASS_MAX_STAFF = 20;
+const isStudent = (role: Role): boolean => role === 'student';
+
+/**
+ * Live classes: teachers (and assistants, who also moderate) publish camera, microphone and
+ * screen to students who only receive. Students are not shown to each other (a class of
+ * hundreds must not flood them): they are counted, as a broadcast's listeners are; staff are
+ * shown to everyone. Students and staff have separate caps, so a full class still admits its
+ * teacher.
+ */
+export const classPolicy: RoomPolicy = {
+  kind: 'class',
+  roles: ['teacher', 'assistant', 'student'],
+  publishable: (role) => (isStudent(role) ? none : callSources),
+  receives: () => true,
+  // A student's tracks (once it can publish, on stage) reach everyone like the staff's.
+  mayReceive: () => true,
+  isPrimary: () => false,
+  moderates: (role) => !isStudent(role),
+  exclusiveSeat: () => undefined,
+  // The staff join where the class is held; students pull its tracks from wherever they land.
+  onOrigin: (role) => !isStudent(role),
+  isAudience: isStudent,
+  announced: (role) => !isStudent(role),
+  capacity: (caps, role) =>
+    isStudent(role)
+      ? { max: Math.min(caps.maxPeers, caps.maxClassStudents), counts: isStudent, code: 'ROOM_FULL' }
+      : { max: Math.min(caps.maxPeers, CLASS_MAX_STAFF), counts: (r) => !isStudent(r), code: 'LIMIT_REACHED' },
+  spansNodes: true,
+  detectsSpeakers: true,
+  endsWhenIdle: false,
+  sharedPlayback: false,
+  carriesMedia: true,
+  peerToPeer: false,
+};
+
+const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy, class: classPolicy };
 
 export function policyFor(kind: RoomKind): RoomPolicy {
   return policies[kind];

@@ -35,6 +35,8 @@ export interface RoomOptions {
   maxPeers: number;
   /** Participants a call admits (CHORUS_CALL_MAX_PARTICIPANTS). */
   maxCallParticipants: number;
+  /** Students a class admits (CHORUS_CLASS_MAX_STUDENTS). */
+  maxClassStudents: number;
   /** Calls of two going peer-to-peer (CHORUS_CALL_P2P, CHORUS_CALL_P2P_BACK_MS); absent: off. */
   callP2p?: CallPathSettings | undefined;
   /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
@@ -375,9 +377,11 @@ export class Room extends EventEmitter<RoomEvents> {
       // session, which is retired now instead of after the ping timeout.
       const previous = previousPeerId ? this.peers.get(previousPeerId) : undefined;
       if (previous && previous.identity === grant.identity) await this.leave(previous, 'replaced');
-      const capacity = this.policy.capacity(this.options);
-      if (this.peers.size >= capacity.max) {
-        throw new ChorusError(capacity.code, capacity.code === 'ROOM_FULL' ? 'room is full' : `a ${this.kind} room admits at most ${capacity.max} participants`);
+      const capacity = this.policy.capacity(this.options, grant.role);
+      let counted = 0;
+      for (const p of this.peers.values()) if (capacity.counts(p.role)) counted++;
+      if (counted >= capacity.max) {
+        throw new ChorusError(capacity.code, capacity.code === 'ROOM_FULL' ? 'room is full' : `a ${this.kind} room admits at most ${capacity.max} ${grant.role === 'participant' ? 'participants' : `sessions like yours (${grant.role})`}`);
       }
 
       const seat = this.policy.exclusiveSeat(grant.role);
@@ -958,7 +962,7 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   canModerate(peer: Peer): boolean {
-    return peer.role === 'moderator' || peer.grants.moderate === true;
+    return this.policy.moderates(peer.role) || peer.grants.moderate === true;
   }
 
   listPeers(peer: Peer, limit: number): Array<{ peerId: string; identity: string; role: Peer['role']; name?: string | undefined; publishing: boolean; muted: boolean }> {

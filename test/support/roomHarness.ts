@@ -94,6 +94,7 @@ export async function startHarness(): Promise<Harness> {
         nodeId: 'n1',
         maxPeers: 10_000,
         maxCallParticipants: 50,
+        maxClassStudents: 1000,
         countIntervalMs: 50,
         opusBitrate: 24_000,
         markTtlSeconds: 60,

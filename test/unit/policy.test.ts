@@ -46,9 +46,11 @@ describe('call policy', () => {
   });
 
   test('a call admits at most its participant cap, with LIMIT_REACHED beyond it', () => {
-    expect(callPolicy.capacity({ maxPeers: 10_000, maxCallParticipants: 50 })).toEqual({ max: 50, code: 'LIMIT_REACHED' });
-    expect(callPolicy.capacity({ maxPeers: 20, maxCallParticipants: 50 })).toEqual({ max: 20, code: 'LIMIT_REACHED' });
-    expect(broadcastPolicy.capacity({ maxPeers: 10_000, maxCallParticipants: 50 })).toEqual({ max: 10_000, code: 'ROOM_FULL' });
+    const caps = { maxPeers: 10_000, maxCallParticipants: 50, maxClassStudents: 1000 };
+    expect(callPolicy.capacity(caps, 'participant')).toMatchObject({ max: 50, code: 'LIMIT_REACHED' });
+    expect(callPolicy.capacity({ ...caps, maxPeers: 20 }, 'moderator')).toMatchObject({ max: 20, code: 'LIMIT_REACHED' });
+    expect(callPolicy.capacity(caps, 'participant').counts('moderator')).toBe(true);
+    expect(broadcastPolicy.capacity(caps, 'listener')).toMatchObject({ max: 10_000, code: 'ROOM_FULL' });
   });
 
   test('a call has no primary track, seat or idle end, and detects speakers', () => {

@@ -1,0 +1,95 @@
+/**
+ * The class kind's rules, driven on Room directly (real one-worker pool, recording channel):
+ * teachers and assistants publish, students only receive (enforced here, whatever a client
+ * sends), students are counted rather than shown, and students and staff have separate caps.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ChorusError } from '../../src/protocol/errors.js';
+import { CLASS_MAX_STAFF } from '../../src/rooms/policy.js';
+import { deviceCaps, grantFor, joined, publish, rtpFor, startHarness, type Harness } from '../support/roomHarness.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+async function code(promise: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof promise === 'function' ? promise() : promise);
+  } catch (error) {
+    if (error instanceof ChorusError) return error.code;
+    throw error;
+  }
+  return 'OK';
+}
+
+describe('class rooms', () => {
+  test('a teacher publishes and every student receives it; a student can open no send path and publish nothing', async () => {
+    const { room } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    const mic = await publish(room, teacher, 'microphone');
+    const cam = await publish(room, teacher, 'camera');
+    const student = await joined(room, 'student');
+    expect(student.send).toBeUndefined();
+
+    for (const track of [mic, cam]) {
+      const consumer = await room.consume(student.peer, student.recv.id, track.id, deviceCaps(room));
+      expect(consumer.producerId).toBe(track.id);
+    }
+    // Whatever its client sends: no send transport, no producer on the one it has.
+    expect(await code(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+    expect(await code(room.produce(student.peer, student.recv.id, 'audio', rtpFor('microphone'), 'microphone'))).toBe('FORBIDDEN_ROLE');
+    expect(student.peer.transports.size).toBe(1);
+    expect(student.peer.publications.size).toBe(0);
+    // An assistant publishes like the teacher (a second screen, say).
+    const assistant = await joined(room, 'assistant');
+    expect(await code(publish(room, assistant, 'screen'))).toBe('OK');
+  });
+
+  test('students are counted, not shown: they see the staff, nobody sees them, and a student joining sends nobody a delta', async () => {
+    const { room, channel } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    const first = await joined(room, 'student');
+    const deltasBefore = channel.deltas().length;
+    const second = await joined(room, 'student');
+    expect(channel.deltas().length).toBe(deltasBefore);
+    // A student sees the staff and itself (its own state), never another student.
+    expect(room.snapshot(second.peer).participants.map((p) => p.peerId)).toEqual([teacher.peer.id, second.peer.id]);
+    expect(room.snapshot(teacher.peer).participants.map((p) => p.peerId)).toEqual([teacher.peer.id]);
+    expect(await room.audienceCount()).toBe(2);
+    // Staff are shown to everyone as they come.
+    const assistant = await joined(room, 'assistant');
+    expect(channel.changes().at(-1)).toMatchObject({ type: 'joined', participant: { peerId: assistant.peer.id, role: 'assistant' } });
+    await room.leave(first.peer, 'left');
+    expect(channel.deltas().length).toBe(deltasBefore + 1);
+  });
+
+  test('a full class refuses the next student with ROOM_FULL and still admits its teacher; staff have their own cap', async () => {
+    const { room } = await h.room('class', { maxClassStudents: 2 });
+    await joined(room, 'student');
+    await joined(room, 'student');
+    expect(await code(room.join(grantFor(room, 'student'), crypto.randomUUID()))).toBe('ROOM_FULL');
+    expect(await code(room.join(grantFor(room, 'teacher'), crypto.randomUUID()))).toBe('OK');
+    for (let i = 1; i < CLASS_MAX_STAFF; i++) await room.join(grantFor(room, 'assistant'), crypto.randomUUID());
+    expect(await code(room.join(grantFor(room, 'assistant'), crypto.randomUUID()))).toBe('LIMIT_REACHED');
+    expect(room.peers.size).toBe(2 + CLASS_MAX_STAFF);
+  });
+
+  test('roles: only teacher, assistant and student join; teachers and assistants moderate, students do not', async () => {
+    const { room } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    for (const role of ['participant', 'listener', 'broadcaster', 'moderator'] as const) {
+      expect(`${role}: ${await code(room.join(grantFor(room, role), crypto.randomUUID()))}`).toBe(`${role}: FORBIDDEN_ROLE`);
+    }
+    const assistant = await joined(room, 'assistant');
+    const student = await joined(room, 'student');
+    expect([teacher, assistant, student].map((w) => room.canModerate(w.peer))).toEqual([true, true, false]);
+    await publish(room, assistant, 'microphone');
+    // The teacher mutes the assistant's microphone.
+    await room.setMuted(assistant.peer.id, true, teacher.peer.identity, 'microphone');
+    expect(assistant.peer.publications.get('microphone')!.producer.paused).toBe(true);
+  });
+});
