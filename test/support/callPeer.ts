@@ -33,7 +33,7 @@ export async function joinCallPeer(
   room: string,
   identity: string,
   frequency: number,
-  options: { role?: Role; token?: string; extra?: Partial<CallClientOptions>; camera?: { colour: Rgb; width: number; height: number } } = {},
+  options: { role?: Role; token?: string; extra?: Partial<CallClientOptions>; camera?: { colour: Rgb; width: number; height: number }; receiveOnly?: boolean } = {},
 ): Promise<CallPeer> {
   const url = typeof node === 'string' ? node : node.url;
   const token = options.token ?? (typeof node === 'string' ? undefined : await callToken(node, room, identity, options.role));
@@ -83,7 +83,7 @@ export async function joinCallPeer(
   };
   try {
     await client.join();
-    await client.publish(tone.track, 'microphone');
+    if (!options.receiveOnly) await client.publish(tone.track, 'microphone');
     // wrtc's tracks report a default 640×480 in getSettings(): say the real capture size.
     if (camera && options.camera) await client.publish(camera.track, 'camera', { video: { width: options.camera.width, height: options.camera.height } });
   } catch (error) {

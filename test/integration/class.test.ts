@@ -1,0 +1,57 @@
+/**
+ * A class with the real SDK on Node WebRTC: a teacher publishes a tone and a coloured camera,
+ * students join receive-only and decode both; a student's client is refused when it tries to
+ * publish; students see the staff, never each other, and are counted.
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import type { Role } from '../../src/protocol/messages.js';
+import { hears, joinCallPeer, videoOf, type CallPeer } from '../support/callPeer.js';
+import { mediaCounts } from '../support/mediaCounts.js';
+import { toneTrack } from '../support/nodePeer.js';
+import { colourMatches, palette } from '../support/nodeVideo.js';
+import { startTestNode, until } from '../support/testNode.js';
+
+let node: ChorusNode;
+const peers: CallPeer[] = [];
+
+beforeAll(async () => {
+  node = await startTestNode();
+});
+afterAll(async () => {
+  for (const p of peers) await p.close();
+  await node?.close();
+});
+
+const classToken = (room: string, identity: string, role: Role): Promise<string> => node.tokens.mint({ room, identity, role, kind: 'class', name: identity });
+
+test('students receive the teacher receive-only, cannot publish, see only the staff, and are counted', async () => {
+  const room = 'class-basics';
+  const teacher = await joinCallPeer(node, room, 'teacher', 400, {
+    token: await classToken(room, 'teacher', 'teacher'),
+    camera: { colour: palette.red, width: 320, height: 180 },
+  });
+  peers.push(teacher);
+  const students: CallPeer[] = [];
+  for (const name of ['s1', 's2']) {
+    const student = await joinCallPeer(node, room, name, 0, { token: await classToken(room, name, 'student'), receiveOnly: true });
+    peers.push(student);
+    students.push(student);
+  }
+  await until(() => students.every((s) => hears(s, teacher) && videoOf(s, teacher) !== undefined && colourMatches(videoOf(s, teacher)!, palette.red)), 20_000, 'both students to hear and see the teacher');
+
+  // Receive-only on the node too: one transport per student and no producer of theirs.
+  const counts = await mediaCounts(node);
+  expect(counts).toMatchObject({ producers: 2, transports: 2 + students.length });
+  // Their client refuses to publish, and the node would refuse it anyway (room tests).
+  const tone = toneTrack(500);
+  try {
+    await expect(students[0]!.client.publish(tone.track, 'microphone')).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
+  } finally {
+    tone.stop();
+  }
+  // Students see the teacher, never each other; the teacher sees no student.
+  for (const s of students) expect([...s.client.participants.values()].map((p) => p.identity)).toEqual(['teacher']);
+  expect(teacher.client.participants.size).toBe(0);
+  expect(await node.rooms.get(room)!.audienceCount()).toBe(2);
+});
