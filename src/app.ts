@@ -404,6 +404,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       maxPeers: config.rooms.maxPeersPerRoom,
       maxCallParticipants: config.rooms.maxCallParticipants,
       maxClassStudents: config.rooms.maxClassStudents,
+      maxClassStage: config.rooms.maxClassStage,
       callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,

@@ -78,6 +78,8 @@ export const envSchema = z
     CHORUS_CALL_MAX_PARTICIPANTS: z.coerce.number().int().min(2).max(1000).default(50),
     /** Students one class admits (its teachers and assistants are counted apart); the next gets ROOM_FULL. */
     CHORUS_CLASS_MAX_STUDENTS: z.coerce.number().int().min(1).max(100_000).default(1000),
+    /** Students a class holds on stage (invited or on) at once; the next invite gets STAGE_FULL. */
+    CHORUS_CLASS_MAX_STAGE: z.coerce.number().int().min(1).max(50).default(6),
     /** auto: a call of two clients that can goes peer-to-peer; off: calls always use the SFU. */
     CHORUS_CALL_P2P: z.enum(['auto', 'off']).default('auto'),
     /** Back to two after three or more: how long before the call returns to peer-to-peer. */
@@ -275,7 +277,7 @@ export interface Config {
     maxConsumersPerWorker: number;
     opusBitrate: number;
   };
-  rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; maxClassStudents: number; stalePeerMs: number; idleRoomMs: number; callP2p: { enabled: boolean; backMs: number } };
+  rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; maxClassStudents: number; maxClassStage: number; stalePeerMs: number; idleRoomMs: number; callP2p: { enabled: boolean; backMs: number } };
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
   watch: WatchSettings;
   limits: LimitSettings;
@@ -362,6 +364,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxPeersPerRoom: e.CHORUS_MAX_PEERS_PER_ROOM,
       maxCallParticipants: e.CHORUS_CALL_MAX_PARTICIPANTS,
       maxClassStudents: e.CHORUS_CLASS_MAX_STUDENTS,
+      maxClassStage: e.CHORUS_CLASS_MAX_STAGE,
       callP2p: { enabled: e.CHORUS_CALL_P2P === 'auto', backMs: e.CHORUS_CALL_P2P_BACK_MS },
       stalePeerMs: e.CHORUS_STALE_PEER_MS,
       idleRoomMs: e.CHORUS_ROOM_IDLE_MS,

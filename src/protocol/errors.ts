@@ -35,6 +35,12 @@ export const ErrorCodes = {
   UNAVAILABLE: { status: 503, retryable: true },
   /** Calls: a peer-to-peer message while the call is not peer-to-peer between these two. */
   NOT_PEER_TO_PEER: { status: 409, retryable: false },
+  /** Classes: a hand transition named a queue version that is no longer current; read it again. */
+  STALE_VERSION: { status: 409, retryable: false },
+  /** Classes: that hand transition is not allowed from the hand's state (e.g. inviting a hand not raised). */
+  BAD_TRANSITION: { status: 409, retryable: false },
+  /** Classes: the stage holds CHORUS_CLASS_MAX_STAGE students already. */
+  STAGE_FULL: { status: 409, retryable: true },
   /** This room's publisher belongs on another node: connect to `redirectUrl` and join there. */
   WRONG_NODE: { status: 421, retryable: true },
   INTERNAL: { status: 500, retryable: true },

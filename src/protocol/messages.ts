@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import type { WireError } from './errors.js';
 import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
-import { trackSource, trackView, type CallPathReason, type ConnectionQuality, type MediaPath, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
+import { handActions, trackSource, trackView, type CallPathReason, type ConnectionQuality, type Hand, type HandQueue, type MediaPath, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
 import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -131,6 +131,14 @@ export const requests = {
   'room.sync': z.strictObject({}),
   /** A participant a moderator muted asks to be allowed to unmute (moderators are told). */
   'mute.request': z.strictObject({ source: trackSource.optional() }),
+  /**
+   * Classes: move a raised hand. A student raises, lowers, accepts or declines its own (no
+   * `peerId`); staff invite, remove or lower a student's, naming the queue `version` they saw
+   * (a stale one is STALE_VERSION: two assistants acting at once, one wins).
+   */
+  hand: z.strictObject({ action: z.enum(handActions), peerId: z.string().min(1).max(64).optional(), version: z.number().int().min(0).optional() }),
+  /** Classes, teachers and assistants: the hand queue now (then `hand:queue` events). */
+  hands: z.strictObject({}),
   /** Moderators: who is in the room (first `limit` sessions). */
   listPeers: z.strictObject({ limit: z.number().int().min(1).max(1000).optional() }),
   /** Moderators: mute/unmute or kick a session, or end the room for everyone. */
@@ -225,6 +233,9 @@ export interface Responses {
   'p2p.signal': Record<string, never>;
   'p2p.state': Record<string, never>;
   'mute.request': Record<string, never>;
+  /** The queue after the move (a student is given only its own hand in it). */
+  hand: { queue: HandQueue };
+  hands: { queue: HandQueue };
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
   leave: Record<string, never>;
@@ -281,6 +292,10 @@ export interface ServerEvents {
   'p2p:signal': (e: { from: string; description?: { type: 'offer' | 'answer' | 'rollback'; sdp: string } | undefined; candidate?: P2pCandidate | null | undefined }) => void;
   /** Moderators: a participant muted by a moderator asks to unmute. */
   'mute:requested': (e: { peerId: string; identity: string; source?: TrackSource | undefined }) => void;
+  /** Classes, to teachers and assistants: the hand queue after every change. */
+  'hand:queue': (e: { queue: HandQueue }) => void;
+  /** Classes, to a student: its own hand (absent: none). On `onstage` it may publish; on `back` its tracks were closed. */
+  'hand:state': (e: { hand?: Hand | undefined; version: number }) => void;
   /** The publisher paused or resumed the track behind this consumer. */
   'consumer:paused': (e: { consumerId: string; byPublisher: boolean }) => void;
   'consumer:resumed': (e: { consumerId: string }) => void;

@@ -61,6 +61,31 @@ export interface ParticipantInfo {
   tracks: TrackInfo[];
 }
 
+/**
+ * Classes: a student's raised hand. `raised` → `invited` (by staff) → `onstage` (the student
+ * accepted: it may publish) → `back` (removed by staff, or it stepped down); `lower` and
+ * `decline` return a hand to nothing.
+ */
+export type HandState = 'raised' | 'invited' | 'onstage' | 'back';
+
+export interface Hand {
+  peerId: string;
+  identity: string;
+  name?: string | undefined;
+  state: HandState;
+  /** When the hand was raised (the queue's order). */
+  at: number;
+}
+
+/** The class's hands in the order they were raised; every change increments `version`. */
+export interface HandQueue {
+  version: number;
+  hands: Hand[];
+}
+
+export const handActions = ['raise', 'lower', 'invite', 'accept', 'decline', 'remove'] as const;
+export type HandAction = (typeof handActions)[number];
+
 export interface RoomSnapshot {
   version: number;
   participants: ParticipantInfo[];

@@ -23,6 +23,8 @@ export class Peer {
   readonly moderatorMuted = new Set<TrackSource>();
   /** Calls: the client can carry the call peer-to-peer (it said so when it joined). */
   p2p = false;
+  /** Classes: a student brought on stage, who may publish its stage sources until removed. */
+  onStage = false;
   /** It fetched the room's HLS with its resume token (its fallback): listening without WebRTC. */
   playsHls = false;
   /** The client said when its first media arrived (accepted once, so one client is one sample). */

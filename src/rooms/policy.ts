@@ -44,6 +44,8 @@ export interface RoomPolicy {
   isPrimary(role: Role, source: TrackSource): boolean;
   /** Whether the role may mute, kick and end (a token's `moderate` grant gives it to any role). */
   moderates(role: Role): boolean;
+  /** Sources a role may publish once brought on stage (a class's raised hand); none: no stage. */
+  stageSources(role: Role): readonly TrackSource[];
   /** A seat the role must hold alone, if any. */
   exclusiveSeat(role: Role): Seat | undefined;
   /**
@@ -106,6 +108,7 @@ export const broadcastPolicy: RoomPolicy = {
   mayReceive: (role, publisher) => role !== 'broadcaster' && publisher === 'broadcaster',
   isPrimary: (role, source) => role === 'broadcaster' && source === 'microphone',
   moderates: (role) => role === 'moderator',
+  stageSources: () => none,
   exclusiveSeat: (role) => (role === 'broadcaster' ? 'broadcaster' : undefined),
   onOrigin: (role) => role === 'broadcaster',
   isAudience: (role) => role === 'listener',
@@ -133,6 +136,7 @@ export const watchPolicy: RoomPolicy = {
   mayReceive: () => false,
   isPrimary: () => false,
   moderates: (role) => role === 'moderator',
+  stageSources: () => none,
   exclusiveSeat: () => undefined,
   onOrigin: () => false,
   isAudience: (role) => role === 'listener',
@@ -161,6 +165,7 @@ export const callPolicy: RoomPolicy = {
   mayReceive: () => true,
   isPrimary: () => false,
   moderates: (role) => role === 'moderator',
+  stageSources: () => none,
   exclusiveSeat: () => undefined,
   // A call lives on one node (as LiveKit places a room); the cascade carries it only when a
   // participant lands elsewhere (a drain, a failover).
@@ -179,6 +184,7 @@ export const callPolicy: RoomPolicy = {
 /** Teachers and assistants a class admits besides its students. */
 export const CLASS_MAX_STAFF = 20;
 const isStudent = (role: Role): boolean => role === 'student';
+const stageSources: readonly TrackSource[] = ['microphone', 'camera'];
 
 /**
  * Live classes: teachers (and assistants, who also moderate) publish camera, microphone and
@@ -196,6 +202,8 @@ export const classPolicy: RoomPolicy = {
   mayReceive: () => true,
   isPrimary: () => false,
   moderates: (role) => !isStudent(role),
+  // On stage a student is seen and heard; sharing a screen stays with the staff.
+  stageSources: (role) => (isStudent(role) ? stageSources : none),
   exclusiveSeat: () => undefined,
   // The staff join where the class is held; students pull its tracks from wherever they land.
   onOrigin: (role) => !isStudent(role),

@@ -13,7 +13,7 @@ import { QualityWatch } from './quality.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, RequestOf, RoomKind } from '../protocol/messages.js';
-import { defaultSource, kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { defaultSource, kindOfSource, type HandAction, type HandQueue, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
@@ -23,6 +23,7 @@ import { RoomView } from '../protocol/roomView.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import { canSend, type MediaKind, type RoomPolicy } from './policy.js';
+import { Hands } from './hands.js';
 import { layerFor, Publication } from './publication.js';
 
 export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'stale' | 'expired';
@@ -37,6 +38,8 @@ export interface RoomOptions {
   maxCallParticipants: number;
   /** Students a class admits (CHORUS_CLASS_MAX_STUDENTS). */
   maxClassStudents: number;
+  /** Students a class holds on stage at once (CHORUS_CLASS_MAX_STAGE; default 6). */
+  maxClassStage?: number | undefined;
   /** Calls of two going peer-to-peer (CHORUS_CALL_P2P, CHORUS_CALL_P2P_BACK_MS); absent: off. */
   callP2p?: CallPathSettings | undefined;
   /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
@@ -97,6 +100,8 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
   readonly #consumerReady = new WeakSet<types.Consumer>();
   readonly #consumerHidden = new WeakSet<types.Consumer>();
+  /** Classes: the raised hands (kinds whose roles have a stage). */
+  readonly #hands: Hands | undefined;
   /** Video producers whose SDK stopped sending (a direct call), and the wait for their RTP once due. */
   readonly #quietUplinks = new Map<string, Promise<void> | undefined>();
   /**
@@ -140,6 +145,7 @@ export class Room extends EventEmitter<RoomEvents> {
   ) {
     super();
     this.#log = log.child({ room: id });
+    this.#hands = policy.roles.some((r) => policy.stageSources(r).length > 0) ? new Hands(store, id, options.maxClassStage ?? 6) : undefined;
     if (policy.peerToPeer) {
       this.#path = new CallPath(options.callP2p ?? { enabled: false, backMs: 5000 });
       this.#path.on('change', (change) => this.#onPathChange(change));
@@ -464,13 +470,20 @@ export class Room extends EventEmitter<RoomEvents> {
     this.audit.record({ type: 'participant.left', room: this.id, peer: peer.id, identity: peer.identity, role: peer.role, reason });
     this.emit('peerleft', peer, reason);
     this.#scheduleCount();
+    if (this.#hands && this.policy.stageSources(peer.role).length > 0) {
+      const queue = await this.#hands.forget(peer.id).catch(() => undefined);
+      if (queue) {
+        this.audit.record({ type: 'hand', room: this.id, peer: peer.id, identity: peer.identity, action: 'left', from: null, to: null, by: peer.identity, version: queue.version });
+        this.#tellStaff(queue);
+      }
+    }
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');
   }
 
   async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
     this.#assertMember(peer);
     const media = this.requireMedia();
-    if (direction === 'send' && !canSend(this.policy, peer.role)) {
+    if (direction === 'send' && this.publishable(peer).length === 0) {
       throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
     }
     // Transports still being created count too: requests sent at once must not all pass the check.
@@ -534,12 +547,12 @@ export class Room extends EventEmitter<RoomEvents> {
     video?: { width: number; height: number },
   ): Promise<types.Producer> {
     this.#assertMember(peer);
-    if (!canSend(this.policy, peer.role)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
+    if (this.publishable(peer).length === 0) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot send media`);
     const transport = peer.transport(transportId);
     if (transport.appData['direction'] !== 'send') throw new ChorusError('BAD_REQUEST', 'that transport is receive-only');
     const source = requestedSource ?? defaultSource(kind);
     if (kindOfSource(source) !== kind) throw new ChorusError('BAD_REQUEST', `a ${source} track is ${kindOfSource(source)}, not ${kind}`);
-    if (!this.policy.publishable(peer.role).includes(source)) {
+    if (!this.publishable(peer).includes(source)) {
       throw new ChorusError(
         requestedSource === undefined ? 'MEDIA_REJECTED' : 'FORBIDDEN_ROLE',
         requestedSource === undefined ? `a ${this.kind} room does not carry ${kind}` : `a ${peer.role} cannot publish ${source} in a ${this.kind} room`,
@@ -959,6 +972,58 @@ export class Room extends EventEmitter<RoomEvents> {
       await consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
       await consumer.requestKeyFrame().catch(() => undefined);
     });
+  }
+
+  /** The sources `peer` may publish now: its role's, and its stage's while on stage. */
+  publishable(peer: Peer): readonly TrackSource[] {
+    const always = this.policy.publishable(peer.role);
+    return peer.onStage ? [...new Set([...always, ...this.policy.stageSources(peer.role)])] : always;
+  }
+
+  /** Classes: the hand queue, for staff. */
+  async handQueue(peer: Peer): Promise<HandQueue> {
+    this.#assertMember(peer);
+    if (!this.#hands) throw new ChorusError('BAD_REQUEST', `a ${this.kind} room has no raised hands`);
+    if (!this.canModerate(peer)) throw new ChorusError('FORBIDDEN_ROLE', 'only teachers and assistants see the hand queue');
+    return this.#hands.read();
+  }
+
+  /**
+   * Classes: a move of a raised hand. A student acts on its own (raise, lower, accept, decline);
+   * staff on a student's here (invite, remove, lower), naming the queue version they saw. On
+   * `accept` the student may publish its stage sources; on `remove` they are closed at once,
+   * whatever its client does.
+   */
+  async hand(peer: Peer, action: HandAction, targetId?: string, version?: number): Promise<HandQueue> {
+    this.#assertMember(peer);
+    const hands = this.#hands;
+    if (!hands) throw new ChorusError('BAD_REQUEST', `a ${this.kind} room has no raised hands`);
+    const target = targetId === undefined || targetId === peer.id ? peer : this.peers.get(targetId);
+    if (!target) throw new ChorusError('NOT_FOUND', `no student ${targetId} in this class on this node`);
+    if (this.policy.stageSources(target.role).length === 0) throw new ChorusError('BAD_TRANSITION', `a ${target.role} has no hand to raise`);
+    const staff = this.canModerate(peer);
+    const { before, queue } = await hands.apply(action, { peerId: target.id, identity: target.identity, name: target.name }, { peerId: peer.id, staff }, target === peer ? undefined : version);
+    const after = queue.hands.find((h) => h.peerId === target.id);
+    this.audit.record({ type: 'hand', room: this.id, peer: target.id, identity: target.identity, action, from: before?.state ?? null, to: after?.state ?? null, by: peer.identity, version: queue.version });
+    this.#log.info({ peer: target.id, action, from: before?.state, to: after?.state, by: peer.id }, 'hand moved');
+    if (after?.state === 'onstage') target.onStage = true;
+    if (before?.state === 'onstage' && after?.state !== 'onstage') this.#offStage(target);
+    this.channel.toPeer(target.id, 'hand:state', { ...(after ? { hand: after } : {}), version: queue.version });
+    this.#tellStaff(queue);
+    return queue;
+  }
+
+  /** Off the stage: its stage tracks and its send transport close now, not when its client agrees. */
+  #offStage(peer: Peer): void {
+    peer.onStage = false;
+    const allowed = this.policy.publishable(peer.role);
+    for (const publication of [...peer.publications.values()]) if (!allowed.includes(publication.source)) publication.producer.close();
+    if (allowed.length > 0) return;
+    for (const transport of [...peer.transports.values()]) if (transport.appData['direction'] === 'send') transport.close();
+  }
+
+  #tellStaff(queue: HandQueue): void {
+    for (const p of this.peers.values()) if (this.canModerate(p)) this.channel.toPeer(p.id, 'hand:queue', { queue });
   }
 
   canModerate(peer: Peer): boolean {

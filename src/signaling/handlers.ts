@@ -291,6 +291,19 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return empty;
     },
 
+    async hand(session, { action, peerId, version }) {
+      const { room, peer } = member(session);
+      await limits.take('trackControls', peer.id);
+      const queue = await room.hand(peer, action, peerId, version);
+      // Students are not shown to each other: one learns only of its own hand.
+      return { queue: room.canModerate(peer) ? queue : { version: queue.version, hands: queue.hands.filter((h) => h.peerId === peer.id) } };
+    },
+
+    async hands(session) {
+      const { room, peer } = member(session);
+      return { queue: await room.handQueue(peer) };
+    },
+
     async 'mute.request'(session, { source }) {
       const { room, peer } = member(session);
       await limits.take('muteRequests', peer.id);

@@ -153,8 +153,9 @@ export class MemoryStateStore implements StateStore {
   }
 
   async swapValue(key: string, expected: string | undefined, next: string | undefined, ttlSeconds: number): Promise<boolean> {
-    // Read and write in one synchronous step: nothing can interleave.
-    const current = await this.getValue(key);
+    // Read and write in one synchronous step (no await between them): nothing can interleave.
+    const entry = this.#values.get(key);
+    const current = entry && entry[1] > Date.now() ? entry[0] : undefined;
     if (current !== expected && !(next !== undefined && current === next)) return false;
     if (next === undefined) this.#values.delete(key);
     else this.#values.set(key, [next, Date.now() + ttlSeconds * 1000]);

@@ -1306,6 +1306,10 @@ const malformed = fc
       ['p2p.signal', { to: 'x', sdp: 'v=0' }, 'BAD_REQUEST'],
       ['p2p.state', { id: 'x', state: 'connected' }, 'BAD_REQUEST'],
       ['p2p.state', { state: 'failed' }, 'BAD_REQUEST'],
+      ['hand', { action: 'promote' }, 'BAD_REQUEST'],
+      ['hand', { action: 'invite', peerId: 'x', version: -1 }, 'BAD_REQUEST'],
+      ['hand', { action: 'invite', peerId: 'x'.repeat(65) }, 'BAD_REQUEST'],
+      ['hands', { all: true }, 'BAD_REQUEST'],
       ['becomeModerator', {}, 'UNKNOWN_METHOD'],
     ),
   )

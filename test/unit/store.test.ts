@@ -13,6 +13,14 @@ describe('memory state store', () => {
     expect(await store.claimSeat('other', 'broadcaster', 'p3')).toBe(true);
   });
 
+  test('swaps started at once from the same value: exactly one wins', async () => {
+    const store = new MemoryStateStore();
+    await store.swapValue('k', undefined, 'v0', 60);
+    const results = await Promise.all(['a', 'b', 'c'].map((v) => store.swapValue('k', 'v0', v, 60)));
+    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(await store.getValue('k')).toBe(['a', 'b', 'c'][results.indexOf(true)]);
+  });
+
   test('counts peers by role and forgets a deleted room entirely', async () => {
     const store = new MemoryStateStore();
     const peer = (id: string, role: 'broadcaster' | 'listener') =>

@@ -1,0 +1,126 @@
+/**
+ * A class's raised hands, driven on Room directly (real one-worker pool, recording channel,
+ * memory store): raise → invite → accept (the student may publish) → remove (its tracks close
+ * at once); versioned transitions so two assistants acting at once cannot both win; the stage
+ * limit; every refusal changes nothing.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ChorusError } from '../../src/protocol/errors.js';
+import type { HandQueue } from '../../src/protocol/room.js';
+import { joined, publish, startHarness, type Harness } from '../support/roomHarness.js';
+import { until } from '../support/testNode.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+async function code(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ChorusError) return error.code;
+    throw error;
+  }
+  return 'OK';
+}
+
+const states = (queue: HandQueue): string[] => queue.hands.map((hand) => `${hand.identity}:${hand.state}`);
+
+describe('raised hands', () => {
+  test('raise, invite, accept: the student publishes and everyone gets it; remove closes its tracks at once; it may raise again', async () => {
+    const { room, channel, audit } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    const student = await joined(room, 'student');
+    const other = await joined(room, 'student');
+
+    const raised = await room.hand(student.peer, 'raise');
+    expect(states(raised)).toEqual([`${student.peer.identity}:raised`]);
+    expect(channel.to(teacher.peer.id, 'hand:queue').at(-1)).toEqual({ queue: raised });
+    expect(channel.to(student.peer.id, 'hand:state').at(-1)).toMatchObject({ hand: { state: 'raised' }, version: raised.version });
+    // The other student is told nothing of it.
+    expect(channel.to(other.peer.id, 'hand:queue')).toEqual([]);
+    // Not on stage yet: no send path.
+    expect(await code(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+
+    const invited = await room.hand(teacher.peer, 'invite', student.peer.id, raised.version);
+    expect(states(invited)).toEqual([`${student.peer.identity}:invited`]);
+    const onStage = await room.hand(student.peer, 'accept');
+    expect(states(onStage)).toEqual([`${student.peer.identity}:onstage`]);
+
+    // On stage: a send transport and its microphone and camera, no screen; everyone is told.
+    const send = await room.createTransport(student.peer, 'send', false);
+    const mic = await publish(room, { peer: student.peer, send }, 'microphone');
+    await publish(room, { peer: student.peer, send }, 'camera');
+    expect(await code(publish(room, { peer: student.peer, send }, 'screen'))).toBe('FORBIDDEN_ROLE');
+    expect(channel.changes().some((c) => c.type === 'joined' && c.participant.peerId === student.peer.id)).toBe(true);
+    expect(room.snapshot(other.peer).participants.map((p) => p.peerId)).toContain(student.peer.id);
+    const heard = await room.consume(other.peer, other.recv.id, mic.id, room.requireMedia().rtpCapabilities);
+    expect(heard.closed).toBe(false);
+
+    // Removed: its tracks and its send transport close now, and the other student's consumer with them.
+    const back = await room.hand(teacher.peer, 'remove', student.peer.id, onStage.version);
+    expect(states(back)).toEqual([`${student.peer.identity}:back`]);
+    expect([student.peer.publications.size, student.peer.transports.size, mic.closed]).toEqual([0, 1, true]);
+    await until(() => heard.closed, 5000, "the other student's consumer of it to close");
+    expect(channel.changes().at(-1)).toEqual({ type: 'left', peerId: student.peer.id });
+    expect(await code(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+    expect(channel.to(student.peer.id, 'hand:state').at(-1)).toMatchObject({ hand: { state: 'back' } });
+
+    // It may raise its hand again; every move was audited.
+    expect(states(await room.hand(student.peer, 'raise'))).toEqual([`${student.peer.identity}:raised`]);
+    expect(audit.filter((e) => e.type === 'hand').map((e) => (e.type === 'hand' ? `${e.action}:${e.from}>${e.to}` : ''))).toEqual([
+      'raise:null>raised',
+      'invite:raised>invited',
+      'accept:invited>onstage',
+      'remove:onstage>back',
+      'raise:back>raised',
+    ]);
+  });
+
+  test('two assistants moving one queue at once: exactly one wins, the other is told its version is stale', async () => {
+    const { room } = await h.room('class');
+    const [a1, a2] = [await joined(room, 'assistant'), await joined(room, 'assistant')];
+    const [s1, s2] = [await joined(room, 'student'), await joined(room, 'student')];
+    await room.hand(s1.peer, 'raise');
+    const queue = await room.hand(s2.peer, 'raise');
+    const results = await Promise.all([
+      code(room.hand(a1.peer, 'invite', s1.peer.id, queue.version)),
+      code(room.hand(a2.peer, 'invite', s2.peer.id, queue.version)),
+    ]);
+    expect(results.sort()).toEqual(['OK', 'STALE_VERSION']);
+    const after = await room.handQueue(a1.peer);
+    expect(after.version).toBe(queue.version + 1);
+    expect(after.hands.filter((hand) => hand.state === 'invited')).toHaveLength(1);
+  });
+
+  test('refusals change nothing: wrong actor, wrong state, a full stage, a stale version, a teacher without a hand', async () => {
+    const { room } = await h.room('class', { maxClassStage: 1 });
+    const teacher = await joined(room, 'teacher');
+    const [s1, s2, s3] = [await joined(room, 'student'), await joined(room, 'student'), await joined(room, 'student')];
+    await room.hand(s1.peer, 'raise');
+    await room.hand(s2.peer, 'raise');
+    let queue = await room.handQueue(teacher.peer);
+    queue = await room.hand(teacher.peer, 'invite', s1.peer.id, queue.version);
+    const before = await room.handQueue(teacher.peer);
+    expect(await code(room.hand(teacher.peer, 'invite', s2.peer.id, queue.version))).toBe('STAGE_FULL');
+    expect(await code(room.hand(s3.peer, 'invite', s2.peer.id, queue.version))).toBe('FORBIDDEN_ROLE');
+    expect(await code(room.hand(s2.peer, 'accept'))).toBe('BAD_TRANSITION');
+    expect(await code(room.hand(s3.peer, 'lower'))).toBe('BAD_TRANSITION');
+    expect(await code(room.hand(teacher.peer, 'remove', s2.peer.id, queue.version))).toBe('BAD_TRANSITION');
+    expect(await code(room.hand(teacher.peer, 'lower', s2.peer.id, queue.version - 1))).toBe('STALE_VERSION');
+    expect(await code(room.hand(teacher.peer, 'raise'))).toBe('BAD_TRANSITION');
+    expect(await code(room.hand(teacher.peer, 'invite', 'no-such-peer', queue.version))).toBe('NOT_FOUND');
+    expect(await code(room.handQueue(s1.peer))).toBe('FORBIDDEN_ROLE');
+    expect(await room.handQueue(teacher.peer)).toEqual(before);
+
+    // A student who leaves takes its hand along, and the staff are told.
+    await room.leave(s2.peer, 'left');
+    const left = await room.handQueue(teacher.peer);
+    expect(left.hands.map((hand) => hand.peerId)).toEqual([s1.peer.id]);
+    expect(left.version).toBe(before.version + 1);
+  });
+});
