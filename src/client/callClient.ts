@@ -21,7 +21,7 @@ import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
-import { kindOfSource, type ConnectionQuality, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { kindOfSource, type ConnectionQuality, type Hand, type HandAction, type HandQueue, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { arrival, flowing } from './arrival.js';
 import { keepResolution } from './screenShare.js';
@@ -131,6 +131,10 @@ interface CallEvents {
   trackmuted: (track: RemoteTrack, participant: RemoteParticipant) => void;
   /** The loudest participant (`null`: nobody; this client's own peer id when it is us). */
   activespeaker: (peerId: string | null) => void;
+  /** Classes, a student: its own raised hand changed (undefined: none). On `onstage` it may publish. */
+  hand: (hand: Hand | undefined) => void;
+  /** Classes, teachers and assistants: the hand queue changed. */
+  handqueue: (queue: HandQueue) => void;
   /** Something is wrong that the call survives (the node's media path down while peer-to-peer). */
   warning: (warning: ChorusClientError) => void;
   /** The call's media now goes `p2p` (directly to the other participant) or through the `sfu`, and why. */
@@ -214,6 +218,9 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   #joinWaiter: { resolve(info: Responses['join']): void; reject(error: ChorusClientError): void } | undefined;
   #activeSpeaker: string | null = null;
   #quality: ConnectionQuality | undefined;
+  /** The role only receives unless brought on stage (a class's student): no send transport until then. */
+  #receiveOnly = false;
+  #hand: Hand | undefined;
 
   constructor(options: CallClientOptions) {
     super();
@@ -251,6 +258,27 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   }
 
   /** Whether the call's media goes directly to the other participant (`p2p`) or through the SFU. */
+  /** Classes, a student: its raised hand, if any. */
+  get hand(): Hand | undefined {
+    return this.#hand;
+  }
+
+  /**
+   * Classes: moves a raised hand. A student raises, lowers, accepts (then it may publish its
+   * microphone and camera) or declines its own; teachers and assistants invite, remove or lower
+   * a student's (`peerId`), naming the queue `version` they saw (STALE_VERSION when another
+   * moved it first: read `handQueue()` again).
+   */
+  async moveHand(action: HandAction, target?: { peerId: string; version: number }): Promise<HandQueue> {
+    const { queue } = await pacedRequest(this.#socket, 'hand', { action, ...(target ? { peerId: target.peerId, version: target.version } : {}) });
+    return queue;
+  }
+
+  /** Classes, teachers and assistants: the hand queue now (then `handqueue` events). */
+  async handQueue(): Promise<HandQueue> {
+    return (await pacedRequest(this.#socket, 'hands', {})).queue;
+  }
+
   get mediaPath(): 'sfu' | 'p2p' {
     return this.#path;
   }
@@ -293,7 +321,10 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       if (existing.producer && !existing.producer.closed) await existing.producer.replaceTrack({ track });
       return;
     }
-    if (this.#state === 'joined' && !this.#send) throw new ChorusClientError('FORBIDDEN_ROLE', `a ${this.#info?.role ?? 'session'} in this room only receives`, false);
+    // On stage the send transport may still be in the making: it publishes what is here once made.
+    if (this.#state === 'joined' && !this.#send && this.#hand?.state !== 'onstage') {
+      throw new ChorusClientError('FORBIDDEN_ROLE', `a ${this.#info?.role ?? 'session'} in this room only receives (until brought on stage)`, false);
+    }
     const publication: LocalPublication = { source, track, paused: false, ...(options.video ? { video: options.video } : {}) };
     this.#local.set(source, publication);
     void this.#p2p?.link.setTrack(source, track);
@@ -414,6 +445,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     s.on('call:path', (e) => this.#whenJoined(() => this.#onPath(e)));
     s.on('call:settled', (e) => this.#whenJoined(() => this.#onSettled(e.id)));
     s.on('p2p:signal', (e) => this.#whenJoined(() => void this.#p2p?.link.onSignal(e).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer signal: ${String(error)}`, true)))));
+    s.on('hand:queue', ({ queue }) => this.emit('handqueue', queue));
+    s.on('hand:state', ({ hand }) => this.#whenJoined(() => void this.#onHand(hand).catch((error: unknown) => this.emit('error', error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', `going on stage: ${String(error)}`, true)))));
     s.on('quality:changed', ({ qualities }) => {
       for (const { peerId, quality } of qualities) {
         if (peerId === this.#info?.peerId) {
@@ -489,6 +522,9 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.#device = device;
       // A role that only receives (a class's student) is given its receive transport alone.
       const receiveOnly = info.transport?.direction === 'recv';
+      this.#receiveOnly = receiveOnly;
+      // A new session starts with no hand: the old one's went with it.
+      this.#hand = undefined;
       this.#send = receiveOnly ? undefined : await this.#transport(generation, 'send', info.transport?.direction === 'send' ? info.transport : undefined);
       this.#recv = await this.#transport(generation, 'recv', receiveOnly ? info.transport : info.recvTransport);
       if (generation !== this.#generation) return;
@@ -613,6 +649,27 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     });
     transport.observer.on('close', () => clearTimeout(restartTimer));
     return transport;
+  }
+
+  /** On stage: a send transport now, and what was published goes out. Off it: the node closed them already. */
+  async #onHand(hand: Hand | undefined): Promise<void> {
+    this.#hand = hand;
+    this.emit('hand', hand);
+    if (!this.#receiveOnly) return;
+    const generation = this.#generation;
+    if (hand?.state === 'onstage') {
+      if (this.#send && !this.#send.closed) return;
+      this.#send = await this.#transport(generation, 'send');
+      if (generation !== this.#generation) return;
+      await Promise.all([...this.#local.values()].map((p) => this.#produce(p, generation)));
+      return;
+    }
+    for (const p of this.#local.values()) {
+      p.producer?.close();
+      p.producer = undefined;
+    }
+    this.#send?.close();
+    this.#send = undefined;
   }
 
   async #restartIce(transport: types.Transport): Promise<void> {

@@ -55,3 +55,46 @@ test('students receive the teacher receive-only, cannot publish, see only the st
   expect(teacher.client.participants.size).toBe(0);
   expect(await node.rooms.get(room)!.audienceCount()).toBe(2);
 });
+
+test('a student raises a hand, is invited and accepts: everyone hears it; removed, its tracks stop at once', async () => {
+  const room = 'class-stage';
+  const teacher = await joinCallPeer(node, room, 'teacher', 400, { token: await classToken(room, 'teacher', 'teacher') });
+  peers.push(teacher);
+  const student = await joinCallPeer(node, room, 'asker', 0, { token: await classToken(room, 'asker', 'student'), receiveOnly: true });
+  const listener = await joinCallPeer(node, room, 'quiet', 0, { token: await classToken(room, 'quiet', 'student'), receiveOnly: true });
+  peers.push(student, listener);
+  const queues: number[] = [];
+  teacher.client.on('handqueue', (q) => queues.push(q.version));
+  const states: string[] = [];
+  student.client.on('hand', (hand) => states.push(hand?.state ?? 'none'));
+
+  const raised = await student.client.moveHand('raise');
+  // A student is shown only its own hand.
+  expect(raised.hands.map((h) => h.identity)).toEqual(['asker']);
+  await until(() => queues.includes(raised.version), 5000, 'the teacher to be told of the raised hand');
+  const queue = await teacher.client.handQueue();
+  expect(queue.hands.map((h) => `${h.identity}:${h.state}`)).toEqual(['asker:raised']);
+  await teacher.client.moveHand('invite', { peerId: student.client.peerId!, version: queue.version });
+  await until(() => student.client.hand?.state === 'invited', 5000, 'the student to be invited');
+  await student.client.moveHand('accept');
+  // On stage: the SDK opened a send transport by itself; the student's tone reaches everyone.
+  const voice = toneTrack(700);
+  try {
+    await student.client.publish(voice.track, 'microphone');
+    const asker = { ...student, frequency: 700 };
+    await until(() => hears(listener, asker) && hears(teacher, asker), 20_000, 'the other student and the teacher to hear the student on stage');
+
+    const onStage = await teacher.client.handQueue();
+    await teacher.client.moveHand('remove', { peerId: student.client.peerId!, version: onStage.version });
+    // The node closed its track whatever the client does: gone from the others' view.
+    await until(() => ![...listener.client.participants.values()].some((p) => p.identity === 'asker') && !listener.heard.has(student.client.peerId!), 5000, 'the student off stage to be gone for the others');
+    const published = [...node.rooms.get(room)!.peers.values()].map((p) => `${p.identity}:${p.publications.size}`);
+    expect(published.sort()).toEqual(['asker:0', 'quiet:0', 'teacher:1']);
+    expect(states).toEqual(['raised', 'invited', 'onstage', 'back']);
+    // Back in the audience: publishing is refused again.
+    await student.client.unpublish('microphone');
+    await expect(student.client.publish(voice.track, 'microphone')).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
+  } finally {
+    voice.stop();
+  }
+});
