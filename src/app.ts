@@ -383,6 +383,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
             else await room.setMuted(peerId, action === 'mute', by, source);
           },
           askModerators: (roomId, request) => rooms.get(roomId)?.tellModerators(request) ?? 0,
+          handMoved: (roomId, move) => rooms.get(roomId)?.applyHandMove(move),
         },
         { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },
         log.child({ component: 'roster' }),

@@ -18,7 +18,7 @@ import type { RoomMedia } from '../media/roomMedia.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { trackSource, type ParticipantInfo, type RoomChange } from '../protocol/room.js';
-import type { RemoteMembers, UnmuteRequest } from '../rooms/remote.js';
+import type { HandMove, RemoteMembers, UnmuteRequest } from '../rooms/remote.js';
 import type { StateStore } from '../store/stateStore.js';
 import type { NodeBus } from './bus.js';
 
@@ -36,6 +36,8 @@ export interface LocalRooms {
   moderate(roomId: string, action: ModerateRequest): Promise<void>;
   /** A member on another node asks to unmute: tell the moderators here; how many were told. */
   askModerators(roomId: string, request: UnmuteRequest): number;
+  /** A class's hand moved on another node. */
+  handMoved(roomId: string, move: HandMove): void;
 }
 
 const moderateRequest = z.strictObject({
@@ -63,6 +65,14 @@ const unmuteRequest = z.strictObject({
   peerId: z.string().min(1).max(128),
   identity: z.string().min(1).max(300),
   source: trackSource.optional(),
+});
+
+const handNotice = z.object({
+  roomId: roomIdSchema,
+  peerId: z.string().min(1).max(128),
+  queue: z.object({ version: z.number().int().min(0), hands: z.array(z.object({ peerId: z.string(), state: z.enum(['raised', 'invited', 'onstage', 'back']) }).passthrough()).max(100_000) }),
+  before: z.enum(['raised', 'invited', 'onstage', 'back']).optional(),
+  after: z.object({ peerId: z.string(), state: z.enum(['raised', 'invited', 'onstage', 'back']) }).passthrough().optional(),
 });
 
 const changesNotice = z.object({ roomId: roomIdSchema, changes: z.array(z.object({ type: z.enum(['joined', 'left', 'published', 'unpublished', 'muted']) }).passthrough()).max(1000) });
@@ -110,6 +120,10 @@ export class ClusterRoster implements RemoteMembers {
       const { roomId, ...request } = unmuteRequest.parse(params);
       return { told: this.rooms.askModerators(roomId, request) };
     });
+    bus.handle('roster.hand', async (params) => {
+      const { roomId, ...move } = handNotice.parse(params);
+      this.rooms.handMoved(roomId, move as unknown as HandMove);
+    });
     bus.handle('track.pipe', async (params, from) => this.#openPipe(pipeRequest.parse(params), from));
     bus.handle('track.pull', async (params, from) => this.#feedTrack(pullRequest.parse(params), from));
     bus.handle('track.closed', async (params, from) => this.#trackClosed(trackNotice.parse(params), from));
@@ -154,6 +168,15 @@ export class ClusterRoster implements RemoteMembers {
 
   async moderate(nodeId: string, roomId: string, action: ModerateRequest): Promise<void> {
     await this.bus.request(nodeId, 'roster.moderate', { roomId, ...action });
+  }
+
+  handMoved(roomId: string, move: HandMove): void {
+    void this.#otherNodes(roomId).then(
+      (nodes) => {
+        for (const nodeId of nodes) this.bus.notify(nodeId, 'roster.hand', { roomId, ...move });
+      },
+      (error: unknown) => this.log.warn({ err: error, room: roomId }, 'a hand move not told to the other nodes'),
+    );
   }
 
   async askModerators(roomId: string, request: UnmuteRequest): Promise<number> {

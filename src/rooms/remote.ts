@@ -1,6 +1,6 @@
 import type { types } from 'mediasoup';
 import type { RoomMedia } from '../media/roomMedia.js';
-import type { ParticipantInfo, RoomChange, TrackSource } from '../protocol/room.js';
+import type { Hand, HandQueue, HandState, ParticipantInfo, RoomChange, TrackSource } from '../protocol/room.js';
 
 /**
  * Broadcasts held by other nodes. A room consults it when a listener here wants the broadcast
@@ -16,6 +16,14 @@ export interface RemoteBroadcasts {
   location(roomId: string): Promise<{ nodeId: string; producerId: string } | undefined>;
   /** The broadcast pulled onto `media` (this node's routers for `roomId`), if another node holds it. */
   pull(roomId: string, media: RoomMedia): Promise<types.Producer | undefined>;
+}
+
+/** A move of a class's raised hand: the queue after it, and the student's hand before and after. */
+export interface HandMove {
+  queue: HandQueue;
+  peerId: string;
+  before?: HandState | undefined;
+  after?: Hand | undefined;
 }
 
 /** Who asks to unmute what, as moderators are told (`mute:requested`). */
@@ -45,6 +53,8 @@ export interface RemoteMembers {
    * `roomId` are told. Resolves to how many were told.
    */
   askModerators(roomId: string, request: UnmuteRequest): Promise<number>;
+  /** A hand moved here: every other node serving `roomId` tells its staff, and the student's node acts on it. */
+  handMoved(roomId: string, move: HandMove): void;
   /** Pulls the track `producerId` held by `nodeId` onto `media` (one pipe pair per room and node pair). */
   pullTrack(roomId: string, producerId: string, nodeId: string, media: RoomMedia): Promise<types.Producer>;
 }

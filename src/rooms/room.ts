@@ -18,7 +18,7 @@ import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
 import type { RoomChannel } from './channel.js';
-import type { RemoteBroadcasts, RemoteMembers, UnmuteRequest } from './remote.js';
+import type { HandMove, RemoteBroadcasts, RemoteMembers, UnmuteRequest } from './remote.js';
 import { RoomView } from '../protocol/roomView.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
@@ -102,6 +102,8 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly #consumerHidden = new WeakSet<types.Consumer>();
   /** Classes: the raised hands (kinds whose roles have a stage). */
   readonly #hands: Hands | undefined;
+  /** The newest hand queue version the staff here were told. */
+  #toldHands = -1;
   /** Video producers whose SDK stopped sending (a direct call), and the wait for their RTP once due. */
   readonly #quietUplinks = new Map<string, Promise<void> | undefined>();
   /**
@@ -475,6 +477,7 @@ export class Room extends EventEmitter<RoomEvents> {
       if (queue) {
         this.audit.record({ type: 'hand', room: this.id, peer: peer.id, identity: peer.identity, action: 'left', from: null, to: null, by: peer.identity, version: queue.version });
         this.#tellStaff(queue);
+        this.members?.handMoved(this.id, { queue, peerId: peer.id });
       }
     }
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');
@@ -998,19 +1001,33 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const hands = this.#hands;
     if (!hands) throw new ChorusError('BAD_REQUEST', `a ${this.kind} room has no raised hands`);
-    const target = targetId === undefined || targetId === peer.id ? peer : this.peers.get(targetId);
-    if (!target) throw new ChorusError('NOT_FOUND', `no student ${targetId} in this class on this node`);
+    // The student may be on another node of the cluster: the queue is shared, and its node acts.
+    const target = targetId === undefined || targetId === peer.id ? peer : (this.peers.get(targetId) ?? (this.members ? await this.store.getPeer(this.id, targetId) : undefined));
+    if (!target) throw new ChorusError('NOT_FOUND', `no student ${targetId} in this class`);
     if (this.policy.stageSources(target.role).length === 0) throw new ChorusError('BAD_TRANSITION', `a ${target.role} has no hand to raise`);
-    const staff = this.canModerate(peer);
-    const { before, queue } = await hands.apply(action, { peerId: target.id, identity: target.identity, name: target.name }, { peerId: peer.id, staff }, target === peer ? undefined : version);
+    const name = target instanceof Peer ? target.name : undefined;
+    const { before, queue } = await hands.apply(action, { peerId: target.id, identity: target.identity, name }, { peerId: peer.id, staff: this.canModerate(peer) }, target === peer ? undefined : version);
     const after = queue.hands.find((h) => h.peerId === target.id);
     this.audit.record({ type: 'hand', room: this.id, peer: target.id, identity: target.identity, action, from: before?.state ?? null, to: after?.state ?? null, by: peer.identity, version: queue.version });
     this.#log.info({ peer: target.id, action, from: before?.state, to: after?.state, by: peer.id }, 'hand moved');
-    if (after?.state === 'onstage') target.onStage = true;
-    if (before?.state === 'onstage' && after?.state !== 'onstage') this.#offStage(target);
-    this.channel.toPeer(target.id, 'hand:state', { ...(after ? { hand: after } : {}), version: queue.version });
-    this.#tellStaff(queue);
+    const move = { queue, peerId: target.id, ...(before ? { before: before.state } : {}), ...(after ? { after } : {}) };
+    this.applyHandMove(move);
+    this.members?.handMoved(this.id, move);
     return queue;
+  }
+
+  /**
+   * A hand moved (here, or on another node): the student, if it is here, goes on or off stage
+   * and is told; the staff here get the queue (never an older one than they have).
+   */
+  applyHandMove(move: HandMove): void {
+    const student = this.peers.get(move.peerId);
+    if (student) {
+      if (move.after?.state === 'onstage') student.onStage = true;
+      if (move.before === 'onstage' && move.after?.state !== 'onstage') this.#offStage(student);
+      this.channel.toPeer(student.id, 'hand:state', { ...(move.after ? { hand: move.after } : {}), version: move.queue.version });
+    }
+    this.#tellStaff(move.queue);
   }
 
   /** Off the stage: its stage tracks and its send transport close now, not when its client agrees. */
@@ -1023,6 +1040,9 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   #tellStaff(queue: HandQueue): void {
+    // Moves made on several nodes may arrive out of order: the newest queue stands.
+    if (queue.version <= this.#toldHands) return;
+    this.#toldHands = queue.version;
     for (const p of this.peers.values()) if (this.canModerate(p)) this.channel.toPeer(p.id, 'hand:queue', { queue });
   }
 
