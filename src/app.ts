@@ -384,6 +384,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
           },
           askModerators: (roomId, request) => rooms.get(roomId)?.tellModerators(request) ?? 0,
           handMoved: (roomId, move) => rooms.get(roomId)?.applyHandMove(move),
+          chat: (roomId, message) => rooms.get(roomId)?.deliverChat(message),
         },
         { listenIp: config.media.listenIp, announcedAddress: config.media.announcedAddress },
         log.child({ component: 'roster' }),

@@ -20,7 +20,7 @@ import { Emitter } from '@socket.io/component-emitter';
 import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
-import type { RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
+import type { ChatMessage, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
 import { kindOfSource, type ConnectionQuality, type Hand, type HandAction, type HandQueue, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { arrival, flowing } from './arrival.js';
@@ -135,6 +135,8 @@ interface CallEvents {
   hand: (hand: Hand | undefined) => void;
   /** Classes, teachers and assistants: the hand queue changed. */
   handqueue: (queue: HandQueue) => void;
+  /** Classes: a chat message (to the class, or to the staff). */
+  chat: (message: ChatMessage) => void;
   /** Something is wrong that the call survives (the node's media path down while peer-to-peer). */
   warning: (warning: ChorusClientError) => void;
   /** The call's media now goes `p2p` (directly to the other participant) or through the `sfu`, and why. */
@@ -272,6 +274,12 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   async moveHand(action: HandAction, target?: { peerId: string; version: number }): Promise<HandQueue> {
     const { queue } = await pacedRequest(this.#socket, 'hand', { action, ...(target ? { peerId: target.peerId, version: target.version } : {}) });
     return queue;
+  }
+
+  /** Classes: sends a chat message to the class, or (`staff`) a question to its teachers and assistants only. */
+  async sendChat(text: string, to: 'class' | 'staff' = 'class'): Promise<ChatMessage> {
+    // Not paced: past the per-minute limit the person is told at once (LIMIT_REACHED, retryAfterMs).
+    return (await request(this.#socket, 'chat', { text, to })).message;
   }
 
   /** Classes, teachers and assistants: the hand queue now (then `handqueue` events). */
@@ -446,6 +454,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     s.on('call:settled', (e) => this.#whenJoined(() => this.#onSettled(e.id)));
     s.on('p2p:signal', (e) => this.#whenJoined(() => void this.#p2p?.link.onSignal(e).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer signal: ${String(error)}`, true)))));
     s.on('hand:queue', ({ queue }) => this.emit('handqueue', queue));
+    s.on('chat:message', ({ message }) => this.emit('chat', message));
     s.on('hand:state', ({ hand }) => this.#whenJoined(() => void this.#onHand(hand).catch((error: unknown) => this.emit('error', error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', `going on stage: ${String(error)}`, true)))));
     s.on('quality:changed', ({ qualities }) => {
       for (const { peerId, quality } of qualities) {

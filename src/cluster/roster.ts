@@ -17,6 +17,7 @@ import { z } from 'zod';
 import type { RoomMedia } from '../media/roomMedia.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
+import type { ChatMessage } from '../protocol/messages.js';
 import { trackSource, type ParticipantInfo, type RoomChange } from '../protocol/room.js';
 import type { HandMove, RemoteMembers, UnmuteRequest } from '../rooms/remote.js';
 import type { StateStore } from '../store/stateStore.js';
@@ -38,6 +39,8 @@ export interface LocalRooms {
   askModerators(roomId: string, request: UnmuteRequest): number;
   /** A class's hand moved on another node. */
   handMoved(roomId: string, move: HandMove): void;
+  /** A chat message sent on another node. */
+  chat(roomId: string, message: ChatMessage): void;
 }
 
 const moderateRequest = z.strictObject({
@@ -73,6 +76,17 @@ const handNotice = z.object({
   queue: z.object({ version: z.number().int().min(0), hands: z.array(z.object({ peerId: z.string(), state: z.enum(['raised', 'invited', 'onstage', 'back']) }).passthrough()).max(100_000) }),
   before: z.enum(['raised', 'invited', 'onstage', 'back']).optional(),
   after: z.object({ peerId: z.string(), state: z.enum(['raised', 'invited', 'onstage', 'back']) }).passthrough().optional(),
+});
+
+const chatNotice = z.object({
+  roomId: roomIdSchema,
+  message: z.object({
+    id: z.string().max(64),
+    from: z.object({ peerId: z.string().max(128), identity: z.string().max(300), name: z.string().max(200).optional(), role: z.string().max(32) }),
+    text: z.string().max(2000),
+    to: z.enum(['class', 'staff']),
+    at: z.number(),
+  }),
 });
 
 const changesNotice = z.object({ roomId: roomIdSchema, changes: z.array(z.object({ type: z.enum(['joined', 'left', 'published', 'unpublished', 'muted']) }).passthrough()).max(1000) });
@@ -119,6 +133,10 @@ export class ClusterRoster implements RemoteMembers {
     bus.handle('roster.muteRequest', async (params) => {
       const { roomId, ...request } = unmuteRequest.parse(params);
       return { told: this.rooms.askModerators(roomId, request) };
+    });
+    bus.handle('roster.chat', async (params) => {
+      const { roomId, message } = chatNotice.parse(params);
+      this.rooms.chat(roomId, message as ChatMessage);
     });
     bus.handle('roster.hand', async (params) => {
       const { roomId, ...move } = handNotice.parse(params);
@@ -168,6 +186,15 @@ export class ClusterRoster implements RemoteMembers {
 
   async moderate(nodeId: string, roomId: string, action: ModerateRequest): Promise<void> {
     await this.bus.request(nodeId, 'roster.moderate', { roomId, ...action });
+  }
+
+  chat(roomId: string, message: ChatMessage): void {
+    void this.#otherNodes(roomId).then(
+      (nodes) => {
+        for (const nodeId of nodes) this.bus.notify(nodeId, 'roster.chat', { roomId, message });
+      },
+      (error: unknown) => this.log.warn({ err: error, room: roomId }, 'a chat message not passed to the other nodes'),
+    );
   }
 
   handMoved(roomId: string, move: HandMove): void {

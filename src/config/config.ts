@@ -123,6 +123,8 @@ export const envSchema = z
     /** Peer-to-peer calls: offers, answers and candidates relayed per session per second (twice that once per 10 s). */
     CHORUS_LIMIT_P2P_SIGNALS_PER_SECOND: z.coerce.number().int().min(1).default(20),
     CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE: z.coerce.number().int().min(1).default(6),
+    /** Classes: chat messages per session per minute. */
+    CHORUS_LIMIT_CHAT_PER_MINUTE: z.coerce.number().int().min(1).default(20),
     /** Many listeners can share one address (a campus, carrier-grade NAT): keep this generous. */
     CHORUS_LIMIT_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(1000),
     /**
@@ -394,6 +396,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       trackControlBurst: e.CHORUS_LIMIT_TRACK_CONTROL_BURST,
       p2pSignalsPerSecond: e.CHORUS_LIMIT_P2P_SIGNALS_PER_SECOND,
       muteRequestsPerMinute: e.CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE,
+      chatPerMinute: e.CHORUS_LIMIT_CHAT_PER_MINUTE,
       connectionsPerIp: e.CHORUS_LIMIT_CONNECTIONS_PER_IP,
       tcpConnectionsPerAddress: e.CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS ?? (e.CHORUS_TRUST_PROXY ? 100_000 : e.CHORUS_LIMIT_CONNECTIONS_PER_IP),
       handshakeTimeoutMs: e.CHORUS_HANDSHAKE_TIMEOUT_MS,

@@ -34,6 +34,8 @@ export interface LimitSettings {
   p2pSignalsPerSecond: number;
   /** Asks to be unmuted, per session: the moderators read each one. */
   muteRequestsPerMinute: number;
+  /** Chat messages per session per minute (a class of hundreds reads each one). */
+  chatPerMinute: number;
   connectionsPerIp: number;
   /** TCP connections per socket address (see ConnectionGuard); X-Forwarded-For never applies. */
   tcpConnectionsPerAddress: number;
@@ -55,7 +57,8 @@ export type LimitName =
   | 'tokensPerKey'
   | 'trackControls'
   | 'p2pSignals'
-  | 'muteRequests';
+  | 'muteRequests'
+  | 'chat';
 
 /** A limiter, and how to tell its first refusal in a window (audited; the rest of a flood is not). */
 interface Limiter {
@@ -122,6 +125,7 @@ export class Limits {
       trackControls: withBurst(make(settings.trackControlsPerSecond, 1, 'track-ctl', false), settings.trackControlBurst, 'track-ctl'),
       p2pSignals: withBurst(make(settings.p2pSignalsPerSecond, 1, 'p2p-sig', false), settings.p2pSignalsPerSecond * 2, 'p2p-sig'),
       muteRequests: steadyOnly(make(settings.muteRequestsPerMinute, 60, 'mute-req', false)),
+      chat: steadyOnly(make(settings.chatPerMinute, 60, 'chat', false)),
     };
   }
 

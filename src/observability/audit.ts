@@ -25,6 +25,8 @@ export type AuditEvent =
   /** A call's media path changed (peer-to-peer for two, the SFU from three), and when the switch was done. */
   | { type: 'call.path'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; peers: string[] }
   | { type: 'call.path.settled'; room: string; id: string; from: 'sfu' | 'p2p'; to: 'sfu' | 'p2p'; reason: string; durationMs: number; gaps: Record<string, number> }
+  /** Classes: a chat message, kept whole in the records. */
+  | { type: 'chat'; room: string; id: string; peer: string; identity: string; to: 'class' | 'staff'; text: string }
   /** Classes: every move of a raised hand (`by`: the identity that acted; `left`: the student left). */
   | { type: 'hand'; room: string; peer: string; identity: string; action: string; from: string | null; to: string | null; by: string; version: number }
   /** Watch rooms: every change of the playback state (`create` when a room's state is born). */

@@ -43,6 +43,23 @@ export const identityText = printableText(256);
 /** The name a session shows to others. */
 export const displayName = printableText(128);
 
+/** A chat message: 1..2000 UTF-16 units, printable (line breaks allowed), not blank. */
+export const chatText = z
+  .string()
+  .min(1)
+  .max(2000)
+  .refine((text) => !unprintable.test(text.replace(/\n/g, '')) && text.trim().length > 0, 'must be printable text (line breaks allowed), not blank');
+
+/** A chat message as delivered (`chat:message`) and recorded. */
+export interface ChatMessage {
+  id: string;
+  from: { peerId: string; identity: string; name?: string | undefined; role: Role };
+  text: string;
+  /** `class`: everyone in the room; `staff`: teachers and assistants (and the sender). */
+  to: 'class' | 'staff';
+  at: number;
+}
+
 export const requests = {
   join: z.strictObject({
     /** The room the client means to join; a token for any other room is refused. */
@@ -139,6 +156,8 @@ export const requests = {
   hand: z.strictObject({ action: z.enum(handActions), peerId: z.string().min(1).max(64).optional(), version: z.number().int().min(0).optional() }),
   /** Classes, teachers and assistants: the hand queue now (then `hand:queue` events). */
   hands: z.strictObject({}),
+  /** Classes: a chat message to the class, or a question to the staff only. */
+  chat: z.strictObject({ text: chatText, to: z.enum(['class', 'staff']).optional() }),
   /** Moderators: who is in the room (first `limit` sessions). */
   listPeers: z.strictObject({ limit: z.number().int().min(1).max(1000).optional() }),
   /** Moderators: mute/unmute or kick a session, or end the room for everyone. */
@@ -236,6 +255,7 @@ export interface Responses {
   /** The queue after the move (a student is given only its own hand in it). */
   hand: { queue: HandQueue };
   hands: { queue: HandQueue };
+  chat: { message: ChatMessage };
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
   leave: Record<string, never>;
@@ -292,6 +312,8 @@ export interface ServerEvents {
   'p2p:signal': (e: { from: string; description?: { type: 'offer' | 'answer' | 'rollback'; sdp: string } | undefined; candidate?: P2pCandidate | null | undefined }) => void;
   /** Moderators: a participant muted by a moderator asks to unmute. */
   'mute:requested': (e: { peerId: string; identity: string; source?: TrackSource | undefined }) => void;
+  /** Classes: a chat message (to the class; or to the staff, who alone get those besides the sender). */
+  'chat:message': (e: { message: ChatMessage }) => void;
   /** Classes, to teachers and assistants: the hand queue after every change. */
   'hand:queue': (e: { queue: HandQueue }) => void;
   /** Classes, to a student: its own hand (absent: none). On `onstage` it may publish; on `back` its tracks were closed. */

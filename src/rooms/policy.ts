@@ -46,6 +46,8 @@ export interface RoomPolicy {
   moderates(role: Role): boolean;
   /** Sources a role may publish once brought on stage (a class's raised hand); none: no stage. */
   stageSources(role: Role): readonly TrackSource[];
+  /** Members may send chat messages through the node (to the room, or to its moderators). */
+  readonly chats: boolean;
   /** A seat the role must hold alone, if any. */
   exclusiveSeat(role: Role): Seat | undefined;
   /**
@@ -120,6 +122,7 @@ export const broadcastPolicy: RoomPolicy = {
   sharedPlayback: false,
   carriesMedia: true,
   peerToPeer: false,
+  chats: false,
 };
 
 /**
@@ -148,6 +151,7 @@ export const watchPolicy: RoomPolicy = {
   sharedPlayback: true,
   carriesMedia: false,
   peerToPeer: false,
+  chats: false,
 };
 
 const callSources: readonly TrackSource[] = ['microphone', 'camera', 'screen', 'screen-audio'];
@@ -179,6 +183,7 @@ export const callPolicy: RoomPolicy = {
   sharedPlayback: false,
   carriesMedia: true,
   peerToPeer: true,
+  chats: false,
 };
 
 /** Teachers and assistants a class admits besides its students. */
@@ -219,6 +224,7 @@ export const classPolicy: RoomPolicy = {
   sharedPlayback: false,
   carriesMedia: true,
   peerToPeer: false,
+  chats: true,
 };
 
 const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy, class: classPolicy };

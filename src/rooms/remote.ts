@@ -1,5 +1,6 @@
 import type { types } from 'mediasoup';
 import type { RoomMedia } from '../media/roomMedia.js';
+import type { ChatMessage } from '../protocol/messages.js';
 import type { Hand, HandQueue, HandState, ParticipantInfo, RoomChange, TrackSource } from '../protocol/room.js';
 
 /**
@@ -53,6 +54,8 @@ export interface RemoteMembers {
    * `roomId` are told. Resolves to how many were told.
    */
   askModerators(roomId: string, request: UnmuteRequest): Promise<number>;
+  /** A chat message sent here: every other node serving `roomId` delivers it to its members. */
+  chat(roomId: string, message: ChatMessage): void;
   /** A hand moved here: every other node serving `roomId` tells its staff, and the student's node acts on it. */
   handMoved(roomId: string, move: HandMove): void;
   /** Pulls the track `producerId` held by `nodeId` onto `media` (one pipe pair per room and node pair). */

@@ -2,6 +2,7 @@
  * One room on this node: its peers, its media and its policy. Every request a peer makes goes
  * through here and is checked against the policy before any media object is touched.
  */
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
@@ -12,7 +13,7 @@ import { CallPath, type CallPathSettings, type PathChange } from './callPath.js'
 import { QualityWatch } from './quality.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
-import type { BroadcastState, RequestOf, RoomKind } from '../protocol/messages.js';
+import type { BroadcastState, ChatMessage, RequestOf, RoomKind } from '../protocol/messages.js';
 import { defaultSource, kindOfSource, type HandAction, type HandQueue, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
@@ -981,6 +982,33 @@ export class Room extends EventEmitter<RoomEvents> {
   publishable(peer: Peer): readonly TrackSource[] {
     const always = this.policy.publishable(peer.role);
     return peer.onStage ? [...new Set([...always, ...this.policy.stageSources(peer.role)])] : always;
+  }
+
+  /**
+   * Classes: a chat message from `peer`, to the whole room or to its staff only; delivered here
+   * and on every other node serving the room, and recorded.
+   */
+  chat(peer: Peer, text: string, to: 'class' | 'staff'): ChatMessage {
+    this.#assertMember(peer);
+    if (!this.policy.chats) throw new ChorusError('BAD_REQUEST', `a ${this.kind} room has no chat`);
+    const message: ChatMessage = {
+      id: randomUUID(),
+      from: { peerId: peer.id, identity: peer.identity, ...(peer.name !== undefined ? { name: peer.name } : {}), role: peer.role },
+      text,
+      to,
+      at: Date.now(),
+    };
+    this.audit.record({ type: 'chat', room: this.id, id: message.id, peer: peer.id, identity: peer.identity, to, text });
+    this.deliverChat(message);
+    this.members?.chat(this.id, message);
+    return message;
+  }
+
+  /** A chat message (from here or another node) to the members here it is for. */
+  deliverChat(message: ChatMessage): void {
+    for (const p of this.peers.values()) {
+      if (message.to === 'class' || this.canModerate(p) || p.id === message.from.peerId) this.channel.toPeer(p.id, 'chat:message', { message });
+    }
   }
 
   /** Classes: the hand queue, for staff. */

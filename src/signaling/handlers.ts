@@ -299,6 +299,12 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return { queue: room.canModerate(peer) ? queue : { version: queue.version, hands: queue.hands.filter((h) => h.peerId === peer.id) } };
     },
 
+    async chat(session, { text, to }) {
+      const { room, peer } = member(session);
+      await limits.take('chat', peer.id);
+      return { message: room.chat(peer, text, to ?? 'class') };
+    },
+
     async hands(session) {
       const { room, peer } = member(session);
       return { queue: await room.handQueue(peer) };

@@ -56,6 +56,28 @@ test('students receive the teacher receive-only, cannot publish, see only the st
   expect(await node.rooms.get(room)!.audienceCount()).toBe(2);
 });
 
+test('chat: the class gets a message, the staff alone a question; a flood is refused past the limit and delivers nothing', async () => {
+  const room = 'class-chat';
+  const teacher = await joinCallPeer(node, room, 'teacher', 400, { token: await classToken(room, 'teacher', 'teacher') });
+  const asker = await joinCallPeer(node, room, 'asker', 0, { token: await classToken(room, 'asker', 'student'), receiveOnly: true });
+  const other = await joinCallPeer(node, room, 'other', 0, { token: await classToken(room, 'other', 'student'), receiveOnly: true });
+  peers.push(teacher, asker, other);
+  const got = new Map<CallPeer, string[]>([teacher, asker, other].map((p) => [p, []]));
+  for (const [p, texts] of got) p.client.on('chat', (m) => texts.push(`${m.from.identity}>${m.to}:${m.text}`));
+
+  await teacher.client.sendChat('Open page 12');
+  await asker.client.sendChat('What does "ratio" mean?', 'staff');
+  await until(() => got.get(teacher)!.length === 2 && got.get(asker)!.length === 2 && got.get(other)!.length === 1, 5000, 'the messages to arrive');
+  expect(got.get(other)).toEqual(['teacher>class:Open page 12']);
+  expect(got.get(teacher)).toEqual(['teacher>class:Open page 12', 'asker>staff:What does "ratio" mean?']);
+
+  // CHORUS_LIMIT_CHAT_PER_MINUTE (20) per session: the 19 more pass, then LIMIT_REACHED.
+  for (let i = 1; i <= 19; i++) await asker.client.sendChat(`q${i}`, 'staff');
+  await expect(asker.client.sendChat('one too many', 'staff')).rejects.toMatchObject({ code: 'LIMIT_REACHED' });
+  await until(() => got.get(teacher)!.length === 21, 5000, 'the 19 to arrive');
+  expect(got.get(teacher)!.some((t) => t.endsWith('one too many'))).toBe(false);
+});
+
 test('a student raises a hand, is invited and accepts: everyone hears it; removed, its tracks stop at once', async () => {
   const room = 'class-stage';
   const teacher = await joinCallPeer(node, room, 'teacher', 400, { token: await classToken(room, 'teacher', 'teacher') });

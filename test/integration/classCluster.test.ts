@@ -59,6 +59,14 @@ test('two assistants on two nodes: one invite wins; a student on one node is bro
   peers.push(teacher);
   await until(() => hears(sb, teacher) && hears(sa, teacher), 20_000, 'students on both nodes to hear the teacher on alpha');
 
+  // Chat crosses nodes: a question from beta reaches the staff on alpha, not the student there.
+  const chats = new Map<CallPeer, string[]>([onAlpha, sa].map((p) => [p, []]));
+  for (const [p, texts] of chats) p.client.on('chat', (m) => texts.push(m.text));
+  await sb.client.sendChat('question from beta', 'staff');
+  await onBeta.client.sendChat('hello from beta');
+  await until(() => chats.get(onAlpha)!.length === 2 && chats.get(sa)!.length === 1, 5000, 'the messages to reach alpha');
+  expect(chats.get(sa)).toEqual(['hello from beta']);
+
   await sa.client.moveHand('raise');
   const raised = await sb.client.moveHand('raise');
   // Each node's staff are told of both hands, whichever node they were raised on.

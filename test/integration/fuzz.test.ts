@@ -1310,6 +1310,12 @@ const malformed = fc
       ['hand', { action: 'invite', peerId: 'x', version: -1 }, 'BAD_REQUEST'],
       ['hand', { action: 'invite', peerId: 'x'.repeat(65) }, 'BAD_REQUEST'],
       ['hands', { all: true }, 'BAD_REQUEST'],
+      ['chat', { text: '' }, 'BAD_REQUEST'],
+      ['chat', { text: ' \n ' }, 'BAD_REQUEST'],
+      ['chat', { text: 'x'.repeat(2001) }, 'BAD_REQUEST'],
+      ['chat', { text: 'a\u0000b' }, 'BAD_REQUEST'],
+      ['chat', { text: 'a\u202Eb' }, 'BAD_REQUEST'],
+      ['chat', { text: 'hi', to: 'everyone' }, 'BAD_REQUEST'],
       ['becomeModerator', {}, 'UNKNOWN_METHOD'],
     ),
   )

@@ -93,3 +93,28 @@ describe('class rooms', () => {
     expect(assistant.peer.publications.get('microphone')!.producer.paused).toBe(true);
   });
 });
+
+describe('class chat', () => {
+  test('a message to the class reaches everyone here; a question to the staff reaches only the staff and its sender; both are recorded', async () => {
+    const { room, channel, audit } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    const asker = await joined(room, 'student');
+    const other = await joined(room, 'student');
+    const received = (who: { peer: { id: string } }): string[] =>
+      (channel.to(who.peer.id, 'chat:message') as Array<{ message: { text: string } }>).map((m) => m.message.text);
+
+    const hello = room.chat(teacher.peer, 'Good morning,\nclass', 'class');
+    expect(hello).toMatchObject({ from: { peerId: teacher.peer.id, role: 'teacher' }, to: 'class', text: 'Good morning,\nclass' });
+    room.chat(asker.peer, 'Is the test on Friday?', 'staff');
+    expect(received(teacher)).toEqual(['Good morning,\nclass', 'Is the test on Friday?']);
+    expect(received(asker)).toEqual(['Good morning,\nclass', 'Is the test on Friday?']);
+    expect(received(other)).toEqual(['Good morning,\nclass']);
+    expect(audit.filter((e) => e.type === 'chat').map((e) => (e.type === 'chat' ? `${e.to}:${e.text}` : ''))).toEqual(['class:Good morning,\nclass', 'staff:Is the test on Friday?']);
+  });
+
+  test('rooms of other kinds have no chat', async () => {
+    const { room } = await h.room('call');
+    const a = await joined(room, 'participant');
+    expect(await code(() => room.chat(a.peer, 'hi', 'class'))).toBe('BAD_REQUEST');
+  });
+});

@@ -6,6 +6,7 @@ import { ChorusError } from '../../src/protocol/errors.js';
 const settings = (overrides: Partial<LimitSettings>): LimitSettings => ({
   httpPerIpPerMinute: 100,
   messagesPerConnectionPerSecond: 5,
+  chatPerMinute: 20,
   messageBurstPerConnection: 10,
   messagesPerIpPerSecond: 1000,
   joinsPerIdentityPerMinute: 10,
