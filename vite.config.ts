@@ -36,7 +36,7 @@ export default defineConfig({
     target: 'es2022',
     sourcemap: true,
     rolldownOptions: {
-      input: { index: page('index'), broadcast: page('broadcast'), listen: page('listen'), watch: page('watch'), call: page('call') },
+      input: { index: page('index'), broadcast: page('broadcast'), listen: page('listen'), watch: page('watch'), call: page('call'), class: page('class') },
     },
   },
   plugins: [sampleVideo],

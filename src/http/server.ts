@@ -67,6 +67,12 @@ const demoBroadcastBody = z.strictObject({
   name: displayName.max(64).optional(),
 });
 
+const demoClassBody = z.strictObject({
+  roomId: roomId.optional(),
+  name: displayName.max(64).optional(),
+  role: z.enum(['teacher', 'student']),
+});
+
 export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const https = deps.tls && { cert: readFileSync(deps.tls.certPath), key: readFileSync(deps.tls.keyPath) };
   const app = Fastify({
@@ -230,6 +236,18 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
       const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
       const grant = { room, kind: 'call' as const, identity: `guest-${randomBytes(4).toString('hex')}`, role: 'participant' as const, name: parsed.data.name };
+      const minted = await deps.tokens.issue(grant, { ttlSeconds: 24 * 3600 });
+      deps.audit.record({ type: 'token.minted', keyId: minted.keyId, room, identity: grant.identity, role: grant.role, tokenId: minted.tokenId, via: 'demo' });
+      return { roomId: room, token: minted.token, identity: grant.identity };
+    });
+
+    // Demo only: a class. A class link carries no token: in demo mode each visitor asks for a
+    // token of its own, a teacher's or a student's as the link says.
+    app.post('/api/demo/classes', async (request) => {
+      const parsed = demoClassBody.safeParse(request.body ?? {});
+      if (!parsed.success) throw new ChorusError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'invalid body');
+      const room = parsed.data.roomId ?? randomBytes(6).toString('base64url');
+      const grant = { room, kind: 'class' as const, identity: `${parsed.data.role}-${randomBytes(4).toString('hex')}`, role: parsed.data.role, name: parsed.data.name };
       const minted = await deps.tokens.issue(grant, { ttlSeconds: 24 * 3600 });
       deps.audit.record({ type: 'token.minted', keyId: minted.keyId, room, identity: grant.identity, role: grant.role, tokenId: minted.tokenId, via: 'demo' });
       return { roomId: room, token: minted.token, identity: grant.identity };

@@ -1,0 +1,109 @@
+/**
+ * The class page in real headless Chromium against a real node (demo mode: each link asks for
+ * its own token): a teacher and two students; a student raises a hand, the teacher invites it,
+ * it joins the stage and the other student sees and hears it; the teacher removes it and it is
+ * gone; a question to the teacher reaches the teacher alone. Screenshots go to
+ * artifacts/screenshots/.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { buildWeb, repoRoot } from '../support/buildWeb.js';
+import { launchChromium } from '../support/chromium.js';
+import { startTestNode } from '../support/testNode.js';
+
+const screenshots = join(repoRoot, 'artifacts', 'screenshots');
+
+let node: ChorusNode;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  const webDir = await buildWeb();
+  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true' });
+  browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
+  mkdirSync(screenshots, { recursive: true });
+}, 120_000);
+
+afterAll(async () => {
+  for (const context of contexts) await context.close();
+  await browser?.close();
+  await node?.close();
+});
+
+async function visitor(name: string, url: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  contexts.push(context);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageErrors.push(`${name} console: ${message.text()}`);
+  });
+  await page.goto(url);
+  await page.fill('#display-name', name);
+  await page.click('#join');
+  await page.waitForFunction(() => window.chorusDebug?.['state'] === 'joined', undefined, { timeout: 20_000, polling: 50 });
+  return page;
+}
+
+/** Video tiles of `role` whose video has frames and whose playback advances. */
+async function playing(page: Page, role: string): Promise<number> {
+  return page.evaluate(async (r) => {
+    const videos = [...document.querySelectorAll<HTMLVideoElement>(`.tile[data-role="${r}"] video`)];
+    const before = videos.map((v) => v.currentTime);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return videos.filter((v, i) => v.videoWidth > 0 && v.currentTime > before[i]!).length;
+  }, role);
+}
+
+async function until(page: Page, check: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      await page.screenshot({ path: join(screenshots, 'class-timeout.png') });
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await page.waitForTimeout(100);
+  }
+}
+
+test('raise, invite, join the stage: the other student sees and hears it; removed, it is gone; a question reaches the teacher alone', async () => {
+  const room = 'e2e-class';
+  const teacher = await visitor('Teacher', `${node.url}/class.html?room=${room}&role=teacher`);
+  const asker = await visitor('Amina', `${node.url}/class.html?room=${room}&role=student`);
+  const other = await visitor('Bilal', `${node.url}/class.html?room=${room}&role=student`);
+  for (const page of [asker, other]) await until(page, async () => (await playing(page, 'teacher')) === 1, 'each student to play the teacher');
+  // Students have no stage of their own yet and do not see each other.
+  expect(await other.locator('.tile[data-role="student"]').count()).toBe(0);
+
+  await asker.click('#raise-hand');
+  await teacher.waitForSelector('#hands li[data-state="raised"] button[data-action="invite"]', { timeout: 10_000 });
+  await teacher.click('#hands li[data-state="raised"] button[data-action="invite"]');
+  await asker.waitForSelector('#accept:not([hidden])', { timeout: 10_000 });
+  await asker.click('#accept');
+  await asker.waitForFunction(() => window.chorusDebug?.['hand'] === 'onstage', undefined, { timeout: 10_000, polling: 50 });
+  for (const page of [other, teacher]) await until(page, async () => (await playing(page, 'student')) === 1, 'the student on stage to be seen by the others');
+  expect(await other.locator('audio').count()).toBe(2);
+  await teacher.screenshot({ path: join(screenshots, 'class-teacher.png') });
+  await asker.screenshot({ path: join(screenshots, 'class-student-on-stage.png') });
+  await other.screenshot({ path: join(screenshots, 'class-student.png') });
+
+  await teacher.click('#hands li[data-state="onstage"] button[data-action="remove"]');
+  await until(other, async () => (await other.locator('.tile[data-role="student"]').count()) === 0 && (await other.locator('audio').count()) === 1, 'the removed student to be gone for the other');
+  await asker.waitForFunction(() => window.chorusDebug?.['hand'] === 'back', undefined, { timeout: 10_000, polling: 50 });
+  expect(await asker.locator('#raise-hand').isVisible()).toBe(true);
+
+  // A question to the teacher: the teacher reads it, the other student does not.
+  await other.check('#chat-staff');
+  await other.fill('#chat-input', 'Can you repeat the last example?');
+  await other.click('#chat-send');
+  await teacher.waitForSelector('#chat-log li:has-text("Can you repeat the last example?")', { timeout: 10_000 });
+  await teacher.fill('#chat-input', 'Page 12, everyone');
+  await teacher.click('#chat-send');
+  await asker.waitForSelector('#chat-log li:has-text("Page 12, everyone")', { timeout: 10_000 });
+  expect(await asker.locator('#chat-log li').count()).toBe(1);
+  expect(pageErrors).toEqual([]);
+});
