@@ -149,6 +149,7 @@ async function loadConfig(): Promise<void> {
     if (config.demo) {
       form.hidden = false;
       byId('call-start').hidden = false;
+      byId('class-start').hidden = false;
       setState('ready');
     } else {
       byId('demo-off').hidden = false;
@@ -176,5 +177,26 @@ byId<HTMLButtonElement>('start-call').addEventListener('click', () => {
     }
   })();
 });
+
+/**
+ * A new class: a teacher link and a student link for a fresh room. Neither carries a token: in
+ * demo mode each visitor asks for one of the link's role.
+ */
+byId<HTMLButtonElement>('start-class').addEventListener('click', () => {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  const room = btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const link = (origin: string, role: 'teacher' | 'student'): string => {
+    const url = new URL('/class.html', origin);
+    url.searchParams.set('room', room);
+    url.searchParams.set('role', role);
+    return url.href;
+  };
+  byId<HTMLInputElement>('teacher-link').value = link(location.origin, 'teacher');
+  byId<HTMLInputElement>('student-link').value = link(listenerOrigin, 'student');
+  byId<HTMLAnchorElement>('open-teacher').href = link(location.origin, 'teacher');
+  byId('class-links').hidden = false;
+});
+copyButton(byId<HTMLButtonElement>('copy-teacher'), byId<HTMLInputElement>('teacher-link'));
+copyButton(byId<HTMLButtonElement>('copy-student'), byId<HTMLInputElement>('student-link'));
 
 void loadConfig();

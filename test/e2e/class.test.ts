@@ -107,3 +107,21 @@ test('raise, invite, join the stage: the other student sees and hears it; remove
   expect(await asker.locator('#chat-log li').count()).toBe(1);
   expect(pageErrors).toEqual([]);
 });
+
+test('the home page starts a class: a teacher link and a student link to one room, each joining with its role', async () => {
+  const context = await browser.newContext();
+  contexts.push(context);
+  const home = await context.newPage();
+  await home.goto(`${node.url}/`);
+  await home.click('#start-class');
+  const teacherLink = new URL(await home.inputValue('#teacher-link'));
+  const studentLink = new URL(await home.inputValue('#student-link'));
+  expect([teacherLink.pathname, studentLink.pathname]).toEqual(['/class.html', '/class.html']);
+  expect(teacherLink.searchParams.get('room')).toBe(studentLink.searchParams.get('room'));
+  expect([teacherLink.searchParams.get('role'), studentLink.searchParams.get('role')]).toEqual(['teacher', 'student']);
+  const teacher = await visitor('Ustadh', `${node.url}${teacherLink.pathname}${teacherLink.search}`);
+  const student = await visitor('Yusuf', `${node.url}${studentLink.pathname}${studentLink.search}`);
+  expect(await teacher.evaluate(() => window.chorusDebug?.['role'])).toBe('staff');
+  expect(await student.evaluate(() => window.chorusDebug?.['role'])).toBe('student');
+  await until(student, async () => (await playing(student, 'teacher')) === 1, 'the student to play the teacher');
+});
