@@ -32,7 +32,7 @@ fi
 # it has to build from source; here go the packages every install needs.
 # ffmpeg runs the HLS fallback (src/hls) on every node and makes the watch page's sample video.
 packages="ca-certificates curl python3 python3-venv ffmpeg"
-$want_test && packages="$packages chromium coturn redis-server nginx postgresql openssl"
+$want_test && packages="$packages chromium coturn redis-server nginx postgresql openssl iproute2"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -201,10 +201,9 @@ describe('a session that sets up no media', () => {
 
     // The kept sessions joined before the ghosts: their windows closed before the ghosts' did.
     await until(() => ghosts.every((g) => staleLeaves(audit, g.peerId).length === 1), STALE_MS + 10_000, 'the joins that set nothing up to be removed');
-    for (const g of ghosts) {
-      expect(room.peers.has(String(g.peerId))).toBe(false);
-      expect(g.socket.events).toContainEqual(expect.objectContaining({ event: 'session:reset' }));
-    }
+    for (const g of ghosts) expect(room.peers.has(String(g.peerId))).toBe(false);
+    // Each is told over its socket, which can arrive after the node has recorded the removal.
+    await until(() => ghosts.every((g) => g.socket.events.some((e) => e.event === 'session:reset')), 5000, 'each removed session to be told to reset');
     expect([first.client.peerId, fallback.client.peerId, waiting.client.peerId, waitingOverHls.client.peerId]).toEqual(kept);
     for (const id of kept) expect(audit.filter((e) => e.type === 'participant.left' && e.peer === id)).toEqual([]);
     expect(node.rooms.get('lit-setup-wait')!.peers.size).toBe(2);

@@ -33,7 +33,7 @@ export async function joinCallPeer(
   room: string,
   identity: string,
   frequency: number,
-  options: { role?: Role; token?: string; extra?: Partial<CallClientOptions>; camera?: { colour: Rgb; width: number; height: number }; receiveOnly?: boolean } = {},
+  options: { role?: Role; token?: string; extra?: Partial<CallClientOptions>; camera?: { colour: Rgb; width: number; height: number; grain?: number }; receiveOnly?: boolean } = {},
 ): Promise<CallPeer> {
   const url = typeof node === 'string' ? node : node.url;
   const token = options.token ?? (typeof node === 'string' ? undefined : await callToken(node, room, identity, options.role));
@@ -50,7 +50,7 @@ export async function joinCallPeer(
   const tone = toneTrack(frequency);
   const heard = new Map<string, AudioProbe>();
   const seen = new Map<string, { peerId: string; source: string; probe: VideoProbe }>();
-  const camera = options.camera && colourTrack(options.camera.colour, options.camera.width, options.camera.height);
+  const camera = options.camera && colourTrack(options.camera.colour, options.camera.width, options.camera.height, 15, options.camera.grain ?? 0);
   const listen = (track: RemoteTrack): void => {
     if (track.kind === 'video' && track.mediaTrack) {
       seen.get(track.trackId)?.probe.stop();

@@ -35,8 +35,13 @@ export interface VideoSource {
   stop(): void;
 }
 
-/** A live `width`×`height` track of one colour, at `fps` frames a second. */
-export function colourTrack(colour: Rgb, width: number, height: number, fps = 15): VideoSource {
+/**
+ * A live `width`×`height` track of one colour, at `fps` frames a second. With `grain`, each
+ * frame's luma gets fresh random noise of that amplitude: the encoder then spends its whole
+ * bitrate, as on a real camera (a flat colour costs a few kbit/s at any size), while the average
+ * colour stays the same.
+ */
+export function colourTrack(colour: Rgb, width: number, height: number, fps = 15, grain = 0): VideoSource {
   const source = new wrtc.nonstandard.RTCVideoSource();
   const track = source.createTrack();
   const { y, u, v } = toYuv(colour);
@@ -46,7 +51,16 @@ export function colourTrack(colour: Rgb, width: number, height: number, fps = 15
   data.fill(y, 0, luma);
   data.fill(u, luma, luma + chroma);
   data.fill(v, luma + chroma);
-  const timer = setInterval(() => source.onFrame({ width, height, data }), Math.round(1000 / fps));
+  const noise = grain > 0 ? new Uint8Array(luma) : undefined;
+  const timer = setInterval(() => {
+    if (noise) {
+      crypto.getRandomValues(noise.subarray(0, Math.min(luma, 65_536)));
+      // Fresh noise per frame, cheaply: one 64 KiB random block at a rotating offset.
+      const shift = Math.floor(Math.random() * 65_536);
+      for (let i = 0; i < luma; i++) data[i] = Math.max(0, Math.min(255, y + (((noise[(i + shift) & 0xffff] ?? 0) * grain) >> 8) - (grain >> 1)));
+    }
+    source.onFrame({ width, height, data });
+  }, Math.round(1000 / fps));
   return {
     track: track as unknown as MediaStreamTrack,
     stop() {
