@@ -407,6 +407,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       maxCallParticipants: config.rooms.maxCallParticipants,
       maxClassStudents: config.rooms.maxClassStudents,
       maxClassStage: config.rooms.maxClassStage,
+      observeLayerChange: (kind: string, direction: 'up' | 'down') => metrics.layerChanged(kind, direction),
       callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,

@@ -51,6 +51,7 @@ export class ChorusMetrics {
   readonly #pathTransitions: Counter<'from' | 'to' | 'reason'>;
   readonly #pathSwitch: Histogram<'to'>;
   readonly #pathGap: Histogram<'to'>;
+  readonly #layerChanges: Counter<'kind' | 'direction'>;
   readonly #signaling: Counter<'method' | 'code'>;
   readonly #transportFailures: Counter<'stage'>;
   readonly #redisLatency: Histogram<'op' | 'outcome'>;
@@ -160,6 +161,12 @@ export class ChorusMetrics {
       help: 'Per participant of a call path switch: how long it had no audio from the others when it took the new path',
       labelNames: ['to'],
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.#layerChanges = new Counter({
+      name: 'chorus_consumer_layer_changes_total',
+      help: "Simulcast layer changes of subscribers' video (up or down; to none counts as down), by room kind",
+      labelNames: ['kind', 'direction'],
       registers,
     });
     this.#firstMedia = new Histogram({
@@ -339,6 +346,10 @@ export class ChorusMetrics {
   observeCallPathSwitch(to: string, seconds: number, gapsSeconds: readonly number[]): void {
     this.#pathSwitch.observe({ to }, seconds);
     for (const gap of gapsSeconds) this.#pathGap.observe({ to }, gap);
+  }
+
+  layerChanged(kind: string, direction: 'up' | 'down'): void {
+    this.#layerChanges.inc({ kind, direction });
   }
 
   observeFirstMedia(seconds: number): void {

@@ -43,6 +43,8 @@ export interface RoomOptions {
   maxClassStage?: number | undefined;
   /** Calls of two going peer-to-peer (CHORUS_CALL_P2P, CHORUS_CALL_P2P_BACK_MS); absent: off. */
   callP2p?: CallPathSettings | undefined;
+  /** A subscriber's simulcast layer went up or down (the node's bandwidth estimate or its view): counted. */
+  observeLayerChange?: ((kind: RoomKind, direction: 'up' | 'down') => void) | undefined;
   /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
   uplinkBackWaitMs?: number | undefined;
   countIntervalMs: number;
@@ -764,9 +766,15 @@ export class Room extends EventEmitter<RoomEvents> {
     consumer.on('producerpause', () => this.channel.toPeer(peer.id, 'consumer:paused', { consumerId, byPublisher: true }));
     consumer.on('producerresume', () => this.channel.toPeer(peer.id, 'consumer:resumed', { consumerId }));
     if (layers(consumer) > 1) {
-      consumer.on('layerschange', (now) =>
-        this.channel.toPeer(peer.id, 'consumer:layers', { consumerId, spatialLayer: now?.spatialLayer ?? null, temporalLayer: now?.temporalLayer ?? null }),
-      );
+      let spatial = -1;
+      consumer.on('layerschange', (now) => {
+        this.channel.toPeer(peer.id, 'consumer:layers', { consumerId, spatialLayer: now?.spatialLayer ?? null, temporalLayer: now?.temporalLayer ?? null });
+        // None (paused for want of bandwidth) counts as below the lowest layer.
+        const next = now?.spatialLayer ?? -1;
+        if (next !== spatial && spatial !== -1) this.options.observeLayerChange?.(this.kind, next > spatial ? 'up' : 'down');
+        else if (next !== spatial && next === -1) this.options.observeLayerChange?.(this.kind, 'down');
+        spatial = next;
+      });
     }
     return peer.track(peer.consumers, consumer);
   }
