@@ -38,6 +38,8 @@ export class P2pLink extends Emitter<P2pLinkEvents, P2pLinkEvents> {
   readonly #remote = new Map<TrackSource, MediaStreamTrack>();
   #makingOffer = false;
   #ignoreOffer = false;
+  /** Remote descriptions applied so far: an offer made across one is stale. */
+  #remoteApplied = 0;
   #closed = false;
 
   constructor(
@@ -102,7 +104,12 @@ export class P2pLink extends Emitter<P2pLinkEvents, P2pLinkEvents> {
       const collision = description.type === 'offer' && (this.#makingOffer || pc.signalingState !== 'stable');
       this.#ignoreOffer = !this.polite && collision;
       if (this.#ignoreOffer) return;
-      if (collision) await pc.setLocalDescription({ type: 'rollback' });
+      // An answer to an offer of ours that is no longer pending (rolled back) has nothing to answer.
+      if (description.type === 'answer' && pc.signalingState !== 'have-local-offer') return;
+      // Our own offer may still be in the making (not applied yet): nothing to roll back then; it
+      // is dropped below in #offer, as it was made before this one.
+      if (collision && pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+      this.#remoteApplied++;
       await pc.setRemoteDescription(description);
       if (description.type === 'offer') {
         // The offer laid out the transceivers: this side sends on them too.
@@ -142,8 +149,11 @@ export class P2pLink extends Emitter<P2pLinkEvents, P2pLinkEvents> {
     if (this.#closed) return;
     try {
       this.#makingOffer = true;
+      const before = this.#remoteApplied;
       const offer = await this.#pc.createOffer();
-      if (this.#pc.signalingState !== 'stable') return;
+      // The other's offer came meanwhile: this one is stale (negotiation-needed fires again if
+      // something is still to negotiate once that exchange is done).
+      if (this.#pc.signalingState !== 'stable' || this.#remoteApplied !== before || this.#closed) return;
       await this.#pc.setLocalDescription(offer);
       this.emit('signal', { description: { type: 'offer', sdp: offer.sdp ?? '' } });
     } finally {
