@@ -6,11 +6,12 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
+import { Visitors } from '../support/visitors.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { startTestNode } from '../support/testNode.js';
 
@@ -18,8 +19,7 @@ const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;
 let browser: Browser;
-const contexts: BrowserContext[] = [];
-const pageErrors: string[] = [];
+const visitors = new Visitors(() => browser);
 
 beforeAll(async () => {
   const webDir = await buildWeb();
@@ -29,25 +29,12 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const context of contexts) await context.close();
+  await visitors.close();
   await browser?.close();
   await node?.close();
 });
 
-async function visitor(name: string, url: string): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageErrors.push(`${name} console: ${message.text()}`);
-  });
-  await page.goto(url);
-  await page.fill('#display-name', name);
-  await page.click('#join');
-  await page.waitForFunction(() => window.chorusDebug?.['state'] === 'joined', undefined, { timeout: 20_000, polling: 50 });
-  return page;
-}
+const visitor = (name: string, url: string): Promise<Page> => visitors.join(name, url);
 
 /** Remote video tiles whose video has frames and whose playback advances. */
 async function playingVideos(page: Page): Promise<number> {
@@ -194,5 +181,5 @@ test('three visitors of one call link see and hear each other (two of them direc
   for (const [page, peer] of pairTiles) gaps['toP2p']!.push(await frameGap(page, peer));
   console.log(`[e2e] longest video pause across the switch, per tile of the pair: to the SFU ${gaps['toSfu']!.join('/')} ms, back to peer-to-peer ${gaps['toP2p']!.join('/')} ms`);
   for (const gap of [...gaps['toSfu']!, ...gaps['toP2p']!]) expect(gap).toBeLessThan(FRAME_GAP_BOUND_MS);
-  expect(pageErrors).toEqual([]);
+  expect(visitors.errors).toEqual([]);
 }, 120_000);

@@ -7,19 +7,19 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
+import { Visitors } from '../support/visitors.js';
 import { startTestNode } from '../support/testNode.js';
 
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;
 let browser: Browser;
-const contexts: BrowserContext[] = [];
-const pageErrors: string[] = [];
+const visitors = new Visitors(() => browser, { width: 1000, height: 900 });
 
 beforeAll(async () => {
   const webDir = await buildWeb();
@@ -29,25 +29,12 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const context of contexts) await context.close();
+  await visitors.close();
   await browser?.close();
   await node?.close();
 });
 
-async function visitor(name: string, url: string): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageErrors.push(`${name} console: ${message.text()}`);
-  });
-  await page.goto(url);
-  await page.fill('#display-name', name);
-  await page.click('#join');
-  await page.waitForFunction(() => window.chorusDebug?.['state'] === 'joined', undefined, { timeout: 20_000, polling: 50 });
-  return page;
-}
+const visitor = (name: string, url: string): Promise<Page> => visitors.join(name, url);
 
 /** Video tiles of `role` whose video has frames and whose playback advances. */
 async function playing(page: Page, role: string): Promise<number> {
@@ -105,12 +92,12 @@ test('raise, invite, join the stage: the other student sees and hears it; remove
   await teacher.click('#chat-send');
   await asker.waitForSelector('#chat-log li:has-text("Page 12, everyone")', { timeout: 10_000 });
   expect(await asker.locator('#chat-log li').count()).toBe(1);
-  expect(pageErrors).toEqual([]);
+  expect(visitors.errors).toEqual([]);
 });
 
 test('the home page starts a class: a teacher link and a student link to one room, each joining with its role', async () => {
   const context = await browser.newContext();
-  contexts.push(context);
+  visitors.contexts.push(context);
   const home = await context.newPage();
   await home.goto(`${node.url}/`);
   await home.click('#start-class');

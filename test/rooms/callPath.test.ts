@@ -5,10 +5,9 @@
  * delay. Offers, answers and candidates are relayed only between the pair, only while direct.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ChorusError } from '../../src/protocol/errors.js';
 import type { Room } from '../../src/rooms/room.js';
 import type { AuditEvent } from '../../src/observability/audit.js';
-import { deviceCaps, joined, publish, startHarness, type Harness, type RecordingChannel } from '../support/roomHarness.js';
+import { deviceCaps, errorCode, type Harness, joined, publish, type RecordingChannel, startHarness } from '../support/roomHarness.js';
 import { until } from '../support/testNode.js';
 
 let h: Harness;
@@ -19,15 +18,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function code(run: () => unknown): Promise<string> {
-  try {
-    await run();
-  } catch (error) {
-    if (error instanceof ChorusError) return error.code;
-    throw error;
-  }
-  return 'OK';
-}
 
 const BACK_MS = 500;
 const offer = { type: 'offer' as const, sdp: 'v=0\r\n' };
@@ -68,7 +58,7 @@ describe('call media path', () => {
     const c = await capable(room);
     expect(room.mediaPath.path).toBe('sfu');
     for (const who of [a, b, c]) expect(paths(channel, who.peer.id).at(-1)).toMatchObject({ path: 'sfu', reason: 'third_participant' });
-    expect(await code(() => room.relayP2p(a.peer, { to: b.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
+    expect(await errorCode(() => room.relayP2p(a.peer, { to: b.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
 
     await room.leave(c.peer, 'left');
     // Not at once: someone dropping and rejoining must not flap the call.
@@ -111,7 +101,7 @@ describe('call media path', () => {
     // Asked again (a re-declaration decides afresh): the pair that failed stays on the SFU.
     room.declareP2p(a.peer, true);
     expect(room.mediaPath.path).toBe('sfu');
-    expect(await code(() => room.reportPath(a.peer, switchToP2p!.id, 'failed'))).toBe('NOT_PEER_TO_PEER');
+    expect(await errorCode(() => room.reportPath(a.peer, switchToP2p!.id, 'failed'))).toBe('NOT_PEER_TO_PEER');
   });
 
   test('a switch is done when everyone in it renders media on the new path; unknown switches are refused', async () => {
@@ -125,7 +115,7 @@ describe('call media path', () => {
     room.reportPath(b.peer, id, 'ready');
     const settled = audit.filter((e) => e.type === 'call.path.settled');
     expect(settled).toEqual([expect.objectContaining({ id, from: 'sfu', to: 'p2p', reason: 'two_participants', durationMs: expect.any(Number) })]);
-    expect(await code(() => room.reportPath(a.peer, 'not-a-switch', 'ready'))).toBe('BAD_REQUEST');
+    expect(await errorCode(() => room.reportPath(a.peer, 'not-a-switch', 'ready'))).toBe('BAD_REQUEST');
   });
 
   test('settling tells both, records each gap, and quiets their video: back on the SFU its consumers resume only once it sends', async () => {
@@ -194,14 +184,14 @@ describe('call media path', () => {
     const other = await call();
     const x = await capable(other.room);
     await capable(other.room);
-    expect(await code(() => room.relayP2p(a.peer, { to: a.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
-    expect(await code(() => room.relayP2p(a.peer, { to: x.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
-    expect(await code(() => other.room.relayP2p(x.peer, { to: b.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
+    expect(await errorCode(() => room.relayP2p(a.peer, { to: a.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
+    expect(await errorCode(() => room.relayP2p(a.peer, { to: x.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
+    expect(await errorCode(() => other.room.relayP2p(x.peer, { to: b.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
     expect(other.channel.to(b.peer.id, 'p2p:signal')).toEqual([]);
     // A broadcast has no peer-to-peer path at all.
     const cast = await h.room('broadcast');
     const speaker = await joined(cast.room, 'broadcaster');
-    expect(await code(() => cast.room.relayP2p(speaker.peer, { to: a.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
+    expect(await errorCode(() => cast.room.relayP2p(speaker.peer, { to: a.peer.id, description: offer }))).toBe('NOT_PEER_TO_PEER');
     expect(cast.room.mediaPath).toEqual({ path: 'sfu' });
   });
 });

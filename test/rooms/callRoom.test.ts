@@ -4,9 +4,8 @@
  * rendered size, mute rules, and the participant cap.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ChorusError } from '../../src/protocol/errors.js';
 import type { RoomChange } from '../../src/protocol/room.js';
-import { deviceCaps, grantFor, joined, publish, rtpFor, startHarness, type Harness } from '../support/roomHarness.js';
+import { deviceCaps, errorCode, grantFor, type Harness, joined, publish, rtpFor, startHarness } from '../support/roomHarness.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -16,15 +15,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function code(promise: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof promise === 'function' ? promise() : promise);
-  } catch (error) {
-    if (error instanceof ChorusError) return error.code;
-    throw error;
-  }
-  return 'OK';
-}
 
 describe('call rooms: publications and subscriptions', () => {
   test('a joining participant gets a snapshot of everyone and their tracks; later changes come as gapless deltas', async () => {
@@ -73,12 +63,12 @@ describe('call rooms: publications and subscriptions', () => {
     expect(consumer.producerId).toBe(mic.id);
     expect(consumer.paused).toBe(false);
 
-    expect(await code(room.consume(a.peer, a.recv.id, mic.id, deviceCaps(room)))).toBe('BAD_REQUEST');
-    expect(await code(publish(room, a, 'microphone'))).toBe('MEDIA_REJECTED');
+    expect(await errorCode(room.consume(a.peer, a.recv.id, mic.id, deviceCaps(room)))).toBe('BAD_REQUEST');
+    expect(await errorCode(publish(room, a, 'microphone'))).toBe('MEDIA_REJECTED');
     // A source carries one kind: a "camera" of audio is a bad request.
-    expect(await code(room.produce(a.peer, a.send!.id, 'audio', rtpFor('microphone'), 'camera'))).toBe('BAD_REQUEST');
+    expect(await errorCode(room.produce(a.peer, a.send!.id, 'audio', rtpFor('microphone'), 'camera'))).toBe('BAD_REQUEST');
     // Without a producer id there is no "the broadcast" in a call.
-    expect(await code(room.consume(b.peer, b.recv.id, undefined, deviceCaps(room)))).toBe('NOTHING_TO_CONSUME');
+    expect(await errorCode(room.consume(b.peer, b.recv.id, undefined, deviceCaps(room)))).toBe('NOTHING_TO_CONSUME');
     // Sessions stay usable after each refusal.
     const cam = await publish(room, a, 'camera');
     expect((await room.consume(b.peer, b.recv.id, cam.id, deviceCaps(room))).type).toBe('simulcast');
@@ -90,27 +80,27 @@ describe('call rooms: publications and subscriptions', () => {
     const a = await joined(one.room, 'participant');
     const mic = await publish(one.room, a, 'microphone');
     const b = await joined(two.room, 'participant');
-    expect(await code(two.room.consume(b.peer, b.recv.id, mic.id, deviceCaps(two.room)))).toBe('PRODUCER_NOT_FOUND');
-    expect(await code(two.room.resumeConsumer(b.peer, 'nope'))).toBe('CONSUMER_NOT_FOUND');
+    expect(await errorCode(two.room.consume(b.peer, b.recv.id, mic.id, deviceCaps(two.room)))).toBe('PRODUCER_NOT_FOUND');
+    expect(await errorCode(two.room.resumeConsumer(b.peer, 'nope'))).toBe('CONSUMER_NOT_FOUND');
   });
 
   test('the token grants sources: a microphone-only token cannot publish a camera', async () => {
     const { room } = await h.room('call');
     const a = await joined(room, 'participant', { grants: { publish: ['microphone'] } });
-    expect(await code(publish(room, a, 'camera'))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(publish(room, a, 'camera'))).toBe('FORBIDDEN_ROLE');
     await publish(room, a, 'microphone');
     const v = await joined(room, 'participant', { grants: { publish: ['video'] } });
     await publish(room, v, 'screen', { simulcast: false });
-    expect(await code(publish(room, v, 'microphone'))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(publish(room, v, 'microphone'))).toBe('FORBIDDEN_ROLE');
   });
 
   test('roles other than participant and moderator are refused; the cap answers LIMIT_REACHED', async () => {
     const { room } = await h.room('call', { maxCallParticipants: 3 });
     await room.join(grantFor(room, 'participant'), crypto.randomUUID());
-    expect(await code(room.join(grantFor(room, 'listener'), crypto.randomUUID()))).toBe('FORBIDDEN_ROLE');
-    expect(await code(room.join(grantFor(room, 'broadcaster'), crypto.randomUUID()))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.join(grantFor(room, 'listener'), crypto.randomUUID()))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.join(grantFor(room, 'broadcaster'), crypto.randomUUID()))).toBe('FORBIDDEN_ROLE');
     for (let i = 0; i < 2; i++) await room.join(grantFor(room, 'participant'), crypto.randomUUID());
-    expect(await code(room.join(grantFor(room, 'participant'), crypto.randomUUID()))).toBe('LIMIT_REACHED');
+    expect(await errorCode(room.join(grantFor(room, 'participant'), crypto.randomUUID()))).toBe('LIMIT_REACHED');
     expect(room.peers.size).toBe(3);
   });
 });
@@ -185,10 +175,10 @@ describe('call rooms: simulcast and views', () => {
     const c = await room.consume(b.peer, b.recv.id, cam.id, deviceCaps(room));
     const s = await room.consume(b.peer, b.recv.id, screen.id, deviceCaps(room));
     const m = await room.consume(b.peer, b.recv.id, mic.id, deviceCaps(room));
-    expect(await code(room.setPreferredLayers(b.peer, c.id, 3))).toBe('BAD_REQUEST');
-    expect(await code(room.setPreferredLayers(b.peer, c.id, 0, 3))).toBe('BAD_REQUEST');
-    expect(await code(room.setPreferredLayers(b.peer, s.id, 1))).toBe('BAD_REQUEST');
-    expect(await code(room.viewTrack(b.peer, { consumerId: m.id, visible: true, width: 10, height: 10 }))).toBe('BAD_REQUEST');
+    expect(await errorCode(room.setPreferredLayers(b.peer, c.id, 3))).toBe('BAD_REQUEST');
+    expect(await errorCode(room.setPreferredLayers(b.peer, c.id, 0, 3))).toBe('BAD_REQUEST');
+    expect(await errorCode(room.setPreferredLayers(b.peer, s.id, 1))).toBe('BAD_REQUEST');
+    expect(await errorCode(room.viewTrack(b.peer, { consumerId: m.id, visible: true, width: 10, height: 10 }))).toBe('BAD_REQUEST');
     expect(c.preferredLayers?.spatialLayer).toBe(1);
     await room.setPreferredLayers(b.peer, c.id, 2, 1);
     expect(c.preferredLayers).toEqual({ spatialLayer: 2, temporalLayer: 1 });
@@ -211,7 +201,7 @@ test('a track that ends while its subscriber resumes, views or re-layers it is C
     const consumer = await room.consume(b.peer, b.recv.id, cam.id, deviceCaps(room));
     // The publisher leaves: its camera closes in the worker before this node hears of it.
     const leaving = room.leave(a.peer, 'left');
-    expect(await code(request(consumer.id))).toBe('CONSUMER_NOT_FOUND');
+    expect(await errorCode(request(consumer.id))).toBe('CONSUMER_NOT_FOUND');
     await leaving;
   }
   // b stays, its session usable.
@@ -239,15 +229,15 @@ describe('call rooms: mute', () => {
     expect(mic.paused).toBe(false);
     expect(channel.changes().at(-1)).toEqual({ type: 'muted', peerId: a.peer.id, trackId: cam.id, muted: true, mutedByModerator: true });
     expect(channel.to(a.peer.id, 'session:muted')).toEqual([{ muted: true, source: 'camera' }]);
-    expect(await code(room.setProducerPaused(a.peer, cam.id, false))).toBe('MUTED');
+    expect(await errorCode(room.setProducerPaused(a.peer, cam.id, false))).toBe('MUTED');
     expect(cam.paused).toBe(true);
 
     // It asks; the moderator hears it. Asking about something not muted is a bad request.
-    expect(await code(() => room.requestUnmute(a.peer, 'microphone'))).toBe('BAD_REQUEST');
+    expect(await errorCode(() => room.requestUnmute(a.peer, 'microphone'))).toBe('BAD_REQUEST');
     await room.requestUnmute(a.peer, 'camera');
     expect(channel.to(mod.peer.id, 'mute:requested')).toEqual([{ peerId: a.peer.id, identity: a.peer.identity, source: 'camera' }]);
     // Only moderators moderate.
-    expect(await code(room.moderate(a.peer, 'unmute', a.peer.id, 'camera'))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.moderate(a.peer, 'unmute', a.peer.id, 'camera'))).toBe('FORBIDDEN_ROLE');
 
     await room.moderate(mod.peer, 'unmute', a.peer.id, 'camera');
     expect(channel.changes().at(-1)).toEqual({ type: 'muted', peerId: a.peer.id, trackId: cam.id, muted: true, mutedByModerator: false });
@@ -262,8 +252,8 @@ describe('call rooms: mute', () => {
     const a = await joined(room, 'participant');
     const mod = await joined(room, 'moderator');
     await room.moderate(mod.peer, 'mute', a.peer.id);
-    expect(await code(publish(room, a, 'microphone'))).toBe('MUTED');
-    expect(await code(publish(room, a, 'screen', { simulcast: false }))).toBe('MUTED');
+    expect(await errorCode(publish(room, a, 'microphone'))).toBe('MUTED');
+    expect(await errorCode(publish(room, a, 'screen', { simulcast: false }))).toBe('MUTED');
     await room.moderate(mod.peer, 'unmute', a.peer.id);
     await publish(room, a, 'microphone');
   });
@@ -290,8 +280,8 @@ describe('broadcast rooms on the same core', () => {
   test('a broadcaster publishes its microphone only', async () => {
     const { room } = await h.room('broadcast');
     const b = await joined(room, 'broadcaster');
-    expect(await code(room.produce(b.peer, b.send!.id, 'video', rtpFor('camera')))).toBe('MEDIA_REJECTED');
-    expect(await code(publish(room, b, 'screen-audio'))).toBe('FORBIDDEN_ROLE');
-    expect(await code(room.createTransport((await joined(room, 'listener')).peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.produce(b.peer, b.send!.id, 'video', rtpFor('camera')))).toBe('MEDIA_REJECTED');
+    expect(await errorCode(publish(room, b, 'screen-audio'))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.createTransport((await joined(room, 'listener')).peer, 'send', false))).toBe('FORBIDDEN_ROLE');
   });
 });

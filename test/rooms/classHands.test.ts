@@ -5,9 +5,8 @@
  * limit; every refusal changes nothing.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ChorusError } from '../../src/protocol/errors.js';
 import type { HandQueue } from '../../src/protocol/room.js';
-import { joined, publish, startHarness, type Harness } from '../support/roomHarness.js';
+import { errorCode, type Harness, joined, publish, startHarness } from '../support/roomHarness.js';
 import { until } from '../support/testNode.js';
 
 let h: Harness;
@@ -18,15 +17,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function code(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ChorusError) return error.code;
-    throw error;
-  }
-  return 'OK';
-}
 
 const states = (queue: HandQueue): string[] => queue.hands.map((hand) => `${hand.identity}:${hand.state}`);
 
@@ -44,7 +34,7 @@ describe('raised hands', () => {
     // The other student is told nothing of it.
     expect(channel.to(other.peer.id, 'hand:queue')).toEqual([]);
     // Not on stage yet: no send path.
-    expect(await code(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
 
     const invited = await room.hand(teacher.peer, 'invite', student.peer.id, raised.version);
     expect(states(invited)).toEqual([`${student.peer.identity}:invited`]);
@@ -55,7 +45,7 @@ describe('raised hands', () => {
     const send = await room.createTransport(student.peer, 'send', false);
     const mic = await publish(room, { peer: student.peer, send }, 'microphone');
     await publish(room, { peer: student.peer, send }, 'camera');
-    expect(await code(publish(room, { peer: student.peer, send }, 'screen'))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(publish(room, { peer: student.peer, send }, 'screen'))).toBe('FORBIDDEN_ROLE');
     expect(channel.changes().some((c) => c.type === 'joined' && c.participant.peerId === student.peer.id)).toBe(true);
     expect(room.snapshot(other.peer).participants.map((p) => p.peerId)).toContain(student.peer.id);
     const heard = await room.consume(other.peer, other.recv.id, mic.id, room.requireMedia().rtpCapabilities);
@@ -67,7 +57,7 @@ describe('raised hands', () => {
     expect([student.peer.publications.size, student.peer.transports.size, mic.closed]).toEqual([0, 1, true]);
     await until(() => heard.closed, 5000, "the other student's consumer of it to close");
     expect(channel.changes().at(-1)).toEqual({ type: 'left', peerId: student.peer.id });
-    expect(await code(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
     expect(channel.to(student.peer.id, 'hand:state').at(-1)).toMatchObject({ hand: { state: 'back' } });
 
     // It may raise its hand again; every move was audited.
@@ -88,8 +78,8 @@ describe('raised hands', () => {
     await room.hand(s1.peer, 'raise');
     const queue = await room.hand(s2.peer, 'raise');
     const results = await Promise.all([
-      code(room.hand(a1.peer, 'invite', s1.peer.id, queue.version)),
-      code(room.hand(a2.peer, 'invite', s2.peer.id, queue.version)),
+      errorCode(room.hand(a1.peer, 'invite', s1.peer.id, queue.version)),
+      errorCode(room.hand(a2.peer, 'invite', s2.peer.id, queue.version)),
     ]);
     expect(results.sort()).toEqual(['OK', 'STALE_VERSION']);
     const after = await room.handQueue(a1.peer);
@@ -106,15 +96,15 @@ describe('raised hands', () => {
     let queue = await room.handQueue(teacher.peer);
     queue = await room.hand(teacher.peer, 'invite', s1.peer.id, queue.version);
     const before = await room.handQueue(teacher.peer);
-    expect(await code(room.hand(teacher.peer, 'invite', s2.peer.id, queue.version))).toBe('STAGE_FULL');
-    expect(await code(room.hand(s3.peer, 'invite', s2.peer.id, queue.version))).toBe('FORBIDDEN_ROLE');
-    expect(await code(room.hand(s2.peer, 'accept'))).toBe('BAD_TRANSITION');
-    expect(await code(room.hand(s3.peer, 'lower'))).toBe('BAD_TRANSITION');
-    expect(await code(room.hand(teacher.peer, 'remove', s2.peer.id, queue.version))).toBe('BAD_TRANSITION');
-    expect(await code(room.hand(teacher.peer, 'lower', s2.peer.id, queue.version - 1))).toBe('STALE_VERSION');
-    expect(await code(room.hand(teacher.peer, 'raise'))).toBe('BAD_TRANSITION');
-    expect(await code(room.hand(teacher.peer, 'invite', 'no-such-peer', queue.version))).toBe('NOT_FOUND');
-    expect(await code(room.handQueue(s1.peer))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.hand(teacher.peer, 'invite', s2.peer.id, queue.version))).toBe('STAGE_FULL');
+    expect(await errorCode(room.hand(s3.peer, 'invite', s2.peer.id, queue.version))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.hand(s2.peer, 'accept'))).toBe('BAD_TRANSITION');
+    expect(await errorCode(room.hand(s3.peer, 'lower'))).toBe('BAD_TRANSITION');
+    expect(await errorCode(room.hand(teacher.peer, 'remove', s2.peer.id, queue.version))).toBe('BAD_TRANSITION');
+    expect(await errorCode(room.hand(teacher.peer, 'lower', s2.peer.id, queue.version - 1))).toBe('STALE_VERSION');
+    expect(await errorCode(room.hand(teacher.peer, 'raise'))).toBe('BAD_TRANSITION');
+    expect(await errorCode(room.hand(teacher.peer, 'invite', 'no-such-peer', queue.version))).toBe('NOT_FOUND');
+    expect(await errorCode(room.handQueue(s1.peer))).toBe('FORBIDDEN_ROLE');
     expect(await room.handQueue(teacher.peer)).toEqual(before);
 
     // A student who leaves takes its hand along, and the staff are told.

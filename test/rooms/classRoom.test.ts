@@ -4,9 +4,8 @@
  * sends), students are counted rather than shown, and students and staff have separate caps.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ChorusError } from '../../src/protocol/errors.js';
 import { CLASS_MAX_STAFF } from '../../src/rooms/policy.js';
-import { deviceCaps, grantFor, joined, publish, rtpFor, startHarness, type Harness } from '../support/roomHarness.js';
+import { deviceCaps, errorCode, grantFor, type Harness, joined, publish, rtpFor, startHarness } from '../support/roomHarness.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -16,15 +15,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function code(promise: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof promise === 'function' ? promise() : promise);
-  } catch (error) {
-    if (error instanceof ChorusError) return error.code;
-    throw error;
-  }
-  return 'OK';
-}
 
 describe('class rooms', () => {
   test('a teacher publishes and every student receives it; a student can open no send path and publish nothing', async () => {
@@ -40,13 +30,13 @@ describe('class rooms', () => {
       expect(consumer.producerId).toBe(track.id);
     }
     // Whatever its client sends: no send transport, no producer on the one it has.
-    expect(await code(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
-    expect(await code(room.produce(student.peer, student.recv.id, 'audio', rtpFor('microphone'), 'microphone'))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.createTransport(student.peer, 'send', false))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.produce(student.peer, student.recv.id, 'audio', rtpFor('microphone'), 'microphone'))).toBe('FORBIDDEN_ROLE');
     expect(student.peer.transports.size).toBe(1);
     expect(student.peer.publications.size).toBe(0);
     // An assistant publishes like the teacher (a second screen, say).
     const assistant = await joined(room, 'assistant');
-    expect(await code(publish(room, assistant, 'screen'))).toBe('OK');
+    expect(await errorCode(publish(room, assistant, 'screen'))).toBe('OK');
   });
 
   test('students are counted, not shown: they see the staff, nobody sees them, and a student joining sends nobody a delta', async () => {
@@ -71,10 +61,10 @@ describe('class rooms', () => {
     const { room } = await h.room('class', { maxClassStudents: 2 });
     await joined(room, 'student');
     await joined(room, 'student');
-    expect(await code(room.join(grantFor(room, 'student'), crypto.randomUUID()))).toBe('ROOM_FULL');
-    expect(await code(room.join(grantFor(room, 'teacher'), crypto.randomUUID()))).toBe('OK');
+    expect(await errorCode(room.join(grantFor(room, 'student'), crypto.randomUUID()))).toBe('ROOM_FULL');
+    expect(await errorCode(room.join(grantFor(room, 'teacher'), crypto.randomUUID()))).toBe('OK');
     for (let i = 1; i < CLASS_MAX_STAFF; i++) await room.join(grantFor(room, 'assistant'), crypto.randomUUID());
-    expect(await code(room.join(grantFor(room, 'assistant'), crypto.randomUUID()))).toBe('LIMIT_REACHED');
+    expect(await errorCode(room.join(grantFor(room, 'assistant'), crypto.randomUUID()))).toBe('LIMIT_REACHED');
     expect(room.peers.size).toBe(2 + CLASS_MAX_STAFF);
   });
 
@@ -82,7 +72,7 @@ describe('class rooms', () => {
     const { room } = await h.room('class');
     const teacher = await joined(room, 'teacher');
     for (const role of ['participant', 'listener', 'broadcaster', 'moderator'] as const) {
-      expect(`${role}: ${await code(room.join(grantFor(room, role), crypto.randomUUID()))}`).toBe(`${role}: FORBIDDEN_ROLE`);
+      expect(`${role}: ${await errorCode(room.join(grantFor(room, role), crypto.randomUUID()))}`).toBe(`${role}: FORBIDDEN_ROLE`);
     }
     const assistant = await joined(room, 'assistant');
     const student = await joined(room, 'student');
@@ -115,6 +105,6 @@ describe('class chat', () => {
   test('rooms of other kinds have no chat', async () => {
     const { room } = await h.room('call');
     const a = await joined(room, 'participant');
-    expect(await code(() => room.chat(a.peer, 'hi', 'class'))).toBe('BAD_REQUEST');
+    expect(await errorCode(() => room.chat(a.peer, 'hi', 'class'))).toBe('BAD_REQUEST');
   });
 });

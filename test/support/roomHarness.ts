@@ -4,6 +4,7 @@
  * milliseconds; real peers and browsers test the same rules end to end on top.
  */
 import type { types } from 'mediasoup';
+import { ChorusError } from '../../src/protocol/errors.js';
 import pino from 'pino';
 import type { VerifiedGrant } from '../../src/auth/tokens.js';
 import { RoomMedia } from '../../src/media/roomMedia.js';
@@ -179,4 +180,15 @@ export async function publish(room: Room, who: { peer: Peer; send?: types.WebRtc
 /** The receive capabilities of a browser that decodes everything the router offers. */
 export function deviceCaps(room: Room): types.RtpCapabilities {
   return room.requireMedia().rtpCapabilities;
+}
+
+/** The typed error code a room refuses with ('OK' when it does not); other errors are thrown. */
+export async function errorCode(attempt: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof attempt === 'function' ? attempt() : attempt);
+  } catch (error) {
+    if (error instanceof ChorusError) return error.code;
+    throw error;
+  }
+  return 'OK';
 }
