@@ -105,6 +105,12 @@ export class Hands {
     throw new ChorusError('UNAVAILABLE', 'the hand queue is changing too fast; try again');
   }
 
+  /** The class is over everywhere: no hand outlives it (not even one a crashed node left behind). */
+  async clear(): Promise<void> {
+    const raw = await this.store.getValue(this.#key);
+    if (raw !== undefined) await this.store.swapValue(this.#key, raw, undefined, QUEUE_TTL_SECONDS);
+  }
+
   /** A student who left takes its hand along (whatever its state). */
   async forget(peerId: string): Promise<HandQueue | undefined> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

@@ -1365,7 +1365,10 @@ export class Room extends EventEmitter<RoomEvents> {
           if (seat) await this.store.releaseSeat(this.id, seat, peer.id);
         }),
       );
-      if ((await this.store.countPeers(this.id)) === 0) await this.store.deleteRoom(this.id);
+      if ((await this.store.countPeers(this.id)) === 0) {
+        await this.store.deleteRoom(this.id);
+        await this.#hands?.clear();
+      }
     } catch (error) {
       // Leases expire what could not be removed now (shared state unreachable).
       this.#log.warn({ err: error }, 'room closed; its shared records will expire instead');

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { HandQueue } from '../../src/protocol/room.js';
 import { errorCode, type Harness, joined, publish, startHarness } from '../support/roomHarness.js';
 import { until } from '../support/testNode.js';
+import { Hands } from '../../src/rooms/hands.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -112,5 +113,22 @@ describe('raised hands', () => {
     const left = await room.handQueue(teacher.peer);
     expect(left.hands.map((hand) => hand.peerId)).toEqual([s1.peer.id]);
     expect(left.version).toBe(before.version + 1);
+  });
+
+  test('when the class is over everywhere its queue goes, even a hand nobody took along', async () => {
+    const { room, store } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    const student = await joined(room, 'student');
+    await room.hand(student.peer, 'raise');
+    // A hand left behind by a node that died: its student never leaves from here.
+    const hands = new Hands(store, room.id, 6);
+    await hands.apply('raise', { peerId: 'gone-with-its-node', identity: 'ghost' }, { peerId: 'gone-with-its-node', staff: false });
+    expect((await hands.read()).hands).toHaveLength(2);
+    await room.leave(student.peer, 'left');
+    expect((await hands.read()).hands.map((hand) => hand.identity)).toEqual(['ghost']);
+    await room.leave(teacher.peer, 'left');
+    await until(() => room.closed, 5000, 'the empty class to close');
+    await until(async () => (await hands.read()).hands.length === 0, 5000, 'the queue to be cleared');
+    expect(await hands.read()).toEqual({ version: 0, hands: [] });
   });
 });

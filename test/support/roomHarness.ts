@@ -65,7 +65,7 @@ const silent = pino({ level: 'silent' });
 
 export interface Harness {
   pool: WorkerPool;
-  room(kind: RoomKind, options?: Partial<RoomOptions>): Promise<{ room: Room; channel: RecordingChannel; audit: AuditEvent[] }>;
+  room(kind: RoomKind, options?: Partial<RoomOptions>): Promise<{ room: Room; channel: RecordingChannel; audit: AuditEvent[]; store: MemoryStateStore }>;
   close(): Promise<void>;
 }
 
@@ -91,7 +91,8 @@ export async function startHarness(): Promise<Harness> {
       const auditLog = new AuditLog(silent);
       const audit: AuditEvent[] = [];
       auditLog.on('event', (e) => audit.push(e));
-      const room = new Room(id, 'test', 'test', policy, media, new MemoryStateStore(), channel, {
+      const store = new MemoryStateStore();
+      const room = new Room(id, 'test', 'test', policy, media, store, channel, {
         nodeId: 'n1',
         maxPeers: 10_000,
         maxCallParticipants: 50,
@@ -106,7 +107,7 @@ export async function startHarness(): Promise<Harness> {
         ...options,
       }, auditLog, silent);
       rooms.push(room);
-      return { room, channel, audit };
+      return { room, channel, audit, store };
     },
     async close() {
       for (const room of rooms) await room.close();
