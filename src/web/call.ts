@@ -9,7 +9,7 @@
  */
 import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
 import type { TrackSource } from '../protocol/room.js';
-import { byId, copyButton, describeError, exposeDebug, showAlert } from './shared.js';
+import { byId, copyButton, describeError, exposeDebug, playTrack, RemoteAudio, showAlert } from './shared.js';
 
 type PageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'left' | 'error';
 
@@ -55,7 +55,7 @@ let micOn = true;
 let cameraOn = true;
 let lastError: string | undefined;
 const tiles = new Map<string, Tile>();
-const audios = new Map<string, HTMLAudioElement>();
+const audios = new RemoteAudio();
 
 function setState(next: PageState, words?: string): void {
   state = next;
@@ -254,40 +254,18 @@ function observe(tile: Tile): void {
 function attach(track: RemoteTrack, p: RemoteParticipant): void {
   if (!track.mediaTrack) return;
   if (track.kind === 'audio') {
-    let audio = audios.get(track.trackId);
-    if (!audio) {
-      audio = Object.assign(document.createElement('audio'), { autoplay: true });
-      audio.dataset['peer'] = p.peerId;
-      document.body.append(audio);
-      audios.set(track.trackId, audio);
-    }
-    play(audio, track.mediaTrack);
+    audios.play(track.trackId, p.peerId, track.mediaTrack);
     return;
   }
   const tile = tileFor(p, track.source === 'screen');
   tile.trackId = track.trackId;
-  play(tile.video, track.mediaTrack);
+  playTrack(tile.video, track.mediaTrack);
   if (tile.view.width > 0) void client?.setView(track.trackId, { ...tile.view }).catch(() => undefined);
-}
-
-/**
- * Plays `track` in `element`. A track that replaces another (the call switching between the SFU
- * and a direct link) goes into the same stream, so the element keeps playing without reloading.
- */
-function play(element: HTMLMediaElement, track: MediaStreamTrack): void {
-  const stream = element.srcObject instanceof MediaStream ? element.srcObject : undefined;
-  if (stream) {
-    if (stream.getTracks().includes(track)) return;
-    stream.addTrack(track);
-    for (const old of stream.getTracks()) if (old !== track) stream.removeTrack(old);
-  } else element.srcObject = new MediaStream([track]);
-  void element.play().catch(() => undefined);
 }
 
 function detach(track: RemoteTrack, p: RemoteParticipant): void {
   if (track.kind === 'audio') {
-    audios.get(track.trackId)?.remove();
-    audios.delete(track.trackId);
+    audios.remove(track.trackId);
     return;
   }
   if (track.source === 'screen') return removeTile(`${p.peerId}:screen`);
@@ -411,7 +389,6 @@ async function leave(): Promise<void> {
   client = undefined;
   for (const t of [...(local?.getTracks() ?? []), ...(screen?.getTracks() ?? [])]) t.stop();
   for (const key of [...tiles.keys()]) removeTile(key);
-  for (const a of audios.values()) a.remove();
   audios.clear();
   setState('left');
 }

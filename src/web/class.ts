@@ -10,7 +10,7 @@
 import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
 import type { ChatMessage } from '../protocol/messages.js';
 import type { Hand, HandQueue } from '../protocol/room.js';
-import { byId, describeError, exposeDebug, showAlert } from './shared.js';
+import { byId, describeError, exposeDebug, playTrack, RemoteAudio, showAlert } from './shared.js';
 
 type PageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'left' | 'error';
 
@@ -46,7 +46,7 @@ let local: MediaStream | undefined;
 let micOn = true;
 let queue: HandQueue = { version: 0, hands: [] };
 const videos = new Map<string, { figure: HTMLElement; video: HTMLVideoElement }>();
-const audios = new Map<string, HTMLAudioElement>();
+const audios = new RemoteAudio();
 
 function setState(next: PageState, words?: string): void {
   state = next;
@@ -150,15 +150,7 @@ function wire(c: CallClient): void {
 function attach(track: RemoteTrack, p: RemoteParticipant): void {
   if (!track.mediaTrack) return;
   if (track.kind === 'audio') {
-    let audio = audios.get(track.trackId);
-    if (!audio) {
-      audio = Object.assign(document.createElement('audio'), { autoplay: true });
-      audio.dataset['peer'] = p.peerId;
-      document.body.append(audio);
-      audios.set(track.trackId, audio);
-    }
-    audio.srcObject = new MediaStream([track.mediaTrack]);
-    void audio.play().catch(() => undefined);
+    audios.play(track.trackId, p.peerId, track.mediaTrack);
     return;
   }
   let tile = videos.get(track.trackId);
@@ -175,13 +167,11 @@ function attach(track: RemoteTrack, p: RemoteParticipant): void {
     tile = { figure, video };
     videos.set(track.trackId, tile);
   }
-  tile.video.srcObject = new MediaStream([track.mediaTrack]);
-  void tile.video.play().catch(() => undefined);
+  playTrack(tile.video, track.mediaTrack);
 }
 
 function detach(track: RemoteTrack): void {
-  audios.get(track.trackId)?.remove();
-  audios.delete(track.trackId);
+  audios.remove(track.trackId);
   videos.get(track.trackId)?.figure.remove();
   videos.delete(track.trackId);
 }

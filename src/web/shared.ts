@@ -250,3 +250,42 @@ export function newAudioContext(): AudioContext {
   const Ctor = window.AudioContext ?? (window as unknown as { webkitAudioContext: typeof AudioContext }).webkitAudioContext;
   return new Ctor();
 }
+
+/**
+ * Plays `track` in `element`. A track that replaces another (a call switching between the SFU
+ * and a direct link) goes into the same stream, so the element keeps playing without reloading.
+ */
+export function playTrack(element: HTMLMediaElement, track: MediaStreamTrack): void {
+  const stream = element.srcObject instanceof MediaStream ? element.srcObject : undefined;
+  if (stream) {
+    if (stream.getTracks().includes(track)) return;
+    stream.addTrack(track);
+    for (const old of stream.getTracks()) if (old !== track) stream.removeTrack(old);
+  } else element.srcObject = new MediaStream([track]);
+  void element.play().catch(() => undefined);
+}
+
+/** Remote audio tracks, each in an autoplaying `<audio>` of its own (marked with its peer). */
+export class RemoteAudio {
+  readonly #elements = new Map<string, HTMLAudioElement>();
+
+  play(trackId: string, peerId: string, track: MediaStreamTrack): void {
+    let audio = this.#elements.get(trackId);
+    if (!audio) {
+      audio = Object.assign(document.createElement('audio'), { autoplay: true });
+      audio.dataset['peer'] = peerId;
+      document.body.append(audio);
+      this.#elements.set(trackId, audio);
+    }
+    playTrack(audio, track);
+  }
+
+  remove(trackId: string): void {
+    this.#elements.get(trackId)?.remove();
+    this.#elements.delete(trackId);
+  }
+
+  clear(): void {
+    for (const trackId of [...this.#elements.keys()]) this.remove(trackId);
+  }
+}
