@@ -347,7 +347,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const localTrack = (roomId: string, producerId: string): { producer: types.Producer; router: types.Router } | undefined => {
     const room = rooms.get(roomId);
     const producer = room?.publications.get(producerId)?.producer;
-    return producer && room?.media && !room.media.closed ? { producer, router: room.media.origin.router } : undefined;
+    if (!producer || !room?.media || room.media.closed) return undefined;
+    room.feedsElsewhere(producerId);
+    return { producer, router: room.media.origin.router };
   };
   const pipes = bus
     ? new ClusterPipes(
@@ -408,6 +410,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       maxClassStudents: config.rooms.maxClassStudents,
       maxClassStage: config.rooms.maxClassStage,
       observeLayerChange: (kind: string, direction: 'up' | 'down') => metrics.layerChanged(kind, direction),
+      initialBitrate: config.media.initialAvailableOutgoingBitrate,
       callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,

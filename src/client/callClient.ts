@@ -445,6 +445,14 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     s.on('consumer:layers', ({ consumerId, spatialLayer }) => {
       for (const [trackId, consumer] of this.#consumers) if (consumer.id === consumerId) this.#setLayer(trackId, spatialLayer);
     });
+    // Dynacast: the node says which layers anyone receives; the encoder stops the others.
+    s.on('publication:layers', ({ producerId, maxSpatialLayer }) => {
+      for (const publication of this.#local.values()) {
+        const producer = publication.producer;
+        if (producer?.id !== producerId || producer.closed) continue;
+        producer.setMaxSpatialLayer(maxSpatialLayer).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `sending fewer layers: ${String(error)}`, true)));
+      }
+    });
     s.on('speaker:changed', ({ peerId }) => {
       this.#activeSpeaker = peerId;
       this.emit('activespeaker', peerId);

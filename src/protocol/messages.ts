@@ -318,6 +318,11 @@ export interface ServerEvents {
   'hand:queue': (e: { queue: HandQueue }) => void;
   /** Classes, to a student: its own hand (absent: none). On `onstage` it may publish; on `back` its tracks were closed. */
   'hand:state': (e: { hand?: Hand | undefined; version: number }) => void;
+  /**
+   * To a publisher (dynacast): send the spatial layers of this simulcast track up to
+   * `maxSpatialLayer` only; nobody here receives the ones above, so encoding them is wasted uplink.
+   */
+  'publication:layers': (e: { producerId: string; maxSpatialLayer: number }) => void;
   /** The publisher paused or resumed the track behind this consumer. */
   'consumer:paused': (e: { consumerId: string; byPublisher: boolean }) => void;
   'consumer:resumed': (e: { consumerId: string }) => void;

@@ -128,4 +128,12 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX quality_samples_producer ON quality_samples (producer) WHERE producer IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'session layer changes',
+    sql: `
+      -- How often the videos a session received changed spatial layer (its downlink's story).
+      ALTER TABLE sessions ADD COLUMN layer_changes integer NOT NULL DEFAULT 0;
+    `,
+  },
 ];

@@ -31,7 +31,9 @@ export function recordNode(rooms: RoomManager, audit: AuditLog, sink: RecordSink
         node: nodeId,
       }),
     );
-    room.on('peerleft', (peer, reason) => sink.record({ kind: 'session.left', peer: peer.id, room: room.id, reason }));
+    room.on('peerleft', (peer, reason) =>
+      sink.record({ kind: 'session.left', peer: peer.id, room: room.id, reason, ...(peer.layerChanges > 0 ? { layerChanges: peer.layerChanges } : {}) }),
+    );
     room.once('close', () => sink.record({ kind: 'room.closed', room: room.id, node: nodeId }));
   };
   const onEvent = (event: AuditEvent & { at: number }): void => {

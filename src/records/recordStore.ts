@@ -172,8 +172,8 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
     case 'session.left':
       // Only the connection the session is on now can end it (an old one noticed late cannot).
       await tx.query(
-        `UPDATE sessions SET left_at = to_timestamp($2::float8 / 1000.0), end_reason = $3 WHERE peer_id = $1 AND left_at IS NULL`,
-        [record.peer, record.at, record.reason],
+        `UPDATE sessions SET left_at = to_timestamp($2::float8 / 1000.0), end_reason = $3, layer_changes = layer_changes + $4 WHERE peer_id = $1 AND left_at IS NULL`,
+        [record.peer, record.at, record.reason, record.layerChanges ?? 0],
       );
       return;
   }

@@ -22,7 +22,15 @@ export const chorusRecord = z.discriminatedUnion('kind', [
     role: z.string(),
     node: z.string(),
   }),
-  z.object({ ...base, kind: z.literal('session.left'), peer: z.string(), room: z.string(), reason: z.string() }),
+  z.object({
+    ...base,
+    kind: z.literal('session.left'),
+    peer: z.string(),
+    room: z.string(),
+    reason: z.string(),
+    /** Spatial layer changes of the videos this connection received. */
+    layerChanges: z.number().int().min(0).optional(),
+  }),
   z.object({
     ...base,
     kind: z.literal('track.published'),

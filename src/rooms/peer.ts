@@ -29,6 +29,8 @@ export class Peer {
   playsHls = false;
   /** The client said when its first media arrived (accepted once, so one client is one sample). */
   mediaStartReported = false;
+  /** Spatial layer changes of the videos it received (the node's choice, or mediasoup's within it), for its record. */
+  layerChanges = 0;
   /**
    * Requests in flight, counted with what exists against the per-session rules, so requests sent
    * at once cannot all pass a check made before the media worker answers: transports being created,

@@ -8,6 +8,9 @@ import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
 import type { RoomMedia } from '../media/roomMedia.js';
 import { firstRtp } from '../media/sending.js';
+import { Downlink, type TileView } from '../media/downlink.js';
+import type { LayerRules, Target } from '../media/layerPolicy.js';
+import { LayerRates } from '../media/layerRates.js';
 import { SpeakerDetection } from '../media/speakers.js';
 import { CallPath, type CallPathSettings, type PathChange } from './callPath.js';
 import { QualityWatch } from './quality.js';
@@ -45,6 +48,12 @@ export interface RoomOptions {
   callP2p?: CallPathSettings | undefined;
   /** A subscriber's simulcast layer went up or down (the node's bandwidth estimate or its view): counted. */
   observeLayerChange?: ((kind: RoomKind, direction: 'up' | 'down') => void) | undefined;
+  /** A subscriber's downlink estimate before transport-cc has spoken (RTC_INITIAL_BITRATE). */
+  initialBitrate?: number | undefined;
+  /** The layer policy's headroom and holds (tests shorten them). */
+  layerRules?: LayerRules | undefined;
+  /** How long a layer nobody receives stays encoded before its publisher is told to stop (dynacast; default 3000). */
+  dynacastOffMs?: number | undefined;
   /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
   uplinkBackWaitMs?: number | undefined;
   countIntervalMs: number;
@@ -81,6 +90,9 @@ const MAX_TRANSPORTS_PER_PEER = 2;
 const GATHER_INTERVAL_MS = 5000;
 /** How long a video consumer's resume waits at most for its quiet producer's RTP. */
 const UPLINK_BACK_WAIT_MS = 2000;
+/** Kept out of a subscriber's video budget for each audio track it receives (Opus and its headers). */
+const AUDIO_RESERVE_BPS = 50_000;
+const DYNACAST_OFF_MS = 3000;
 
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
@@ -103,6 +115,19 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
   readonly #consumerReady = new WeakSet<types.Consumer>();
   readonly #consumerHidden = new WeakSet<types.Consumer>();
+  /** Videos the layer policy paused: the subscriber's downlink cannot carry them with the rest. */
+  readonly #consumerStarved = new WeakSet<types.Consumer>();
+  /** Each receive transport's share-out of its estimate among its videos, made with its first layered one. */
+  readonly #downlinks = new Map<string, Downlink>();
+  readonly #layerRates = new LayerRates();
+  /** The producer on this node each layered consumer's layers are measured at: a publication here, or the pipe that pulled it. */
+  readonly #sourceOf = new WeakMap<types.Consumer, types.Producer>();
+  /** The current speaker (its camera is served first). */
+  #speaker: string | undefined;
+  /** Tracks piped to another node: their consumers there are not seen here, so dynacast leaves them whole. */
+  readonly #fedElsewhere = new Set<string>();
+  /** Dynacast per layered publication: the highest spatial layer its publisher was told to send, and the pending step down. */
+  readonly #dynacast = new Map<string, { told: number; lower?: NodeJS.Timeout | undefined }>();
   /** Classes: the raised hands (kinds whose roles have a stage). */
   readonly #hands: Hands | undefined;
   /** The newest hand queue version the staff here were told. */
@@ -639,6 +664,8 @@ export class Room extends EventEmitter<RoomEvents> {
         speaker: (producerId) => {
           const peerId = producerId === undefined ? null : (this.#publisherOf(producerId) ?? null);
           this.channel.toRoomLocal(this.id, 'speaker:changed', { peerId });
+          this.#speaker = peerId ?? undefined;
+          for (const downlink of this.#downlinks.values()) void downlink.reassess();
         },
         levels: (levels) => {
           const known = levels.flatMap(({ producerId, volume }) => {
@@ -771,10 +798,16 @@ export class Room extends EventEmitter<RoomEvents> {
         this.channel.toPeer(peer.id, 'consumer:layers', { consumerId, spatialLayer: now?.spatialLayer ?? null, temporalLayer: now?.temporalLayer ?? null });
         // None (paused for want of bandwidth) counts as below the lowest layer.
         const next = now?.spatialLayer ?? -1;
-        if (next !== spatial && spatial !== -1) this.options.observeLayerChange?.(this.kind, next > spatial ? 'up' : 'down');
-        else if (next !== spatial && next === -1) this.options.observeLayerChange?.(this.kind, 'down');
+        if (next !== spatial && (spatial !== -1 || next === -1)) {
+          this.options.observeLayerChange?.(this.kind, next > spatial ? 'up' : 'down');
+          peer.layerChanges++;
+        }
         spatial = next;
       });
+      const { spatial: spatialLayers, temporal } = scalability(consumer);
+      this.#sourceOf.set(consumer, producer);
+      // Until the subscriber says how large it shows the video: the middle layer at most.
+      this.#downlinkOf(peer, transport).add(consumer, { visible: true, area: 0, maxSpatial: Math.min(1, spatialLayers - 1), maxTemporal: temporal - 1 });
     }
     return peer.track(peer.consumers, consumer);
   }
@@ -826,10 +859,11 @@ export class Room extends EventEmitter<RoomEvents> {
     const consumer = peer.consumer(consumerId);
     this.#consumerReady.add(consumer);
     await this.#inTurn(consumer, async () => {
-      // A tile reported hidden stays paused until it is shown again.
-      if (this.#consumerHidden.has(consumer)) return;
+      // A tile reported hidden stays paused until it is shown again; one the downlink cannot
+      // carry, until it can.
+      if (this.#consumerHidden.has(consumer) || this.#consumerStarved.has(consumer)) return;
       if (consumer.kind === 'video') await this.#uplinkBack(consumer.producerId);
-      if (consumer.closed || this.#consumerHidden.has(consumer)) return;
+      if (consumer.closed || this.#consumerHidden.has(consumer) || this.#consumerStarved.has(consumer)) return;
       await consumer.resume();
       if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
     });
@@ -949,21 +983,21 @@ export class Room extends EventEmitter<RoomEvents> {
   async #applyView(consumer: types.Consumer, view: { visible: boolean; width: number; height: number }): Promise<{ paused: boolean; spatialLayer?: number }> {
     if (!view.visible || view.width === 0 || view.height === 0) {
       this.#consumerHidden.add(consumer);
+      this.#downlinkHolding(consumer)?.setView(consumer, { visible: false, area: 0, maxSpatial: 0, maxTemporal: 0 });
       if (!consumer.paused) await consumer.pause();
       return { paused: true };
     }
     this.#consumerHidden.delete(consumer);
     let spatialLayer: number | undefined;
     const publication = this.#publications.get(consumer.producerId);
+    const downlink = this.#downlinkHolding(consumer);
     if (layers(consumer) > 1) {
       const heights = publication?.layerHeights() ?? evenHeights(layers(consumer));
       spatialLayer = layerFor(heights, view.height);
-      if (consumer.preferredLayers?.spatialLayer !== spatialLayer) {
-        await consumer.setPreferredLayers({ spatialLayer });
-        await consumer.requestKeyFrame().catch(() => undefined);
-      }
+      // The layer policy sets the layers: the view is its ceiling, the downlink its budget.
+      downlink?.setView(consumer, { visible: true, area: view.width * view.height, maxSpatial: spatialLayer, maxTemporal: scalability(consumer).temporal - 1 });
     }
-    if (consumer.paused && this.#consumerReady.has(consumer)) {
+    if (consumer.paused && this.#consumerReady.has(consumer) && !this.#consumerStarved.has(consumer)) {
       await consumer.resume();
       await consumer.requestKeyFrame().catch(() => undefined);
     }
@@ -980,10 +1014,135 @@ export class Room extends EventEmitter<RoomEvents> {
     if (temporalLayer !== undefined && temporalLayer >= temporal) {
       throw new ChorusError('BAD_REQUEST', `temporal layer ${temporalLayer} is out of range: this track has ${temporal} (0-${temporal - 1})`);
     }
+    const downlink = this.#downlinkHolding(consumer);
+    if (downlink) {
+      // A pin is a ceiling like a view: the downlink still decides what fits under it.
+      downlink.setView(consumer, { visible: !this.#consumerHidden.has(consumer), area: 0, maxSpatial: spatialLayer, maxTemporal: temporalLayer ?? temporal - 1 });
+      return;
+    }
     await this.#inTurn(consumer, async () => {
       await consumer.setPreferredLayers({ spatialLayer, ...(temporalLayer !== undefined ? { temporalLayer } : {}) });
       await consumer.requestKeyFrame().catch(() => undefined);
     });
+  }
+
+  /** The downlink of a subscriber's receive transport, made with its first layered video. */
+  #downlinkOf(peer: Peer, transport: types.WebRtcTransport): Downlink {
+    let downlink = this.#downlinks.get(transport.id);
+    if (downlink) return downlink;
+    downlink = new Downlink(transport, {
+      initialBitrate: this.options.initialBitrate ?? 600_000,
+      audioReserveBps: AUDIO_RESERVE_BPS,
+      rules: this.options.layerRules,
+      ladder: async (consumer) => {
+        const producer = this.#sourceOf.get(consumer);
+        return producer ? this.#layerRates.ladder(producer) : [];
+      },
+      prioritised: (consumer) => {
+        const source = this.#publications.get(consumer.producerId)?.source ?? this.#remoteTrack(consumer.producerId)?.track.source;
+        return source === 'screen' || (this.#speaker !== undefined && this.#publisherOf(consumer.producerId) === this.#speaker);
+      },
+      audioTracks: () => [...peer.consumers.values()].filter((c) => c.kind === 'audio' && !c.paused && !c.producerPaused).length,
+      apply: (consumer, target, previous) => this.#applyCeiling(peer, consumer, target, previous),
+      applied: (producerIds) => {
+        for (const producerId of producerIds) this.#dynacastFor(producerId);
+      },
+      onError: (error) => this.#log.warn({ peer: peer.id, err: error }, 'layer decision failed'),
+    });
+    this.#downlinks.set(transport.id, downlink);
+    transport.observer.once('close', () => this.#downlinks.delete(transport.id));
+    return downlink;
+  }
+
+  #downlinkHolding(consumer: types.Consumer): Downlink | undefined {
+    for (const downlink of this.#downlinks.values()) if (downlink.holds(consumer)) return downlink;
+    return undefined;
+  }
+
+  /** Makes a layer decision real: preferred layers, or a pause until the downlink can carry the video again. */
+  async #applyCeiling(peer: Peer, consumer: types.Consumer, target: Target, previous: Target | undefined): Promise<void> {
+    this.#log.debug({ peer: peer.id, consumer: consumer.id, producer: consumer.producerId, target, previous }, 'layer ceiling');
+    await this.#inTurn(consumer, async () => {
+      if (target === 'off') {
+        this.#consumerStarved.add(consumer);
+        if (!consumer.paused) await consumer.pause();
+        return;
+      }
+      const starved = this.#consumerStarved.delete(consumer);
+      const preferred = consumer.preferredLayers;
+      if (preferred?.spatialLayer !== target.spatial || preferred.temporalLayer !== target.temporal) {
+        // mediasoup asks the publisher for a keyframe itself when the spatial layer it sends changes.
+        await consumer.setPreferredLayers({ spatialLayer: target.spatial, temporalLayer: target.temporal });
+      }
+      if (starved && consumer.paused && this.#consumerReady.has(consumer) && !this.#consumerHidden.has(consumer)) {
+        await consumer.resume();
+        await consumer.requestKeyFrame().catch(() => undefined);
+      }
+    });
+  }
+
+  /** A track of this node is piped to another: its subscribers there are not seen here. */
+  feedsElsewhere(producerId: string): void {
+    this.#fedElsewhere.add(producerId);
+    this.#dynacastFor(producerId);
+  }
+
+  /**
+   * Dynacast: a layered publication's encoder sends only the spatial layers some subscriber here
+   * is given. A layer wanted again is asked for at once; one no longer wanted is dropped after
+   * `dynacastOffMs`, so a subscriber stepping down and back up does not cost its publisher a
+   * restart each time. The lowest layer always stays (a new subscriber starts on it).
+   */
+  #dynacastFor(producerId: string): void {
+    const publication = this.#publications.get(producerId);
+    if (!publication || publication.producer.closed || publication.producer.kind !== 'video') return;
+    const top = publication.layers - 1;
+    if (top < 1) return;
+    let state = this.#dynacast.get(producerId);
+    if (!state) {
+      // Its SDK starts with every layer on.
+      const made = { told: top, lower: undefined as NodeJS.Timeout | undefined };
+      this.#dynacast.set(producerId, (state = made));
+      publication.producer.observer.once('close', () => {
+        clearTimeout(made.lower);
+        this.#dynacast.delete(producerId);
+      });
+    }
+    const current = state;
+    const tell = (layer: number): void => {
+      current.told = layer;
+      this.channel.toPeer(publication.peer.id, 'publication:layers', { producerId, maxSpatialLayer: layer });
+      this.#log.debug({ producer: producerId, maxSpatialLayer: layer }, 'dynacast');
+    };
+    const wanted = this.#dynacastWanted(producerId, top);
+    if (wanted >= current.told) {
+      clearTimeout(current.lower);
+      current.lower = undefined;
+      if (wanted > current.told) tell(wanted);
+      return;
+    }
+    // A step down is already waiting: it reads what is wanted when it comes.
+    if (current.lower) return;
+    current.lower = setTimeout(() => {
+      current.lower = undefined;
+      if (publication.producer.closed) return;
+      const now = this.#dynacastWanted(producerId, top);
+      if (now !== current.told) tell(now);
+    }, this.options.dynacastOffMs ?? DYNACAST_OFF_MS);
+    current.lower.unref();
+  }
+
+  /** The highest spatial layer any subscriber here is given of a track (all of them when piped elsewhere). */
+  #dynacastWanted(producerId: string, top: number): number {
+    if (this.#fedElsewhere.has(producerId)) return top;
+    let wanted = 0;
+    for (const downlink of this.#downlinks.values()) {
+      for (const { producerId: id, target, visible } of downlink.ceilings()) {
+        // Not decided yet: it may want anything.
+        if (id === producerId && visible) wanted = Math.max(wanted, target === undefined ? top : target === 'off' ? 0 : target.spatial);
+      }
+    }
+    return Math.min(wanted, top);
   }
 
   /** The sources `peer` may publish now: its role's, and its stage's while on stage. */

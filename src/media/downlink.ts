@@ -1,0 +1,165 @@
+import type { types } from 'mediasoup';
+import { allocate, DEFAULT_LAYER_RULES, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
+
+/** What a subscriber's tile asks of one video. */
+export interface TileView {
+  visible: boolean;
+  /** Rendered pixels. */
+  area: number;
+  maxSpatial: number;
+  maxTemporal: number;
+}
+
+export interface DownlinkOptions {
+  /** The estimate before the first transport-cc feedback (the transport's initial outgoing bitrate). */
+  initialBitrate: number;
+  /** Kept for each audio track the subscriber receives: audio always wins. */
+  audioReserveBps: number;
+  rules?: LayerRules | undefined;
+  ladder: (consumer: types.Consumer) => Promise<Rung[]>;
+  prioritised: (consumer: types.Consumer) => boolean;
+  /** Audio tracks flowing to this subscriber now. */
+  audioTracks: () => number;
+  /** Makes a decision real (preferred layers, or a pause for want of bandwidth). */
+  apply: (consumer: types.Consumer, target: Target, previous: Target | undefined) => Promise<void>;
+  /** After decisions were applied (the publishers' encoders may follow: dynacast). */
+  applied: (producerIds: ReadonlySet<string>) => void;
+  onError: (error: unknown) => void;
+  now?: (() => number) | undefined;
+}
+
+interface Entry {
+  view: TileView;
+  current: Target | undefined;
+  lastDownAt: number;
+  lastChangeAt: number;
+}
+
+/**
+ * One subscriber's downlink: its receive transport's bandwidth estimate (mediasoup's
+ * transport-cc, pushed as `bwe` trace events about once a second, at once on a sharp change)
+ * shared among the videos it receives by the layer policy. Decisions are re-made on every
+ * estimate, view change, new or closed video, and change of who is prioritised.
+ */
+export class Downlink {
+  readonly #options: DownlinkOptions;
+  readonly #entries = new Map<types.Consumer, Entry>();
+  #estimate: number;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #closed = false;
+
+  constructor(transport: types.WebRtcTransport, options: DownlinkOptions) {
+    this.#options = options;
+    this.#estimate = options.initialBitrate;
+    transport.enableTraceEvent(['bwe']).catch((error: unknown) => options.onError(error));
+    transport.on('trace', (trace) => {
+      if (trace.type !== 'bwe') return;
+      const available = Number((trace.info as { availableBitrate?: unknown }).availableBitrate);
+      if (!(available > 0)) return;
+      this.#estimate = available;
+      void this.reassess();
+    });
+    transport.observer.once('close', () => {
+      this.#closed = true;
+      this.#entries.clear();
+    });
+  }
+
+  /** The transport's current outgoing bandwidth estimate (bits per second). */
+  get estimate(): number {
+    return this.#estimate;
+  }
+
+  add(consumer: types.Consumer, view: TileView): void {
+    if (this.#closed) return;
+    this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0 });
+    consumer.observer.once('close', () => {
+      this.#entries.delete(consumer);
+      this.#options.applied(new Set([consumer.producerId]));
+      void this.reassess();
+    });
+    void this.reassess();
+  }
+
+  setView(consumer: types.Consumer, view: TileView): void {
+    const entry = this.#entries.get(consumer);
+    if (!entry) return;
+    // A tile hidden and shown again starts afresh: nothing was flowing to hold on to.
+    if (!view.visible) entry.current = undefined;
+    entry.view = view;
+    void this.reassess();
+  }
+
+  holds(consumer: types.Consumer): boolean {
+    return this.#entries.has(consumer);
+  }
+
+  /** The ceiling each shown video has now (undefined: not decided yet, or hidden). */
+  ceilings(): Array<{ producerId: string; target: Target | undefined; visible: boolean }> {
+    return [...this.#entries].map(([consumer, entry]) => ({ producerId: consumer.producerId, target: entry.current, visible: entry.view.visible }));
+  }
+
+  /** Decides again; calls made while deciding run once more after it. */
+  reassess(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#decide();
+        } while (this.#again && !this.#closed);
+      } catch (error) {
+        this.#options.onError(error);
+      } finally {
+        this.#running = undefined;
+      }
+    })();
+    return this.#running;
+  }
+
+  async #decide(): Promise<void> {
+    if (this.#closed) return;
+    const rules = this.#options.rules ?? DEFAULT_LAYER_RULES;
+    const shown = [...this.#entries].filter(([consumer, entry]) => entry.view.visible && !consumer.closed);
+    const ladders = await Promise.all(shown.map(([consumer]) => this.#options.ladder(consumer)));
+    const now = (this.#options.now ?? Date.now)();
+    const budget = this.#estimate * rules.headroom - this.#options.audioReserveBps * this.#options.audioTracks();
+    const decisions = allocate(
+      budget,
+      shown.map(([consumer, entry], i) => ({
+        id: consumer.id,
+        prioritised: this.#options.prioritised(consumer),
+        area: entry.view.area,
+        maxSpatial: entry.view.maxSpatial,
+        maxTemporal: entry.view.maxTemporal,
+        ladder: ladders[i]!,
+        current: entry.current,
+        lastDownAt: entry.lastDownAt,
+        lastChangeAt: entry.lastChangeAt,
+      })),
+      now,
+      rules,
+    );
+    const changed = new Set<string>();
+    await Promise.all(
+      shown.map(async ([consumer, entry]) => {
+        const target = decisions.get(consumer.id);
+        if (target === undefined || sameTarget(target, entry.current)) return;
+        const previous = entry.current;
+        entry.current = target;
+        if (previous !== undefined && isLower(target, previous)) entry.lastDownAt = now;
+        entry.lastChangeAt = now;
+        changed.add(consumer.producerId);
+        await this.#options.apply(consumer, target, previous).catch((error: unknown) => {
+          if (entry.current === target) entry.current = previous;
+          this.#options.onError(error);
+        });
+      }),
+    );
+    if (changed.size > 0) this.#options.applied(changed);
+  }
+}

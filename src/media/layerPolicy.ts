@@ -1,0 +1,127 @@
+/**
+ * Which layers of each video a subscriber receives, given what its downlink carries.
+ *
+ * mediasoup left alone probes upward whenever its estimate allows and falls back when the link
+ * chokes: on a constrained link that is a keyframe up, a burst of loss, a keyframe down — a
+ * visible stall each time. Chorus decides the ceiling itself, slowly upward and promptly
+ * downward, and sets it as each consumer's preferred layers; mediasoup's own allocation still
+ * works below that ceiling, within the same estimate.
+ *
+ * Pure: no timers, no mediasoup. The caller supplies the estimate, the clock and the history.
+ */
+
+/** A layer a video can be received at, and what it costs (bits per second, measured or nominal). */
+export interface Rung {
+  spatial: number;
+  temporal: number;
+  bitrate: number;
+}
+
+export type Target = { spatial: number; temporal: number } | 'off';
+
+export interface Demand {
+  id: string;
+  /** Screen shares and the current speaker: served first, and never paused for bandwidth. */
+  prioritised: boolean;
+  /** Rendered pixels (ordering among equals: the larger tile is served first). */
+  area: number;
+  /** The highest layers the view (or a pin) wants. */
+  maxSpatial: number;
+  maxTemporal: number;
+  /** Ascending: spatial-major, temporal within. Empty: nothing known yet (left as it is). */
+  ladder: readonly Rung[];
+  /** What was applied last; undefined for a new consumer (its first choice is free of holds). */
+  current: Target | undefined;
+  /** When its ceiling last went down, and last changed at all (ms, the caller's clock). */
+  lastDownAt: number;
+  lastChangeAt: number;
+}
+
+export interface LayerRules {
+  /** Fraction of the estimate video may use (the rest: headers, retransmissions, error). */
+  headroom: number;
+  /** At most one step down per this long. */
+  downHoldMs: number;
+  /** At least this long since the last change before stepping up, one spatial layer at a time. */
+  upHoldMs: number;
+}
+
+export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, upHoldMs: 4000 };
+
+/**
+ * The ceiling for each demand. Order of service: prioritised first, then larger tiles. First
+ * every demand gets its lowest layer while that fits (the prioritised ones, and the first in
+ * line, whatever it costs — a transport with no active video stops probing and could never
+ * climb back); the others are paused. Then, in the same order, each climbs as far as the rest
+ * of the budget and its view allow. Temporal layers are the first to go: the ladder steps
+ * through a spatial layer's frame rates before dropping the spatial layer.
+ */
+export function allocate(budget: number, demands: readonly Demand[], now: number, rules: LayerRules = DEFAULT_LAYER_RULES): Map<string, Target> {
+  const order = [...demands].sort((a, b) => Number(b.prioritised) - Number(a.prioritised) || b.area - a.area || a.id.localeCompare(b.id));
+  const result = new Map<string, Target>();
+  let remaining = budget;
+  const floors = new Map<string, number>();
+  order.forEach((demand, index) => {
+    const usable = usableRungs(demand);
+    if (usable.length === 0) {
+      if (demand.current !== undefined) result.set(demand.id, demand.current);
+      return;
+    }
+    const lowest = usable[0]!;
+    const keep = demand.prioritised || index === 0 || lowest.bitrate <= remaining;
+    let floor: number | 'off' = keep ? 0 : 'off';
+    // Pausing and resuming follow the same holds as stepping down and up.
+    if (floor === 'off' && demand.current !== undefined && demand.current !== 'off' && now - demand.lastDownAt < rules.downHoldMs) floor = 0;
+    if (floor === 0 && demand.current === 'off' && now - demand.lastChangeAt < rules.upHoldMs) floor = 'off';
+    if (floor === 'off') {
+      result.set(demand.id, 'off');
+      return;
+    }
+    floors.set(demand.id, 0);
+    remaining -= lowest.bitrate;
+  });
+  for (const demand of order) {
+    if (!floors.has(demand.id)) continue;
+    const usable = usableRungs(demand);
+    let index = 0;
+    // Up the ladder until a rung does not fit (measured rates need not rise strictly: stop there).
+    while (index + 1 < usable.length && usable[index + 1]!.bitrate - usable[0]!.bitrate <= remaining) index++;
+    const fits = usable[index]!;
+    const chosen = held(demand, usable, fits, now, rules);
+    remaining -= chosen.bitrate - usable[0]!.bitrate;
+    result.set(demand.id, { spatial: chosen.spatial, temporal: chosen.temporal });
+  }
+  return result;
+}
+
+/** The ladder within what the view wants. */
+function usableRungs(demand: Demand): Rung[] {
+  return demand.ladder.filter((r) => r.spatial <= demand.maxSpatial && r.temporal <= demand.maxTemporal);
+}
+
+/** The rung to apply, given the one that fits and the holds since the last changes. */
+function held(demand: Demand, usable: readonly Rung[], fits: Rung, now: number, rules: LayerRules): Rung {
+  const current = demand.current;
+  if (current === undefined || current === 'off') return fits;
+  const at = usable.findIndex((r) => r.spatial === current.spatial && r.temporal === current.temporal);
+  // The view shrank below the current layer, or that layer is gone: follow at once.
+  if (at === -1) return fits;
+  const currentRung = usable[at]!;
+  const fitsAt = usable.indexOf(fits);
+  if (fitsAt < at) return now - demand.lastDownAt >= rules.downHoldMs ? fits : currentRung;
+  if (fitsAt === at || now - demand.lastChangeAt < rules.upHoldMs) return currentRung;
+  return fits;
+}
+
+/** Whether `next` is below `previous` (off counts as below every layer). */
+export function isLower(next: Target, previous: Target): boolean {
+  if (next === 'off') return previous !== 'off';
+  if (previous === 'off') return false;
+  return next.spatial < previous.spatial || (next.spatial === previous.spatial && next.temporal < previous.temporal);
+}
+
+export function sameTarget(a: Target | undefined, b: Target | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a === 'off' || b === 'off') return a === b;
+  return a.spatial === b.spatial && a.temporal === b.temporal;
+}

@@ -1,0 +1,85 @@
+import { describe, expect, test } from 'vitest';
+import { allocate, type Demand, type Rung } from '../../src/media/layerPolicy.js';
+
+/** Three spatial layers of three temporal layers each, cumulative bitrates as mediasoup measures them. */
+const ladder: Rung[] = [
+  [0, 0, 50_000],
+  [0, 1, 75_000],
+  [0, 2, 100_000],
+  [1, 0, 150_000],
+  [1, 1, 225_000],
+  [1, 2, 300_000],
+  [2, 0, 500_000],
+  [2, 1, 750_000],
+  [2, 2, 1_000_000],
+].map(([spatial, temporal, bitrate]) => ({ spatial: spatial!, temporal: temporal!, bitrate: bitrate! }));
+
+const NOW = 100_000;
+const rules = { headroom: 1, downHoldMs: 1000, upHoldMs: 4000 };
+
+function camera(id: string, over: Partial<Demand> = {}): Demand {
+  return { id, prioritised: false, area: 640 * 360, maxSpatial: 2, maxTemporal: 2, ladder, current: undefined, lastDownAt: 0, lastChangeAt: 0, ...over };
+}
+
+describe('the layer policy', () => {
+  test('a new video gets the highest layer that fits, within its view', () => {
+    expect(allocate(5_000_000, [camera('a')], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
+    expect(allocate(5_000_000, [camera('a', { maxSpatial: 1 })], NOW, rules).get('a')).toEqual({ spatial: 1, temporal: 2 });
+    expect(allocate(5_000_000, [camera('a', { maxSpatial: 0, maxTemporal: 1 })], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 1 });
+  });
+
+  test('temporal layers go first: a tight budget keeps the larger picture at a lower frame rate', () => {
+    expect(allocate(200_000, [camera('a')], NOW, rules).get('a')).toEqual({ spatial: 1, temporal: 0 });
+    expect(allocate(140_000, [camera('a')], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 2 });
+  });
+
+  test('down at most once per second, straight to what fits', () => {
+    const high = camera('a', { current: { spatial: 2, temporal: 2 }, lastDownAt: NOW - 500, lastChangeAt: NOW - 500 });
+    expect(allocate(200_000, [high], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
+    expect(allocate(200_000, [{ ...high, lastDownAt: NOW - 1000 }], NOW, rules).get('a')).toEqual({ spatial: 1, temporal: 0 });
+  });
+
+  test('up only after the hold since the last change, then as far as fits', () => {
+    const low = camera('a', { current: { spatial: 0, temporal: 0 }, lastDownAt: NOW - 1000, lastChangeAt: NOW - 1000 });
+    expect(allocate(5_000_000, [low], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 0 });
+    expect(allocate(5_000_000, [{ ...low, lastChangeAt: NOW - 4000 }], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
+  });
+
+  test('a view shrinking below the current layer is followed at once', () => {
+    const high = camera('a', { current: { spatial: 2, temporal: 2 }, lastDownAt: NOW, lastChangeAt: NOW, maxSpatial: 0 });
+    expect(allocate(5_000_000, [high], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 2 });
+  });
+
+  test('the larger tile is served first; the smaller gets what is left', () => {
+    const decided = allocate(400_000, [camera('small', { area: 160 * 90 }), camera('big')], NOW, rules);
+    expect(decided.get('big')).toEqual({ spatial: 1, temporal: 2 });
+    expect(decided.get('small')).toEqual({ spatial: 0, temporal: 2 });
+  });
+
+  test('a prioritised track keeps its lowest layer; other video pauses before it', () => {
+    const screen: Demand = camera('screen', { prioritised: true, area: 100, ladder: [{ spatial: 0, temporal: 0, bitrate: 600_000 }], maxSpatial: 0, maxTemporal: 0 });
+    const decided = allocate(500_000, [camera('cam'), screen], NOW, rules);
+    expect(decided.get('screen')).toEqual({ spatial: 0, temporal: 0 });
+    expect(decided.get('cam')).toBe('off');
+  });
+
+  test('the first in line is never paused (a transport with no video flowing could never probe its way back)', () => {
+    expect(allocate(10_000, [camera('a')], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 0 });
+  });
+
+  test('pausing and resuming follow the holds too', () => {
+    const first = camera('first', { area: 10_000_000, current: { spatial: 0, temporal: 0 }, lastChangeAt: NOW - 10_000, lastDownAt: NOW - 10_000 });
+    // Just stepped down: not paused within the second.
+    const second = camera('second', { current: { spatial: 0, temporal: 0 }, lastDownAt: NOW - 200, lastChangeAt: NOW - 200 });
+    expect(allocate(60_000, [first, second], NOW, rules).get('second')).toEqual({ spatial: 0, temporal: 0 });
+    expect(allocate(60_000, [first, { ...second, lastDownAt: NOW - 1000 }], NOW, rules).get('second')).toBe('off');
+    // Paused a moment ago: not resumed within the up hold, even with room for it.
+    const paused = { ...second, current: 'off' as const, lastChangeAt: NOW - 1000 };
+    expect(allocate(5_000_000, [first, paused], NOW, rules).get('second')).toBe('off');
+    expect(allocate(5_000_000, [first, { ...paused, lastChangeAt: NOW - 4000 }], NOW, rules).get('second')).toEqual({ spatial: 2, temporal: 2 });
+  });
+
+  test('nothing measured yet: the video is left as it is', () => {
+    expect(allocate(5_000_000, [camera('a', { ladder: [] })], NOW, rules).has('a')).toBe(false);
+  });
+});
