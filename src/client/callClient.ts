@@ -291,6 +291,15 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     return this.#path;
   }
 
+  /**
+   * What this client sends to the node now: the WebRTC stats of its send transport (outbound-rtp
+   * per simulcast layer, with its `rid`), or none while it has no send transport.
+   */
+  async sendStats(): Promise<RTCStatsReport | undefined> {
+    const send = this.#send;
+    return send && !send.closed ? send.getStats() : undefined;
+  }
+
   /** This client's own connection quality, once the node has said. */
   get quality(): ConnectionQuality | undefined {
     return this.#quality;

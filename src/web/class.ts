@@ -291,4 +291,12 @@ exposeDebug({
   get queueVersion() {
     return queue.version;
   },
+  /** Bytes sent so far on each video layer this page encodes, by rid (dynacast turns unwanted ones off). */
+  async sentLayers(): Promise<Record<string, number>> {
+    const sent: Record<string, number> = {};
+    (await client?.sendStats())?.forEach((stat: { type: string; kind?: string; rid?: string; ssrc?: number; bytesSent?: number }) => {
+      if (stat.type === 'outbound-rtp' && stat.kind === 'video') sent[stat.rid ?? String(stat.ssrc)] = stat.bytesSent ?? 0;
+    });
+    return sent;
+  },
 });

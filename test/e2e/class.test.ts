@@ -13,6 +13,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
 import { Visitors } from '../support/visitors.js';
+import { joinCallPeer } from '../support/callPeer.js';
 import { startTestNode } from '../support/testNode.js';
 
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
@@ -111,4 +112,47 @@ test('the home page starts a class: a teacher link and a student link to one roo
   expect(await teacher.evaluate(() => window.chorusDebug?.['role'])).toBe('staff');
   expect(await student.evaluate(() => window.chorusDebug?.['role'])).toBe('student');
   await until(student, async () => (await playing(student, 'teacher')) === 1, 'the student to play the teacher');
+});
+
+test('dynacast: the teacher page stops encoding the layer no student receives, and starts it again when one does', async () => {
+  const room = 'e2e-dynacast';
+  const teacher = await visitor('Teacher', `${node.url}/class.html?room=${room}&role=teacher`);
+  await teacher.waitForFunction(() => window.chorusDebug?.['state'] === 'joined', undefined, { timeout: 20_000, polling: 50 });
+  const token = await node.tokens.mint({ room, identity: 'watcher', role: 'student', kind: 'class', name: 'watcher' });
+  const student = await joinCallPeer(node, room, 'watcher', 0, { token, receiveOnly: true });
+  try {
+    const camera = async (): Promise<string | undefined> => [...student.client.participants.values()].flatMap((p) => [...p.tracks.values()]).find((t) => t.source === 'camera')?.trackId;
+    await until(teacher, async () => (await camera()) !== undefined && [...student.seen.values()].some((s) => s.probe.frames > 0), 'the student to see the teacher');
+    const trackId = (await camera())!;
+    /** Bytes per layer the teacher's page sends over about a second. */
+    const sentOver = async (): Promise<number[]> => {
+      const read = (): Promise<Record<string, number>> => teacher.evaluate(() => (window.chorusDebug as unknown as { sentLayers(): Promise<Record<string, number>> }).sentLayers());
+      const before = await read();
+      await teacher.waitForTimeout(1000);
+      const after = await read();
+      return Object.keys(after).sort().map((rid) => after[rid]! - (before[rid] ?? 0));
+    };
+    const width = (): number => [...student.seen.values()].find((s) => s.source === 'camera')?.probe.width ?? 0;
+
+    await student.client.setView(trackId, { visible: true, width: 1280, height: 720 });
+    let large: number[] = [];
+    await until(teacher, async () => (large = await sentOver()).filter((bytes) => bytes > 2000).length >= 2 && width() > 160, 'two layers sent, the upper one received');
+    const layers = large.filter((bytes) => bytes > 0).length;
+    console.log(JSON.stringify({ test: 'dynacast', phase: 'large', bytesPerLayer: large }));
+
+    // A thumbnail is all anyone receives: within the node's hold (3 s) the upper layers stop.
+    await student.client.setView(trackId, { visible: true, width: 160, height: 90 });
+    let thumb: number[] = [];
+    await until(teacher, async () => (thumb = await sentOver()).slice(1).every((bytes) => bytes === 0), 'the teacher page to stop its upper layers', 15_000);
+    console.log(JSON.stringify({ test: 'dynacast', phase: 'thumbnail', bytesPerLayer: thumb }));
+    expect(thumb[0]).toBeGreaterThan(0);
+    expect(width()).toBe(160);
+
+    await student.client.setView(trackId, { visible: true, width: 1280, height: 720 });
+    let back: number[] = [];
+    await until(teacher, async () => (back = await sentOver()).slice(0, layers).every((bytes) => bytes > 0) && width() > 160, 'the upper layers sent and received again', 15_000);
+    console.log(JSON.stringify({ test: 'dynacast', phase: 'large again', bytesPerLayer: back }));
+  } finally {
+    await student.close();
+  }
 });

@@ -60,16 +60,16 @@ test('a student on a 350 kbit/s link gets the low layer and keeps moving, a free
 
   await until(() => (videoOf(free, teacher)?.width ?? 0) === 320, 30_000, 'the free student to receive the high layer (320 wide: at 640×360 the encoder sends two layers)');
   await until(() => latest()?.width === 160 && (latest()?.frames ?? 0) > 0, 30_000, 'the constrained student to settle on the low layer (160 wide)');
-  // Settled: five seconds mostly on the low layer, frames coming. mediasoup probes upward now and
-  // then: a brief higher layer is allowed here, and a pause while it comes back down is bounded at
-  // 2 s (measured up to ~0.9 s). Keeping it from trying — hysteresis, so that no pause happens —
-  // is the layer policy this kind still lacks.
+  // Settled: five seconds on the low layer, frames coming. The node's layer policy keeps the
+  // ceiling where the estimate fits, so mediasoup never tries the higher layer on this link (left
+  // to itself it did, now and then, and the picture stalled up to ~0.9 s while it came back down).
+  // The longest gap allowed is a few frames at the lowest frame rate (measured 160-330 ms).
   const from = samples.length;
   await until(() => samples.length >= from + 25, 10_000, 'five seconds of samples');
   const window = samples.slice(from, from + 25);
   console.log(JSON.stringify({ test: 'class-layers', constrainedLongestGapMs: Math.max(...window.map((s) => s.longestGapMs)), lowLayerSamples: window.filter((s) => s.width === 160).length }));
-  expect(window.filter((s) => s.width === 160).length, JSON.stringify(window)).toBeGreaterThanOrEqual(20);
-  expect(Math.max(...window.map((s) => s.longestGapMs)), JSON.stringify(window)).toBeLessThan(2000);
+  expect(window.filter((s) => s.width === 160).length, JSON.stringify(window)).toBe(25);
+  expect(Math.max(...window.map((s) => s.longestGapMs)), JSON.stringify(window)).toBeLessThan(1000);
   // Temporal layers may go first (a quarter of the frame rate on the lowest): slower, still moving.
   expect(window.at(-1)!.frames).toBeGreaterThan(window[0]!.frames + 12);
   expect(videoOf(free, teacher)!.width).toBe(320);
