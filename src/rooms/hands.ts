@@ -111,6 +111,23 @@ export class Hands {
     if (raw !== undefined) await this.store.swapValue(this.#key, raw, undefined, QUEUE_TTL_SECONDS);
   }
 
+  /**
+   * A student back on a new connection (it named the old one) takes its hand over, stage and
+   * all. Only the same identity can: a peer id alone proves nothing.
+   */
+  async rekey(fromPeerId: string, toPeerId: string, identity: string): Promise<{ hand: Hand; queue: HandQueue } | undefined> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const raw = await this.store.getValue(this.#key);
+      const queue = parse(raw);
+      const hand = queue.hands.find((h) => h.peerId === fromPeerId && h.identity === identity);
+      if (!hand) return undefined;
+      const moved = { ...hand, peerId: toPeerId };
+      const next = { version: queue.version + 1, hands: queue.hands.map((h) => (h === hand ? moved : h)) };
+      if (await this.store.swapValue(this.#key, raw, JSON.stringify(next), QUEUE_TTL_SECONDS)) return { hand: moved, queue: next };
+    }
+    return undefined;
+  }
+
   /** A student who left takes its hand along (whatever its state). */
   async forget(peerId: string): Promise<HandQueue | undefined> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

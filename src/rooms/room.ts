@@ -54,6 +54,8 @@ export interface RoomOptions {
   layerRules?: LayerRules | undefined;
   /** How long a layer nobody receives stays encoded before its publisher is told to stop (dynacast; default 3000). */
   dynacastOffMs?: number | undefined;
+  /** How long a student's hand (its place on stage) waits for it after its connection dropped (default 30000). */
+  handGraceMs?: number | undefined;
   /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
   uplinkBackWaitMs?: number | undefined;
   countIntervalMs: number;
@@ -93,6 +95,9 @@ const UPLINK_BACK_WAIT_MS = 2000;
 /** Kept out of a subscriber's video budget for each audio track it receives (Opus and its headers). */
 const AUDIO_RESERVE_BPS = 50_000;
 const DYNACAST_OFF_MS = 3000;
+const HAND_GRACE_MS = 30_000;
+/** Leaves after which the student is expected back on a new connection: its hand waits for it. */
+const INVOLUNTARY: ReadonlySet<LeaveReason> = new Set(['dropped', 'stale', 'replaced', 'reset']);
 
 export class Room extends EventEmitter<RoomEvents> {
   readonly peers = new Map<string, Peer>();
@@ -130,6 +135,8 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly #dynacast = new Map<string, { told: number; lower?: NodeJS.Timeout | undefined }>();
   /** Classes: the raised hands (kinds whose roles have a stage). */
   readonly #hands: Hands | undefined;
+  /** Hands of students whose connection dropped, kept for their return until these fire. */
+  readonly #handGrace = new Map<string, NodeJS.Timeout>();
   /** The newest hand queue version the staff here were told. */
   #toldHands = -1;
   /** Video producers whose SDK stopped sending (a direct call), and the wait for their RTP once due. */
@@ -501,14 +508,44 @@ export class Room extends EventEmitter<RoomEvents> {
     this.emit('peerleft', peer, reason);
     this.#scheduleCount();
     if (this.#hands && this.policy.stageSources(peer.role).length > 0) {
-      const queue = await this.#hands.forget(peer.id).catch(() => undefined);
-      if (queue) {
-        this.audit.record({ type: 'hand', room: this.id, peer: peer.id, identity: peer.identity, action: 'left', from: null, to: null, by: peer.identity, version: queue.version });
-        this.#tellStaff(queue);
-        this.members?.handMoved(this.id, { queue, peerId: peer.id });
-      }
+      // Its connection dropped: the student is likely back in a moment (the SDK rejoins naming
+      // this session) and keeps its place, on stage included. Left on purpose: gone now.
+      if (INVOLUNTARY.has(reason) && !this.#closed) {
+        const timer = setTimeout(() => {
+          this.#handGrace.delete(peer.id);
+          void this.#forgetHand(peer);
+        }, this.options.handGraceMs ?? HAND_GRACE_MS);
+        timer.unref();
+        this.#handGrace.set(peer.id, timer);
+      } else await this.#forgetHand(peer);
     }
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');
+  }
+
+  async #forgetHand(peer: Peer): Promise<void> {
+    const queue = await this.#hands?.forget(peer.id).catch(() => undefined);
+    if (!queue) return;
+    this.audit.record({ type: 'hand', room: this.id, peer: peer.id, identity: peer.identity, action: 'left', from: null, to: null, by: peer.identity, version: queue.version });
+    this.#tellStaff(queue);
+    this.members?.handMoved(this.id, { queue, peerId: peer.id });
+  }
+
+  /**
+   * A student rejoined naming its previous connection (here, or on a node that died): its hand
+   * moves to this session, and a student who was on stage is on stage again (it may publish;
+   * its SDK is told with `hand:state`). Called once the session receives its events.
+   */
+  async resumeHand(peer: Peer, previousPeerId: string | undefined): Promise<void> {
+    if (!this.#hands || previousPeerId === undefined || this.policy.stageSources(peer.role).length === 0) return;
+    clearTimeout(this.#handGrace.get(previousPeerId));
+    this.#handGrace.delete(previousPeerId);
+    const moved = await this.#hands.rekey(previousPeerId, peer.id, peer.identity);
+    if (!moved || peer.closed) return;
+    if (moved.hand.state === 'onstage') peer.onStage = true;
+    this.audit.record({ type: 'hand', room: this.id, peer: peer.id, identity: peer.identity, action: 'resumed', from: moved.hand.state, to: moved.hand.state, by: peer.identity, version: moved.queue.version });
+    this.channel.toPeer(peer.id, 'hand:state', { hand: moved.hand, version: moved.queue.version });
+    this.#tellStaff(moved.queue);
+    this.members?.handMoved(this.id, { queue: moved.queue, peerId: peer.id });
   }
 
   async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
@@ -1501,6 +1538,8 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#disarmIdle();
     for (const timer of this.#setupTimers.values()) clearTimeout(timer);
     this.#setupTimers.clear();
+    for (const timer of this.#handGrace.values()) clearTimeout(timer);
+    this.#handGrace.clear();
     clearTimeout(this.#countTimer);
     clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];

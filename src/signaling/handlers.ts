@@ -145,6 +145,8 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         session.room = room;
         session.peer = peer;
         session.onJoined(room, peer);
+        // A student back from a dropped connection gets its hand (and its place on stage) back.
+        await room.resumeHand(peer, previousPeerId);
         // After subscribing to room events, so no change falls between the snapshot and them.
         let playback: Responses['join']['watch'];
         try {

@@ -11,6 +11,7 @@ import { mediaCounts } from '../support/mediaCounts.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { colourMatches, palette } from '../support/nodeVideo.js';
 import { startTestNode, until } from '../support/testNode.js';
+import { TcpProxy } from '../support/tcpProxy.js';
 
 let node: ChorusNode;
 const peers: CallPeer[] = [];
@@ -118,5 +119,38 @@ test('a student raises a hand, is invited and accepts: everyone hears it; remove
     await expect(student.client.publish(voice.track, 'microphone')).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
   } finally {
     voice.stop();
+  }
+});
+
+test('a student on stage whose connection drops comes back on stage by itself: heard again, no new invitation', async () => {
+  const room = 'class-stage-drop';
+  const proxy = await TcpProxy.start(Number(new URL(node.url).port));
+  const teacher = await joinCallPeer(node, room, 'teacher', 400, { token: await classToken(room, 'teacher', 'teacher') });
+  peers.push(teacher);
+  const student = await joinCallPeer(proxy.url, room, 'speaker', 0, { token: await classToken(room, 'speaker', 'student'), receiveOnly: true });
+  const listener = await joinCallPeer(node, room, 'ear', 0, { token: await classToken(room, 'ear', 'student'), receiveOnly: true });
+  peers.push(student, listener);
+  const voice = toneTrack(900);
+  try {
+    const raised = await student.client.moveHand('raise');
+    await teacher.client.moveHand('invite', { peerId: student.client.peerId!, version: (await teacher.client.handQueue()).version });
+    expect(raised.hands).toHaveLength(1);
+    await until(() => student.client.hand?.state === 'invited', 5000, 'the student to be invited');
+    await student.client.moveHand('accept');
+    await student.client.publish(voice.track, 'microphone');
+    const speaker = { ...student, frequency: 900 };
+    await until(() => hears(listener, speaker), 20_000, 'the other student to hear the one on stage');
+    const firstPeer = student.client.peerId;
+
+    expect(proxy.cut()).toBeGreaterThan(0);
+    await until(() => student.client.state === 'joined' && student.client.peerId !== firstPeer, 15_000, 'the student to rejoin on a new connection');
+    // Its hand followed it: on stage under the new session, its microphone published again by the SDK.
+    await until(() => student.client.hand?.state === 'onstage' && student.client.hand.peerId === student.client.peerId, 5000, 'the stage to follow the student');
+    await until(() => hears(listener, speaker), 20_000, 'the other student to hear it again');
+    const queue = await teacher.client.handQueue();
+    expect(queue.hands.map((h) => `${h.identity}:${h.state}:${h.peerId === student.client.peerId}`)).toEqual(['speaker:onstage:true']);
+  } finally {
+    voice.stop();
+    await proxy.close();
   }
 });

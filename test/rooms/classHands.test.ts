@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { HandQueue } from '../../src/protocol/room.js';
-import { errorCode, type Harness, joined, publish, startHarness } from '../support/roomHarness.js';
+import { errorCode, grantFor, type Harness, joined, publish, startHarness } from '../support/roomHarness.js';
 import { until } from '../support/testNode.js';
 import { Hands } from '../../src/rooms/hands.js';
 
@@ -130,5 +130,48 @@ describe('raised hands', () => {
     await until(() => room.closed, 5000, 'the empty class to close');
     await until(async () => (await hands.read()).hands.length === 0, 5000, 'the queue to be cleared');
     expect(await hands.read()).toEqual({ version: 0, hands: [] });
+  });
+
+  test('a student whose connection dropped keeps its place on stage when it comes back naming the old session; one who left does not', async () => {
+    const { room, channel, audit } = await h.room('class', { handGraceMs: 60_000 });
+    const teacher = await joined(room, 'teacher');
+    const student = await joined(room, 'student', { identity: 'returning' });
+    const leaver = await joined(room, 'student', { identity: 'leaver' });
+    for (const s of [student, leaver]) {
+      const raised = await room.hand(s.peer, 'raise');
+      await room.hand(teacher.peer, 'invite', s.peer.id, raised.version);
+      await room.hand(s.peer, 'accept');
+    }
+    await room.leave(leaver.peer, 'left');
+    await room.leave(student.peer, 'dropped');
+    // The one who left is gone from the queue; the dropped one is still on stage, waiting.
+    expect(states(await room.handQueue(teacher.peer))).toEqual(['returning:onstage']);
+
+    // Someone else naming that session gets nothing of it.
+    const impostor = await room.join(grantFor(room, 'student', { identity: 'impostor' }), crypto.randomUUID());
+    await room.resumeHand(impostor, student.peer.id);
+    expect(channel.to(impostor.id, 'hand:state')).toEqual([]);
+    expect(await errorCode(room.createTransport(impostor, 'send', false))).toBe('FORBIDDEN_ROLE');
+
+    const back = await room.join(grantFor(room, 'student', { identity: 'returning' }), crypto.randomUUID(), student.peer.id);
+    await room.resumeHand(back, student.peer.id);
+    expect(channel.to(back.id, 'hand:state').at(-1)).toMatchObject({ hand: { state: 'onstage', peerId: back.id } });
+    const queue = await room.handQueue(teacher.peer);
+    expect(queue.hands.map((hand) => [hand.peerId, hand.state])).toEqual([[back.id, 'onstage']]);
+    expect(channel.to(teacher.peer.id, 'hand:queue').at(-1)).toEqual({ queue });
+    // On stage again without a new invitation: it publishes.
+    const send = await room.createTransport(back, 'send', false);
+    expect((await publish(room, { peer: back, send }, 'microphone')).closed).toBe(false);
+    expect(audit.some((e) => e.type === 'hand' && e.action === 'resumed' && e.peer === back.id)).toBe(true);
+  });
+
+  test('a dropped student that does not come back loses its hand when the grace runs out', async () => {
+    const { room } = await h.room('class', { handGraceMs: 200 });
+    const teacher = await joined(room, 'teacher');
+    const student = await joined(room, 'student');
+    await room.hand(student.peer, 'raise');
+    await room.leave(student.peer, 'dropped');
+    expect((await room.handQueue(teacher.peer)).hands).toHaveLength(1);
+    await until(async () => (await room.handQueue(teacher.peer)).hands.length === 0, 5000, 'the hand to go after the grace');
   });
 });
