@@ -35,6 +35,7 @@ import { OriginPlacement, pickWeighted } from './cluster/placement.js';
 import { policyFor } from './rooms/policy.js';
 import type { Role, RoomKind } from './protocol/messages.js';
 import { NodeRegistry } from './cluster/registry.js';
+import { Recordings } from './recording/recordings.js';
 import { HlsService } from './hls/hlsService.js';
 import { HLS_VIEWERS_LEASE_SECONDS, hlsViewersKey, ViewerCountReader } from './hls/viewers.js';
 import { Room } from './rooms/room.js';
@@ -222,6 +223,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         },
       })
     : undefined;
+  const recordings = new Recordings(config.recordings, store, config.nodeId, audit, log.child({ component: 'recordings' }));
   const http = createHttpServer({
     log,
     tokens,
@@ -234,6 +236,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     corsOrigins: config.http.corsOrigins,
     tls: config.http.tls,
     publicUrl: () => publicUrl,
+    recordings: { recordings, tokens, keys, nodeId: config.nodeId, chargeRefused: (ip) => limits.take('http', ip) },
     hls: hls && {
       hls,
       tokens,
@@ -411,6 +414,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       maxClassStage: config.rooms.maxClassStage,
       observeLayerChange: (kind: string, direction: 'up' | 'down') => metrics.layerChanged(kind, direction),
       initialBitrate: config.media.initialAvailableOutgoingBitrate,
+      recordings,
       callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,
       opusBitrate: config.media.opusBitrate,
@@ -505,6 +509,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     sampler?.stop();
     await hls?.close();
     await rooms.closeAll();
+    await recordings.close();
     // Sessions ended by the close above are recorded too; what cannot be written in time spills.
     stopRecording?.();
     // After the rooms: their last events (room finished, participants left) still go out.

@@ -21,7 +21,7 @@ import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { ChatMessage, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
-import { kindOfSource, type ConnectionQuality, type Hand, type HandAction, type HandQueue, type ParticipantInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { kindOfSource, type ConnectionQuality, type Hand, type HandAction, type HandQueue, type ParticipantInfo, type RecordingInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { arrival, flowing } from './arrival.js';
 import { keepResolution } from './screenShare.js';
@@ -135,6 +135,8 @@ interface CallEvents {
   hand: (hand: Hand | undefined) => void;
   /** Classes, teachers and assistants: the hand queue changed. */
   handqueue: (queue: HandQueue) => void;
+  /** Classes: the stage's recording started (`playlist`: its HLS path on the node, with a room token) or stopped (null). */
+  recording: (recording: RecordingInfo | null, playlist: string | undefined) => void;
   /** Classes: a chat message (to the class, or to the staff). */
   chat: (message: ChatMessage) => void;
   /** Something is wrong that the call survives (the node's media path down while peer-to-peer). */
@@ -280,6 +282,11 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   async sendChat(text: string, to: 'class' | 'staff' = 'class'): Promise<ChatMessage> {
     // Not paced: past the per-minute limit the person is told at once (LIMIT_REACHED, retryAfterMs).
     return (await request(this.#socket, 'chat', { text, to })).message;
+  }
+
+  /** Classes, teachers and assistants: starts or stops recording the stage (then `recording` events to everyone). */
+  async record(action: 'start' | 'stop'): Promise<RecordingInfo | null> {
+    return (await request(this.#socket, 'record', { action })).recording;
   }
 
   /** Classes, teachers and assistants: the hand queue now (then `handqueue` events). */
@@ -471,6 +478,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     s.on('call:settled', (e) => this.#whenJoined(() => this.#onSettled(e.id)));
     s.on('p2p:signal', (e) => this.#whenJoined(() => void this.#p2p?.link.onSignal(e).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer signal: ${String(error)}`, true)))));
     s.on('hand:queue', ({ queue }) => this.emit('handqueue', queue));
+    s.on('record:state', ({ recording, playlist }) => this.emit('recording', recording, playlist));
     s.on('chat:message', ({ message }) => this.emit('chat', message));
     s.on('hand:state', ({ hand }) => this.#whenJoined(() => void this.#onHand(hand).catch((error: unknown) => this.emit('error', error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', `going on stage: ${String(error)}`, true)))));
     s.on('quality:changed', ({ qualities }) => {

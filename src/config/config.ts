@@ -2,6 +2,7 @@
  * Node configuration, read once from the environment and validated. Everything has an embedded
  * default so `npm start` on a laptop works with no settings at all.
  */
+import type { RecordingSettings } from '../recording/recordings.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { networkInterfaces, availableParallelism } from 'node:os';
@@ -80,6 +81,10 @@ export const envSchema = z
     CHORUS_CLASS_MAX_STUDENTS: z.coerce.number().int().min(1).max(100_000).default(1000),
     /** Students a class holds on stage (invited or on) at once; the next invite gets STAGE_FULL. */
     CHORUS_CLASS_MAX_STAGE: z.coerce.number().int().min(1).max(50).default(6),
+    /** manual: teachers start and stop recording the stage; always: every class is recorded; off. */
+    CHORUS_CLASS_RECORD: z.enum(['off', 'manual', 'always']).default('manual'),
+    /** Where class recordings are written (HLS: live while recording, then the replay); default <CHORUS_DATA_DIR>/recordings. */
+    CHORUS_RECORDINGS_DIR: z.string().optional(),
     /** auto: a call of two clients that can goes peer-to-peer; off: calls always use the SFU. */
     CHORUS_CALL_P2P: z.enum(['auto', 'off']).default('auto'),
     /** Back to two after three or more: how long before the call returns to peer-to-peer. */
@@ -294,6 +299,7 @@ export interface Config {
   };
   records: RecordsSettings | undefined;
   hls: HlsSettings | undefined;
+  recordings: RecordingSettings;
 }
 
 export class ConfigError extends Error {
@@ -423,6 +429,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           qualitySampleMs: e.CHORUS_QUALITY_SAMPLE_MS,
         }
       : undefined,
+    recordings: {
+      dir: e.CHORUS_RECORDINGS_DIR ?? `${e.CHORUS_DATA_DIR}/recordings`,
+      ffmpeg: e.CHORUS_HLS_FFMPEG,
+      segmentSeconds: 2,
+      mode: e.CHORUS_CLASS_RECORD,
+    },
     hls: e.CHORUS_HLS
       ? {
           dir: e.CHORUS_HLS_DIR ?? `${e.CHORUS_DATA_DIR}/hls`,

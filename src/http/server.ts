@@ -18,6 +18,7 @@ import { ChorusError } from '../protocol/errors.js';
 import { displayName, roomId } from '../protocol/messages.js';
 import { requireApiKey } from './apiKeyAuth.js';
 import { registerHlsRoutes, type HlsRouteDeps } from '../hls/routes.js';
+import { registerRecordingRoutes, type RecordingRouteDeps } from '../recording/routes.js';
 
 export interface HttpDeps {
   log: Logger;
@@ -35,6 +36,8 @@ export interface HttpDeps {
   publicUrl?: (() => string) | undefined;
   /** The HLS fallback (/hls/<room>/…), when enabled. */
   hls?: HlsRouteDeps | undefined;
+  /** Class recordings (/recordings/<room>/<id>/…, /api/admin/recordings). */
+  recordings?: RecordingRouteDeps | undefined;
   /** Readiness: workers alive and the node accepting work. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
   /** Prometheus exposition for /metrics; `token`, when set, is the bearer token it asks for. */
@@ -122,7 +125,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     // shares an address: per-address budgets would cut it off after a handful of players. HLS
     // requests carry a room token instead, checked before any file is touched; those refused
     // before their token is accepted are charged to the address there (src/hls/routes.ts).
-    if (request.url.startsWith('/hls/')) return;
+    if (request.url.startsWith('/hls/') || request.url.startsWith('/recordings/')) return;
     try {
       await deps.limits.take('http', request.ip);
     } catch (error) {
@@ -191,6 +194,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   app.get('/api/config', async () => ({ demo: deps.demo, ...(deps.publicUrl?.() ? { publicUrl: deps.publicUrl() } : {}) }));
 
   if (deps.hls) registerHlsRoutes(app, deps.hls);
+  if (deps.recordings) registerRecordingRoutes(app, deps.recordings);
 
   // Token minting for applications holding an API key and secret (HTTP Basic, over TLS in
   // production). The application decides who may join which room with which role.

@@ -48,6 +48,8 @@ export class Downlink {
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
+  /** The last decision for a consumer that could not be applied, kept for `settle`. */
+  readonly #failed = new WeakMap<types.Consumer, unknown>();
 
   constructor(transport: types.WebRtcTransport, options: DownlinkOptions) {
     this.#options = options;
@@ -89,6 +91,20 @@ export class Downlink {
     if (!view.visible) entry.current = undefined;
     entry.view = view;
     void this.reassess();
+  }
+
+  /**
+   * Resolves once decisions covering every change so far are applied; rejects with the error
+   * applying this consumer's failed with (its track ended under it, say).
+   */
+  async settle(consumer: types.Consumer): Promise<void> {
+    this.#failed.delete(consumer);
+    await this.reassess();
+    const error = this.#failed.get(consumer);
+    if (error !== undefined) {
+      this.#failed.delete(consumer);
+      throw error;
+    }
   }
 
   holds(consumer: types.Consumer): boolean {
@@ -156,7 +172,8 @@ export class Downlink {
         changed.add(consumer.producerId);
         await this.#options.apply(consumer, target, previous).catch((error: unknown) => {
           if (entry.current === target) entry.current = previous;
-          this.#options.onError(error);
+          this.#failed.set(consumer, error);
+          if (!consumer.closed) this.#options.onError(error);
         });
       }),
     );

@@ -42,11 +42,17 @@ export interface LayerRules {
   headroom: number;
   /** At most one step down per this long. */
   downHoldMs: number;
-  /** At least this long since the last change before stepping up, one spatial layer at a time. */
+  /** At least this long since the last change before stepping up to a layer that only just fits. */
   upHoldMs: number;
+  /**
+   * A layer whose cost times this still fits is taken at once, hold or not: the hold is for
+   * climbing towards the edge of the estimate (where a wrong guess costs a stall), not for a tile
+   * enlarged on a link with room to spare.
+   */
+  upMargin: number;
 }
 
-export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, upHoldMs: 4000 };
+export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2 };
 
 /**
  * The ceiling for each demand. Order of service: prioritised first, then larger tiles. First
@@ -87,7 +93,7 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
     // Up the ladder until a rung does not fit (measured rates need not rise strictly: stop there).
     while (index + 1 < usable.length && usable[index + 1]!.bitrate - usable[0]!.bitrate <= remaining) index++;
     const fits = usable[index]!;
-    const chosen = held(demand, usable, fits, now, rules);
+    const chosen = held(demand, usable, fits, now, rules, fits.bitrate * rules.upMargin <= remaining + usable[0]!.bitrate);
     remaining -= chosen.bitrate - usable[0]!.bitrate;
     result.set(demand.id, { spatial: chosen.spatial, temporal: chosen.temporal });
   }
@@ -100,7 +106,7 @@ function usableRungs(demand: Demand): Rung[] {
 }
 
 /** The rung to apply, given the one that fits and the holds since the last changes. */
-function held(demand: Demand, usable: readonly Rung[], fits: Rung, now: number, rules: LayerRules): Rung {
+function held(demand: Demand, usable: readonly Rung[], fits: Rung, now: number, rules: LayerRules, comfortable: boolean): Rung {
   const current = demand.current;
   if (current === undefined || current === 'off') return fits;
   const at = usable.findIndex((r) => r.spatial === current.spatial && r.temporal === current.temporal);
@@ -109,7 +115,7 @@ function held(demand: Demand, usable: readonly Rung[], fits: Rung, now: number, 
   const currentRung = usable[at]!;
   const fitsAt = usable.indexOf(fits);
   if (fitsAt < at) return now - demand.lastDownAt >= rules.downHoldMs ? fits : currentRung;
-  if (fitsAt === at || now - demand.lastChangeAt < rules.upHoldMs) return currentRung;
+  if (fitsAt === at || (!comfortable && now - demand.lastChangeAt < rules.upHoldMs)) return currentRung;
   return fits;
 }
 

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import type { WireError } from './errors.js';
 import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } from './media.js';
-import { handActions, trackSource, trackView, type CallPathReason, type ConnectionQuality, type Hand, type HandQueue, type MediaPath, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
+import { handActions, trackSource, trackView, type CallPathReason, type ConnectionQuality, type Hand, type HandQueue, type RecordingInfo, type MediaPath, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
 import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -156,6 +156,8 @@ export const requests = {
   hand: z.strictObject({ action: z.enum(handActions), peerId: z.string().min(1).max(64).optional(), version: z.number().int().min(0).optional() }),
   /** Classes, teachers and assistants: the hand queue now (then `hand:queue` events). */
   hands: z.strictObject({}),
+  /** Classes, teachers and assistants: start or stop recording the stage. */
+  record: z.strictObject({ action: z.enum(['start', 'stop']) }),
   /** Classes: a chat message to the class, or a question to the staff only. */
   chat: z.strictObject({ text: chatText, to: z.enum(['class', 'staff']).optional() }),
   /** Moderators: who is in the room (first `limit` sessions). */
@@ -255,6 +257,7 @@ export interface Responses {
   /** The queue after the move (a student is given only its own hand in it). */
   hand: { queue: HandQueue };
   hands: { queue: HandQueue };
+  record: { recording: RecordingInfo | null };
   chat: { message: ChatMessage };
   listPeers: { peers: Array<{ peerId: string; identity: string; role: Role; name?: string | undefined; publishing: boolean; muted: boolean }> };
   moderate: Record<string, never>;
@@ -316,6 +319,8 @@ export interface ServerEvents {
   'chat:message': (e: { message: ChatMessage }) => void;
   /** Classes, to teachers and assistants: the hand queue after every change. */
   'hand:queue': (e: { queue: HandQueue }) => void;
+  /** Classes: the stage's recording started (with where to play it) or stopped (null). */
+  'record:state': (e: { recording: RecordingInfo | null; playlist?: string | undefined }) => void;
   /** Classes, to a student: its own hand (absent: none). On `onstage` it may publish; on `back` its tracks were closed. */
   'hand:state': (e: { hand?: Hand | undefined; version: number }) => void;
   /**

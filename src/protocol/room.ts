@@ -83,6 +83,18 @@ export interface HandQueue {
   hands: Hand[];
 }
 
+/** Classes: a recording of the stage (HLS; live while it runs, the replay once `endedAt` is set). */
+export interface RecordingInfo {
+  id: string;
+  roomId: string;
+  /** The node holding its files (it serves them). */
+  node: string;
+  startedAt: number;
+  endedAt?: number | undefined;
+  /** Who started it (an identity; `always`: the node). */
+  by: string;
+}
+
 export const handActions = ['raise', 'lower', 'invite', 'accept', 'decline', 'remove'] as const;
 export type HandAction = (typeof handActions)[number];
 

@@ -48,6 +48,8 @@ export interface RoomPolicy {
   stageSources(role: Role): readonly TrackSource[];
   /** Members may send chat messages through the node (to the room, or to its moderators). */
   readonly chats: boolean;
+  /** Its stage (the staff's tracks) can be recorded on the server (classes). */
+  readonly recordsStage: boolean;
   /** A seat the role must hold alone, if any. */
   exclusiveSeat(role: Role): Seat | undefined;
   /**
@@ -123,6 +125,7 @@ export const broadcastPolicy: RoomPolicy = {
   carriesMedia: true,
   peerToPeer: false,
   chats: false,
+  recordsStage: false,
 };
 
 /**
@@ -152,6 +155,7 @@ export const watchPolicy: RoomPolicy = {
   carriesMedia: false,
   peerToPeer: false,
   chats: false,
+  recordsStage: false,
 };
 
 const callSources: readonly TrackSource[] = ['microphone', 'camera', 'screen', 'screen-audio'];
@@ -184,6 +188,7 @@ export const callPolicy: RoomPolicy = {
   carriesMedia: true,
   peerToPeer: true,
   chats: false,
+  recordsStage: false,
 };
 
 /** Teachers and assistants a class admits besides its students. */
@@ -225,6 +230,7 @@ export const classPolicy: RoomPolicy = {
   carriesMedia: true,
   peerToPeer: false,
   chats: true,
+  recordsStage: true,
 };
 
 const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy, class: classPolicy };

@@ -11,13 +11,14 @@ import { firstRtp } from '../media/sending.js';
 import { Downlink, type TileView } from '../media/downlink.js';
 import type { LayerRules, Target } from '../media/layerPolicy.js';
 import { LayerRates } from '../media/layerRates.js';
+import type { Recordings } from '../recording/recordings.js';
 import { SpeakerDetection } from '../media/speakers.js';
 import { CallPath, type CallPathSettings, type PathChange } from './callPath.js';
 import { QualityWatch } from './quality.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, ChatMessage, RequestOf, RoomKind } from '../protocol/messages.js';
-import { defaultSource, kindOfSource, type HandAction, type HandQueue, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { defaultSource, kindOfSource, type HandAction, type HandQueue, type RecordingInfo, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
@@ -54,6 +55,8 @@ export interface RoomOptions {
   layerRules?: LayerRules | undefined;
   /** How long a layer nobody receives stays encoded before its publisher is told to stop (dynacast; default 3000). */
   dynacastOffMs?: number | undefined;
+  /** Classes: recording the stage (absent: not offered on this node). */
+  recordings?: Recordings | undefined;
   /** How long a student's hand (its place on stage) waits for it after its connection dropped (default 30000). */
   handGraceMs?: number | undefined;
   /** How long a video consumer's resume waits at most for a direct call's quiet uplink to send again (default 2000). */
@@ -96,6 +99,7 @@ const UPLINK_BACK_WAIT_MS = 2000;
 const AUDIO_RESERVE_BPS = 50_000;
 const DYNACAST_OFF_MS = 3000;
 const HAND_GRACE_MS = 30_000;
+const AUTO_RECORD_SETTLE_MS = 1500;
 /** Leaves after which the student is expected back on a new connection: its hand waits for it. */
 const INVOLUNTARY: ReadonlySet<LeaveReason> = new Set(['dropped', 'stale', 'replaced', 'reset']);
 
@@ -135,6 +139,7 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly #dynacast = new Map<string, { told: number; lower?: NodeJS.Timeout | undefined }>();
   /** Classes: the raised hands (kinds whose roles have a stage). */
   readonly #hands: Hands | undefined;
+  #autoRecord: NodeJS.Timeout | undefined;
   /** Hands of students whose connection dropped, kept for their return until these fire. */
   readonly #handGrace = new Map<string, NodeJS.Timeout>();
   /** The newest hand queue version the staff here were told. */
@@ -684,6 +689,56 @@ export class Room extends EventEmitter<RoomEvents> {
     if (source === 'microphone' && this.policy.detectsSpeakers) void this.#speakerDetection().then((d) => d?.add(producer, this.#log));
     if (primary) await this.#startBroadcast(publication);
     else this.#mediaDueChanged();
+    if (this.policy.recordsStage && this.policy.moderates(peer.role) && this.options.recordings?.settings.mode === 'always') this.#scheduleAutoRecord();
+  }
+
+  /**
+   * CHORUS_CLASS_RECORD=always: the recording starts once the teacher's tracks have settled (an
+   * SDK publishes microphone and camera together: starting on the first would miss the other).
+   */
+  #scheduleAutoRecord(): void {
+    clearTimeout(this.#autoRecord);
+    this.#autoRecord = setTimeout(() => {
+      if (this.#closed || this.options.recordings?.active(this.id)) return;
+      void this.#startRecording('always').catch((error: unknown) => this.#log.warn({ err: error }, 'automatic recording did not start'));
+    }, AUTO_RECORD_SETTLE_MS);
+    this.#autoRecord.unref();
+  }
+
+  /** Classes, staff: starts or stops recording the stage here. */
+  async record(peer: Peer, action: 'start' | 'stop'): Promise<RecordingInfo | null> {
+    this.#assertMember(peer);
+    if (!this.policy.recordsStage) throw new ChorusError('BAD_REQUEST', `a ${this.kind} room is not recorded`);
+    if (!this.canModerate(peer)) throw new ChorusError('FORBIDDEN_ROLE', `a ${peer.role} cannot start or stop the recording`);
+    const recordings = this.options.recordings;
+    if (!recordings || recordings.settings.mode === 'off') throw new ChorusError('UNAVAILABLE', 'recording is off on this node (CHORUS_CLASS_RECORD=off)');
+    if (action === 'start') return this.#startRecording(peer.identity);
+    await recordings.stop(this.id, peer.identity);
+    this.channel.toRoom(this.id, 'record:state', { recording: null });
+    return null;
+  }
+
+  /** The stage now: the first teacher's (else assistant's) screen share or camera, and microphone. */
+  async #startRecording(by: string): Promise<RecordingInfo> {
+    const recordings = this.options.recordings!;
+    const staff = [...this.peers.values()].filter((p) => this.policy.moderates(p.role) && p.publications.size > 0).sort((a, b) => Number(b.role === 'teacher') - Number(a.role === 'teacher'));
+    const presenter = staff[0];
+    if (!presenter) throw new ChorusError('NOTHING_TO_CONSUME', 'nobody is on the stage here to record yet');
+    const live = (source: TrackSource): types.Producer | undefined => {
+      const producer = presenter.publications.get(source)?.producer;
+      return producer && !producer.closed ? producer : undefined;
+    };
+    const info = await recordings.start(
+      this.id,
+      this.tenant,
+      { router: this.requireMedia().origin.router, video: live('screen') ?? live('camera'), audio: live('microphone') },
+      by,
+      () => {
+        if (!this.#closed) this.channel.toRoom(this.id, 'record:state', { recording: null });
+      },
+    );
+    this.channel.toRoom(this.id, 'record:state', { recording: info, playlist: recordingPlaylist(info) });
+    return info;
   }
 
   #announceMuted(publication: Publication): void {
@@ -1014,7 +1069,16 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#assertMember(peer);
     const consumer = peer.consumer(view.consumerId);
     if (consumer.kind !== 'video') throw new ChorusError('BAD_REQUEST', 'only video tracks have a view');
-    return this.#inTurn(consumer, () => this.#applyView(consumer, view));
+    const result = await this.#inTurn(consumer, () => this.#applyView(consumer, view));
+    // Answered once the layer policy has acted on the new view (its decision runs in the consumer's turn too).
+    await this.#settled(consumer);
+    return result;
+  }
+
+  /** After the downlink's decisions up to now are applied: CONSUMER_NOT_FOUND if the track ended meanwhile. */
+  async #settled(consumer: types.Consumer): Promise<void> {
+    await this.#downlinkHolding(consumer)?.settle(consumer);
+    if (consumer.closed) throw new ChorusError('CONSUMER_NOT_FOUND', `consumer ${consumer.id} is gone: its track ended`);
   }
 
   async #applyView(consumer: types.Consumer, view: { visible: boolean; width: number; height: number }): Promise<{ paused: boolean; spatialLayer?: number }> {
@@ -1055,6 +1119,7 @@ export class Room extends EventEmitter<RoomEvents> {
     if (downlink) {
       // A pin is a ceiling like a view: the downlink still decides what fits under it.
       downlink.setView(consumer, { visible: !this.#consumerHidden.has(consumer), area: 0, maxSpatial: spatialLayer, maxTemporal: temporalLayer ?? temporal - 1 });
+      await this.#settled(consumer);
       return;
     }
     await this.#inTurn(consumer, async () => {
@@ -1084,7 +1149,11 @@ export class Room extends EventEmitter<RoomEvents> {
       applied: (producerIds) => {
         for (const producerId of producerIds) this.#dynacastFor(producerId);
       },
-      onError: (error) => this.#log.warn({ peer: peer.id, err: error }, 'layer decision failed'),
+      onError: (error) => {
+        // Its track ended while the decision was on its way: nothing to decide any more.
+        if (error instanceof ChorusError && error.code === 'CONSUMER_NOT_FOUND') return;
+        this.#log.warn({ peer: peer.id, err: error }, 'layer decision failed');
+      },
     });
     this.#downlinks.set(transport.id, downlink);
     transport.observer.once('close', () => this.#downlinks.delete(transport.id));
@@ -1540,6 +1609,8 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#setupTimers.clear();
     for (const timer of this.#handGrace.values()) clearTimeout(timer);
     this.#handGrace.clear();
+    clearTimeout(this.#autoRecord);
+    void this.options.recordings?.stop(this.id, 'class over').catch((error: unknown) => this.#log.warn({ err: error }, 'stopping the recording failed'));
     clearTimeout(this.#countTimer);
     clearInterval(this.#countTimer);
     const mine = [...this.peers.values()];
@@ -1629,6 +1700,11 @@ function scalability(consumer: types.Consumer): { spatial: number; temporal: num
 
 function evenHeights(n: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.round(720 / 2 ** (n - 1 - i)));
+}
+
+/** Where a recording's playlist is served (by the node that holds it), with a room token. */
+export function recordingPlaylist(info: RecordingInfo): string {
+  return `/recordings/${info.roomId}/${info.id}/index.m3u8`;
 }
 
 function hlsPlayMark(roomId: string, identity: string): string {

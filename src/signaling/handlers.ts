@@ -312,6 +312,11 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
       return { queue: await room.handQueue(peer) };
     },
 
+    async record(session, { action }) {
+      const { room, peer } = member(session);
+      return { recording: await room.record(peer, action) };
+    },
+
     async 'mute.request'(session, { source }) {
       const { room, peer } = member(session);
       await limits.take('muteRequests', peer.id);

@@ -104,6 +104,8 @@ export async function startHarness(): Promise<Harness> {
         idleRoomMs: 0,
         speakerIntervalMs: 300,
         audioLevelIntervalMs: 200,
+        // Room rules, not bandwidth: an estimate no test's layers reach (the policy has its own tests).
+        initialBitrate: 10_000_000,
         ...options,
       }, auditLog, silent);
       rooms.push(room);

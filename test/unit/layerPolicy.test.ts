@@ -15,7 +15,7 @@ const ladder: Rung[] = [
 ].map(([spatial, temporal, bitrate]) => ({ spatial: spatial!, temporal: temporal!, bitrate: bitrate! }));
 
 const NOW = 100_000;
-const rules = { headroom: 1, downHoldMs: 1000, upHoldMs: 4000 };
+const rules = { headroom: 1, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2 };
 
 function camera(id: string, over: Partial<Demand> = {}): Demand {
   return { id, prioritised: false, area: 640 * 360, maxSpatial: 2, maxTemporal: 2, ladder, current: undefined, lastDownAt: 0, lastChangeAt: 0, ...over };
@@ -39,10 +39,15 @@ describe('the layer policy', () => {
     expect(allocate(200_000, [{ ...high, lastDownAt: NOW - 1000 }], NOW, rules).get('a')).toEqual({ spatial: 1, temporal: 0 });
   });
 
-  test('up only after the hold since the last change, then as far as fits', () => {
+  test('up towards the edge of the estimate only after the hold since the last change, then as far as fits', () => {
     const low = camera('a', { current: { spatial: 0, temporal: 0 }, lastDownAt: NOW - 1000, lastChangeAt: NOW - 1000 });
-    expect(allocate(5_000_000, [low], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 0 });
-    expect(allocate(5_000_000, [{ ...low, lastChangeAt: NOW - 4000 }], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
+    expect(allocate(1_100_000, [low], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 0 });
+    expect(allocate(1_100_000, [{ ...low, lastChangeAt: NOW - 4000 }], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
+  });
+
+  test('with room to spare (twice the cost) up is at once: a tile enlarged on a good link', () => {
+    const low = camera('a', { current: { spatial: 0, temporal: 0 }, lastDownAt: NOW - 1000, lastChangeAt: NOW - 100 });
+    expect(allocate(2_000_000, [low], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
   });
 
   test('a view shrinking below the current layer is followed at once', () => {

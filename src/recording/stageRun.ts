@@ -1,0 +1,186 @@
+/**
+ * One recording of a class's stage: the teacher's video (camera, or the screen share) and
+ * microphone consumed through PlainTransports on loopback into ffmpeg, which transcodes to
+ * H.264/AAC and writes HLS into the recording's directory. The playlist is of type EVENT: while
+ * the class runs it is a live stream a student can follow (its WebRTC failing); stopped, ffmpeg
+ * ends it with EXT-X-ENDLIST and the same files are the replay.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { types } from 'mediasoup';
+import type { Logger } from '../observability/logger.js';
+
+export interface StageSources {
+  router: types.Router;
+  video?: types.Producer | undefined;
+  audio?: types.Producer | undefined;
+}
+
+export interface StageRunOptions {
+  ffmpeg: string;
+  /** The recording's own directory (created by the caller): ffmpeg writes only there. */
+  dir: string;
+  segmentSeconds: number;
+  log: Logger;
+}
+
+/** The playlist ffmpeg writes in the recording's directory. */
+export const PLAYLIST = 'index.m3u8';
+/** Segment files: nothing else in a recording's directory is served. */
+export const recordingFile = /^(index\.m3u8|seg-\d{1,6}\.ts)$/;
+
+/** Codecs the plain consumers may receive: what the SDK sends (VP8 camera/screen, Opus). */
+const RECEIVE: types.RtpCapabilities = {
+  codecs: [
+    { kind: 'audio', mimeType: 'audio/opus', clockRate: 48000, channels: 2, preferredPayloadType: 100 },
+    { kind: 'video', mimeType: 'video/VP8', clockRate: 90000, preferredPayloadType: 101, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }] },
+  ],
+  headerExtensions: [],
+};
+
+interface Leg {
+  kind: 'audio' | 'video';
+  transport: types.PlainTransport;
+  consumer: types.Consumer;
+  rtpPort: number;
+  rtcpPort: number;
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const sockets = Array.from({ length: n }, () => createSocket('udp4'));
+  try {
+    await Promise.all(sockets.map(async (socket) => {
+      socket.bind(0, '127.0.0.1');
+      await once(socket, 'listening');
+    }));
+    return sockets.map((s) => s.address().port);
+  } finally {
+    for (const socket of sockets) socket.close();
+  }
+}
+
+export function stageSdp(legs: ReadonlyArray<Pick<Leg, 'kind' | 'rtpPort' | 'rtcpPort'> & { payloadType: number }>): string {
+  const lines = ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=chorus-recording', 'c=IN IP4 127.0.0.1', 't=0 0'];
+  for (const leg of legs) {
+    lines.push(`m=${leg.kind} ${leg.rtpPort} RTP/AVP ${leg.payloadType}`, `a=rtcp:${leg.rtcpPort}`);
+    lines.push(leg.kind === 'audio' ? `a=rtpmap:${leg.payloadType} opus/48000/2` : `a=rtpmap:${leg.payloadType} VP8/90000`, 'a=recvonly');
+  }
+  return [...lines, ''].join('\r\n');
+}
+
+export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSeconds: number): string[] {
+  return [
+    '-hide_banner', '-nostdin', '-loglevel', 'error',
+    '-protocol_whitelist', 'file,udp,rtp',
+    '-analyzeduration', '1000000', '-probesize', '1000000',
+    '-reorder_queue_size', '128',
+    '-f', 'sdp', '-i', 'stage.sdp',
+    ...(hasVideo ? ['-map', '0:v:0', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-force_key_frames', `expr:gte(t,n_forced*${segmentSeconds})`] : []),
+    // Opus DTX leaves gaps in silences: filled, so the timeline matches real time.
+    ...(hasAudio ? ['-map', '0:a:0', '-af', 'aresample=async=1', '-c:a', 'aac', '-b:a', '96000', '-ar', '48000'] : []),
+    '-f', 'hls',
+    '-hls_time', String(segmentSeconds),
+    '-hls_playlist_type', 'event',
+    '-hls_segment_filename', 'seg-%05d.ts',
+    PLAYLIST,
+  ];
+}
+
+export class StageRun {
+  readonly startedAt = Date.now();
+  #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  readonly #exited: Promise<void>;
+  readonly #stderr: string[] = [];
+  readonly #keyframes: NodeJS.Timeout;
+
+  private constructor(
+    private readonly legs: Leg[],
+    private readonly child: ChildProcess,
+    private readonly log: Logger,
+  ) {
+    this.#exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.#exit = { code, signal };
+        resolve();
+      });
+      child.once('error', (error) => {
+        log.error({ err: error }, 'ffmpeg could not be started for a recording');
+        this.#exit ??= { code: -1, signal: null };
+        resolve();
+      });
+    });
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      for (const line of chunk.split('\n')) {
+        if (!line.trim()) continue;
+        this.#stderr.push(line.trim());
+        if (this.#stderr.length > 20) this.#stderr.shift();
+      }
+    });
+    // ffmpeg decodes from a keyframe; a few asks in the first seconds cover one lost on the way.
+    let asks = 0;
+    this.#keyframes = setInterval(() => {
+      if (++asks >= 4) clearInterval(this.#keyframes);
+      for (const leg of legs) if (leg.kind === 'video' && !leg.consumer.closed) void leg.consumer.requestKeyFrame().catch(() => undefined);
+    }, 700);
+    this.#keyframes.unref();
+  }
+
+  static async start(sources: StageSources, options: StageRunOptions): Promise<StageRun> {
+    const producers = [sources.video, sources.audio].filter((p): p is types.Producer => p !== undefined && !p.closed);
+    if (producers.length === 0) throw new Error('nothing to record');
+    const ports = await freePorts(producers.length * 2);
+    const legs: Leg[] = [];
+    try {
+      for (const [i, producer] of producers.entries()) {
+        const transport = await sources.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
+        const [rtpPort, rtcpPort] = [ports[i * 2]!, ports[i * 2 + 1]!];
+        await transport.connect({ ip: '127.0.0.1', port: rtpPort, rtcpPort });
+        const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: RECEIVE, paused: true });
+        // The recording is the stage at its best: the top simulcast layer.
+        if (consumer.type === 'simulcast') await consumer.setPreferredLayers({ spatialLayer: 2, temporalLayer: 2 });
+        legs.push({ kind: producer.kind, transport, consumer, rtpPort, rtcpPort });
+      }
+      const sdp = stageSdp(legs.map((l) => ({ kind: l.kind, rtpPort: l.rtpPort, rtcpPort: l.rtcpPort, payloadType: l.consumer.rtpParameters.codecs[0]!.payloadType })));
+      await writeFile(join(options.dir, 'stage.sdp'), sdp);
+      const hasVideo = legs.some((l) => l.kind === 'video');
+      const hasAudio = legs.some((l) => l.kind === 'audio');
+      const child = spawn(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds), { cwd: options.dir, stdio: ['ignore', 'ignore', 'pipe'] });
+      const run = new StageRun(legs, child, options.log);
+      // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
+      for (const leg of legs) await leg.consumer.resume();
+      return run;
+    } catch (error) {
+      for (const leg of legs) leg.transport.close();
+      throw error;
+    }
+  }
+
+  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.#exit;
+  }
+
+  get stderrTail(): string[] {
+    return [...this.#stderr];
+  }
+
+  /** The producers this run records (a run whose producer closed has nothing more to record). */
+  get producers(): string[] {
+    return this.legs.map((l) => l.consumer.producerId);
+  }
+
+  /** ffmpeg finishes the open segment and ends the playlist (the replay); killed if it hangs. */
+  async stop(graceMs = 5000): Promise<void> {
+    clearInterval(this.#keyframes);
+    if (!this.#exit) {
+      this.child.kill('SIGINT');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+      await this.#exited;
+      clearTimeout(timer);
+    }
+    for (const leg of this.legs) leg.transport.close();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Recording a class's stage: the teacher (a real SDK over Node WebRTC, a blue camera and a
+ * 440 Hz tone) starts a recording; everyone is told where it plays; a student follows it live
+ * over HLS with its own token; stopped, the playlist is ended and the replay decodes with real
+ * ffmpeg as H.264 + AAC, blue, at 440 Hz. A student cannot start one; the files need a token of
+ * that room or the tenant's API key; the admin API lists it.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import type { RecordingInfo } from '../../src/protocol/room.js';
+import { joinCallPeer, type CallPeer } from '../support/callPeer.js';
+import { palette } from '../support/nodeVideo.js';
+import { startTestNode, until } from '../support/testNode.js';
+
+const run = promisify(execFile);
+const KEY = `Basic ${Buffer.from(`test:${'t'.repeat(40)}`).toString('base64')}`;
+let node: ChorusNode;
+let dir: string;
+const peers: CallPeer[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'chorus-rec-'));
+  node = await startTestNode({ CHORUS_RECORDINGS_DIR: dir });
+});
+afterAll(async () => {
+  for (const p of peers) await p.close();
+  await node?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The mean colour of the first decoded frame and the dominant frequency of the audio (zero crossings). */
+async function decode(url: string): Promise<{ codecs: string[]; colour: { r: number; g: number; b: number }; frequency: number; seconds: number }> {
+  const probe = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name:format=duration', '-of', 'json', url]);
+  const info = JSON.parse(probe.stdout) as { streams: Array<{ codec_name: string }>; format: { duration: string } };
+  const frame = await run('ffmpeg', ['-v', 'error', '-i', url, '-ss', '1', '-frames:v', '1', '-s', '64x36', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer', maxBuffer: 1 << 20 });
+  const px = frame.stdout as Buffer;
+  const sum = { r: 0, g: 0, b: 0 };
+  for (let i = 0; i + 2 < px.length; i += 3) {
+    sum.r += px[i]!;
+    sum.g += px[i + 1]!;
+    sum.b += px[i + 2]!;
+  }
+  const n = px.length / 3;
+  const pcm = (await run('ffmpeg', ['-v', 'error', '-i', url, '-vn', '-ss', '1', '-t', '2', '-ac', '1', '-ar', '16000', '-f', 's16le', '-'], { encoding: 'buffer', maxBuffer: 1 << 22 })).stdout as Buffer;
+  let crossings = 0;
+  for (let i = 2; i + 1 < pcm.length; i += 2) if (pcm.readInt16LE(i - 2) < 0 !== pcm.readInt16LE(i) < 0) crossings++;
+  const seconds = pcm.length / 2 / 16000;
+  return { codecs: info.streams.map((s) => s.codec_name).sort(), colour: { r: sum.r / n, g: sum.g / n, b: sum.b / n }, frequency: crossings / 2 / seconds, seconds: Number(info.format.duration) };
+}
+
+test('the teacher records the stage: followed live, then a replay that decodes as H.264 + AAC with the teacher\'s colour and tone', async () => {
+  const room = 'class-rec';
+  const mint = (identity: string, role: 'teacher' | 'student'): Promise<string> => node.tokens.mint({ room, identity, role, kind: 'class', name: identity });
+  const teacher = await joinCallPeer(node, room, 'teacher', 440, { token: await mint('teacher', 'teacher'), camera: { colour: palette.blue, width: 640, height: 360 } });
+  peers.push(teacher);
+  const studentToken = await mint('student', 'student');
+  const student = await joinCallPeer(node, room, 'student', 0, { token: studentToken, receiveOnly: true });
+  peers.push(student);
+  const told: Array<{ recording: RecordingInfo | null; playlist: string | undefined }> = [];
+  student.client.on('recording', (recording, playlist) => told.push({ recording, playlist }));
+  await until(() => [...student.client.participants.values()].some((p) => p.tracks.size === 2), 10_000, 'the teacher\'s two tracks to be published');
+
+  await expect(student.client.record('start')).rejects.toMatchObject({ code: 'FORBIDDEN_ROLE' });
+  const started = await teacher.client.record('start');
+  expect(started).toMatchObject({ roomId: room, by: 'teacher' });
+  // A second start is the same recording.
+  expect((await teacher.client.record('start'))?.id).toBe(started!.id);
+  await until(() => told.some((t) => t.recording?.id === started!.id), 5000, 'the student to be told of the recording');
+  const path = told.find((t) => t.recording)!.playlist!;
+  const url = `${node.url}${path}?token=${encodeURIComponent(studentToken)}`;
+
+  // Live: segments appear while the class goes on; their addresses carry the token.
+  let live = '';
+  await until(async () => {
+    const res = await fetch(url);
+    live = res.ok ? await res.text() : '';
+    return (live.match(/^seg-\d+\.ts\?token=/gm) ?? []).length >= 3;
+  }, 30_000, 'three live segments');
+  expect(live).not.toContain('#EXT-X-ENDLIST');
+  // The files need credentials of that room.
+  expect((await fetch(`${node.url}${path}`)).status).toBe(401);
+  const foreign = await node.tokens.mint({ room: 'another', identity: 'x', role: 'student', kind: 'class' });
+  expect((await fetch(`${node.url}${path}?token=${foreign}`)).status).toBe(403);
+  expect((await fetch(`${node.url}/recordings/${room}/not-a-uuid/index.m3u8?token=${studentToken}`)).status).toBe(400);
+  expect((await fetch(`${node.url}/recordings/${room}/${started!.id}/..%2Fx.ts?token=${studentToken}`)).status).toBe(400);
+
+  expect(await teacher.client.record('stop')).toBeNull();
+  await until(() => told.at(-1)?.recording === null, 5000, 'the student to be told it stopped');
+  const replay = await (await fetch(url)).text();
+  expect(replay).toContain('#EXT-X-ENDLIST');
+
+  const decoded = await decode(url);
+  console.log(JSON.stringify({ test: 'class-recording', ...decoded }));
+  expect(decoded.codecs).toEqual(['aac', 'h264']);
+  expect(decoded.seconds).toBeGreaterThan(4);
+  expect(decoded.colour.b).toBeGreaterThan(decoded.colour.r + 80);
+  expect(decoded.colour.b).toBeGreaterThan(decoded.colour.g + 80);
+  expect(Math.abs(decoded.frequency - 440)).toBeLessThan(44);
+
+  // Listed for the tenant's API key, ended.
+  const listed = (await (await fetch(`${node.url}/api/admin/recordings`, { headers: { authorization: KEY } })).json()) as { recordings: RecordingInfo[] };
+  expect(listed.recordings.find((r) => r.id === started!.id)).toMatchObject({ roomId: room, node: started!.node, by: 'teacher', endedAt: expect.any(Number) });
+  expect((await fetch(`${node.url}/recordings/${room}/${started!.id}/index.m3u8`, { headers: { authorization: KEY } })).status).toBe(200);
+}, 90_000);
