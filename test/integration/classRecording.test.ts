@@ -107,3 +107,25 @@ test('the teacher records the stage: followed live, then a replay that decodes a
   expect(listed.recordings.find((r) => r.id === started!.id)).toMatchObject({ roomId: room, node: started!.node, by: 'teacher', endedAt: expect.any(Number) });
   expect((await fetch(`${node.url}/recordings/${room}/${started!.id}/index.m3u8`, { headers: { authorization: KEY } })).status).toBe(200);
 }, 90_000);
+
+test('CHORUS_CLASS_RECORD=always records a class from its teacher\'s tracks to the teacher\'s leaving, with nobody asking', async () => {
+  const always = await startTestNode({ CHORUS_RECORDINGS_DIR: dir, CHORUS_CLASS_RECORD: 'always' });
+  try {
+    const room = 'class-rec-always';
+    const mint = (identity: string, role: 'teacher' | 'student'): Promise<string> => always.tokens.mint({ room, identity, role, kind: 'class', name: identity });
+    const student = await joinCallPeer(always, room, 'student', 0, { token: await mint('student', 'student'), receiveOnly: true });
+    peers.push(student);
+    const told: Array<RecordingInfo | null> = [];
+    student.client.on('recording', (recording) => told.push(recording));
+    const teacher = await joinCallPeer(always, room, 'teacher', 440, { token: await mint('teacher', 'teacher'), camera: { colour: palette.red, width: 320, height: 180 } });
+    await until(() => told.some((r) => r?.by === 'always'), 15_000, 'the recording to start by itself');
+    const id = told.find((r) => r)!.id;
+    await teacher.close();
+    await until(() => told.at(-1) === null, 10_000, 'the recording to end with the teacher');
+    const listed = (await (await fetch(`${always.url}/api/admin/recordings`, { headers: { authorization: KEY } })).json()) as { recordings: RecordingInfo[] };
+    expect(listed.recordings.find((r) => r.id === id)).toMatchObject({ roomId: room, by: 'always', endedAt: expect.any(Number) });
+  } finally {
+    for (const p of peers.splice(0)) await p.close();
+    await always.close();
+  }
+}, 60_000);
