@@ -95,6 +95,11 @@ export interface RecordingInfo {
   by: string;
 }
 
+/** Where a recording's playlist is served (by the node that holds it; a room token or the API key plays it). */
+export function recordingPlaylist(info: Pick<RecordingInfo, 'roomId' | 'id'>): string {
+  return `/recordings/${info.roomId}/${info.id}/index.m3u8`;
+}
+
 export const handActions = ['raise', 'lower', 'invite', 'accept', 'decline', 'remove'] as const;
 export type HandAction = (typeof handActions)[number];
 

@@ -18,7 +18,7 @@ import { QualityWatch } from './quality.js';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import type { BroadcastState, ChatMessage, RequestOf, RoomKind } from '../protocol/messages.js';
-import { defaultSource, kindOfSource, type HandAction, type HandQueue, type RecordingInfo, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { defaultSource, kindOfSource, type HandAction, type HandQueue, recordingPlaylist, type RecordingInfo, type ConnectionQuality, type ParticipantInfo, type RoomChange, type RoomSnapshot, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import type { VerifiedGrant } from '../auth/tokens.js';
 import type { AuditSink } from '../observability/audit.js';
 import type { Seat, StateStore } from '../store/stateStore.js';
@@ -1700,11 +1700,6 @@ function scalability(consumer: types.Consumer): { spatial: number; temporal: num
 
 function evenHeights(n: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.round(720 / 2 ** (n - 1 - i)));
-}
-
-/** Where a recording's playlist is served (by the node that holds it), with a room token. */
-export function recordingPlaylist(info: RecordingInfo): string {
-  return `/recordings/${info.roomId}/${info.id}/index.m3u8`;
 }
 
 function hlsPlayMark(roomId: string, identity: string): string {

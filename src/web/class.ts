@@ -9,7 +9,7 @@
  */
 import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
 import type { ChatMessage } from '../protocol/messages.js';
-import type { Hand, HandQueue } from '../protocol/room.js';
+import { recordingPlaylist, type Hand, type HandQueue, type RecordingInfo } from '../protocol/room.js';
 import { byId, describeError, exposeDebug, playTrack, RemoteAudio, showAlert } from './shared.js';
 
 type PageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'left' | 'error';
@@ -20,6 +20,8 @@ const stage = byId('stage');
 const controls = byId('controls');
 const errorBox = byId('error');
 const handStatus = byId('hand-status');
+const recordButton = byId<HTMLButtonElement>('record');
+const recordingStatus = byId('recording-status');
 const nameInput = byId<HTMLInputElement>('display-name');
 const selfTile = byId('self');
 const selfVideo = byId<HTMLVideoElement>('self-video');
@@ -42,6 +44,9 @@ byId('room-name').textContent = roomId || '…';
 let client: CallClient | undefined;
 let state: PageState = 'idle';
 let staff = false;
+/** This visitor's token (the recording's files ask for one of this room). */
+let pageToken: string | undefined;
+let lastPlaylist: string | undefined;
 let local: MediaStream | undefined;
 let micOn = true;
 let queue: HandQueue = { version: 0, hands: [] };
@@ -103,6 +108,7 @@ async function join(): Promise<void> {
   showAlert(errorBox, '');
   try {
     const { room, token } = await tokenFor(roomId);
+    pageToken = token;
     if (room !== roomId) history.replaceState(null, '', `?room=${encodeURIComponent(room)}`);
     byId('room-name').textContent = room;
     client = new CallClient({ url: location.origin, roomId: room, token });
@@ -111,6 +117,7 @@ async function join(): Promise<void> {
     staff = info.role !== 'student';
     byId('who').textContent = `· ${info.role}`;
     chatStaff.parentElement!.hidden = staff;
+    recordButton.hidden = !staff;
     if (staff) {
       await goLive(client);
       renderQueue(await client.handQueue());
@@ -139,6 +146,7 @@ function wire(c: CallClient): void {
   c.on('hand', (hand) => void onHand(c, hand));
   c.on('handqueue', (q) => renderQueue(q));
   c.on('chat', (message) => addChat(message));
+  c.on('recording', (recording, playlist) => showRecording(recording, playlist));
   c.on('error', (error) => {
     if (error.code === 'KICKED' || error.code === 'ROOM_ENDED') {
       fail(error);
@@ -146,6 +154,32 @@ function wire(c: CallClient): void {
     }
   });
 }
+
+/** Recording on: say so; stopped: offer the replay (its playlist, with this page's token). */
+function showRecording(recording: RecordingInfo | null, playlist: string | undefined): void {
+  recording ??= null;
+  recordButton.setAttribute('aria-pressed', String(recording !== null));
+  recordButton.textContent = recording ? 'Stop recording' : 'Record';
+  if (recording && playlist) lastPlaylist = playlist;
+  recordingStatus.hidden = recording === null && lastPlaylist === undefined;
+  recordingStatus.replaceChildren();
+  if (!lastPlaylist) return;
+  const href = `${lastPlaylist}?token=${encodeURIComponent(pageToken ?? '')}`;
+  recordingStatus.dataset['recording'] = String(recording !== null);
+  if (recording) recordingStatus.append('● Recording · ', Object.assign(document.createElement('a'), { href, textContent: 'follow it live (HLS)' }));
+  else recordingStatus.append('Recording stopped: ', Object.assign(document.createElement('a'), { href, textContent: 'the replay (HLS)' }));
+}
+
+recordButton.addEventListener('click', () => {
+  const c = client;
+  if (!c) return;
+  const on = recordButton.getAttribute('aria-pressed') === 'true';
+  recordButton.disabled = true;
+  c.record(on ? 'stop' : 'start')
+    .then((recording) => showRecording(recording, recording ? recordingPlaylist(recording) : undefined))
+    .catch((error: unknown) => fail(error))
+    .finally(() => (recordButton.disabled = false));
+});
 
 function attach(track: RemoteTrack, p: RemoteParticipant): void {
   if (!track.mediaTrack) return;
@@ -290,6 +324,9 @@ exposeDebug({
   },
   get queueVersion() {
     return queue.version;
+  },
+  get recording() {
+    return recordButton.getAttribute('aria-pressed') === 'true';
   },
   /** Bytes sent so far on each video layer this page encodes, by rid (dynacast turns unwanted ones off). */
   async sentLayers(): Promise<Record<string, number>> {

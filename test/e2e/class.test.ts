@@ -5,7 +5,8 @@
  * gone; a question to the teacher reaches the teacher alone. Screenshots go to
  * artifacts/screenshots/.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -19,12 +20,14 @@ import { startTestNode } from '../support/testNode.js';
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;
+let recordings: string;
 let browser: Browser;
 const visitors = new Visitors(() => browser, { width: 1000, height: 900 });
 
 beforeAll(async () => {
   const webDir = await buildWeb();
-  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true' });
+  recordings = mkdtempSync(join(tmpdir(), 'chorus-e2e-rec-'));
+  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_RECORDINGS_DIR: recordings });
   browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   mkdirSync(screenshots, { recursive: true });
 }, 120_000);
@@ -33,6 +36,7 @@ afterAll(async () => {
   await visitors.close();
   await browser?.close();
   await node?.close();
+  rmSync(recordings, { recursive: true, force: true });
 });
 
 const visitor = (name: string, url: string): Promise<Page> => visitors.join(name, url);
@@ -155,4 +159,28 @@ test('dynacast: the teacher page stops encoding the layer no student receives, a
   } finally {
     await student.close();
   }
+});
+
+test('the teacher records the class from the page: everyone sees it recording, then gets the replay', async () => {
+  const room = 'e2e-record';
+  const teacher = await visitor('Teacher', `${node.url}/class.html?room=${room}&role=teacher`);
+  const student = await visitor('Student', `${node.url}/class.html?room=${room}&role=student`);
+  await until(student, async () => (await playing(student, 'teacher')) === 1, 'the student to play the teacher');
+  expect(await student.locator('#record').isVisible()).toBe(false);
+  await teacher.click('#record');
+  await teacher.waitForFunction(() => window.chorusDebug?.['recording'] === true, undefined, { timeout: 10_000, polling: 50 });
+  // The student is offered the live recording: it has segments while the class goes on.
+  const live = student.locator('#recording-status[data-recording="true"] a');
+  await live.waitFor({ timeout: 10_000 });
+  const url = new URL((await live.getAttribute('href'))!, node.url);
+  await until(student, async () => /seg-\d+\.ts/.test(await (await fetch(url)).text()), 'the first recorded segment', 20_000);
+  await teacher.click('#record');
+  // Stopped: the same playlist, ended, is the replay the student is handed.
+  const replay = student.locator('#recording-status[data-recording="false"] a');
+  await replay.waitFor({ timeout: 15_000 });
+  expect(new URL((await replay.getAttribute('href'))!, node.url).href).toBe(url.href);
+  const playlist = await (await fetch(url)).text();
+  expect(playlist).toContain('#EXT-X-ENDLIST');
+  expect(playlist).toMatch(/seg-\d+\.ts\?token=/);
+  await student.screenshot({ path: join(screenshots, 'class-recorded.png') });
 });
