@@ -18,20 +18,17 @@
  * follow the node's WRONG_NODE to the one holding their call, and server CPU is the nodes' sum.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
-import { TokenService } from '../src/auth/tokens.js';
-import { startCluster } from '../test/support/cluster.js';
-import { startBenchNode } from './lib/benchNode.js';
+import type { ParticipantsConfig } from './lib/callMessages.js';
+import { broadcast, fromHistogram, percentile, startSampling, startServers, starvation, waitFor } from './lib/callHarness.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { prepareLightMedia } from './lib/lightMedia.js';
-import { TreeSampler, machineUsagePct, round, usage } from './lib/procstat.js';
+import { round } from './lib/procstat.js';
 import { readRuns } from './lib/runLog.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -91,80 +88,17 @@ const fps = int('fps', args.fps, 1);
 const outDir = resolve(repoRoot, args.out);
 const log = (line: string): void => void process.stderr.write(`[bench:call] ${line}\n`);
 
-const percentile = (values: number[], p: number): number | null => {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-};
-
-function waitFor<T extends ToParent['type']>(children: ChildProcess[], type: T, count: number, timeoutMs: number): Promise<Array<Extract<ToParent, { type: T }>>> {
-  return new Promise((resolvePromise, reject) => {
-    const got: Array<Extract<ToParent, { type: T }>> = [];
-    const timer = setTimeout(() => reject(new Error(`only ${got.length}/${count} '${type}' messages within ${timeoutMs} ms`)), timeoutMs);
-    const onMessage = (message: ToParent): void => {
-      if (message.type !== type) return;
-      got.push(message as Extract<ToParent, { type: T }>);
-      if (got.length === count) {
-        clearTimeout(timer);
-        for (const child of children) child.off('message', onMessage);
-        resolvePromise(got);
-      }
-    };
-    for (const child of children) child.on('message', onMessage);
-  });
-}
-
-const broadcast = (children: ChildProcess[], message: FromParent): void => {
-  for (const child of children) child.send(message);
-};
-
-/** The Chorus side: one node, or K behind nginx with Redis (test/support/cluster.ts). */
-interface Servers {
-  url: string;
-  /** Sampler groups: one per node process (its mediasoup workers are in its tree). */
-  groups(): Array<[string, number]>;
-  rememberTree(): void;
-  mint(room: string, identity: string): Promise<string>;
-  stop(): Promise<unknown>;
-}
-
-async function startServers(): Promise<Servers> {
-  const env = { MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' };
-  if (NODES === 1) {
-    const secret = randomBytes(32).toString('base64url');
-    const tokens = new TokenService(new TextEncoder().encode(secret), 3600);
-    const node = await startBenchNode({ ...env, CHORUS_TOKEN_SECRET: secret }, log);
-    return {
-      url: node.url,
-      groups: () => [['server-0', node.proc.pid!]],
-      rememberTree: () => node.rememberTree(),
-      mint: (room, identity) => tokens.mint({ room, identity, role: 'participant', kind: 'call' }),
-      stop: () => node.stop(),
-    };
-  }
-  log(`starting ${NODES} nodes, Redis and nginx`);
-  // Records off, as in every cluster test: a PGlite per node would measure itself.
-  const cluster = await startCluster({ nodes: NODES, env, logLevel: 'warn', rtcPortBase: 30_000 });
-  return {
-    url: cluster.url,
-    groups: () => cluster.nodes.map((n, i) => [`server-${i}`, n.process.pid!] as [string, number]),
-    rememberTree: () => undefined,
-    mint: (room, identity) => cluster.tokens.mint({ room, identity, role: 'participant', kind: 'call' }),
-    stop: () => cluster.stop(),
-  };
-}
-
 async function main(): Promise<void> {
-  const node = await startServers();
+  const node = await startServers({ nodes: NODES, kind: 'call', env: { MEDIASOUP_WORKERS: '2', CHORUS_CALL_MAX_PARTICIPANTS: String(Math.max(50, P)), RTC_INITIAL_BITRATE: '1500000' }, log });
   const children: ChildProcess[] = [];
-  let tick: NodeJS.Timeout | undefined;
+  let sampling: ReturnType<typeof startSampling> | undefined;
   try {
     const media = light && video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width, height, fps, seconds: 10 }) : undefined;
     const audioOnlyMedia = light && !video ? await prepareLightMedia(join(tmpdir(), 'chorus-bench-media'), { width: 64, height: 36, fps: 1, seconds: 10 }) : undefined;
     const specs = await Promise.all(
       Array.from({ length: total }, async (_, i) => {
         const room = `bench-call-${Math.floor(i / P)}`;
-        return { room, identity: `p${i}`, token: await node.mint(room, `p${i}`) };
+        return { room, identity: `p${i}`, token: await node.mint(room, `p${i}`, 'participant') };
       }),
     );
     for (let k = 0; k < K; k++) {
@@ -182,18 +116,8 @@ async function main(): Promise<void> {
       };
       children.push(fork(join(benchDir, light ? 'callLight.ts' : 'callParticipants.ts'), [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     }
-    const sampler = new TreeSampler(() => new Map([...node.groups(), ...children.map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
-    tick = setInterval(() => {
-      node.rememberTree();
-      sampler.sample();
-    }, 1000);
     // The node at rest (its records database included): per-participant memory is what joins add.
-    node.rememberTree();
-    sampler.sample();
-    const serverGroups = node.groups().map(([group]) => group);
-    const serverRss = (sample: TreeSampler['samples'][number], commPrefix = ''): number => serverGroups.reduce((n, g) => n + treeRss(sample, g, commPrefix), 0);
-    const idleRssMiB = serverRss(sampler.samples[0]!);
-    const idleWorkerRssMiB = serverRss(sampler.samples[0]!, 'mediasoup-work');
+    sampling = startSampling(node, () => children);
     const joining = waitFor(children, 'joined', total, 60_000 + 4000 * Math.ceil(total / K));
     broadcast(children, { type: 'join' });
     const joins = await joining;
@@ -207,16 +131,7 @@ async function main(): Promise<void> {
     broadcast(children, { type: 'measure-stop' });
     const measured = await measuring;
     const to = performance.now();
-    clearInterval(tick);
-    sampler.sample();
-    const window = sampler.window(from, to);
-    const perNode = serverGroups.map((g) => usage(window, g));
-    const server = {
-      cpuPct: round(perNode.reduce((n, u) => n + u.cpuPct, 0), 1),
-      rssMiB: round(perNode.reduce((n, u) => n + u.rssMiB, 0), 1),
-      procs: perNode.flatMap((u) => u.procs),
-    };
-    const generators = children.map((_, i) => usage(window, `gen-${i}`));
+    const { server, ...load } = sampling.figures(from, to);
     const latencies = measured.flatMap((m) => m.latencies);
     // Light participants count every packet's age into histograms; merged here.
     const merged = { audio: hdr.build(), video: hdr.build() };
@@ -225,7 +140,6 @@ async function main(): Promise<void> {
       merged.audio.add(hdr.decodeFromCompressedBase64(m.latencyHistograms.audio));
       merged.video.add(hdr.decodeFromCompressedBase64(m.latencyHistograms.video));
     }
-    const fromHistogram = (h: hdr.Histogram): { samples: number; p50: number | null; p99: number | null; max?: number } => (h.totalCount === 0 ? { samples: 0, p50: null, p99: null } : { samples: h.totalCount, p50: round(h.getValueAtPercentile(50) / 1000, 2), p99: round(h.getValueAtPercentile(99) / 1000, 2), max: round(h.maxValue / 1000, 2) });
     const all = hdr.build();
     all.add(merged.audio);
     all.add(merged.video);
@@ -268,26 +182,16 @@ async function main(): Promise<void> {
         cpuPctPerParticipant: round(server.cpuPct / total, 3),
         cpuPctPerForwardedStream: round(server.cpuPct / forwarded, 4),
         rssMiB: server.rssMiB,
-        idleRssMiB: round(idleRssMiB, 1),
-        // The node's own heap grows and shrinks with its garbage collector (and the embedded
-        // database's first start); the workers hold the media state, so their growth is the
-        // per-participant figure.
-        workerRssMiB: round(serverRss(sampler.samples.at(-1)!, 'mediasoup-work'), 1),
-        workerRssMiBPerParticipant: round((serverRss(sampler.samples.at(-1)!, 'mediasoup-work') - idleWorkerRssMiB) / total, 2),
-        ...(NODES > 1 ? { cpuPctPerNode: perNode.map((u) => u.cpuPct) } : {}),
-        procs: server.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
+        idleRssMiB: server.idleRssMiB,
+        workerRssMiB: server.workerRssMiB,
+        workerRssMiBPerParticipant: round(server.workerRssGrowthMiB / total, 2),
+        ...(server.cpuPctPerNode ? { cpuPctPerNode: server.cpuPctPerNode } : {}),
+        procs: server.procs,
       },
-      loadGeneratorCpuPct: round(generators.reduce((n, g) => n + g.cpuPct, 0), 1),
-      loadGeneratorMaxProcCpuPct: round(Math.max(...generators.map((g) => g.cpuPct)), 1),
-      machineCpuPct: machineUsagePct(window, cpus().length),
+      ...load,
     };
     // A run whose load generator or machine ran out of CPU measures the machine, not the SFU.
-    const problems = [
-      ...(record.loadGeneratorMaxProcCpuPct > 85 ? [`a load-generator process used ${record.loadGeneratorMaxProcCpuPct}% of a core: add --procs`] : []),
-      ...(record.machineCpuPct > 90 * cpus().length ? [`the machine was ${record.machineCpuPct}% of ${cpus().length} cores busy (server and load generator share it)`] : []),
-      ...(record.streams.subscribed < record.streams.expected ? [`${record.streams.expected - record.streams.subscribed} streams were never subscribed`] : []),
-      ...(failed.length > 0 ? [`${failed.length} joins failed`] : []),
-    ];
+    const problems = starvation(record, record.streams, failed.length);
     Object.assign(record, { valid: problems.length === 0, problems });
     process.stdout.write(`${JSON.stringify(record)}\n`);
     mkdirSync(outDir, { recursive: true });
@@ -300,14 +204,10 @@ async function main(): Promise<void> {
     await closing;
   } finally {
     // On every path: a sampler left ticking would keep this process alive after a failed run.
-    clearInterval(tick);
+    sampling?.stop();
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await node.stop();
   }
-}
-
-function treeRss(sample: TreeSampler['samples'][number], group: string, commPrefix = ''): number {
-  return [...(sample.groups.get(group)?.procs.values() ?? [])].filter((p) => p.comm.startsWith(commPrefix)).reduce((n, p) => n + p.rssKiB, 0) / 1024;
 }
 
 /** One bar group per run: latency p50/p99 (ms) and server CPU per participant (% of a core × 10). */
