@@ -21,7 +21,7 @@ import { Device } from 'mediasoup-client';
 import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { ChatMessage, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
-import { kindOfSource, type ConnectionQuality, type Hand, type HandAction, type HandQueue, type ParticipantInfo, type RecordingInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
+import { kindOfSource, type ConnectionQuality, type Hand, type HandAction, type HandQueue, type ParticipantInfo, recordingPlaylist, type RecordingInfo, type RoomChange, type TrackInfo, type TrackSource } from '../protocol/room.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { arrival, flowing } from './arrival.js';
 import { keepResolution } from './screenShare.js';
@@ -203,6 +203,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   #info: Responses['join'] | undefined;
   #device: Device | undefined;
   #send: types.Transport | undefined;
+  #recording: RecordingInfo | undefined;
   #recv: types.Transport | undefined;
   #generation = 0;
   #retries = 0;
@@ -282,6 +283,16 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   async sendChat(text: string, to: 'class' | 'staff' = 'class'): Promise<ChatMessage> {
     // Not paced: past the per-minute limit the person is told at once (LIMIT_REACHED, retryAfterMs).
     return (await request(this.#socket, 'chat', { text, to })).message;
+  }
+
+  /** Classes: the recording running now, if any (its playlist: `recordingPlaylist(recording)`, with a room token). */
+  get recording(): RecordingInfo | undefined {
+    return this.#recording;
+  }
+
+  #onRecording(recording: RecordingInfo | null): void {
+    this.#recording = recording ?? undefined;
+    this.emit('recording', recording, recording ? recordingPlaylist(recording) : undefined);
   }
 
   /** Classes, teachers and assistants: starts or stops recording the stage (then `recording` events to everyone). */
@@ -478,7 +489,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     s.on('call:settled', (e) => this.#whenJoined(() => this.#onSettled(e.id)));
     s.on('p2p:signal', (e) => this.#whenJoined(() => void this.#p2p?.link.onSignal(e).catch((error: unknown) => this.emit('error', new ChorusClientError('INTERNAL', `peer-to-peer signal: ${String(error)}`, true)))));
     s.on('hand:queue', ({ queue }) => this.emit('handqueue', queue));
-    s.on('record:state', ({ recording, playlist }) => this.emit('recording', recording, playlist));
+    s.on('record:state', ({ recording }) => this.#onRecording(recording));
     s.on('chat:message', ({ message }) => this.emit('chat', message));
     s.on('hand:state', ({ hand }) => this.#whenJoined(() => void this.#onHand(hand).catch((error: unknown) => this.emit('error', error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', `going on stage: ${String(error)}`, true)))));
     s.on('quality:changed', ({ qualities }) => {
@@ -572,6 +583,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.#joinWaiter?.resolve(info);
       this.#joinWaiter = undefined;
       this.emit('joined', info);
+      if (info.recording?.id !== this.#recording?.id) this.#onRecording(info.recording ?? null);
       if (resumed) this.#activeSpeaker = null;
       await Promise.all([...this.#local.values()].map((p) => this.#produce(p, generation)));
       this.#scheduleReconcile(0);

@@ -21,7 +21,7 @@ export interface HlsPlayOptions {
   retryMs?: number;
 }
 
-export function playHls(audio: HTMLAudioElement, url: string, options: HlsPlayOptions = {}): HlsPlayback {
+export function playHls(audio: HTMLMediaElement, url: string, options: HlsPlayOptions = {}): HlsPlayback {
   const retryMs = options.retryMs ?? 3000;
   // A MediaStream left on the element would win over the HLS source.
   audio.srcObject = null;

@@ -223,6 +223,8 @@ export interface Responses {
     resumeToken: string;
     /** Watch rooms: the playback state, members and sync settings. */
     watch?: WatchSnapshot | undefined;
+    /** Classes: the recording running now, if any (then `record:state` events). */
+    recording?: RecordingInfo | undefined;
     /**
      * The participants this session is shown and their tracks (those the room kind announces:
      * everyone in a call, the broadcaster in a broadcast), then `room:delta` events.

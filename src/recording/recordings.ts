@@ -30,7 +30,7 @@ const LIST_TTL_SECONDS = 90 * 24 * 3600;
 const MAX_ATTEMPTS = 8;
 
 export class Recordings {
-  readonly #active = new Map<string, { info: RecordingInfo; tenant: string; run: Promise<StageRun> }>();
+  readonly #active = new Map<string, { info: RecordingInfo; tenant: string; run: Promise<StageRun>; lease?: NodeJS.Timeout }>();
 
   constructor(
     readonly settings: RecordingSettings,
@@ -67,6 +67,8 @@ export class Recordings {
       this.log.error({ room: roomId, err: error }, 'recording could not start');
       throw error;
     }
+    // Stopped while it was starting: it ended already.
+    if (this.#active.get(roomId)?.info.id !== info.id) return info;
     for (const producer of [sources.video, sources.audio]) {
       producer?.observer.once('close', () => {
         if (this.#active.get(roomId)?.info.id !== info.id) return;
@@ -74,6 +76,15 @@ export class Recordings {
       });
     }
     await this.#list(tenant, (list) => [info, ...list.filter((r) => r.id !== info.id)]);
+    // Students joining later, on any node, are told it runs (their fallback if WebRTC fails).
+    const mark = (): Promise<void> => this.store.setValue(liveKey(roomId), JSON.stringify(info), LIVE_TTL_SECONDS);
+    await mark();
+    const active = this.#active.get(roomId);
+    if (active?.info.id === info.id) {
+      // A lease, renewed while it runs: a node dying mid-recording leaves no mark for long.
+      active.lease = setInterval(() => void mark().catch(() => undefined), (LIVE_TTL_SECONDS * 1000) / 3);
+      active.lease.unref();
+    }
     this.audit.record({ type: 'recording.started', room: roomId, id: info.id, by });
     this.log.info({ room: roomId, recording: info.id, by }, 'recording started');
     return info;
@@ -84,6 +95,8 @@ export class Recordings {
     const running = this.#active.get(roomId);
     if (!running) return undefined;
     this.#active.delete(roomId);
+    clearInterval(running.lease);
+    await this.store.deleteValue(liveKey(roomId), JSON.stringify(running.info)).catch(() => undefined);
     const run = await running.run.catch(() => undefined);
     await run?.stop();
     const ended: RecordingInfo = { ...running.info, endedAt: Date.now() };
@@ -94,6 +107,12 @@ export class Recordings {
     this.audit.record({ type: 'recording.stopped', room: roomId, id: ended.id, by, durationMs: ended.endedAt! - ended.startedAt });
     this.log.info({ room: roomId, recording: ended.id, by }, 'recording stopped');
     return ended;
+  }
+
+  /** The recording of `roomId` running now, on this node or another. */
+  async live(roomId: string): Promise<RecordingInfo | undefined> {
+    const raw = await this.store.getValue(liveKey(roomId));
+    return raw === undefined ? undefined : (JSON.parse(raw) as RecordingInfo);
   }
 
   async list(tenant: string): Promise<RecordingInfo[]> {
@@ -118,6 +137,13 @@ export class Recordings {
     }
     throw new Error('the recording list is changing too fast');
   }
+}
+
+/** A running recording's mark outlives a node that died recording by at most this. */
+const LIVE_TTL_SECONDS = 30;
+
+function liveKey(roomId: string): string {
+  return `recording\0${roomId}`;
 }
 
 function listKey(tenant: string): string {

@@ -705,6 +705,11 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#autoRecord.unref();
   }
 
+  /** Classes: the recording running now, on whichever node records it. */
+  async liveRecording(): Promise<RecordingInfo | undefined> {
+    return this.policy.recordsStage ? this.options.recordings?.live(this.id).catch(() => undefined) : undefined;
+  }
+
   /** Classes, staff: starts or stops recording the stage here. */
   async record(peer: Peer, action: 'start' | 'stop'): Promise<RecordingInfo | null> {
     this.#assertMember(peer);

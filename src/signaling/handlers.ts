@@ -165,11 +165,12 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
         const snapshot = room.snapshot(peer);
         // A call may go peer-to-peer now: `call:path` can reach the client before this answer.
         if (p2p && room.policy.peerToPeer) room.declareP2p(peer, true);
-        const [broadcast, listeners, resumeToken, transport] = await Promise.all([
+        const [broadcast, listeners, resumeToken, transport, recording] = await Promise.all([
           room.broadcastState(),
           room.audienceCount(),
           tokens.resumeToken(grant, resumeTtlSeconds),
           wantsTransport ? joinTransports(room, peer, wantsTransport.forceTcp ?? false) : undefined,
+          room.liveRecording(),
         ]);
         return {
           protocol: PROTOCOL_VERSION,
@@ -186,6 +187,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken,
           ...(playback ? { watch: playback } : {}),
+          ...(recording ? { recording } : {}),
           ...transport,
         };
       } catch (error) {

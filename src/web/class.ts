@@ -7,6 +7,7 @@
  * A link without a token works in demo mode: `?room=R&role=teacher|student` asks the node for a
  * token of that role for this visitor.
  */
+import { playHls, type HlsPlayback } from '../client/hlsPlayer.js';
 import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
 import type { ChatMessage } from '../protocol/messages.js';
 import { recordingPlaylist, type Hand, type HandQueue, type RecordingInfo } from '../protocol/room.js';
@@ -21,6 +22,8 @@ const controls = byId('controls');
 const errorBox = byId('error');
 const handStatus = byId('hand-status');
 const recordButton = byId<HTMLButtonElement>('record');
+const hlsPanel = byId('hls-panel');
+const hlsVideo = byId<HTMLVideoElement>('hls-video');
 const recordingStatus = byId('recording-status');
 const nameInput = byId<HTMLInputElement>('display-name');
 const selfTile = byId('self');
@@ -47,6 +50,14 @@ let staff = false;
 /** This visitor's token (the recording's files ask for one of this room). */
 let pageToken: string | undefined;
 let lastPlaylist: string | undefined;
+/** A student's receive transport, and whether it has failed to connect in time. */
+let recvState = 'new';
+let recvLate = false;
+let recvTimer: ReturnType<typeof setTimeout> | undefined;
+let hls: HlsPlayback | undefined;
+let hlsTrouble: string | undefined;
+/** How long a student's WebRTC may take to connect before the page falls back to the recording. */
+const FALLBACK_MS = 8000;
 let local: MediaStream | undefined;
 let micOn = true;
 let queue: HandQueue = { version: 0, hands: [] };
@@ -124,6 +135,12 @@ async function join(): Promise<void> {
     }
     renderHand(undefined);
     setState('joined');
+    if (!staff) {
+      recvTimer = setTimeout(() => {
+        recvLate = recvState !== 'connected';
+        judgeFallback();
+      }, FALLBACK_MS);
+    }
   } catch (error) {
     fail(error);
     setState('error', error instanceof ChorusClientError ? 'Could not join.' : 'Could not start your microphone or camera.');
@@ -146,13 +163,42 @@ function wire(c: CallClient): void {
   c.on('hand', (hand) => void onHand(c, hand));
   c.on('handqueue', (q) => renderQueue(q));
   c.on('chat', (message) => addChat(message));
-  c.on('recording', (recording, playlist) => showRecording(recording, playlist));
+  c.on('recording', (recording, playlist) => {
+    showRecording(recording, playlist);
+    judgeFallback();
+  });
+  c.on('transport', (direction, s) => {
+    if (direction !== 'recv') return;
+    recvState = s;
+    if (s === 'connected') {
+      clearTimeout(recvTimer);
+      recvLate = false;
+    }
+    judgeFallback();
+  });
   c.on('error', (error) => {
     if (error.code === 'KICKED' || error.code === 'ROOM_ENDED') {
       fail(error);
       setState('left');
     }
   });
+}
+
+/**
+ * A student whose WebRTC cannot connect (it failed, or is not up after FALLBACK_MS) watches the
+ * class's live recording over HLS, when one runs; back to WebRTC as soon as it connects.
+ */
+function judgeFallback(): void {
+  const recording = client?.recording;
+  const fallback = !staff && recvState !== 'connected' && (recvState === 'failed' || recvLate) && recording !== undefined;
+  if (fallback && !hls) {
+    hlsPanel.hidden = false;
+    hls = playHls(hlsVideo, `${recordingPlaylist(recording)}?token=${encodeURIComponent(pageToken ?? '')}`, { onTrouble: (what) => (hlsTrouble = what) });
+  } else if (!fallback && hls && recvState === 'connected') {
+    hls.stop();
+    hls = undefined;
+    hlsPanel.hidden = true;
+  }
 }
 
 /** Recording on: say so; stopped: offer the replay (its playlist, with this page's token). */
@@ -287,6 +333,10 @@ byId('join').addEventListener('click', () => void join());
 byId('leave').addEventListener('click', () => {
   void client?.close();
   client = undefined;
+  clearTimeout(recvTimer);
+  hls?.stop();
+  hls = undefined;
+  hlsPanel.hidden = true;
   goQuiet();
   setState('left');
 });
@@ -327,6 +377,23 @@ exposeDebug({
   },
   get recording() {
     return recordButton.getAttribute('aria-pressed') === 'true';
+  },
+  /** This page's tracks live on the node. */
+  get published() {
+    return [...(client?.publications.values() ?? [])].filter((p) => p.live).length;
+  },
+  /** 'hls' while a student watches the recording because its WebRTC could not connect. */
+  get mode() {
+    return hls ? 'hls' : 'webrtc';
+  },
+  get hlsTime() {
+    return hlsVideo.currentTime;
+  },
+  get hlsWidth() {
+    return hlsVideo.videoWidth;
+  },
+  get hlsTrouble() {
+    return hlsTrouble;
   },
   /** Bytes sent so far on each video layer this page encodes, by rid (dynacast turns unwanted ones off). */
   async sentLayers(): Promise<Record<string, number>> {

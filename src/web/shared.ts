@@ -69,7 +69,7 @@ const errorWords: Record<string, string> = {
   DISCONNECTED: 'The connection to the server was lost. Trying again…',
   MEDIA_REJECTED: 'The server could not accept audio from this browser. Try an up-to-date Chrome, Firefox or Safari.',
   CANNOT_CONSUME: 'This browser cannot play the broadcast audio. Try an up-to-date Chrome, Firefox or Safari.',
-  NOTHING_TO_CONSUME: 'The broadcast is not on right now.',
+  NOTHING_TO_CONSUME: 'Nothing is being sent right now (no broadcast, or nobody on the stage yet).',
   ALREADY_JOINED: 'This page is already connected.',
   NOT_JOINED: 'The connection was reset. Reload the page.',
   BAD_REQUEST: 'The server did not understand the request. Reload the page and try again.',

@@ -14,6 +14,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
 import { Visitors } from '../support/visitors.js';
+import { blockWebRtc } from '../support/blockWebRtc.js';
 import { joinCallPeer } from '../support/callPeer.js';
 import { startTestNode } from '../support/testNode.js';
 
@@ -183,4 +184,21 @@ test('the teacher records the class from the page: everyone sees it recording, t
   expect(playlist).toContain('#EXT-X-ENDLIST');
   expect(playlist).toMatch(/seg-\d+\.ts\?token=/);
   await student.screenshot({ path: join(screenshots, 'class-recorded.png') });
+});
+
+test('a student whose WebRTC cannot connect watches the live recording over HLS instead', async () => {
+  const room = 'e2e-fallback';
+  const teacher = await visitor('Teacher', `${node.url}/class.html?room=${room}&role=teacher`);
+  await teacher.waitForFunction(() => window.chorusDebug?.['state'] === 'joined', undefined, { timeout: 20_000, polling: 50 });
+  await teacher.waitForFunction(() => window.chorusDebug?.['published'] === 2, undefined, { timeout: 20_000, polling: 50 });
+  await teacher.click('#record');
+  await teacher.waitForFunction(() => window.chorusDebug?.['recording'] === true, undefined, { timeout: 10_000, polling: 50 });
+  const blocked = await visitors.join('Blocked', `${node.url}/class.html?room=${room}&role=student`, blockWebRtc);
+  await blocked.waitForFunction(() => window.chorusDebug?.['mode'] === 'hls', undefined, { timeout: 30_000, polling: 100 });
+  // The recording plays: picture and time advancing.
+  await blocked.waitForFunction(() => (window.chorusDebug?.['hlsWidth'] as number) > 0 && (window.chorusDebug?.['hlsTime'] as number) > 0, undefined, { timeout: 30_000, polling: 100 });
+  const from = (await blocked.evaluate(() => window.chorusDebug?.['hlsTime'])) as number;
+  await blocked.waitForFunction((t) => (window.chorusDebug?.['hlsTime'] as number) > t + 1, from, { timeout: 20_000, polling: 100 });
+  expect(await blocked.locator('#hls-panel').isVisible()).toBe(true);
+  await blocked.screenshot({ path: join(screenshots, 'class-student-hls.png') });
 });

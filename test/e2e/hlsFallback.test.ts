@@ -18,22 +18,9 @@ import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { nodeClient, startTestNode, tokenFor } from '../support/testNode.js';
+import { blockWebRtc } from '../support/blockWebRtc.js';
 
 
-/** Runs in the page before its scripts: WebRTC may only use relays, and there are none. */
-function blockWebRtc(): void {
-  const Native = window.RTCPeerConnection;
-  const relayOnly = (config?: RTCConfiguration): RTCConfiguration => ({ ...config, iceServers: [], iceTransportPolicy: 'relay' });
-  class RelayOnlyPeerConnection extends Native {
-    constructor(config?: RTCConfiguration) {
-      super(relayOnly(config));
-    }
-    override setConfiguration(config?: RTCConfiguration): void {
-      super.setConfiguration(relayOnly(config));
-    }
-  }
-  window.RTCPeerConnection = RelayOnlyPeerConnection;
-}
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;

@@ -15,9 +15,11 @@ export class Visitors {
     private readonly viewport = { width: 1000, height: 800 },
   ) {}
 
-  async join(name: string, url: string): Promise<Page> {
+  /** `before`: a script run in the page before its own (e.g. blockWebRtc). */
+  async join(name: string, url: string, before?: () => void): Promise<Page> {
     const context = await this.browser().newContext({ viewport: this.viewport });
     this.contexts.push(context);
+    if (before) await context.addInitScript(before);
     const page = await context.newPage();
     page.on('pageerror', (error) => this.errors.push(`${name}: ${error.message}`));
     page.on('console', (message) => {
