@@ -4,6 +4,8 @@ import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
+import { hears, joinCallPeer, videoOf, type CallPeer } from '../support/callPeer.js';
+import { colourMatches, palette } from '../support/nodeVideo.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -49,6 +51,23 @@ describe('worker pool', () => {
     expect(new Set(media.slots.map((s) => s.worker.pid)).size).toBe(2);
     expect(media.slots.map((s) => s.recvTransports).sort()).toEqual([2, 3]);
     expect(n.workers.slots.every((s) => s.load > 0)).toBe(true);
+  });
+
+  test('a class over the per-worker budget: students on the other worker see and hear the teacher, whose layers they get by their own downlinks', async () => {
+    const n = await node({ CHORUS_MAX_CONSUMERS_PER_WORKER: '2', MEDIASOUP_WORKERS: '2', RTC_INITIAL_BITRATE: '3000000' });
+    const room = 'big-class';
+    const mint = (identity: string, role: 'teacher' | 'student'): Promise<string> => n.tokens.mint({ room, identity, role, kind: 'class', name: identity });
+    const teacher = await joinCallPeer(n, room, 'teacher', 500, { token: await mint('teacher', 'teacher'), camera: { colour: palette.green, width: 320, height: 180 } });
+    const students: CallPeer[] = [];
+    cleanup.push(async () => {
+      for (const p of [...students, teacher]) await p.close();
+    });
+    for (let i = 0; i < 4; i++) students.push(await joinCallPeer(n, room, `s${i}`, 0, { token: await mint(`s${i}`, 'student'), receiveOnly: true }));
+    await until(() => students.every((s) => hears(s, teacher) && colourMatches(videoOf(s, teacher) ?? ({ frames: 0 } as never), palette.green)), 20_000, 'every student to hear and see the teacher');
+    const media = n.rooms.get(room)!.requireMedia();
+    expect(new Set(media.slots.map((s) => s.worker.pid)).size).toBe(2);
+    // Five receive transports (the teacher receives too) over two routers of two per worker, then the emptier.
+    expect(media.slots.map((s) => s.recvTransports).sort()).toEqual([2, 3]);
   });
 
   test('rooms are placed on the least-loaded worker', async () => {
