@@ -28,7 +28,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { requests, roles, type Role, type RoomKind } from '../../src/protocol/messages.js';
-import { defaultSource, kindOfSource, trackSources, type RoomSnapshot, type TrackSource } from '../../src/protocol/room.js';
+import { defaultSource, kindOfSource, trackSources, type HandAction, type RoomSnapshot, type TrackSource } from '../../src/protocol/room.js';
 import {
   Attacker,
   FuzzContext,
@@ -86,6 +86,10 @@ function settings<T>(n: number, runs: number): fc.Parameters<T> {
 
 const VICTIM = 'victim';
 const TONE_HZ = 1000;
+/** CHORUS_CLASS_MAX_STAGE of the fuzz node: small, so the flows invite past it. */
+const MAX_STAGE = 2;
+/** CHORUS_LIMIT_CHAT_PER_MINUTE of the fuzz node: small, so the flows reach it. */
+const CHAT_LIMIT = 4;
 const RAISED_LIMITS = {
   CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '1000000',
   CHORUS_LIMIT_MESSAGES_PER_IP_PER_SECOND: '1000000',
@@ -95,6 +99,9 @@ const RAISED_LIMITS = {
   // The flow model expects each step's own refusal; floods of these are (d)'s and badInput's.
   CHORUS_LIMIT_TRACK_CONTROLS_PER_SECOND: '1000000',
   CHORUS_LIMIT_MUTE_REQUESTS_PER_MINUTE: '1000000',
+  // Small, so the class flows reach them (the model counts both).
+  CHORUS_CLASS_MAX_STAGE: String(MAX_STAGE),
+  CHORUS_LIMIT_CHAT_PER_MINUTE: String(CHAT_LIMIT),
 };
 
 let node: ChorusNode;
@@ -179,7 +186,8 @@ async function checkInvariants(where: string, c: FuzzContext = ctx, n: ChorusNod
       const producers = [...peer.producers.values()].filter((p) => !p.closed);
       const sources = producers.map((p) => String(p.appData['source']));
       if (new Set(sources).size !== sources.length) c.fail(`${where}: ${peer.role} ${peer.id} in ${room.id} publishes ${sources.join('+')} (one track per source)`);
-      if (!producers.every((p) => room.policy.publishable(peer.role).includes(p.appData['source'] as TrackSource))) {
+      // Its role's sources, and a student's stage sources while it is on stage.
+      if (!producers.every((p) => room.publishable(peer).includes(p.appData['source'] as TrackSource))) {
         c.fail(`${where}: a ${peer.role} in a ${room.kind} room publishes ${sources.join('+')}`);
       }
       const granted = peer.grants.publish;
@@ -589,8 +597,9 @@ const mutatedMessage: fc.Arbitrary<MutatedMessage> = fc.record({
 // of their own, a call of their own) and the refusal each step must get
 // ---------------------------------------------------------------------------------------------
 
-type Where = 'flow' | 'victim' | 'call';
-type FlowRole = 'listener' | 'broadcaster' | 'participant' | 'moderator';
+type Where = 'flow' | 'victim' | 'call' | 'class';
+type FlowRole = 'listener' | 'broadcaster' | 'participant' | 'moderator' | 'teacher' | 'assistant' | 'student';
+type HandState = 'raised' | 'invited' | 'onstage' | 'back';
 interface SockModel {
   joined?: { where: Where; role: FlowRole };
   transports: Array<{ direction: 'send' | 'recv'; connected: boolean }>;
@@ -600,7 +609,18 @@ interface SockModel {
   consumed: string[];
   /** Sources a moderator muted for this session. */
   muted: Set<TrackSource>;
+  /** Classes: a student the staff brought on stage (it may publish microphone and camera). */
+  onStage: boolean;
+  /** Chat messages this session sent (valid ones, refused for the rate or not): LIMIT_REACHED from CHAT_LIMIT on. */
+  chats: number;
+  /** When its first chat message was counted (the limit's window is a minute from there). */
+  chatsSince: number;
   lastJoin?: { where: Where; role: FlowRole };
+}
+/** A class's hand queue as the model knows it: its version and the hands in queue order (dropped students' included). */
+interface HandsModel {
+  version: number;
+  hands: Array<{ peerId: string; state: HandState }>;
 }
 interface FlowModel {
   socks: SockModel[];
@@ -610,20 +630,40 @@ interface FlowModel {
   broadcast: string | undefined;
   /** The source of every producer the sockets made. */
   sources: Map<string, TrackSource>;
+  /** The class room's raised hands. */
+  hands: HandsModel;
 }
 interface FlowReal {
   room: string;
   socks: Attacker[];
   lastToken: Array<string | undefined>;
   consumers: Array<Array<{ id: string; producerId: string }>>;
+  /** Class chat messages to the staff, and the sockets they were for. */
+  staffChats: Array<{ id: string; to: Set<Attacker> }>;
 }
 const FLOW_SOCKS = 2;
-const emptySock = (lastJoin?: SockModel['lastJoin']): SockModel => ({ transports: [], published: new Map(), consumed: [], muted: new Set(), ...(lastJoin ? { lastJoin } : {}) });
-const roomOf = (where: Where, real: FlowReal): string => (where === 'victim' ? VICTIM : where === 'flow' ? real.room : `${real.room}-call`);
+/** The class scene's sockets: a teacher, an assistant and three students to start with. */
+const CLASS_SOCKS = 5;
+const emptySock = (lastJoin?: SockModel['lastJoin']): SockModel => ({ transports: [], published: new Map(), consumed: [], muted: new Set(), onStage: false, chats: 0, chatsSince: 0, ...(lastJoin ? { lastJoin } : {}) });
+const roomOf = (where: Where, real: FlowReal): string => (where === 'victim' ? VICTIM : where === 'flow' ? real.room : `${real.room}-${where}`);
+const kindOf = (where: Where): RoomKind => (where === 'call' ? 'call' : where === 'class' ? 'class' : 'broadcast');
 /** Whether the room is open: the victim always, the others while a socket of the model is in it. */
 const isOpen = (m: Readonly<FlowModel>, where: Where): boolean => where === 'victim' || m.socks.some((s) => s.joined?.where === where);
-const admits = (where: Where, role: FlowRole): boolean => (where === 'call' ? role === 'participant' || role === 'moderator' : role === 'listener' || role === 'broadcaster');
-const sends = (role: FlowRole): boolean => role !== 'listener';
+const roomRoles: Record<Where, readonly FlowRole[]> = { flow: ['listener', 'broadcaster'], victim: ['listener', 'broadcaster'], call: ['participant', 'moderator'], class: ['teacher', 'assistant', 'student'] };
+const admits = (where: Where, role: FlowRole): boolean => roomRoles[where].includes(role);
+const moderates = (role: FlowRole | undefined): boolean => role === 'moderator' || role === 'teacher' || role === 'assistant';
+const staffActions: readonly HandAction[] = ['invite', 'remove', 'lower'];
+const studentActions: readonly HandAction[] = ['raise', 'lower', 'accept', 'decline'];
+/** What a role publishes in a room by its role alone (a moderator's mute of "everything" covers these). */
+function rolePublishable(where: Where, role: FlowRole): readonly TrackSource[] {
+  if (where === 'call' || (where === 'class' && role !== 'student')) return allSources;
+  return role === 'broadcaster' ? ['microphone'] : [];
+}
+/** What a session may publish now: its role's, and a student's microphone and camera while on stage. */
+function publishableNow(s: SockModel): readonly TrackSource[] {
+  if (!s.joined) return [];
+  return s.onStage ? [...rolePublishable(s.joined.where, s.joined.role), 'microphone', 'camera'] : rolePublishable(s.joined.where, s.joined.role);
+}
 /** A producer that is still open: the victim's, or one a socket of the model still publishes. */
 const isLive = (m: Readonly<FlowModel>, producerId: string): boolean => producerId === legit.producer || m.socks.some((s) => [...s.published.values()].includes(producerId));
 const allSources = trackSources;
@@ -646,13 +686,24 @@ function expectCode(outcome: Outcome, allowed: readonly string[], what: string):
   return code;
 }
 
-/** The model's step for a socket that left, dropped or was replaced. */
-function resetSock(m: FlowModel, real: FlowReal, i: number): void {
+/**
+ * The model's step for a socket that left, dropped or was replaced. A student who left takes its
+ * hand along; one whose connection dropped keeps it (and its place on stage) for its return, and
+ * a class nobody is in any more ends with its queue.
+ */
+function resetSock(m: FlowModel, real: FlowReal, i: number, peerId: string | undefined, dropped: boolean): void {
   const s = m.socks[i]!;
   if (m.seat === i) m.seat = undefined;
   if (m.broadcast !== undefined && [...s.published.values()].includes(m.broadcast)) m.broadcast = undefined;
   m.socks[i] = emptySock(s.lastJoin);
   real.consumers[i] = [];
+  if (s.joined?.where !== 'class') return;
+  const hand = m.hands.hands.findIndex((h) => h.peerId === peerId);
+  if (hand >= 0 && !dropped) {
+    m.hands.hands.splice(hand, 1);
+    m.hands.version++;
+  }
+  if (!isOpen(m, 'class')) m.hands = { version: 0, hands: [] };
 }
 
 abstract class Step implements fc.AsyncCommand<FlowModel, FlowReal> {
@@ -665,8 +716,9 @@ abstract class Step implements fc.AsyncCommand<FlowModel, FlowReal> {
   protected sock(real: FlowReal): Attacker {
     return real.socks[this.i]!;
   }
-  protected get other(): number {
-    return (this.i + 1) % FLOW_SOCKS;
+  /** The next socket of the flow (the other one of two). */
+  protected other(m: Readonly<FlowModel>): number {
+    return (this.i + 1) % m.socks.length;
   }
   /** A transport by index among this socket's own, its own of a direction, another socket's, or the victim's. */
   protected transportFor(m: FlowModel, real: FlowReal, target: number | 'send' | 'recv' | 'other' | 'legit'): { id: string; own?: { direction: 'send' | 'recv'; connected: boolean } } {
@@ -704,7 +756,8 @@ class Join extends Step {
     const s = m.socks[this.i]!;
     const target = this.token === 'reused' ? s.lastJoin! : { where: this.where, role: this.role };
     const room = roomOf(target.where, real);
-    const kind: RoomKind = (target.where === 'call') !== (this.token === 'wrongKind') ? 'call' : 'broadcast';
+    const natural = kindOf(target.where);
+    const kind: RoomKind = this.token !== 'wrongKind' ? natural : natural === 'call' ? 'broadcast' : 'call';
     const grant = { room, identity: identity(`c${this.i}`), role: target.role, kind };
     const token =
       this.token === 'reused'
@@ -741,8 +794,9 @@ class Join extends Step {
 class Leave extends Step {
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const joined = m.socks[this.i]!.joined !== undefined;
+    const peerId = this.sock(real).peerId;
     expectCode(await this.sock(real).call('leave', [{}]), [joined ? 'OK' : 'NOT_JOINED'], this.toString());
-    if (joined) resetSock(m, real, this.i);
+    if (joined) resetSock(m, real, this.i, peerId, false);
   }
   toString(): string {
     return `leave#${this.i}`;
@@ -756,7 +810,13 @@ class Reconnect extends Step {
     old.close();
     if (peerId) await until(() => ![...node.rooms.rooms.values()].some((room) => room.peers.has(peerId)), 10_000, 'the server to drop a closed socket');
     real.socks[this.i] = await ctx.connect(`c${this.i}'`);
-    resetSock(m, real, this.i);
+    const inClass = m.socks[this.i]!.joined?.where === 'class';
+    resetSock(m, real, this.i, peerId, true);
+    if (inClass && !isOpen(m, 'class')) {
+      // Its last member dropped: the class ends (its queue with it) before anyone opens it again.
+      const room = roomOf('class', real);
+      await until(async () => node.rooms.get(room) === undefined && (await node.store.getValue(`hands\0${room}`)) === undefined, 10_000, 'the emptied class to end');
+    }
     covered(this.toString(), ['done']);
   }
   toString(): string {
@@ -777,7 +837,7 @@ class CreateTransport extends Step {
     const outcomes = await Promise.all(Array.from({ length: this.burst }, () => this.sock(real).call('createTransport', [{ direction: this.direction }])));
     const codes = outcomes.map(codeOf);
     if (!s.joined) return void outcomes.forEach((o) => expectCode(o, ['NOT_JOINED'], this.toString()));
-    if (this.direction === 'send' && !sends(s.joined.role)) return void outcomes.forEach((o) => expectCode(o, ['FORBIDDEN_ROLE'], this.toString()));
+    if (this.direction === 'send' && publishableNow(s).length === 0) return void outcomes.forEach((o) => expectCode(o, ['FORBIDDEN_ROLE'], this.toString()));
     const free = Math.max(0, 2 - s.transports.length);
     const ok = codes.filter((c) => c === 'OK').length;
     if (ok !== Math.min(free, this.burst) || codes.some((c) => c !== 'OK' && c !== 'LIMIT_REACHED')) {
@@ -860,10 +920,10 @@ class Produce extends Step {
       ),
     );
     const source = this.source ?? defaultSource(this.kind);
-    const publishable = s.joined?.where === 'call' ? allSources : ['microphone'];
+    const publishable = publishableNow(s);
     const expected = !s.joined
       ? 'NOT_JOINED'
-      : !sends(s.joined.role)
+      : publishable.length === 0
         ? 'FORBIDDEN_ROLE'
         : !own
           ? 'TRANSPORT_NOT_FOUND'
@@ -901,7 +961,8 @@ class Consume extends Step {
   constructor(
     i: number,
     readonly target: 0 | 1 | 'recv' | 'other',
-    readonly producer: 'default' | 'legit' | 'random' | 'peer' | 'own',
+    /** `peer`: one of the next socket's tracks; `any`: one of any other socket's. */
+    readonly producer: 'default' | 'legit' | 'random' | 'peer' | 'any' | 'own',
     readonly at: number,
     readonly burst: number,
   ) {
@@ -911,14 +972,16 @@ class Consume extends Step {
     const s = m.socks[this.i]!;
     const a = this.sock(real);
     const { id, own } = this.transportFor(m, real, this.target);
-    const peer = m.socks[this.other]!;
-    const theirs = [...peer.published.values()];
+    const theirs = [...m.socks[this.other(m)]!.published.values()];
+    const others = m.socks.filter((_, j) => j !== this.i).flatMap((o) => [...o.published.values()]);
     const mine = [...s.published.values()];
     const named =
       this.producer === 'legit'
         ? legit.producer
         : this.producer === 'peer' && theirs.length > 0
           ? theirs[this.at % theirs.length]
+          : this.producer === 'any' && others.length > 0
+            ? others[this.at % others.length]
           : this.producer === 'own' && mine.length > 0
             ? mine[this.at % mine.length]
             : this.producer === 'default'
@@ -936,7 +999,7 @@ class Consume extends Step {
       const where = s.joined.where;
       // The producer this request names in this socket's room, if there is one.
       const inRoom = (p: string): boolean =>
-        (where === 'victim' && p === legit.producer) || mine.includes(p) || (peer.joined?.where === where && theirs.includes(p));
+        (where === 'victim' && p === legit.producer) || mine.includes(p) || m.socks.some((o, j) => j !== this.i && o.joined?.where === where && [...o.published.values()].includes(p));
       if (named === undefined) target = where === 'victim' ? legit.producer : where === 'flow' ? m.broadcast : undefined;
       else target = inRoom(named) ? named : undefined;
       if (target === undefined) expected = named === undefined ? 'NOTHING_TO_CONSUME' : 'PRODUCER_NOT_FOUND';
@@ -954,7 +1017,7 @@ class Consume extends Step {
     for (const o of outcomes) if (o.kind === 'reply' && o.reply.ok) real.consumers[this.i]!.push({ id: String(o.reply.data?.['consumerId']), producerId: target! });
   }
   toString(): string {
-    return `consume#${this.i}(${this.target}, ${this.producer}${this.producer === 'peer' || this.producer === 'own' ? `[${this.at}]` : ''}${this.burst > 1 ? ` x${this.burst} at once` : ''})`;
+    return `consume#${this.i}(${this.target}, ${this.producer}${this.producer === 'peer' || this.producer === 'any' || this.producer === 'own' ? `[${this.at}]` : ''}${this.burst > 1 ? ` x${this.burst} at once` : ''})`;
   }
 }
 
@@ -1070,22 +1133,24 @@ class Moderate extends Step {
   constructor(
     i: number,
     readonly action: 'mute' | 'unmute',
-    readonly target: 'other' | 'self' | 'legit',
+    /** A socket by number, or the next one (`other`). */
+    readonly target: 'other' | 'self' | 'legit' | number,
     readonly source: TrackSource | undefined,
   ) {
     super(i);
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
-    const j = this.target === 'self' ? this.i : this.other;
+    const j = this.target === 'self' ? this.i : typeof this.target === 'number' ? this.target : this.other(m);
     const peerId = this.target === 'legit' ? legit.listenerPeer : (real.socks[j]!.peerId ?? randomUUID());
     const payload = { action: this.action, peerId, ...(this.source ? { source: this.source } : {}) };
     const t = m.socks[j]!;
     const found = this.target !== 'legit' && t.joined !== undefined && t.joined.where === s.joined?.where;
-    const expected = !s.joined ? 'NOT_JOINED' : s.joined.role !== 'moderator' ? 'FORBIDDEN_ROLE' : found ? 'OK' : 'NOT_FOUND';
+    const expected = !s.joined ? 'NOT_JOINED' : !moderates(s.joined.role) ? 'FORBIDDEN_ROLE' : found ? 'OK' : 'NOT_FOUND';
     expectCode(await this.sock(real).call('moderate', [payload]), [expected], this.toString());
     if (expected !== 'OK') return;
-    for (const source of this.source ? [this.source] : allSources) {
+    // No source: everything the target's role publishes.
+    for (const source of this.source ? [this.source] : rolePublishable(t.joined!.where, t.joined!.role)) {
       if (this.action === 'mute') t.muted.add(source);
       else t.muted.delete(source);
     }
@@ -1106,7 +1171,7 @@ class MuteRequest extends Step {
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const s = m.socks[this.i]!;
     const asked = s.muted.size > 0 && (this.source === undefined || s.muted.has(this.source));
-    const moderators = real.socks.filter((_, j) => j !== this.i && m.socks[j]!.joined?.role === 'moderator' && m.socks[j]!.joined?.where === s.joined?.where);
+    const moderators = real.socks.filter((_, j) => j !== this.i && moderates(m.socks[j]!.joined?.role) && m.socks[j]!.joined?.where === s.joined?.where);
     const expected = !s.joined ? 'NOT_JOINED' : !asked ? 'BAD_REQUEST' : moderators.length > 0 ? 'OK' : 'UNAVAILABLE';
     const told = () => moderators.map((a) => a.raw.events.filter((e) => e.event === 'mute:requested').length);
     const before = told();
@@ -1176,7 +1241,7 @@ class Privileged extends Step {
   override check(m: Readonly<FlowModel>): boolean {
     // A call's moderator may end its call, and tokens issued up to that millisecond stop working:
     // left out, as a fresh token a moment later could fall in the same millisecond.
-    return this.request !== 'end' || m.socks[this.i]!.joined?.role !== 'moderator';
+    return this.request !== 'end' || !moderates(m.socks[this.i]!.joined?.role);
   }
   async run(m: FlowModel, real: FlowReal): Promise<void> {
     const payload =
@@ -1184,11 +1249,199 @@ class Privileged extends Step {
     const outcome = await this.sock(real).call(this.request === 'listPeers' ? 'listPeers' : 'moderate', [payload]);
     const joined = m.socks[this.i]!.joined;
     // A call's moderator may, but the victim's sessions are not in its call.
-    const expected = !joined ? 'NOT_JOINED' : joined.role !== 'moderator' ? 'FORBIDDEN_ROLE' : this.request === 'listPeers' ? 'OK' : 'NOT_FOUND';
+    const expected = !joined ? 'NOT_JOINED' : !moderates(joined.role) ? 'FORBIDDEN_ROLE' : this.request === 'listPeers' ? 'OK' : 'NOT_FOUND';
     expectCode(outcome, [expected], this.toString());
   }
   toString(): string {
     return `${this.request}#${this.i}`;
+  }
+}
+
+/** Whom a hand move names: nobody (its own hand), itself by id, a socket by number, a dropped student's hand, or a made-up id. */
+type HandTarget = 'none' | 'self' | 'orphan' | 'nobody' | number;
+
+/** The model's queue as `peerId:state` in order, to compare with what the node answers. */
+const queueText = (q: { version: number; hands: ReadonlyArray<{ peerId: string; state: string }> }): string => `v${q.version} [${q.hands.map((h) => `${h.peerId}:${h.state}`).join(', ')}]`;
+
+/** Waits (bounded) until `a` was pushed `event` with a payload `match` accepts. */
+async function told(a: Attacker, event: string, match: (payload: unknown) => boolean, what: string): Promise<void> {
+  await until(() => a.raw.events.some((e) => e.event === event && match(e.payload)), 5000, what).catch(() => ctx.fail(`${what}: not told within 5 s`));
+}
+
+/**
+ * Classes: a move of a raised hand (`hand {action, peerId?, version?}`), with the answer the
+ * queue in the model promises: the target's role, the version staff name, who may make the move,
+ * the hand's state, and the stage's size.
+ */
+class HandMove extends Step {
+  constructor(
+    i: number,
+    readonly action: HandAction,
+    readonly target: HandTarget,
+    readonly version: 'current' | 'stale' | 'none',
+  ) {
+    super(i);
+  }
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    const s = m.socks[this.i]!;
+    const a = this.sock(real);
+    const inClass = (j: number) => m.socks[j]!.joined?.where === 'class' && real.socks[j]!.peerId !== undefined;
+    const orphan = m.hands.hands.find((h) => !real.socks.some((x, j) => inClass(j) && x.peerId === h.peerId));
+    const targetId =
+      this.target === 'none'
+        ? undefined
+        : this.target === 'self'
+          ? (a.peerId ?? randomUUID())
+          : this.target === 'orphan'
+            ? (orphan?.peerId ?? randomUUID())
+            : this.target === 'nobody' || !inClass(this.target)
+              ? randomUUID()
+              : real.socks[this.target]!.peerId!;
+    const version = this.version === 'none' ? undefined : this.version === 'current' ? m.hands.version : m.hands.version > 0 ? m.hands.version - 1 : m.hands.version + 1;
+    const payload = { action: this.action, ...(targetId !== undefined ? { peerId: targetId } : {}), ...(version !== undefined ? { version } : {}) };
+    // The socket whose hand this is, as the node finds it: its own, or a member of the class here.
+    const t = targetId === undefined || targetId === a.peerId ? this.i : real.socks.findIndex((x, j) => inClass(j) && x.peerId === targetId);
+    const hand = t >= 0 ? m.hands.hands.find((h) => h.peerId === real.socks[t]!.peerId) : undefined;
+    const from = hand?.state;
+    const onStage = m.hands.hands.filter((h) => h.state === 'invited' || h.state === 'onstage').length;
+    const next: Partial<Record<HandAction, { from: ReadonlyArray<HandState | undefined>; to: HandState | undefined }>> = {
+      raise: { from: [undefined, 'back'], to: 'raised' },
+      lower: { from: ['raised'], to: undefined },
+      invite: { from: ['raised'], to: 'invited' },
+      accept: { from: ['invited'], to: 'onstage' },
+      decline: { from: ['invited'], to: undefined },
+      remove: { from: ['invited', 'onstage'], to: 'back' },
+    };
+    const move = next[this.action]!;
+    const expected = !s.joined
+      ? 'NOT_JOINED'
+      : s.joined.where !== 'class'
+        ? 'BAD_REQUEST'
+        : t < 0
+          ? 'NOT_FOUND'
+          : m.socks[t]!.joined!.role !== 'student'
+            ? 'BAD_TRANSITION'
+            : t !== this.i && version !== undefined && version !== m.hands.version
+              ? 'STALE_VERSION'
+              : t === this.i
+                ? !studentActions.includes(this.action)
+                  ? 'FORBIDDEN_ROLE'
+                  : undefined
+                : !(moderates(s.joined.role) && staffActions.includes(this.action))
+                  ? 'FORBIDDEN_ROLE'
+                  : undefined;
+    const code = expected ?? (!move.from.includes(from) ? 'BAD_TRANSITION' : this.action === 'invite' && onStage >= MAX_STAGE ? 'STAGE_FULL' : 'OK');
+    const outcome = await a.call('hand', [payload]);
+    expectCode(outcome, [code], this.toString());
+    if (code !== 'OK') return;
+    const peerId = real.socks[t]!.peerId!;
+    const student = m.socks[t]!;
+    const at = m.hands.hands.findIndex((h) => h.peerId === peerId);
+    // Raising (again) goes to the end of the queue; a move keeps the hand's place.
+    if (move.to === undefined || this.action === 'raise') {
+      if (at >= 0) m.hands.hands.splice(at, 1);
+      if (move.to !== undefined) m.hands.hands.push({ peerId, state: move.to });
+    } else m.hands.hands[at]!.state = move.to;
+    m.hands.version++;
+    if (move.to === 'onstage') student.onStage = true;
+    if (from === 'onstage') offStage(student, real.socks[t]!, m);
+    // Staff are given the whole queue, a student its own hand only.
+    const queue = (outcome as Extract<Outcome, { kind: 'reply' }>).reply.data?.['queue'] as HandsModel | undefined;
+    const shown = moderates(s.joined!.role) ? m.hands : { version: m.hands.version, hands: m.hands.hands.filter((h) => h.peerId === a.peerId) };
+    if (!queue || queueText(queue) !== queueText(shown)) ctx.fail(`${this.toString()}: answered the queue ${queue ? queueText(queue) : 'none'}, the model has ${queueText(shown)}`);
+    // The student is told of its hand, the staff here of the queue.
+    const now = m.hands.version;
+    await told(real.socks[t]!, 'hand:state', (p) => (p as { version?: number }).version === now, `${this.toString()}: the student's hand:state v${now}`);
+    for (const [j, x] of real.socks.entries()) {
+      if (inClass(j) && moderates(m.socks[j]!.joined!.role)) await told(x, 'hand:queue', (p) => (p as { queue?: HandsModel }).queue?.version === now, `${this.toString()}: ${x.label}'s hand:queue v${now}`);
+    }
+  }
+  toString(): string {
+    return `hand#${this.i}(${this.action}${this.target === 'none' ? '' : ` ${this.target}`}${this.version === 'none' ? '' : ` ${this.version} version`})`;
+  }
+}
+
+/** Off the stage: the node closes the student's tracks and its send transport at once. */
+function offStage(s: SockModel, a: Attacker, m: FlowModel): void {
+  s.onStage = false;
+  for (const id of s.published.values()) if (m.broadcast === id) m.broadcast = undefined;
+  s.published.clear();
+  for (let k = s.transports.length - 1; k >= 0; k--) {
+    if (s.transports[k]!.direction !== 'send') continue;
+    s.transports.splice(k, 1);
+    a.transports.splice(k, 1);
+  }
+}
+
+/** Classes: the hand queue, for staff only, exactly the model's. */
+class Hands extends Step {
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    const s = m.socks[this.i]!;
+    const expected = !s.joined ? 'NOT_JOINED' : s.joined.where !== 'class' ? 'BAD_REQUEST' : !moderates(s.joined.role) ? 'FORBIDDEN_ROLE' : 'OK';
+    const outcome = await this.sock(real).call('hands', [{}]);
+    expectCode(outcome, [expected], this.toString());
+    if (expected !== 'OK') return;
+    const queue = (outcome as Extract<Outcome, { kind: 'reply' }>).reply.data?.['queue'] as HandsModel | undefined;
+    if (!queue || queueText(queue) !== queueText(m.hands)) ctx.fail(`${this.toString()}: the node has the queue ${queue ? queueText(queue) : 'none'}, the model ${queueText(m.hands)}`);
+  }
+  toString(): string {
+    return `hands#${this.i}`;
+  }
+}
+
+const chatTexts = {
+  short: 'hello class',
+  lines: 'why?\nand how?',
+  emoji: 'ok 🎤 أ',
+  longest: 'x'.repeat(2000),
+  empty: '',
+  blank: ' \n\t ',
+  tooLong: 'y'.repeat(2001),
+  control: 'a\u0007b',
+} as const;
+type ChatText = keyof typeof chatTexts;
+const validChat = (text: ChatText): boolean => !['empty', 'blank', 'tooLong', 'control'].includes(text);
+
+/** Classes: chat to the class or to its staff, reaching exactly whom it is for; CHAT_LIMIT a session, then LIMIT_REACHED. */
+class Chat extends Step {
+  constructor(
+    i: number,
+    readonly text: ChatText,
+    readonly to: 'class' | 'staff' | undefined,
+    /** Messages sent one after the other (enough of them reach the limit). */
+    readonly times = 1,
+  ) {
+    super(i);
+  }
+  async run(m: FlowModel, real: FlowReal): Promise<void> {
+    for (let k = 0; k < this.times; k++) await this.once(m, real);
+  }
+  async once(m: FlowModel, real: FlowReal): Promise<void> {
+    const s = m.socks[this.i]!;
+    const a = this.sock(real);
+    const text = chatTexts[this.text];
+    let expected: string[];
+    if (!validChat(this.text)) expected = ['BAD_REQUEST'];
+    else if (!s.joined) expected = ['NOT_JOINED'];
+    else {
+      // Every valid message of a session counts, refused or not, in a window of a minute from its first.
+      if (s.chats === 0) s.chatsSince = Date.now();
+      const limited = s.chats++ >= CHAT_LIMIT;
+      const refusal = s.joined.where !== 'class' ? 'BAD_REQUEST' : 'OK';
+      expected = !limited ? [refusal] : Date.now() - s.chatsSince < 55_000 ? ['LIMIT_REACHED'] : ['LIMIT_REACHED', refusal];
+    }
+    const outcome = await a.call('chat', [{ text, ...(this.to ? { to: this.to } : {}) }]);
+    if (expectCode(outcome, expected, this.toString()) !== 'OK') return;
+    const message = (outcome as Extract<Outcome, { kind: 'reply' }>).reply.data?.['message'] as { id: string; text: string; to: string; from: { peerId: string } } | undefined;
+    const to = this.to ?? 'class';
+    if (message?.text !== text || message.to !== to || message.from.peerId !== a.peerId) ctx.fail(`${this.toString()}: answered ${brief(message)}`);
+    // To the class: everyone in it; to the staff: its teachers and assistants, and the sender.
+    const recipients = real.socks.filter((x, j) => m.socks[j]!.joined?.where === 'class' && (to === 'class' || j === this.i || moderates(m.socks[j]!.joined!.role)));
+    for (const x of recipients) await told(x, 'chat:message', (p) => (p as { message?: { id?: string } }).message?.id === message.id, `${this.toString()}: ${x.label} given the message`);
+    if (to === 'staff') real.staffChats.push({ id: message.id, to: new Set(recipients) });
+  }
+  toString(): string {
+    return `chat#${this.i}(${this.text}${this.to ? ` to ${this.to}` : ''}${this.times > 1 ? ` x${this.times}` : ''})`;
   }
 }
 
@@ -1226,9 +1479,9 @@ const ready = fc
     ),
   )
   .map(([i, [w, role, d]]) => new Ready(i, w, role, d));
-const produce = fc
+const produceBy = (socks: fc.Arbitrary<number>) => fc
   .tuple(
-    sockArb,
+    socks,
     fc.constantFrom<0 | 1 | 'send' | 'other'>(0, 1, 'send', 'send', 'send', 'other'),
     // Mostly the kind the source carries; sometimes the other one.
     fc.tuple(sourceArb, fc.nat({ max: 4 })).map(([source, k]): [TrackSource | undefined, 'audio' | 'video'] => {
@@ -1238,13 +1491,16 @@ const produce = fc
     fc.constantFrom(1, 1, 2, 3),
   )
   .map(([i, t, [source, kind], b]) => new Produce(i, t, source, kind, b));
-const consume = fc
-  .tuple(sockArb, fc.constantFrom<0 | 1 | 'recv' | 'other'>(0, 1, 'recv', 'recv', 'recv', 'other'), fc.constantFrom<Consume['producer']>('default', 'default', 'legit', 'random', 'peer', 'peer', 'peer', 'own'), fc.nat({ max: 3 }), fc.constantFrom(1, 1, 2, 3))
+const produce = produceBy(sockArb);
+const consumeBy = (socks: fc.Arbitrary<number>, producers: ReadonlyArray<Consume['producer']>) => fc
+  .tuple(socks, fc.constantFrom<0 | 1 | 'recv' | 'other'>(0, 1, 'recv', 'recv', 'recv', 'other'), fc.constantFrom<Consume['producer']>(...producers), fc.nat({ max: 3 }), fc.constantFrom(1, 1, 2, 3))
   .map(([i, t, p, at, b]) => new Consume(i, t, p, at, b));
-const trackControl = fc
-  .tuple(sockArb, fc.constantFrom<TrackControl['op']>('show', 'hide', 'layers', 'layers'), fc.constantFrom<'own' | 'other'>('own', 'own', 'own', 'other'), fc.nat({ max: 3 }), fc.nat({ max: 3 }), fc.option(fc.nat({ max: 3 })))
+const consume = consumeBy(sockArb, ['default', 'default', 'legit', 'random', 'peer', 'peer', 'peer', 'own']);
+const trackControlBy = (socks: fc.Arbitrary<number>) => fc
+  .tuple(socks, fc.constantFrom<TrackControl['op']>('show', 'hide', 'layers', 'layers'), fc.constantFrom<'own' | 'other'>('own', 'own', 'own', 'other'), fc.nat({ max: 3 }), fc.nat({ max: 3 }), fc.option(fc.nat({ max: 3 })))
   .map(([i, op, w, at, sp, tp]) => new TrackControl(i, op, w, at, sp, tp ?? undefined));
-type Scene = 'call' | 'mutedCall' | 'broadcast' | 'none';
+const trackControl = trackControlBy(sockArb);
+type Scene = 'call' | 'mutedCall' | 'broadcast' | 'none' | 'class';
 /**
  * Where a run starts, so the random steps spend their time in the deep states: two sessions in
  * a call, publishing and consuming each other, or a broadcast with a listener, or nothing.
@@ -1262,6 +1518,30 @@ const scenes: Record<Scene, () => Step[]> = {
   mutedCall: () => [...scenes.call(), new Moderate(0, 'mute', 'other', 'screen'), new MuteRequest(1, 'screen')],
   broadcast: () => [new Ready(0, 'flow', 'broadcaster', ['send']), new Produce(0, 'send', 'microphone', 'audio', 1), new Ready(1, 'flow', 'listener', ['recv']), new Consume(1, 'recv', 'default', 0, 1)],
   none: () => [],
+  // A teacher publishing, an assistant, three students receiving it; the first student on stage
+  // (raised, invited, accepted, publishing its microphone, heard by another), the second invited
+  // (the stage of two is full), the third's hand up.
+  class: () => [
+    new Ready(0, 'class', 'teacher', ['send', 'recv']),
+    new Produce(0, 'send', 'microphone', 'audio', 1),
+    new Produce(0, 'send', 'camera', 'video', 1),
+    new Ready(1, 'class', 'assistant', ['recv']),
+    ...[2, 3, 4].map((i) => new Ready(i, 'class', 'student', ['recv'])),
+    new Consume(2, 'recv', 'any', 0, 1),
+    new Consume(3, 'recv', 'any', 1, 1),
+    new HandMove(2, 'raise', 'none', 'none'),
+    new HandMove(3, 'raise', 'none', 'none'),
+    new CreateTransport(2, 'send', 1),
+    new HandMove(0, 'invite', 2, 'current'),
+    new HandMove(2, 'accept', 'none', 'none'),
+    // The stage full: the third student's raised hand waits.
+    new HandMove(1, 'invite', 3, 'current'),
+    new HandMove(4, 'raise', 'none', 'none'),
+    new CreateTransport(2, 'send', 1),
+    new Produce(2, 'send', 'microphone', 'audio', 1),
+    // The teacher's microphone and camera, then the student's microphone.
+    new Consume(3, 'recv', 'any', 2, 1),
+  ],
 };
 
 const anyJoin = fc
@@ -1274,9 +1554,10 @@ const anyJoin = fc
 const freshJoin = fc
   .tuple(sockArb, fc.constantFrom<[Where, FlowRole]>(['flow', 'listener'], ['flow', 'broadcaster'], ['victim', 'listener'], ['call', 'participant'], ['call', 'moderator']))
   .map(([i, [w, role]]) => new Join(i, w, role, 'fresh'));
-const producerOp = fc
-  .tuple(sockArb, fc.constantFrom<ProducerOp['op']>('pauseProducer', 'resumeProducer', 'resumeProducer', 'closeProducer'), fc.constantFrom<'own' | 'legit'>('own', 'own', 'legit'), fc.nat({ max: 3 }))
+const producerOpBy = (socks: fc.Arbitrary<number>) => fc
+  .tuple(socks, fc.constantFrom<ProducerOp['op']>('pauseProducer', 'resumeProducer', 'resumeProducer', 'closeProducer'), fc.constantFrom<'own' | 'legit'>('own', 'own', 'legit'), fc.nat({ max: 3 }))
   .map(([i, op, w, at]) => new ProducerOp(i, op, w, at));
+const producerOp = producerOpBy(sockArb);
 const moderate = fc
   .tuple(sockArb, fc.constantFrom<'mute' | 'unmute'>('mute', 'mute', 'unmute'), fc.constantFrom<Moderate['target']>('other', 'other', 'self', 'legit'), sourceArb)
   .map(([i, a, t, s]) => new Moderate(i, a, t, s));
@@ -1344,6 +1625,78 @@ const flowCommands = fc.commands<FlowModel, FlowReal, false>(
       weighted(2, sockArb.map((i) => new RoomSync(i))),
       weighted(2, fc.tuple(sockArb, fc.constantFrom<Privileged['request']>('listPeers', 'kick', 'end', 'mute')).map(([i, r]) => new Privileged(i, r))),
       weighted(2, malformed),
+    ),
+  ],
+  { maxCommands: 45, size: 'max' },
+);
+
+// Classes: five sockets, the first two usually staff (teacher, assistant), the others students.
+const classSock = fc.nat({ max: CLASS_SOCKS - 1 });
+const staffSock = fc.nat({ max: 1 });
+const studentSock = fc.integer({ min: 2, max: CLASS_SOCKS - 1 });
+/** The role a class socket usually joins with. */
+const classRole = (i: number): FlowRole => (i === 0 ? 'teacher' : i === 1 ? 'assistant' : 'student');
+const handVersion = fc.constantFrom<HandMove['version']>('current', 'current', 'current', 'stale', 'none');
+const classCommands = fc.commands<FlowModel, FlowReal, false>(
+  [
+    fc.oneof(
+      // Students on their own hands (and, now and then, a staff move or another's hand: FORBIDDEN_ROLE / BAD_TRANSITION).
+      weighted(
+        8,
+        fc
+          .tuple(
+            studentSock,
+            fc.constantFrom<HandAction>('raise', 'raise', 'raise', 'accept', 'accept', 'lower', 'decline', 'invite', 'remove'),
+            fc.constantFrom<HandTarget>('none', 'none', 'none', 'none', 'self', 2, 3, 4, 0),
+            handVersion,
+          )
+          .map(([i, a, t, v]) => new HandMove(i, a, t, v)),
+      ),
+      // Staff on a student's hand, naming the version they saw (or a stale one, or none); without a target, or on themselves, or on a dropped student's hand.
+      weighted(
+        8,
+        fc
+          .tuple(
+            staffSock,
+            fc.constantFrom<HandAction>('invite', 'invite', 'invite', 'remove', 'remove', 'lower', 'raise', 'accept'),
+            fc.constantFrom<HandTarget>(2, 3, 4, 2, 3, 4, 'none', 'self', 1, 'orphan', 'nobody'),
+            handVersion,
+          )
+          .map(([i, a, t, v]) => new HandMove(i, a, t, v)),
+      ),
+      weighted(3, classSock.map((i) => new Hands(i))),
+      weighted(
+        3,
+        fc
+          .tuple(
+            classSock,
+            fc.constantFrom<ChatText>('short', 'short', 'lines', 'emoji', 'longest', 'empty', 'blank', 'tooLong', 'control'),
+            fc.constantFrom<Chat['to']>('class', 'staff', 'staff', undefined),
+            fc.constantFrom(1, 1, 1, 2, CHAT_LIMIT + 1),
+          )
+          .map(([i, t, to, k]) => new Chat(i, t, to, k)),
+      ),
+      // Back in: mostly in its usual role, now and then another, or with a token that must be refused.
+      weighted(3, classSock.map((i) => new Ready(i, 'class', classRole(i), i < 2 ? ['send', 'recv'] : ['recv']))),
+      weighted(
+        1,
+        fc
+          .tuple(classSock, fc.constantFrom<FlowRole>('teacher', 'assistant', 'student', 'student', 'listener', 'participant'), fc.constantFrom<JoinToken>('fresh', 'fresh', 'reused', 'wrongKind', 'expired', 'otherRoom'))
+          .map(([i, role, t]) => new Join(i, 'class', role, t)),
+      ),
+      weighted(1, classSock.map((i) => new Leave(i))),
+      weighted(1, classSock.map((i) => new Reconnect(i))),
+      // A student's send transport and tracks, before and after the stage; the staff's.
+      weighted(3, fc.tuple(classSock, fc.constantFrom<'send' | 'recv'>('send', 'send', 'recv'), fc.constantFrom(1, 1, 2)).map(([i, d, b]) => new CreateTransport(i, d, b))),
+      weighted(1, fc.tuple(classSock, transportTarget).map(([i, t]) => new Connect(i, t))),
+      weighted(4, produceBy(classSock)),
+      weighted(3, consumeBy(classSock, ['any', 'any', 'any', 'default', 'own', 'random'])),
+      weighted(1, trackControlBy(classSock)),
+      weighted(2, producerOpBy(classSock)),
+      // Always naming a source: see the note on muting a student on stage in the report.
+      weighted(2, fc.tuple(staffSock, fc.constantFrom<'mute' | 'unmute'>('mute', 'unmute'), studentSock, fc.constantFrom<TrackSource>('microphone', 'camera', 'screen')).map(([i, a, t, s]) => new Moderate(i, a, t, s))),
+      weighted(1, fc.tuple(studentSock, sourceArb).map(([i, s]) => new MuteRequest(i, s))),
+      weighted(1, fc.tuple(classSock, fc.constantFrom<Privileged['request']>('listPeers', 'kick', 'end')).map(([i, r]) => new Privileged(i, r))),
     ),
   ],
   { maxCommands: 45, size: 'max' },
@@ -1511,29 +1864,45 @@ describe('fuzzing the signaling protocol against a live node', () => {
     '(c) out-of-order flows get exactly the refusal the protocol promises',
     counted('flows', async () => {
       await fc.assert(
-        fc.asyncProperty(fc.constantFrom<Scene>('call', 'mutedCall', 'broadcast', 'none'), flowCommands, async (scene, commands) => {
+        fc.asyncProperty(
+          fc.oneof(
+            { weight: 3, arbitrary: fc.tuple(fc.constantFrom<Scene>('call', 'mutedCall', 'broadcast', 'none'), flowCommands) },
+            { weight: 2, arbitrary: fc.tuple(fc.constant<Scene>('class'), classCommands) },
+          ),
+          async ([scene, commands]) => {
           const n = ++runNo;
+          const count = scene === 'class' ? CLASS_SOCKS : FLOW_SOCKS;
           const real: FlowReal = {
             room: `atk-c${n}`,
-            socks: await Promise.all(Array.from({ length: FLOW_SOCKS }, (_, i) => ctx.connect(`c${n}.${i}`))),
+            socks: await Promise.all(Array.from({ length: count }, (_, i) => ctx.connect(`c${n}.${i}`))),
             lastToken: [],
-            consumers: Array.from({ length: FLOW_SOCKS }, () => []),
+            consumers: Array.from({ length: count }, () => []),
+            staffChats: [],
           };
           attackerRooms.add(real.room);
           attackerRooms.add(roomOf('call', real));
-          const model: FlowModel = { socks: Array.from({ length: FLOW_SOCKS }, () => emptySock()), seat: undefined, broadcast: undefined, sources: new Map() };
+          attackerRooms.add(roomOf('class', real));
+          const model: FlowModel = { socks: Array.from({ length: count }, () => emptySock()), seat: undefined, broadcast: undefined, sources: new Map(), hands: { version: 0, hands: [] } };
           try {
             // Checked like any step: a scene is steps run in a fixed order.
             for (const step of scenes[scene]()) await step.run(model, real);
             await fc.asyncModelRun(() => ({ model, real }), commands);
             for (const a of real.socks) a.checkEvents();
+            // A question to the staff reached nobody else.
+            for (const a of real.socks) {
+              for (const e of a.raw.events) {
+                const id = e.event === 'chat:message' ? (e.payload as { message?: { id?: string } }).message?.id : undefined;
+                const chat = real.staffChats.find((c) => c.id === id);
+                if (chat && !chat.to.has(a)) ctx.fail(`flow ${n}: ${a.label} was given a question to the staff (${id})`);
+              }
+            }
             await checkInvariants(`flow ${n}`);
             for (const a of real.socks) a.close();
           } finally {
             ctx.closeAll();
           }
         }),
-        settings(3, 60),
+        settings(3, 80),
       );
       console.log(`[fuzz] flow steps by answer: ${JSON.stringify(Object.fromEntries([...flowCoverage].sort()))}`);
     }),
