@@ -5,6 +5,10 @@
  * (bench/lib/lightMedia.ts) as RTP, and receives everyone else's tracks by the grid policy
  * without decoding them. Started by bench/call.ts over IPC; not meant to be run by hand.
  *
+ * With `role: 'student'` (bench/class.ts) a participant joins a class receive-only: one receive
+ * transport, nothing published, the teacher's camera viewed large, transport-cc feedback sent so
+ * the node's bandwidth estimate (and its layer policy) works as for a browser.
+ *
  * Media latency: every packet carries the abs-capture-time header extension (the host's wall
  * clock when it was sent, NTP format), which the SFU forwards untouched, so a receiver on the
  * same host reads each packet's age: sender SRTP → UDP → SFU → UDP → receiver SRTP. (The RTP
@@ -23,8 +27,9 @@ import { RoomView } from '../src/protocol/roomView.js';
 import { nodeUrl } from '../src/client/nodeLink.js';
 import type { FromParent, ParticipantsConfig, ToParent } from './lib/callMessages.js';
 import { answerDtlsParameters, consumerOfferSdp, type ConsumerRtpParameters, type DtlsParameters, type IceCandidate, type IceParameters } from './lib/consumerSdp.js';
-import { loadLightMedia, packetizeVp8, type LightMedia } from './lib/lightMedia.js';
+import { loadLightMedia, packetizeVp8, vp8KeyframeWidth, type LightMedia } from './lib/lightMedia.js';
 import { RtpReceiveStats, windowDelta, type RtpSnapshot } from './lib/rtpStats.js';
+import { TRANSPORT_CC_URI, TwccFeedback } from './lib/twccFeedback.js';
 import { startDtlsWithoutPause } from './lib/weriftDtlsStart.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ParticipantsConfig;
@@ -36,6 +41,8 @@ const send = (m: ToParent): void => {
 
 const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
 const media: LightMedia = loadLightMedia(config.media, config.fps);
+const role = config.role ?? 'participant';
+const student = role === 'student';
 const AUDIO_PT = 111;
 const VIDEO_PT = 96;
 const FREEZE_MS = 500;
@@ -92,6 +99,8 @@ interface Incoming {
   bytes: number;
   lastFrameAt?: number;
   firstAt?: number;
+  /** Video: the width of the last keyframe received (which simulcast layer arrives). */
+  keyframeWidth?: number;
 }
 
 function outgoing(): Outgoing {
@@ -134,13 +143,17 @@ async function connect(socket: ClientSocket, transport: NonNullable<Responses['j
   return { pc, dtls };
 }
 
-/** What this participant can receive: Opus and VP8 as the router offers them, no feedback, only abs-capture-time. */
-function receiveCapabilities(routerRtpCapabilities: unknown): RequestOf<'consume'>['rtpCapabilities'] {
+/**
+ * What this participant can receive: Opus and VP8 as the router offers them, abs-capture-time;
+ * with `transportCc` also transport-wide sequence numbers and their feedback, else no feedback.
+ */
+function receiveCapabilities(routerRtpCapabilities: unknown, transportCc: boolean): RequestOf<'consume'>['rtpCapabilities'] {
   type Caps = RequestOf<'consume'>['rtpCapabilities'];
   const router = routerRtpCapabilities as Caps;
   const codecs = (router.codecs ?? []).filter((c) => /^(audio\/opus|video\/vp8)$/i.test(c.mimeType));
-  const headerExtensions = (router.headerExtensions ?? []).filter((e) => e.uri === ABS_CAPTURE_TIME);
-  return { codecs: codecs.map((c) => ({ ...c, rtcpFeedback: [] })), headerExtensions };
+  const uris = transportCc ? [ABS_CAPTURE_TIME, TRANSPORT_CC_URI] : [ABS_CAPTURE_TIME];
+  const headerExtensions = (router.headerExtensions ?? []).filter((e) => uris.includes(e.uri));
+  return { codecs: codecs.map((c) => ({ ...c, rtcpFeedback: transportCc ? (c.rtcpFeedback ?? []).filter((f) => f.type === 'transport-cc') : [] })), headerExtensions };
 }
 
 class LightParticipant {
@@ -149,13 +162,20 @@ class LightParticipant {
   readonly cname = `light-${randomInt(0, 0x7fffffff).toString(36)}`;
   readonly #incoming = new Map<number, Incoming>();
   /** Remote tracks consumed: producer id → consumer id (video only needs it, for views). */
-  readonly #consumers = new Map<string, { consumerId: string; kind: 'audio' | 'video'; peerId: string }>();
+  readonly #consumers = new Map<string, { consumerId: string; kind: 'audio' | 'video'; peerId: string; stream?: Incoming }>();
   readonly #view = new RoomView();
   #socket: ClientSocket | undefined;
   #peerId = '';
   #send: RTCDtlsTransport | undefined;
   #pcs: RTCPeerConnection[] = [];
   #recvTransportId = '';
+  #recv: RTCDtlsTransport | undefined;
+  readonly #twcc = student ? new TwccFeedback(randomInt(1, 0x7fffffff)) : undefined;
+  /** The id the SFU gave the transport-wide sequence number on this transport's consumers. */
+  #twccId: number | undefined;
+  /** The spatial layer the node last said each video consumer forwards (null: none). */
+  readonly #layers = new Map<string, number | null>();
+  freezes = 0;
   #capabilities: RequestOf<'consume'>['rtpCapabilities'] = {};
   #speaker: string | null = null;
   #closed = false;
@@ -165,7 +185,7 @@ class LightParticipant {
 
   async join(): Promise<{ joinMs: number; allMediaMs: number | null }> {
     const started = performance.now();
-    const token = this.spec.token ?? (await tokens.mint({ room: this.spec.room, identity: this.spec.identity, role: 'participant', kind: 'call' }));
+    const token = this.spec.token ?? (await tokens.mint({ room: this.spec.room, identity: this.spec.identity, role, kind: role === 'participant' ? 'call' : 'class' }));
     // In a cluster the entry (nginx) may land us on a node that does not hold the call: it answers
     // WRONG_NODE with the node that does, and we join there, as the SDK does.
     let url = config.url;
@@ -187,16 +207,24 @@ class LightParticipant {
     this.#peerId = info.peerId;
     // The snapshot now, before anything else is awaited: the deltas that follow build on it.
     this.#view.reset(info.room);
-    if (!info.transport || !info.recvTransport) throw new Error('a call participant gets a send and a receive transport with its join');
-    this.#capabilities = receiveCapabilities(info.routerRtpCapabilities);
-    this.#recvTransportId = info.recvTransport.id;
-    const [sending, receiving] = await Promise.all([connect(socket, info.transport), connect(socket, info.recvTransport)]);
-    this.#pcs = [sending.pc, receiving.pc];
-    this.#send = sending.dtls;
-    sending.dtls.onRtcp.subscribe((packet) => this.#onFeedback(packet));
-    receiving.dtls.onRtp.subscribe((rtp) => this.#onRtp(rtp.header, rtp.serializeSize));
+    // A receive-only role's one transport is its receive transport.
+    const recvTransport = student ? info.transport : info.recvTransport;
+    if (!recvTransport || (!student && !info.transport)) throw new Error(student ? 'a student gets a receive transport with its join' : 'a call participant gets a send and a receive transport with its join');
+    this.#capabilities = receiveCapabilities(info.routerRtpCapabilities, student);
+    this.#recvTransportId = recvTransport.id;
+    const [sending, receiving] = await Promise.all([student ? undefined : connect(socket, info.transport!), connect(socket, recvTransport)]);
+    this.#pcs = sending ? [sending.pc, receiving.pc] : [receiving.pc];
+    this.#recv = receiving.dtls;
+    receiving.dtls.onRtp.subscribe((rtp) => this.#onRtp(rtp.header, rtp.serializeSize, rtp.payload));
+    if (sending) await this.#publish(socket, info.transport!.id, sending.dtls);
+    const joinMs = performance.now() - started;
+    return { joinMs, allMediaMs: await this.#consumePresent(info, started) };
+  }
 
-    const transportId = info.transport.id;
+  /** Microphone and camera, published on the send transport. */
+  async #publish(socket: ClientSocket, transportId: string, dtls: RTCDtlsTransport): Promise<void> {
+    this.#send = dtls;
+    dtls.onRtcp.subscribe((packet) => this.#onFeedback(packet));
     await request(socket, 'produce', {
       transportId,
       kind: 'audio',
@@ -223,8 +251,10 @@ class LightParticipant {
       });
     }
     this.publishing = true;
-    const joinMs = performance.now() - started;
+  }
 
+  /** The remote tracks present at join, consumed; answers when each has sent its first packet. */
+  async #consumePresent(info: Responses['join'], started: number): Promise<number | null> {
     // Everyone already in the call: consumed now; join is done once each has been heard/seen.
     // A few subscriptions at a time, as the SDK does.
     const present = info.room.participants.filter((p) => p.peerId !== this.#peerId).flatMap((p) => p.tracks.map((track) => ({ peerId: p.peerId, track })));
@@ -246,7 +276,7 @@ class LightParticipant {
         }, 10);
       });
     }
-    return { joinMs, allMediaMs };
+    return allMediaMs;
   }
 
   /** A connection to `url`, connected, with this participant's handlers. */
@@ -262,6 +292,7 @@ class LightParticipant {
       if (outcome === 'gap') void this.#resync();
       for (const change of changes) if (change.type === 'published') this.#consumeLater(change.peerId, change.track);
     });
+    socket.on('consumer:layers', ({ consumerId, spatialLayer }) => void this.#layers.set(consumerId, spatialLayer));
     socket.on('speaker:changed', ({ peerId }) => {
       const previous = this.#speaker;
       this.#speaker = peerId;
@@ -295,10 +326,12 @@ class LightParticipant {
       const parameters = answer.rtpParameters as ConsumerRtpParameters;
       const ssrc = parameters.encodings?.[0]?.ssrc;
       if (ssrc === undefined) throw new Error(`consumer ${answer.consumerId} has no SSRC`);
-      const captureId = parameters.headerExtensions?.find((e) => (e as { uri?: string }).uri === ABS_CAPTURE_TIME)?.id;
+      const extensionId = (uri: string): number | undefined => parameters.headerExtensions?.find((e) => (e as { uri?: string }).uri === uri)?.id;
+      const captureId = extensionId(ABS_CAPTURE_TIME);
+      this.#twccId ??= extensionId(TRANSPORT_CC_URI);
       const stream: Incoming = { kind: answer.kind, clockRate: parameters.codecs[0]!.clockRate, stats: new RtpReceiveStats(parameters.codecs[0]!.clockRate), captureId, bytes: 0 };
       this.#incoming.set(ssrc, stream);
-      this.#consumers.set(track.trackId, { consumerId: answer.consumerId, kind: answer.kind, peerId });
+      this.#consumers.set(track.trackId, { consumerId: answer.consumerId, kind: answer.kind, peerId, stream });
       if (answer.kind === 'video') await this.#showCamera(peerId);
       if (answer.paused) await pacedRequest(socket, 'resumeConsumer', { consumerId: answer.consumerId });
       return stream;
@@ -319,12 +352,18 @@ class LightParticipant {
     }
   }
 
-  #onRtp(header: RtpHeader, bytes: number): void {
+  #onRtp(header: RtpHeader, bytes: number, payload: Buffer): void {
+    const arrived = performance.now();
+    // Every packet counts for the estimate, the SFU's probes (an SSRC of their own) too.
+    if (this.#twcc && this.#twccId !== undefined) {
+      const seq = header.extensions.find((e) => e.id === this.#twccId)?.payload;
+      if (seq && seq.length >= 2) this.#twcc.onPacket(seq.readUInt16BE(0), arrived);
+    }
     const stream = this.#incoming.get(header.ssrc);
     if (!stream) return;
-    const arrived = performance.now();
     const marker = header.marker;
     stream.firstAt ??= arrived;
+    if (stream.kind === 'video') stream.keyframeWidth = vp8KeyframeWidth(payload) ?? stream.keyframeWidth;
     stream.stats.onPacket(header.sequenceNumber, header.timestamp, arrived);
     if (!measuring) {
       if (stream.kind === 'video' && marker) stream.lastFrameAt = arrived;
@@ -342,7 +381,7 @@ class LightParticipant {
       // A frame is complete with its last packet: its age then is what a viewer waits.
       latency.video.recordValue(Math.round(ageMs * 1000));
       frames++;
-      if (stream.lastFrameAt !== undefined && arrived - stream.lastFrameAt > FREEZE_MS) freezes++;
+      if (stream.lastFrameAt !== undefined && arrived - stream.lastFrameAt > FREEZE_MS) (freezes++, this.freezes++);
       stream.lastFrameAt = arrived;
     }
   }
@@ -394,6 +433,30 @@ class LightParticipant {
     if (packets.length > 0) this.#send.sendRtcp(packets).catch(() => undefined);
   }
 
+  /** Transport-cc feedback for what arrived since the last call. */
+  sendFeedback(): void {
+    const packet = this.#twcc?.take();
+    if (packet && this.#recv && !this.#closed) this.#recv.sendRtcp([{ serialize: () => packet }] as unknown as Parameters<RTCDtlsTransport['sendRtcp']>[0]).catch(() => undefined);
+  }
+
+  /**
+   * At the end of the window: a video whose last frame is older than a freeze is frozen now
+   * (a gap is otherwise counted only when the next frame ends it); and per video, the layer
+   * the node says it forwards and the width of the last keyframe received.
+   */
+  videoState(now: number): Array<{ frozen: boolean; spatialLayer: string; keyframeWidth: string }> {
+    return [...this.#consumers.values()]
+      .filter((c) => c.kind === 'video' && c.consumerId)
+      .map(({ consumerId, stream }) => {
+        const layer = this.#layers.get(consumerId);
+        return {
+          frozen: stream?.lastFrameAt === undefined || now - stream.lastFrameAt > FREEZE_MS,
+          spatialLayer: layer === undefined || layer === null ? 'none' : String(layer),
+          keyframeWidth: stream?.keyframeWidth === undefined ? 'none' : String(stream.keyframeWidth),
+        };
+      });
+  }
+
   snapshot(): Map<number, { stats: RtpSnapshot; bytes: number }> {
     return new Map([...this.#incoming].map(([ssrc, s]) => [ssrc, { stats: s.stats.snapshot(), bytes: s.bytes }]));
   }
@@ -420,7 +483,7 @@ const participants: LightParticipant[] = [];
  */
 function startPump(): () => void {
   const start = wallMs();
-  const due = { audio: 0, video: 0, reports: 0 };
+  const due = { audio: 0, video: 0, reports: 0, feedback: 0 };
   const timer = setInterval(() => {
     const now = wallMs();
     const elapsed = now - start;
@@ -430,6 +493,11 @@ function startPump(): () => void {
     if (due.reports * 1000 <= elapsed) {
       due.reports++;
       for (const p of live) p.sendReports(now);
+    }
+    // Transport-cc feedback every 100 ms, as often as a browser sends it at these rates.
+    if (student && due.feedback * 100 <= elapsed) {
+      due.feedback = Math.floor(elapsed / 100) + 1;
+      for (const p of participants) p.sendFeedback();
     }
     // Far behind (the process stalled): start counting again rather than flood.
     if (elapsed - due.audio * 20 > 200) due.audio = Math.ceil(elapsed / 20);
@@ -483,17 +551,29 @@ process.on('message', (message: FromParent) => {
         frames = 0;
         freezes = 0;
         missingCaptureTime = 0;
+        for (const p of participants) p.freezes = 0;
         measuring = true;
         windowStart = performance.now();
         break;
       case 'measure-stop': {
         measuring = false;
+        const now = performance.now();
+        const videos = participants.map((p) => ({ p, videos: p.videoState(now) }));
+        const tally = (key: 'spatialLayer' | 'keyframeWidth'): Record<string, number> => {
+          const counts: Record<string, number> = {};
+          for (const v of videos.flatMap((x) => x.videos)) counts[v[key]] = (counts[v[key]] ?? 0) + 1;
+          return counts;
+        };
+        const frozenAtEnd = videos.reduce((n, x) => n + x.videos.filter((v) => v.frozen).length, 0);
         send({
           type: 'measured',
           latencies: [],
           latencyHistograms: { audio: hdr.encodeIntoCompressedBase64(latency.audio), video: hdr.encodeIntoCompressedBase64(latency.video) },
           frames,
-          freezes,
+          freezes: freezes + frozenAtEnd,
+          frozenParticipants: videos.filter((x) => x.p.freezes > 0 || x.videos.some((v) => v.frozen)).length,
+          spatialLayers: tally('spatialLayer'),
+          keyframeWidths: tally('keyframeWidth'),
           missingCaptureTime,
           subscribeFailures,
           ...windowTotals(),

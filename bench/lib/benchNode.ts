@@ -93,7 +93,8 @@ export async function startBenchNode(env: Record<string, string>, log: (line: st
     return left.length;
   };
 
-  const url = `http://127.0.0.1:${port}`;
+  // A node listening elsewhere (the host end of a veth pair, for clients in a namespace) is reached there.
+  const url = `http://${env['CHORUS_HOST'] ?? '127.0.0.1'}:${port}`;
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (!running()) throw new Error(`the node exited during start (code ${proc.exitCode})`);

@@ -62,12 +62,14 @@ export interface Servers {
   stop(): Promise<unknown>;
 }
 
-export async function startServers(options: { nodes: number; kind: RoomKind; env: Record<string, string>; log: (line: string) => void }): Promise<Servers> {
-  const { nodes, kind, env, log } = options;
+/** `host`: one node only, listening (signaling and media) there instead of 127.0.0.1. */
+export async function startServers(options: { nodes: number; kind: RoomKind; env: Record<string, string>; log: (line: string) => void; host?: string | undefined }): Promise<Servers> {
+  const { nodes, kind, env, log, host } = options;
   if (nodes === 1) {
     const secret = randomBytes(32).toString('base64url');
     const tokens = new TokenService(new TextEncoder().encode(secret), 3600);
-    const node = await startBenchNode({ ...env, CHORUS_TOKEN_SECRET: secret }, log);
+    const listen: Record<string, string> = host ? { CHORUS_HOST: host, RTC_LISTEN_IP: host, RTC_ANNOUNCED_ADDRESS: host } : {};
+    const node = await startBenchNode({ ...env, ...listen, CHORUS_TOKEN_SECRET: secret }, log);
     return {
       url: node.url,
       groups: () => [['server-0', node.proc.pid!]],
@@ -76,6 +78,7 @@ export async function startServers(options: { nodes: number; kind: RoomKind; env
       stop: () => node.stop(),
     };
   }
+  if (host) throw new Error('a cluster listens on 127.0.0.1 only');
   log(`starting ${nodes} nodes, Redis and nginx`);
   // Records off, as in every cluster test: a PGlite per node would measure itself.
   const cluster = await startCluster({ nodes, env, logLevel: 'warn', rtcPortBase: 30_000 });

@@ -12,6 +12,12 @@ export interface ParticipantsConfig {
   /** Grid policy: the rendered size of a tile, and of the active speaker's. */
   tile: { width: number; height: number };
   speaker: { width: number; height: number };
+  /**
+   * Light participants: their role. A class's teacher publishes like a call's participant; a
+   * student joins receive-only and sends transport-cc feedback, so the node's layer policy has an
+   * estimate to decide by. Default: a call's participant.
+   */
+  role?: 'participant' | 'teacher' | 'student' | undefined;
   /** Light participants: the pre-encoded files they send (bench/lib/lightMedia.ts). */
   media?: { videoFiles: string[]; audioFile: string } | undefined;
 }
@@ -29,6 +35,15 @@ export type ToParent =
       subscribeFailures?: number;
       frames: number;
       freezes: number;
+      /** Light participants: how many of them had at least one freeze in the window. */
+      frozenParticipants?: number;
+      /**
+       * Light participants, per video they receive at the end of the window: the spatial layer the
+       * node last said it forwards (`consumer:layers`; "none" = paused or not told), and the width
+       * of the last keyframe that arrived (what was really received).
+       */
+      spatialLayers?: Record<string, number>;
+      keyframeWidths?: Record<string, number>;
       packetsReceived: number;
       packetsLost: number;
       streams: number;

@@ -145,3 +145,24 @@ export function packetizeVp8(frame: Buffer, pictureId: number, maxPayload = 1100
   }
   return payloads;
 }
+
+/**
+ * The width of a VP8 keyframe from its first RTP payload (RFC 7741 descriptor, then RFC 6386
+ * 9.1's frame tag, start code and size); undefined for any other packet. Tells which simulcast
+ * layer a receiver gets without decoding it.
+ */
+export function vp8KeyframeWidth(payload: Buffer): number | undefined {
+  const b0 = payload[0];
+  // S (start of partition) with partition index 0: the frame's first packet.
+  if (b0 === undefined || (b0 & 0x10) === 0 || (b0 & 0x07) !== 0) return undefined;
+  let at = 1;
+  if (b0 & 0x80) {
+    const x = payload[at++] ?? 0;
+    if (x & 0x80) at += (payload[at] ?? 0) & 0x80 ? 2 : 1;
+    if (x & 0x40) at++;
+    if (x & 0x30) at++;
+  }
+  if (payload.length < at + 10 || !isVp8Keyframe(payload.subarray(at))) return undefined;
+  if (payload[at + 3] !== 0x9d || payload[at + 4] !== 0x01 || payload[at + 5] !== 0x2a) return undefined;
+  return payload.readUInt16LE(at + 6) & 0x3fff;
+}
