@@ -110,6 +110,7 @@ export function startSampling(servers: Servers, generators: () => ChildProcess[]
     loadGeneratorCpuPct: number;
     loadGeneratorMaxProcCpuPct: number;
     machineCpuPct: number;
+    otherCpuPct: number;
   };
 } {
   const sampler = new TreeSampler(() => new Map([...servers.groups(), ...generators().map((c, i) => [`gen-${i}`, c.pid!] as [string, number])]));
@@ -132,6 +133,9 @@ export function startSampling(servers: Servers, generators: () => ChildProcess[]
       const perNode = serverGroups.map((g) => usage(window, g));
       const generatorUsage = generators().map((_, i) => usage(window, `gen-${i}`));
       const last = sampler.samples.at(-1)!;
+      const serverCpu = perNode.reduce((n, u) => n + u.cpuPct, 0);
+      const generatorCpu = generatorUsage.reduce((n, g) => n + g.cpuPct, 0);
+      const machineCpuPct = machineUsagePct(window, cpus().length);
       return {
         server: {
           cpuPct: round(perNode.reduce((n, u) => n + u.cpuPct, 0), 1),
@@ -145,9 +149,12 @@ export function startSampling(servers: Servers, generators: () => ChildProcess[]
           ...(perNode.length > 1 ? { cpuPctPerNode: perNode.map((u) => u.cpuPct) } : {}),
           procs: perNode.flatMap((u) => u.procs).map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
         },
-        loadGeneratorCpuPct: round(generatorUsage.reduce((n, g) => n + g.cpuPct, 0), 1),
+        loadGeneratorCpuPct: round(generatorCpu, 1),
         loadGeneratorMaxProcCpuPct: round(Math.max(0, ...generatorUsage.map((g) => g.cpuPct)), 1),
-        machineCpuPct: machineUsagePct(window, cpus().length),
+        machineCpuPct,
+        // What neither the servers nor the load generator were charged for: the kernel's loopback
+        // work, and whatever else runs on a shared machine.
+        otherCpuPct: round(machineCpuPct - serverCpu - generatorCpu, 1),
       };
     },
   };
