@@ -1257,8 +1257,12 @@ class Privileged extends Step {
   }
 }
 
-/** Whom a hand move names: nobody (its own hand), itself by id, a socket by number, a dropped student's hand, or a made-up id. */
-type HandTarget = 'none' | 'self' | 'orphan' | 'nobody' | number;
+/**
+ * Whom a hand move names: nobody (its own hand), itself by id, a socket by number, the first
+ * student here whose hand is raised (or on stage), as staff pick from the queue, a dropped
+ * student's hand, or a made-up id.
+ */
+type HandTarget = 'none' | 'self' | 'raised' | 'onstage' | 'orphan' | 'nobody' | number;
 
 /** The model's queue as `peerId:state` in order, to compare with what the node answers. */
 const queueText = (q: { version: number; hands: ReadonlyArray<{ peerId: string; state: string }> }): string => `v${q.version} [${q.hands.map((h) => `${h.peerId}:${h.state}`).join(', ')}]`;
@@ -1287,6 +1291,7 @@ class HandMove extends Step {
     const a = this.sock(real);
     const inClass = (j: number) => m.socks[j]!.joined?.where === 'class' && real.socks[j]!.peerId !== undefined;
     const orphan = m.hands.hands.find((h) => !real.socks.some((x, j) => inClass(j) && x.peerId === h.peerId));
+    const queued = (state: HandState) => m.hands.hands.find((h) => h.state === state && real.socks.some((x, j) => inClass(j) && x.peerId === h.peerId));
     const targetId =
       this.target === 'none'
         ? undefined
@@ -1294,6 +1299,8 @@ class HandMove extends Step {
           ? (a.peerId ?? randomUUID())
           : this.target === 'orphan'
             ? (orphan?.peerId ?? randomUUID())
+            : this.target === 'raised' || this.target === 'onstage'
+              ? (queued(this.target)?.peerId ?? randomUUID())
             : this.target === 'nobody' || !inClass(this.target)
               ? randomUUID()
               : real.socks[this.target]!.peerId!;
@@ -1659,11 +1666,13 @@ const classCommands = fc.commands<FlowModel, FlowReal, false>(
           .tuple(
             staffSock,
             fc.constantFrom<HandAction>('invite', 'invite', 'invite', 'remove', 'remove', 'lower', 'raise', 'accept'),
-            fc.constantFrom<HandTarget>(2, 3, 4, 2, 3, 4, 'none', 'self', 1, 'orphan', 'nobody'),
+            fc.constantFrom<HandTarget>('raised', 'raised', 'raised', 'onstage', 'onstage', 2, 3, 4, 'none', 'self', 1, 'orphan', 'nobody'),
             handVersion,
           )
           .map(([i, a, t, v]) => new HandMove(i, a, t, v)),
       ),
+      // Staff working the queue as the class page does: invite the first raised hand, remove one on stage.
+      weighted(4, fc.tuple(staffSock, fc.constantFrom<[HandAction, HandTarget]>(['invite', 'raised'], ['invite', 'raised'], ['remove', 'onstage'])).map(([i, [a, t]]) => new HandMove(i, a, t, 'current'))),
       weighted(3, classSock.map((i) => new Hands(i))),
       weighted(
         3,
