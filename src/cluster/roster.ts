@@ -105,12 +105,16 @@ interface PullAnswer {
 
 const key = (roomId: string, nodeId: string): string => `${roomId}\0${nodeId}`;
 
+/** How long one read of a room's serving nodes serves its chat messages. */
+const OTHER_NODES_TTL_MS = 1000;
+
 export class ClusterRoster implements RemoteMembers {
   /** Holder side: the pipe transport feeding each (room, puller). */
   readonly #feeding = new Map<string, types.PipeTransport>();
   /** Puller side: the pipe transport from each (room, holder), and the tracks pulled over it. */
   readonly #from = new Map<string, Promise<types.PipeTransport>>();
   readonly #pulled = new Map<string, Promise<types.Producer>>();
+  readonly #nodesOf = new Map<string, { at: number; nodes: Promise<string[]> }>();
 
   constructor(
     private readonly bus: NodeBus,
@@ -158,6 +162,27 @@ export class ClusterRoster implements RemoteMembers {
     return [...new Set(peers.map((p) => p.nodeId))].filter((id) => id !== this.bus.nodeId);
   }
 
+  /**
+   * The other nodes serving a room, for chat: read from the room's peer records (a class's are a
+   * thousand students), so one read serves every message for OTHER_NODES_TTL_MS — a class's
+   * chat costs one listing a second, not one per message — and messages keep their order (they
+   * wait on the same read). A node serving the room for less than that may miss a message.
+   * Member changes and hand moves read afresh: a node missing those would show a stale room.
+   */
+  #chatNodes(roomId: string): Promise<string[]> {
+    const now = Date.now();
+    const cached = this.#nodesOf.get(roomId);
+    if (cached && now - cached.at < OTHER_NODES_TTL_MS) return cached.nodes;
+    const nodes = this.#otherNodes(roomId);
+    this.#nodesOf.set(roomId, { at: now, nodes });
+    // A failed read is not kept: the next message reads again.
+    nodes.catch(() => {
+      if (this.#nodesOf.get(roomId)?.nodes === nodes) this.#nodesOf.delete(roomId);
+    });
+    if (this.#nodesOf.size > 10_000) for (const [id, entry] of this.#nodesOf) if (now - entry.at >= OTHER_NODES_TTL_MS) this.#nodesOf.delete(id);
+    return nodes;
+  }
+
   share(roomId: string, changes: RoomChange[]): void {
     if (changes.length === 0) return;
     void this.#otherNodes(roomId).then(
@@ -189,7 +214,7 @@ export class ClusterRoster implements RemoteMembers {
   }
 
   chat(roomId: string, message: ChatMessage): void {
-    void this.#otherNodes(roomId).then(
+    void this.#chatNodes(roomId).then(
       (nodes) => {
         for (const nodeId of nodes) this.bus.notify(nodeId, 'roster.chat', { roomId, message });
       },
