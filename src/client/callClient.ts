@@ -226,6 +226,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   /** The role only receives unless brought on stage (a class's student): no send transport until then. */
   #receiveOnly = false;
   #hand: Hand | undefined;
+  /** The hand queue version #hand is from: the answer to a move and the event may come in either order. */
+  #handVersion = -1;
 
   constructor(options: CallClientOptions) {
     super();
@@ -276,7 +278,16 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
    */
   async moveHand(action: HandAction, target?: { peerId: string; version: number }): Promise<HandQueue> {
     const { queue } = await pacedRequest(this.#socket, 'hand', { action, ...(target ? { peerId: target.peerId, version: target.version } : {}) });
+    // A student's own move: its new state is known now (the event may come later, through the cluster).
+    if (!target && this.#receiveOnly) this.#ownHand(queue.hands.find((h) => h.peerId === this.peerId), queue.version);
     return queue;
+  }
+
+  /** This student's hand at queue `version`, unless a newer one is known. */
+  #ownHand(hand: Hand | undefined, version: number): void {
+    if (version <= this.#handVersion) return;
+    this.#handVersion = version;
+    this.#onHand(hand).catch((error: unknown) => this.emit('error', error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', `going on stage: ${String(error)}`, true)));
   }
 
   /** Classes: sends a chat message to the class, or (`staff`) a question to its teachers and assistants only. */
@@ -491,7 +502,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     s.on('hand:queue', ({ queue }) => this.emit('handqueue', queue));
     s.on('record:state', ({ recording }) => this.#onRecording(recording));
     s.on('chat:message', ({ message }) => this.emit('chat', message));
-    s.on('hand:state', ({ hand }) => this.#whenJoined(() => void this.#onHand(hand).catch((error: unknown) => this.emit('error', error instanceof ChorusClientError ? error : new ChorusClientError('INTERNAL', `going on stage: ${String(error)}`, true)))));
+    s.on('hand:state', ({ hand, version }) => this.#whenJoined(() => this.#ownHand(hand, version)));
     s.on('quality:changed', ({ qualities }) => {
       for (const { peerId, quality } of qualities) {
         if (peerId === this.#info?.peerId) {
@@ -570,6 +581,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       this.#receiveOnly = receiveOnly;
       // A new session starts with no hand: the old one's went with it.
       this.#hand = undefined;
+      this.#handVersion = -1;
       this.#send = receiveOnly ? undefined : await this.#transport(generation, 'send', info.transport?.direction === 'send' ? info.transport : undefined);
       this.#recv = await this.#transport(generation, 'recv', receiveOnly ? info.transport : info.recvTransport);
       if (generation !== this.#generation) return;
