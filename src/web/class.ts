@@ -22,6 +22,7 @@ const controls = byId('controls');
 const errorBox = byId('error');
 const handStatus = byId('hand-status');
 const recordButton = byId<HTMLButtonElement>('record');
+const qualityBadge = byId('quality');
 const hlsPanel = byId('hls-panel');
 const hlsVideo = byId<HTMLVideoElement>('hls-video');
 const recordingStatus = byId('recording-status');
@@ -166,6 +167,16 @@ function wire(c: CallClient): void {
   c.on('recording', (recording, playlist) => {
     showRecording(recording, playlist);
     judgeFallback();
+  });
+  // This visitor's own connection, as the node scores it (its streams' loss and jitter).
+  c.on('quality', (quality, p) => {
+    if (p) {
+      for (const tile of videos.values()) if (tile.figure.dataset['peer'] === p.peerId) tile.figure.dataset['quality'] = quality;
+      return;
+    }
+    qualityBadge.hidden = false;
+    qualityBadge.dataset['quality'] = quality;
+    qualityBadge.textContent = `· connection ${quality}`;
   });
   c.on('transport', (direction, s) => {
     if (direction !== 'recv') return;

@@ -69,8 +69,9 @@ test('raise, invite, join the stage: the other student sees and hears it; remove
   const asker = await visitor('Amina', `${node.url}/class.html?room=${room}&role=student`);
   const other = await visitor('Bilal', `${node.url}/class.html?room=${room}&role=student`);
   for (const page of [asker, other]) await until(page, async () => (await playing(page, 'teacher')) === 1, 'each student to play the teacher');
-  // Students have no stage of their own yet and do not see each other.
+  // Students have no stage of their own yet and do not see each other; each sees its own connection's quality.
   expect(await other.locator('.tile[data-role="student"]').count()).toBe(0);
+  await other.waitForSelector('#quality[data-quality="excellent"], #quality[data-quality="good"]', { timeout: 20_000 });
 
   await asker.click('#raise-hand');
   await teacher.waitForSelector('#hands li[data-state="raised"] button[data-action="invite"]', { timeout: 10_000 });
