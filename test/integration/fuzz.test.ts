@@ -28,7 +28,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClient } from '../../src/client/chorusClient.js';
 import { requests, roles, type Role, type RoomKind } from '../../src/protocol/messages.js';
-import { defaultSource, kindOfSource, trackSources, type HandAction, type RoomSnapshot, type TrackSource } from '../../src/protocol/room.js';
+import { defaultSource, handActions, kindOfSource, trackSources, type HandAction, type RoomSnapshot, type TrackSource } from '../../src/protocol/room.js';
 import {
   Attacker,
   FuzzContext,
@@ -120,6 +120,8 @@ const attackerRooms = new Set<string>();
 const errorLogs: string[] = [];
 const perProperty: Record<string, number> = {};
 let runNo = 0;
+/** Runs of (b) so far: each takes the next room shape in turn. */
+let mutatedRuns = 0;
 
 
 /** Wraps a node's error/fatal log methods (child loggers inherit them) to collect what they log. */
@@ -313,9 +315,11 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
         x < 0.35 ? ownRoom : x < 0.6 ? VICTIM : x < 0.75 ? `${ownRoom}-${Math.floor(r() * 3)}` : x < 0.85 ? `atk-b${Math.max(1, runNo - 1)}` : pick(r, badRoomIds);
       const valid = /^[A-Za-z0-9_-]{1,64}$/.test(roomId);
       if (valid && roomId !== VICTIM) attackerRooms.add(roomId);
-      // A call token is usually for a role a call admits.
-      const roomKind: RoomKind = a.kind === 'call' ? (r() < 0.8 ? 'call' : 'broadcast') : r() < 0.25 ? 'call' : 'broadcast';
-      const role = (roomKind === 'call' && r() < 0.7 ? pick(r, ['participant', 'moderator']) : pick(r, roles)) as Role;
+      // A call (or class) token is usually for a role a call (or class) admits.
+      const roomKind: RoomKind = a.kind === 'call' || a.kind === 'class' ? (r() < 0.8 ? a.kind : 'broadcast') : r() < 0.25 ? 'call' : 'broadcast';
+      const role = (
+        roomKind === 'call' && r() < 0.7 ? pick(r, ['participant', 'moderator']) : roomKind === 'class' && r() < 0.7 ? pick(r, ['teacher', 'assistant', 'student', 'student']) : pick(r, roles)
+      ) as Role;
       const grants = {
         publish: r() < 0.2 ? [pick(r, ['audio', 'video', ...trackSources] as const)] : undefined,
         moderate: r() < 0.15,
@@ -383,6 +387,15 @@ async function validPayload(method: string, a: Attacker, ownRoom: string, r: () 
       return { id: pick(r, ['x', crypto.randomUUID()]), state: pick(r, ['ready', 'failed'] as const) };
     case 'listPeers':
       return r() < 0.5 ? {} : { limit: pick(r, [1, 2, 200, 1000]) };
+    case 'hand': {
+      // Any move, on its own hand or another session's, naming some version or none.
+      const payload: Record<string, unknown> = { action: pick(r, handActions) };
+      if (r() < 0.6) payload['peerId'] = r() < 0.2 && a.peerId ? a.peerId : someId(r, 'peers');
+      if (r() < 0.6) payload['version'] = Math.floor(r() * 12);
+      return payload;
+    }
+    case 'chat':
+      return { text: pick(r, ['hi', 'a question\nin two lines', 'ok 🎤', 'x'.repeat(2000)]), ...(r() < 0.6 ? { to: pick(r, ['class', 'staff']) } : {}) };
     case 'moderate': {
       const action = pick(r, ['mute', 'unmute', 'kick', 'mute', 'unmute', 'kick', 'end']);
       if (action === 'end') return { action };
@@ -428,17 +441,34 @@ async function moderating(label: string, room: string): Promise<Attacker> {
   return a;
 }
 
-/** A call session with both transports, publishing `sources` (a camera in three simulcast layers). */
-async function calling(label: string, room: string, role: 'participant' | 'moderator', sources: readonly TrackSource[]): Promise<Attacker> {
+/** A call (or class staff) session with both transports, publishing `sources` (a camera in three simulcast layers). */
+async function calling(label: string, room: string, role: 'participant' | 'moderator' | 'teacher', sources: readonly TrackSource[]): Promise<Attacker> {
   attackerRooms.add(room);
   const a = await ctx.connect(label);
-  await a.must('join', { roomId: room, token: await forge.mint({ room, identity: identity(label), role, kind: 'call' }) });
+  await a.must('join', { roomId: room, token: await forge.mint({ room, identity: identity(label), role, kind: role === 'teacher' ? 'class' : 'call' }) });
   const send = await a.must('createTransport', { direction: 'send' });
   await a.must('createTransport', { direction: 'recv' });
   for (const source of sources) {
     const kind = kindOfSource(source);
     await a.must('produce', { transportId: send['id'], kind, rtpParameters: rtpFor(source), source, ...(kind === 'video' ? { video: { width: 1280, height: 720 } } : {}) });
   }
+  return a;
+}
+
+/** A class student receiving every track of `from`; with `stage`, first brought on stage by `from` and publishing its microphone. */
+async function studying(label: string, room: string, from: Attacker, stage: boolean): Promise<Attacker> {
+  attackerRooms.add(room);
+  const a = await ctx.connect(label);
+  await a.must('join', { roomId: room, token: await forge.mint({ room, identity: identity(label), role: 'student', kind: 'class' }) });
+  await a.must('createTransport', { direction: 'recv' });
+  await consumingAll(a, from);
+  if (!stage) return a;
+  await a.must('hand', { action: 'raise' });
+  const { queue } = (await from.must('hands', {})) as { queue: { version: number } };
+  await from.must('hand', { action: 'invite', peerId: a.peerId, version: queue.version });
+  await a.must('hand', { action: 'accept' });
+  const send = await a.must('createTransport', { direction: 'send' });
+  await a.must('produce', { transportId: send['id'], kind: 'audio', rtpParameters: rtpFor('microphone'), source: 'microphone' });
   return a;
 }
 
@@ -1820,11 +1850,20 @@ describe('fuzzing the signaling protocol against a live node', () => {
       await fc.assert(
         fc.asyncProperty(fc.array(mutatedMessage, { minLength: 60, maxLength: 150 }), async (messages) => {
           const n = ++runNo;
-          // Every other run is a call: a publisher, a participant receiving it and sharing a screen, a moderator.
-          const call = n % 2 === 0;
-          const room = call ? `atk-b${n}-call` : `atk-b${n}`;
+          // A broadcast, a call or a class in turn. A call: a publisher, a participant receiving it
+          // and sharing a screen, a moderator. A class: a teacher publishing, a student on stage
+          // and another receiving them both.
+          const shape = (['broadcast', 'call', 'class'] as const)[mutatedRuns++ % 3]!;
+          const call = shape === 'call';
+          const room = shape === 'broadcast' ? `atk-b${n}` : `atk-b${n}-${shape}`;
           let cast: Attacker[];
-          if (call) {
+          if (shape === 'class') {
+            const teacher = await calling(`b${n}.1`, room, 'teacher', ['microphone', 'camera']);
+            const onStage = await studying(`b${n}.2`, room, teacher, true);
+            const student = await consumingAll(await studying(`b${n}.3`, room, teacher, false), onStage);
+            await consumingAll(teacher, onStage);
+            cast = [await consuming(`b${n}.0`, VICTIM), teacher, onStage, student, await ctx.connect(`b${n}.4`)];
+          } else if (call) {
             const publisher = await calling(`b${n}.1`, room, 'participant', ['microphone', 'camera']);
             const sharer = await consumingAll(await calling(`b${n}.2`, room, 'participant', ['screen', 'screen-audio']), publisher);
             await consumingAll(publisher, sharer);
