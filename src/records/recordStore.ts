@@ -172,9 +172,13 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
     case 'session.left':
       // Only the connection the session is on now can end it (an old one noticed late cannot).
       await tx.query(
-        `UPDATE sessions SET left_at = to_timestamp($2::float8 / 1000.0), end_reason = $3, layer_changes = layer_changes + $4 WHERE peer_id = $1 AND left_at IS NULL`,
-        [record.peer, record.at, record.reason, record.layerChanges ?? 0],
+        `UPDATE sessions SET left_at = to_timestamp($2::float8 / 1000.0), end_reason = $3 WHERE peer_id = $1 AND left_at IS NULL`,
+        [record.peer, record.at, record.reason],
       );
+      // What each of its connections received counts for the session, a late notice's included.
+      if (record.layerChanges) {
+        await tx.query(`UPDATE sessions SET layer_changes = layer_changes + $2 WHERE id = (SELECT session_id FROM session_peers WHERE peer_id = $1)`, [record.peer, record.layerChanges]);
+      }
       return;
   }
 }

@@ -81,7 +81,7 @@ describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => 
     const second = [
       stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'B' }, t + 10),
       stamp({ kind: 'session.joined', peer: 'Q', previousPeer: 'P', room, identity: 'amina', role: 'listener', node: 'B' }, t + 11),
-      stamp({ kind: 'session.left', peer: 'P', room, reason: 'dropped' }, t + 12),
+      stamp({ kind: 'session.left', peer: 'P', room, reason: 'dropped', layerChanges: 3 }, t + 12),
       // Someone else naming P as their previous connection does not take the session over.
       stamp({ kind: 'session.joined', peer: 'R', previousPeer: 'P', room, identity: 'mallory', role: 'listener', node: 'B' }, t + 13),
     ];
@@ -95,7 +95,7 @@ describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => 
       { id: 'R', node: 'B', peer_id: 'R', resumes: 0, left_at: null },
     ]);
     const third = [
-      stamp({ kind: 'session.left', peer: 'Q', room, reason: 'left' }, t + 20),
+      stamp({ kind: 'session.left', peer: 'Q', room, reason: 'left', layerChanges: 2 }, t + 20),
       stamp({ kind: 'session.left', peer: 'R', room, reason: 'kicked' }, t + 21),
       stamp({ kind: 'room.closed', room, node: 'B' }, t + 22),
     ];
@@ -108,6 +108,11 @@ describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => 
     expect(sessions.map((s) => [s.id, s.end_reason, Math.round(Number(s.left_ms)), Math.round(Number(s.joined_ms))])).toEqual([
       ['P', 'left', t + 20, t + 1],
       ['R', 'kicked', t + 21, t + 13],
+    ]);
+    // The layer changes of both its connections, each counted once however often delivered.
+    expect(await db.query('SELECT id, layer_changes FROM sessions ORDER BY id')).toEqual([
+      { id: 'P', layer_changes: 5 },
+      { id: 'R', layer_changes: 0 },
     ]);
     expect(await db.query('SELECT peer_id, session_id FROM session_peers ORDER BY peer_id')).toEqual([
       { peer_id: 'P', session_id: 'P' },
