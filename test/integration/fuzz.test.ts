@@ -4,8 +4,10 @@
  * A real broadcaster publishes a tone into a victim room and a real listener hears it. Attack
  * sockets then throw well over 10,000 messages at the node: (a) random event names and payloads,
  * (b) valid requests built from real ids and then mutated, (c) out-of-order flows as fast-check
- * commands with the refusal each step must get, in broadcasts and in calls (tracks by source,
- * layers and views, moderator mutes and unmute requests, snapshots), (d) a flood under the default rate limits, (e)
+ * commands with the refusal each step must get, in broadcasts, in calls (tracks by source,
+ * layers and views, moderator mutes and unmute requests, snapshots) and in classes (raised hands
+ * against a versioned queue, the stage and its limit, a student's tracks on and off stage, chat
+ * and its limit), (d) a flood under the default rate limits, (e)
  * connections of every kind (bare TCP, half-sent headers, requests, Engine.IO WebSockets that never
  * connect, sessions) from one address past its cap, and (f) joins through one shared link from one
  * address past its budget.
@@ -624,7 +626,8 @@ const mutatedMessage: fc.Arbitrary<MutatedMessage> = fc.record({
 
 // ---------------------------------------------------------------------------------------------
 // Out-of-order flows: a model of two sockets in three rooms (the victim broadcast, a broadcast
-// of their own, a call of their own) and the refusal each step must get
+// of their own, a call of their own), or of five in a class of their own, and the refusal each
+// step must get
 // ---------------------------------------------------------------------------------------------
 
 type Where = 'flow' | 'victim' | 'call' | 'class';
@@ -1358,7 +1361,9 @@ class HandMove extends Step {
           ? 'NOT_FOUND'
           : m.socks[t]!.joined!.role !== 'student'
             ? 'BAD_TRANSITION'
-            : t !== this.i && version !== undefined && version !== m.hands.version
+            : // The node compares the version before it asks who may move the hand: a student naming
+              // another's hand with a stale version is told STALE_VERSION, not FORBIDDEN_ROLE.
+              t !== this.i && version !== undefined && version !== m.hands.version
               ? 'STALE_VERSION'
               : t === this.i
                 ? !studentActions.includes(this.action)
