@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import type { ParticipantsConfig } from './lib/callMessages.js';
-import { broadcast, fromHistogram, percentile, startSampling, startServers, starvation, waitFor } from './lib/callHarness.js';
+import { broadcast, cli, fromHistogram, percentile, startSampling, startServers, starvation, waitFor } from './lib/callHarness.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { prepareLightMedia } from './lib/lightMedia.js';
 import { round } from './lib/procstat.js';
@@ -53,25 +53,12 @@ const { values: args } = parseArgs({
   strict: true,
 });
 const usageText = 'usage: npm run bench:call -- --calls C --participants P [--nodes K] [--publisher light|sdk] [--procs K] [--duration S] [--settle S] [--audio-only] [--width W --height H --fps F] [--out DIR]';
-if (args.help || !args.participants) {
-  process.stderr.write(`${usageText}\n`);
-  process.exit(args.help ? 0 : 2);
-}
-const int = (name: string, value: string | undefined, min: number): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    process.stderr.write(`--${name} must be an integer >= ${min}\n${usageText}\n`);
-    process.exit(2);
-  }
-  return n;
-};
+const { int, fail, help } = cli(usageText);
+if (args.help || !args.participants) help(args.help);
 const C = int('calls', args.calls, 1);
 const P = int('participants', args.participants, 2);
 const NODES = int('nodes', args.nodes, 1);
-if (args.publisher !== 'light' && args.publisher !== 'sdk') {
-  process.stderr.write(`--publisher must be light or sdk\n${usageText}\n`);
-  process.exit(2);
-}
+if (args.publisher !== 'light' && args.publisher !== 'sdk') fail('--publisher must be light or sdk');
 const light = args.publisher === 'light';
 const total = C * P;
 // What a load-generator process can hold is set by the streams it receives: a light one takes

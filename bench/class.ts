@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { createNetns, type Netns } from '../test/support/netns.js';
-import { broadcast, fromHistogram, percentile, startSampling, startServers, starvation, waitFor, type Servers } from './lib/callHarness.js';
+import { broadcast, cli, fromHistogram, percentile, startSampling, startServers, starvation, waitFor, type Servers } from './lib/callHarness.js';
 import type { ParticipantsConfig, ToParent } from './lib/callMessages.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { prepareLightMedia } from './lib/lightMedia.js';
@@ -52,30 +52,14 @@ const { values: args } = parseArgs({
   strict: true,
 });
 const usageText = 'usage: npm run bench:class -- --students N [--nodes K] [--constrained C] [--constrained-kbit R] [--procs P] [--duration S] [--settle S] [--out DIR]';
-if (args.help || !args.students) {
-  process.stderr.write(`${usageText}\n`);
-  process.exit(args.help ? 0 : 2);
-}
-const int = (name: string, value: string | undefined, min: number): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    process.stderr.write(`--${name} must be an integer >= ${min}\n${usageText}\n`);
-    process.exit(2);
-  }
-  return n;
-};
+const { int, fail, help } = cli(usageText);
+if (args.help || !args.students) help(args.help);
 const N = int('students', args.students, 1);
 const NODES = int('nodes', args.nodes, 1);
 const CONSTRAINED = int('constrained', args.constrained, 0);
 const KBIT = int('constrained-kbit', args['constrained-kbit'], 50);
-if (CONSTRAINED > N) {
-  process.stderr.write(`--constrained must be at most --students\n`);
-  process.exit(2);
-}
-if (CONSTRAINED > 0 && NODES > 1) {
-  process.stderr.write(`--constrained needs --nodes 1: a cluster's nginx and nodes listen on 127.0.0.1, out of a namespace's reach\n`);
-  process.exit(2);
-}
+if (CONSTRAINED > N) fail('--constrained must be at most --students');
+if (CONSTRAINED > 0 && NODES > 1) fail("--constrained needs --nodes 1: a cluster's nginx and nodes listen on 127.0.0.1, out of a namespace's reach");
 const FREE = N - CONSTRAINED;
 // A student receives the tone and the camera's top layer, ~85 packets/s; a light process
 // receives ~9000/s per core (werift's SRTP in JavaScript): ~60 students keep one under 60 %.

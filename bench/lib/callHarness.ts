@@ -14,6 +14,28 @@ import type { FromParent, ToParent } from './callMessages.js';
 import * as hdr from 'hdr-histogram-js';
 import { TreeSampler, machineUsagePct, round, usage } from './procstat.js';
 
+/**
+ * Command-line helpers that exit with the usage: `help` (after --help or a missing required
+ * option) and `int` (an integer option of at least `min`).
+ */
+export function cli(usageText: string): { help(asked: boolean): never; fail(message: string): never; int(name: string, value: string | undefined, min: number): number } {
+  const fail = (message: string): never => {
+    process.stderr.write(`${message}\n${usageText}\n`);
+    process.exit(2);
+  };
+  return {
+    help(asked) {
+      process.stderr.write(`${usageText}\n`);
+      process.exit(asked ? 0 : 2);
+    },
+    fail,
+    int(name, value, min) {
+      const n = Number(value);
+      return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}`);
+    },
+  };
+}
+
 export const percentile = (values: number[], p: number): number | null => {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
