@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { createNetns, type Netns } from '../test/support/netns.js';
-import { broadcast, cli, fromHistogram, percentile, startSampling, startServers, starvation, waitFor, type Servers } from './lib/callHarness.js';
+import { broadcast, cli, fromHistogram, layerChanges, percentile, startSampling, startServers, starvation, waitFor, type Servers } from './lib/callHarness.js';
 import type { ParticipantsConfig, ToParent } from './lib/callMessages.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { prepareLightMedia } from './lib/lightMedia.js';
@@ -187,6 +187,7 @@ async function main(): Promise<void> {
     // Asked per group, so each report is known to be the teacher's, constrained or free students'.
     const measure = (procs: ChildProcess[]): Promise<Measured[]> => waitFor(procs, 'measured', procs.length, (durationS + 60) * 1000);
     const measuring = Promise.all([measure(constrainedProcs), measure(freeProcs), measure([teacher])]);
+    const changesBefore = await layerChanges(node, 'class');
     const from = performance.now();
     broadcast(children, { type: 'measure-start' });
     await new Promise((r) => setTimeout(r, durationS * 1000));
@@ -195,6 +196,7 @@ async function main(): Promise<void> {
     const measured = [...constrainedReports, ...freeReports];
     const to = performance.now();
     const { server, ...load } = sampling.figures(from, to);
+    const changesAfter = await layerChanges(node, 'class');
     const windowS = Math.max(...measured.map((m) => m.windowMs)) / 1000;
     const latency = { audio: hdr.build(), video: hdr.build() };
     for (const m of measured) {
@@ -227,10 +229,11 @@ async function main(): Promise<void> {
       // RTP bytes (headers included; not SRTP's tag, UDP or IP) the students received.
       egressMbps: round((sum(measured, (m) => m.bytesReceived) * 8) / windowS / 1e6, 2),
       teacherReceivedStreams: sum(teacherReports, (m) => m.streams),
+      // The node's chorus_consumer_layer_changes_total: from the first join, and within the window.
+      layerChanges: { total: changesAfter, inWindow: { up: changesAfter.up - changesBefore.up, down: changesAfter.down - changesBefore.down } },
       server: {
         ...server,
         cpuPctPerStudent: round(server.cpuPct / N, 3),
-        rssMiBPerStudent: round((server.rssMiB - server.idleRssMiB) / N, 2),
         workerRssMiBPerStudent: round(server.workerRssGrowthMiB / N, 3),
         workerRssGrowthMiB: round(server.workerRssGrowthMiB, 1),
       },

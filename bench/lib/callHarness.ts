@@ -77,6 +77,8 @@ export const broadcast = (children: ChildProcess[], message: FromParent): void =
 /** The Chorus side: one node, or K behind nginx with Redis (test/support/cluster.ts). */
 export interface Servers {
   url: string;
+  /** Each node's own address (not through nginx). */
+  nodeUrls: string[];
   /** Sampler groups: one per node process (its mediasoup workers are in its tree). */
   groups(): Array<[string, number]>;
   rememberTree(): void;
@@ -94,6 +96,7 @@ export async function startServers(options: { nodes: number; kind: RoomKind; env
     const node = await startBenchNode({ ...env, ...listen, CHORUS_TOKEN_SECRET: secret }, log);
     return {
       url: node.url,
+      nodeUrls: [node.url],
       groups: () => [['server-0', node.proc.pid!]],
       rememberTree: () => node.rememberTree(),
       mint: (room, identity, role) => tokens.mint({ room, identity, role, kind }),
@@ -106,6 +109,7 @@ export async function startServers(options: { nodes: number; kind: RoomKind; env
   const cluster = await startCluster({ nodes, env, logLevel: 'warn', rtcPortBase: 30_000 });
   return {
     url: cluster.url,
+    nodeUrls: cluster.nodes.map((n) => n.url),
     groups: () => cluster.nodes.map((n, i) => [`server-${i}`, n.process.pid!] as [string, number]),
     rememberTree: () => undefined,
     mint: (room, identity, role) => cluster.tokens.mint({ room, identity, role, kind }),
@@ -191,4 +195,18 @@ export function starvation(figures: { loadGeneratorMaxProcCpuPct: number; machin
     ...(streams.subscribed < streams.expected ? [`${streams.expected - streams.subscribed} streams were never subscribed`] : []),
     ...(failedJoins > 0 ? [`${failedJoins} joins failed`] : []),
   ];
+}
+
+/** Consumer layer changes of rooms of `kind` so far, summed over the nodes (their /metrics). */
+export async function layerChanges(servers: Servers, kind: RoomKind): Promise<{ up: number; down: number }> {
+  const total = { up: 0, down: 0 };
+  for (const url of servers.nodeUrls) {
+    const text = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })
+      .then((r) => r.text())
+      .catch(() => '');
+    for (const direction of ['up', 'down'] as const) {
+      for (const m of text.matchAll(new RegExp(`^chorus_consumer_layer_changes_total\\{[^}]*kind="${kind}"[^}]*direction="${direction}"[^}]*\\} (\\d+)`, 'gm'))) total[direction] += Number(m[1]);
+    }
+  }
+  return total;
 }
