@@ -26,12 +26,20 @@ export interface HandTarget {
 const studentActions: ReadonlySet<HandAction> = new Set(['raise', 'lower', 'accept', 'decline']);
 const staffActions: ReadonlySet<HandAction> = new Set(['invite', 'remove', 'lower']);
 
-/** The queue after `action` on `target`'s hand, or the typed error saying why not. Pure. */
-export function applyHand(queue: HandQueue, action: HandAction, target: HandTarget, actor: HandActor, maxStage: number, now: number): HandQueue {
+/**
+ * Whether `actor` may `action` `target`'s hand at all, whatever the queue: checked before the
+ * queue's version, so a student naming another's hand is FORBIDDEN_ROLE, stale version or not.
+ */
+export function assertMayMove(action: HandAction, target: Pick<HandTarget, 'peerId'>, actor: HandActor): void {
   const own = actor.peerId === target.peerId;
   if (own ? !studentActions.has(action) : !(actor.staff && staffActions.has(action))) {
     throw new ChorusError('FORBIDDEN_ROLE', own ? `a student cannot ${action} its own hand` : `only teachers and assistants ${action} a student's hand`);
   }
+}
+
+/** The queue after `action` on `target`'s hand, or the typed error saying why not. Pure. */
+export function applyHand(queue: HandQueue, action: HandAction, target: HandTarget, actor: HandActor, maxStage: number, now: number): HandQueue {
+  assertMayMove(action, target, actor);
   const current = queue.hands.find((h) => h.peerId === target.peerId);
   const from = current?.state;
   const others = queue.hands.filter((h) => h.peerId !== target.peerId);

@@ -28,7 +28,7 @@ import { RoomView } from '../protocol/roomView.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
 import { canSend, type MediaKind, type RoomPolicy } from './policy.js';
-import { Hands } from './hands.js';
+import { assertMayMove, Hands } from './hands.js';
 import { layerFor, Publication } from './publication.js';
 
 export type LeaveReason = 'left' | 'dropped' | 'reset' | 'replaced' | 'kicked' | 'ended' | 'stale' | 'expired';
@@ -131,6 +131,7 @@ export class Room extends EventEmitter<RoomEvents> {
   readonly #layerRates = new LayerRates();
   /** The producer on this node each layered consumer's layers are measured at: a publication here, or the pipe that pulled it. */
   readonly #sourceOf = new WeakMap<types.Consumer, types.Producer>();
+  readonly #downlinkOfConsumer = new WeakMap<types.Consumer, Downlink>();
   /** The current speaker (its camera is served first). */
   #speaker: string | undefined;
   /** Tracks piped to another node: their consumers there are not seen here, so dynacast leaves them whole. */
@@ -904,7 +905,9 @@ export class Room extends EventEmitter<RoomEvents> {
       const { spatial: spatialLayers, temporal } = scalability(consumer);
       this.#sourceOf.set(consumer, producer);
       // Until the subscriber says how large it shows the video: the middle layer at most.
-      this.#downlinkOf(peer, transport).add(consumer, { visible: true, area: 0, maxSpatial: Math.min(1, spatialLayers - 1), maxTemporal: temporal - 1 });
+      const downlink = this.#downlinkOf(peer, transport);
+      this.#downlinkOfConsumer.set(consumer, downlink);
+      downlink.add(consumer, { visible: true, area: 0, maxSpatial: Math.min(1, spatialLayers - 1), maxTemporal: temporal - 1 });
     }
     return peer.track(peer.consumers, consumer);
   }
@@ -1166,8 +1169,8 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   #downlinkHolding(consumer: types.Consumer): Downlink | undefined {
-    for (const downlink of this.#downlinks.values()) if (downlink.holds(consumer)) return downlink;
-    return undefined;
+    const downlink = this.#downlinkOfConsumer.get(consumer);
+    return downlink?.holds(consumer) ? downlink : undefined;
   }
 
   /** Makes a layer decision real: preferred layers, or a pause until the downlink can carry the video again. */
@@ -1312,7 +1315,12 @@ export class Room extends EventEmitter<RoomEvents> {
     if (!target) throw new ChorusError('NOT_FOUND', `no student ${targetId} in this class`);
     if (this.policy.stageSources(target.role).length === 0) throw new ChorusError('BAD_TRANSITION', `a ${target.role} has no hand to raise`);
     const name = target instanceof Peer ? target.name : undefined;
-    const { before, queue } = await hands.apply(action, { peerId: target.id, identity: target.identity, name }, { peerId: peer.id, staff: this.canModerate(peer) }, target === peer ? undefined : version);
+    const actor = { peerId: peer.id, staff: this.canModerate(peer) };
+    // Who may, before which version: a refusal must not depend on how old the asker's queue is.
+    assertMayMove(action, { peerId: target.id }, actor);
+    // Staff act on what they saw: without it, two assistants would each act on whatever is there.
+    if (target !== peer && version === undefined) throw new ChorusError('BAD_REQUEST', 'name the hand queue version you saw (from hands or hand:queue)');
+    const { before, queue } = await hands.apply(action, { peerId: target.id, identity: target.identity, name }, actor, target === peer ? undefined : version);
     const after = queue.hands.find((h) => h.peerId === target.id);
     this.audit.record({ type: 'hand', room: this.id, peer: target.id, identity: target.identity, action, from: before?.state ?? null, to: after?.state ?? null, by: peer.identity, version: queue.version });
     this.#log.info({ peer: target.id, action, from: before?.state, to: after?.state, by: peer.id }, 'hand moved');
@@ -1437,7 +1445,8 @@ export class Room extends EventEmitter<RoomEvents> {
   async setMuted(targetId: string | undefined, muted: boolean, by: string, source?: TrackSource): Promise<void> {
     const target = this.#target(targetId);
     this.audit.record({ type: 'moderator.action', room: this.id, moderator: by, action: muted ? 'mute' : 'unmute', target: target.identity, ...(source ? { source } : {}) });
-    const sources = source ? [source] : this.policy.publishable(target.role);
+    // Everything it may publish now (a student on stage: its stage sources too); unmuting, every ban.
+    const sources = source ? [source] : [...new Set([...this.publishable(target), ...(muted ? [] : target.moderatorMuted)])];
     for (const s of sources) {
       if (muted) target.moderatorMuted.add(s);
       else target.moderatorMuted.delete(s);

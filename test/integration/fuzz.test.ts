@@ -1361,17 +1361,19 @@ class HandMove extends Step {
           ? 'NOT_FOUND'
           : m.socks[t]!.joined!.role !== 'student'
             ? 'BAD_TRANSITION'
-            : // The node compares the version before it asks who may move the hand: a student naming
-              // another's hand with a stale version is told STALE_VERSION, not FORBIDDEN_ROLE.
-              t !== this.i && version !== undefined && version !== m.hands.version
-              ? 'STALE_VERSION'
-              : t === this.i
-                ? !studentActions.includes(this.action)
-                  ? 'FORBIDDEN_ROLE'
-                  : undefined
-                : !(moderates(s.joined.role) && staffActions.includes(this.action))
-                  ? 'FORBIDDEN_ROLE'
-                  : undefined;
+            : // Who may comes before which version: a student naming another's hand is
+              // FORBIDDEN_ROLE, stale version or not; staff must name the version they saw.
+              t === this.i
+              ? !studentActions.includes(this.action)
+                ? 'FORBIDDEN_ROLE'
+                : undefined
+              : !(moderates(s.joined.role) && staffActions.includes(this.action))
+                ? 'FORBIDDEN_ROLE'
+                : version === undefined
+                  ? 'BAD_REQUEST'
+                  : version !== m.hands.version
+                    ? 'STALE_VERSION'
+                    : undefined;
     const code = expected ?? (!move.from.includes(from) ? 'BAD_TRANSITION' : this.action === 'invite' && onStage >= MAX_STAGE ? 'STAGE_FULL' : 'OK');
     const outcome = await a.call('hand', [payload]);
     expectCode(outcome, [code], this.toString());

@@ -174,4 +174,29 @@ describe('raised hands', () => {
     expect((await room.handQueue(teacher.peer)).hands).toHaveLength(1);
     await until(async () => (await room.handQueue(teacher.peer)).hands.length === 0, 5000, 'the hand to go after the grace');
   });
+
+  test('a student on stage muted by the teacher without naming a source is muted in what it publishes; unmuted, every ban goes; a student naming another\'s hand is refused before its version is looked at', async () => {
+    const { room } = await h.room('class');
+    const teacher = await joined(room, 'teacher');
+    const student = await joined(room, 'student');
+    const other = await joined(room, 'student');
+    const raised = await room.hand(student.peer, 'raise');
+    // Refused for who it is, stale version or not; staff must name one.
+    expect(await errorCode(room.hand(other.peer, 'lower', student.peer.id, raised.version - 1))).toBe('FORBIDDEN_ROLE');
+    expect(await errorCode(room.hand(teacher.peer, 'invite', student.peer.id))).toBe('BAD_REQUEST');
+    expect((await room.handQueue(teacher.peer)).version).toBe(raised.version);
+    await room.hand(teacher.peer, 'invite', student.peer.id, raised.version);
+    await room.hand(student.peer, 'accept');
+    const send = await room.createTransport(student.peer, 'send', false);
+    const mic = await publish(room, { peer: student.peer, send }, 'microphone');
+
+    await room.moderate(teacher.peer, 'mute', student.peer.id);
+    expect(mic.paused).toBe(true);
+    expect([...student.peer.moderatorMuted].sort()).toEqual(['camera', 'microphone']);
+    expect(await errorCode(room.setProducerPaused(student.peer, mic.id, false))).toBe('MUTED');
+    await room.moderate(teacher.peer, 'unmute', student.peer.id);
+    expect(student.peer.moderatorMuted.size).toBe(0);
+    await room.setProducerPaused(student.peer, mic.id, false);
+    expect(mic.paused).toBe(false);
+  });
 });
