@@ -8,9 +8,8 @@ import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
 import type { RoomMedia } from '../media/roomMedia.js';
 import { firstRtp } from '../media/sending.js';
-import { Downlink, type TileView } from '../media/downlink.js';
-import type { LayerRules, Target } from '../media/layerPolicy.js';
-import { LayerRates } from '../media/layerRates.js';
+import type { LayerRules } from '../media/layerPolicy.js';
+import { RoomLayers } from './roomLayers.js';
 import type { Recordings } from '../recording/recordings.js';
 import { SpeakerDetection } from '../media/speakers.js';
 import { CallPath, type CallPathSettings, type PathChange } from './callPath.js';
@@ -95,9 +94,6 @@ const MAX_TRANSPORTS_PER_PEER = 2;
 const GATHER_INTERVAL_MS = 5000;
 /** How long a video consumer's resume waits at most for its quiet producer's RTP. */
 const UPLINK_BACK_WAIT_MS = 2000;
-/** Kept out of a subscriber's video budget for each audio track it receives (Opus and its headers). */
-const AUDIO_RESERVE_BPS = 50_000;
-const DYNACAST_OFF_MS = 3000;
 const HAND_GRACE_MS = 30_000;
 const AUTO_RECORD_SETTLE_MS = 1500;
 /** Leaves after which the student is expected back on a new connection: its hand waits for it. */
@@ -124,20 +120,10 @@ export class Room extends EventEmitter<RoomEvents> {
   /** Consumers the client said it is ready for (resumeConsumer), and those hidden by its view. */
   readonly #consumerReady = new WeakSet<types.Consumer>();
   readonly #consumerHidden = new WeakSet<types.Consumer>();
-  /** Videos the layer policy paused: the subscriber's downlink cannot carry them with the rest. */
-  readonly #consumerStarved = new WeakSet<types.Consumer>();
-  /** Each receive transport's share-out of its estimate among its videos, made with its first layered one. */
-  readonly #downlinks = new Map<string, Downlink>();
-  readonly #layerRates = new LayerRates();
-  /** The producer on this node each layered consumer's layers are measured at: a publication here, or the pipe that pulled it. */
-  readonly #sourceOf = new WeakMap<types.Consumer, types.Producer>();
-  readonly #downlinkOfConsumer = new WeakMap<types.Consumer, Downlink>();
+  /** Layered video: each subscriber's layers by its downlink, and dynacast. */
+  readonly #layers: RoomLayers;
   /** The current speaker (its camera is served first). */
   #speaker: string | undefined;
-  /** Tracks piped to another node: their consumers there are not seen here, so dynacast leaves them whole. */
-  readonly #fedElsewhere = new Set<string>();
-  /** Dynacast per layered publication: the highest spatial layer its publisher was told to send, and the pending step down. */
-  readonly #dynacast = new Map<string, { told: number; lower?: NodeJS.Timeout | undefined }>();
   /** Classes: the raised hands (kinds whose roles have a stage). */
   readonly #hands: Hands | undefined;
   #autoRecord: NodeJS.Timeout | undefined;
@@ -188,6 +174,23 @@ export class Room extends EventEmitter<RoomEvents> {
   ) {
     super();
     this.#log = log.child({ room: id });
+    this.#layers = new RoomLayers({
+      log: this.#log,
+      initialBitrate: options.initialBitrate ?? 600_000,
+      rules: options.layerRules,
+      dynacastOffMs: options.dynacastOffMs,
+      publication: (producerId) => {
+        const publication = this.#publications.get(producerId);
+        return publication && { peerId: publication.peer.id, producer: publication.producer, layers: publication.layers };
+      },
+      prioritised: (producerId) => {
+        const source = this.#publications.get(producerId)?.source ?? this.#remoteTrack(producerId)?.track.source;
+        return source === 'screen' || (this.#speaker !== undefined && this.#publisherOf(producerId) === this.#speaker);
+      },
+      inTurn: (consumer, change) => this.#inTurn(consumer, change),
+      wantsFlowing: (consumer) => this.#consumerReady.has(consumer) && !this.#consumerHidden.has(consumer),
+      tellPublisher: (peerId, producerId, maxSpatialLayer) => this.channel.toPeer(peerId, 'publication:layers', { producerId, maxSpatialLayer }),
+    });
     this.#hands = policy.roles.some((r) => policy.stageSources(r).length > 0) ? new Hands(store, id, options.maxClassStage ?? 6) : undefined;
     if (policy.peerToPeer) {
       this.#path = new CallPath(options.callP2p ?? { enabled: false, backMs: 5000 });
@@ -763,7 +766,7 @@ export class Room extends EventEmitter<RoomEvents> {
           const peerId = producerId === undefined ? null : (this.#publisherOf(producerId) ?? null);
           this.channel.toRoomLocal(this.id, 'speaker:changed', { peerId });
           this.#speaker = peerId ?? undefined;
-          for (const downlink of this.#downlinks.values()) void downlink.reassess();
+          this.#layers.reassessAll();
         },
         levels: (levels) => {
           const known = levels.flatMap(({ producerId, volume }) => {
@@ -903,11 +906,8 @@ export class Room extends EventEmitter<RoomEvents> {
         spatial = next;
       });
       const { spatial: spatialLayers, temporal } = scalability(consumer);
-      this.#sourceOf.set(consumer, producer);
       // Until the subscriber says how large it shows the video: the middle layer at most.
-      const downlink = this.#downlinkOf(peer, transport);
-      this.#downlinkOfConsumer.set(consumer, downlink);
-      downlink.add(consumer, { visible: true, area: 0, maxSpatial: Math.min(1, spatialLayers - 1), maxTemporal: temporal - 1 });
+      this.#layers.track(peer, transport, consumer, producer, { visible: true, area: 0, maxSpatial: Math.min(1, spatialLayers - 1), maxTemporal: temporal - 1 });
     }
     return peer.track(peer.consumers, consumer);
   }
@@ -961,9 +961,9 @@ export class Room extends EventEmitter<RoomEvents> {
     await this.#inTurn(consumer, async () => {
       // A tile reported hidden stays paused until it is shown again; one the downlink cannot
       // carry, until it can.
-      if (this.#consumerHidden.has(consumer) || this.#consumerStarved.has(consumer)) return;
+      if (this.#consumerHidden.has(consumer) || this.#layers.starved(consumer)) return;
       if (consumer.kind === 'video') await this.#uplinkBack(consumer.producerId);
-      if (consumer.closed || this.#consumerHidden.has(consumer) || this.#consumerStarved.has(consumer)) return;
+      if (consumer.closed || this.#consumerHidden.has(consumer) || this.#layers.starved(consumer)) return;
       await consumer.resume();
       if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
     });
@@ -1079,34 +1079,27 @@ export class Room extends EventEmitter<RoomEvents> {
     if (consumer.kind !== 'video') throw new ChorusError('BAD_REQUEST', 'only video tracks have a view');
     const result = await this.#inTurn(consumer, () => this.#applyView(consumer, view));
     // Answered once the layer policy has acted on the new view (its decision runs in the consumer's turn too).
-    await this.#settled(consumer);
+    await this.#layers.settled(consumer);
     return result;
-  }
-
-  /** After the downlink's decisions up to now are applied: CONSUMER_NOT_FOUND if the track ended meanwhile. */
-  async #settled(consumer: types.Consumer): Promise<void> {
-    await this.#downlinkHolding(consumer)?.settle(consumer);
-    if (consumer.closed) throw new ChorusError('CONSUMER_NOT_FOUND', `consumer ${consumer.id} is gone: its track ended`);
   }
 
   async #applyView(consumer: types.Consumer, view: { visible: boolean; width: number; height: number }): Promise<{ paused: boolean; spatialLayer?: number }> {
     if (!view.visible || view.width === 0 || view.height === 0) {
       this.#consumerHidden.add(consumer);
-      this.#downlinkHolding(consumer)?.setView(consumer, { visible: false, area: 0, maxSpatial: 0, maxTemporal: 0 });
+      this.#layers.setView(consumer, { visible: false, area: 0, maxSpatial: 0, maxTemporal: 0 });
       if (!consumer.paused) await consumer.pause();
       return { paused: true };
     }
     this.#consumerHidden.delete(consumer);
     let spatialLayer: number | undefined;
     const publication = this.#publications.get(consumer.producerId);
-    const downlink = this.#downlinkHolding(consumer);
     if (layers(consumer) > 1) {
       const heights = publication?.layerHeights() ?? evenHeights(layers(consumer));
       spatialLayer = layerFor(heights, view.height);
       // The layer policy sets the layers: the view is its ceiling, the downlink its budget.
-      downlink?.setView(consumer, { visible: true, area: view.width * view.height, maxSpatial: spatialLayer, maxTemporal: scalability(consumer).temporal - 1 });
+      this.#layers.setView(consumer, { visible: true, area: view.width * view.height, maxSpatial: spatialLayer, maxTemporal: scalability(consumer).temporal - 1 });
     }
-    if (consumer.paused && this.#consumerReady.has(consumer) && !this.#consumerStarved.has(consumer)) {
+    if (consumer.paused && this.#consumerReady.has(consumer) && !this.#layers.starved(consumer)) {
       await consumer.resume();
       await consumer.requestKeyFrame().catch(() => undefined);
     }
@@ -1123,11 +1116,10 @@ export class Room extends EventEmitter<RoomEvents> {
     if (temporalLayer !== undefined && temporalLayer >= temporal) {
       throw new ChorusError('BAD_REQUEST', `temporal layer ${temporalLayer} is out of range: this track has ${temporal} (0-${temporal - 1})`);
     }
-    const downlink = this.#downlinkHolding(consumer);
-    if (downlink) {
+    if (this.#layers.governs(consumer)) {
       // A pin is a ceiling like a view: the downlink still decides what fits under it.
-      downlink.setView(consumer, { visible: !this.#consumerHidden.has(consumer), area: 0, maxSpatial: spatialLayer, maxTemporal: temporalLayer ?? temporal - 1 });
-      await this.#settled(consumer);
+      this.#layers.setView(consumer, { visible: !this.#consumerHidden.has(consumer), area: 0, maxSpatial: spatialLayer, maxTemporal: temporalLayer ?? temporal - 1 });
+      await this.#layers.settled(consumer);
       return;
     }
     await this.#inTurn(consumer, async () => {
@@ -1136,127 +1128,9 @@ export class Room extends EventEmitter<RoomEvents> {
     });
   }
 
-  /** The downlink of a subscriber's receive transport, made with its first layered video. */
-  #downlinkOf(peer: Peer, transport: types.WebRtcTransport): Downlink {
-    let downlink = this.#downlinks.get(transport.id);
-    if (downlink) return downlink;
-    downlink = new Downlink(transport, {
-      initialBitrate: this.options.initialBitrate ?? 600_000,
-      audioReserveBps: AUDIO_RESERVE_BPS,
-      rules: this.options.layerRules,
-      ladder: async (consumer) => {
-        const producer = this.#sourceOf.get(consumer);
-        return producer ? this.#layerRates.ladder(producer) : [];
-      },
-      prioritised: (consumer) => {
-        const source = this.#publications.get(consumer.producerId)?.source ?? this.#remoteTrack(consumer.producerId)?.track.source;
-        return source === 'screen' || (this.#speaker !== undefined && this.#publisherOf(consumer.producerId) === this.#speaker);
-      },
-      audioTracks: () => [...peer.consumers.values()].filter((c) => c.kind === 'audio' && !c.paused && !c.producerPaused).length,
-      apply: (consumer, target, previous) => this.#applyCeiling(peer, consumer, target, previous),
-      applied: (producerIds) => {
-        for (const producerId of producerIds) this.#dynacastFor(producerId);
-      },
-      onError: (error) => {
-        // Its track ended while the decision was on its way: nothing to decide any more.
-        if (error instanceof ChorusError && error.code === 'CONSUMER_NOT_FOUND') return;
-        this.#log.warn({ peer: peer.id, err: error }, 'layer decision failed');
-      },
-    });
-    this.#downlinks.set(transport.id, downlink);
-    transport.observer.once('close', () => this.#downlinks.delete(transport.id));
-    return downlink;
-  }
-
-  #downlinkHolding(consumer: types.Consumer): Downlink | undefined {
-    const downlink = this.#downlinkOfConsumer.get(consumer);
-    return downlink?.holds(consumer) ? downlink : undefined;
-  }
-
-  /** Makes a layer decision real: preferred layers, or a pause until the downlink can carry the video again. */
-  async #applyCeiling(peer: Peer, consumer: types.Consumer, target: Target, previous: Target | undefined): Promise<void> {
-    this.#log.debug({ peer: peer.id, consumer: consumer.id, producer: consumer.producerId, target, previous }, 'layer ceiling');
-    await this.#inTurn(consumer, async () => {
-      if (target === 'off') {
-        this.#consumerStarved.add(consumer);
-        if (!consumer.paused) await consumer.pause();
-        return;
-      }
-      const starved = this.#consumerStarved.delete(consumer);
-      const preferred = consumer.preferredLayers;
-      if (preferred?.spatialLayer !== target.spatial || preferred.temporalLayer !== target.temporal) {
-        // mediasoup asks the publisher for a keyframe itself when the spatial layer it sends changes.
-        await consumer.setPreferredLayers({ spatialLayer: target.spatial, temporalLayer: target.temporal });
-      }
-      if (starved && consumer.paused && this.#consumerReady.has(consumer) && !this.#consumerHidden.has(consumer)) {
-        await consumer.resume();
-        await consumer.requestKeyFrame().catch(() => undefined);
-      }
-    });
-  }
-
-  /** A track of this node is piped to another: its subscribers there are not seen here. */
+  /** A track of this node is piped to another node: dynacast keeps all its layers (its subscribers there are not seen here). */
   feedsElsewhere(producerId: string): void {
-    this.#fedElsewhere.add(producerId);
-    this.#dynacastFor(producerId);
-  }
-
-  /**
-   * Dynacast: a layered publication's encoder sends only the spatial layers some subscriber here
-   * is given. A layer wanted again is asked for at once; one no longer wanted is dropped after
-   * `dynacastOffMs`, so a subscriber stepping down and back up does not cost its publisher a
-   * restart each time. The lowest layer always stays (a new subscriber starts on it).
-   */
-  #dynacastFor(producerId: string): void {
-    const publication = this.#publications.get(producerId);
-    if (!publication || publication.producer.closed || publication.producer.kind !== 'video') return;
-    const top = publication.layers - 1;
-    if (top < 1) return;
-    let state = this.#dynacast.get(producerId);
-    if (!state) {
-      // Its SDK starts with every layer on.
-      const made = { told: top, lower: undefined as NodeJS.Timeout | undefined };
-      this.#dynacast.set(producerId, (state = made));
-      publication.producer.observer.once('close', () => {
-        clearTimeout(made.lower);
-        this.#dynacast.delete(producerId);
-      });
-    }
-    const current = state;
-    const tell = (layer: number): void => {
-      current.told = layer;
-      this.channel.toPeer(publication.peer.id, 'publication:layers', { producerId, maxSpatialLayer: layer });
-      this.#log.debug({ producer: producerId, maxSpatialLayer: layer }, 'dynacast');
-    };
-    const wanted = this.#dynacastWanted(producerId, top);
-    if (wanted >= current.told) {
-      clearTimeout(current.lower);
-      current.lower = undefined;
-      if (wanted > current.told) tell(wanted);
-      return;
-    }
-    // A step down is already waiting: it reads what is wanted when it comes.
-    if (current.lower) return;
-    current.lower = setTimeout(() => {
-      current.lower = undefined;
-      if (publication.producer.closed) return;
-      const now = this.#dynacastWanted(producerId, top);
-      if (now !== current.told) tell(now);
-    }, this.options.dynacastOffMs ?? DYNACAST_OFF_MS);
-    current.lower.unref();
-  }
-
-  /** The highest spatial layer any subscriber here is given of a track (all of them when piped elsewhere). */
-  #dynacastWanted(producerId: string, top: number): number {
-    if (this.#fedElsewhere.has(producerId)) return top;
-    let wanted = 0;
-    for (const downlink of this.#downlinks.values()) {
-      for (const { producerId: id, target, visible } of downlink.ceilings()) {
-        // Not decided yet: it may want anything.
-        if (id === producerId && visible) wanted = Math.max(wanted, target === undefined ? top : target === 'off' ? 0 : target.spatial);
-      }
-    }
-    return Math.min(wanted, top);
+    this.#layers.feedsElsewhere(producerId);
   }
 
   /** The sources `peer` may publish now: its role's, and its stage's while on stage. */
