@@ -87,6 +87,8 @@ interface Outgoing {
   /** Video: the next frame of its layer file, and the picture id. */
   cursor: number;
   pictureId: number;
+  /** Video: keyframe requests (PLI/FIR) the SFU sent for this layer. */
+  keyframeRequests: number;
 }
 
 /** One RTP stream a participant receives (a consumer). */
@@ -104,7 +106,7 @@ interface Incoming {
 }
 
 function outgoing(): Outgoing {
-  return { ssrc: randomInt(1, 0x7fffffff), seq: randomInt(0, 0xffff), packets: 0, octets: 0, lastTs: 0, cursor: 0, pictureId: randomInt(0, 0x7fff) };
+  return { ssrc: randomInt(1, 0x7fffffff), seq: randomInt(0, 0xffff), packets: 0, octets: 0, lastTs: 0, cursor: 0, pictureId: randomInt(0, 0x7fff), keyframeRequests: 0 };
 }
 
 async function connect(socket: ClientSocket, transport: NonNullable<Responses['join']['transport']>): Promise<{ pc: RTCPeerConnection; dtls: RTCDtlsTransport }> {
@@ -391,7 +393,7 @@ class LightParticipant {
     if (!(packet instanceof RtcpPayloadSpecificFeedback)) return;
     const feedback = packet.feedback as { mediaSsrc?: number; fir?: Array<{ ssrc: number }> };
     const asked = new Set([feedback.mediaSsrc, ...(feedback.fir ?? []).map((e) => e.ssrc)]);
-    for (const layer of this.layers) if (asked.has(layer.ssrc)) layer.cursor = 0;
+    for (const layer of this.layers) if (asked.has(layer.ssrc)) (layer.cursor = 0, layer.keyframeRequests++);
   }
 
   sendAudio(now: number): void {
@@ -508,6 +510,10 @@ function startPump(): () => void {
 
 let stopPump: (() => void) | undefined;
 let before = new Map<LightParticipant, Map<number, { stats: RtpSnapshot; bytes: number }>>();
+/** What this process's publishers had sent per video layer when the window opened. */
+let sentBefore: Array<{ octets: number; keyframeRequests: number }> = [];
+const sentLayers = (): Array<{ octets: number; keyframeRequests: number }> =>
+  media.layers.map((_, i) => participants.filter((p) => p.publishing).reduce((n, p) => ({ octets: n.octets + p.layers[i]!.octets, keyframeRequests: n.keyframeRequests + p.layers[i]!.keyframeRequests }), { octets: 0, keyframeRequests: 0 }));
 
 function windowTotals(): { packetsReceived: number; packetsLost: number; bytesReceived: number; streams: number } {
   let packetsReceived = 0;
@@ -547,6 +553,7 @@ process.on('message', (message: FromParent) => {
         break;
       case 'measure-start':
         before = new Map(participants.map((p) => [p, p.snapshot()]));
+        sentBefore = sentLayers();
         latency = { audio: histogram(), video: histogram() };
         frames = 0;
         freezes = 0;
@@ -571,6 +578,9 @@ process.on('message', (message: FromParent) => {
           latencyHistograms: { audio: hdr.encodeIntoCompressedBase64(latency.audio), video: hdr.encodeIntoCompressedBase64(latency.video) },
           frames,
           freezes: freezes + frozenAtEnd,
+          sentLayers: participants.some((p) => p.publishing)
+            ? sentLayers().map((end, i) => ({ kbps: Math.round(((end.octets - (sentBefore[i]?.octets ?? 0)) * 8) / (now - windowStart)), keyframeRequests: end.keyframeRequests - (sentBefore[i]?.keyframeRequests ?? 0) }))
+            : undefined,
           frozenParticipants: videos.filter((x) => x.p.freezes > 0 || x.videos.some((v) => v.frozen)).length,
           spatialLayers: tally('spatialLayer'),
           keyframeWidths: tally('keyframeWidth'),

@@ -229,6 +229,9 @@ async function main(): Promise<void> {
       // RTP bytes (headers included; not SRTP's tag, UDP or IP) the students received.
       egressMbps: round((sum(measured, (m) => m.bytesReceived) * 8) / windowS / 1e6, 2),
       teacherReceivedStreams: sum(teacherReports, (m) => m.streams),
+      // Per simulcast layer (low to high): payload kbit/s the teacher sent, and the keyframe
+      // requests it got, in the window (each answered with a keyframe: switches cost bitrate).
+      teacherSent: teacherReports[0]?.sentLayers ?? null,
       // The node's chorus_consumer_layer_changes_total: from the first join, and within the window.
       layerChanges: { total: changesAfter, inWindow: { up: changesAfter.up - changesBefore.up, down: changesAfter.down - changesBefore.down } },
       server: {

@@ -35,6 +35,8 @@ export type ToParent =
       subscribeFailures?: number;
       frames: number;
       freezes: number;
+      /** Light publishers: per video layer, the payload bitrate sent and the keyframe requests received in the window. */
+      sentLayers?: Array<{ kbps: number; keyframeRequests: number }> | undefined;
       /** Light participants: how many of them had at least one freeze in the window. */
       frozenParticipants?: number;
       /**
