@@ -195,11 +195,18 @@ test('a student whose WebRTC cannot connect watches the live recording over HLS 
   await teacher.click('#record');
   await teacher.waitForFunction(() => window.chorusDebug?.['recording'] === true, undefined, { timeout: 10_000, polling: 50 });
   const blocked = await visitors.join('Blocked', `${node.url}/class.html?room=${room}&role=student`, blockWebRtc);
-  await blocked.waitForFunction(() => window.chorusDebug?.['mode'] === 'hls', undefined, { timeout: 30_000, polling: 100 });
+  // On a timeout, what the page knew: its mode, the HLS player's trouble and time, and the recording's playlist.
+  const explain = async (error: unknown): Promise<never> => {
+    const state = await blocked.evaluate(() => ({ mode: window.chorusDebug?.['mode'], trouble: window.chorusDebug?.['hlsTrouble'], time: window.chorusDebug?.['hlsTime'], width: window.chorusDebug?.['hlsWidth'], state: window.chorusDebug?.['state'] }));
+    const href = await blocked.locator('#recording-status a').getAttribute('href').catch(() => null);
+    const playlist = href ? await (await fetch(new URL(href, node.url))).text() : 'no link';
+    throw new Error(`${String(error)}\npage: ${JSON.stringify(state)}\nerrors: ${visitors.errors.join(' | ')}\nplaylist: ${playlist}`);
+  };
+  await blocked.waitForFunction(() => window.chorusDebug?.['mode'] === 'hls', undefined, { timeout: 30_000, polling: 100 }).catch(explain);
   // The recording plays: picture and time advancing.
-  await blocked.waitForFunction(() => (window.chorusDebug?.['hlsWidth'] as number) > 0 && (window.chorusDebug?.['hlsTime'] as number) > 0, undefined, { timeout: 30_000, polling: 100 });
+  await blocked.waitForFunction(() => (window.chorusDebug?.['hlsWidth'] as number) > 0 && (window.chorusDebug?.['hlsTime'] as number) > 0, undefined, { timeout: 30_000, polling: 100 }).catch(explain);
   const from = (await blocked.evaluate(() => window.chorusDebug?.['hlsTime'])) as number;
-  await blocked.waitForFunction((t) => (window.chorusDebug?.['hlsTime'] as number) > t + 1, from, { timeout: 20_000, polling: 100 });
+  await blocked.waitForFunction((t) => (window.chorusDebug?.['hlsTime'] as number) > t + 1, from, { timeout: 20_000, polling: 100 }).catch(explain);
   expect(await blocked.locator('#hls-panel').isVisible()).toBe(true);
   await blocked.screenshot({ path: join(screenshots, 'class-student-hls.png') });
 });
