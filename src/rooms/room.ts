@@ -11,6 +11,7 @@ import { firstRtp } from '../media/sending.js';
 import type { LayerRules } from '../media/layerPolicy.js';
 import { RoomLayers } from './roomLayers.js';
 import type { Recordings } from '../recording/recordings.js';
+import type { StageSources } from '../recording/stageRun.js';
 import { SpeakerDetection } from '../media/speakers.js';
 import { CallPath, type CallPathSettings, type PathChange } from './callPath.js';
 import { QualityWatch } from './quality.js';
@@ -728,19 +729,24 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   /** The stage now: the first teacher's (else assistant's) screen share or camera, and microphone. */
-  async #startRecording(by: string): Promise<RecordingInfo> {
-    const recordings = this.options.recordings!;
+  #stage(): StageSources | undefined {
+    if (this.#closed || !this.media || this.media.closed) return undefined;
     const staff = [...this.peers.values()].filter((p) => this.policy.moderates(p.role) && p.publications.size > 0).sort((a, b) => Number(b.role === 'teacher') - Number(a.role === 'teacher'));
     const presenter = staff[0];
-    if (!presenter) throw new ChorusError('NOTHING_TO_CONSUME', 'nobody is on the stage here to record yet');
+    if (!presenter) return undefined;
     const live = (source: TrackSource): types.Producer | undefined => {
       const producer = presenter.publications.get(source)?.producer;
       return producer && !producer.closed ? producer : undefined;
     };
+    return { router: this.media.origin.router, video: live('screen') ?? live('camera'), audio: live('microphone') };
+  }
+
+  async #startRecording(by: string): Promise<RecordingInfo> {
+    const recordings = this.options.recordings!;
     const info = await recordings.start(
       this.id,
       this.tenant,
-      { router: this.requireMedia().origin.router, video: live('screen') ?? live('camera'), audio: live('microphone') },
+      () => this.#stage(),
       by,
       () => {
         if (!this.#closed) this.channel.toRoom(this.id, 'record:state', { recording: null });
@@ -1094,7 +1100,8 @@ export class Room extends EventEmitter<RoomEvents> {
     let spatialLayer: number | undefined;
     const publication = this.#publications.get(consumer.producerId);
     if (layers(consumer) > 1) {
-      const heights = publication?.layerHeights() ?? evenHeights(layers(consumer));
+      // A track from another node: its capture height came with its info (the layers halve it each).
+      const heights = publication?.layerHeights() ?? evenHeights(layers(consumer), this.#remoteTrack(consumer.producerId)?.track.height);
       spatialLayer = layerFor(heights, view.height);
       // The layer policy sets the layers: the view is its ceiling, the downlink its budget.
       this.#layers.setView(consumer, { visible: true, area: view.width * view.height, maxSpatial: spatialLayer, maxTemporal: scalability(consumer).temporal - 1 });
@@ -1586,8 +1593,8 @@ function scalability(consumer: types.Consumer): { spatial: number; temporal: num
   return { spatial: Number(match?.[1] ?? 1), temporal: Number(match?.[2] ?? 1) };
 }
 
-function evenHeights(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => Math.round(720 / 2 ** (n - 1 - i)));
+function evenHeights(n: number, top = 720): number[] {
+  return Array.from({ length: n }, (_, i) => Math.round(top / 2 ** (n - 1 - i)));
 }
 
 function hlsPlayMark(roomId: string, identity: string): string {

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { Role } from '../../src/protocol/messages.js';
 import type { HandQueue } from '../../src/protocol/room.js';
-import { hears, joinCallPeer, type CallPeer } from '../support/callPeer.js';
+import { hears, joinCallPeer, videoOf, type CallPeer } from '../support/callPeer.js';
+import { palette } from '../support/nodeVideo.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { startRedis, type RedisServer } from '../support/redisServer.js';
 import { startTestNodes, until } from '../support/testNode.js';
@@ -55,9 +56,23 @@ test('two assistants on two nodes: one invite wins; a student on one node is bro
   for (const [staff, queues] of seen) staff.client.on('handqueue', (q) => queues.push(q));
 
   // The teacher on alpha reaches the student on beta (its tracks pulled over once per node).
-  const teacher = await joinCallPeer(alpha, room, 'teacher', 400, { token: await alpha.tokens.mint({ room, identity: 'teacher', role: 'teacher', kind: 'class', name: 'teacher' }) });
+  const teacher = await joinCallPeer(alpha, room, 'teacher', 400, {
+    token: await alpha.tokens.mint({ room, identity: 'teacher', role: 'teacher', kind: 'class', name: 'teacher' }),
+    camera: { colour: palette.blue, width: 640, height: 360 },
+  });
   peers.push(teacher);
-  await until(() => hears(sb, teacher) && hears(sa, teacher), 20_000, 'students on both nodes to hear the teacher on alpha');
+  await until(() => hears(sb, teacher) && hears(sa, teacher) && videoOf(sb, teacher) !== undefined, 20_000, 'students on both nodes to hear the teacher on alpha');
+  // The camera's capture size crossed with it: on beta a 360-high tile is its top layer, as on alpha.
+  const cameraId = [...sb.client.participants.values()].flatMap((p) => [...p.tracks.values()]).find((t) => t.source === 'camera')!.trackId;
+  const view = async (node: ChorusNode, student: CallPeer): Promise<number | undefined> => {
+    const roomThere = node.rooms.get(room)!;
+    const peer = roomThere.peers.get(student.client.peerId!)!;
+    const consumer = [...peer.consumers.values()].find((c) => c.producerId === cameraId)!;
+    return (await roomThere.viewTrack(peer, { consumerId: consumer.id, visible: true, width: 640, height: 360 })).spatialLayer;
+  };
+  await until(() => videoOf(sa, teacher) !== undefined, 10_000, 'the student on alpha to subscribe to the camera');
+  expect(await view(beta, sb)).toBe(await view(alpha, sa));
+  expect(await view(beta, sb)).toBe(2);
 
   // Chat crosses nodes: a question from beta reaches the staff on alpha, not the student there.
   const chats = new Map<CallPeer, string[]>([onAlpha, sa].map((p) => [p, []]));
