@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditSink } from '../observability/audit.js';
+import { ChorusError } from '../protocol/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { RecordingInfo } from '../protocol/room.js';
 import type { StateStore } from '../store/stateStore.js';
@@ -30,7 +31,7 @@ const LIST_TTL_SECONDS = 90 * 24 * 3600;
 const MAX_ATTEMPTS = 8;
 
 export class Recordings {
-  readonly #active = new Map<string, { info: RecordingInfo; tenant: string; run: Promise<StageRun>; lease?: NodeJS.Timeout }>();
+  readonly #active = new Map<string, Active>();
 
   constructor(
     readonly settings: RecordingSettings,
@@ -50,16 +51,21 @@ export class Recordings {
   }
 
   /**
-   * Starts recording `sources` (one at a time per room: a second start returns the running one).
-   * When a recorded track ends, so does the recording.
+   * Starts recording the room's `stage` (one recording at a time per room: a second start returns
+   * the running one). The stage is read again whenever it may have changed (`stageChanged`, or a
+   * recorded track ending): a screen share starting or stopping switches the recording to it, in
+   * the same playlist after a discontinuity; nothing left on stage ends the recording.
    */
-  async start(roomId: string, tenant: string, sources: StageSources, by: string, onEnded: (info: RecordingInfo) => void): Promise<RecordingInfo> {
+  async start(roomId: string, tenant: string, stage: () => StageSources | undefined, by: string, onEnded: (info: RecordingInfo) => void): Promise<RecordingInfo> {
     const running = this.#active.get(roomId);
     if (running) return running.info;
+    const sources = stage();
+    if (!sources || (!sources.video && !sources.audio)) throw new ChorusError('NOTHING_TO_CONSUME', 'nobody is on the stage here to record yet');
     const info: RecordingInfo = { id: randomUUID(), roomId, node: this.nodeId, startedAt: Date.now(), by };
     const dir = this.dirOf(roomId, info.id);
-    const run = mkdir(dir, { recursive: true }).then(() => StageRun.start(sources, { ffmpeg: this.settings.ffmpeg, dir, segmentSeconds: this.settings.segmentSeconds, log: this.log.child({ room: roomId, recording: info.id }) }));
-    this.#active.set(roomId, { info, tenant, run });
+    const run = mkdir(dir, { recursive: true }).then(() => this.#runOf(roomId, info, sources, false));
+    const active: Active = { info, tenant, stage, onEnded, run, recorded: producerIds(sources), changes: Promise.resolve() };
+    this.#active.set(roomId, active);
     try {
       await run;
     } catch (error) {
@@ -68,19 +74,13 @@ export class Recordings {
       throw error;
     }
     // Stopped while it was starting: it ended already.
-    if (this.#active.get(roomId)?.info.id !== info.id) return info;
-    for (const producer of [sources.video, sources.audio]) {
-      producer?.observer.once('close', () => {
-        if (this.#active.get(roomId)?.info.id !== info.id) return;
-        void this.stop(roomId, 'its track ended').then((ended) => ended && onEnded(ended));
-      });
-    }
+    if (this.#active.get(roomId) !== active) return info;
+    this.#watch(roomId, sources);
     await this.#list(tenant, (list) => [info, ...list.filter((r) => r.id !== info.id)]);
     // Students joining later, on any node, are told it runs (their fallback if WebRTC fails).
     const mark = (): Promise<void> => this.store.setValue(liveKey(roomId), JSON.stringify(info), LIVE_TTL_SECONDS);
     await mark();
-    const active = this.#active.get(roomId);
-    if (active?.info.id === info.id) {
+    if (this.#active.get(roomId) === active) {
       // A lease, renewed while it runs: a node dying mid-recording leaves no mark for long.
       active.lease = setInterval(() => void mark().catch(() => undefined), (LIVE_TTL_SECONDS * 1000) / 3);
       active.lease.unref();
@@ -88,6 +88,47 @@ export class Recordings {
     this.audit.record({ type: 'recording.started', room: roomId, id: info.id, by });
     this.log.info({ room: roomId, recording: info.id, by }, 'recording started');
     return info;
+  }
+
+  /**
+   * The room's stage may have changed (a track published or unpublished): the recording follows
+   * it. Changes are taken one at a time, each reading the stage as it is then.
+   */
+  stageChanged(roomId: string): Promise<void> {
+    const active = this.#active.get(roomId);
+    if (!active) return Promise.resolve();
+    active.changes = active.changes.then(() => this.#follow(roomId, active)).catch((error: unknown) => this.log.warn({ room: roomId, err: error }, 'the recording could not follow the stage'));
+    return active.changes;
+  }
+
+  async #follow(roomId: string, active: Active): Promise<void> {
+    if (this.#active.get(roomId) !== active) return;
+    const sources = active.stage();
+    const live = sources && [sources.video, sources.audio].some((p) => p !== undefined && !p.closed);
+    if (!sources || !live) {
+      const ended = await this.stop(roomId, 'its tracks ended');
+      if (ended) active.onEnded(ended);
+      return;
+    }
+    const next = producerIds(sources);
+    if (next === active.recorded) return;
+    this.log.info({ room: roomId, recording: active.info.id, from: active.recorded, to: next }, 'recording follows the stage');
+    const previous = await active.run.catch(() => undefined);
+    await previous?.stop();
+    if (this.#active.get(roomId) !== active) return;
+    active.recorded = next;
+    active.run = this.#runOf(roomId, active.info, sources, true);
+    await active.run;
+    this.#watch(roomId, sources);
+  }
+
+  #runOf(roomId: string, info: RecordingInfo, sources: StageSources, append: boolean): Promise<StageRun> {
+    return StageRun.start(sources, { ffmpeg: this.settings.ffmpeg, dir: this.dirOf(roomId, info.id), segmentSeconds: this.settings.segmentSeconds, append, log: this.log.child({ room: roomId, recording: info.id }) });
+  }
+
+  /** A recorded track ending changes the stage. */
+  #watch(roomId: string, sources: StageSources): void {
+    for (const producer of [sources.video, sources.audio]) producer?.observer.once('close', () => void this.stageChanged(roomId));
   }
 
   /** Stops the room's recording, if one runs here: its playlist is ended and it becomes the replay. */
@@ -137,6 +178,25 @@ export class Recordings {
     }
     throw new Error('the recording list is changing too fast');
   }
+}
+
+interface Active {
+  info: RecordingInfo;
+  tenant: string;
+  /** The room's stage now. */
+  stage: () => StageSources | undefined;
+  onEnded: (info: RecordingInfo) => void;
+  /** The run under way (a new one each time the stage's tracks change). */
+  run: Promise<StageRun>;
+  /** The producers it records, as one key. */
+  recorded: string;
+  /** Stage changes, taken one at a time. */
+  changes: Promise<void>;
+  lease?: NodeJS.Timeout | undefined;
+}
+
+function producerIds(sources: StageSources): string {
+  return [sources.video, sources.audio].map((p) => (p && !p.closed ? p.id : '-')).join(' ');
 }
 
 /** A running recording's mark outlives a node that died recording by at most this. */

@@ -78,7 +78,10 @@ export function registerRecordingRoutes(app: FastifyInstance, deps: RecordingRou
     if (file !== PLAYLIST) return reply.header('content-type', 'video/mp2t').header('cache-control', 'private, max-age=3600').send(body);
     // Players that got the token in the address send no header: segment addresses carry it too.
     const carry = admitted.carry;
-    const text = carry ? body.toString('utf8').replace(/^(seg-\d+\.ts)$/gm, `$1?token=${encodeURIComponent(carry)}`) : body.toString('utf8');
+    let text = carry ? body.toString('utf8').replace(/^(seg-\d+\.ts)$/gm, `$1?token=${encodeURIComponent(carry)}`) : body.toString('utf8');
+    // Between two runs of a recording that follows the stage, the playlist is briefly ended: a
+    // player reading it then must not take the class for over.
+    if (info.endedAt === undefined) text = text.replace(/^#EXT-X-ENDLIST\r?\n?/m, '');
     return reply
       .header('content-type', 'application/vnd.apple.mpegurl')
       .header('cache-control', info.endedAt ? 'private, max-age=60' : 'no-cache, no-store')

@@ -24,6 +24,8 @@ export interface StageRunOptions {
   /** The recording's own directory (created by the caller): ffmpeg writes only there. */
   dir: string;
   segmentSeconds: number;
+  /** Continue the directory's playlist after a discontinuity (the stage changed) instead of starting one. */
+  append?: boolean | undefined;
   log: Logger;
 }
 
@@ -71,7 +73,7 @@ export function stageSdp(legs: ReadonlyArray<Pick<Leg, 'kind' | 'rtpPort' | 'rtc
   return [...lines, ''].join('\r\n');
 }
 
-export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSeconds: number): string[] {
+export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSeconds: number, append = false): string[] {
   return [
     '-hide_banner', '-nostdin', '-loglevel', 'error',
     '-protocol_whitelist', 'file,udp,rtp',
@@ -84,6 +86,8 @@ export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSecon
     '-f', 'hls',
     '-hls_time', String(segmentSeconds),
     '-hls_playlist_type', 'event',
+    // A later run (the stage changed) continues the same playlist: numbering goes on, a discontinuity marks the switch.
+    ...(append ? ['-hls_flags', 'append_list+discont_start'] : []),
     '-hls_segment_filename', 'seg-%05d.ts',
     PLAYLIST,
   ];
@@ -148,7 +152,7 @@ export class StageRun {
       await writeFile(join(options.dir, 'stage.sdp'), sdp);
       const hasVideo = legs.some((l) => l.kind === 'video');
       const hasAudio = legs.some((l) => l.kind === 'audio');
-      const child = spawn(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds), { cwd: options.dir, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append), { cwd: options.dir, stdio: ['ignore', 'ignore', 'pipe'] });
       const run = new StageRun(legs, child, options.log);
       // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
       for (const leg of legs) await leg.consumer.resume();

@@ -686,6 +686,8 @@ export class Room extends EventEmitter<RoomEvents> {
       // A member shown only while it publishes leaves the view with its last track.
       if (!this.#shown(peer) && this.peers.get(peer.id) === peer) this.#announce({ type: 'left', peerId: peer.id });
       if (!primary) this.#mediaDueChanged();
+      // A recording follows the stage (a screen share ending goes back to the camera).
+      if (this.policy.recordsStage && this.policy.moderates(peer.role)) void this.options.recordings?.stageChanged(this.id);
     });
     this.#log.info({ peer: peer.id, producer: producer.id, source, layers: publication.layers }, 'track published');
     this.audit.record({ type: 'track.published', room: this.id, peer: peer.id, identity: peer.identity, producer: producer.id, source, kind: producer.kind });
@@ -694,7 +696,10 @@ export class Room extends EventEmitter<RoomEvents> {
     if (source === 'microphone' && this.policy.detectsSpeakers) void this.#speakerDetection().then((d) => d?.add(producer, this.#log));
     if (primary) await this.#startBroadcast(publication);
     else this.#mediaDueChanged();
-    if (this.policy.recordsStage && this.policy.moderates(peer.role) && this.options.recordings?.settings.mode === 'always') this.#scheduleAutoRecord();
+    if (this.policy.recordsStage && this.policy.moderates(peer.role)) {
+      if (this.options.recordings?.settings.mode === 'always') this.#scheduleAutoRecord();
+      void this.options.recordings?.stageChanged(this.id);
+    }
   }
 
   /**

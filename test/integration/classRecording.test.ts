@@ -14,7 +14,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import type { RecordingInfo } from '../../src/protocol/room.js';
 import { joinCallPeer, type CallPeer } from '../support/callPeer.js';
-import { palette } from '../support/nodeVideo.js';
+import { colourTrack, palette } from '../support/nodeVideo.js';
 import { startTestNode, until } from '../support/testNode.js';
 
 const run = promisify(execFile);
@@ -34,10 +34,10 @@ afterAll(async () => {
 });
 
 /** The mean colour of the first decoded frame and the dominant frequency of the audio (zero crossings). */
-async function decode(url: string): Promise<{ codecs: string[]; colour: { r: number; g: number; b: number }; frequency: number; seconds: number }> {
+async function decode(url: string, from = 1): Promise<{ codecs: string[]; colour: { r: number; g: number; b: number }; frequency: number; seconds: number }> {
   const probe = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name:format=duration', '-of', 'json', url]);
   const info = JSON.parse(probe.stdout) as { streams: Array<{ codec_name: string }>; format: { duration: string } };
-  const frame = await run('ffmpeg', ['-v', 'error', '-i', url, '-ss', '1', '-frames:v', '1', '-s', '64x36', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer', maxBuffer: 1 << 20 });
+  const frame = await run('ffmpeg', ['-v', 'error', '-i', url, '-ss', String(from), '-frames:v', '1', '-s', '64x36', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer', maxBuffer: 1 << 20 });
   const px = frame.stdout as Buffer;
   const sum = { r: 0, g: 0, b: 0 };
   for (let i = 0; i + 2 < px.length; i += 3) {
@@ -46,7 +46,7 @@ async function decode(url: string): Promise<{ codecs: string[]; colour: { r: num
     sum.b += px[i + 2]!;
   }
   const n = px.length / 3;
-  const pcm = (await run('ffmpeg', ['-v', 'error', '-i', url, '-vn', '-ss', '1', '-t', '2', '-ac', '1', '-ar', '16000', '-f', 's16le', '-'], { encoding: 'buffer', maxBuffer: 1 << 22 })).stdout as Buffer;
+  const pcm = (await run('ffmpeg', ['-v', 'error', '-i', url, '-vn', '-ss', String(from), '-t', '2', '-ac', '1', '-ar', '16000', '-f', 's16le', '-'], { encoding: 'buffer', maxBuffer: 1 << 22 })).stdout as Buffer;
   let crossings = 0;
   for (let i = 2; i + 1 < pcm.length; i += 2) if (pcm.readInt16LE(i - 2) < 0 !== pcm.readInt16LE(i) < 0) crossings++;
   const seconds = pcm.length / 2 / 16000;
@@ -82,6 +82,29 @@ test('the teacher records the stage: followed live, then a replay that decodes a
     return (live.match(/^seg-\d+\.ts\?token=/gm) ?? []).length >= 3;
   }, 30_000, 'three live segments');
   expect(live).not.toContain('#EXT-X-ENDLIST');
+
+  // The teacher shares a (red) screen: the recording follows the stage to it, in the same
+  // playlist after a discontinuity, and back to the (blue) camera when the share ends.
+  const screen = colourTrack(palette.red, 640, 360);
+  /** The segments of each run after the first, split at the discontinuities ffmpeg writes between runs. */
+  const segmentsAfterBreaks = async (): Promise<string[][]> => {
+    const text = await (await fetch(url)).text();
+    const runs = text.split('#EXT-X-DISCONTINUITY').map((part) => part.match(/^seg-\d+\.ts/gm) ?? []).filter((segments) => segments.length > 0);
+    return runs.slice(1);
+  };
+  let screenSegment: string | undefined;
+  try {
+    await teacher.client.publish(screen.track, 'screen');
+    await until(async () => ((await segmentsAfterBreaks())[0]?.length ?? 0) >= 2, 30_000, 'two recorded segments of the screen share');
+    screenSegment = (await segmentsAfterBreaks())[0]![1];
+    await teacher.client.unpublish('screen');
+  } finally {
+    screen.stop();
+  }
+  await until(async () => ((await segmentsAfterBreaks())[1]?.length ?? 0) >= 2, 30_000, 'two recorded segments of the camera again');
+  const cameraAgain = (await segmentsAfterBreaks())[1]![1]!;
+  // While it runs the playlist never says it is over, even between two runs.
+  expect(await (await fetch(url)).text()).not.toContain('#EXT-X-ENDLIST');
   // The files need credentials of that room.
   expect((await fetch(`${node.url}${path}`)).status).toBe(401);
   const foreign = await node.tokens.mint({ room: 'another', identity: 'x', role: 'student', kind: 'class' });
@@ -101,6 +124,12 @@ test('the teacher records the stage: followed live, then a replay that decodes a
   expect(decoded.colour.b).toBeGreaterThan(decoded.colour.r + 80);
   expect(decoded.colour.b).toBeGreaterThan(decoded.colour.g + 80);
   expect(Math.abs(decoded.frequency - 440)).toBeLessThan(44);
+  const segmentUrl = (name: string): string => `${node.url}/recordings/${room}/${started!.id}/${name}?token=${encodeURIComponent(studentToken)}`;
+  const sharing = await decode(segmentUrl(screenSegment!), 0);
+  const back = await decode(segmentUrl(cameraAgain), 0);
+  console.log(JSON.stringify({ test: 'class-recording', sharing: sharing.colour, back: back.colour }));
+  expect(sharing.colour.r).toBeGreaterThan(sharing.colour.b + 80);
+  expect(back.colour.b).toBeGreaterThan(back.colour.r + 80);
 
   // Listed for the tenant's API key, ended.
   const listed = (await (await fetch(`${node.url}/api/admin/recordings`, { headers: { authorization: KEY } })).json()) as { recordings: RecordingInfo[] };
