@@ -5,6 +5,8 @@ import type { Rung } from './layerPolicy.js';
 const TEMPORAL_SHARE: Record<number, readonly number[]> = { 1: [1], 2: [0.6, 1], 3: [0.5, 0.75, 1] };
 /** A layer with neither a measure nor a maxBitrate: three times the one below, from 100 kbit/s. */
 const NOMINAL_BASE_BPS = 100_000;
+/** Weight of each new measure in a layer's price (sampled every 2 s: a time constant of about 20 s). */
+const SMOOTHING = 0.1;
 
 /**
  * What each layer of a layered video costs, measured from its producer's streams (one getStats
@@ -61,14 +63,26 @@ export class LayerRates {
   #fromMemory(producer: types.Producer, measured: Map<string, number>): Rung[] {
     let memory = this.#remembered.get(producer.id);
     if (!memory) this.#remembered.set(producer.id, (memory = new Map()));
-    for (const [key, bitrate] of measured) memory.set(key, bitrate);
+    // Averaged over about ten samples: a keyframe (one is asked for at every subscriber's layer
+    // switch) lifts a one-second measure by half, and pricing layers on it would make
+    // subscribers step down, switch, and ask for more keyframes.
+    for (const [key, bitrate] of measured) {
+      const before = memory.get(key);
+      memory.set(key, before === undefined ? bitrate : before + SMOOTHING * (bitrate - before));
+    }
     const { spatial, temporal } = shape(producer);
     const encodings = producer.rtpParameters.encodings ?? [];
     const rungs: Rung[] = [];
     for (let s = 0; s < spatial; s++) {
-      const nominal = encodings[producer.type === 'simulcast' ? s : 0]?.maxBitrate ?? NOMINAL_BASE_BPS * 3 ** s;
+      const cap = encodings[producer.type === 'simulcast' ? s : 0]?.maxBitrate;
+      const nominal = cap ?? NOMINAL_BASE_BPS * 3 ** s;
       const shares = TEMPORAL_SHARE[temporal] ?? Array.from({ length: temporal }, (_, t) => (t + 1) / temporal);
-      for (let t = 0; t < temporal; t++) rungs.push({ spatial: s, temporal: t, bitrate: memory.get(`${s}.${t}`) ?? Math.round(nominal * shares[t]!) });
+      for (let t = 0; t < temporal; t++) {
+        const known = memory.get(`${s}.${t}`);
+        // The encoder holds a layer to its maxBitrate over time: a measure above it is a burst.
+        const price = known === undefined ? nominal * shares[t]! : cap !== undefined ? Math.min(known, cap) : known;
+        rungs.push({ spatial: s, temporal: t, bitrate: Math.round(price) });
+      }
     }
     return rungs;
   }
