@@ -5,11 +5,9 @@
  * served playlist. A "run" ends when it is stopped (the broadcast paused or ended), when ffmpeg
  * exits by itself (a crash), or when it is killed as hung.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FfmpegProcess, freeUdpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
 import type { Logger } from '../observability/logger.js';
 
 /** Segment files ffmpeg writes: `seg-<run>-<index>.ts`. Nothing else in a room dir is served. */
@@ -36,18 +34,10 @@ export interface FinishedSegment {
   duration: number;
 }
 
-/** Two UDP ports free on loopback right now (bound together, then released for ffmpeg). */
-export async function freeUdpPorts(): Promise<[number, number]> {
-  const sockets = [createSocket('udp4'), createSocket('udp4')];
-  try {
-    await Promise.all(sockets.map(async (socket) => {
-      socket.bind(0, '127.0.0.1');
-      await once(socket, 'listening');
-    }));
-    return [sockets[0]!.address().port, sockets[1]!.address().port];
-  } finally {
-    for (const socket of sockets) socket.close();
-  }
+/** Two UDP ports free on loopback right now (RTP and RTCP), released for ffmpeg. */
+export async function freeUdpPortPair(): Promise<[number, number]> {
+  const [rtp, rtcp] = await freeUdpPorts(2);
+  return [rtp!, rtcp!];
 }
 
 /** The SDP ffmpeg reads to receive what the PlainTransport sends (RFC 7587: opus/48000/2). */
@@ -98,57 +88,32 @@ export function ffmpegArgs(o: Pick<RunOptions, 'run' | 'segmentSeconds' | 'listK
 }
 
 export class FfmpegRun {
-  #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly #exited: Promise<void>;
-  #stderrTail: string[] = [];
   /** Highest segment index already reported by `finished()`. */
   #reported = -1;
 
   private constructor(
     readonly options: RunOptions,
-    private readonly child: ChildProcess,
-  ) {
-    this.#exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.#exit = { code, signal };
-        resolve();
-      });
-      child.once('error', (error) => {
-        options.log.error({ err: error, ffmpeg: options.ffmpeg }, 'ffmpeg could not be started');
-        this.#exit ??= { code: -1, signal: null };
-        resolve();
-      });
-    });
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) {
-        if (!line.trim()) continue;
-        this.#stderrTail.push(line.trim());
-        if (this.#stderrTail.length > 20) this.#stderrTail.shift();
-        options.log.debug({ run: options.run, ffmpeg: line.trim() }, 'ffmpeg');
-      }
-    });
-  }
+    private readonly process: FfmpegProcess,
+  ) {}
 
   static async start(options: RunOptions): Promise<FfmpegRun> {
     const sdpFile = `run-${options.run}.sdp`;
     await writeFile(join(options.dir, sdpFile), opusSdp(options.rtpPort, options.rtcpPort, options.payloadType));
-    const child = spawn(options.ffmpeg, ffmpegArgs(options, sdpFile), { cwd: options.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    return new FfmpegRun(options, child);
+    return new FfmpegRun(options, new FfmpegProcess(options.ffmpeg, ffmpegArgs(options, sdpFile), options.dir, options.log.child({ run: options.run })));
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.process.pid;
   }
 
   /** How ffmpeg ended, once it has. */
-  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
-    return this.#exit;
+  get exit(): FfmpegExit | undefined {
+    return this.process.exit;
   }
 
   /** ffmpeg's last stderr lines, for the log when a run fails. */
   get stderrTail(): string[] {
-    return [...this.#stderrTail];
+    return this.process.stderrTail;
   }
 
   /** Segments ffmpeg finished since the last call, oldest first. */
@@ -175,17 +140,11 @@ export class FfmpegRun {
   }
 
   /** Asks ffmpeg to finish (it closes the segment under way and lists it); kills it if it does not. */
-  async stop(graceMs = 3000): Promise<void> {
-    if (this.#exit) return;
-    this.child.kill('SIGINT');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    await this.#exited;
-    clearTimeout(timer);
+  stop(graceMs = 3000): Promise<void> {
+    return this.process.stop(graceMs);
   }
 
-  async kill(): Promise<void> {
-    if (this.#exit) return;
-    this.child.kill('SIGKILL');
-    await this.#exited;
+  kill(): Promise<void> {
+    return this.process.kill();
   }
 }

@@ -5,12 +5,10 @@
  * the class runs it is a live stream a student can follow (its WebRTC failing); stopped, ffmpeg
  * ends it with EXT-X-ENDLIST and the same files are the replay.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { types } from 'mediasoup';
+import { FfmpegProcess, freeUdpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface StageSources {
@@ -51,19 +49,6 @@ interface Leg {
   rtcpPort: number;
 }
 
-async function freePorts(n: number): Promise<number[]> {
-  const sockets = Array.from({ length: n }, () => createSocket('udp4'));
-  try {
-    await Promise.all(sockets.map(async (socket) => {
-      socket.bind(0, '127.0.0.1');
-      await once(socket, 'listening');
-    }));
-    return sockets.map((s) => s.address().port);
-  } finally {
-    for (const socket of sockets) socket.close();
-  }
-}
-
 export function stageSdp(legs: ReadonlyArray<Pick<Leg, 'kind' | 'rtpPort' | 'rtcpPort'> & { payloadType: number }>): string {
   const lines = ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=chorus-recording', 'c=IN IP4 127.0.0.1', 't=0 0'];
   for (const leg of legs) {
@@ -95,35 +80,12 @@ export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSecon
 
 export class StageRun {
   readonly startedAt = Date.now();
-  #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly #exited: Promise<void>;
-  readonly #stderr: string[] = [];
   readonly #keyframes: NodeJS.Timeout;
 
   private constructor(
     private readonly legs: Leg[],
-    private readonly child: ChildProcess,
-    private readonly log: Logger,
+    private readonly process: FfmpegProcess,
   ) {
-    this.#exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.#exit = { code, signal };
-        resolve();
-      });
-      child.once('error', (error) => {
-        log.error({ err: error }, 'ffmpeg could not be started for a recording');
-        this.#exit ??= { code: -1, signal: null };
-        resolve();
-      });
-    });
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      for (const line of chunk.split('\n')) {
-        if (!line.trim()) continue;
-        this.#stderr.push(line.trim());
-        if (this.#stderr.length > 20) this.#stderr.shift();
-      }
-    });
     // ffmpeg decodes from a keyframe; a few asks in the first seconds cover one lost on the way.
     let asks = 0;
     this.#keyframes = setInterval(() => {
@@ -136,7 +98,7 @@ export class StageRun {
   static async start(sources: StageSources, options: StageRunOptions): Promise<StageRun> {
     const producers = [sources.video, sources.audio].filter((p): p is types.Producer => p !== undefined && !p.closed);
     if (producers.length === 0) throw new Error('nothing to record');
-    const ports = await freePorts(producers.length * 2);
+    const ports = await freeUdpPorts(producers.length * 2);
     const legs: Leg[] = [];
     try {
       for (const [i, producer] of producers.entries()) {
@@ -152,8 +114,7 @@ export class StageRun {
       await writeFile(join(options.dir, 'stage.sdp'), sdp);
       const hasVideo = legs.some((l) => l.kind === 'video');
       const hasAudio = legs.some((l) => l.kind === 'audio');
-      const child = spawn(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append), { cwd: options.dir, stdio: ['ignore', 'ignore', 'pipe'] });
-      const run = new StageRun(legs, child, options.log);
+      const run = new StageRun(legs, new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append), options.dir, options.log));
       // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
       for (const leg of legs) await leg.consumer.resume();
       return run;
@@ -163,12 +124,12 @@ export class StageRun {
     }
   }
 
-  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
-    return this.#exit;
+  get exit(): FfmpegExit | undefined {
+    return this.process.exit;
   }
 
   get stderrTail(): string[] {
-    return [...this.#stderr];
+    return this.process.stderrTail;
   }
 
   /** The producers this run records (a run whose producer closed has nothing more to record). */
@@ -179,12 +140,7 @@ export class StageRun {
   /** ffmpeg finishes the open segment and ends the playlist (the replay); killed if it hangs. */
   async stop(graceMs = 5000): Promise<void> {
     clearInterval(this.#keyframes);
-    if (!this.#exit) {
-      this.child.kill('SIGINT');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-      await this.#exited;
-      clearTimeout(timer);
-    }
+    await this.process.stop(graceMs);
     for (const leg of this.legs) leg.transport.close();
   }
 }
