@@ -1,11 +1,11 @@
 /**
- * A class in a cluster (two node processes behind nginx, one Redis) whose node dies mid-class:
+ * A class in a cluster (two node processes behind nginx, one Redis) whose node dies (or drains) mid-class:
  * the teacher and the students who were on it come back on the other node by themselves, and a
  * student who was on stage is on stage again (its hand lives in Redis and follows it to its new
  * session): heard again by the others, with nobody inviting it twice.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startCluster, type Cluster } from '../support/cluster.js';
+import { startCluster, type Cluster, type ClusterNode } from '../support/cluster.js';
 import { hears, joinCallPeer, type CallPeer } from '../support/callPeer.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { until } from '../support/testNode.js';
@@ -22,8 +22,7 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-test('the class\'s node dies: teacher and students come back on the other, and the student on stage is on stage again', async () => {
-  const room = 'cluster-class';
+async function stageSurvives(room: string, end: (node: ClusterNode) => Promise<unknown>): Promise<void> {
   const mint = (identity: string, role: 'teacher' | 'student'): Promise<string> => cluster.tokens.mint({ room, identity, role, kind: 'class', name: identity });
   const teacher = await joinCallPeer(cluster.url, room, 'teacher', 400, { token: await mint('teacher', 'teacher') });
   peers.push(teacher);
@@ -51,7 +50,7 @@ test('the class\'s node dies: teacher and students come back on the other, and t
     await until(() => hears(listener!, voiced) && hears(listener!, teacher), 20_000, 'the other student to hear the teacher and the one on stage');
     const before = speaker!.client.peerId;
 
-    await holder.kill('SIGKILL');
+    await end(holder);
     await until(() => teacher.client.state === 'joined' && speaker!.client.state === 'joined' && speaker!.client.peerId !== before, 30_000, 'the teacher and the student on stage to rejoin');
     await until(() => speaker!.client.hand?.state === 'onstage', 10_000, 'the student to be on stage again');
     await until(() => hears(listener!, voiced) && hears(listener!, teacher) && hears(teacher, voiced), 30_000, 'everyone to hear the teacher and the student on stage again');
@@ -62,4 +61,14 @@ test('the class\'s node dies: teacher and students come back on the other, and t
   } finally {
     voice.stop();
   }
+}
+
+test('the class\'s node dies: teacher and students come back on the other, and the student on stage is on stage again', async () => {
+  await stageSurvives('cluster-class', (node) => node.kill('SIGKILL'));
+}, 120_000);
+
+test('the class\'s node drains (SIGTERM): the same, moved by the node instead of found out', async () => {
+  // The node killed above is back first: a class needs somewhere to go.
+  for (const node of cluster.nodes) if (!node.alive) await node.restart();
+  await stageSurvives('cluster-class-drain', (node) => node.kill('SIGTERM'));
 }, 120_000);
