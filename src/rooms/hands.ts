@@ -84,12 +84,17 @@ export class Hands {
     private readonly store: StateStore,
     roomId: string,
     private readonly maxStage: number,
+    /**
+     * The newest queue version seen here. A queue lost with its store (a Redis that came back
+     * empty) starts again above it, so no client takes the new queue's moves for old ones.
+     */
+    private readonly versionFloor: () => number = () => 0,
   ) {
     this.#key = `hands\0${roomId}`;
   }
 
   async read(): Promise<HandQueue> {
-    return parse(await this.store.getValue(this.#key));
+    return this.#parse(await this.store.getValue(this.#key));
   }
 
   /**
@@ -100,7 +105,7 @@ export class Hands {
   async apply(action: HandAction, target: HandTarget, actor: HandActor, version?: number): Promise<{ before: Hand | undefined; queue: HandQueue }> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const raw = await this.store.getValue(this.#key);
-      const queue = parse(raw);
+      const queue = this.#parse(raw);
       if (version !== undefined && version !== queue.version) {
         throw new ChorusError('STALE_VERSION', `the hand queue is at version ${queue.version}, not ${version}: read it again`);
       }
@@ -126,7 +131,7 @@ export class Hands {
   async rekey(fromPeerId: string, toPeerId: string, identity: string): Promise<{ hand: Hand; queue: HandQueue } | undefined> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const raw = await this.store.getValue(this.#key);
-      const queue = parse(raw);
+      const queue = this.#parse(raw);
       const hand = queue.hands.find((h) => h.peerId === fromPeerId && h.identity === identity);
       if (!hand) return undefined;
       const moved = { ...hand, peerId: toPeerId };
@@ -136,11 +141,30 @@ export class Hands {
     return undefined;
   }
 
+  /** Puts these students back on stage where the queue lost them; the new queue if it changed. */
+  async restoreOnStage(students: HandTarget[]): Promise<HandQueue | undefined> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const raw = await this.store.getValue(this.#key);
+      const queue = this.#parse(raw);
+      const missing = students.filter((s) => !queue.hands.some((h) => h.peerId === s.peerId));
+      if (missing.length === 0) return undefined;
+      const now = Date.now();
+      const restored: Hand[] = missing.map((s) => ({ peerId: s.peerId, identity: s.identity, ...(s.name !== undefined ? { name: s.name } : {}), state: 'onstage', at: now }));
+      const next = { version: queue.version + 1, hands: [...queue.hands, ...restored] };
+      if (await this.store.swapValue(this.#key, raw, JSON.stringify(next), QUEUE_TTL_SECONDS)) return next;
+    }
+    return undefined;
+  }
+
+  #parse(raw: string | undefined): HandQueue {
+    return raw === undefined ? { version: Math.max(0, this.versionFloor()), hands: [] } : (JSON.parse(raw) as HandQueue);
+  }
+
   /** A student who left takes its hand along (whatever its state). */
   async forget(peerId: string): Promise<HandQueue | undefined> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const raw = await this.store.getValue(this.#key);
-      const queue = parse(raw);
+      const queue = this.#parse(raw);
       if (!queue.hands.some((h) => h.peerId === peerId)) return undefined;
       const next = { version: queue.version + 1, hands: queue.hands.filter((h) => h.peerId !== peerId) };
       if (await this.store.swapValue(this.#key, raw, JSON.stringify(next), QUEUE_TTL_SECONDS)) return next;
@@ -149,6 +173,4 @@ export class Hands {
   }
 }
 
-function parse(raw: string | undefined): HandQueue {
-  return raw === undefined ? { version: 0, hands: [] } : (JSON.parse(raw) as HandQueue);
-}
+

@@ -192,7 +192,7 @@ export class Room extends EventEmitter<RoomEvents> {
       wantsFlowing: (consumer) => this.#consumerReady.has(consumer) && !this.#consumerHidden.has(consumer),
       tellPublisher: (peerId, producerId, maxSpatialLayer) => this.channel.toPeer(peerId, 'publication:layers', { producerId, maxSpatialLayer }),
     });
-    this.#hands = policy.roles.some((r) => policy.stageSources(r).length > 0) ? new Hands(store, id, options.maxClassStage ?? 6) : undefined;
+    this.#hands = policy.roles.some((r) => policy.stageSources(r).length > 0) ? new Hands(store, id, options.maxClassStage ?? 6, () => this.#toldHands) : undefined;
     if (policy.peerToPeer) {
       this.#path = new CallPath(options.callP2p ?? { enabled: false, backMs: 5000 });
       this.#path.on('change', (change) => this.#onPathChange(change));
@@ -220,7 +220,10 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#armIdle();
     if (members && policy.spansNodes) {
       // A notice lost on the way (a Redis blip) heals here; a node that died drops out here.
-      this.#gatherTimer = setInterval(() => void this.gatherRemote(), GATHER_INTERVAL_MS);
+      this.#gatherTimer = setInterval(() => {
+        void this.gatherRemote();
+        void this.#healStage();
+      }, GATHER_INTERVAL_MS);
       this.#gatherTimer.unref();
     }
   }
@@ -530,6 +533,20 @@ export class Room extends EventEmitter<RoomEvents> {
       } else await this.#forgetHand(peer);
     }
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');
+  }
+
+  /**
+   * Students on stage here are on stage in the shared queue too: a Redis that came back empty
+   * lost the queue, while the students went on speaking. Their node writes them back.
+   */
+  async #healStage(): Promise<void> {
+    const onStage = [...this.peers.values()].filter((p) => p.onStage && !p.closed);
+    if (!this.#hands || onStage.length === 0 || this.#closed) return;
+    const queue = await this.#hands.restoreOnStage(onStage.map((p) => ({ peerId: p.id, identity: p.identity, name: p.name }))).catch(() => undefined);
+    if (!queue) return;
+    this.#log.info({ students: onStage.map((p) => p.id), version: queue.version }, 'students on stage written back to the hand queue');
+    this.#tellStaff(queue);
+    this.members?.handMoved(this.id, { queue, peerId: onStage[0]!.id });
   }
 
   async #forgetHand(peer: Peer): Promise<void> {
