@@ -63,6 +63,11 @@ export class FfmpegProcess {
     return this.#child.pid;
   }
 
+  /** Resolves when ffmpeg has ended, however. */
+  get exited(): Promise<void> {
+    return this.#exited;
+  }
+
   /** How ffmpeg ended, once it has. */
   get exit(): FfmpegExit | undefined {
     return this.#exit;

@@ -29,6 +29,7 @@ export interface RecordingSettings {
 const LIST_MAX = 500;
 const LIST_TTL_SECONDS = 90 * 24 * 3600;
 const MAX_ATTEMPTS = 8;
+const MAX_RESTARTS = 5;
 
 export class Recordings {
   readonly #active = new Map<string, Active>();
@@ -76,6 +77,7 @@ export class Recordings {
     // Stopped while it was starting: it ended already.
     if (this.#active.get(roomId) !== active) return info;
     this.#watch(roomId, sources);
+    this.#supervise(roomId, active, await run);
     await this.#list(tenant, (list) => [info, ...list.filter((r) => r.id !== info.id)]);
     // Students joining later, on any node, are told it runs (their fallback if WebRTC fails).
     const mark = (): Promise<void> => this.store.setValue(liveKey(roomId), JSON.stringify(info), LIVE_TTL_SECONDS);
@@ -118,8 +120,36 @@ export class Recordings {
     if (this.#active.get(roomId) !== active) return;
     active.recorded = next;
     active.run = this.#runOf(roomId, active.info, sources, true);
-    await active.run;
+    this.#supervise(roomId, active, await active.run);
     this.#watch(roomId, sources);
+  }
+
+  /**
+   * ffmpeg ending by itself (a crash, a port another process took between our probe and its bind)
+   * is followed by a new run continuing the playlist, after a growing pause; after
+   * MAX_RESTARTS failures in a row the recording ends.
+   */
+  #supervise(roomId: string, active: Active, run: StageRun): void {
+    const startedAt = Date.now();
+    void run.failed.then(async () => {
+      if (this.#active.get(roomId) !== active || (await active.run.catch(() => undefined)) !== run) return;
+      // A run that went on for a while was not failing to start: the count starts again.
+      const failures = Date.now() - startedAt > 30_000 ? 1 : (active.failures ?? 0) + 1;
+      active.failures = failures;
+      this.log.warn({ room: roomId, recording: active.info.id, exit: run.exit, ffmpeg: run.stderrTail, failures }, 'recording ffmpeg ended by itself');
+      if (failures > MAX_RESTARTS) {
+        const ended = await this.stop(roomId, 'ffmpeg kept failing');
+        if (ended) active.onEnded(ended);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000 * failures).unref());
+      if (this.#active.get(roomId) !== active) return;
+      const sources = active.stage();
+      if (!sources) return void this.stageChanged(roomId);
+      active.recorded = producerIds(sources);
+      active.run = this.#runOf(roomId, active.info, sources, true);
+      this.#supervise(roomId, active, await active.run);
+    }).catch((error: unknown) => this.log.warn({ room: roomId, err: error }, 'recording could not be restarted'));
   }
 
   #runOf(roomId: string, info: RecordingInfo, sources: StageSources, append: boolean): Promise<StageRun> {
@@ -193,6 +223,8 @@ interface Active {
   /** Stage changes, taken one at a time. */
   changes: Promise<void>;
   lease?: NodeJS.Timeout | undefined;
+  /** ffmpeg runs that ended by themselves in a row. */
+  failures?: number | undefined;
 }
 
 function producerIds(sources: StageSources): string {

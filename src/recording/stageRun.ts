@@ -5,7 +5,7 @@
  * the class runs it is a live stream a student can follow (its WebRTC failing); stopped, ffmpeg
  * ends it with EXT-X-ENDLIST and the same files are the replay.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { types } from 'mediasoup';
 import { FfmpegProcess, freeUdpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
@@ -29,6 +29,8 @@ export interface StageRunOptions {
 
 /** The playlist ffmpeg writes in the recording's directory. */
 export const PLAYLIST = 'index.m3u8';
+/** Keyframe asks stop after this many 700 ms ticks, segment or not. */
+const KEYFRAME_TICKS = 90;
 /** Segment files: nothing else in a recording's directory is served. */
 export const recordingFile = /^(index\.m3u8|seg-\d{1,6}\.ts)$/;
 
@@ -81,16 +83,28 @@ export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSecon
 export class StageRun {
   readonly startedAt = Date.now();
   readonly #keyframes: NodeJS.Timeout;
+  #stopping = false;
 
   private constructor(
     private readonly legs: Leg[],
     private readonly process: FfmpegProcess,
+    dir: string,
   ) {
-    // ffmpeg decodes from a keyframe; a few asks in the first seconds cover one lost on the way.
-    let asks = 0;
-    this.#keyframes = setInterval(() => {
-      if (++asks >= 4) clearInterval(this.#keyframes);
+    // ffmpeg decodes from a keyframe, and a WebRTC encoder sends one only when asked: a few asks
+    // in the first seconds; then, while this run has added no segment to the playlist (ffmpeg can
+    // take seconds to start on a busy host), one every ~3 s, for at most about a minute.
+    let ticks = 0;
+    const segments = (): Promise<number> => readFile(join(dir, PLAYLIST), 'utf8').then((text) => text.split('#EXTINF').length - 1, () => 0);
+    const before = segments();
+    const ask = (): void => {
       for (const leg of legs) if (leg.kind === 'video' && !leg.consumer.closed) void leg.consumer.requestKeyFrame().catch(() => undefined);
+    };
+    this.#keyframes = setInterval(() => {
+      ticks++;
+      if (ticks <= 4) return ask();
+      if (ticks > KEYFRAME_TICKS) return clearInterval(this.#keyframes);
+      if (ticks % 4 !== 0) return;
+      void Promise.all([before, segments()]).then(([had, has]) => (has > had ? clearInterval(this.#keyframes) : ask()));
     }, 700);
     this.#keyframes.unref();
   }
@@ -114,7 +128,7 @@ export class StageRun {
       await writeFile(join(options.dir, 'stage.sdp'), sdp);
       const hasVideo = legs.some((l) => l.kind === 'video');
       const hasAudio = legs.some((l) => l.kind === 'audio');
-      const run = new StageRun(legs, new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append), options.dir, options.log));
+      const run = new StageRun(legs, new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append), options.dir, options.log), options.dir);
       // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
       for (const leg of legs) await leg.consumer.resume();
       return run;
@@ -138,7 +152,13 @@ export class StageRun {
   }
 
   /** ffmpeg finishes the open segment and ends the playlist (the replay); killed if it hangs. */
+  /** Resolves when ffmpeg ended by itself (a crash, a port taken): not after stop(). */
+  get failed(): Promise<void> {
+    return this.process.exited.then(() => (this.#stopping ? new Promise<void>(() => undefined) : undefined));
+  }
+
   async stop(graceMs = 5000): Promise<void> {
+    this.#stopping = true;
     clearInterval(this.#keyframes);
     await this.process.stop(graceMs);
     for (const leg of this.legs) leg.transport.close();

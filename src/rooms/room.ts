@@ -760,7 +760,10 @@ export class Room extends EventEmitter<RoomEvents> {
       const producer = presenter.publications.get(source)?.producer;
       return producer && !producer.closed ? producer : undefined;
     };
-    return { router: this.media.origin.router, video: live('screen') ?? live('camera'), audio: live('microphone') };
+    const video = live('screen') ?? live('camera');
+    // The recording takes the top layer: dynacast must not turn it off under it.
+    if (video) this.#layers.feedsElsewhere(video.id);
+    return { router: this.media.origin.router, video, audio: live('microphone') };
   }
 
   async #startRecording(by: string): Promise<RecordingInfo> {
