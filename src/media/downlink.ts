@@ -45,6 +45,8 @@ export class Downlink {
   readonly #options: DownlinkOptions;
   readonly #entries = new Map<types.Consumer, Entry>();
   #estimate: number;
+  /** Recent estimates (the up hold's span): the budget is their lowest. */
+  readonly #recent: Array<{ at: number; bps: number }> = [];
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
@@ -60,6 +62,7 @@ export class Downlink {
       const available = Number((trace.info as { availableBitrate?: unknown }).availableBitrate);
       if (!(available > 0)) return;
       this.#estimate = available;
+      this.#recent.push({ at: (this.#options.now ?? Date.now)(), bps: available });
       void this.reassess();
     });
     transport.observer.once('close', () => {
@@ -143,7 +146,11 @@ export class Downlink {
     const shown = [...this.#entries].filter(([consumer, entry]) => entry.view.visible && !consumer.closed);
     const ladders = await Promise.all(shown.map(([consumer]) => this.#options.ladder(consumer)));
     const now = (this.#options.now ?? Date.now)();
-    const budget = this.#estimate * rules.headroom - this.#options.audioReserveBps * this.#options.audioTracks();
+    // The lowest estimate of the last upHoldMs: a dip counts at once, a rise only once it has
+    // lasted (a probe misread, or a moment of slack on a congested link, must not buy a layer).
+    while (this.#recent.length > 1 && now - this.#recent[0]!.at > rules.upHoldMs) this.#recent.shift();
+    const estimate = this.#recent.length > 0 ? Math.min(...this.#recent.map((r) => r.bps)) : this.#estimate;
+    const budget = estimate * rules.headroom - this.#options.audioReserveBps * this.#options.audioTracks();
     const decisions = allocate(
       budget,
       shown.map(([consumer, entry], i) => ({

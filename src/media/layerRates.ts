@@ -5,8 +5,6 @@ import type { Rung } from './layerPolicy.js';
 const TEMPORAL_SHARE: Record<number, readonly number[]> = { 1: [1], 2: [0.6, 1], 3: [0.5, 0.75, 1] };
 /** A layer with neither a measure nor a maxBitrate: three times the one below, from 100 kbit/s. */
 const NOMINAL_BASE_BPS = 100_000;
-/** Weight of each new measure in a layer's price (sampled every 2 s: a time constant of about 20 s). */
-const SMOOTHING = 0.1;
 
 /**
  * What each layer of a layered video costs, measured from its producer's streams (one getStats
@@ -18,6 +16,8 @@ export class LayerRates {
   readonly #maxAgeMs: number;
   readonly #sampled = new Map<string, { at: number; ladder: Promise<Rung[]> }>();
   readonly #remembered = new Map<string, Map<string, number>>();
+  /** The last three measures of each layer, by producer. */
+  readonly #recent = new Map<string, Map<string, number[]>>();
 
   constructor(maxAgeMs = 2000) {
     this.#maxAgeMs = maxAgeMs;
@@ -36,6 +36,7 @@ export class LayerRates {
   forget(producerId: string): void {
     this.#sampled.delete(producerId);
     this.#remembered.delete(producerId);
+    this.#recent.delete(producerId);
   }
 
   async #measure(producer: types.Producer): Promise<Rung[]> {
@@ -63,12 +64,17 @@ export class LayerRates {
   #fromMemory(producer: types.Producer, measured: Map<string, number>): Rung[] {
     let memory = this.#remembered.get(producer.id);
     if (!memory) this.#remembered.set(producer.id, (memory = new Map()));
-    // Averaged over about ten samples: a keyframe (one is asked for at every subscriber's layer
-    // switch) lifts a one-second measure by half, and pricing layers on it would make
-    // subscribers step down, switch, and ask for more keyframes.
+    // The median of the last three measures: a keyframe (one is asked for at every subscriber's
+    // layer switch) lifts one one-second measure by half, and pricing layers on it would make
+    // subscribers step down, switch, and ask for more keyframes; a rise that lasts (an encoder
+    // ramping up) counts after two samples. A long average would lag behind such a rise and let a
+    // constrained subscriber climb onto a layer its link cannot carry.
     for (const [key, bitrate] of measured) {
-      const before = memory.get(key);
-      memory.set(key, before === undefined ? bitrate : before + SMOOTHING * (bitrate - before));
+      const recent = [...(this.#recent.get(producer.id)?.get(key) ?? []), bitrate].slice(-3);
+      let byKey = this.#recent.get(producer.id);
+      if (!byKey) this.#recent.set(producer.id, (byKey = new Map()));
+      byKey.set(key, recent);
+      memory.set(key, [...recent].sort((a, b) => a - b)[Math.floor((recent.length - 1) / 2)]!);
     }
     const { spatial, temporal } = shape(producer);
     const encodings = producer.rtpParameters.encodings ?? [];
