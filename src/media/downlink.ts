@@ -71,11 +71,6 @@ export class Downlink {
     });
   }
 
-  /** The transport's current outgoing bandwidth estimate (bits per second). */
-  get estimate(): number {
-    return this.#estimate;
-  }
-
   add(consumer: types.Consumer, view: TileView): void {
     if (this.#closed) return;
     this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0 });

@@ -131,8 +131,8 @@ export class Recordings {
    */
   #supervise(roomId: string, active: Active, run: StageRun): void {
     const startedAt = Date.now();
-    void run.failed.then(async () => {
-      if (this.#active.get(roomId) !== active || (await active.run.catch(() => undefined)) !== run) return;
+    void run.endedByItself.then(async (byItself) => {
+      if (!byItself || this.#active.get(roomId) !== active || (await active.run.catch(() => undefined)) !== run) return;
       // A run that went on for a while was not failing to start: the count starts again.
       const failures = Date.now() - startedAt > 30_000 ? 1 : (active.failures ?? 0) + 1;
       active.failures = failures;

@@ -81,7 +81,6 @@ export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSecon
 }
 
 export class StageRun {
-  readonly startedAt = Date.now();
   readonly #keyframes: NodeJS.Timeout;
   #stopping = false;
 
@@ -146,15 +145,10 @@ export class StageRun {
     return this.process.stderrTail;
   }
 
-  /** The producers this run records (a run whose producer closed has nothing more to record). */
-  get producers(): string[] {
-    return this.legs.map((l) => l.consumer.producerId);
-  }
-
   /** ffmpeg finishes the open segment and ends the playlist (the replay); killed if it hangs. */
-  /** Resolves when ffmpeg ended by itself (a crash, a port taken): not after stop(). */
-  get failed(): Promise<void> {
-    return this.process.exited.then(() => (this.#stopping ? new Promise<void>(() => undefined) : undefined));
+  /** Resolves once ffmpeg has ended: true if by itself (a crash, a port taken), false after stop(). */
+  get endedByItself(): Promise<boolean> {
+    return this.process.exited.then(() => !this.#stopping);
   }
 
   async stop(graceMs = 5000): Promise<void> {

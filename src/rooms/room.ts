@@ -27,7 +27,7 @@ import type { HandMove, RemoteBroadcasts, RemoteMembers, UnmuteRequest } from '.
 import { RoomView } from '../protocol/roomView.js';
 import { watchTransportLiveness, type TransportLiveness } from './liveness.js';
 import { Peer } from './peer.js';
-import { canSend, type MediaKind, type RoomPolicy } from './policy.js';
+import type { MediaKind, RoomPolicy } from './policy.js';
 import { assertMayMove, Hands } from './hands.js';
 import { layerFor, Publication } from './publication.js';
 
