@@ -223,7 +223,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
         },
       })
     : undefined;
-  const recordings = new Recordings(config.recordings, store, config.nodeId, audit, log.child({ component: 'recordings' }));
+  const recordings = new Recordings(config.recordings, store, config.nodeId, audit, log.child({ component: 'recordings' }), records);
   const http = createHttpServer({
     log,
     tokens,

@@ -30,7 +30,7 @@ export type AuditEvent =
   /** Classes: every move of a raised hand (`by`: the identity that acted; `left`: the student left). */
   | { type: 'hand'; room: string; peer: string; identity: string; action: string; from: string | null; to: string | null; by: string; version: number }
   /** Classes: a recording of the stage started or stopped (`by`: who, or why it stopped by itself). */
-  | { type: 'recording.started'; room: string; id: string; by: string }
+  | { type: 'recording.started'; room: string; tenant: string; id: string; by: string }
   | { type: 'recording.stopped'; room: string; id: string; by: string; durationMs: number }
   /** Watch rooms: every change of the playback state (`create` when a room's state is born). */
   | {

@@ -1,8 +1,9 @@
 /**
  * Class recordings on this node: at most one running per room, each in its own directory
  * (`<dir>/<roomId>/<recordingId>/`), listed per tenant in the state store so the admin API of
- * any node can list them (each names the node that holds its files). Starting and stopping are
- * audited, so they are in the records too.
+ * any node can list them at once (each names the node that holds its files). Starting and
+ * stopping are audited and kept in the records' `recordings` table, which is what lists them
+ * after a restart (the memory store forgets, Redis may be flushed).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -12,9 +13,14 @@ import { ChorusError } from '../protocol/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { RecordingInfo } from '../protocol/room.js';
 import type { StateStore } from '../store/stateStore.js';
-import { StageRun, type StageSources } from './stageRun.js';
+import { endPlaylist, StageRun, type StageSources } from './stageRun.js';
 
 export type RecordMode = 'off' | 'manual' | 'always';
+
+/** The durable list (the records database), when the node keeps records. */
+export interface RecordingArchive {
+  recordings(tenant: string, limit: number): Promise<RecordingInfo[]>;
+}
 
 export interface RecordingSettings {
   /** Root of the recordings on this node. */
@@ -40,6 +46,7 @@ export class Recordings {
     private readonly nodeId: string,
     private readonly audit: AuditSink,
     private readonly log: Logger,
+    private readonly archive?: RecordingArchive,
   ) {}
 
   active(roomId: string): RecordingInfo | undefined {
@@ -87,7 +94,7 @@ export class Recordings {
       active.lease = setInterval(() => void mark().catch(() => undefined), (LIVE_TTL_SECONDS * 1000) / 3);
       active.lease.unref();
     }
-    this.audit.record({ type: 'recording.started', room: roomId, id: info.id, by });
+    this.audit.record({ type: 'recording.started', room: roomId, tenant, id: info.id, by });
     this.log.info({ room: roomId, recording: info.id, by }, 'recording started');
     return info;
   }
@@ -174,6 +181,7 @@ export class Recordings {
     if (run?.exit && run.exit.code !== 0 && run.exit.signal === null) {
       this.log.warn({ room: roomId, recording: ended.id, exit: run.exit, ffmpeg: run.stderrTail }, 'recording ffmpeg ended with an error');
     }
+    if (await endPlaylist(this.dirOf(roomId, ended.id)).catch(() => false)) this.log.info({ room: roomId, recording: ended.id }, 'recording playlist ended by the node (ffmpeg was killed)');
     await this.#list(running.tenant, (list) => list.map((r) => (r.id === ended.id ? ended : r))).catch((error: unknown) => this.log.warn({ err: error }, 'recording list not updated'));
     this.audit.record({ type: 'recording.stopped', room: roomId, id: ended.id, by, durationMs: ended.endedAt! - ended.startedAt });
     this.log.info({ room: roomId, recording: ended.id, by }, 'recording stopped');
@@ -186,9 +194,23 @@ export class Recordings {
     return raw === undefined ? undefined : (JSON.parse(raw) as RecordingInfo);
   }
 
+  /**
+   * `tenant`'s recordings, the newest first: the state store's list (it has a recording the
+   * moment it starts or stops) over the records' (they have it after any restart, a moment later).
+   */
   async list(tenant: string): Promise<RecordingInfo[]> {
-    const raw = await this.store.getValue(listKey(tenant));
-    return raw === undefined ? [] : (JSON.parse(raw) as RecordingInfo[]);
+    const [raw, archived] = await Promise.all([
+      this.store.getValue(listKey(tenant)),
+      this.archive?.recordings(tenant, LIST_MAX).catch((error: unknown) => {
+        this.log.warn({ err: error }, 'recordings not read from the records; listing the state store\'s');
+        return [];
+      }) ?? [],
+    ]);
+    const byId = new Map(archived.map((r) => [r.id, r]));
+    for (const r of raw === undefined ? [] : (JSON.parse(raw) as RecordingInfo[])) {
+      if (r.endedAt !== undefined || byId.get(r.id)?.endedAt === undefined) byId.set(r.id, r);
+    }
+    return [...byId.values()].sort((a, b) => b.startedAt - a.startedAt).slice(0, LIST_MAX);
   }
 
   /** A recording of `tenant`'s listed by that id, if any. */

@@ -5,7 +5,7 @@
  * the class runs it is a live stream a student can follow (its WebRTC failing); stopped, ffmpeg
  * ends it with EXT-X-ENDLIST and the same files are the replay.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { types } from 'mediasoup';
 import { FfmpegProcess, freeUdpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
@@ -15,6 +15,19 @@ export interface StageSources {
   router: types.Router;
   video?: types.Producer | undefined;
   audio?: types.Producer | undefined;
+  /** The video's capture size as its publisher declared it: the recording's frame. */
+  size?: { width: number; height: number } | undefined;
+}
+
+/**
+ * The recording's frame: the declared capture size, held under 1080p and even (x264's 4:2:0 needs
+ * even sides); 1280×720 when nothing was declared.
+ */
+export function recordingFrame(size: { width: number; height: number } | undefined): { width: number; height: number } {
+  if (!size || size.width < 2 || size.height < 2) return { width: 1280, height: 720 };
+  const scale = Math.min(1, 1920 / size.width, 1080 / size.height);
+  const even = (n: number): number => Math.max(2, 2 * Math.floor((n * scale) / 2));
+  return { width: even(size.width), height: even(size.height) };
 }
 
 export interface StageRunOptions {
@@ -60,14 +73,18 @@ export function stageSdp(legs: ReadonlyArray<Pick<Leg, 'kind' | 'rtpPort' | 'rtc
   return [...lines, ''].join('\r\n');
 }
 
-export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSeconds: number, append = false): string[] {
+export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSeconds: number, append = false, frame = recordingFrame(undefined)): string[] {
+  const { width: w, height: h } = frame;
+  // One frame size for the whole run: a simulcast camera starts on its lowest layer (80×45 for a
+  // 320×180 capture, which x264 refuses) and climbs; every layer is scaled into the same frame.
+  const fit = `scale=${w}:${h}:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2,setsar=1`;
   return [
     '-hide_banner', '-nostdin', '-loglevel', 'error',
     '-protocol_whitelist', 'file,udp,rtp',
     '-analyzeduration', '1000000', '-probesize', '1000000',
     '-reorder_queue_size', '128',
     '-f', 'sdp', '-i', 'stage.sdp',
-    ...(hasVideo ? ['-map', '0:v:0', '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-force_key_frames', `expr:gte(t,n_forced*${segmentSeconds})`] : []),
+    ...(hasVideo ? ['-map', '0:v:0', '-vf', fit, '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-force_key_frames', `expr:gte(t,n_forced*${segmentSeconds})`] : []),
     // Opus DTX leaves gaps in silences: filled, so the timeline matches real time.
     ...(hasAudio ? ['-map', '0:a:0', '-af', 'aresample=async=1', '-c:a', 'aac', '-b:a', '96000', '-ar', '48000'] : []),
     '-f', 'hls',
@@ -78,6 +95,19 @@ export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSecon
     '-hls_segment_filename', 'seg-%05d.ts',
     PLAYLIST,
   ];
+}
+
+/**
+ * Ends the playlist of a recording that is over, if ffmpeg did not: once its input has gone quiet
+ * (the recorded tracks ended) ffmpeg reads a SIGINT only with the next packet, so it is killed
+ * after the grace without writing #EXT-X-ENDLIST, and players would wait for more forever. What
+ * it had not finished is lost: the segment under way, not in the playlist.
+ */
+export async function endPlaylist(dir: string): Promise<boolean> {
+  const text = await readFile(join(dir, PLAYLIST), 'utf8').catch(() => undefined);
+  if (text === undefined || text.includes('#EXT-X-ENDLIST')) return false;
+  await appendFile(join(dir, PLAYLIST), `${text.endsWith('\n') ? '' : '\n'}#EXT-X-ENDLIST\n`);
+  return true;
 }
 
 export class StageRun {
@@ -127,7 +157,7 @@ export class StageRun {
       await writeFile(join(options.dir, 'stage.sdp'), sdp);
       const hasVideo = legs.some((l) => l.kind === 'video');
       const hasAudio = legs.some((l) => l.kind === 'audio');
-      const run = new StageRun(legs, new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append), options.dir, options.log), options.dir);
+      const run = new StageRun(legs, new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append, recordingFrame(sources.size)), options.dir, options.log), options.dir);
       // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
       for (const leg of legs) await leg.consumer.resume();
       return run;

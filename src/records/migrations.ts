@@ -136,4 +136,23 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE sessions ADD COLUMN layer_changes integer NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 4,
+    name: 'recordings',
+    sql: `
+      -- Class recordings: what the admin API lists after any restart (the state store's list is
+      -- only the live view). The files stay on the node that wrote them.
+      CREATE TABLE recordings (
+        id          text PRIMARY KEY,
+        tenant      text NOT NULL,
+        room        text NOT NULL,
+        node        text NOT NULL,
+        started_at  timestamptz NOT NULL,
+        started_by  text NOT NULL,
+        ended_at    timestamptz,
+        stopped_by  text
+      );
+      CREATE INDEX recordings_tenant_started ON recordings (tenant, started_at DESC);
+    `,
+  },
 ];

@@ -42,6 +42,10 @@ export function recordNode(rooms: RoomManager, audit: AuditLog, sink: RecordSink
       sink.record({ kind: 'track.published', track: event.producer, peer: event.peer, room: event.room, identity: event.identity, source: event.source, trackKind: event.kind, node: nodeId }, event.at);
     } else if (event.type === 'track.unpublished') {
       sink.record({ kind: 'track.unpublished', track: event.producer, room: event.room }, event.at);
+    } else if (event.type === 'recording.started') {
+      sink.record({ kind: 'recording.started', recording: event.id, tenant: event.tenant, room: event.room, node: nodeId, by: event.by }, event.at);
+    } else if (event.type === 'recording.stopped') {
+      sink.record({ kind: 'recording.stopped', recording: event.id, by: event.by }, event.at);
     }
     const { type, at, ...data } = event;
     const room = 'room' in event ? event.room : undefined;

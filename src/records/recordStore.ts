@@ -5,6 +5,7 @@
  * delivered twice leaves the database as if it had been delivered once.
  */
 import type { SqlDatabase, SqlExecutor } from './sql.js';
+import type { RecordingInfo } from '../protocol/room.js';
 import { isLifecycle, storable, type ChorusRecord } from './types.js';
 
 export interface RecordStore {
@@ -14,12 +15,14 @@ export interface RecordStore {
   write(batch: readonly ChorusRecord[]): Promise<void>;
   /** Marks a room archived (rooms are never deleted). False when there is no such room. */
   archiveRoom(roomId: string): Promise<boolean>;
+  /** `tenant`'s recordings, the newest first. */
+  recordings(tenant: string, limit: number): Promise<RecordingInfo[]>;
   /** Read access for operators and tests. */
   query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
   close(): Promise<void>;
 }
 
-type Lifecycle = Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` | `track.${string}` }>;
+type Lifecycle = Extract<ChorusRecord, { kind: `${'room' | 'session' | 'track' | 'recording'}.${string}` }>;
 type EventRecord = Extract<ChorusRecord, { kind: 'event' }>;
 type QualityRecord = Extract<ChorusRecord, { kind: 'quality' }>;
 
@@ -84,6 +87,15 @@ export class SqlRecordStore implements RecordStore {
       // After this batch's samples are in: an unpublished track's summary covers all of them.
       for (const record of lifecycle) if (record.kind === 'track.unpublished') await summariseTrack(tx, record.track);
     });
+  }
+
+  async recordings(tenant: string, limit: number): Promise<RecordingInfo[]> {
+    const rows = await this.db.query<{ id: string; room: string; node: string; started: number; ended: number | null; started_by: string }>(
+      `SELECT id, room, node, (extract(epoch FROM started_at) * 1000)::float8 AS started, (extract(epoch FROM ended_at) * 1000)::float8 AS ended, started_by
+       FROM recordings WHERE tenant = $1 ORDER BY started_at DESC LIMIT $2`,
+      [tenant, limit],
+    );
+    return rows.map((r) => ({ id: r.id, roomId: r.room, node: r.node, startedAt: Math.round(Number(r.started)), ...(r.ended === null ? {} : { endedAt: Math.round(Number(r.ended)) }), by: r.started_by }));
   }
 
   async archiveRoom(roomId: string): Promise<boolean> {
@@ -165,6 +177,16 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
          ON CONFLICT (id) DO NOTHING`,
         [record.track, record.room, record.peer, record.identity, record.source, record.trackKind, record.node, record.at],
       );
+      return;
+    case 'recording.started':
+      await tx.query(
+        `INSERT INTO recordings (id, tenant, room, node, started_at, started_by) VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000.0), $6)
+         ON CONFLICT (id) DO NOTHING`,
+        [record.recording, record.tenant, record.room, record.node, record.at, record.by],
+      );
+      return;
+    case 'recording.stopped':
+      await tx.query(`UPDATE recordings SET ended_at = to_timestamp($2::float8 / 1000.0), stopped_by = $3 WHERE id = $1 AND ended_at IS NULL`, [record.recording, record.at, record.by]);
       return;
     case 'track.unpublished':
       await tx.query(`UPDATE tracks SET unpublished_at = to_timestamp($2::float8 / 1000.0) WHERE id = $1 AND unpublished_at IS NULL`, [record.track, record.at]);

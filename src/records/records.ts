@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
+import type { RecordingInfo } from '../protocol/room.js';
 import { migrate } from './migrate.js';
 import { stamp, type NewRecord, type RecordSink } from './nodeRecorder.js';
 import { SqlRecordStore, type RecordStore } from './recordStore.js';
@@ -53,6 +54,10 @@ export class Records extends EventEmitter<{ queued: [record: ChorusRecord] }> im
 
   archiveRoom(roomId: string): Promise<boolean> {
     return this.store.archiveRoom(roomId);
+  }
+
+  recordings(tenant: string, limit: number): Promise<RecordingInfo[]> {
+    return this.store.recordings(tenant, limit);
   }
 
   status(): RecordsStatus {

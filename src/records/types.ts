@@ -46,6 +46,18 @@ export const chorusRecord = z.discriminatedUnion('kind', [
   z.object({ ...base, kind: z.literal('track.unpublished'), track: z.string(), room: z.string() }),
   z.object({
     ...base,
+    kind: z.literal('recording.started'),
+    recording: z.string(),
+    /** The API key's tenant the room belongs to: whose admin API lists it. */
+    tenant: z.string(),
+    room: z.string(),
+    /** The node holding its files. */
+    node: z.string(),
+    by: z.string(),
+  }),
+  z.object({ ...base, kind: z.literal('recording.stopped'), recording: z.string(), by: z.string() }),
+  z.object({
+    ...base,
     kind: z.literal('event'),
     type: z.string(),
     room: z.string().optional(),
@@ -80,9 +92,9 @@ export const chorusRecord = z.discriminatedUnion('kind', [
 export type ChorusRecord = z.infer<typeof chorusRecord>;
 export type RecordKind = ChorusRecord['kind'];
 
-/** Room, session and track changes: applied in order, once each (tracked in `applied_records`). */
-export function isLifecycle(record: ChorusRecord): record is Extract<ChorusRecord, { kind: `room.${string}` | `session.${string}` | `track.${string}` }> {
-  return record.kind.startsWith('room.') || record.kind.startsWith('session.') || record.kind.startsWith('track.');
+/** Room, session, track and recording changes: applied in order, once each (tracked in `applied_records`). */
+export function isLifecycle(record: ChorusRecord): record is Extract<ChorusRecord, { kind: `${'room' | 'session' | 'track' | 'recording'}.${string}` }> {
+  return record.kind !== 'event' && record.kind !== 'quality';
 }
 
 /** NUL, and UTF-16 surrogates without their pair (in `u` mode a paired one is one code point). */

@@ -760,10 +760,11 @@ export class Room extends EventEmitter<RoomEvents> {
       const producer = presenter.publications.get(source)?.producer;
       return producer && !producer.closed ? producer : undefined;
     };
-    const video = live('screen') ?? live('camera');
+    const source: TrackSource | undefined = live('screen') ? 'screen' : live('camera') ? 'camera' : undefined;
+    const video = source && live(source);
     // The recording takes the top layer: dynacast must not turn it off under it.
     if (video) this.#layers.feedsElsewhere(video.id);
-    return { router: this.media.origin.router, video, audio: live('microphone') };
+    return { router: this.media.origin.router, video, audio: live('microphone'), size: source && presenter.publications.get(source)?.video };
   }
 
   async #startRecording(by: string): Promise<RecordingInfo> {

@@ -158,3 +158,49 @@ test('CHORUS_CLASS_RECORD=always records a class from its teacher\'s tracks to t
     await always.close();
   }
 }, 60_000);
+
+test('a recording outlives its node\'s restart: the records list it, ended, and the same node serves its replay', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'chorus-rec-data-'));
+  // Records on (PGlite in the data directory) and the memory store, which a restart empties.
+  const env = { CHORUS_RECORDINGS_DIR: dir, CHORUS_DATA_DIR: dataDir, CHORUS_RECORDS: 'true', CHORUS_CLASS_RECORD: 'always', CHORUS_NODE_ID: 'rec-restart' };
+  let first: ChorusNode | undefined = await startTestNode(env);
+  let second: ChorusNode | undefined;
+  try {
+    const room = 'class-rec-restart';
+    const token = await first.tokens.mint({ room, identity: 'teacher', role: 'teacher', kind: 'class', name: 'teacher' });
+    const teacher = await joinCallPeer(first, room, 'teacher', 440, { token, camera: { colour: palette.green, width: 320, height: 180 } });
+    peers.push(teacher);
+    const told: Array<RecordingInfo | null> = [];
+    teacher.client.on('recording', (recording) => told.push(recording));
+    await until(() => told.some((r) => r !== null), 15_000, 'the recording to start');
+    const id = told.find((r) => r)!.id;
+    const playlist = `/recordings/${room}/${id}/index.m3u8`;
+    // The camera starts on its lowest layer (80×45, odd, which x264 alone refuses); the recording's frame is the declared 320×180.
+    await until(async () => (await (await fetch(`${first!.url}${playlist}`, { headers: { authorization: KEY } })).text()).includes('.ts'), 20_000, 'a first segment');
+    await teacher.close();
+    const ended = async (): Promise<boolean> => {
+      const listed = (await (await fetch(`${first!.url}/api/admin/recordings`, { headers: { authorization: KEY } })).json()) as { recordings: RecordingInfo[] };
+      return listed.recordings.some((r) => r.id === id && r.endedAt !== undefined);
+    };
+    await until(ended, 10_000, 'the recording to end with the teacher');
+    await first.close();
+    first = undefined;
+
+    second = await startTestNode(env);
+    const listed = (await (await fetch(`${second.url}/api/admin/recordings`, { headers: { authorization: KEY } })).json()) as { recordings: RecordingInfo[] };
+    expect(listed.recordings).toEqual([{ id, roomId: room, node: 'rec-restart', startedAt: expect.any(Number), endedAt: expect.any(Number), by: 'always' }]);
+    expect(listed.recordings[0]!.endedAt!).toBeGreaterThan(listed.recordings[0]!.startedAt);
+    const replay = await fetch(`${second.url}${playlist}`, { headers: { authorization: KEY } });
+    expect(replay.status).toBe(200);
+    const text = await replay.text();
+    expect(text).toContain('#EXT-X-ENDLIST');
+    expect(text).toContain('.ts');
+    const probe = await run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'json', join(dir, room, id, 'index.m3u8')]);
+    expect((JSON.parse(probe.stdout) as { streams: unknown[] }).streams).toEqual([{ width: 320, height: 180 }]);
+  } finally {
+    for (const p of peers.splice(0)) await p.close();
+    await first?.close();
+    await second?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}, 90_000);

@@ -53,11 +53,11 @@ async function count(db: SqlDatabase, sql: string, params: unknown[] = []): Prom
 describe.each(['postgres', 'pglite'] as const)('records store on %s', (kind) => {
   test('migrations apply on first start, are recorded, and running them again changes nothing', async () => {
     const db = await database(kind);
-    await db.exec('DROP TABLE IF EXISTS schema_migrations, rooms, sessions, session_peers, events, quality_samples, applied_records, tracks');
+    await db.exec('DROP TABLE IF EXISTS schema_migrations, rooms, sessions, session_peers, events, quality_samples, applied_records, tracks, recordings');
     expect(await migrate(db)).toEqual({ applied: migrations.map((m) => m.version) });
     expect(await migrate(db)).toEqual({ applied: [] });
     const tables = (await db.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)).map((r) => r.table_name);
-    expect(tables).toEqual(['applied_records', 'events', 'quality_samples', 'rooms', 'schema_migrations', 'session_peers', 'sessions', 'tracks']);
+    expect(tables).toEqual(['applied_records', 'events', 'quality_samples', 'recordings', 'rooms', 'schema_migrations', 'session_peers', 'sessions', 'tracks']);
     expect(await count(db, 'schema_migrations')).toBe(migrations.length);
   });
 
@@ -261,5 +261,29 @@ describe.each(['postgres', 'pglite'] as const)('track records on %s', (kind) => 
       { id: 'cam', session_id: 'TP', source: 'camera', kind: 'video', closed: true, packet_loss: expect.closeTo(0.02, 5), jitter_ms: 4, bitrate: 900_000, rtt_ms: 20, layer_ms: { '0': 1000, '2': 2000 }, freezes: 1 },
     ]);
     expect(await db.query('SELECT peak_participants FROM rooms WHERE id = $1', [room])).toEqual([{ peak_participants: 2 }]);
+  });
+});
+
+describe.each(['postgres', 'pglite'] as const)('recording records on %s', (kind) => {
+  test('a recording delivered twice is one row, listed for its tenant only, the newest first, ended once', async () => {
+    const db = await database(kind);
+    await migrate(db);
+    const store = new SqlRecordStore(db);
+    const t = 1_700_000_000_000;
+    const first = stamp({ kind: 'recording.started', recording: `rec-1-${kind}`, tenant: `school-${kind}`, room: 'maths', node: 'A', by: 'teacher' }, t);
+    const second = stamp({ kind: 'recording.started', recording: `rec-2-${kind}`, tenant: `school-${kind}`, room: 'physics', node: 'B', by: 'always' }, t + 10_000);
+    const foreign = stamp({ kind: 'recording.started', recording: `rec-3-${kind}`, tenant: `other-${kind}`, room: 'maths', node: 'A', by: 'teacher' }, t + 20_000);
+    const stopped = stamp({ kind: 'recording.stopped', recording: `rec-1-${kind}`, by: 'teacher' }, t + 5_000);
+    // A second stop (a late duplicate from another path) does not move its end.
+    const stoppedAgain = stamp({ kind: 'recording.stopped', recording: `rec-1-${kind}`, by: 'node closing' }, t + 9_000);
+    const batch = [first, second, foreign, stopped, stoppedAgain];
+    await store.write(batch);
+    await store.write(batch);
+    expect(await store.recordings(`school-${kind}`, 10)).toEqual([
+      { id: `rec-2-${kind}`, roomId: 'physics', node: 'B', startedAt: t + 10_000, by: 'always' },
+      { id: `rec-1-${kind}`, roomId: 'maths', node: 'A', startedAt: t, endedAt: t + 5_000, by: 'teacher' },
+    ]);
+    expect(await store.recordings(`school-${kind}`, 1)).toHaveLength(1);
+    expect(await db.query('SELECT stopped_by FROM recordings WHERE id = $1', [`rec-1-${kind}`])).toEqual([{ stopped_by: 'teacher' }]);
   });
 });
