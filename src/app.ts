@@ -40,6 +40,9 @@ import { HlsService } from './hls/hlsService.js';
 import { HLS_VIEWERS_LEASE_SECONDS, hlsViewersKey, ViewerCountReader } from './hls/viewers.js';
 import { Room } from './rooms/room.js';
 import { SocketRoomChannel } from './signaling/channel.js';
+import { createHandlers, type HandlerDeps } from './signaling/handlers.js';
+import { GatewayChannel, GatewayParticipants } from './gateway/participants.js';
+import { registerGatewayRoutes } from './gateway/routes.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { MemoryStateStore } from './store/memoryStore.js';
@@ -306,7 +309,9 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     onRefused: (reason) => metrics.connectionRefused(reason),
   });
   connections.attach(http.server);
-  const channel = new SocketRoomChannel(io);
+  // REST participants of the media API get room events as socket sessions do (see gateway/).
+  const gatewayParticipants = new GatewayParticipants(config.rooms.stalePeerMs, log.child({ component: 'gateway' }));
+  const channel = new GatewayChannel(new SocketRoomChannel(io), gatewayParticipants);
   // With Redis, room events reach clients on every node. The streams adapter resumes from its
   // stream position after a Redis blip instead of losing what was published meanwhile.
   // The adapter reads with a blocking XREAD, which needs its own timeouts: not the store's
@@ -477,20 +482,35 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   );
   registerAdminRoutes(http, admin, keys);
   const webhooks = new Webhooks(config.webhooks, keys.primary, config.nodeId, audit, log);
+  const handlerDeps: HandlerDeps = {
+    rooms,
+    tokens,
+    limits,
+    audit,
+    turn: config.turn,
+    store,
+    resumeTtlSeconds: config.tokens.resumeTtlSeconds,
+    placement: publisherPlacement,
+    watch,
+    observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
+  };
+  await registerGatewayRoutes(http, {
+    handlers: createHandlers(handlerDeps),
+    participants: gatewayParticipants,
+    rooms,
+    admin,
+    keys,
+    tokens,
+    store,
+    limits,
+    audit,
+    nodeId: config.nodeId,
+    // A room's REST participants all live on the node holding it (their events are local there).
+    roomNode: publisherPlacement?.redirectFor,
+  });
   attachProtocol(
     io,
-    {
-      rooms,
-      tokens,
-      limits,
-      audit,
-      turn: config.turn,
-      store,
-      resumeTtlSeconds: config.tokens.resumeTtlSeconds,
-      placement: publisherPlacement,
-      watch,
-      observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
-    },
+    handlerDeps,
     signaling,
     log,
     (method, seconds, code) => metrics.observeRequest(method, seconds, code),
@@ -505,6 +525,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     closing = true;
     // Only this node's clients (the adapter would disconnect the whole cluster's).
     io.local.disconnectSockets(true);
+    gatewayParticipants.close();
     watch.close();
     sampler?.stop();
     await hls?.close();

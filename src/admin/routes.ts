@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ApiKeyring } from '../auth/apiKeys.js';
 import { requireApiKey } from '../http/apiKeyAuth.js';
+import { parse } from '../http/validate.js';
 import { ChorusError } from '../protocol/errors.js';
 import { roomId } from '../protocol/messages.js';
 import { trackSource } from '../protocol/room.js';
@@ -20,14 +21,6 @@ const roomParams = z.strictObject({ roomId });
 const peerParams = z.strictObject({ roomId, peerId: z.uuid() });
 const muteBody = z.strictObject({ muted: z.boolean().default(true), source: trackSource.optional() });
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const parsed = schema.safeParse(value ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ChorusError('BAD_REQUEST', `${what} ${issue?.path.join('.') || ''}: ${issue?.message}`.replace(/ +:/, ':'));
-  }
-  return parsed.data;
-}
 
 export function registerAdminRoutes(app: FastifyInstance, admin: RoomAdmin, keys: ApiKeyring): void {
   app.get('/api/admin/rooms', async (request, reply) => {

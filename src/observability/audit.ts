@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from './logger.js';
 
 export type AuditEvent =
-  | { type: 'token.minted'; keyId: string; room: string; identity: string; role: string; tokenId: string; via: 'http' | 'cli' | 'demo' }
+  | { type: 'token.minted'; keyId: string; room: string; identity: string; role: string; tokenId: string; via: 'http' | 'cli' | 'demo' | 'gateway' }
   | { type: 'join.refused'; room?: string | undefined; identity?: string | undefined; code: string; reason: string; ip?: string | undefined }
   | { type: 'join.accepted'; room: string; identity: string; role: string; peer: string; ip?: string | undefined }
   | { type: 'broadcast.started'; room: string; peer: string; identity: string; producer: string }

@@ -74,7 +74,19 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
     }
   }
 
-  async #roomFor(grant: VerifiedGrant): Promise<Room> {
+  /**
+   * Opens `roomId` here for `key` without anyone joining yet (the media REST API's create), or
+   * returns it when it is open already. The same rules as a join's: one tenant and one kind per
+   * room, the key's room cap. Nobody publishing in it closes it after the idle time.
+   */
+  async open(roomId: string, kind: RoomKind, key: { id: string; tenant: string }): Promise<Room> {
+    const room = await this.#roomFor({ room: roomId, kind, keyId: key.id, tenant: key.tenant });
+    if (room.tenant !== key.tenant) throw othersRoom(room.id);
+    if (room.kind !== kind) throw new ChorusError('WRONG_ROOM_KIND', `this is a ${room.kind} room, not a ${kind} room`);
+    return room;
+  }
+
+  async #roomFor(grant: Pick<VerifiedGrant, 'room' | 'kind' | 'keyId' | 'tenant'>): Promise<Room> {
     const { room: roomId, kind, keyId } = grant;
     const existing = this.#rooms.get(roomId);
     if (existing && !existing.closed) return existing;

@@ -61,7 +61,7 @@ export interface RequestContext {
   receivedAt: number;
 }
 
-type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>, context: RequestContext) => Promise<Responses[M]> };
+export type Handlers = { [M in Method]: (session: Session, request: RequestOf<M>, context: RequestContext) => Promise<Responses[M]> };
 
 function member(session: Session): { room: Room; peer: Peer } {
   const { room, peer } = session;
