@@ -68,6 +68,8 @@ export interface ChorusNode {
   readonly health: HealthChecks;
   /** Rooms, sessions, audit events and quality samples in PostgreSQL/PGlite; absent when off. */
   readonly records: Records | undefined;
+  /** Participants driven over the media REST API on this node. */
+  readonly gatewayParticipants: GatewayParticipants;
   /** The HLS fallback, unless CHORUS_HLS=false. */
   readonly hls: HlsService | undefined;
   /** Base URL the node listens on, e.g. http://127.0.0.1:3000. */
@@ -505,8 +507,16 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     limits,
     audit,
     nodeId: config.nodeId,
-    // A room's REST participants all live on the node holding it (their events are local there).
-    roomNode: publisherPlacement?.redirectFor,
+    // A room's REST participants all live on the node holding it (their events are local there):
+    // its rendezvous origin, or with local placement the node that opened it, while that one lives.
+    roomNode:
+      publisherPlacement?.redirectFor ??
+      (registry &&
+        (async (roomId: string) => {
+          const record = await store.getRoom(roomId);
+          if (!record || record.nodeId === config.nodeId) return undefined;
+          return registry.nodes.find((n) => n.id === record.nodeId && !n.draining)?.url;
+        })),
   });
   attachProtocol(
     io,
@@ -584,6 +594,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     metrics,
     health,
     records,
+    gatewayParticipants,
     hls,
     url,
     publicUrl,

@@ -22,14 +22,23 @@ export class RestApiError extends Error {
   }
 }
 
-/** One HTTP call to the REST API with `auth` (an `Authorization` header value). */
-export async function restCall<T = Record<string, unknown>>(base: string, auth: string, method: string, path: string, body?: unknown): Promise<T> {
+/**
+ * One HTTP call to the REST API with `auth` (an `Authorization` header value). A 307 to the node
+ * holding the room is followed with the same credentials, as the README tells gateways to (fetch
+ * itself drops them on a redirect to another origin).
+ */
+export async function restCall<T = Record<string, unknown>>(base: string, auth: string, method: string, path: string, body?: unknown, hops = 1): Promise<T> {
   const response = await fetch(`${base}${path}`, {
     method,
     headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     redirect: 'manual',
   });
+  const location = response.headers.get('location');
+  if (response.status === 307 && location && hops > 0) {
+    const target = new URL(location);
+    return restCall<T>(target.origin, auth, method, `${target.pathname}${target.search}`, body, hops - 1);
+  }
   const text = await response.text();
   const parsed = text ? (JSON.parse(text) as unknown) : undefined;
   if (response.status >= 300) throw new RestApiError(response.status, parsed as RestApiError['body']);
