@@ -507,6 +507,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     limits,
     audit,
     nodeId: config.nodeId,
+    observe: (method, seconds, code) => metrics.observeRequest(method, seconds, code),
     // A room's REST participants all live on the node holding it (their events are local there):
     // its rendezvous origin, or with local placement the node that opened it, while that one lives.
     roomNode:

@@ -65,6 +65,8 @@ export interface GatewayDeps {
   nodeId: string;
   /** In a cluster: the URL of the node holding `roomId`, when that is not this node. */
   roomNode?: ((roomId: string) => Promise<string | undefined>) | undefined;
+  /** Told of every protocol method run (the signaling request metrics). */
+  observe?: ((method: string, seconds: number, code: string | undefined) => void) | undefined;
   /** Heartbeat comments on idle event streams (proxies cut silent connections). */
   heartbeatMs?: number | undefined;
 }
@@ -94,6 +96,20 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
   };
 
   const context = (): { receivedAt: number } => ({ receivedAt: Date.now() });
+
+  /** Runs a protocol method for a participant, counted in the signaling metrics as a socket's is. */
+  const counted = async <T>(method: string, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    const done = (code: string | undefined): void => deps.observe?.(method, (performance.now() - started) / 1000, code);
+    try {
+      const result = await work();
+      done(undefined);
+      return result;
+    } catch (error) {
+      done(error instanceof ChorusError ? error.code : 'INTERNAL');
+      throw error;
+    }
+  };
 
   await app.register(async (scope) => {
     await scope.register(fastifySSE, { heartbeatInterval: deps.heartbeatMs ?? 15_000 });
@@ -138,7 +154,7 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       }
       const participant = participants.create(request.ip, key.id, key.tenant);
       try {
-        const answer = await handlers.join(participant, { roomId, token, ...(join.previousPeerId ? { previousPeerId: join.previousPeerId } : {}) }, context());
+        const answer = await counted('join', () => handlers.join(participant, { roomId, token, ...(join.previousPeerId ? { previousPeerId: join.previousPeerId } : {}) }, context()));
         return await reply.status(201).send({ participantId: answer.peerId, ...answer });
       } catch (error) {
         participants.discard(participant);
@@ -151,7 +167,8 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       const { roomId } = parse(roomParams, request.params, 'path');
       const { participantId, ...rest } = parse(transportBody, request.body, 'body');
       if (await redirected(request, reply, roomId)) return reply;
-      return handlers.createTransport(await acting(key, roomId, participantId), rest, context());
+      const participant = await acting(key, roomId, participantId);
+      return counted('createTransport', () => handlers.createTransport(participant, rest, context()));
     });
 
     scope.post('/api/rooms/:roomId/transports/:transportId/connect', body, async (request, reply) => {
@@ -159,7 +176,8 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       const { roomId, transportId } = parse(transportParams, request.params, 'path');
       const { participantId, ...rest } = parse(connectBody, request.body, 'body');
       if (await redirected(request, reply, roomId)) return reply;
-      return handlers.connectTransport(await acting(key, roomId, participantId), { transportId, ...rest }, context());
+      const participant = await acting(key, roomId, participantId);
+      return counted('connectTransport', () => handlers.connectTransport(participant, { transportId, ...rest }, context()));
     });
 
     scope.post('/api/rooms/:roomId/transports/:transportId/produce', body, async (request, reply) => {
@@ -167,7 +185,8 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       const { roomId, transportId } = parse(transportParams, request.params, 'path');
       const { participantId, ...rest } = parse(produceBody, request.body, 'body');
       if (await redirected(request, reply, roomId)) return reply;
-      return handlers.produce(await acting(key, roomId, participantId), { transportId, ...rest }, context());
+      const participant = await acting(key, roomId, participantId);
+      return counted('produce', () => handlers.produce(participant, { transportId, ...rest }, context()));
     });
 
     scope.post('/api/rooms/:roomId/consume', body, async (request, reply) => {
@@ -175,7 +194,8 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       const { roomId } = parse(roomParams, request.params, 'path');
       const { participantId, ...rest } = parse(consumeBody, request.body, 'body');
       if (await redirected(request, reply, roomId)) return reply;
-      return handlers.consume(await acting(key, roomId, participantId), rest, context());
+      const participant = await acting(key, roomId, participantId);
+      return counted('consume', () => handlers.consume(participant, rest, context()));
     });
 
     scope.post('/api/rooms/:roomId/consumers/:consumerId/resume', body, async (request, reply) => {
@@ -183,7 +203,8 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       const { roomId, consumerId } = parse(consumerParams, request.params, 'path');
       const { participantId } = parse(resumeBody, request.body, 'body');
       if (await redirected(request, reply, roomId)) return reply;
-      return handlers.resumeConsumer(await acting(key, roomId, participantId), { consumerId }, context());
+      const participant = await acting(key, roomId, participantId);
+      return counted('resumeConsumer', () => handlers.resumeConsumer(participant, { consumerId }, context()));
     });
 
     scope.delete('/api/rooms/:roomId/producers/:producerId', async (request, reply) => {
@@ -191,7 +212,8 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       const { roomId, producerId } = parse(producerParams, request.params, 'path');
       const { participantId } = parse(actingQuery, request.query, 'query');
       if (await redirected(request, reply, roomId)) return reply;
-      return handlers.closeProducer(await acting(key, roomId, participantId), { producerId }, context());
+      const participant = await acting(key, roomId, participantId);
+      return counted('closeProducer', () => handlers.closeProducer(participant, { producerId }, context()));
     });
 
     scope.post('/api/rooms/:roomId/participants/:participantId/leave', body, async (request, reply) => {
@@ -200,7 +222,7 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       if (await redirected(request, reply, roomId)) return reply;
       const participant = await acting(key, roomId, participantId);
       try {
-        return await handlers.leave(participant, {}, context());
+        return await counted('leave', () => handlers.leave(participant, {}, context()));
       } finally {
         participants.discard(participant);
       }

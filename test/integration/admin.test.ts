@@ -14,6 +14,7 @@ import { joinListener, type TestListener } from '../support/listener.js';
 import { toneTrack } from '../support/nodePeer.js';
 import { freePort } from '../support/ports.js';
 import { RawSocket } from '../support/rawSocket.js';
+import { RestPeer } from '../support/restPeer.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 const SECRET = 't'.repeat(40);
@@ -243,6 +244,23 @@ describe('webhooks', () => {
     const extraAttempts = (): number =>
       audit.reduce((n, e) => n + (e.type === 'webhook.delivered' && e.url === receiver.url ? e.attempts - 1 : 0), 0);
     await until(() => extraAttempts() === 2, 5000, 'the retried deliveries to be recorded');
+  });
+
+  test('a participant driven over the media REST API gives the same signed webhooks as a socket\'s', async () => {
+    const auth = `Basic ${Buffer.from(`test:${SECRET}`).toString('base64')}`;
+    const rest = await RestPeer.join(node.url, auth, 'hooks-rest', 'call', 'gateway-user', 'participant');
+    const tone = toneTrack(500);
+    cleanup.push(() => tone.stop(), () => rest.close());
+    const mic = await rest.publish(tone.track, 'microphone');
+    await rest.call('DELETE', `/producers/${mic.id}?participantId=${rest.participantId}`);
+    await rest.leave();
+    await until(() => receiver.events('hooks-rest').includes('room_finished'), 10_000, 'room_finished to be delivered');
+    const deliveries = receiver.received.filter((r) => r.event.room === 'hooks-rest');
+    // Each once (delivery order is not promised: a retried one may come later).
+    expect(deliveries.map((d) => d.event.event).sort()).toEqual(['participant_joined', 'participant_left', 'room_finished', 'room_started', 'track_published', 'track_unpublished']);
+    expect(deliveries.find((d) => d.event.event === 'participant_joined')?.event.participant).toMatchObject({ identity: 'gateway-user', role: 'participant' });
+    expect(deliveries.find((d) => d.event.event === 'participant_left')?.event.reason).toBe('left');
+    for (const d of deliveries) expect(verifyWebhook(d.body, d.signature, SECRET), d.event.event).toBe(true);
   });
 
   test('a receiver that cannot be reached is given up on after the configured attempts, and that is recorded', async () => {

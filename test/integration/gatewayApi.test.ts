@@ -48,7 +48,8 @@ test('a REST participant (HTTP + SSE, a Node WebRTC peer) and an SDK participant
   await until(() => published().length === 2, 10_000, 'the SDK participant\'s two tracks announced on the stream');
   const audioId = published().find((p) => p.track.kind === 'audio')!.track.trackId;
   const videoId = published().find((p) => p.track.kind === 'video')!.track.trackId;
-  const heard: AudioProbe = probeAudio((await rest.consume(audioId)).track);
+  const audioConsumer = await rest.consume(audioId);
+  const heard: AudioProbe = probeAudio(audioConsumer.track);
   const seen = probeVideo((await rest.consume(videoId)).track);
   closers.push(() => heard.stop(), () => seen.stop());
 
@@ -61,6 +62,20 @@ test('a REST participant (HTTP + SSE, a Node WebRTC peer) and an SDK participant
   }, 15_000, 'the SDK participant to hear 660 Hz');
   await until(() => [...sdk.seen.values()].some((s) => s.peerId === restPeerId && colourMatches(s.probe, palette.green)), 15_000, 'the SDK participant to see green');
   expect(hears(sdk, sdk)).toBe(false);
+
+  // The socket's events, on the stream: the loudest speaker; the SDK participant muting and
+  // unmuting its microphone (the REST participant's consumer paused and resumed); a moderator
+  // (the admin API) muting the REST participant's camera.
+  const named = (event: string): unknown[] => rest.events.filter((e) => e.event === event).map((e) => e.data);
+  await until(() => named('speaker:changed').some((d) => [sdk.client.peerId, restPeerId].includes((d as { peerId: string }).peerId)), 10_000, 'a speaker:changed event');
+  await sdk.client.setMuted('microphone', true);
+  await until(() => named('consumer:paused').some((d) => (d as { consumerId: string }).consumerId === audioConsumer.id), 10_000, 'consumer:paused');
+  expect(named('room:delta').some((d) => (d as { changes: Array<{ type: string; trackId?: string; muted?: boolean }> }).changes.some((c) => c.type === 'muted' && c.trackId === audioId && c.muted))).toBe(true);
+  await sdk.client.setMuted('microphone', false);
+  await until(() => named('consumer:resumed').some((d) => (d as { consumerId: string }).consumerId === audioConsumer.id), 10_000, 'consumer:resumed');
+  const muted = await fetch(`${node.url}/api/admin/rooms/${room}/participants/${restPeerId}/mute`, { method: 'POST', headers: { authorization: KEY, 'content-type': 'application/json' }, body: JSON.stringify({ muted: true, source: 'camera' }) });
+  expect(muted.status).toBe(200);
+  await until(() => named('session:muted').some((d) => (d as { muted: boolean; source?: string }).muted && (d as { source?: string }).source === 'camera'), 10_000, 'session:muted');
 
   // Every event carries an increasing id.
   const ids = rest.events.filter((e) => e.id !== '').map((e) => Number(e.id));

@@ -122,6 +122,10 @@ test('a class\'s rules hold over REST: a student gets no send transport, so it c
   expect(await refusal(KEY, 'POST', `/api/rooms/${room}/participants`, { token: 'not-a-token' })).toEqual([401, 'TOKEN_INVALID']);
   expect(await refusal(KEY, 'POST', `/api/rooms/${room}/participants`, { identity: 'y', role: 'broadcaster' })).toEqual([403, 'FORBIDDEN_ROLE']);
   expect(await mediaCounts(node)).toEqual(before);
+  // Counted in the signaling metrics as the same refusal over a socket is.
+  const metrics = await (await fetch(`${node.url}/metrics`)).text();
+  expect(Number(/chorus_signaling_requests_total\{method="createTransport",code="FORBIDDEN_ROLE",node="[^"]+"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+  expect(Number(/chorus_signaling_requests_total\{method="join",code="ok",node="[^"]+"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   // Receiving is what a student does.
   const info = await student.call<{ id: string }>('POST', '/transports', { direction: 'recv' });
   expect(info.id).toMatch(/^[0-9a-f-]{36}$/);
