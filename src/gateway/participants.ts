@@ -140,10 +140,9 @@ export class GatewayParticipants {
     return this.#byPeer.get(id) ?? this.#all.get(id);
   }
 
-  /** Forgets a participant whose join failed. */
+  /** Forgets a participant (it left, or its join failed): its stream ends, its id is unknown from now on. */
   discard(participant: GatewayParticipant): void {
-    participant.end();
-    this.#all.delete(participant.id);
+    this.#forget(participant);
   }
 
   bind(participant: GatewayParticipant, roomId: string, peerId: string): void {

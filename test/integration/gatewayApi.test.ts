@@ -92,6 +92,9 @@ test('a REST participant (HTTP + SSE, a Node WebRTC peer) and an SDK participant
   const after = await mediaCounts(node);
   expect(after.producers).toBe(before.producers - 1);
   expect(after.consumers).toBeLessThan(before.consumers);
+  // Gone: its id is unknown now, and the node keeps nothing of it.
+  await expect(rest.call('POST', '/transports', { direction: 'recv' })).rejects.toMatchObject({ status: 404 });
+  expect(node.gatewayParticipants.size).toBe(0);
 }, 90_000);
 
 test('the event stream resumes from Last-Event-ID with what it missed, and says when that is no longer kept', async () => {
