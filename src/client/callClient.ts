@@ -186,6 +186,8 @@ const P2P_CONNECT_TIMEOUT_MS = 10_000;
 const ARRIVAL_POLL_MS = 20;
 /** A track whose new path brings nothing by then switches anyway (its sender may be silent). */
 const ARRIVAL_WAIT_MS = 3000;
+/** How long a consumer that is no longer played waits for its receive transport to connect. */
+const PROVE_WAIT_MS = 10_000;
 /** Tracks subscribed at once (consume, view, resume each); the rest wait their turn. */
 const SUBSCRIBE_CONCURRENCY = 4;
 
@@ -1096,8 +1098,32 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       const track = p.tracks.get(trackId);
       if (track) track.consumerId = undefined;
     }
-    consumer.close();
-    void pacedRequest(this.#socket, 'closeConsumer', { consumerId: consumer.id }).catch(() => undefined);
+    this.#retire(consumer);
+  }
+
+  /**
+   * Closes an SFU consumer whose track plays from the direct link, once the receive transport has
+   * connected: the only consumer of a transport still connecting takes its m-section with it, the
+   * transport then never finishes ICE and DTLS, and the SFU path, kept proven while the call is
+   * direct, would have to be set up when the call moves back to it (seen in CI: the call went
+   * direct while the first consume was in flight).
+   */
+  #retire(consumer: types.Consumer): void {
+    const recv = this.#recv;
+    const close = (): void => {
+      if (consumer.closed) return;
+      consumer.close();
+      void pacedRequest(this.#socket, 'closeConsumer', { consumerId: consumer.id }).catch(() => undefined);
+    };
+    if (!recv || recv.closed || recv.connectionState !== 'new' && recv.connectionState !== 'connecting') return close();
+    const settled = (state: string): void => {
+      if (state === 'new' || state === 'connecting') return;
+      clearTimeout(timer);
+      recv.off('connectionstatechange', settled);
+      close();
+    };
+    const timer = setTimeout(() => settled('timeout'), PROVE_WAIT_MS);
+    recv.on('connectionstatechange', settled);
   }
 
   /** Back on the SFU: once every track of the former peer plays from its consumer, the direct link goes. */
@@ -1171,8 +1197,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       }
       if (this.#playsDirect(track)) {
         // The call went direct while this was being made: the link carries the track.
-        consumer.close();
-        void pacedRequest(this.#socket, 'closeConsumer', { consumerId: consumer.id }).catch(() => undefined);
+        this.#retire(consumer);
         return;
       }
       this.#consumers.set(track.trackId, consumer);

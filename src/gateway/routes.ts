@@ -22,6 +22,7 @@
  */
 import { fastifySSE } from '@fastify/sse';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
 import type { ApiKey, ApiKeyring } from '../auth/apiKeys.js';
 import type { TokenService } from '../auth/tokens.js';
 import type { RoomAdmin } from '../admin/roomAdmin.js';
@@ -30,7 +31,7 @@ import { parse } from '../http/validate.js';
 import type { Limits } from '../limits/limits.js';
 import type { AuditSink } from '../observability/audit.js';
 import { ChorusError } from '../protocol/errors.js';
-import { wireLimits } from '../protocol/messages.js';
+import { wireLimits, type Method, type RequestOf } from '../protocol/messages.js';
 import type { RoomManager } from '../rooms/roomManager.js';
 import type { Handlers } from '../signaling/handlers.js';
 import type { StateStore } from '../store/stateStore.js';
@@ -162,59 +163,34 @@ export async function registerGatewayRoutes(app: FastifyInstance, deps: GatewayD
       }
     });
 
-    scope.post('/api/rooms/:roomId/transports', body, async (request, reply) => {
-      const key = requireApiKey(request, reply, keys);
-      const { roomId } = parse(roomParams, request.params, 'path');
-      const { participantId, ...rest } = parse(transportBody, request.body, 'body');
-      if (await redirected(request, reply, roomId)) return reply;
-      const participant = await acting(key, roomId, participantId);
-      return counted('createTransport', () => handlers.createTransport(participant, rest, context()));
-    });
-
-    scope.post('/api/rooms/:roomId/transports/:transportId/connect', body, async (request, reply) => {
-      const key = requireApiKey(request, reply, keys);
-      const { roomId, transportId } = parse(transportParams, request.params, 'path');
-      const { participantId, ...rest } = parse(connectBody, request.body, 'body');
-      if (await redirected(request, reply, roomId)) return reply;
-      const participant = await acting(key, roomId, participantId);
-      return counted('connectTransport', () => handlers.connectTransport(participant, { transportId, ...rest }, context()));
-    });
-
-    scope.post('/api/rooms/:roomId/transports/:transportId/produce', body, async (request, reply) => {
-      const key = requireApiKey(request, reply, keys);
-      const { roomId, transportId } = parse(transportParams, request.params, 'path');
-      const { participantId, ...rest } = parse(produceBody, request.body, 'body');
-      if (await redirected(request, reply, roomId)) return reply;
-      const participant = await acting(key, roomId, participantId);
-      return counted('produce', () => handlers.produce(participant, { transportId, ...rest }, context()));
-    });
-
-    scope.post('/api/rooms/:roomId/consume', body, async (request, reply) => {
-      const key = requireApiKey(request, reply, keys);
-      const { roomId } = parse(roomParams, request.params, 'path');
-      const { participantId, ...rest } = parse(consumeBody, request.body, 'body');
-      if (await redirected(request, reply, roomId)) return reply;
-      const participant = await acting(key, roomId, participantId);
-      return counted('consume', () => handlers.consume(participant, rest, context()));
-    });
-
-    scope.post('/api/rooms/:roomId/consumers/:consumerId/resume', body, async (request, reply) => {
-      const key = requireApiKey(request, reply, keys);
-      const { roomId, consumerId } = parse(consumerParams, request.params, 'path');
-      const { participantId } = parse(resumeBody, request.body, 'body');
-      if (await redirected(request, reply, roomId)) return reply;
-      const participant = await acting(key, roomId, participantId);
-      return counted('resumeConsumer', () => handlers.resumeConsumer(participant, { consumerId }, context()));
-    });
-
-    scope.delete('/api/rooms/:roomId/producers/:producerId', async (request, reply) => {
-      const key = requireApiKey(request, reply, keys);
-      const { roomId, producerId } = parse(producerParams, request.params, 'path');
-      const { participantId } = parse(actingQuery, request.query, 'query');
-      if (await redirected(request, reply, roomId)) return reply;
-      const participant = await acting(key, roomId, participantId);
-      return counted('closeProducer', () => handlers.closeProducer(participant, { producerId }, context()));
-    });
+    /**
+     * A route acting for a participant: its path, then its body (the query for DELETE) naming the
+     * participant, then the protocol method with the request `toRequest` makes of the two.
+     */
+    const actFor = <P extends { roomId: string }, I extends { participantId: string }, M extends Method>(
+      verb: 'post' | 'delete',
+      url: string,
+      paramsSchema: z.ZodType<P>,
+      inputSchema: z.ZodType<I>,
+      method: M,
+      toRequest: (params: P, input: Omit<I, 'participantId'>) => RequestOf<M>,
+    ): void => {
+      scope[verb](url, verb === 'post' ? body : {}, async (request, reply) => {
+        const key = requireApiKey(request, reply, keys);
+        const params = parse(paramsSchema, request.params, 'path');
+        const { participantId, ...input } = verb === 'post' ? parse(inputSchema, request.body, 'body') : parse(inputSchema, request.query, 'query');
+        if (await redirected(request, reply, params.roomId)) return reply;
+        const participant = await acting(key, params.roomId, participantId);
+        const run = handlers[method] as (session: GatewayParticipant, request: RequestOf<M>, context: { receivedAt: number }) => Promise<unknown>;
+        return counted(method, () => run(participant, toRequest(params, input), context()));
+      });
+    };
+    actFor('post', '/api/rooms/:roomId/transports', roomParams, transportBody, 'createTransport', (_, input) => input);
+    actFor('post', '/api/rooms/:roomId/transports/:transportId/connect', transportParams, connectBody, 'connectTransport', ({ transportId }, input) => ({ transportId, ...input }));
+    actFor('post', '/api/rooms/:roomId/transports/:transportId/produce', transportParams, produceBody, 'produce', ({ transportId }, input) => ({ transportId, ...input }));
+    actFor('post', '/api/rooms/:roomId/consume', roomParams, consumeBody, 'consume', (_, input) => input);
+    actFor('post', '/api/rooms/:roomId/consumers/:consumerId/resume', consumerParams, resumeBody, 'resumeConsumer', ({ consumerId }) => ({ consumerId }));
+    actFor('delete', '/api/rooms/:roomId/producers/:producerId', producerParams, actingQuery, 'closeProducer', ({ producerId }) => ({ producerId }));
 
     scope.post('/api/rooms/:roomId/participants/:participantId/leave', body, async (request, reply) => {
       const key = requireApiKey(request, reply, keys);

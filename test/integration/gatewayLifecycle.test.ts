@@ -91,4 +91,21 @@ test('in a cluster, a request reaching a node that does not hold the room is red
   const followed = await restCall<{ id: string }>(alpha.url, KEY, 'POST', `/api/rooms/${room}/transports`, { participantId: rest.participantId, direction: 'recv' });
   expect(followed.id).toMatch(/^[0-9a-f-]{36}$/);
   expect(beta.rooms.get(room)?.peers.get(rest.participantId)).toBeDefined();
+
+  // A class whose students are on the other node: a REST assistant on the class's node gets the
+  // hand queue and the questions of a student on alpha (hands and chat cross nodes by the roster).
+  const classRoom = await roomOwnedBy('gw-beta', ['gw-alpha', 'gw-beta'], 'gw-class');
+  const assistant = await RestPeer.join(alpha.url, KEY, classRoom, 'class', 'assistant', 'assistant');
+  peers.push(assistant);
+  expect(beta.rooms.get(classRoom)?.peers.has(assistant.participantId)).toBe(true);
+  await assistant.call('POST', '/transports', { direction: 'recv' });
+  const studentToken = await alpha.tokens.mint({ room: classRoom, identity: 'student-alpha', role: 'student', kind: 'class', name: 'student-alpha' });
+  const student = await joinCallPeer(alpha, classRoom, 'student-alpha', 0, { token: studentToken, receiveOnly: true });
+  sdks.push(student);
+  expect(alpha.rooms.get(classRoom)?.peers.has(student.client.peerId!)).toBe(true);
+  await student.client.moveHand('raise');
+  await student.client.sendChat('a question from alpha', 'staff');
+  const named = (event: string): unknown[] => assistant.events.filter((e) => e.event === event).map((e) => e.data);
+  await until(() => named('hand:queue').some((d) => (d as { queue: { hands: Array<{ peerId: string; state: string }> } }).queue.hands.some((h) => h.peerId === student.client.peerId && h.state === 'raised')), 10_000, 'the REST assistant to see the hand raised on alpha');
+  await until(() => named('chat:message').some((d) => (d as { message: { text: string } }).message.text === 'a question from alpha'), 10_000, 'the REST assistant to get the question from alpha');
 }, 60_000);

@@ -78,9 +78,15 @@ export class RestPeer {
     this.#source?.close();
     const auth = this.auth;
     const source = new EventSource(`${this.base}/api/rooms/${this.roomId}/participants/${this.participantId}/events`, {
-      fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, authorization: auth } }),
+      // A 307 to the room's node is followed with the credentials (fetch alone would drop them).
+      fetch: async (input, init) => {
+        const ask = (url: string | URL | Request): Promise<Response> => fetch(url, { ...init, headers: { ...init.headers, authorization: auth }, redirect: 'manual' });
+        const first = await ask(input);
+        const location = first.status === 307 ? first.headers.get('location') : null;
+        return location ? ask(location) : first;
+      },
     });
-    const names = ['room:delta', 'speaker:changed', 'session:muted', 'consumer:paused', 'consumer:resumed', 'consumer:closed', 'session:kicked', 'room:ended', 'stream:gap', 'audio:levels', 'call:path'];
+    const names = ['room:delta', 'speaker:changed', 'session:muted', 'consumer:paused', 'consumer:resumed', 'consumer:closed', 'session:kicked', 'room:ended', 'stream:gap', 'audio:levels', 'call:path', 'hand:queue', 'hand:state', 'chat:message', 'record:state'];
     for (const name of names) {
       source.addEventListener(name, (message) => this.events.push({ id: message.lastEventId, event: name, data: JSON.parse(message.data) as unknown }));
     }
