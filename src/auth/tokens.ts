@@ -5,43 +5,13 @@
  * SDK can reconnect as the same identity without a fresh join token.
  */
 import { randomUUID } from 'node:crypto';
-import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
-import { z } from 'zod';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { ChorusError } from '../protocol/errors.js';
-import { displayName, identityText, roles, roomId, roomKinds, type Role, type RoomKind } from '../protocol/messages.js';
-import { trackSources } from '../protocol/room.js';
-
-const publishGrant = z.enum(['audio', 'video', ...trackSources]);
-export type PublishGrant = z.infer<typeof publishGrant>;
+import type { RoomKind } from '../protocol/messages.js';
 import type { ApiKeyring } from './apiKeys.js';
+import { ALGORITHM, claims, grantRefusal, ISSUER, signGrant, type Grants, type RoomGrant } from './roomToken.js';
 
-export interface Grants {
-  /**
-   * What this token may publish, where the role allows it: media kinds (`audio` means every
-   * audio source) or sources (`camera`, `screen`, ...).
-   */
-  publish?: PublishGrant[] | undefined;
-  /** May publish data messages (chat, reactions) where the room has them. */
-  data?: boolean | undefined;
-  /** May mute, kick and end (moderator powers for any role). */
-  moderate?: boolean | undefined;
-  /** A broadcaster token with `replace` takes the seat from a present broadcaster. */
-  replace?: boolean | undefined;
-  /** Listener tokens only: may be used by many joins (a public listening link). */
-  reusable?: boolean | undefined;
-  /** Watch rooms: may change playback whoever hosts (a co-host). */
-  control?: boolean | undefined;
-}
-
-export interface RoomGrant {
-  room: string;
-  identity: string;
-  role: Role;
-  name?: string | undefined;
-  grants?: Grants | undefined;
-  /** The kind of room the token opens or joins; broadcast when absent. */
-  kind?: RoomKind | undefined;
-}
+export { grantSchema, type Grants, type PublishGrant, type RoomGrant } from './roomToken.js';
 
 export interface VerifiedGrant extends RoomGrant {
   grants: Grants;
@@ -56,43 +26,6 @@ export interface VerifiedGrant extends RoomGrant {
   resume: boolean;
 }
 
-const grantsSchema = z.strictObject({
-  publish: z.array(publishGrant).max(6).optional(),
-  data: z.boolean().optional(),
-  moderate: z.boolean().optional(),
-  replace: z.boolean().optional(),
-  reusable: z.boolean().optional(),
-  control: z.boolean().optional(),
-});
-
-const claims = z.object({
-  room: roomId,
-  // The same rule as minting: a token made with the key but not through the API (a hand-rolled
-  // signer, an older node) must not bring an identity the API would refuse.
-  sub: identityText,
-  role: z.enum(roles),
-  name: displayName.optional(),
-  grants: grantsSchema.optional(),
-  kind: z.enum(roomKinds).optional(),
-  jti: z.string().min(8).max(128),
-  iat: z.number(),
-  exp: z.number(),
-  typ: z.literal('resume').optional(),
-  /** Issue time in ms: `iat` has whole seconds, too coarse to order a token against a kick. */
-  ims: z.number().optional(),
-});
-
-export const grantSchema = z.strictObject({
-  room: roomId,
-  identity: identityText,
-  role: z.enum(roles),
-  name: displayName.optional(),
-  grants: grantsSchema.optional(),
-  kind: z.enum(roomKinds).optional(),
-});
-
-const ISSUER = 'chorus';
-const ALGORITHM = 'HS256';
 const encoder = new TextEncoder();
 
 export interface MintedToken {
@@ -136,14 +69,8 @@ export class TokenService {
   }
 
   async issue(grant: RoomGrant, options: { ttlSeconds?: number | undefined; keyId?: string | undefined; resume?: boolean } = {}): Promise<MintedToken> {
-    const parsed = grantSchema.safeParse(grant);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new ChorusError('BAD_REQUEST', `invalid grant ${issue?.path.join('.') || ''}: ${issue?.message}`.replace(' :', ':'));
-    }
-    if (grant.grants?.reusable && grant.role !== 'listener') {
-      throw new ChorusError('BAD_REQUEST', 'only listener tokens can be reusable');
-    }
+    const refusal = grantRefusal(grant);
+    if (refusal) throw new ChorusError('BAD_REQUEST', refusal);
     const ttl = options.ttlSeconds ?? this.defaultTtlSeconds;
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > this.maxTtlSeconds) {
       throw new ChorusError('BAD_REQUEST', `ttl must be 1..${this.maxTtlSeconds} seconds`);
@@ -151,24 +78,8 @@ export class TokenService {
     const keyId = options.keyId ?? this.#primary;
     const secret = this.#secrets.get(keyId);
     if (!secret) throw new ChorusError('BAD_REQUEST', `no API key ${keyId}`);
-    const tokenId = randomUUID();
-    const payload: Record<string, unknown> = { room: grant.room, role: grant.role };
-    if (grant.name !== undefined) payload['name'] = grant.name;
-    if (grant.grants && Object.keys(grant.grants).length > 0) payload['grants'] = grant.grants;
-    if (grant.kind !== undefined && grant.kind !== 'broadcast') payload['kind'] = grant.kind;
-    if (options.resume) payload['typ'] = 'resume';
-    const nowMs = Date.now();
-    payload['ims'] = nowMs;
-    const nowSeconds = Math.floor(nowMs / 1000);
-    const token = await new SignJWT(payload)
-      .setProtectedHeader({ alg: ALGORITHM, kid: keyId })
-      .setIssuer(ISSUER)
-      .setSubject(grant.identity)
-      .setJti(tokenId)
-      .setIssuedAt(nowSeconds)
-      .setExpirationTime(nowSeconds + ttl)
-      .sign(secret);
-    return { token, tokenId, keyId, expiresAtMs: (nowSeconds + ttl) * 1000 };
+    const signed = await signGrant(grant, { id: keyId, secret }, ttl, { resume: options.resume, tokenId: randomUUID() });
+    return { ...signed, keyId };
   }
 
   /** A token that lets this session reconnect as itself; same key, same grants. */
