@@ -27,7 +27,7 @@ import { arrival, flowing } from './arrival.js';
 import { keepResolution } from './screenShare.js';
 import { P2pLink, type P2pFactory } from './p2pLink.js';
 import { RoomView } from '../protocol/roomView.js';
-import { ChorusClientError, pacedRequest, request, type ClientSocket } from './signaling.js';
+import { ChorusClientError, pacedRequest, request, requireProtocol, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -569,6 +569,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
         ...(this.#options.p2p ? { p2p: true } : {}),
       });
       if (generation !== this.#generation) return;
+      await requireProtocol(this.#socket, info);
       if (info.kind !== 'call' && info.kind !== 'class') {
         await request(this.#socket, 'leave', {}).catch(() => undefined);
         throw new ChorusClientError('WRONG_ROOM_KIND', `this is a ${info.kind} room: join it with its own client`, false);

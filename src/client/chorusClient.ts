@@ -10,7 +10,7 @@ import type { types } from 'mediasoup-client';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { BroadcastState, CreatedTransport, RequestOf, Responses, Role } from '../protocol/messages.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
-import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+import { ChorusClientError, request, requireProtocol, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -466,6 +466,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
         ...(this.#mode === 'webrtc' && !this.#classic ? { transport: this.#options.forceTcp ? { forceTcp: true } : {} } : {}),
       });
       if (generation !== this.#generation) return;
+      await requireProtocol(this.#socket, info);
       if (info.kind !== 'broadcast') {
         // A watch party carries no media (its SDK is WatchClient); a call has many publishers
         // (CallClient). This client knows one broadcast.

@@ -4,13 +4,13 @@
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import type { ErrorCode, WireError } from '../protocol/errors.js';
-import type { Method, Reply, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, type Method, type Reply, type RequestOf, type Responses, type ServerEvents } from '../protocol/messages.js';
 
 export class ChorusClientError extends Error {
   override readonly name = 'ChorusClientError';
 
   constructor(
-    readonly code: ErrorCode | 'TIMEOUT' | 'DISCONNECTED',
+    readonly code: ErrorCode | 'TIMEOUT' | 'DISCONNECTED' | 'PROTOCOL_MISMATCH',
     message: string,
     readonly retryable: boolean,
     /** For LIMIT_REACHED: wait at least this long before trying again. */
@@ -42,6 +42,21 @@ export function openSocket(url: string, overrides: Partial<ManagerOptions & Sock
     randomizationFactor: 0.5,
     ...overrides,
   }) as ClientSocket;
+}
+
+/**
+ * The node's protocol version (in its join answer) against this SDK's: a node of another version
+ * would misread requests and events, so the join is undone and refused with a clear error, not
+ * retried.
+ */
+export async function requireProtocol(socket: ClientSocket, info: Pick<Responses['join'], 'protocol'>): Promise<void> {
+  if (info.protocol === PROTOCOL_VERSION) return;
+  await request(socket, 'leave', {}).catch(() => undefined);
+  throw new ChorusClientError(
+    'PROTOCOL_MISMATCH',
+    `this node speaks Chorus protocol ${String(info.protocol)} and this SDK protocol ${PROTOCOL_VERSION}: use an SDK release made for the node's protocol (or upgrade the node)`,
+    false,
+  );
 }
 
 export async function request<M extends Method>(

@@ -13,7 +13,7 @@ import type { Responses } from '../protocol/messages.js';
 import { positionAt, type WatchCause, type WatchControl, type WatchHost, type WatchMember, type WatchState } from '../protocol/watch.js';
 import { ClockEstimate, clockSample, type ClockSample } from './clock.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
-import { ChorusClientError, request, type ClientSocket } from './signaling.js';
+import { ChorusClientError, request, requireProtocol, type ClientSocket } from './signaling.js';
 
 export { ChorusClientError } from './signaling.js';
 
@@ -338,6 +338,7 @@ export class WatchClient extends Emitter<WatchClientEvents, WatchClientEvents> {
         ...(previousPeerId ? { previousPeerId } : {}),
       });
       if (generation !== this.#generation) return;
+      await requireProtocol(this.#socket, info);
       if (!info.watch) {
         await request(this.#socket, 'leave', {}).catch(() => undefined);
         throw new ChorusClientError('WRONG_ROOM_KIND', `this is a ${info.kind} room, not a watch party`, false);

@@ -28,6 +28,8 @@ export interface SignalingRelay {
 export interface RelayOptions {
   /** Answers a request itself instead of passing it on (return undefined to pass it on). */
   refuse?(method: string, payload: unknown): unknown;
+  /** Changes the node's answer to a request before the client gets it (a node of another version). */
+  rewrite?(method: string, reply: unknown): unknown;
 }
 
 export async function signalingRelay(target: string, options: RelayOptions = {}): Promise<SignalingRelay> {
@@ -50,7 +52,7 @@ export async function signalingRelay(target: string, options: RelayOptions = {})
         return;
       }
       upstream.timeout(10_000).emit(event, payload, (error: Error | null, answer: unknown) => {
-        const reply = error ? { ok: false, error: { code: 'TIMEOUT', message: error.message, retryable: true } } : answer;
+        const reply = error ? { ok: false, error: { code: 'TIMEOUT', message: error.message, retryable: true } } : (options.rewrite?.(event, answer) ?? answer);
         const hold = holds.get(event);
         if (!hold) return ack(reply);
         holds.delete(event);
