@@ -7,10 +7,10 @@
  * starting: UNAVAILABLE), so fatal network errors are retried every few seconds rather than
  * given up on.
  */
-import Hls from 'hls.js';
+import type Hls from 'hls.js';
 
 export interface HlsPlayback {
-  /** 'hls.js' or 'native'. */
+  /** 'hls.js' (Media Source Extensions; the library is loaded on first use) or 'native' (Safari, iOS). */
   readonly engine: 'hls.js' | 'native';
   stop(): void;
 }
@@ -21,27 +21,38 @@ export interface HlsPlayOptions {
   retryMs?: number;
 }
 
-export function playHls(audio: HTMLMediaElement, url: string, options: HlsPlayOptions = {}): HlsPlayback {
+/** Whether hls.js can play here: it needs Media Source Extensions. */
+function mediaSourceAvailable(): boolean {
+  const g = globalThis as { MediaSource?: unknown; ManagedMediaSource?: unknown };
+  return g.MediaSource !== undefined || g.ManagedMediaSource !== undefined;
+}
+
+/**
+ * Plays `url` in `media`. hls.js (its own chunk, the largest part of a page's script) is fetched only here, when a
+ * page first falls back to HLS: an application whose listeners all connect over WebRTC never
+ * loads it.
+ */
+export function playHls(media: HTMLMediaElement, url: string, options: HlsPlayOptions = {}): HlsPlayback {
   const retryMs = options.retryMs ?? 3000;
   // A MediaStream left on the element would win over the HLS source.
-  audio.srcObject = null;
-  if (!Hls.isSupported()) {
-    audio.src = url;
-    void audio.play().catch(() => undefined);
+  media.srcObject = null;
+  if (!mediaSourceAvailable()) {
+    media.src = url;
+    void media.play().catch(() => undefined);
     return {
       engine: 'native',
       stop() {
-        audio.pause();
-        audio.removeAttribute('src');
-        audio.load();
+        media.pause();
+        media.removeAttribute('src');
+        media.load();
       },
     };
   }
   let hls: Hls | undefined;
   let retry: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
-  const start = (): void => {
-    const instance = new Hls({
+  const start = (Library: typeof Hls): void => {
+    const instance = new Library({
       // The pages' CSP allows no blob: workers; transmuxing a mono AAC stream on the main thread is cheap.
       enableWorker: false,
       // Three 1 s segments behind the live edge: a little latency for resilience on poor networks.
@@ -49,22 +60,37 @@ export function playHls(audio: HTMLMediaElement, url: string, options: HlsPlayOp
       liveMaxLatencyDurationCount: 8,
     });
     hls = instance;
-    instance.on(Hls.Events.ERROR, (_event, data) => {
+    instance.on(Library.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;
-      if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+      if (data.type === Library.ErrorTypes.MEDIA_ERROR) {
         instance.recoverMediaError();
         return;
       }
       options.onTrouble?.(`${data.type}: ${data.details}`);
       instance.destroy();
       if (hls === instance) hls = undefined;
-      if (!stopped) retry = setTimeout(start, retryMs);
+      if (!stopped) retry = setTimeout(() => start(Library), retryMs);
     });
-    instance.on(Hls.Events.MANIFEST_PARSED, () => void audio.play().catch(() => undefined));
+    instance.on(Library.Events.MANIFEST_PARSED, () => void media.play().catch(() => undefined));
     instance.loadSource(url);
-    instance.attachMedia(audio);
+    instance.attachMedia(media);
   };
-  start();
+  const load = (): void => {
+    import('hls.js').then(
+      ({ default: Library }) => {
+        if (stopped) return;
+        if (Library.isSupported()) return start(Library);
+        // Media Source Extensions without the codecs hls.js needs: the browser's own player.
+        media.src = url;
+        void media.play().catch(() => undefined);
+      },
+      (error: unknown) => {
+        options.onTrouble?.(`hls.js could not be loaded: ${String(error)}`);
+        if (!stopped) retry = setTimeout(load, retryMs);
+      },
+    );
+  };
+  load();
   return {
     engine: 'hls.js',
     stop() {
@@ -72,8 +98,8 @@ export function playHls(audio: HTMLMediaElement, url: string, options: HlsPlayOp
       clearTimeout(retry);
       hls?.destroy();
       hls = undefined;
-      audio.removeAttribute('src');
-      audio.load();
+      media.removeAttribute('src');
+      media.load();
     },
   };
 }

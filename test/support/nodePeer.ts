@@ -5,63 +5,17 @@
  * through RTCAudioSink, so tests can check the audio is the tone and not silence.
  */
 import wrtc from '@roamhq/wrtc';
-import { Chrome111 } from 'mediasoup-client/handlers/Chrome111';
+import { nodeHandlerFactory, pinnedLocalDescription as pinned } from '../../src/client/node.js';
 import type { types } from 'mediasoup-client';
 
-let installed = false;
-
-type Description = { type: string; sdp: string };
-
-/**
- * @roamhq/wrtc's `localDescription` getter serializes libwebrtc's live description on the
- * JavaScript thread while libwebrtc's signaling thread adds the ICE candidates it gathers to that
- * same object: the two race, and now and then the getter segfaults inside SdpSerialize and takes
- * the whole process with it (a test fork "exited unexpectedly"). mediasoup-client reads
- * `localDescription` right after `setLocalDescription` in `send()`, which is exactly when
- * gathering starts. The description it needs is the one it set (mids, ssrcs, fingerprint; the
- * server is ICE-lite and takes no client candidates), so this peer connection answers with that
- * and never calls the native getter. `currentLocalDescription`/`pendingLocalDescription` are
- * left native: mediasoup-client does not read them.
- */
-export function pinnedLocalDescription(Base: typeof wrtc.RTCPeerConnection): typeof wrtc.RTCPeerConnection {
-  function PeerConnection(this: unknown, ...args: ConstructorParameters<typeof wrtc.RTCPeerConnection>): unknown {
-    const pc = new Base(...args);
-    let local: InstanceType<typeof wrtc.RTCSessionDescription> | null = null;
-    const setLocalDescription = async (description?: Description): Promise<void> => {
-      // Without an argument libwebrtc makes the description itself, and only the racy getter
-      // could tell us what it is.
-      if (!description) throw new TypeError('setLocalDescription() needs the description in this Node peer connection');
-      await pc.setLocalDescription(description as never);
-      local = new wrtc.RTCSessionDescription(description as never);
-    };
-    return new Proxy(pc, {
-      get(target, property) {
-        if (property === 'localDescription') return local;
-        if (property === 'setLocalDescription') return setLocalDescription;
-        const value = Reflect.get(target, property, target) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-      set(target, property, value) {
-        return Reflect.set(target, property, value, target);
-      },
-    });
-  }
-  PeerConnection.prototype = Base.prototype;
-  return PeerConnection as unknown as typeof wrtc.RTCPeerConnection;
+/** The SDK's own Node entry (src/client/node.ts) on @roamhq/wrtc: what an application in Node does. */
+export function webrtcHandlerFactory(): types.HandlerFactory {
+  return nodeHandlerFactory(wrtc);
 }
 
-/** mediasoup-client's handler looks these up as globals, as it would in a browser. */
-export function webrtcHandlerFactory(): types.HandlerFactory {
-  if (!installed) {
-    const g = globalThis as Record<string, unknown>;
-    g['RTCPeerConnection'] = pinnedLocalDescription(wrtc.RTCPeerConnection);
-    g['RTCSessionDescription'] = wrtc.RTCSessionDescription;
-    g['RTCIceCandidate'] = wrtc.RTCIceCandidate;
-    g['MediaStream'] = wrtc.MediaStream;
-    g['MediaStreamTrack'] = wrtc.MediaStreamTrack;
-    installed = true;
-  }
-  return Chrome111.createFactory();
+/** The SDK's peer connection that never reads wrtc's racy `localDescription` getter (see src/client/node.ts). */
+export function pinnedLocalDescription(Base: typeof wrtc.RTCPeerConnection): typeof wrtc.RTCPeerConnection {
+  return pinned(Base, wrtc.RTCSessionDescription);
 }
 
 export interface GatedHandler {

@@ -1,0 +1,19 @@
+/**
+ * The Chorus client SDK (published as `@chorus-rtc/client`): one client per room kind, over the
+ * wire protocol the node speaks (`src/protocol`, the same source the node is built from).
+ *
+ * - `ChorusClient`: a broadcast (broadcaster or listener; HLS when WebRTC fails, with `@chorus-rtc/client/hls`).
+ * - `CallClient`: a call or a class (publish, subscribe, views and layers, hands, chat, recording).
+ * - `WatchClient`: a watch party's synchronised playback.
+ *
+ * In Node, give any of them `handlerFactory: nodeHandlerFactory(wrtc)` from `@chorus-rtc/client/node`.
+ */
+export { ChorusClient, type ChorusClientOptions, type ClientState, type MediaMode } from './chorusClient.js';
+export { CallClient, type CallClientOptions, type CallState, type RemoteParticipant, type RemoteTrack, type TrackView } from './callClient.js';
+export { WatchClient, type PlayerLike, type WatchClientOptions, type WatchClientState } from './watchClient.js';
+export { ChorusClientError } from './signaling.js';
+export type { P2pFactory } from './p2pLink.js';
+export { PROTOCOL_VERSION, type ChatMessage, type RoomKind, type Role, type Responses, type ServerEvents } from '../protocol/messages.js';
+export type { ErrorCode, WireError } from '../protocol/errors.js';
+export type { ConnectionQuality, Hand, HandAction, HandQueue, ParticipantInfo, RecordingInfo, TrackInfo, TrackSource } from '../protocol/room.js';
+export type { WatchState } from '../protocol/watch.js';
