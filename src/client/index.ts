@@ -13,7 +13,8 @@ export { CallClient, type CallClientOptions, type CallState, type RemoteParticip
 export { WatchClient, type PlayerLike, type WatchClientOptions, type WatchClientState } from './watchClient.js';
 export { ChorusClientError } from './signaling.js';
 export type { P2pFactory } from './p2pLink.js';
-export { PROTOCOL_VERSION, type ChatMessage, type RoomKind, type Role, type Responses, type ServerEvents } from '../protocol/messages.js';
+export { PROTOCOL_VERSION } from '../protocol/basics.js';
+export type { ChatMessage, RoomKind, Role, Responses, ServerEvents } from '../protocol/messages.js';
 export type { ErrorCode, WireError } from '../protocol/errors.js';
 export type { ConnectionQuality, Hand, HandAction, HandQueue, ParticipantInfo, RecordingInfo, TrackInfo, TrackSource } from '../protocol/room.js';
 export type { WatchState } from '../protocol/watch.js';

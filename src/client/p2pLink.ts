@@ -11,7 +11,7 @@
  */
 import { Emitter } from '@socket.io/component-emitter';
 import type { P2pCandidate } from '../protocol/messages.js';
-import { kindOfSource, trackSources, type TrackSource } from '../protocol/room.js';
+import { kindOfSource, trackSources, type TrackSource } from '../protocol/basics.js';
 import { keepResolution } from './screenShare.js';
 
 export interface P2pSignal {

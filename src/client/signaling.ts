@@ -4,7 +4,8 @@
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import type { ErrorCode, WireError } from '../protocol/errors.js';
-import { PROTOCOL_VERSION, type Method, type Reply, type RequestOf, type Responses, type ServerEvents } from '../protocol/messages.js';
+import { PROTOCOL_VERSION } from '../protocol/basics.js';
+import type { Method, Reply, RequestOf, Responses, ServerEvents } from '../protocol/messages.js';
 
 export class ChorusClientError extends Error {
   override readonly name = 'ChorusClientError';

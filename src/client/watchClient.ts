@@ -10,7 +10,8 @@
 import { Emitter } from '@socket.io/component-emitter';
 import type { ManagerOptions, SocketOptions } from 'socket.io-client';
 import type { Responses } from '../protocol/messages.js';
-import { positionAt, type WatchCause, type WatchControl, type WatchHost, type WatchMember, type WatchState } from '../protocol/watch.js';
+import type { WatchCause, WatchControl, WatchHost, WatchMember, WatchState } from '../protocol/watch.js';
+import { positionAt } from '../protocol/basics.js';
 import { ClockEstimate, clockSample, type ClockSample } from './clock.js';
 import { NodeLink, nodeUrl } from './nodeLink.js';
 import { ChorusClientError, request, requireProtocol, type ClientSocket } from './signaling.js';

@@ -11,7 +11,7 @@ import { dtlsParameters, entityId, mediaKind, rtpCapabilities, rtpParameters } f
 import { handActions, trackSource, trackView, type CallPathReason, type ConnectionQuality, type Hand, type HandQueue, type RecordingInfo, type MediaPath, type RoomDelta, type RoomSnapshot, type TrackSource } from './room.js';
 import { timeSync, watchControl, watchReport, type WatchCause, type WatchMember, type WatchSnapshot, type WatchState } from './watch.js';
 
-export const PROTOCOL_VERSION = 1;
+export { PROTOCOL_VERSION } from './basics.js';
 
 export const roomKinds = ['broadcast', 'watch', 'call', 'class'] as const;
 export type RoomKind = (typeof roomKinds)[number];

@@ -8,21 +8,15 @@
  * starts again from that node's snapshot.
  */
 import { z } from 'zod';
+import { trackSources, type TrackSource } from './basics.js';
 import type { Role } from './messages.js';
 
-/** Where a track comes from. A participant publishes at most one track per source. */
-export const trackSources = ['microphone', 'camera', 'screen', 'screen-audio'] as const;
+export { kindOfSource, recordingPlaylist, trackSources, type TrackSource } from './basics.js';
 export const trackSource = z.enum(trackSources);
-export type TrackSource = (typeof trackSources)[number];
 
 /** The source a produce without one means: what a broadcast or an older client publishes. */
 export function defaultSource(kind: 'audio' | 'video'): TrackSource {
   return kind === 'audio' ? 'microphone' : 'camera';
-}
-
-/** The media kind a source carries. */
-export function kindOfSource(source: TrackSource): 'audio' | 'video' {
-  return source === 'microphone' || source === 'screen-audio' ? 'audio' : 'video';
 }
 
 export interface TrackInfo {
@@ -95,10 +89,6 @@ export interface RecordingInfo {
   by: string;
 }
 
-/** Where a recording's playlist is served (by the node that holds it; a room token or the API key plays it). */
-export function recordingPlaylist(info: Pick<RecordingInfo, 'roomId' | 'id'>): string {
-  return `/recordings/${info.roomId}/${info.id}/index.m3u8`;
-}
 
 export const handActions = ['raise', 'lower', 'invite', 'accept', 'decline', 'remove'] as const;
 export type HandAction = (typeof handActions)[number];

@@ -85,11 +85,7 @@ export interface WatchState {
   version: number;
 }
 
-/** Media position (seconds) at server time `at` (ms): it moves at `rate` while playing. */
-export function positionAt(state: Pick<WatchState, 'position' | 'updatedAt' | 'playing' | 'rate'>, at: number): number {
-  if (!state.playing) return state.position;
-  return state.position + (Math.max(0, at - state.updatedAt) / 1000) * state.rate;
-}
+export { positionAt } from './basics.js';
 
 export type WatchCause = 'control' | 'host' | 'created';
 

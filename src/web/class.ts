@@ -10,7 +10,8 @@
 import { playHls, type HlsPlayback } from '../client/hlsPlayer.js';
 import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
 import type { ChatMessage } from '../protocol/messages.js';
-import { recordingPlaylist, type Hand, type HandQueue, type RecordingInfo } from '../protocol/room.js';
+import { recordingPlaylist } from '../protocol/basics.js';
+import type { Hand, HandQueue, RecordingInfo } from '../protocol/room.js';
 import { byId, describeError, exposeDebug, playTrack, RemoteAudio, showAlert } from './shared.js';
 
 type PageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'left' | 'error';

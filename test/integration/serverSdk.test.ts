@@ -5,42 +5,30 @@
  * it verifies a node's webhook signature; its typed client calls the admin and media REST APIs;
  * and an example using it compiles under `strict` against the packed `.d.ts`.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { signWebhook } from '../../src/webhooks/signature.js';
+import { installPacked, type PackedApp } from '../support/packedPackages.js';
 import { startTestNode } from '../support/testNode.js';
 
 type Sdk = typeof import('../../packages/server-sdk/src/index.js');
 
-const run = promisify(execFile);
-const root = resolve(import.meta.dirname, '../..');
-const packageDir = join(root, 'packages/server-sdk');
 const SECRET = 't'.repeat(40);
 const key = { id: 'test', secret: SECRET };
-let app: string;
+let app: PackedApp;
 let sdk: Sdk;
 let node: ChorusNode;
 
 beforeAll(async () => {
-  app = mkdtempSync(join(tmpdir(), 'chorus-sdk-app-'));
-  await run('npm', ['run', 'build'], { cwd: packageDir });
-  const packed = await run('npm', ['pack', '--json', '--pack-destination', app], { cwd: packageDir });
-  const tarball = join(app, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'sdk-consumer', private: true, type: 'module' }));
-  // Its dependencies (jose, zod) come from npm's cache or the registry, as for any application.
-  await run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: app });
-  sdk = (await import(pathToFileURL(join(app, 'node_modules/@chorus-rtc/server-sdk/dist/index.js')).href)) as Sdk;
+  app = await installPacked(['server-sdk']);
+  sdk = (await import(app.moduleUrl('@chorus-rtc/server-sdk', 'dist/index.js'))) as Sdk;
   node = await startTestNode();
 }, 180_000);
 afterAll(async () => {
   await node?.close();
-  if (app) rmSync(app, { recursive: true, force: true });
+  app?.remove();
 });
 
 test('a token it mints without a node joins one; a grant a node refuses it refuses, in the node\'s words', async () => {
@@ -99,7 +87,7 @@ test('its client calls the admin API and the media REST API; a refusal is a Chor
 
 test('an example using it compiles under strict against the packed .d.ts, and a wrong call does not', async () => {
   writeFileSync(
-    join(app, 'example.ts'),
+    join(app.dir, 'example.ts'),
     [
       "import { ChorusApiError, ChorusServer, mintToken, verifyWebhook, type RoomView } from '@chorus-rtc/server-sdk';",
       "const key = { id: 'prod', secret: 'p'.repeat(40) };",
@@ -118,18 +106,8 @@ test('an example using it compiles under strict against the packed .d.ts, and a 
       '',
     ].join('\n'),
   );
-  const tsc = join(root, 'node_modules/typescript/bin/tsc');
-  const args = ['--strict', '--noEmit', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--lib', 'es2022,dom', '--types', 'node', '--typeRoots', join(root, 'node_modules/@types'), 'example.ts'];
-  const compiled = await run(process.execPath, [tsc, ...args], { cwd: app }).then(
-    () => 'ok',
-    (error: { stdout?: string }) => error.stdout ?? String(error),
-  );
-  expect(compiled).toBe('ok');
+  expect(await app.typecheck('example.ts')).toBe('ok');
   // And the check is real: the same example with the expectations removed does not compile.
-  writeFileSync(join(app, 'wrong.ts'), "import { mintToken } from '@chorus-rtc/server-sdk';\nawait mintToken({ id: 'a', secret: 'b' }, { room: 'r', identity: 'i', role: 'king' });\n");
-  const wrong = await run(process.execPath, [tsc, ...args.slice(0, -1), 'wrong.ts'], { cwd: app }).then(
-    () => 'ok',
-    (error: { stdout?: string }) => error.stdout ?? String(error),
-  );
-  expect(wrong).toMatch(/wrong\.ts.*error TS2322/);
+  writeFileSync(join(app.dir, 'wrong.ts'), "import { mintToken } from '@chorus-rtc/server-sdk';\nawait mintToken({ id: 'a', secret: 'b' }, { room: 'r', identity: 'i', role: 'king' });\n");
+  expect(await app.typecheck('wrong.ts')).toMatch(/wrong\.ts.*error TS2322/);
 }, 120_000);
