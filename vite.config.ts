@@ -26,6 +26,14 @@ const target = process.env['CHORUS_DEV_TARGET'] ?? 'http://127.0.0.1:3000';
 
 export default defineConfig({
   root,
+  // The pages use the client SDK as an application does, by its package name; here it resolves
+  // to the sources the package is built from.
+  resolve: {
+    alias: [
+      { find: /^@chorus-rtc\/client$/, replacement: fileURLToPath(new URL('./src/client/index.ts', import.meta.url)) },
+      { find: /^@chorus-rtc\/client\/hls$/, replacement: fileURLToPath(new URL('./src/client/hlsPlayer.ts', import.meta.url)) },
+    ],
+  },
   base: '/',
   // The pages are served by the node; nothing in public/ and no env files to read.
   publicDir: false,

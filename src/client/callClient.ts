@@ -116,7 +116,7 @@ interface LeavingPath {
   timer: ReturnType<typeof setTimeout>;
 }
 
-interface CallEvents {
+export interface CallEvents {
   state: (state: CallState) => void;
   joined: (info: Responses['join']) => void;
   participantjoined: (participant: RemoteParticipant) => void;

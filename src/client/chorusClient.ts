@@ -52,7 +52,7 @@ export interface ChorusClientOptions {
   hlsFallback?: { afterMs: number };
 }
 
-interface ClientEvents {
+export interface ClientEvents {
   state: (state: ClientState) => void;
   joined: (info: Responses['join']) => void;
   broadcast: (state: BroadcastState) => void;

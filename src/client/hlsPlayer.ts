@@ -6,6 +6,8 @@
  * A live playlist can be briefly unavailable (nothing broadcast yet: NOTHING_TO_CONSUME; HLS
  * starting: UNAVAILABLE), so fatal network errors are retried every few seconds rather than
  * given up on.
+ *
+ * @module @chorus-rtc/client/hls
  */
 import type Hls from 'hls.js';
 

@@ -4,12 +4,14 @@
  *
  *   import wrtc from '@roamhq/wrtc';
  *   new CallClient({ url, roomId, token, handlerFactory: nodeHandlerFactory(wrtc) });
+ *
+ * @module @chorus-rtc/client/node
  */
 import type { types } from 'mediasoup-client';
 import { Chrome111 } from 'mediasoup-client/handlers/Chrome111';
 
 type Description = { type: string; sdp: string };
-type Constructor = new (...args: never[]) => object;
+export type Constructor = new (...args: never[]) => object;
 
 /** What the SDK needs of a Node WebRTC implementation (the shape of `@roamhq/wrtc`). */
 export interface NodeWebRtc {

@@ -55,7 +55,7 @@ export interface WatchClientOptions {
 
 export type WatchClientState = 'idle' | 'connecting' | 'joined' | 'reconnecting' | 'closed';
 
-interface WatchClientEvents {
+export interface WatchClientEvents {
   state: (state: WatchClientState) => void;
   joined: (info: Responses['join']) => void;
   /** The room's playback changed (or was first received: cause `joined`). */

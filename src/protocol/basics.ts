@@ -28,3 +28,23 @@ export function positionAt(state: Pick<WatchState, 'position' | 'updatedAt' | 'p
   if (!state.playing) return state.position;
   return state.position + (Math.max(0, at - state.updatedAt) / 1000) * state.rate;
 }
+
+export const MAX_URL_LENGTH = 2048;
+
+/**
+ * A video address the room may point everyone at: an absolute http(s) URL, or a path on the page's
+ * own origin (`/sample.webm`). Anything else (javascript:, data:, protocol-relative `//host`,
+ * backslashes or control characters browsers may normalise into another origin) is refused.
+ */
+export function isAllowedVideoUrl(value: string): boolean {
+  if (value.length === 0 || value.length > MAX_URL_LENGTH) return false;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f\\\s]/.test(value)) return false;
+  if (value.startsWith('/')) return !value.startsWith('//');
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname.length > 0 && url.username === '' && url.password === '';
+  } catch {
+    return false;
+  }
+}

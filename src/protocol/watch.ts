@@ -6,30 +6,14 @@
  * wall-clock milliseconds (Date.now() on the node that answered).
  */
 import { z } from 'zod';
+import { isAllowedVideoUrl, MAX_URL_LENGTH } from './basics.js';
+
+export { isAllowedVideoUrl, MAX_URL_LENGTH } from './basics.js';
 
 /** The longest media position accepted: a week of playback, far beyond any real video. */
 export const MAX_POSITION_SECONDS = 7 * 24 * 3600;
 export const MIN_RATE = 0.25;
 export const MAX_RATE = 4;
-export const MAX_URL_LENGTH = 2048;
-
-/**
- * A video address the room may point everyone at: an absolute http(s) URL, or a path on the page's
- * own origin (`/sample.webm`). Anything else (javascript:, data:, protocol-relative `//host`,
- * backslashes or control characters browsers may normalise into another origin) is refused.
- */
-export function isAllowedVideoUrl(value: string): boolean {
-  if (value.length === 0 || value.length > MAX_URL_LENGTH) return false;
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f\\\s]/.test(value)) return false;
-  if (value.startsWith('/')) return !value.startsWith('//');
-  try {
-    const url = new URL(value);
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname.length > 0 && url.username === '' && url.password === '';
-  } catch {
-    return false;
-  }
-}
 
 export const videoUrl = z.string().max(MAX_URL_LENGTH).refine(isAllowedVideoUrl, 'url must be an http(s) URL or a same-origin path');
 export const mediaPosition = z.number().finite().min(0).max(MAX_POSITION_SECONDS);

@@ -3,7 +3,7 @@
  * speaker sees the connection and the audience before going live; Start takes the microphone
  * (tuned for speech) and publishes it, Stop unpublishes and releases it.
  */
-import { ChorusClient } from '../client/chorusClient.js';
+import { ChorusClient } from '@chorus-rtc/client';
 import {
   byId,
   describeError,

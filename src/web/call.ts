@@ -7,8 +7,7 @@
  * A link without a token works in demo mode: the page asks the node for a participant token of
  * its own, so one link can be shared with everyone.
  */
-import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
-import type { TrackSource } from '../protocol/room.js';
+import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack, type TrackSource } from '@chorus-rtc/client';
 import { byId, copyButton, describeError, exposeDebug, playTrack, RemoteAudio, showAlert } from './shared.js';
 
 type PageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'left' | 'error';

@@ -7,11 +7,8 @@
  * A link without a token works in demo mode: `?room=R&role=teacher|student` asks the node for a
  * token of that role for this visitor.
  */
-import { playHls, type HlsPlayback } from '../client/hlsPlayer.js';
-import { CallClient, ChorusClientError, type RemoteParticipant, type RemoteTrack } from '../client/callClient.js';
-import type { ChatMessage } from '../protocol/messages.js';
-import { recordingPlaylist } from '../protocol/basics.js';
-import type { Hand, HandQueue, RecordingInfo } from '../protocol/room.js';
+import { CallClient, ChorusClientError, recordingPlaylist, type ChatMessage, type Hand, type HandQueue, type RecordingInfo, type RemoteParticipant, type RemoteTrack } from '@chorus-rtc/client';
+import { playHls, type HlsPlayback } from '@chorus-rtc/client/hls';
 import { byId, describeError, exposeDebug, playTrack, RemoteAudio, showAlert } from './shared.js';
 
 type PageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'left' | 'error';

@@ -3,8 +3,8 @@
  * the AudioContext, unlocks the <audio> element and joins). The SDK hands over a new track every
  * time the broadcast (re)starts; each one is played and metered without reloading.
  */
-import { ChorusClient, type MediaMode } from '../client/chorusClient.js';
-import { playHls, type HlsPlayback } from '../client/hlsPlayer.js';
+import { ChorusClient, type MediaMode } from '@chorus-rtc/client';
+import { playHls, type HlsPlayback } from '@chorus-rtc/client/hls';
 import {
   byId,
   describeError,

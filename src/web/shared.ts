@@ -2,7 +2,7 @@
  * Helpers shared by the Chorus pages: element lookup, plain-words errors, the audio level meter,
  * copy-to-clipboard and the read-only `window.chorusDebug` object tests read.
  */
-import { ChorusClientError } from '../client/signaling.js';
+import { ChorusClientError } from '@chorus-rtc/client';
 
 /** What tests (and curious people in the console) can read; never written to by the page's users. */
 export type ChorusDebug = Readonly<Record<string, unknown>>;

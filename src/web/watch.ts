@@ -4,9 +4,7 @@
  * watches and how far their own player is from the room (drift). Start watching is a button
  * because browsers only play sound after a gesture.
  */
-import { WatchClient } from '../client/watchClient.js';
-import { ChorusClientError } from '../client/signaling.js';
-import { isAllowedVideoUrl, type WatchState } from '../protocol/watch.js';
+import { ChorusClientError, isAllowedVideoUrl, WatchClient, type WatchState } from '@chorus-rtc/client';
 import { byId, copyButton, describeError, endsSession, exposeDebug, linkParams, resumeStore, shareOrigin, showAlert } from './shared.js';
 
 type PageState = 'loading' | 'create' | 'creating' | 'idle' | 'connecting' | 'watching' | 'reconnecting' | 'ended' | 'error' | 'disabled';

@@ -4,6 +4,8 @@
  * - `mintToken(key, grant)`: a join token, signed here with an API key (no node needed).
  * - `verifyWebhook(body, signature, secret)`: checks a webhook's `chorus-signature`.
  * - `ChorusServer`: the admin API and the media REST API of a node, typed.
+ *
+ * @module @chorus-rtc/server-sdk
  */
 export { ChorusApiError } from './errors.js';
 export { DEFAULT_TTL_SECONDS, mintToken, type ApiKey, type Grants, type PublishGrant, type RoomGrant, type SignedToken } from './tokens.js';
