@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
+import { audibleStreams, playingVideos } from '../support/pageMedia.js';
 import { Visitors } from '../support/visitors.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { startTestNode } from '../support/testNode.js';
@@ -35,43 +36,6 @@ afterAll(async () => {
 });
 
 const visitor = (name: string, url: string): Promise<Page> => visitors.join(name, url);
-
-/** Remote video tiles whose video has frames and whose playback advances. */
-async function playingVideos(page: Page): Promise<number> {
-  return page.evaluate(async () => {
-    const videos = [...document.querySelectorAll<HTMLVideoElement>('.tile:not(.self) video')];
-    const before = videos.map((v) => v.currentTime);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    return videos.filter((v, i) => v.videoWidth > 0 && v.currentTime > before[i]!).length;
-  });
-}
-
-/** Remote audio elements carrying sound: Chromium's fake microphone beeps, so sample for a while. */
-async function audibleStreams(page: Page): Promise<number> {
-  return page.evaluate(async () => {
-    const elements = [...document.querySelectorAll<HTMLAudioElement>('audio')];
-    const context = new AudioContext();
-    await context.resume();
-    const analysers = elements.map((audio) => {
-      const analyser = context.createAnalyser();
-      context.createMediaStreamSource(audio.srcObject as MediaStream).connect(analyser);
-      return analyser;
-    });
-    const heard = new Set<number>();
-    const samples = new Float32Array(2048);
-    for (let i = 0; i < 60 && heard.size < analysers.length; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      analysers.forEach((analyser, n) => {
-        analyser.getFloatTimeDomainData(samples);
-        let sum = 0;
-        for (const s of samples) sum += s * s;
-        if (Math.sqrt(sum / samples.length) > 0.005) heard.add(n);
-      });
-    }
-    await context.close();
-    return heard.size;
-  });
-}
 
 /**
  * Watches, on the page, the tile showing `peerId`'s camera: the longest pause between two decoded
@@ -123,7 +87,7 @@ test('three visitors of one call link see and hear each other (two of them direc
   await expect.poll(() => node.rooms.get(room)?.mediaPath.path, { timeout: 15_000 }).toBe('p2p');
   for (const page of pages) {
     await page.waitForFunction(() => window.chorusDebug?.['mediaPath'] === 'p2p', undefined, { timeout: 20_000 });
-    await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(1);
+    await expect.poll(() => playingVideos(page, '.tile:not(.self) video'), { timeout: 20_000, interval: 200 }).toBe(1);
     await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(1);
   }
   expect((await mediaCounts(node)).consumers).toBe(0);
@@ -144,7 +108,7 @@ test('three visitors of one call link see and hear each other (two of them direc
 
   for (const page of pages) {
     await page.waitForFunction(() => window.chorusDebug?.['participants'] === 2, undefined, { timeout: 15_000 });
-    await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(2);
+    await expect.poll(() => playingVideos(page, '.tile:not(.self) video'), { timeout: 20_000, interval: 200 }).toBe(2);
     await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(2);
   }
   for (const [page, peer] of pairTiles) gaps['toSfu']!.push(await frameGap(page, peer));
@@ -174,7 +138,7 @@ test('three visitors of one call link see and hear each other (two of them direc
   await expect.poll(() => node.rooms.get(room)?.mediaPath.path, { timeout: 15_000 }).toBe('p2p');
   for (const page of pages.slice(0, 2)) {
     await page.waitForFunction(() => window.chorusDebug?.['mediaPath'] === 'p2p', undefined, { timeout: 20_000 });
-    await expect.poll(() => playingVideos(page), { timeout: 20_000, interval: 200 }).toBe(1);
+    await expect.poll(() => playingVideos(page, '.tile:not(.self) video'), { timeout: 20_000, interval: 200 }).toBe(1);
     await expect.poll(() => audibleStreams(page), { timeout: 20_000, interval: 200 }).toBe(1);
   }
   await expect.poll(async () => (await mediaCounts(node)).consumers, { timeout: 10_000 }).toBe(0);
