@@ -43,6 +43,7 @@ import { SocketRoomChannel } from './signaling/channel.js';
 import { createHandlers, type HandlerDeps } from './signaling/handlers.js';
 import { GatewayChannel, GatewayParticipants } from './gateway/participants.js';
 import { registerGatewayRoutes } from './gateway/routes.js';
+import { registerWhipRoutes } from './whip/routes.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { MemoryStateStore } from './store/memoryStore.js';
@@ -496,8 +497,10 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     watch,
     observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
   };
+  const handlers = createHandlers(handlerDeps);
+  registerWhipRoutes(http, { handlers, participants: gatewayParticipants, tokens });
   await registerGatewayRoutes(http, {
-    handlers: createHandlers(handlerDeps),
+    handlers,
     participants: gatewayParticipants,
     rooms,
     admin,

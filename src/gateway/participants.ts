@@ -38,6 +38,11 @@ export class GatewayParticipant implements Session {
   joining = false;
   /** Last request or stream activity (ms). */
   lastSeen = Date.now();
+  /**
+   * A WHIP or WHEP session: its client makes no request between the first and the DELETE, so it
+   * lives as long as its media does (the room removes a session whose transport dies).
+   */
+  heldByMedia = false;
   #gone = false;
   #next = 1;
   readonly #log: GatewayEvent[] = [];
@@ -182,6 +187,7 @@ export class GatewayParticipants {
     for (const participant of this.#all.values()) {
       if (participant.streams > 0 || now - participant.lastSeen < this.staleMs) continue;
       const { room, peer } = participant;
+      if (participant.heldByMedia && peer && !peer.closed) continue;
       this.#forget(participant);
       if (room && peer && !peer.closed) {
         this.log.info({ room: room.id, peer: peer.id, idleMs: now - participant.lastSeen }, 'gateway participant went quiet; dropping it');

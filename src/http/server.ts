@@ -150,7 +150,8 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     },
     strictTransportSecurity: https ? { maxAge: 15552000 } : false,
   });
-  void app.register(fastifyCors, { origin: deps.corsOrigins ?? true });
+  // WHIP and WHEP clients in a page read where their session is and which ICE servers to use.
+  void app.register(fastifyCors, { origin: deps.corsOrigins ?? true, exposedHeaders: ['Location', 'Link', 'ETag'] });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof ChorusError) {

@@ -1,0 +1,119 @@
+/**
+ * WHIP ingest with a publisher that is not Chorus code: a plain RTCPeerConnection (libwebrtc in
+ * Node, @roamhq/wrtc) makes its offer, POSTs it with a broadcaster's token, and sets the answer.
+ * SDK listeners hear its tone; DELETE ends the broadcast for them and leaves nothing on the node.
+ * And what WHIP must refuse, with nothing changed.
+ */
+import wrtc from '@roamhq/wrtc';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { ChorusNode } from '../../src/app.js';
+import { pinnedLocalDescription } from '../../src/client/node.js';
+import { joinListener, type TestListener } from '../support/listener.js';
+import { mediaCounts } from '../support/mediaCounts.js';
+import { toneTrack, type ToneSource } from '../support/nodePeer.js';
+import { startTestNode, tokenFor, until } from '../support/testNode.js';
+
+const PeerConnection = pinnedLocalDescription(wrtc.RTCPeerConnection, wrtc.RTCSessionDescription);
+let node: ChorusNode;
+const closers: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  node = await startTestNode();
+});
+afterAll(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+  await node?.close();
+});
+
+interface Publisher {
+  pc: InstanceType<typeof wrtc.RTCPeerConnection>;
+  tone: ToneSource;
+  offer: string;
+}
+
+async function publisher(frequency: number): Promise<Publisher> {
+  const pc = new PeerConnection({ bundlePolicy: 'max-bundle' });
+  const tone = toneTrack(frequency);
+  pc.addTransceiver(tone.track as never, { direction: 'sendonly' });
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  closers.push(() => pc.close(), () => tone.stop());
+  return { pc, tone, offer: offer.sdp! };
+}
+
+const post = (room: string, token: string | undefined, body: string, type = 'application/sdp'): Promise<Response> =>
+  fetch(`${node.url}/whip/${room}`, { method: 'POST', headers: { 'content-type': type, ...(token ? { authorization: `Bearer ${token}` } : {}) }, body });
+
+test('a plain WebRTC publisher POSTs its offer: listeners hear it; DELETE ends it for them and leaves nothing behind', async () => {
+  const room = 'whip-room';
+  const before = await mediaCounts(node);
+  const listener: TestListener = await joinListener(node, room);
+  closers.push(() => listener.close());
+  const source = await publisher(523);
+  const token = await tokenFor(node, room, 'broadcaster');
+  const response = await post(room, token, source.offer);
+  expect(response.status).toBe(201);
+  expect(response.headers.get('content-type')).toBe('application/sdp');
+  const location = response.headers.get('location')!;
+  expect(location).toMatch(new RegExp(`^/whip/${room}/[0-9a-f-]{36}$`));
+  expect(response.headers.get('etag')).toMatch(/^"[0-9a-f-]{36}"$/);
+  await source.pc.setRemoteDescription({ type: 'answer', sdp: await response.text() } as never);
+  await listener.hears(523, 15_000);
+  expect((await node.rooms.get(room)!.broadcastState()).live).toBe(true);
+
+  // Someone else's token cannot end it; its own can.
+  const other = await tokenFor(node, room, 'broadcaster');
+  expect((await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${other}` } })).status).toBe(404);
+  expect((await fetch(`${node.url}${location}`, { method: 'DELETE' })).status).toBe(401);
+  const ended = await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+  expect(ended.status).toBe(200);
+  await until(() => listener.events.includes('trackended'), 5000, 'the listener to be told the broadcast ended');
+  await listener.close();
+  closers.pop();
+  await until(async () => (await mediaCounts(node)).transports === before.transports, 5000, 'every transport to close');
+  expect(await mediaCounts(node)).toEqual(before);
+}, 30_000);
+
+test('trickled candidates are taken (204); an ICE restart answers with the node\'s new credentials', async () => {
+  const room = 'whip-patch';
+  const source = await publisher(440);
+  const token = await tokenFor(node, room, 'broadcaster');
+  const response = await post(room, token, source.offer);
+  expect(response.status).toBe(201);
+  const location = response.headers.get('location')!;
+  const firstUfrag = /a=ice-ufrag:(\S+)/.exec(await response.text())![1];
+  const patch = (body: string): Promise<Response> => fetch(`${node.url}${location}`, { method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag', authorization: `Bearer ${token}` }, body });
+  expect((await patch('a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n')).status).toBe(204);
+  const restart = await patch('a=ice-ufrag:newU\r\na=ice-pwd:newPasswordnewPassword12\r\na=mid:0\r\n');
+  expect(restart.status).toBe(200);
+  const text = await restart.text();
+  expect(text).toMatch(/a=ice-ufrag:\S+/);
+  expect(/a=ice-ufrag:(\S+)/.exec(text)![1]).not.toBe(firstUfrag);
+  expect((await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+});
+
+test('what WHIP refuses, each a typed error, with nothing changed on the node', async () => {
+  const room = 'whip-refusals';
+  const source = await publisher(440);
+  const before = await mediaCounts(node);
+  const participants = node.gatewayParticipants.size;
+  const code = async (response: Response): Promise<[number, string]> => [response.status, ((await response.json()) as { error: { code: string } }).error.code];
+  const broadcaster = await tokenFor(node, room, 'broadcaster');
+  expect(await code(await post(room, undefined, source.offer))).toEqual([401, 'UNAUTHORIZED']);
+  expect(await code(await post(room, 'not-a-token', source.offer))).toEqual([401, 'TOKEN_INVALID']);
+  expect(await code(await post(room, await tokenFor(node, room, 'listener'), source.offer))).toEqual([403, 'FORBIDDEN_ROLE']);
+  expect(await code(await post(room, broadcaster, 'hello'))).toEqual([400, 'BAD_REQUEST']);
+  expect(await code(await post(room, broadcaster, source.offer, 'application/json'))).toEqual([400, 'BAD_REQUEST']);
+  expect(await code(await post(room, broadcaster, source.offer.replace(/a=group:BUNDLE.*\r\n/, '')))).toEqual([400, 'BAD_REQUEST']);
+  const pcmuOnly = source.offer.replace(/^(m=audio \d+ [A-Z/]+) .*$/m, '$1 0').replace(/^a=(rtpmap|fmtp|rtcp-fb):(?!0 ).*\r\n/gm, '');
+  expect(await code(await post(room, broadcaster, pcmuOnly))).toEqual([422, 'MEDIA_REJECTED']);
+  expect((await post(room, broadcaster, `${source.offer}${'a=x:y\r\n'.repeat(12_000)}`)).status).toBe(413);
+  expect(await mediaCounts(node)).toEqual(before);
+  expect(node.gatewayParticipants.size).toBe(participants);
+  // The token refused for bad offers was not spent: it still publishes.
+  const ok = await post(room, broadcaster, source.offer);
+  expect(ok.status).toBe(201);
+  // A second broadcaster while one is live.
+  const second = await publisher(660);
+  expect(await code(await post(room, await tokenFor(node, room, 'broadcaster'), second.offer))).toEqual([409, 'BROADCASTER_PRESENT']);
+});
