@@ -84,8 +84,9 @@ export function parseOffer(sdp: string): ParsedOffer {
 function fmtpOf(media: Media, pt: number): Record<string, string | number> {
   const config = media.fmtp?.find((f) => f.payload === pt)?.config;
   if (!config) return {};
-  const parsed = sdpTransform.parseParams(config) as Record<string, string | number>;
-  return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, v]));
+  const parsed = sdpTransform.parseParams(config) as Record<string, string | number | undefined>;
+  // A parameter without a value (RED's `111/111`) is no key=value pair: left out.
+  return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, string | number] => entry[1] !== undefined));
 }
 
 function feedbackOf(media: Media, pt: number): types.RtcpFeedback[] {

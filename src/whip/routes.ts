@@ -17,7 +17,8 @@ import { routerCodecs } from '../media/codecs.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenService } from '../auth/tokens.js';
 import type { GatewayParticipant, GatewayParticipants } from '../gateway/participants.js';
-import { acceptSending, parseOffer, SdpError, writeAnswer, type AnsweredSection } from '../media/sdp.js';
+import { acceptSending, parseOffer, SdpError, writeAnswer, type AnsweredSection, type OfferSection } from '../media/sdp.js';
+import type { Role } from '../protocol/messages.js';
 import { ChorusError } from '../protocol/errors.js';
 import { requests, roomId as roomIdSchema, wireLimits } from '../protocol/messages.js';
 import { parse } from '../http/validate.js';
@@ -53,6 +54,21 @@ function linkHeaders(servers: Array<{ urls: string[]; username?: string; credent
   );
 }
 
+/**
+ * A request made of what an offer said, checked by the protocol's own schema as a socket message
+ * would be: what the offer carried that the protocol refuses (an over-long parameter, too many
+ * codecs) is the offer's fault, a 400, not the node's.
+ */
+function checked<T>(schema: z.ZodType<T>, value: unknown, section: OfferSection): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new SdpError('BAD_REQUEST', `${section.kind} section ${section.mid}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+}
+
+/** Who may publish over WHIP. */
+const publishers: readonly Role[] = ['broadcaster', 'teacher', 'assistant'];
+
 export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   const { handlers, participants, tokens } = deps;
   const context = (): { receivedAt: number } => ({ receivedAt: Date.now() });
@@ -82,6 +98,9 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
       throw new ChorusError('BAD_REQUEST', 'the offer must be sent as application/sdp');
     }
     const offer = parseOffer(String(request.body ?? ''));
+    // Refused before joining: the token is not spent, and the records see nothing of it.
+    const grant = await tokens.verify(token);
+    if (!publishers.includes(grant.role)) throw new ChorusError('FORBIDDEN_ROLE', `WHIP takes a broadcaster's or a teacher's token, not a ${grant.role}'s`);
     const sending = offer.sections.filter((s) => s.direction === 'sendonly' || s.direction === 'sendrecv');
     if (sending.length === 0) throw new SdpError('BAD_REQUEST', 'the offer sends nothing (WHIP sections are sendonly)');
     // Every section is checked before anything is joined: a bad offer changes nothing.
@@ -101,12 +120,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
           continue;
         }
         const accepted = acceptSending(section, router);
-        const produce = requests.produce.parse({
-          transportId: transport.id,
-          kind: section.kind,
-          rtpParameters: accepted.rtpParameters,
-          source: section.kind === 'audio' ? 'microphone' : 'camera',
-        });
+        const produce = checked(requests.produce, { transportId: transport.id, kind: section.kind, rtpParameters: accepted.rtpParameters, source: section.kind === 'audio' ? 'microphone' : 'camera' }, section);
         try {
           await handlers.produce(participant, produce, context());
           answered.push({ section, accepted });
