@@ -522,14 +522,19 @@ export class Room extends EventEmitter<RoomEvents> {
     this.#scheduleCount();
     if (this.#hands && this.policy.stageSources(peer.role).length > 0) {
       // Its connection dropped: the student is likely back in a moment (the SDK rejoins naming
-      // this session) and keeps its place, on stage included. Left on purpose: gone now.
-      if (INVOLUNTARY.has(reason) && !this.#closed) {
-        const timer = setTimeout(() => {
-          this.#handGrace.delete(peer.id);
-          void this.#forgetHand(peer);
-        }, this.options.handGraceMs ?? HAND_GRACE_MS);
-        timer.unref();
-        this.#handGrace.set(peer.id, timer);
+      // this session) and keeps its place, on stage included. Left on purpose: gone now. A drop
+      // while this node closes (a drain whose deadline passed before the client moved) keeps the
+      // hand as a node's death does: the student takes it back on the node it moves to. Forgetting
+      // it here raced with that rejoin (CI saw a drained student back, but no longer on stage).
+      if (INVOLUNTARY.has(reason)) {
+        if (!this.#closed) {
+          const timer = setTimeout(() => {
+            this.#handGrace.delete(peer.id);
+            void this.#forgetHand(peer);
+          }, this.options.handGraceMs ?? HAND_GRACE_MS);
+          timer.unref();
+          this.#handGrace.set(peer.id, timer);
+        }
       } else await this.#forgetHand(peer);
     }
     if (this.peers.size === 0 && this.#pendingJoins === 0) await this.close(this.#ending ?? 'empty');

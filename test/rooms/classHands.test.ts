@@ -165,6 +165,23 @@ describe('raised hands', () => {
     expect(audit.some((e) => e.type === 'hand' && e.action === 'resumed' && e.peer === back.id)).toBe(true);
   });
 
+  test('a student dropped while its node closes keeps its hand, for its rejoin on the node it moves to', async () => {
+    const { room, store } = await h.room('class', { handGraceMs: 60_000 });
+    const teacher = await joined(room, 'teacher');
+    const student = await joined(room, 'student', { identity: 'moving' });
+    const raised = await room.hand(student.peer, 'raise');
+    await room.hand(teacher.peer, 'invite', student.peer.id, raised.version);
+    await room.hand(student.peer, 'accept');
+    // The class goes on elsewhere: another node serves one of its students.
+    await store.addPeer({ id: 'on-the-other-node', roomId: room.id, identity: 'elsewhere', role: 'student', nodeId: 'other-node', joinedAt: Date.now() });
+    // The drain's deadline passed: the node closes while the student's connection drops.
+    const dropping = room.leave(student.peer, 'dropped');
+    const closing = room.close();
+    await Promise.all([dropping, closing]);
+    const hands = await new Hands(store, room.id, 6).read();
+    expect(hands.hands.map((hand) => [hand.peerId, hand.state])).toEqual([[student.peer.id, 'onstage']]);
+  });
+
   test('a dropped student that does not come back loses its hand when the grace runs out', async () => {
     const { room } = await h.room('class', { handGraceMs: 200 });
     const teacher = await joined(room, 'teacher');
