@@ -8,7 +8,9 @@ import wrtc from '@roamhq/wrtc';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { pinnedLocalDescription } from '../../src/client/node.js';
+import { joinCallPeer } from '../support/callPeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
+import { colourMatches, colourTrack, palette } from '../support/nodeVideo.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { toneTrack, type ToneSource } from '../support/nodePeer.js';
 import { startTestNode, tokenFor, until } from '../support/testNode.js';
@@ -116,4 +118,34 @@ test('what WHIP refuses, each a typed error, with nothing changed on the node', 
   // A second broadcaster while one is live.
   const second = await publisher(660);
   expect(await code(await post(room, await tokenFor(node, room, 'broadcaster'), second.offer))).toEqual([409, 'BROADCASTER_PRESENT']);
+});
+
+test('a teacher over WHIP: its camera and microphone reach a student of the class; video into a broadcast is declined while its audio goes on', async () => {
+  const room = 'whip-class';
+  const pc = new PeerConnection({ bundlePolicy: 'max-bundle' });
+  const tone = toneTrack(698);
+  const camera = colourTrack(palette.red, 320, 180);
+  closers.push(() => pc.close(), () => tone.stop(), () => camera.stop());
+  pc.addTransceiver(tone.track as never, { direction: 'sendonly' });
+  pc.addTransceiver(camera.track as never, { direction: 'sendonly' });
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const teacherToken = await node.tokens.mint({ room, identity: 'whip-teacher', role: 'teacher', kind: 'class' });
+  const response = await post(room, teacherToken, offer.sdp!);
+  expect(response.status).toBe(201);
+  const answer = await response.text();
+  expect(answer.match(/^m=\w+ \d+/gm)).toEqual(['m=audio 9', 'm=video 9']);
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer } as never);
+  const student = await joinCallPeer(node, room, 'student', 0, { token: await node.tokens.mint({ room, identity: 'student', role: 'student', kind: 'class' }), receiveOnly: true });
+  closers.push(() => student.close());
+  await until(() => {
+    const probe = [...student.heard.values()][0];
+    return probe !== undefined && probe.rms > 0.05 && Math.abs(probe.frequency - 698) < 70;
+  }, 15_000, 'the student to hear the WHIP teacher');
+  await until(() => [...student.seen.values()].some((s) => colourMatches(s.probe, palette.red)), 15_000, 'the student to see the WHIP teacher\'s red camera');
+
+  // The same kind of offer into a broadcast: its video section is declined, its audio published.
+  const broadcast = await post('whip-video-broadcast', await tokenFor(node, 'whip-video-broadcast', 'broadcaster'), offer.sdp!);
+  expect(broadcast.status).toBe(201);
+  expect((await broadcast.text()).match(/^m=\w+ \d+/gm)).toEqual(['m=audio 9', 'm=video 0']);
 });
