@@ -38,9 +38,13 @@ export function playHls(media: HTMLMediaElement, url: string, options: HlsPlayOp
   const retryMs = options.retryMs ?? 3000;
   // A MediaStream left on the element would win over the HLS source.
   media.srcObject = null;
-  if (!mediaSourceAvailable()) {
+  /** The browser's own HLS player (Safari, iOS). */
+  const native = (): void => {
     media.src = url;
     void media.play().catch(() => undefined);
+  };
+  if (!mediaSourceAvailable()) {
+    native();
     return {
       engine: 'native',
       stop() {
@@ -83,8 +87,7 @@ export function playHls(media: HTMLMediaElement, url: string, options: HlsPlayOp
         if (stopped) return;
         if (Library.isSupported()) return start(Library);
         // Media Source Extensions without the codecs hls.js needs: the browser's own player.
-        media.src = url;
-        void media.play().catch(() => undefined);
+        native();
       },
       (error: unknown) => {
         options.onTrouble?.(`hls.js could not be loaded: ${String(error)}`);

@@ -199,23 +199,35 @@ export class Recordings {
    * moment it starts or stops) over the records' (they have it after any restart, a moment later).
    */
   async list(tenant: string): Promise<RecordingInfo[]> {
-    const [raw, archived] = await Promise.all([
-      this.store.getValue(listKey(tenant)),
-      this.archive?.recordings(tenant, LIST_MAX).catch((error: unknown) => {
-        this.log.warn({ err: error }, 'recordings not read from the records; listing the state store\'s');
-        return [];
-      }) ?? [],
-    ]);
+    const [live, archived] = await Promise.all([this.#storeList(tenant), this.#archived(tenant)]);
     const byId = new Map(archived.map((r) => [r.id, r]));
-    for (const r of raw === undefined ? [] : (JSON.parse(raw) as RecordingInfo[])) {
+    for (const r of live) {
       if (r.endedAt !== undefined || byId.get(r.id)?.endedAt === undefined) byId.set(r.id, r);
     }
     return [...byId.values()].sort((a, b) => b.startedAt - a.startedAt).slice(0, LIST_MAX);
   }
 
-  /** A recording of `tenant`'s listed by that id, if any. */
+  /**
+   * A recording of `tenant`'s listed by that id, if any. Every playlist and segment request asks:
+   * the state store's list answers those of a recording it has, the records only the others.
+   */
   async find(tenant: string, roomId: string, recordingId: string): Promise<RecordingInfo | undefined> {
-    return (await this.list(tenant)).find((r) => r.id === recordingId && r.roomId === roomId);
+    const matches = (r: RecordingInfo): boolean => r.id === recordingId && r.roomId === roomId;
+    return (await this.#storeList(tenant)).find(matches) ?? (await this.#archived(tenant)).find(matches);
+  }
+
+  async #storeList(tenant: string): Promise<RecordingInfo[]> {
+    const raw = await this.store.getValue(listKey(tenant));
+    return raw === undefined ? [] : (JSON.parse(raw) as RecordingInfo[]);
+  }
+
+  async #archived(tenant: string): Promise<RecordingInfo[]> {
+    return (
+      this.archive?.recordings(tenant, LIST_MAX).catch((error: unknown) => {
+        this.log.warn({ err: error }, 'recordings not read from the records; listing the state store\'s');
+        return [];
+      }) ?? []
+    );
   }
 
   async close(): Promise<void> {

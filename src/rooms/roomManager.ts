@@ -62,10 +62,7 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
     // A room may close (its last peer left) between being looked up and being joined; one
     // retry against a freshly created room covers that window.
     for (let attempt = 0; ; attempt++) {
-      const room = await this.#roomFor(grant);
-      // A room belongs to the tenant whose key opened it; found here, or claimed in #create.
-      if (room.tenant !== grant.tenant) throw othersRoom(room.id);
-      if (room.kind !== grant.kind) throw new ChorusError('WRONG_ROOM_KIND', `this is a ${room.kind} room; the token is for a ${grant.kind} room`);
+      const room = owned(await this.#roomFor(grant), grant.tenant, grant.kind);
       try {
         return { room, peer: await room.join(grant, peerId, previousPeerId) };
       } catch (error) {
@@ -80,10 +77,7 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
    * room, the key's room cap. Nobody publishing in it closes it after the idle time.
    */
   async open(roomId: string, kind: RoomKind, key: { id: string; tenant: string }): Promise<Room> {
-    const room = await this.#roomFor({ room: roomId, kind, keyId: key.id, tenant: key.tenant });
-    if (room.tenant !== key.tenant) throw othersRoom(room.id);
-    if (room.kind !== kind) throw new ChorusError('WRONG_ROOM_KIND', `this is a ${room.kind} room, not a ${kind} room`);
-    return room;
+    return owned(await this.#roomFor({ room: roomId, kind, keyId: key.id, tenant: key.tenant }), key.tenant, kind);
   }
 
   async #roomFor(grant: Pick<VerifiedGrant, 'room' | 'kind' | 'keyId' | 'tenant'>): Promise<Room> {
@@ -150,6 +144,13 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
 export async function ownerRefusal(store: StateStore, roomId: string, tenant: string): Promise<ChorusError | undefined> {
   const record = await store.getRoom(roomId);
   return record && ownerOf(record) !== tenant ? othersRoom(roomId) : undefined;
+}
+
+/** `room`, when it is `tenant`'s and of `kind` (a room belongs to the tenant whose key opened it; found here, or claimed in #create). */
+function owned(room: Room, tenant: string, kind: RoomKind): Room {
+  if (room.tenant !== tenant) throw othersRoom(room.id);
+  if (room.kind !== kind) throw new ChorusError('WRONG_ROOM_KIND', `this is a ${room.kind} room; the token is for a ${kind} room`);
+  return room;
 }
 
 /** Not this tenant's room. Says no more: whose it is stays between that tenant and the node. */

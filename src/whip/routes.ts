@@ -44,6 +44,10 @@ function bearer(request: FastifyRequest, reply: FastifyReply): string {
   return match[1];
 }
 
+function requireType(request: FastifyRequest, type: string, why: string): void {
+  if (request.headers['content-type']?.split(';')[0]?.trim() !== type) throw new ChorusError('BAD_REQUEST', why);
+}
+
 /** ICE servers as RFC 9725 Link headers (TURN credentials are the session's own, short-lived). */
 function linkHeaders(servers: Array<{ urls: string[]; username?: string; credential?: string }>): string[] {
   return servers.flatMap((s) =>
@@ -94,9 +98,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   app.post('/whip/:roomId', limit, async (request, reply) => {
     const { roomId } = parse(roomParams, request.params, 'path');
     const token = bearer(request, reply);
-    if (request.headers['content-type']?.split(';')[0]?.trim() !== 'application/sdp') {
-      throw new ChorusError('BAD_REQUEST', 'the offer must be sent as application/sdp');
-    }
+    requireType(request, 'application/sdp', 'the offer must be sent as application/sdp');
     const offer = parseOffer(String(request.body ?? ''));
     // Refused before joining: the token is not spent, and the records see nothing of it.
     const grant = await tokens.verify(token);
@@ -162,9 +164,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
 
   app.patch('/whip/:roomId/:sessionId', limit, async (request, reply) => {
     const participant = await owned(request, reply);
-    if (request.headers['content-type']?.split(';')[0]?.trim() !== 'application/trickle-ice-sdpfrag') {
-      throw new ChorusError('BAD_REQUEST', 'a PATCH carries application/trickle-ice-sdpfrag');
-    }
+    requireType(request, 'application/trickle-ice-sdpfrag', 'a PATCH carries application/trickle-ice-sdpfrag');
     const fragment = String(request.body ?? '');
     const ufrag = /^a=ice-ufrag:(\S+)\r?$/m.exec(fragment)?.[1];
     const transport = [...(participant.peer?.transports.values() ?? [])][0];
