@@ -498,7 +498,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
   };
   const handlers = createHandlers(handlerDeps);
-  registerWhipRoutes(http, { handlers, participants: gatewayParticipants, tokens });
+  registerWhipRoutes(http, { handlers, participants: gatewayParticipants, tokens, rooms, store });
   await registerGatewayRoutes(http, {
     handlers,
     participants: gatewayParticipants,

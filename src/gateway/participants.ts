@@ -6,6 +6,7 @@
  * with no stream open, is dropped after the stale timeout as a socket that went away would be
  * (its media transports dying are noticed by the room itself, as for any session).
  */
+import type { PayloadProfile } from '../media/payloadProfile.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../observability/logger.js';
 import type { ServerEvents } from '../protocol/messages.js';
@@ -43,6 +44,8 @@ export class GatewayParticipant implements Session {
    * lives as long as its media does (the room removes a session whose transport dies).
    */
   heldByMedia = false;
+  /** A WHEP player's own payload types, set before it joins (see PayloadProfile). */
+  payloadProfile?: PayloadProfile | undefined;
   #gone = false;
   #next = 1;
   readonly #log: GatewayEvent[] = [];

@@ -1,4 +1,5 @@
 import type { types } from 'mediasoup';
+import { trackIdOf } from './roomMedia.js';
 import { allocate, DEFAULT_LAYER_RULES, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
 
 /** What a subscriber's tile asks of one video. */
@@ -76,7 +77,7 @@ export class Downlink {
     this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0 });
     consumer.observer.once('close', () => {
       this.#entries.delete(consumer);
-      this.#options.applied(new Set([consumer.producerId]));
+      this.#options.applied(new Set([trackIdOf(consumer)]));
       void this.reassess();
     });
     void this.reassess();
@@ -111,7 +112,7 @@ export class Downlink {
 
   /** The ceiling each shown video has now (undefined: not decided yet, or hidden). */
   ceilings(): Array<{ producerId: string; target: Target | undefined; visible: boolean }> {
-    return [...this.#entries].map(([consumer, entry]) => ({ producerId: consumer.producerId, target: entry.current, visible: entry.view.visible }));
+    return [...this.#entries].map(([consumer, entry]) => ({ producerId: trackIdOf(consumer), target: entry.current, visible: entry.view.visible }));
   }
 
   /** Decides again; calls made while deciding run once more after it. */
@@ -171,7 +172,7 @@ export class Downlink {
         entry.current = target;
         if (previous !== undefined && isLower(target, previous)) entry.lastDownAt = now;
         entry.lastChangeAt = now;
-        changed.add(consumer.producerId);
+        changed.add(trackIdOf(consumer));
         await this.#options.apply(consumer, target, previous).catch((error: unknown) => {
           if (entry.current === target) entry.current = previous;
           this.#failed.set(consumer, error);

@@ -4,6 +4,9 @@
  * `pipeToRouter`. Receive transports are placed on the router with room to spare, so a big
  * broadcast spreads its consumers over every core.
  *
+ * A receiver that numbers the codecs its own way (a WHEP player) is served from a router whose
+ * codecs carry its numbers (`PayloadProfile`), fed the same way but only with what is consumed.
+ *
  * Closing a RoomMedia closes its routers, and with them every transport, producer and consumer.
  */
 import { EventEmitter } from 'node:events';
@@ -11,6 +14,7 @@ import type { types } from 'mediasoup';
 import { ChorusError } from '../protocol/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { routerCodecs } from './codecs.js';
+import type { PayloadProfile } from './payloadProfile.js';
 import type { WorkerPool } from './workerPool.js';
 
 export interface TransportSettings {
@@ -27,10 +31,15 @@ export interface RouterSlot {
   readonly router: types.Router;
   readonly worker: types.Worker;
   readonly origin: boolean;
+  /** The payload profile its codecs follow ('' for the room's own numbering). */
+  readonly profile: string;
   /** Receive transports placed here: one listener each, the unit of fan-out capacity. */
   recvTransports: number;
-  /** Producers piped here from the origin (by id), or being piped. */
-  readonly piped: Map<string, Promise<void>>;
+  /**
+   * Producers piped here from the origin (by origin id), or being piped: each with its id here.
+   * That is the same id, but not on a profile's router, which may share the origin's worker.
+   */
+  readonly piped: Map<string, Promise<string>>;
 }
 
 interface RoomMediaEvents {
@@ -61,7 +70,7 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
     log: Logger,
   ): Promise<RoomMedia> {
     const media = new RoomMedia(roomId, pool, settings, maxConsumersPerWorker, log);
-    await media.#addRouter(pool.leastLoaded(), true);
+    await media.#addRouter(pool.leastLoaded(), true, undefined);
     return media;
   }
 
@@ -83,10 +92,10 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
     return this.#slots;
   }
 
-  async #addRouter(workerSlot: { worker: types.Worker }, origin: boolean): Promise<RouterSlot> {
+  async #addRouter(workerSlot: { worker: types.Worker }, origin: boolean, profile: PayloadProfile | undefined): Promise<RouterSlot> {
     const { worker } = workerSlot;
-    const router = await worker.createRouter({ mediaCodecs: routerCodecs(), appData: { roomId: this.roomId } });
-    const slot: RouterSlot = { router, worker, origin, recvTransports: 0, piped: new Map() };
+    const router = await worker.createRouter({ mediaCodecs: profile?.codecs ?? routerCodecs(), appData: { roomId: this.roomId } });
+    const slot: RouterSlot = { router, worker, origin, profile: profile?.key ?? '', recvTransports: 0, piped: new Map() };
     this.#slots.push(slot);
     router.observer.once('close', () => {
       const at = this.#slots.indexOf(slot);
@@ -97,7 +106,7 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
         this.emit('routerlost', slot);
       }
     });
-    this.log.debug({ room: this.roomId, router: router.id, origin, workerPid: worker.pid }, 'router created');
+    this.log.debug({ room: this.roomId, router: router.id, origin, profile: slot.profile, workerPid: worker.pid }, 'router created');
     return slot;
   }
 
@@ -106,35 +115,43 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
    * budget, else a new router on the least-loaded worker this room does not use yet (with
    * every current producer piped to it), else the emptiest router we have.
    */
-  async #slotForReceiver(): Promise<RouterSlot> {
-    const withRoom = this.#slots.find((s) => s.recvTransports < this.maxConsumersPerWorker);
+  async #slotForReceiver(profile: PayloadProfile | undefined): Promise<RouterSlot> {
+    const key = profile?.key ?? '';
+    const slots = this.#slots.filter((s) => s.profile === key);
+    const withRoom = slots.find((s) => s.recvTransports < this.maxConsumersPerWorker);
     if (withRoom) return withRoom;
-    const used = new Set(this.#slots.map((s) => s.worker));
+    const used = new Set(slots.map((s) => s.worker));
     const candidate = this.pool.leastLoaded(used);
     if (!used.has(candidate.worker)) {
-      const slot = await this.#addRouter(candidate, false);
+      const slot = await this.#addRouter(candidate, false, profile);
+      // A profile's router is fed on demand: it may not take every codec the room's producers use.
+      if (profile) {
+        this.log.info({ room: this.roomId, profile: key }, 'router for a payload profile');
+        return slot;
+      }
       this.log.info({ room: this.roomId, routers: this.#slots.length }, 'broadcast fanned out to another worker');
       await Promise.all([...this.#producers.keys()].map((id) => this.#pipe(id, slot)));
       return slot;
     }
-    return this.#slots.reduce((a, b) => (b.recvTransports < a.recvTransports ? b : a));
+    return slots.reduce((a, b) => (b.recvTransports < a.recvTransports ? b : a));
   }
 
-  #pipe(producerId: string, slot: RouterSlot): Promise<void> {
-    if (slot.origin) return Promise.resolve();
+  #pipe(producerId: string, slot: RouterSlot): Promise<string> {
+    if (slot.origin) return Promise.resolve(producerId);
     let piping = slot.piped.get(producerId);
     if (!piping) {
       piping = this.origin.router
-        .pipeToRouter({ producerId, router: slot.router })
-        .then(() => undefined);
+        .pipeToRouter({ producerId, router: slot.router, keepId: slot.profile === '' })
+        .then(({ pipeProducer }) => pipeProducer?.id ?? producerId);
       slot.piped.set(producerId, piping);
       piping.catch(() => slot.piped.delete(producerId));
     }
     return piping;
   }
 
-  async createTransport(direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
-    const slot = direction === 'send' ? this.origin : await this.#slotForReceiver();
+  /** `profile`: the receiver's own payload types, for a receive transport (see PayloadProfile). */
+  async createTransport(direction: 'send' | 'recv', forceTcp: boolean, profile?: PayloadProfile): Promise<types.WebRtcTransport> {
+    const slot = direction === 'send' ? this.origin : await this.#slotForReceiver(profile);
     const s = this.settings;
     const listenInfos: types.TransportListenInfo[] = [];
     const portRange = { min: s.minPort, max: s.maxPort };
@@ -168,7 +185,7 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
       for (const slot of this.#slots) slot.piped.delete(producer.id);
     });
     for (const slot of this.#slots) {
-      if (!slot.origin) {
+      if (!slot.origin && slot.profile === '') {
         this.#pipe(producer.id, slot).catch((error: unknown) =>
           this.log.error({ room: this.roomId, err: error }, 'piping producer to fan-out router failed'),
         );
@@ -176,13 +193,19 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
     }
   }
 
-  /** Makes sure `producerId` exists on the router that hosts `transport`. */
-  async ensureProducerOn(transport: types.WebRtcTransport, producerId: string): Promise<types.Router> {
+  /** Makes sure `producerId` exists on the router that hosts `transport`: that router, and its id there. */
+  async ensureProducerOn(transport: types.WebRtcTransport, producerId: string): Promise<{ router: types.Router; producerId: string }> {
     const slot = this.#slots.find((s) => s.router.id === routerIdOf(transport));
     if (!slot) throw new ChorusError('TRANSPORT_NOT_FOUND', 'transport is not in this room');
     if (!this.#producers.has(producerId)) throw new ChorusError('PRODUCER_NOT_FOUND', 'no such producer in this room');
-    await this.#pipe(producerId, slot);
-    return slot.router;
+    try {
+      return { router: slot.router, producerId: await this.#pipe(producerId, slot) };
+    } catch (error) {
+      if (slot.profile === '') throw error;
+      // A profile's router lacks the codecs its receiver did not offer: this track is not for it.
+      this.log.debug({ room: this.roomId, producer: producerId, profile: slot.profile, err: error }, 'track not piped to a payload profile');
+      throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
+    }
   }
 
   /** Counts of live mediasoup objects, from each router's own dump, for tests and diagnostics. */
@@ -210,4 +233,13 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
 /** The id of the router a transport lives on (kept in appData when the transport is made). */
 function routerIdOf(transport: types.WebRtcTransport): unknown {
   return transport.appData['routerId'];
+}
+
+/**
+ * The room's id of the track a consumer plays. A consumer on a profile's router consumes a copy
+ * of the track under another id; the room knows the track by its own (kept in appData).
+ */
+export function trackIdOf(consumer: types.Consumer): string {
+  const id = consumer.appData['trackId'];
+  return typeof id === 'string' ? id : consumer.producerId;
 }

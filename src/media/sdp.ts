@@ -155,6 +155,40 @@ export function acceptSending(section: OfferSection, router: types.RtpCapabiliti
   return { rtpParameters, payloadTypes: codecs.map((c) => c.payloadType), extensions };
 }
 
+/**
+ * What a receiving section (a WHEP player's) can take, as the RTP capabilities `consume` is given:
+ * its codecs with its own payload types, its feedback, and its header extensions with its ids
+ * (mediasoup keeps those whose id is the router's). Not its RTX: a router numbers RTX itself, and
+ * an answer may not name a payload type the offer did not, so losses are resent on the stream.
+ */
+export function receivingCapabilities(section: OfferSection): types.RtpCapabilities {
+  const { media, kind } = section;
+  const codecs: types.RtpCodecCapability[] = (media.rtp ?? []).filter((r) => r.codec.toLowerCase() !== 'rtx').map((r) => ({
+    kind,
+    mimeType: `${kind}/${r.codec}`,
+    preferredPayloadType: r.payload,
+    clockRate: r.rate ?? 0,
+    ...(kind === 'audio' ? { channels: Number(r.encoding ?? 1) } : {}),
+    parameters: fmtpOf(media, r.payload),
+    rtcpFeedback: feedbackOf(media, r.payload),
+  }));
+  const headerExtensions = (media.ext ?? []).map((e) => ({ kind, uri: e.uri as types.RtpHeaderExtensionUri, preferredId: e.value, direction: 'sendrecv' as const }));
+  return { codecs, headerExtensions };
+}
+
+/** The answer's view of a consumer: its payload types, extensions and SSRCs (WHEP). */
+export function consumerAnswer(rtpParameters: types.RtpParameters): { accepted: Accepted; sending: NonNullable<AnsweredSection['sending']> } {
+  const encoding = rtpParameters.encodings?.[0];
+  return {
+    accepted: {
+      rtpParameters,
+      payloadTypes: rtpParameters.codecs.map((c) => c.payloadType),
+      extensions: (rtpParameters.headerExtensions ?? []).map((e) => ({ id: e.id, uri: e.uri })),
+    },
+    sending: { ssrc: encoding?.ssrc ?? 0, rtxSsrc: encoding?.rtx?.ssrc, cname: rtpParameters.rtcp?.cname ?? 'chorus' },
+  };
+}
+
 function encodingsOf(media: Media, kind: 'audio' | 'video', withRtx: boolean): types.RtpEncodingParameters[] {
   const sendRids = (media.rids ?? []).filter((r) => r.direction === 'send').map((r) => String(r.id));
   if (kind === 'video' && sendRids.length > 0) {

@@ -7,6 +7,7 @@
  * One stats request at a time, and a tick that is still running skips the next one: sampling
  * must never pile requests onto the media workers.
  */
+import { trackIdOf } from '../media/roomMedia.js';
 import type { types } from 'mediasoup';
 import type { Logger } from '../observability/logger.js';
 import type { RoomManager } from '../rooms/roomManager.js';
@@ -111,7 +112,7 @@ export class QualitySampler {
       jitterMs: null,
       rttMs: stream.roundTripTime ?? null,
       bitrate: stream.bitrate,
-      producer: consumer.producerId,
+      producer: trackIdOf(consumer),
       intervalMs: this.intervalMs,
       ...(video ?? {}),
     });

@@ -2,11 +2,12 @@
  * One room on this node: its peers, its media and its policy. Every request a peer makes goes
  * through here and is checked against the policy before any media object is touched.
  */
+import type { PayloadProfile } from '../media/payloadProfile.js';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { types } from 'mediasoup';
 import { tuneOpusForSpeech } from '../media/codecs.js';
-import type { RoomMedia } from '../media/roomMedia.js';
+import { trackIdOf, type RoomMedia } from '../media/roomMedia.js';
 import { firstRtp } from '../media/sending.js';
 import type { LayerRules } from '../media/layerPolicy.js';
 import { RoomLayers } from './roomLayers.js';
@@ -580,7 +581,7 @@ export class Room extends EventEmitter<RoomEvents> {
     this.members?.handMoved(this.id, { queue: moved.queue, peerId: peer.id });
   }
 
-  async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
+  async createTransport(peer: Peer, direction: 'send' | 'recv', forceTcp: boolean, profile?: PayloadProfile): Promise<types.WebRtcTransport> {
     this.#assertMember(peer);
     const media = this.requireMedia();
     if (direction === 'send' && this.publishable(peer).length === 0) {
@@ -593,7 +594,7 @@ export class Room extends EventEmitter<RoomEvents> {
     peer.pendingTransports++;
     let transport: types.WebRtcTransport;
     try {
-      transport = await media.createTransport(direction, forceTcp);
+      transport = await media.createTransport(direction, forceTcp, direction === 'recv' ? profile : undefined);
     } finally {
       peer.pendingTransports--;
     }
@@ -890,14 +891,14 @@ export class Room extends EventEmitter<RoomEvents> {
     const { producer, publication } = await this.#consumable(peer, producerId);
     const id = producer.id;
     // A consumer still being created counts too: requests sent at once must not all pass the check.
-    if (peer.pendingConsume.has(id) || [...peer.consumers.values()].some((existing) => existing.producerId === id)) {
+    if (peer.pendingConsume.has(id) || [...peer.consumers.values()].some((existing) => trackIdOf(existing) === id)) {
       throw new ChorusError('BAD_REQUEST', 'already consuming that producer');
     }
     let consumer: types.Consumer;
     peer.pendingConsume.add(id);
     try {
-      const router = await this.requireMedia().ensureProducerOn(transport, id);
-      if (!router.canConsume({ producerId: id, rtpCapabilities })) {
+      const { router, producerId: here } = await this.requireMedia().ensureProducerOn(transport, id);
+      if (!router.canConsume({ producerId: here, rtpCapabilities })) {
         throw new ChorusError('CANNOT_CONSUME', 'your device cannot decode this stream');
       }
       const layers = publication?.layers ?? 1;
@@ -907,11 +908,11 @@ export class Room extends EventEmitter<RoomEvents> {
         // no such packet, so a client may ask for it flowing at once. Layered video starts on a
         // middle layer until the subscriber says how large it shows it.
         consumer = await transport.consume({
-          producerId: id,
+          producerId: here,
           rtpCapabilities,
           paused: startPaused || producer.kind !== 'audio',
           ...(layers > 1 ? { preferredLayers: { spatialLayer: Math.min(1, layers - 1) } } : {}),
-          appData: { source: publication?.source },
+          appData: { source: publication?.source, trackId: id },
         });
       } catch (error) {
         this.#log.info({ peer: peer.id, transport: transportId, producer: id, err: error }, 'consume refused');
@@ -999,7 +1000,7 @@ export class Room extends EventEmitter<RoomEvents> {
       // A tile reported hidden stays paused until it is shown again; one the downlink cannot
       // carry, until it can.
       if (this.#consumerHidden.has(consumer) || this.#layers.starved(consumer)) return;
-      if (consumer.kind === 'video') await this.#uplinkBack(consumer.producerId);
+      if (consumer.kind === 'video') await this.#uplinkBack(trackIdOf(consumer));
       if (consumer.closed || this.#consumerHidden.has(consumer) || this.#layers.starved(consumer)) return;
       await consumer.resume();
       if (consumer.kind === 'video') await consumer.requestKeyFrame().catch(() => undefined);
@@ -1129,10 +1130,10 @@ export class Room extends EventEmitter<RoomEvents> {
     }
     this.#consumerHidden.delete(consumer);
     let spatialLayer: number | undefined;
-    const publication = this.#publications.get(consumer.producerId);
+    const publication = this.#publications.get(trackIdOf(consumer));
     if (layers(consumer) > 1) {
       // A track from another node: its capture height came with its info (the layers halve it each).
-      const heights = publication?.layerHeights() ?? evenHeights(layers(consumer), this.#remoteTrack(consumer.producerId)?.track.height);
+      const heights = publication?.layerHeights() ?? evenHeights(layers(consumer), this.#remoteTrack(trackIdOf(consumer))?.track.height);
       spatialLayer = layerFor(heights, view.height);
       // The layer policy sets the layers: the view is its ceiling, the downlink its budget.
       this.#layers.setView(consumer, { visible: true, area: view.width * view.height, maxSpatial: spatialLayer, maxTemporal: scalability(consumer).temporal - 1 });

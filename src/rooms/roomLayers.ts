@@ -3,6 +3,7 @@
  * bandwidth shared among its videos by the layer policy), the decisions made real on the
  * consumers, and dynacast (each publisher told the highest layer anyone here is given).
  */
+import { trackIdOf } from '../media/roomMedia.js';
 import type { types } from 'mediasoup';
 import { Downlink, type TileView } from '../media/downlink.js';
 import type { LayerRules, Target } from '../media/layerPolicy.js';
@@ -99,7 +100,7 @@ export class RoomLayers {
         const producer = this.#sourceOf.get(consumer);
         return producer ? this.#rates.ladder(producer) : [];
       },
-      prioritised: (consumer) => this.host.prioritised(consumer.producerId),
+      prioritised: (consumer) => this.host.prioritised(trackIdOf(consumer)),
       audioTracks: () => [...peer.consumers.values()].filter((c) => c.kind === 'audio' && !c.paused && !c.producerPaused).length,
       apply: (consumer, target, previous) => this.#apply(peer, consumer, target, previous),
       applied: (producerIds) => {
@@ -118,7 +119,7 @@ export class RoomLayers {
 
   /** Makes a decision real: preferred layers, or a pause until the downlink can carry the video again. */
   async #apply(peer: Peer, consumer: types.Consumer, target: Target, previous: Target | undefined): Promise<void> {
-    this.host.log.debug({ peer: peer.id, consumer: consumer.id, producer: consumer.producerId, target, previous }, 'layer ceiling');
+    this.host.log.debug({ peer: peer.id, consumer: consumer.id, producer: trackIdOf(consumer), target, previous }, 'layer ceiling');
     await this.host.inTurn(consumer, async () => {
       if (target === 'off') {
         this.#starved.add(consumer);

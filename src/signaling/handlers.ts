@@ -2,6 +2,8 @@
  * One function per protocol method. Each receives a validated request and the socket's session
  * and returns the response payload, or throws a ChorusError.
  */
+import { trackIdOf } from '../media/roomMedia.js';
+import type { PayloadProfile } from '../media/payloadProfile.js';
 import { randomBytes } from 'node:crypto';
 import type { types } from 'mediasoup';
 import type { TokenService } from '../auth/tokens.js';
@@ -28,6 +30,8 @@ export interface Session {
   /** Called after a successful join / leave so the transport layer can (un)subscribe. */
   onJoined(room: Room, peer: Peer): void;
   onLeft(room: Room, peer: Peer): void;
+  /** A receiver that numbers the codecs itself (a WHEP player): its receive transport follows. */
+  readonly payloadProfile?: PayloadProfile | undefined;
 }
 
 export interface HandlerDeps {
@@ -81,9 +85,9 @@ function transportInfo(t: types.WebRtcTransport): TransportInfo {
  * (its token is spent by now): the answer just has no transport, and the client's
  * createTransport then gets the reason.
  */
-async function joinTransport(room: Room, peer: Peer, direction: 'send' | 'recv', forceTcp: boolean): Promise<CreatedTransport | undefined> {
+async function joinTransport(room: Room, peer: Peer, direction: 'send' | 'recv', forceTcp: boolean, profile: PayloadProfile | undefined): Promise<CreatedTransport | undefined> {
   try {
-    return { direction, ...transportInfo(await room.createTransport(peer, direction, forceTcp)) };
+    return { direction, ...transportInfo(await room.createTransport(peer, direction, forceTcp, profile)) };
   } catch {
     return undefined;
   }
@@ -93,11 +97,11 @@ async function joinTransport(room: Room, peer: Peer, direction: 'send' | 'recv',
  * The transports a join asked for: the one the role uses (send for a publisher, receive for
  * everyone else), and for a role that does both (a call's participants) the receive one too.
  */
-async function joinTransports(room: Room, peer: Peer, forceTcp: boolean): Promise<Pick<Responses['join'], 'transport' | 'recvTransport'>> {
+async function joinTransports(room: Room, peer: Peer, forceTcp: boolean, profile: PayloadProfile | undefined): Promise<Pick<Responses['join'], 'transport' | 'recvTransport'>> {
   const sends = canSend(room.policy, peer.role);
   const [transport, recvTransport] = await Promise.all([
-    joinTransport(room, peer, sends ? 'send' : 'recv', forceTcp),
-    sends && room.policy.receives(peer.role) ? joinTransport(room, peer, 'recv', forceTcp) : undefined,
+    joinTransport(room, peer, sends ? 'send' : 'recv', forceTcp, profile),
+    sends && room.policy.receives(peer.role) ? joinTransport(room, peer, 'recv', forceTcp, profile) : undefined,
   ]);
   return { ...(transport ? { transport } : {}), ...(recvTransport ? { recvTransport } : {}) };
 }
@@ -169,7 +173,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           room.broadcastState(),
           room.audienceCount(),
           tokens.resumeToken(grant, resumeTtlSeconds),
-          wantsTransport ? joinTransports(room, peer, wantsTransport.forceTcp ?? false) : undefined,
+          wantsTransport ? joinTransports(room, peer, wantsTransport.forceTcp ?? false, session.payloadProfile) : undefined,
           room.liveRecording(),
         ]);
         return {
@@ -206,7 +210,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
 
     async createTransport(session, { direction, forceTcp }) {
       const { room, peer } = member(session);
-      return transportInfo(await room.createTransport(peer, direction, forceTcp ?? false));
+      return transportInfo(await room.createTransport(peer, direction, forceTcp ?? false, session.payloadProfile));
     },
 
     async connectTransport(session, { transportId, dtlsParameters }) {
@@ -248,7 +252,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
     async consume(session, { transportId, producerId, rtpCapabilities, paused }) {
       const { room, peer } = member(session);
       const c = await room.consume(peer, transportId, producerId, rtpCapabilities as types.RtpCapabilities, paused ?? true);
-      return { consumerId: c.id, producerId: c.producerId, kind: c.kind, rtpParameters: c.rtpParameters, paused: c.paused };
+      return { consumerId: c.id, producerId: trackIdOf(c), kind: c.kind, rtpParameters: c.rtpParameters, paused: c.paused };
     },
 
     async resumeConsumer(session, { consumerId }) {

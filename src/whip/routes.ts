@@ -6,6 +6,11 @@
  *   PATCH   /whip/:roomId/:sessionId    application/trickle-ice-sdpfrag: candidates (204), or an ICE restart (200, the node's new credentials)
  *   DELETE  /whip/:roomId/:sessionId    ends the session (its tracks end for everyone)
  *
+ * WHEP playback: a player POSTs a receive-only offer with a listener's (or a student's) token and
+ * gets the room's published tracks: a broadcast's audio, a class's stage (the screen share when
+ * one is live, else the camera, and the microphone). `/whep/:roomId/:sessionId` takes the same
+ * PATCH and DELETE. A player is a listener like any: counted, recorded, removed when its media dies.
+ *
  * A session is a participant of the room like an SDK publisher: the same protocol handlers join
  * it, open its transport and produce its tracks, so the room's rules hold (one broadcaster seat,
  * grants, limits, records, cascade, HLS). Its client makes no request while it streams: it lives
@@ -15,20 +20,26 @@ import { randomUUID } from 'node:crypto';
 import { getSupportedRtpCapabilities, type types } from 'mediasoup';
 import { routerCodecs } from '../media/codecs.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { TokenService } from '../auth/tokens.js';
-import type { GatewayParticipant, GatewayParticipants } from '../gateway/participants.js';
-import { acceptSending, parseOffer, SdpError, writeAnswer, type AnsweredSection, type OfferSection } from '../media/sdp.js';
+import type { TokenService, VerifiedGrant } from '../auth/tokens.js';
 import type { Role } from '../protocol/messages.js';
+import type { ParticipantInfo, TrackInfo } from '../protocol/room.js';
+import type { GatewayParticipant, GatewayParticipants } from '../gateway/participants.js';
+import { acceptSending, consumerAnswer, parseOffer, receivingCapabilities, SdpError, writeAnswer, type AnsweredSection, type OfferSection } from '../media/sdp.js';
 import { ChorusError } from '../protocol/errors.js';
 import { requests, roomId as roomIdSchema, wireLimits } from '../protocol/messages.js';
 import { parse } from '../http/validate.js';
+import { payloadProfile } from '../media/payloadProfile.js';
+import type { RoomManager } from '../rooms/roomManager.js';
 import type { Handlers } from '../signaling/handlers.js';
+import type { StateStore } from '../store/stateStore.js';
 import { z } from 'zod';
 
 export interface WhipDeps {
   handlers: Handlers;
   participants: GatewayParticipants;
   tokens: TokenService;
+  rooms: RoomManager;
+  store: StateStore;
 }
 
 const sessionParams = z.strictObject({ roomId: roomIdSchema, sessionId: z.uuid() });
@@ -70,8 +81,23 @@ function checked<T>(schema: z.ZodType<T>, value: unknown, section: OfferSection)
   throw new SdpError('BAD_REQUEST', `${section.kind} section ${section.mid}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
 }
 
-/** Who may publish over WHIP. */
+/** Who may publish over WHIP, and who may play over WHEP. */
 const publishers: readonly Role[] = ['broadcaster', 'teacher', 'assistant'];
+const players: readonly Role[] = ['listener', 'student'];
+
+/**
+ * What a player is given of a room, in order of preference for its one audio and one video
+ * section: the teacher's before anyone else's, and of each a screen share before the camera.
+ */
+function stageTracks(participants: ParticipantInfo[]): TrackInfo[] {
+  const roles = ['teacher', 'assistant', 'broadcaster'];
+  const sources = ['screen', 'camera', 'microphone', 'screen-audio'];
+  const rank = (order: string[], value: string): number => (order.includes(value) ? order.indexOf(value) : order.length);
+  return participants
+    .flatMap((p) => p.tracks.map((track) => ({ track, role: p.role })))
+    .sort((a, b) => rank(roles, a.role) - rank(roles, b.role) || rank(sources, a.track.source) - rank(sources, b.track.source))
+    .map((entry) => entry.track);
+}
 
 export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   const { handlers, participants, tokens } = deps;
@@ -83,14 +109,38 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     app.addContentTypeParser(type, { parseAs: 'string', bodyLimit: wireLimits.maxMessageBytes }, (_request, body, done) => done(null, body));
   }
 
+  /** Refuses a token whose role is not one of `roles`, before anything is joined. */
+  const allowed = async (token: string, roles: readonly Role[], why: string): Promise<VerifiedGrant> => {
+    const grant = await tokens.verify(token);
+    if (!roles.includes(grant.role)) throw new ChorusError('FORBIDDEN_ROLE', `${why}, not a ${grant.role}'s`);
+    return grant;
+  };
+
+  /** Whether a receiving section offers a codec the node sends. */
+  const playable = (section: OfferSection): boolean => {
+    const offered = receivingCapabilities(section).codecs ?? [];
+    return offered.some((o) => capabilities.codecs.some((c) => c.kind === o.kind && c.mimeType.toLowerCase() === o.mimeType.toLowerCase() && c.clockRate === o.clockRate));
+  };
+
+  /**
+   * Whether a room plays nothing for sure, as far as this node can tell without joining: no room
+   * anywhere, or a broadcast here that is not live. (A class's stage may be on another node: that
+   * is found out by joining.)
+   */
+  const nothingYet = async (roomId: string): Promise<boolean> => {
+    const room = deps.rooms.get(roomId);
+    if (!room) return (await deps.store.getRoom(roomId)) === undefined;
+    return room.kind === 'broadcast' && !(await room.broadcastState()).live;
+  };
+
   /** The session this token's holder may act on: its own, in this room. */
-  const owned = async (request: FastifyRequest, reply: FastifyReply): Promise<GatewayParticipant> => {
+  const owned = async (request: FastifyRequest, reply: FastifyReply, what: string): Promise<GatewayParticipant> => {
     const { roomId, sessionId } = parse(sessionParams, request.params, 'path');
     const grant = await tokens.verify(bearer(request, reply));
     const participant = participants.get(sessionId);
     // Someone else's session is as unknown as one that never was.
     if (!participant?.heldByMedia || participant.room?.id !== roomId || participant.peer?.identity !== grant.identity || grant.room !== roomId) {
-      throw new ChorusError('NOT_FOUND', `no WHIP session ${sessionId} of yours in room ${roomId}`);
+      throw new ChorusError('NOT_FOUND', `no ${what} session ${sessionId} of yours in room ${roomId}`);
     }
     return participant;
   };
@@ -100,9 +150,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     const token = bearer(request, reply);
     requireType(request, 'application/sdp', 'the offer must be sent as application/sdp');
     const offer = parseOffer(String(request.body ?? ''));
-    // Refused before joining: the token is not spent, and the records see nothing of it.
-    const grant = await tokens.verify(token);
-    if (!publishers.includes(grant.role)) throw new ChorusError('FORBIDDEN_ROLE', `WHIP takes a broadcaster's or a teacher's token, not a ${grant.role}'s`);
+    await allowed(token, publishers, 'WHIP takes a broadcaster\'s or a teacher\'s token');
     const sending = offer.sections.filter((s) => s.direction === 'sendonly' || s.direction === 'sendrecv');
     if (sending.length === 0) throw new SdpError('BAD_REQUEST', 'the offer sends nothing (WHIP sections are sendonly)');
     // Every section is checked before anything is joined: a bad offer changes nothing.
@@ -152,30 +200,84 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     }
   });
 
-  app.delete('/whip/:roomId/:sessionId', async (request, reply) => {
-    const participant = await owned(request, reply);
+  app.post('/whep/:roomId', limit, async (request, reply) => {
+    const { roomId } = parse(roomParams, request.params, 'path');
+    const token = bearer(request, reply);
+    requireType(request, 'application/sdp', 'the offer must be sent as application/sdp');
+    const offer = parseOffer(String(request.body ?? ''));
+    await allowed(token, players, 'WHEP takes a listener\'s or a student\'s token');
+    const receiving = offer.sections.filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
+    if (receiving.length === 0) throw new SdpError('BAD_REQUEST', 'the offer receives nothing (WHEP sections are recvonly)');
+    for (const section of receiving) if (!playable(section)) throw new SdpError('MEDIA_REJECTED', `${section.kind} section ${section.mid}: none of its codecs is one the node sends`);
+    // Refused before joining when it is plain nothing plays yet, so the player's token is not spent.
+    if (await nothingYet(roomId)) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is published in this room yet');
+    const participant = participants.create(request.ip, 'whep', 'whep');
+    participant.heldByMedia = true;
     try {
-      await handlers.leave(participant, {}, context());
-    } finally {
+      const joined = await handlers.join(participant, { roomId, token }, context());
+      // The player's transport is on a router that numbers the codecs as its offer does.
+      const offered = receiving.flatMap((section) => receivingCapabilities(section).codecs ?? []);
+      participant.payloadProfile = payloadProfile(offered, joined.routerRtpCapabilities as types.RtpCapabilities);
+      const transport = await handlers.createTransport(participant, { direction: 'recv' }, context());
+      await handlers.connectTransport(participant, { transportId: transport.id, dtlsParameters: offer.dtlsParameters as never }, context());
+      const tracks = stageTracks(joined.room.participants);
+      const answered: AnsweredSection[] = [];
+      for (const section of offer.sections) {
+        const track = receiving.includes(section) ? tracks.find((t) => t.kind === section.kind) : undefined;
+        // A broadcast's audio is consumed as the room's broadcast, whichever producer it is now.
+        const broadcastAudio = joined.kind === 'broadcast' && section.kind === 'audio' && receiving.includes(section) && joined.broadcast.live;
+        if (!track && !broadcastAudio) {
+          answered.push({ section });
+          continue;
+        }
+        const consume = checked(requests.consume, { transportId: transport.id, ...(track ? { producerId: track.trackId } : {}), rtpCapabilities: receivingCapabilities(section), paused: false }, section);
+        const consumed = await handlers.consume(participant, consume, context());
+        if (consumed.paused) await handlers.resumeConsumer(participant, { consumerId: consumed.consumerId }, context());
+        answered.push({ section, ...consumerAnswer(consumed.rtpParameters as never) });
+      }
+      if (!answered.some((a) => a.accepted)) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing the offer can receive is published in this room yet');
+      const answer = writeAnswer(offer, transport as never, answered);
+      for (const link of linkHeaders(joined.iceServers)) void reply.header('link', link);
+      return await reply
+        .status(201)
+        .header('content-type', 'application/sdp')
+        .header('location', `/whep/${roomId}/${joined.peerId}`)
+        .header('etag', `"${randomUUID()}"`)
+        .send(answer);
+    } catch (error) {
+      const { room, peer } = participant;
       participants.discard(participant);
+      if (room && peer && !peer.closed) await room.leave(peer, 'left').catch(() => undefined);
+      throw error;
     }
-    return reply.status(200).send();
   });
 
-  app.patch('/whip/:roomId/:sessionId', limit, async (request, reply) => {
-    const participant = await owned(request, reply);
-    requireType(request, 'application/trickle-ice-sdpfrag', 'a PATCH carries application/trickle-ice-sdpfrag');
-    const fragment = String(request.body ?? '');
-    const ufrag = /^a=ice-ufrag:(\S+)\r?$/m.exec(fragment)?.[1];
-    const transport = [...(participant.peer?.transports.values() ?? [])][0];
-    if (!transport) throw new ChorusError('NOT_FOUND', 'this session has no transport');
-    // New credentials from the client: an ICE restart. The node answers with its own new ones.
-    if (ufrag) {
-      const restarted = await handlers.restartIce(participant, { transportId: transport.id }, context());
-      const ice = restarted.iceParameters as { usernameFragment: string; password: string };
-      return reply.status(200).header('content-type', 'application/trickle-ice-sdpfrag').send(`a=ice-lite\r\na=ice-ufrag:${ice.usernameFragment}\r\na=ice-pwd:${ice.password}\r\n`);
-    }
-    // Trickled candidates: the node is ICE-lite and learns the client's addresses from its checks.
-    return reply.status(204).send();
-  });
+  for (const [prefix, what] of [['whip', 'WHIP'], ['whep', 'WHEP']] as const) {
+    app.delete(`/${prefix}/:roomId/:sessionId`, async (request, reply) => {
+      const participant = await owned(request, reply, what);
+      try {
+        await handlers.leave(participant, {}, context());
+      } finally {
+        participants.discard(participant);
+      }
+      return reply.status(200).send();
+    });
+
+    app.patch(`/${prefix}/:roomId/:sessionId`, limit, async (request, reply) => {
+      const participant = await owned(request, reply, what);
+      requireType(request, 'application/trickle-ice-sdpfrag', 'a PATCH carries application/trickle-ice-sdpfrag');
+      const fragment = String(request.body ?? '');
+      const ufrag = /^a=ice-ufrag:(\S+)\r?$/m.exec(fragment)?.[1];
+      const transport = [...(participant.peer?.transports.values() ?? [])][0];
+      if (!transport) throw new ChorusError('NOT_FOUND', 'this session has no transport');
+      // New credentials from the client: an ICE restart. The node answers with its own new ones.
+      if (ufrag) {
+        const restarted = await handlers.restartIce(participant, { transportId: transport.id }, context());
+        const ice = restarted.iceParameters as { usernameFragment: string; password: string };
+        return reply.status(200).header('content-type', 'application/trickle-ice-sdpfrag').send(`a=ice-lite\r\na=ice-ufrag:${ice.usernameFragment}\r\na=ice-pwd:${ice.password}\r\n`);
+      }
+      // Trickled candidates: the node is ICE-lite and learns the client's addresses from its checks.
+      return reply.status(204).send();
+    });
+  }
 }

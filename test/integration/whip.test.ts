@@ -12,7 +12,7 @@ import { joinCallPeer } from '../support/callPeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { colourMatches, colourTrack, palette } from '../support/nodeVideo.js';
 import { mediaCounts } from '../support/mediaCounts.js';
-import { toneTrack, type ToneSource } from '../support/nodePeer.js';
+import { probeAudio, toneTrack, type AudioProbe, type ToneSource } from '../support/nodePeer.js';
 import { startTestNode, tokenFor, until } from '../support/testNode.js';
 
 const PeerConnection = pinnedLocalDescription(wrtc.RTCPeerConnection, wrtc.RTCSessionDescription);
@@ -148,4 +148,46 @@ test('a teacher over WHIP: its camera and microphone reach a student of the clas
   const broadcast = await post('whip-video-broadcast', await tokenFor(node, 'whip-video-broadcast', 'broadcaster'), offer.sdp!);
   expect(broadcast.status).toBe(201);
   expect((await broadcast.text()).match(/^m=\w+ \d+/gm)).toEqual(['m=audio 9', 'm=video 0']);
+});
+
+test('a WHEP player (a plain peer connection) plays a WHIP broadcast, counted as a listener; its DELETE ends only its session', async () => {
+  const room = 'whep-room';
+  const player = new PeerConnection({ bundlePolicy: 'max-bundle' });
+  closers.push(() => player.close());
+  player.addTransceiver('audio', { direction: 'recvonly' });
+  player.addTransceiver('video', { direction: 'recvonly' });
+  const listenerToken = await tokenFor(node, room, 'listener');
+  const playerOffer = await player.createOffer();
+  await player.setLocalDescription(playerOffer);
+  // Nothing published yet.
+  const early = await fetch(`${node.url}/whep/${room}`, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${listenerToken}` }, body: playerOffer.sdp! });
+  expect([early.status, ((await early.json()) as { error: { code: string } }).error.code]).toEqual([409, 'NOTHING_TO_CONSUME']);
+
+  const source = await publisher(587);
+  const published = await post(room, await tokenFor(node, room, 'broadcaster'), source.offer);
+  await source.pc.setRemoteDescription({ type: 'answer', sdp: await published.text() } as never);
+  // A broadcaster's token is no player's.
+  const wrongRole = await fetch(`${node.url}/whep/${room}`, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${await tokenFor(node, room, 'broadcaster')}` }, body: playerOffer.sdp! });
+  expect(wrongRole.status).toBe(403);
+
+  const heard: { probe?: AudioProbe } = {};
+  player.ontrack = (event: { track: MediaStreamTrack }) => {
+    if (event.track.kind === 'audio') heard.probe = probeAudio(event.track);
+  };
+  const played = await fetch(`${node.url}/whep/${room}`, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${listenerToken}` }, body: playerOffer.sdp! });
+  expect(played.status).toBe(201);
+  const location = played.headers.get('location')!;
+  expect(location).toMatch(new RegExp(`^/whep/${room}/[0-9a-f-]{36}$`));
+  const answer = await played.text();
+  // The broadcast is audio: the video section is declined.
+  expect(answer.match(/^m=\w+ \d+/gm)).toEqual(['m=audio 9', 'm=video 0']);
+  await player.setRemoteDescription({ type: 'answer', sdp: answer } as never);
+  closers.push(() => heard.probe?.stop());
+  await until(() => (heard.probe?.rms ?? 0) > 0.05 && Math.abs((heard.probe?.frequency ?? 0) - 587) < 59, 15_000, 'the WHEP player to hear 587 Hz');
+  expect([...node.rooms.get(room)!.peers.values()].filter((p) => p.role === 'listener')).toHaveLength(1);
+
+  expect((await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${listenerToken}` } })).status).toBe(200);
+  await until(() => [...node.rooms.get(room)!.peers.values()].every((p) => p.role !== 'listener'), 5000, 'the player to leave');
+  // The broadcast goes on.
+  expect((await node.rooms.get(room)!.broadcastState()).live).toBe(true);
 });
