@@ -1,4 +1,5 @@
 import type { types } from 'mediasoup';
+import { isSameProfile } from 'h264-profile-level-id';
 
 /**
  * Router codecs. Opus is declared mono-first with DTX and in-band FEC: a speaking voice needs
@@ -47,4 +48,25 @@ export function tuneOpusForSpeech(rtpParameters: types.RtpParameters, bitrate: n
         : codec,
     ),
   };
+}
+
+interface CodecLike {
+  mimeType: string;
+  clockRate: number;
+  channels?: number | undefined;
+  parameters?: Record<string, unknown> | undefined;
+}
+
+/**
+ * The same codec by mediasoup's rules: name and clock rate (and channels for audio); H264 also its
+ * packetization mode and profile (not its level).
+ */
+export function sameCodec(offered: CodecLike, known: CodecLike & { kind: 'audio' | 'video' }): boolean {
+  if (offered.mimeType.toLowerCase() !== known.mimeType.toLowerCase() || offered.clockRate !== known.clockRate) return false;
+  if (known.kind === 'audio' && (offered.channels ?? 1) !== (known.channels ?? 1)) return false;
+  if (known.mimeType.toLowerCase() === 'video/h264') {
+    const mode = (p: Record<string, unknown> | undefined): number => Number(p?.['packetization-mode'] ?? 0);
+    return mode(offered.parameters) === mode(known.parameters) && isSameProfile(offered.parameters ?? {}, known.parameters ?? {});
+  }
+  return true;
 }

@@ -6,24 +6,13 @@
  * room needs one such router per kind of player, not one per player.
  */
 import type { types } from 'mediasoup';
-import { isSameProfile } from 'h264-profile-level-id';
-import { routerCodecs } from './codecs.js';
+import { routerCodecs, sameCodec } from './codecs.js';
 
 export interface PayloadProfile {
   /** Equal for receivers that number the node's codecs alike: they share a router. */
   readonly key: string;
   /** The node's codecs the receiver takes, each with the receiver's payload type. */
   readonly codecs: types.RouterRtpCodecCapability[];
-}
-
-function sameCodec(offered: types.RtpCodecCapability, ours: types.RouterRtpCodecCapability): boolean {
-  if (offered.mimeType.toLowerCase() !== ours.mimeType.toLowerCase() || offered.clockRate !== ours.clockRate) return false;
-  if (ours.kind === 'audio' && (offered.channels ?? 1) !== (ours.channels ?? 1)) return false;
-  if (ours.mimeType.toLowerCase() === 'video/h264') {
-    const mode = (p: Record<string, unknown> | undefined): number => Number(p?.['packetization-mode'] ?? 0);
-    return mode(offered.parameters) === mode(ours.parameters) && isSameProfile(offered.parameters, ours.parameters);
-  }
-  return true;
 }
 
 /**

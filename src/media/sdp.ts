@@ -11,6 +11,7 @@
 import type { types } from 'mediasoup';
 import * as sdpTransform from 'sdp-transform';
 import { ChorusError } from '../protocol/errors.js';
+import { sameCodec } from './codecs.js';
 
 /** An offer that cannot be used, with what is wrong (the HTTP layer turns it into 400 / 422). */
 export class SdpError extends ChorusError {}
@@ -95,18 +96,6 @@ function feedbackOf(media: Media, pt: number): types.RtcpFeedback[] {
     .map((f) => ({ type: f.type, ...(f.subtype ? { parameter: f.subtype } : {}) }));
 }
 
-/** The same codec by mediasoup's rules: name and clock rate (and channels); H264 also its packetization mode and profile. */
-function sameCodec(offered: { mimeType: string; clockRate: number; channels?: number; parameters: Record<string, unknown> }, known: types.RtpCodecCapability): boolean {
-  if (offered.mimeType.toLowerCase() !== known.mimeType.toLowerCase() || offered.clockRate !== known.clockRate) return false;
-  if (known.kind === 'audio' && (offered.channels ?? 1) !== (known.channels ?? 1)) return false;
-  if (known.mimeType.toLowerCase() === 'video/h264') {
-    const mode = (p: Record<string, unknown>): number => Number(p['packetization-mode'] ?? 0);
-    const profile = (p: Record<string, unknown>): string => String(p['profile-level-id'] ?? '42e01f').slice(0, 2).toLowerCase();
-    return mode(offered.parameters) === mode(known.parameters ?? {}) && profile(offered.parameters) === profile(known.parameters ?? {});
-  }
-  return true;
-}
-
 export interface Accepted {
   /** What `transport.produce()` takes for this section (publishers). */
   rtpParameters: types.RtpParameters;
@@ -174,6 +163,31 @@ export function receivingCapabilities(section: OfferSection): types.RtpCapabilit
   }));
   const headerExtensions = (media.ext ?? []).map((e) => ({ kind, uri: e.uri as types.RtpHeaderExtensionUri, preferredId: e.value, direction: 'sendrecv' as const }));
   return { codecs, headerExtensions };
+}
+
+/**
+ * What a receiver finds its stream by before its SSRC: a MID read out of another extension's
+ * bytes names no stream, and libwebrtc drops the packet. (A RID read that way does no harm: the
+ * stream is then found by the SSRC the answer signals. whip.test.ts sees both.)
+ */
+const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
+
+/**
+ * Why a player that made `offer` cannot be sent `kind` packets, if it cannot. mediasoup (3.x)
+ * writes every packet's header extensions under the router's ids, whatever a consumer's remote
+ * side offered (mediasoup issue 1126), and an answer may not renumber them. A player that gave
+ * its MID extension an id the node's packets use for another extension reads garbage
+ * there and drops every packet. libwebrtc players put MID on 4, where mediasoup's video carries
+ * abs-send-time: their video cannot be played until the worker can renumber per consumer.
+ */
+export function extensionClash(offer: ParsedOffer, kind: 'audio' | 'video', sent: readonly types.RtpHeaderExtension[]): string | undefined {
+  // One BUNDLE transport: the player reads every packet with the ids of all its sections.
+  for (const ext of offer.sections.flatMap((s) => s.media.ext ?? [])) {
+    if (ext.uri !== MID_URI) continue;
+    const ours = sent.find((s) => s.kind === kind && s.preferredId === ext.value && s.uri !== ext.uri);
+    if (ours) return `the offer's ${ext.uri} is extension ${ext.value}, which the node's ${kind} packets carry ${ours.uri} in`;
+  }
+  return undefined;
 }
 
 /** The answer's view of a consumer: its payload types, extensions and SSRCs (WHEP). */

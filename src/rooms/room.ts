@@ -884,6 +884,8 @@ export class Room extends EventEmitter<RoomEvents> {
     rtpCapabilities: types.RtpCapabilities,
     /** false: start audio flowing at once (video always waits, so its first keyframe is not missed). */
     startPaused = true,
+    /** The MID its packets carry (a WHEP player's section); mediasoup numbers them otherwise. */
+    mid?: string,
   ): Promise<types.Consumer> {
     this.#assertMember(peer);
     const transport = peer.transport(transportId);
@@ -911,6 +913,7 @@ export class Room extends EventEmitter<RoomEvents> {
           producerId: here,
           rtpCapabilities,
           paused: startPaused || producer.kind !== 'audio',
+          ...(mid === undefined ? {} : { mid }),
           ...(layers > 1 ? { preferredLayers: { spatialLayer: Math.min(1, layers - 1) } } : {}),
           appData: { source: publication?.source, trackId: id },
         });

@@ -24,7 +24,7 @@ import type { TokenService, VerifiedGrant } from '../auth/tokens.js';
 import type { Role } from '../protocol/messages.js';
 import type { ParticipantInfo, TrackInfo } from '../protocol/room.js';
 import type { GatewayParticipant, GatewayParticipants } from '../gateway/participants.js';
-import { acceptSending, consumerAnswer, parseOffer, receivingCapabilities, SdpError, writeAnswer, type AnsweredSection, type OfferSection } from '../media/sdp.js';
+import { acceptSending, consumerAnswer, extensionClash, parseOffer, receivingCapabilities, SdpError, writeAnswer, type AnsweredSection, type OfferSection } from '../media/sdp.js';
 import { ChorusError } from '../protocol/errors.js';
 import { requests, roomId as roomIdSchema, wireLimits } from '../protocol/messages.js';
 import { parse } from '../http/validate.js';
@@ -105,6 +105,11 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   const limit = { bodyLimit: wireLimits.maxMessageBytes };
   // What every room's router takes (the same codecs everywhere), to check an offer before joining.
   const capabilities = { codecs: routerCodecs() as types.RtpCodecCapability[], headerExtensions: getSupportedRtpCapabilities().headerExtensions };
+  // The extensions the node's packets carry: what it supports but the RIDs (it only reads them),
+  // and for audio not the bandwidth ones (mediasoup's Producer adds those to video only).
+  const sentExtensions = (capabilities.headerExtensions ?? []).filter(
+    (e) => !e.uri.includes('rtp-stream-id') && !(e.kind === 'audio' && (e.uri.endsWith('abs-send-time') || e.uri.includes('transport-wide-cc'))),
+  );
   for (const type of ['application/sdp', 'application/trickle-ice-sdpfrag']) {
     app.addContentTypeParser(type, { parseAs: 'string', bodyLimit: wireLimits.maxMessageBytes }, (_request, body, done) => done(null, body));
   }
@@ -134,12 +139,13 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   };
 
   /** The session this token's holder may act on: its own, in this room. */
-  const owned = async (request: FastifyRequest, reply: FastifyReply, what: string): Promise<GatewayParticipant> => {
+  const owned = async (request: FastifyRequest, reply: FastifyReply, what: 'WHIP' | 'WHEP'): Promise<GatewayParticipant> => {
     const { roomId, sessionId } = parse(sessionParams, request.params, 'path');
     const grant = await tokens.verify(bearer(request, reply));
     const participant = participants.get(sessionId);
     // Someone else's session is as unknown as one that never was.
-    if (!participant?.heldByMedia || participant.room?.id !== roomId || participant.peer?.identity !== grant.identity || grant.room !== roomId) {
+    // (A WHIP session is not reached by its WHEP path, nor the other way.)
+    if (!participant?.heldByMedia || participant.keyId !== what.toLowerCase() || participant.room?.id !== roomId || participant.peer?.identity !== grant.identity || grant.room !== roomId) {
       throw new ChorusError('NOT_FOUND', `no ${what} session ${sessionId} of yours in room ${roomId}`);
     }
     return participant;
@@ -209,6 +215,9 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     const receiving = offer.sections.filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
     if (receiving.length === 0) throw new SdpError('BAD_REQUEST', 'the offer receives nothing (WHEP sections are recvonly)');
     for (const section of receiving) if (!playable(section)) throw new SdpError('MEDIA_REJECTED', `${section.kind} section ${section.mid}: none of its codecs is one the node sends`);
+    const clashes = new Map(receiving.map((section) => [section, extensionClash(offer, section.kind, sentExtensions)]));
+    const clash = [...clashes.values()].find(Boolean);
+    if (clash && [...clashes.values()].every(Boolean)) throw new SdpError('MEDIA_REJECTED', `the node cannot send this player anything it can read: ${clash}`);
     // Refused before joining when it is plain nothing plays yet, so the player's token is not spent.
     if (await nothingYet(roomId)) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is published in this room yet');
     const participant = participants.create(request.ip, 'whep', 'whep');
@@ -221,21 +230,32 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
       const transport = await handlers.createTransport(participant, { direction: 'recv' }, context());
       await handlers.connectTransport(participant, { transportId: transport.id, dtlsParameters: offer.dtlsParameters as never }, context());
       const tracks = stageTracks(joined.room.participants);
+      const { room, peer } = participant;
+      if (!room || !peer) throw new ChorusError('NOT_JOINED', 'the session ended while joining');
       const answered: AnsweredSection[] = [];
+      const given = new Set<string>();
+      // A broadcast's audio is consumed as the room's broadcast, whichever producer it is now.
+      let broadcastAudio = joined.kind === 'broadcast' && joined.broadcast.live;
       for (const section of offer.sections) {
-        const track = receiving.includes(section) ? tracks.find((t) => t.kind === section.kind) : undefined;
-        // A broadcast's audio is consumed as the room's broadcast, whichever producer it is now.
-        const broadcastAudio = joined.kind === 'broadcast' && section.kind === 'audio' && receiving.includes(section) && joined.broadcast.live;
-        if (!track && !broadcastAudio) {
+        const track = clashes.get(section) === undefined && receiving.includes(section) ? tracks.find((t) => t.kind === section.kind && !given.has(t.trackId)) : undefined;
+        const broadcast = !track && broadcastAudio && section.kind === 'audio' && receiving.includes(section) && clashes.get(section) === undefined;
+        if (!track && !broadcast) {
+          if (clashes.get(section)) request.log.info({ room: roomId, mid: section.mid, why: clashes.get(section) }, 'WHEP section declined');
           answered.push({ section });
           continue;
         }
-        const consume = checked(requests.consume, { transportId: transport.id, ...(track ? { producerId: track.trackId } : {}), rtpCapabilities: receivingCapabilities(section), paused: false }, section);
-        const consumed = await handlers.consume(participant, consume, context());
-        if (consumed.paused) await handlers.resumeConsumer(participant, { consumerId: consumed.consumerId }, context());
-        answered.push({ section, ...consumerAnswer(consumed.rtpParameters as never) });
+        if (track) given.add(track.trackId);
+        else broadcastAudio = false;
+        const { rtpCapabilities } = checked(requests.consume, { transportId: transport.id, rtpCapabilities: receivingCapabilities(section) }, section);
+        // The stream's MID is the section's, so a player that reads MID finds it.
+        const consumer = await room.consume(peer, transport.id, track?.trackId, rtpCapabilities as types.RtpCapabilities, false, section.mid);
+        if (consumer.paused) await handlers.resumeConsumer(participant, { consumerId: consumer.id }, context());
+        answered.push({ section, ...consumerAnswer(consumer.rtpParameters) });
       }
-      if (!answered.some((a) => a.accepted)) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing the offer can receive is published in this room yet');
+      if (!answered.some((a) => a.accepted)) {
+        if (clash) throw new SdpError('MEDIA_REJECTED', `what this room plays cannot be sent to this player: ${clash}`);
+        throw new ChorusError('NOTHING_TO_CONSUME', 'nothing the offer can receive is published in this room yet');
+      }
       const answer = writeAnswer(offer, transport as never, answered);
       for (const link of linkHeaders(joined.iceServers)) void reply.header('link', link);
       return await reply
@@ -274,7 +294,13 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
       if (ufrag) {
         const restarted = await handlers.restartIce(participant, { transportId: transport.id }, context());
         const ice = restarted.iceParameters as { usernameFragment: string; password: string };
-        return reply.status(200).header('content-type', 'application/trickle-ice-sdpfrag').send(`a=ice-lite\r\na=ice-ufrag:${ice.usernameFragment}\r\na=ice-pwd:${ice.password}\r\n`);
+        // The candidates again: a client may drop the old ones with the old credentials (RFC 9725 4.3.1).
+        const candidates = transport.iceCandidates.map((c) => `a=candidate:${c.foundation} 1 ${c.protocol} ${c.priority} ${c.address} ${c.port} typ ${c.type}${c.tcpType ? ` tcptype ${c.tcpType}` : ''}\r\n`);
+        return reply
+          .status(200)
+          .header('content-type', 'application/trickle-ice-sdpfrag')
+          .header('etag', `"${randomUUID()}"`)
+          .send(`a=ice-lite\r\na=ice-ufrag:${ice.usernameFragment}\r\na=ice-pwd:${ice.password}\r\n${candidates.join('')}a=end-of-candidates\r\n`);
       }
       // Trickled candidates: the node is ICE-lite and learns the client's addresses from its checks.
       return reply.status(204).send();

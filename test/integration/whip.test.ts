@@ -10,7 +10,7 @@ import type { ChorusNode } from '../../src/app.js';
 import { pinnedLocalDescription } from '../../src/client/node.js';
 import { joinCallPeer } from '../support/callPeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
-import { colourMatches, colourTrack, palette } from '../support/nodeVideo.js';
+import { colourMatches, colourTrack, palette, probeVideo, type VideoProbe } from '../support/nodeVideo.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { probeAudio, toneTrack, type AudioProbe, type ToneSource } from '../support/nodePeer.js';
 import { startTestNode, tokenFor, until } from '../support/testNode.js';
@@ -20,7 +20,8 @@ let node: ChorusNode;
 const closers: Array<() => unknown> = [];
 
 beforeAll(async () => {
-  node = await startTestNode();
+  // A player gone without a DELETE is removed this long after its media stopped.
+  node = await startTestNode({ CHORUS_STALE_PEER_MS: '3000' });
 });
 afterAll(async () => {
   for (const close of closers.splice(0).reverse()) await close();
@@ -91,6 +92,9 @@ test('trickled candidates are taken (204); an ICE restart answers with the node\
   const text = await restart.text();
   expect(text).toMatch(/a=ice-ufrag:\S+/);
   expect(/a=ice-ufrag:(\S+)/.exec(text)![1]).not.toBe(firstUfrag);
+  // With the node's candidates, for a client that dropped the old ones with the old credentials.
+  expect(text).toMatch(/^a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ host\r$/m);
+  expect(restart.headers.get('etag')).toMatch(/^"[0-9a-f-]{36}"$/);
   expect((await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
 });
 
@@ -190,4 +194,158 @@ test('a WHEP player (a plain peer connection) plays a WHIP broadcast, counted as
   await until(() => [...node.rooms.get(room)!.peers.values()].every((p) => p.role !== 'listener'), 5000, 'the player to leave');
   // The broadcast goes on.
   expect((await node.rooms.get(room)!.broadcastState()).live).toBe(true);
+});
+
+interface Player {
+  pc: InstanceType<typeof wrtc.RTCPeerConnection>;
+  offer: string;
+  heard: { probe?: AudioProbe };
+  seen: { probe?: VideoProbe };
+}
+
+/** A receive-only plain peer connection: what a WHEP player is. */
+async function player(munge: (sdp: string) => string = (sdp) => sdp, kinds: Array<'audio' | 'video'> = ['audio', 'video']): Promise<Player> {
+  const pc = new PeerConnection({ bundlePolicy: 'max-bundle' });
+  const made: Player = { pc, offer: '', heard: {}, seen: {} };
+  for (const kind of kinds) pc.addTransceiver(kind, { direction: 'recvonly' });
+  pc.ontrack = (event: { track: MediaStreamTrack }) => {
+    if (event.track.kind === 'audio') made.heard.probe = probeAudio(event.track);
+    else made.seen.probe = probeVideo(event.track);
+  };
+  const offer = await pc.createOffer();
+  offer.sdp = munge(offer.sdp!);
+  await pc.setLocalDescription(offer);
+  made.offer = offer.sdp!;
+  closers.push(() => pc.close(), () => made.heard.probe?.stop(), () => made.seen.probe?.stop());
+  return made;
+}
+
+const play = (room: string, token: string | undefined, body: string, type = 'application/sdp'): Promise<Response> =>
+  fetch(`${node.url}/whep/${room}`, { method: 'POST', headers: { 'content-type': type, ...(token ? { authorization: `Bearer ${token}` } : {}) }, body });
+
+/** The payload types each m-section of an SDP names, in order. */
+const payloadTypes = (sdp: string): string[][] => [...sdp.matchAll(/^m=\w+ \d+ [A-Z/]+ (.*)$/gm)].map((m) => m[1]!.trim().split(' '));
+
+/** A WHIP teacher publishing a tone and a coloured camera into `room` (a class). */
+async function whipTeacher(room: string, frequency: number, colour: (typeof palette)[keyof typeof palette]): Promise<void> {
+  const pc = new PeerConnection({ bundlePolicy: 'max-bundle' });
+  const tone = toneTrack(frequency);
+  const camera = colourTrack(colour, 320, 180);
+  closers.push(() => pc.close(), () => tone.stop(), () => camera.stop());
+  pc.addTransceiver(tone.track as never, { direction: 'sendonly' });
+  pc.addTransceiver(camera.track as never, { direction: 'sendonly' });
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const response = await post(room, await node.tokens.mint({ room, identity: `teacher-${room}`, role: 'teacher', kind: 'class' }), offer.sdp!);
+  expect(response.status).toBe(201);
+  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() } as never);
+}
+
+test('a WHEP student plays a class\'s stage with the payload types its offer named; video only to a player whose MID extension the node\'s packets leave alone', async () => {
+  const room = 'whep-class';
+  await whipTeacher(room, 740, palette.green);
+  const studentToken = (identity: string): Promise<string> => node.tokens.mint({ room, identity, role: 'student', kind: 'class' });
+  // libwebrtc's numbering: MID is extension 4, where mediasoup's video carries abs-send-time.
+  const chromeLike = await player();
+  const response = await play(room, await studentToken('whep-libwebrtc'), chromeLike.offer);
+  expect(response.status).toBe(201);
+  const answer = await response.text();
+  expect(answer.match(/^m=\w+ \d+/gm)).toEqual(['m=audio 9', 'm=video 0']);
+  // Every payload type the answer names is one the offer named for that section.
+  const offered = payloadTypes(chromeLike.offer);
+  payloadTypes(answer).forEach((types, i) => expect(offered[i]).toEqual(expect.arrayContaining(types)));
+  await chromeLike.pc.setRemoteDescription({ type: 'answer', sdp: answer } as never);
+  await until(() => (chromeLike.heard.probe?.rms ?? 0) > 0.05 && Math.abs((chromeLike.heard.probe?.frequency ?? 0) - 740) < 74, 15_000, 'the WHEP student to hear 740 Hz');
+
+  // A player that gives MID another id (Firefox uses 3; here 9, free in this offer) gets the camera too.
+  const elsewhere = await player((sdp) => sdp.replaceAll('a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid', 'a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid'));
+  const second = await play(room, await studentToken('whep-other'), elsewhere.offer);
+  expect(second.status).toBe(201);
+  const secondAnswer = await second.text();
+  expect(secondAnswer.match(/^m=\w+ \d+/gm)).toEqual(['m=audio 9', 'm=video 9']);
+  payloadTypes(secondAnswer).forEach((types, i) => expect(payloadTypes(elsewhere.offer)[i]).toEqual(expect.arrayContaining(types)));
+  await elsewhere.pc.setRemoteDescription({ type: 'answer', sdp: secondAnswer } as never);
+  await until(() => elsewhere.seen.probe !== undefined && colourMatches(elsewhere.seen.probe, palette.green), 15_000, 'the second player to see the green camera');
+  await until(() => (elsewhere.heard.probe?.rms ?? 0) > 0.05 && Math.abs((elsewhere.heard.probe?.frequency ?? 0) - 740) < 74, 15_000, 'the second player to hear 740 Hz');
+  // Students like any: counted; on one router numbered as their offers (they number codecs alike).
+  const students = [...node.rooms.get(room)!.peers.values()].filter((p) => p.role === 'student');
+  expect(students).toHaveLength(2);
+  expect(node.rooms.get(room)!.requireMedia().slots.filter((s) => s.profile !== '')).toHaveLength(1);
+
+  // A libwebrtc offer of video alone numbers MID 9: it plays the camera.
+  const videoOnly = await player((sdp) => sdp, ['video']);
+  expect(videoOnly.offer).toMatch(/a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid/);
+  const third = await play(room, await studentToken('whep-video-only'), videoOnly.offer);
+  expect(third.status).toBe(201);
+  await videoOnly.pc.setRemoteDescription({ type: 'answer', sdp: await third.text() } as never);
+  await until(() => videoOnly.seen.probe !== undefined && colourMatches(videoOnly.seen.probe, palette.green), 15_000, 'the video-only player to see the green camera');
+
+  // One whose every section would read another extension as its MID is refused before joining:
+  // its token is not spent.
+  const clashing = await player((sdp) => sdp.replaceAll('a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid', 'a=extmap:9 urn:x-unused\r\na=extmap:12 urn:ietf:params:rtp-hdrext:sdes:mid'), ['video']);
+  const token = await studentToken('whep-clashing');
+  const refused = await play(room, token, clashing.offer);
+  expect([refused.status, ((await refused.json()) as { error: { code: string } }).error.code]).toEqual([422, 'MEDIA_REJECTED']);
+  expect((await play(room, token, (await player()).offer)).status).toBe(201);
+});
+
+test('what WHEP refuses, each a typed error, with nothing changed; a session is only its holder\'s to end', async () => {
+  const room = 'whep-refusals';
+  const source = await publisher(494);
+  const broadcaster = await tokenFor(node, room, 'broadcaster');
+  const published = await post(room, broadcaster, source.offer);
+  const whipLocation = published.headers.get('location')!;
+  await source.pc.setRemoteDescription({ type: 'answer', sdp: await published.text() } as never);
+  const viewer = await player();
+  const listener = await tokenFor(node, room, 'listener');
+  await until(async () => (await node.rooms.get(room)!.broadcastState()).live, 10_000, 'the broadcast to be live');
+  const before = await mediaCounts(node);
+  const participants = node.gatewayParticipants.size;
+  const code = async (response: Response): Promise<[number, string]> => [response.status, ((await response.json()) as { error: { code: string } }).error.code];
+  expect(await code(await play(room, undefined, viewer.offer))).toEqual([401, 'UNAUTHORIZED']);
+  expect(await code(await play(room, 'not-a-token', viewer.offer))).toEqual([401, 'TOKEN_INVALID']);
+  expect(await code(await play(room, await tokenFor(node, 'elsewhere', 'listener'), viewer.offer))).toEqual([403, 'TOKEN_WRONG_ROOM']);
+  expect(await code(await play(room, listener, 'v=1'))).toEqual([400, 'BAD_REQUEST']);
+  expect(await code(await play(room, listener, viewer.offer, 'text/plain'))).toEqual([400, 'BAD_REQUEST']);
+  expect(await code(await play(room, listener, viewer.offer.replace(/a=group:BUNDLE.*\r\n/, '')))).toEqual([400, 'BAD_REQUEST']);
+  expect(await code(await play(room, listener, source.offer))).toEqual([400, 'BAD_REQUEST']);
+  const pcmuOnly = viewer.offer.replace(/^(m=audio \d+ [A-Z/]+) .*$/m, '$1 0').replace(/^a=(rtpmap|fmtp|rtcp-fb):(?!0 )\d+ .*\r\n(?=[\s\S]*m=video)/gm, '');
+  expect(await code(await play(room, listener, pcmuOnly))).toEqual([422, 'MEDIA_REJECTED']);
+  expect((await play(room, listener, `${viewer.offer}${'a=x:y\r\n'.repeat(12_000)}`)).status).toBe(413);
+  expect(await mediaCounts(node)).toEqual(before);
+  expect(node.gatewayParticipants.size).toBe(participants);
+
+  // The listener's token was not spent by its refused offers.
+  const played = await play(room, listener, viewer.offer);
+  expect(played.status).toBe(201);
+  const location = played.headers.get('location')!;
+  await viewer.pc.setRemoteDescription({ type: 'answer', sdp: await played.text() } as never);
+  await until(() => (viewer.heard.probe?.rms ?? 0) > 0.05, 15_000, 'the player to hear the broadcast');
+  // Another listener cannot end or patch it; nor can the broadcaster's session be ended by its WHEP path.
+  const stranger = await tokenFor(node, room, 'listener');
+  expect(await code(await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${stranger}` } }))).toEqual([404, 'NOT_FOUND']);
+  const patch = await fetch(`${node.url}${location}`, { method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag', authorization: `Bearer ${stranger}` }, body: 'a=ice-ufrag:x\r\na=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy\r\n' });
+  expect(await code(patch)).toEqual([404, 'NOT_FOUND']);
+  const crossed = whipLocation.replace('/whip/', '/whep/');
+  expect(await code(await fetch(`${node.url}${crossed}`, { method: 'DELETE', headers: { authorization: `Bearer ${broadcaster}` } }))).toEqual([404, 'NOT_FOUND']);
+  expect((await node.rooms.get(room)!.broadcastState()).live).toBe(true);
+  expect(viewer.pc.connectionState).toBe('connected');
+});
+
+test('a player that goes away without a DELETE is removed once its media is gone, like any listener', async () => {
+  const room = 'whep-reaped';
+  const source = await publisher(415);
+  const published = await post(room, await tokenFor(node, room, 'broadcaster'), source.offer);
+  await source.pc.setRemoteDescription({ type: 'answer', sdp: await published.text() } as never);
+  const viewer = await player();
+  const played = await play(room, await tokenFor(node, room, 'listener'), viewer.offer);
+  expect(played.status).toBe(201);
+  await viewer.pc.setRemoteDescription({ type: 'answer', sdp: await played.text() } as never);
+  await until(() => (viewer.heard.probe?.rms ?? 0) > 0.05, 15_000, 'the player to hear the broadcast');
+  const listeners = (): number => [...node.rooms.get(room)!.peers.values()].filter((p) => p.role === 'listener').length;
+  expect(listeners()).toBe(1);
+  viewer.pc.close();
+  await until(() => listeners() === 0, 15_000, 'the silent player to be removed');
+  const session = played.headers.get('location')!.split('/').pop()!;
+  await until(() => node.gatewayParticipants.get(session) === undefined, 10_000, 'the node to forget its session');
 });
