@@ -44,6 +44,11 @@ export class GatewayParticipant implements Session {
    * lives as long as its media does (the room removes a session whose transport dies).
    */
   heldByMedia = false;
+  /**
+   * A WHIP or WHEP session's ICE as its client last offered it (its ufrag: another in a PATCH is an
+   * ICE restart, the same one a trickle) and the ETag of the session's current version.
+   */
+  ice?: { ufrag: string; etag: string } | undefined;
   /** A WHEP player's own payload types, set before it joins (see PayloadProfile). */
   payloadProfile?: PayloadProfile | undefined;
   #gone = false;

@@ -151,7 +151,9 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     strictTransportSecurity: https ? { maxAge: 15552000 } : false,
   });
   // WHIP and WHEP clients in a page read where their session is and which ICE servers to use.
-  void app.register(fastifyCors, { origin: deps.corsOrigins ?? true, exposedHeaders: ['Location', 'Link', 'ETag'] });
+  // PATCH and DELETE too (the plugin allows only GET, HEAD and POST by default): a WHIP or WHEP
+  // client on another site trickles, restarts and ends its session with them.
+  void app.register(fastifyCors, { origin: deps.corsOrigins ?? true, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], exposedHeaders: ['Location', 'Link', 'ETag'] });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof ChorusError) {

@@ -41,6 +41,8 @@ export const ErrorCodes = {
   BAD_TRANSITION: { status: 409, retryable: false },
   /** Classes: the stage holds CHORUS_CLASS_MAX_STAGE students already. */
   STAGE_FULL: { status: 409, retryable: true },
+  /** WHIP/WHEP: a PATCH whose If-Match names another version of the session (RFC 9725). */
+  PRECONDITION_FAILED: { status: 412, retryable: false },
   /** This room's publisher belongs on another node: connect to `redirectUrl` and join there. */
   WRONG_NODE: { status: 421, retryable: true },
   INTERNAL: { status: 500, retryable: true },

@@ -99,6 +99,12 @@ function stageTracks(participants: ParticipantInfo[]): TrackInfo[] {
     .map((entry) => entry.track);
 }
 
+/** A new version of a session, its client's ICE credentials being `ufrag`: its ETag. */
+function version(participant: GatewayParticipant, ufrag: string): string {
+  participant.ice = { ufrag, etag: `"${randomUUID()}"` };
+  return participant.ice.etag;
+}
+
 export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   const { handlers, participants, tokens } = deps;
   const context = (): { receivedAt: number } => ({ receivedAt: Date.now() });
@@ -196,7 +202,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
         .status(201)
         .header('content-type', 'application/sdp')
         .header('location', `/whip/${roomId}/${joined.peerId}`)
-        .header('etag', `"${randomUUID()}"`)
+        .header('etag', version(participant, offer.iceParameters.usernameFragment))
         .send(answer);
     } catch (error) {
       const { room, peer } = participant;
@@ -262,7 +268,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
         .status(201)
         .header('content-type', 'application/sdp')
         .header('location', `/whep/${roomId}/${joined.peerId}`)
-        .header('etag', `"${randomUUID()}"`)
+        .header('etag', version(participant, offer.iceParameters.usernameFragment))
         .send(answer);
     } catch (error) {
       const { room, peer } = participant;
@@ -290,8 +296,14 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
       const ufrag = /^a=ice-ufrag:(\S+)\r?$/m.exec(fragment)?.[1];
       const transport = [...(participant.peer?.transports.values() ?? [])][0];
       if (!transport) throw new ChorusError('NOT_FOUND', 'this session has no transport');
-      // New credentials from the client: an ICE restart. The node answers with its own new ones.
-      if (ufrag) {
+      // A client names the version it patches (`*` for an ICE restart, which makes a new one).
+      const match = request.headers['if-match'];
+      if (match !== undefined && match !== '*' && match !== participant.ice?.etag) {
+        throw new ChorusError('PRECONDITION_FAILED', `this session is at version ${participant.ice?.etag ?? 'unknown'}, not ${match}`);
+      }
+      // Credentials other than the client's current ones: an ICE restart. (A trickle carries the
+      // current ones.) The node answers with its own new credentials and candidates.
+      if (ufrag !== undefined && ufrag !== participant.ice?.ufrag) {
         const restarted = await handlers.restartIce(participant, { transportId: transport.id }, context());
         const ice = restarted.iceParameters as { usernameFragment: string; password: string };
         // The candidates again: a client may drop the old ones with the old credentials (RFC 9725 4.3.1).
@@ -299,7 +311,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
         return reply
           .status(200)
           .header('content-type', 'application/trickle-ice-sdpfrag')
-          .header('etag', `"${randomUUID()}"`)
+          .header('etag', version(participant, ufrag))
           .send(`a=ice-lite\r\na=ice-ufrag:${ice.usernameFragment}\r\na=ice-pwd:${ice.password}\r\n${candidates.join('')}a=end-of-candidates\r\n`);
       }
       // Trickled candidates: the node is ICE-lite and learns the client's addresses from its checks.

@@ -77,7 +77,7 @@ test('a plain WebRTC publisher POSTs its offer: listeners hear it; DELETE ends i
   expect(await mediaCounts(node)).toEqual(before);
 }, 30_000);
 
-test('trickled candidates are taken (204); an ICE restart answers with the node\'s new credentials', async () => {
+test('trickled candidates are taken (204), with the client\'s current credentials or none; other credentials are an ICE restart answered with the node\'s new ones; a stale ETag is refused', async () => {
   const room = 'whip-patch';
   const source = await publisher(440);
   const token = await tokenFor(node, room, 'broadcaster');
@@ -85,9 +85,19 @@ test('trickled candidates are taken (204); an ICE restart answers with the node\
   expect(response.status).toBe(201);
   const location = response.headers.get('location')!;
   const firstUfrag = /a=ice-ufrag:(\S+)/.exec(await response.text())![1];
-  const patch = (body: string): Promise<Response> => fetch(`${node.url}${location}`, { method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag', authorization: `Bearer ${token}` }, body });
-  expect((await patch('a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n')).status).toBe(204);
-  const restart = await patch('a=ice-ufrag:newU\r\na=ice-pwd:newPasswordnewPassword12\r\na=mid:0\r\n');
+  const etag = response.headers.get('etag')!;
+  const patch = (body: string, ifMatch?: string): Promise<Response> =>
+    fetch(`${node.url}${location}`, { method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag', authorization: `Bearer ${token}`, ...(ifMatch ? { 'if-match': ifMatch } : {}) }, body });
+  const candidate = 'a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n';
+  expect((await patch(candidate)).status).toBe(204);
+  // A trickle as RFC 9725 clients send it: the client's current credentials, the session's ETag.
+  const clientUfrag = /a=ice-ufrag:(\S+)/.exec(source.offer)![1];
+  const clientPwd = /a=ice-pwd:(\S+)/.exec(source.offer)![1];
+  const trickled = await patch(`a=ice-ufrag:${clientUfrag}\r\na=ice-pwd:${clientPwd}\r\n${candidate}`, etag);
+  expect(trickled.status).toBe(204);
+  const stale = await patch(candidate, '"not-this-version"');
+  expect([stale.status, ((await stale.json()) as { error: { code: string } }).error.code]).toEqual([412, 'PRECONDITION_FAILED']);
+  const restart = await patch('a=ice-ufrag:newU\r\na=ice-pwd:newPasswordnewPassword12\r\na=mid:0\r\n', '*');
   expect(restart.status).toBe(200);
   const text = await restart.text();
   expect(text).toMatch(/a=ice-ufrag:\S+/);
@@ -95,6 +105,10 @@ test('trickled candidates are taken (204); an ICE restart answers with the node\
   // With the node's candidates, for a client that dropped the old ones with the old credentials.
   expect(text).toMatch(/^a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ host\r$/m);
   expect(restart.headers.get('etag')).toMatch(/^"[0-9a-f-]{36}"$/);
+  // The restart made a new version: the old ETag is stale, the new one current, and the new
+  // credentials are now the client's (a trickle with them restarts nothing).
+  expect((await patch(candidate, etag)).status).toBe(412);
+  expect((await patch(`a=ice-ufrag:newU\r\na=ice-pwd:newPasswordnewPassword12\r\n${candidate}`, restart.headers.get('etag')!)).status).toBe(204);
   expect((await fetch(`${node.url}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
 });
 
