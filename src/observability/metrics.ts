@@ -37,10 +37,16 @@ export interface RoomMediaSample {
 }
 
 const BREAKER_STATES = ['closed', 'open', 'half-open', 'isolated'] as const;
+const EVENT_LOOP_RESOLUTION_MS = 50;
 
 export class ChorusMetrics {
   readonly registry = new Registry();
-  readonly #eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  /**
+   * A timer every 50 ms, not 10: the default resolution woke an idle node a hundred times a
+   * second (twice over with prom-client's own monitor), for a measure whose use is the stalls of
+   * tens of milliseconds and more that delay media signaling (bench:idle, bench/README.md).
+   */
+  readonly #eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
   #sources: MetricSources | undefined;
 
   readonly #joins: Counter<'role'>;
@@ -71,7 +77,9 @@ export class ChorusMetrics {
     // prom-client calls `collect` with the metric as `this`; the node's sources are reached through `self`.
     const self = this;
     this.registry.setDefaultLabels({ node: nodeId });
-    collectDefaultMetrics({ register: this.registry });
+    // prom-client keeps its own event-loop histogram besides ours: one timer a second for it (its
+    // nodejs_eventloop_lag_* stay, coarse); chorus_event_loop_delay_seconds is the one to read.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
     this.#eventLoop.enable();
 
     new Gauge({
