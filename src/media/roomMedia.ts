@@ -1,8 +1,8 @@
 /**
- * The media side of one room: an origin router (where publishers send) and, once listeners
- * outnumber what one worker should carry, fan-out routers on other workers fed with
- * `pipeToRouter`. Receive transports are placed on the router with room to spare, so a big
- * broadcast spreads its consumers over every core.
+ * The media side of one room: an origin router (where publishers send) and fan-out routers on
+ * other workers fed with `pipeToRouter`. A broadcast's receive transports go to the least-loaded
+ * worker from the first listener, so one room uses every core; other rooms fill a worker up to
+ * the per-worker budget before they spread.
  *
  * A receiver that numbers the codecs its own way (a WHEP player) is served from a router whose
  * codecs carry its numbers (`PayloadProfile`), fed the same way but only with what is consumed.
@@ -50,6 +50,8 @@ interface RoomMediaEvents {
 export class RoomMedia extends EventEmitter<RoomMediaEvents> {
   readonly #slots: RouterSlot[] = [];
   readonly #producers = new Map<string, types.Producer>();
+  /** Routers being made, by worker and profile: receivers arriving meanwhile wait for the same one. */
+  readonly #adding = new Map<string, Promise<RouterSlot>>();
   #closed = false;
 
   private constructor(
@@ -58,6 +60,8 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
     private readonly settings: TransportSettings,
     private readonly maxConsumersPerWorker: number,
     private readonly log: Logger,
+    /** Receivers go to every worker from the first (a broadcast: one track to many), not only past the budget. */
+    private readonly spread: boolean,
   ) {
     super();
   }
@@ -68,8 +72,9 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
     settings: TransportSettings,
     maxConsumersPerWorker: number,
     log: Logger,
+    spread = false,
   ): Promise<RoomMedia> {
-    const media = new RoomMedia(roomId, pool, settings, maxConsumersPerWorker, log);
+    const media = new RoomMedia(roomId, pool, settings, maxConsumersPerWorker, log, spread);
     await media.#addRouter(pool.leastLoaded(), true, undefined);
     return media;
   }
@@ -118,22 +123,42 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
   async #slotForReceiver(profile: PayloadProfile | undefined): Promise<RouterSlot> {
     const key = profile?.key ?? '';
     const slots = this.#slots.filter((s) => s.profile === key);
+    if (this.spread && !profile) {
+      // Every core from the first receiver: the least-loaded live worker (transports and
+      // consumers of every room) takes the next one, on this room's router there.
+      const target = this.pool.leastLoaded();
+      return slots.find((s) => s.worker === target.worker) ?? (await this.#routerOn(target, undefined));
+    }
     const withRoom = slots.find((s) => s.recvTransports < this.maxConsumersPerWorker);
     if (withRoom) return withRoom;
     const used = new Set(slots.map((s) => s.worker));
     const candidate = this.pool.leastLoaded(used);
-    if (!used.has(candidate.worker)) {
-      const slot = await this.#addRouter(candidate, false, profile);
-      // A profile's router is fed on demand: it may not take every codec the room's producers use.
-      if (profile) {
-        this.log.info({ room: this.roomId, profile: key }, 'router for a payload profile');
-        return slot;
-      }
-      this.log.info({ room: this.roomId, routers: this.#slots.length }, 'broadcast fanned out to another worker');
-      await Promise.all([...this.#producers.keys()].map((id) => this.#pipe(id, slot)));
-      return slot;
-    }
+    if (!used.has(candidate.worker)) return this.#routerOn(candidate, profile);
     return slots.reduce((a, b) => (b.recvTransports < a.recvTransports ? b : a));
+  }
+
+  /**
+   * A router of this room on `target`'s worker for `profile`, made once however many receivers
+   * ask at the same moment: with the room's producers piped to it (a profile's router is fed on
+   * demand instead: it may not take every codec the room's producers use).
+   */
+  #routerOn(target: { worker: types.Worker }, profile: PayloadProfile | undefined): Promise<RouterSlot> {
+    const key = `${target.worker.pid}/${profile?.key ?? ''}`;
+    let adding = this.#adding.get(key);
+    if (!adding) {
+      adding = (async () => {
+        const slot = await this.#addRouter(target, false, profile);
+        if (profile) {
+          this.log.info({ room: this.roomId, profile: profile.key }, 'router for a payload profile');
+          return slot;
+        }
+        this.log.info({ room: this.roomId, routers: this.#slots.length }, 'receivers fanned out to another worker');
+        await Promise.all([...this.#producers.keys()].map((id) => this.#pipe(id, slot)));
+        return slot;
+      })().finally(() => this.#adding.delete(key));
+      this.#adding.set(key, adding);
+    }
+    return adding;
   }
 
   #pipe(producerId: string, slot: RouterSlot): Promise<string> {

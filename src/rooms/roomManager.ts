@@ -102,7 +102,9 @@ export class RoomManager extends EventEmitter<RoomManagerEvents> {
     let media: RoomMedia | undefined;
     try {
       // A watch party carries no media: no router is taken from a worker for it.
-      media = policy.carriesMedia ? await RoomMedia.create(roomId, pool, transport, maxConsumersPerWorker, log) : undefined;
+      // A broadcast's listeners use every core from the first one; rooms of many publishers fill
+      // a worker first, so a small call does not pipe every track to every worker.
+      media = policy.carriesMedia ? await RoomMedia.create(roomId, pool, transport, maxConsumersPerWorker, log, kind === 'broadcast') : undefined;
     } catch (error) {
       log.error({ room: roomId, err: error }, 'cannot create room media');
       throw new ChorusError('UNAVAILABLE', 'no media capacity right now; try again');
