@@ -447,7 +447,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const stopRecording = records && recordNode(rooms, audit, records, config.nodeId);
   const sampler =
     records && config.records!.qualitySampleMs > 0
-      ? new QualitySampler(rooms, records, config.nodeId, config.records!.qualitySampleMs, log)
+      ? new QualitySampler(rooms, records, config.nodeId, config.records!.qualitySampleMs, log, config.records!.qualitySampleBudget)
       : undefined;
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {

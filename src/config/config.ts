@@ -203,6 +203,11 @@ export const envSchema = z
     CHORUS_RECORDS_QUEUE_MAX: z.coerce.number().int().min(10).default(10_000),
     /** How often each session's quality (loss, jitter, RTT, bitrate) is sampled; 0 turns it off. */
     CHORUS_QUALITY_SAMPLE_MS: z.coerce.number().int().min(0).default(10_000),
+    /**
+     * At most this many producers and consumers are asked for stats in one sampling pass; past it
+     * they take turns, so a node with many listeners spends a bounded share of its time on it.
+     */
+    CHORUS_QUALITY_SAMPLE_BUDGET: z.coerce.number().int().min(1).default(50),
 
     /** Where the built web pages live. */
     CHORUS_WEB_DIR: z.string().optional(),
@@ -427,6 +432,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           flushMs: e.CHORUS_RECORDS_FLUSH_MS,
           queueMax: e.CHORUS_RECORDS_QUEUE_MAX,
           qualitySampleMs: e.CHORUS_QUALITY_SAMPLE_MS,
+          qualitySampleBudget: e.CHORUS_QUALITY_SAMPLE_BUDGET,
         }
       : undefined,
     recordings: {

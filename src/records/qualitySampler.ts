@@ -17,8 +17,12 @@ export class QualitySampler {
   readonly #timer: NodeJS.Timeout;
   #busy = false;
   #stopped = false;
-  /** Packets each video consumer had sent at the previous pass: no progress while resumed is a freeze. */
+  /** Packets each video consumer had sent at its previous sample: no progress while resumed is a freeze. */
   readonly #sentBefore = new WeakMap<types.Consumer, number>();
+  /** When each consumer was last sampled: a sample covers the time since (they may take turns). */
+  readonly #sampledAt = new WeakMap<types.Consumer, number>();
+  /** Where the next pass starts in the node's list of producers and consumers. */
+  #cursor = 0;
 
   constructor(
     private readonly rooms: RoomManager,
@@ -26,22 +30,37 @@ export class QualitySampler {
     private readonly nodeId: string,
     private readonly intervalMs: number,
     private readonly log: Logger,
+    /** Producers and consumers sampled per pass at most: past it they take turns. */
+    private readonly budget = Number.POSITIVE_INFINITY,
   ) {
     this.#timer = setInterval(() => void this.sample(), intervalMs);
     this.#timer.unref();
   }
 
-  /** One pass over every producer and consumer on the node. */
+  /**
+   * One pass: every producer and consumer on the node, or `budget` of them, taking turns. Each is
+   * a stats round trip to a worker: a node with a thousand listeners must not spend a hundred a
+   * second on records.
+   */
   async sample(): Promise<void> {
     if (this.#busy || this.#stopped) return;
     this.#busy = true;
     try {
-      for (const room of [...this.rooms.rooms.values()]) {
-        for (const peer of [...room.peers.values()]) {
-          for (const producer of [...peer.producers.values()]) await this.#sampleProducer(room.id, peer.id, producer);
-          for (const consumer of [...peer.consumers.values()]) await this.#sampleConsumer(room.id, peer.id, consumer);
-          if (this.#stopped) return;
+      type Entry = { room: string; peer: string } & ({ producer: types.Producer } | { consumer: types.Consumer });
+      const all: Entry[] = [];
+      for (const room of this.rooms.rooms.values()) {
+        for (const peer of room.peers.values()) {
+          for (const producer of peer.producers.values()) all.push({ room: room.id, peer: peer.id, producer });
+          for (const consumer of peer.consumers.values()) all.push({ room: room.id, peer: peer.id, consumer });
         }
+      }
+      const count = Math.min(all.length, this.budget);
+      const start = all.length > 0 ? this.#cursor % all.length : 0;
+      this.#cursor = start + count;
+      for (let i = 0; i < count && !this.#stopped; i++) {
+        const entry = all[(start + i) % all.length]!;
+        if ('producer' in entry) await this.#sampleProducer(entry.room, entry.peer, entry.producer);
+        else await this.#sampleConsumer(entry.room, entry.peer, entry.consumer);
       }
     } finally {
       this.#busy = false;
@@ -88,6 +107,9 @@ export class QualitySampler {
     const stats = await consumer.getStats().catch((error: unknown) => this.#failed(error, consumer.id));
     const stream = stats?.find((s) => s.type === 'outbound-rtp');
     if (!stream) return;
+    const now = Date.now();
+    const covered = Math.round(now - (this.#sampledAt.get(consumer) ?? now - this.intervalMs));
+    this.#sampledAt.set(consumer, now);
     // Video: the layer sent now, and whether it froze since the last pass (resumed on both ends,
     // yet nothing sent, or mediasoup scoring the stream 0).
     let video: { spatialLayer: number | null; frozen: boolean } | undefined;
@@ -113,7 +135,7 @@ export class QualitySampler {
       rttMs: stream.roundTripTime ?? null,
       bitrate: stream.bitrate,
       producer: trackIdOf(consumer),
-      intervalMs: this.intervalMs,
+      intervalMs: covered,
       ...(video ?? {}),
     });
   }

@@ -50,7 +50,7 @@ describe('config', () => {
   });
 
   test('records: PGlite by default, PostgreSQL with DATABASE_URL, off on request', () => {
-    expect(loadConfig({}).records).toEqual({ databaseUrl: undefined, flushMs: 1000, queueMax: 10_000, qualitySampleMs: 10_000 });
+    expect(loadConfig({}).records).toEqual({ databaseUrl: undefined, flushMs: 1000, queueMax: 10_000, qualitySampleMs: 10_000, qualitySampleBudget: 50 });
     const url = 'postgresql://chorus:pw@db:5432/chorus';
     expect(loadConfig({ DATABASE_URL: url, CHORUS_RECORDS_FLUSH_MS: '250', CHORUS_QUALITY_SAMPLE_MS: '0' }).records).toMatchObject({ databaseUrl: url, flushMs: 250, qualitySampleMs: 0 });
     expect(loadConfig({ CHORUS_RECORDS: 'false' }).records).toBeUndefined();
