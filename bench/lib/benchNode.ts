@@ -32,7 +32,10 @@ export interface BenchNode {
 export async function startBenchNode(env: Record<string, string>, log: (line: string) => void): Promise<BenchNode> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'chorus-bench-data-'));
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(join(libDir, 'orphanGuard.ts')).href, 'src/main.ts'], {
+  // BENCH_NODE_ARGS: extra flags for the node process only (`--cpu-prof --cpu-prof-dir=DIR` to
+  // profile it; node refuses --cpu-prof in NODE_OPTIONS, which would reach every process anyway).
+  const extraArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...extraArgs, '--import', 'tsx', '--import', pathToFileURL(join(libDir, 'orphanGuard.ts')).href, 'src/main.ts'], {
     cwd: repoRoot,
     env: {
       ...process.env,
