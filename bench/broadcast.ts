@@ -46,12 +46,13 @@ const { values: args } = parseArgs({
     peer: { type: 'string', default: 'wrtc' },
     signaling: { type: 'string', default: 'short' },
     'werift-stock': { type: 'boolean', default: false },
+    source: { type: 'string', default: 'tone' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock]';
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock] [--source tone|speech]';
 if (args.help || !args.listeners) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -83,6 +84,15 @@ if (!peerImpls.includes(peer)) {
 const signaling = args.signaling as SignalingPath;
 if (!signalingPaths.includes(signaling)) {
   process.stderr.write(`--signaling must be one of ${signalingPaths.join(', ')}\n${usageText}\n`);
+  process.exit(2);
+}
+const source = args.source as 'tone' | 'speech';
+if (source !== 'tone' && source !== 'speech') {
+  process.stderr.write(`--source must be tone or speech\n${usageText}\n`);
+  process.exit(2);
+}
+if (source === 'speech' && peer !== 'werift') {
+  process.stderr.write(`--source speech needs --peer werift (the SDK listeners count as joined when they hear the tone)\n${usageText}\n`);
   process.exit(2);
 }
 if (signaling === 'classic' && peer !== 'werift') {
@@ -256,7 +266,7 @@ async function run(): Promise<void> {
     return roots;
   });
 
-  const bcConfig: BroadcasterProcConfig = { url, roomId, secret, frequency: 440 };
+  const bcConfig: BroadcasterProcConfig = { url, roomId, secret, frequency: 440, source };
   broadcaster = new Child('broadcaster', forkTs('broadcaster.ts', bcConfig));
   await broadcaster.next('publishing', 30_000);
   // The speaker stands for a separate machine: keep our own listeners from starving it.
@@ -351,6 +361,7 @@ async function run(): Promise<void> {
     listeners: N,
     procs: K,
     workers,
+    source,
     joined: ok.length,
     failed: N - ok.length + dropped,
     joinMs: { p50: percentile(joinTimes, 50), p95: percentile(joinTimes, 95), p99: percentile(joinTimes, 99), max: percentile(joinTimes, 100) },

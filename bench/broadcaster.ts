@@ -1,13 +1,16 @@
 /**
  * The broadcast benchmark's speaker, in its own process so its WebRTC work is billed to the load
  * generator and not to the parent or the server: joins as broadcaster with the SDK on Node
- * WebRTC and publishes a sine tone. Started by bench/broadcast.ts over IPC.
+ * WebRTC and publishes a sine tone, or (`source: 'speech'`) the shipped speech sample on a loop,
+ * pauses included, so Opus DTX has silences to skip. Started by bench/broadcast.ts over IPC.
  *
  * The tone is fed by the clock, not by one frame per timer tick: on a busy machine timers fire
  * late, and a source that pushes one 10 ms frame per tick would send fewer packets than real
  * time, which looks like a lighter load rather than a worse one. Late frames are pushed in a
  * catch-up burst (at most 200 ms of audio; more than that is skipped and counted).
  */
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import wrtc from '@roamhq/wrtc';
 import { TokenService } from '../src/auth/tokens.js';
 import { ChorusClient } from '../src/client/chorusClient.js';
@@ -25,19 +28,39 @@ const SAMPLE_RATE = 48000;
 const FRAME = SAMPLE_RATE / 100;
 const MAX_BURST = 20;
 
-function clockedTone(frequency: number, amplitude: number) {
-  const source = new wrtc.nonstandard.RTCAudioSource();
-  const track = source.createTrack();
-  const samples = new Int16Array(FRAME);
+/** A sine tone, one 10 ms frame a call. */
+function tone(frequency: number, amplitude: number): (samples: Int16Array) => void {
   const step = (2 * Math.PI * frequency) / SAMPLE_RATE;
   let phase = 0;
-  const stats = { pushed: 0, skipped: 0 };
-  const start = performance.now();
-  const push = (): void => {
+  return (samples) => {
     for (let i = 0; i < FRAME; i++) {
       samples[i] = Math.round(Math.sin(phase) * amplitude * 32767);
       phase += step;
     }
+  };
+}
+
+/** The speech sample (bench/assets/speech.ogg, decoded by ffmpeg once), one 10 ms frame a call, looped. */
+function speech(): (samples: Int16Array) => void {
+  const file = fileURLToPath(new URL('./assets/speech.ogg', import.meta.url));
+  const raw = execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-i', file, '-f', 's16le', '-ac', '1', '-ar', String(SAMPLE_RATE), '-'], { maxBuffer: 64 * 1024 * 1024 });
+  const pcm = new Int16Array(raw.buffer, raw.byteOffset, Math.floor(raw.length / 2));
+  const frames = Math.floor(pcm.length / FRAME);
+  let at = 0;
+  return (samples) => {
+    samples.set(pcm.subarray(at * FRAME, (at + 1) * FRAME));
+    at = (at + 1) % frames;
+  };
+}
+
+function clocked(fill: (samples: Int16Array) => void) {
+  const source = new wrtc.nonstandard.RTCAudioSource();
+  const track = source.createTrack();
+  const samples = new Int16Array(FRAME);
+  const stats = { pushed: 0, skipped: 0 };
+  const start = performance.now();
+  const push = (): void => {
+    fill(samples);
     source.onData({ samples, sampleRate: SAMPLE_RATE, bitsPerSample: 16, channelCount: 1, numberOfFrames: FRAME });
     stats.pushed++;
   };
@@ -62,7 +85,7 @@ function clockedTone(frequency: number, amplitude: number) {
 
 const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
 const token = await tokens.mint({ room: config.roomId, identity: 'bench-broadcaster', role: 'broadcaster' });
-const tone = clockedTone(config.frequency, 0.5);
+const audio = clocked(config.source === 'speech' ? speech() : tone(config.frequency, 0.5));
 const client = new ChorusClient({
   url: config.url,
   roomId: config.roomId,
@@ -88,15 +111,15 @@ process.on('message', (message: ParentToChild) => {
   if (message.type === 'baseline' || message.type === 'finish') {
     void packetsSent()
       .catch(() => 0)
-      .then((sent) => send({ type: 'sent', packetsSent: sent, framesPushed: tone.stats.pushed, framesSkipped: tone.stats.skipped }));
+      .then((sent) => send({ type: 'sent', packetsSent: sent, framesPushed: audio.stats.pushed, framesSkipped: audio.stats.skipped }));
     return;
   }
   if (message.type !== 'close') return;
   setTimeout(() => process.exit(0), 3000).unref();
-  tone.stop();
+  audio.stop();
   void client.close().finally(() => process.exit(0));
 });
 
 await client.join();
-await client.publish(tone.track);
+await client.publish(audio.track);
 send({ type: 'publishing' });

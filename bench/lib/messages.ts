@@ -46,6 +46,8 @@ export interface BroadcasterProcConfig {
   roomId: string;
   secret: string;
   frequency: number;
+  /** What the speaker says: a steady tone, or the shipped speech sample (pauses included) on a loop. */
+  source: 'tone' | 'speech';
 }
 
 /** `connected` (ICE + DTLS up) is reported by werift listeners only. */
