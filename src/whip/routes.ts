@@ -21,10 +21,10 @@ import { getSupportedRtpCapabilities, type types } from 'mediasoup';
 import { routerCodecs } from '../media/codecs.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenService, VerifiedGrant } from '../auth/tokens.js';
-import type { Role } from '../protocol/messages.js';
+import type { Responses, Role } from '../protocol/messages.js';
 import type { ParticipantInfo, TrackInfo } from '../protocol/room.js';
 import type { GatewayParticipant, GatewayParticipants } from '../gateway/participants.js';
-import { acceptSending, consumerAnswer, extensionClash, parseOffer, receivingCapabilities, SdpError, writeAnswer, type AnsweredSection, type OfferSection } from '../media/sdp.js';
+import { acceptSending, consumerAnswer, extensionClash, parseOffer, receivingCapabilities, SdpError, writeAnswer, type AnsweredSection, type AnswerTransport, type OfferSection, type ParsedOffer } from '../media/sdp.js';
 import { ChorusError } from '../protocol/errors.js';
 import { requests, roomId as roomIdSchema, wireLimits } from '../protocol/messages.js';
 import { parse } from '../http/validate.js';
@@ -157,6 +157,40 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     return participant;
   };
 
+  /**
+   * A new WHIP or WHEP session: `setup` joins it and makes its media. Answers `201` with the SDP
+   * answer, its resource, its version and its ICE servers; on any failure undoes everything it
+   * made (the session leaves, nothing stays) and lets the error answer.
+   */
+  const establish = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    prefix: 'whip' | 'whep',
+    roomId: string,
+    offer: ParsedOffer,
+    setup: (participant: GatewayParticipant) => Promise<{ joined: Responses['join']; transport: Responses['createTransport']; answered: AnsweredSection[] }>,
+  ): Promise<FastifyReply> => {
+    const participant = participants.create(request.ip, prefix, prefix);
+    participant.heldByMedia = true;
+    try {
+      const { joined, transport, answered } = await setup(participant);
+      // The wire's transport is mediasoup's, typed loosely for clients.
+      const answer = writeAnswer(offer, transport as unknown as AnswerTransport, answered);
+      for (const link of linkHeaders(joined.iceServers)) void reply.header('link', link);
+      return await reply
+        .status(201)
+        .header('content-type', 'application/sdp')
+        .header('location', `/${prefix}/${roomId}/${joined.peerId}`)
+        .header('etag', version(participant, offer.iceParameters.usernameFragment))
+        .send(answer);
+    } catch (error) {
+      const { room, peer } = participant;
+      participants.discard(participant);
+      if (room && peer && !peer.closed) await room.leave(peer, 'left').catch(() => undefined);
+      throw error;
+    }
+  };
+
   app.post('/whip/:roomId', limit, async (request, reply) => {
     const { roomId } = parse(roomParams, request.params, 'path');
     const token = bearer(request, reply);
@@ -167,9 +201,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     if (sending.length === 0) throw new SdpError('BAD_REQUEST', 'the offer sends nothing (WHIP sections are sendonly)');
     // Every section is checked before anything is joined: a bad offer changes nothing.
     for (const section of sending) acceptSending(section, capabilities);
-    const participant = participants.create(request.ip, 'whip', 'whip');
-    participant.heldByMedia = true;
-    try {
+    return establish(request, reply, 'whip', roomId, offer, async (participant) => {
       const joined = await handlers.join(participant, { roomId, token, transport: {} }, context());
       const transport = joined.transport;
       if (!transport || transport.direction !== 'send') throw new ChorusError('FORBIDDEN_ROLE', `a ${joined.role} does not publish: WHIP takes a broadcaster's or a teacher's token`);
@@ -196,20 +228,8 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
         }
       }
       if (!answered.some((a) => a.accepted)) throw new SdpError('MEDIA_REJECTED', 'nothing in the offer could be published in this room');
-      const answer = writeAnswer(offer, transport as never, answered);
-      for (const link of linkHeaders(joined.iceServers)) void reply.header('link', link);
-      return await reply
-        .status(201)
-        .header('content-type', 'application/sdp')
-        .header('location', `/whip/${roomId}/${joined.peerId}`)
-        .header('etag', version(participant, offer.iceParameters.usernameFragment))
-        .send(answer);
-    } catch (error) {
-      const { room, peer } = participant;
-      participants.discard(participant);
-      if (room && peer && !peer.closed) await room.leave(peer, 'left').catch(() => undefined);
-      throw error;
-    }
+      return { joined, transport, answered };
+    });
   });
 
   app.post('/whep/:roomId', limit, async (request, reply) => {
@@ -226,9 +246,7 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     if (clash && [...clashes.values()].every(Boolean)) throw new SdpError('MEDIA_REJECTED', `the node cannot send this player anything it can read: ${clash}`);
     // Refused before joining when it is plain nothing plays yet, so the player's token is not spent.
     if (await nothingYet(roomId)) throw new ChorusError('NOTHING_TO_CONSUME', 'nothing is published in this room yet');
-    const participant = participants.create(request.ip, 'whep', 'whep');
-    participant.heldByMedia = true;
-    try {
+    return establish(request, reply, 'whep', roomId, offer, async (participant) => {
       const joined = await handlers.join(participant, { roomId, token }, context());
       // The player's transport is on a router that numbers the codecs as its offer does.
       const offered = receiving.flatMap((section) => receivingCapabilities(section).codecs ?? []);
@@ -262,20 +280,8 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
         if (clash) throw new SdpError('MEDIA_REJECTED', `what this room plays cannot be sent to this player: ${clash}`);
         throw new ChorusError('NOTHING_TO_CONSUME', 'nothing the offer can receive is published in this room yet');
       }
-      const answer = writeAnswer(offer, transport as never, answered);
-      for (const link of linkHeaders(joined.iceServers)) void reply.header('link', link);
-      return await reply
-        .status(201)
-        .header('content-type', 'application/sdp')
-        .header('location', `/whep/${roomId}/${joined.peerId}`)
-        .header('etag', version(participant, offer.iceParameters.usernameFragment))
-        .send(answer);
-    } catch (error) {
-      const { room, peer } = participant;
-      participants.discard(participant);
-      if (room && peer && !peer.closed) await room.leave(peer, 'left').catch(() => undefined);
-      throw error;
-    }
+      return { joined, transport, answered };
+    });
   });
 
   for (const [prefix, what] of [['whip', 'WHIP'], ['whep', 'WHEP']] as const) {

@@ -10,10 +10,11 @@ import type { ChorusNode } from '../../src/app.js';
 import { pinnedLocalDescription } from '../../src/client/node.js';
 import { joinCallPeer } from '../support/callPeer.js';
 import { joinListener, type TestListener } from '../support/listener.js';
-import { colourMatches, colourTrack, palette, probeVideo, type VideoProbe } from '../support/nodeVideo.js';
+import { colourMatches, colourTrack, palette } from '../support/nodeVideo.js';
 import { mediaCounts } from '../support/mediaCounts.js';
 import { probeAudio, toneTrack, type AudioProbe, type ToneSource } from '../support/nodePeer.js';
 import { startTestNode, tokenFor, until } from '../support/testNode.js';
+import { postWhep, whepPlayer, type WhepPlayer } from '../support/whepPlayer.js';
 
 const PeerConnection = pinnedLocalDescription(wrtc.RTCPeerConnection, wrtc.RTCSessionDescription);
 let node: ChorusNode;
@@ -210,32 +211,14 @@ test('a WHEP player (a plain peer connection) plays a WHIP broadcast, counted as
   expect((await node.rooms.get(room)!.broadcastState()).live).toBe(true);
 });
 
-interface Player {
-  pc: InstanceType<typeof wrtc.RTCPeerConnection>;
-  offer: string;
-  heard: { probe?: AudioProbe };
-  seen: { probe?: VideoProbe };
-}
-
-/** A receive-only plain peer connection: what a WHEP player is. */
-async function player(munge: (sdp: string) => string = (sdp) => sdp, kinds: Array<'audio' | 'video'> = ['audio', 'video']): Promise<Player> {
-  const pc = new PeerConnection({ bundlePolicy: 'max-bundle' });
-  const made: Player = { pc, offer: '', heard: {}, seen: {} };
-  for (const kind of kinds) pc.addTransceiver(kind, { direction: 'recvonly' });
-  pc.ontrack = (event: { track: MediaStreamTrack }) => {
-    if (event.track.kind === 'audio') made.heard.probe = probeAudio(event.track);
-    else made.seen.probe = probeVideo(event.track);
-  };
-  const offer = await pc.createOffer();
-  offer.sdp = munge(offer.sdp!);
-  await pc.setLocalDescription(offer);
-  made.offer = offer.sdp!;
-  closers.push(() => pc.close(), () => made.heard.probe?.stop(), () => made.seen.probe?.stop());
+/** A WHEP player, closed with the file's other resources. */
+async function player(...args: Parameters<typeof whepPlayer>): Promise<WhepPlayer> {
+  const made = await whepPlayer(...args);
+  closers.push(() => made.close());
   return made;
 }
 
-const play = (room: string, token: string | undefined, body: string, type = 'application/sdp'): Promise<Response> =>
-  fetch(`${node.url}/whep/${room}`, { method: 'POST', headers: { 'content-type': type, ...(token ? { authorization: `Bearer ${token}` } : {}) }, body });
+const play = (room: string, token: string | undefined, body: string, type = 'application/sdp'): Promise<Response> => postWhep(node.url, room, token, body, type);
 
 /** The payload types each m-section of an SDP names, in order. */
 const payloadTypes = (sdp: string): string[][] => [...sdp.matchAll(/^m=\w+ \d+ [A-Z/]+ (.*)$/gm)].map((m) => m[1]!.trim().split(' '));
