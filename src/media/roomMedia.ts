@@ -118,7 +118,8 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
   /**
    * Where a new receive transport should go: the first router under the per-worker consumer
    * budget, else a new router on the least-loaded worker this room does not use yet (with
-   * every current producer piped to it), else the emptiest router we have.
+   * every current producer piped to it), else the emptiest router we have. A broadcast's (spread)
+   * goes to the least-loaded worker whatever the budget. Each payload profile has its own routers.
    */
   async #slotForReceiver(profile: PayloadProfile | undefined): Promise<RouterSlot> {
     const key = profile?.key ?? '';
