@@ -15,6 +15,12 @@ export interface Rung {
   spatial: number;
   temporal: number;
   bitrate: number;
+  /**
+   * The most it was seen to cost lately (undefined: `bitrate`). Climbing onto a rung needs it to
+   * fit at this price: a publisher whose encoder dipped for a few seconds (a busy machine) makes
+   * a layer look cheap, and a subscriber lifted onto it on a link that cannot carry it stalls.
+   */
+  peak?: number;
 }
 
 export type Target = { spatial: number; temporal: number } | 'off';
@@ -90,14 +96,24 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
     if (!floors.has(demand.id)) continue;
     const usable = usableRungs(demand);
     let index = 0;
-    // Up the ladder until a rung does not fit (measured rates need not rise strictly: stop there).
-    while (index + 1 < usable.length && usable[index + 1]!.bitrate - usable[0]!.bitrate <= remaining) index++;
+    const at = currentIndex(demand, usable);
+    // Up the ladder until a rung does not fit (measured rates need not rise strictly: stop there);
+    // a rung above the current one must fit at its recent peak.
+    const price = (i: number): number => (i > at ? (usable[i]!.peak ?? usable[i]!.bitrate) : usable[i]!.bitrate);
+    while (index + 1 < usable.length && price(index + 1) - usable[0]!.bitrate <= remaining) index++;
     const fits = usable[index]!;
     const chosen = held(demand, usable, fits, now, rules, fits.bitrate * rules.upMargin <= remaining + usable[0]!.bitrate);
     remaining -= chosen.bitrate - usable[0]!.bitrate;
     result.set(demand.id, { spatial: chosen.spatial, temporal: chosen.temporal });
   }
   return result;
+}
+
+/** Where the current layer is in `usable` (-1: none, off, or not in the view). */
+function currentIndex(demand: Demand, usable: readonly Rung[]): number {
+  const current = demand.current;
+  if (current === undefined || current === 'off') return -1;
+  return usable.findIndex((r) => r.spatial === current.spatial && r.temporal === current.temporal);
 }
 
 /** The ladder within what the view wants. */

@@ -76,6 +76,7 @@ export class LayerRates {
       byKey.set(key, recent);
       memory.set(key, [...recent].sort((a, b) => a - b)[Math.floor((recent.length - 1) / 2)]!);
     }
+    const peaks = this.#recent.get(producer.id);
     const { spatial, temporal } = shape(producer);
     const encodings = producer.rtpParameters.encodings ?? [];
     const rungs: Rung[] = [];
@@ -87,7 +88,10 @@ export class LayerRates {
         const known = memory.get(`${s}.${t}`);
         // The encoder holds a layer to its maxBitrate over time: a measure above it is a burst.
         const price = known === undefined ? nominal * shares[t]! : cap !== undefined ? Math.min(known, cap) : known;
-        rungs.push({ spatial: s, temporal: t, bitrate: Math.round(price) });
+        // The highest of the last three measures, for climbing (see Rung.peak), capped the same way.
+        const highest = Math.max(price, ...(peaks?.get(`${s}.${t}`) ?? []));
+        const peak = cap !== undefined ? Math.min(highest, cap) : highest;
+        rungs.push({ spatial: s, temporal: t, bitrate: Math.round(price), ...(peak > price ? { peak: Math.round(peak) } : {}) });
       }
     }
     return rungs;

@@ -50,6 +50,16 @@ describe('the layer policy', () => {
     expect(allocate(2_000_000, [low], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
   });
 
+  test('climbing needs a rung to fit at its recent peak (an encoder\'s dip makes a layer look cheap); staying on it does not', () => {
+    // The 1.0 layer measures 150 kbit/s now but cost 400 kbit/s in the last seconds.
+    const dipped = ladder.map((r) => (r.spatial === 1 && r.temporal === 0 ? { ...r, peak: 400_000 } : r));
+    const low = camera('a', { ladder: dipped, current: { spatial: 0, temporal: 2 }, lastDownAt: 0, lastChangeAt: 0 });
+    expect(allocate(200_000, [low], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 2 });
+    expect(allocate(200_000, [{ ...low, ladder }], NOW, rules).get('a')).toEqual({ spatial: 1, temporal: 0 });
+    // Already on it: its current price counts.
+    expect(allocate(200_000, [{ ...low, current: { spatial: 1, temporal: 0 } }], NOW, rules).get('a')).toEqual({ spatial: 1, temporal: 0 });
+  });
+
   test('a view shrinking below the current layer is followed at once', () => {
     const high = camera('a', { current: { spatial: 2, temporal: 2 }, lastDownAt: NOW, lastChangeAt: NOW, maxSpatial: 0 });
     expect(allocate(5_000_000, [high], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 2 });
