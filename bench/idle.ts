@@ -9,12 +9,11 @@
  * Prints one JSON line to stdout (progress to stderr), appends it to <out>/idle.jsonl and
  * rewrites <out>/idle.html (every run, in order, with its commit).
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { startBenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
-import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, tree, usage } from './lib/procstat.js';
+import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, round, threadTicks, tree, usage } from './lib/procstat.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
 
@@ -47,26 +46,6 @@ const settleS = positive('settle', args.settle);
 const workers = positive('workers', args.workers);
 const log = (line: string): void => void process.stderr.write(`[idle] ${line}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Context switches so far of every thread of `pid` (a wake-up each, near enough, when idle). */
-function switches(pid: number): number {
-  let total = 0;
-  let tasks: string[] = [];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return 0;
-  }
-  for (const task of tasks) {
-    try {
-      const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
-      for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(match[1]);
-    } catch {
-      /* the thread ended */
-    }
-  }
-  return total;
-}
 
 export interface IdleRun {
   ts: string;
@@ -110,7 +89,7 @@ try {
   const sampler = new TreeSampler(() => new Map([['server', root]]));
   // The workers are the node's children (tsx's esbuild service, gone after start-up, is not one).
   const workerPids = (): number[] => tree(root).filter((s) => s.pid !== root && s.comm.startsWith('mediasoup')).map((s) => s.pid);
-  const wakeups = (): { node: number; workers: number } => ({ node: switches(root), workers: workerPids().reduce((sum, pid) => sum + switches(pid), 0) });
+  const wakeups = (): { node: number; workers: number } => ({ node: contextSwitches(root), workers: workerPids().reduce((sum, pid) => sum + contextSwitches(pid), 0) });
   const before = wakeups();
   const threadsBefore = threadTicks(root);
   const from = performance.now();

@@ -219,3 +219,23 @@ export function busiestThreads(
   }
   return rows.sort((a, b) => b.cpuPct - a.cpuPct).slice(0, top);
 }
+
+/** Context switches so far of every thread of `pid` (a wake-up each, near enough, when idle). */
+export function contextSwitches(pid: number): number {
+  let total = 0;
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const task of tasks) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+      for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) total += Number(match[1]);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return total;
+}

@@ -8,7 +8,7 @@
  * section, rtcp-mux, ICE credentials and a DTLS fingerprint; each media section a mid and at least
  * one codec the router has.
  */
-import type { types } from 'mediasoup';
+import { getSupportedRtpCapabilities, type types } from 'mediasoup';
 import * as sdpTransform from 'sdp-transform';
 import { ChorusError } from '../protocol/errors.js';
 import { sameCodec } from './codecs.js';
@@ -173,6 +173,14 @@ export function receivingCapabilities(section: OfferSection): types.RtpCapabilit
 const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 
 /**
+ * The extensions the node's packets carry, under mediasoup's ids: what it supports but the RIDs
+ * (it only reads them), and for audio not the bandwidth ones (its Producer adds those to video only).
+ */
+const sentExtensions = getSupportedRtpCapabilities().headerExtensions!.filter(
+  (e) => !e.uri.includes('rtp-stream-id') && !(e.kind === 'audio' && (e.uri.endsWith('abs-send-time') || e.uri.includes('transport-wide-cc'))),
+);
+
+/**
  * Why a player that made `offer` cannot be sent `kind` packets, if it cannot. mediasoup (3.x)
  * writes every packet's header extensions under the router's ids, whatever a consumer's remote
  * side offered (mediasoup issue 1126), and an answer may not renumber them. A player that gave
@@ -180,11 +188,11 @@ const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
  * there and drops every packet. libwebrtc players put MID on 4, where mediasoup's video carries
  * abs-send-time: their video cannot be played until the worker can renumber per consumer.
  */
-export function extensionClash(offer: ParsedOffer, kind: 'audio' | 'video', sent: readonly types.RtpHeaderExtension[]): string | undefined {
+export function extensionClash(offer: ParsedOffer, kind: 'audio' | 'video'): string | undefined {
   // One BUNDLE transport: the player reads every packet with the ids of all its sections.
   for (const ext of offer.sections.flatMap((s) => s.media.ext ?? [])) {
     if (ext.uri !== MID_URI) continue;
-    const ours = sent.find((s) => s.kind === kind && s.preferredId === ext.value && s.uri !== ext.uri);
+    const ours = sentExtensions.find((s) => s.kind === kind && s.preferredId === ext.value && s.uri !== ext.uri);
     if (ours) return `the offer's ${ext.uri} is extension ${ext.value}, which the node's ${kind} packets carry ${ours.uri} in`;
   }
   return undefined;

@@ -111,11 +111,6 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   const limit = { bodyLimit: wireLimits.maxMessageBytes };
   // What every room's router takes (the same codecs everywhere), to check an offer before joining.
   const capabilities = { codecs: routerCodecs() as types.RtpCodecCapability[], headerExtensions: getSupportedRtpCapabilities().headerExtensions };
-  // The extensions the node's packets carry: what it supports but the RIDs (it only reads them),
-  // and for audio not the bandwidth ones (mediasoup's Producer adds those to video only).
-  const sentExtensions = (capabilities.headerExtensions ?? []).filter(
-    (e) => !e.uri.includes('rtp-stream-id') && !(e.kind === 'audio' && (e.uri.endsWith('abs-send-time') || e.uri.includes('transport-wide-cc'))),
-  );
   for (const type of ['application/sdp', 'application/trickle-ice-sdpfrag']) {
     app.addContentTypeParser(type, { parseAs: 'string', bodyLimit: wireLimits.maxMessageBytes }, (_request, body, done) => done(null, body));
   }
@@ -191,12 +186,18 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     }
   };
 
-  app.post('/whip/:roomId', limit, async (request, reply) => {
+  /** What a POST brings: its room, its bearer token (of one of `roles`) and its offer, checked. */
+  const offered = async (request: FastifyRequest, reply: FastifyReply, roles: readonly Role[], why: string): Promise<{ roomId: string; token: string; offer: ParsedOffer }> => {
     const { roomId } = parse(roomParams, request.params, 'path');
     const token = bearer(request, reply);
     requireType(request, 'application/sdp', 'the offer must be sent as application/sdp');
     const offer = parseOffer(String(request.body ?? ''));
-    await allowed(token, publishers, 'WHIP takes a broadcaster\'s or a teacher\'s token');
+    await allowed(token, roles, why);
+    return { roomId, token, offer };
+  };
+
+  app.post('/whip/:roomId', limit, async (request, reply) => {
+    const { roomId, token, offer } = await offered(request, reply, publishers, 'WHIP takes a broadcaster\'s or a teacher\'s token');
     const sending = offer.sections.filter((s) => s.direction === 'sendonly' || s.direction === 'sendrecv');
     if (sending.length === 0) throw new SdpError('BAD_REQUEST', 'the offer sends nothing (WHIP sections are sendonly)');
     // Every section is checked before anything is joined: a bad offer changes nothing.
@@ -233,15 +234,11 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   });
 
   app.post('/whep/:roomId', limit, async (request, reply) => {
-    const { roomId } = parse(roomParams, request.params, 'path');
-    const token = bearer(request, reply);
-    requireType(request, 'application/sdp', 'the offer must be sent as application/sdp');
-    const offer = parseOffer(String(request.body ?? ''));
-    await allowed(token, players, 'WHEP takes a listener\'s or a student\'s token');
+    const { roomId, token, offer } = await offered(request, reply, players, 'WHEP takes a listener\'s or a student\'s token');
     const receiving = offer.sections.filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
     if (receiving.length === 0) throw new SdpError('BAD_REQUEST', 'the offer receives nothing (WHEP sections are recvonly)');
     for (const section of receiving) if (!playable(section)) throw new SdpError('MEDIA_REJECTED', `${section.kind} section ${section.mid}: none of its codecs is one the node sends`);
-    const clashes = new Map(receiving.map((section) => [section, extensionClash(offer, section.kind, sentExtensions)]));
+    const clashes = new Map(receiving.map((section) => [section, extensionClash(offer, section.kind)]));
     const clash = [...clashes.values()].find(Boolean);
     if (clash && [...clashes.values()].every(Boolean)) throw new SdpError('MEDIA_REJECTED', `the node cannot send this player anything it can read: ${clash}`);
     // Refused before joining when it is plain nothing plays yet, so the player's token is not spent.
