@@ -50,7 +50,7 @@ fi
 # npm ci wipes node_modules first, so the stamp exists only after an install that finished; it
 # names the lockfile, package.json, the worker install scripts and the Node ABI (native addons).
 install_stamp=node_modules/.chorus-install-stamp
-want_install="$(cat package.json package-lock.json scripts/setup-worker.sh scripts/mediasoup/* | sha256sum | cut -c1-64) abi-$(node -p process.versions.modules)"
+want_install="$(find package.json package-lock.json scripts/setup-worker.sh scripts/mediasoup -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-64) abi-$(node -p process.versions.modules)"
 worker=node_modules/mediasoup/worker/out/Release/mediasoup-worker
 if [ -f "$install_stamp" ] && [ "$(cat "$install_stamp")" = "$want_install" ] && [ -x "$worker" ]; then
   echo "setup: node_modules matches package-lock.json; npm ci skipped"

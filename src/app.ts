@@ -44,6 +44,7 @@ import { createHandlers, type HandlerDeps } from './signaling/handlers.js';
 import { GatewayChannel, GatewayParticipants } from './gateway/participants.js';
 import { registerGatewayRoutes } from './gateway/routes.js';
 import { registerWhipRoutes } from './whip/routes.js';
+import { hasPatch } from './media/workerBuild.js';
 import { attachProtocol, createSignalingServer } from './signaling/server.js';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { MemoryStateStore } from './store/memoryStore.js';
@@ -278,7 +279,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       draining,
       rooms: rooms.rooms.size,
       peers: [...rooms.rooms.values()].reduce((n, r) => n + r.peers.size, 0),
-      workers: workers.slots.map((s) => ({ index: s.index, pid: s.worker.pid, load: s.load, alive: !s.worker.closed && !s.worker.died })),
+      workers: workers.slots.map((s) => ({ index: s.index, pid: s.worker.pid, load: s.load, alive: !s.worker.closed && !s.worker.died, build: s.build })),
     }),
   });
 
@@ -498,7 +499,14 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
   };
   const handlers = createHandlers(handlerDeps);
-  registerWhipRoutes(http, { handlers, participants: gatewayParticipants, tokens, rooms, store });
+  registerWhipRoutes(http, {
+    handlers,
+    participants: gatewayParticipants,
+    tokens,
+    rooms,
+    store,
+    renumbersExtensions: () => workers.slots.every((s) => hasPatch(s.build, 'consumer-header-extension-ids')),
+  });
   await registerGatewayRoutes(http, {
     handlers,
     participants: gatewayParticipants,

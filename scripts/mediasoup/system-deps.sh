@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Point the mediasoup worker's meson subprojects at Debian's system libraries (pkg-config)
-# instead of wraps that download sources from GitHub, and patch the one worker bug that
-# Debian's OpenSSL exposes. Idempotent. Usage: system-deps.sh <node_modules/mediasoup/worker>
+# instead of wraps that download sources from GitHub. Idempotent. Usage: system-deps.sh <worker
+# source directory>. The worker's own fixes are the patch series in scripts/mediasoup/patches.
 #
 # Tracks mediasoup 3.19.x: the variable names below are the ones the worker's top-level
 # meson.build reads from each subproject. Re-check them before bumping mediasoup.
@@ -55,8 +55,9 @@ absl_types_dep = declare_dependency(dependencies: [dependency('absl_optional'),
 absl_container_lib = static_library('sys_absl', 'empty.c')"
 
 # The worker uses versatica's libsrtp 3 fork (size_t lengths, separate in/out buffers), which
-# no distribution packages. Debian's libsrtp2 does the same crypto in place with int lengths;
-# a header adapts the four calls the worker makes.
+# no distribution packages. libsrtp 2 does the same crypto in place with int lengths; a header
+# adapts the four calls the worker makes. pkg-config finds the OpenSSL build that
+# libsrtp-openssl.sh leaves on PKG_CONFIG_PATH, else Debian's libsrtp2 (on NSS).
 subproject libsrtp3 "project('libsrtp3', 'c')
 libsrtp3_dep = declare_dependency(include_directories: include_directories('include'),
   dependencies: [dependency('libsrtp2', version: '>=2.4')])
@@ -107,26 +108,4 @@ inline srtp_err_status_t srtp_stream_remove(srtp_t session, uint32_t ssrc)
 #endif
 HEADER
 
-# DTLS crash with Debian's OpenSSL 3.0: it is built with kernel TLS, so when libssl sets up a
-# write buffer it asks the write BIO whether kTLS sends for it. The worker's BIO callback
-# answers 1 to every control it does not handle, libssl concludes the kernel owns the record
-# layer, leaves its write buffer NULL, and the first handshake record segfaults in
-# do_dtls1_write. A memory BIO never has kTLS, so answer 0 to exactly those two questions.
-python3 - "$worker/src/RTC/DtlsTransport.cpp" <<'PY'
-import sys
-path = sys.argv[1]
-src = open(path).read()
-if "CHORUS_NO_KTLS_ON_MEM_BIO" in src:
-    sys.exit(0)
-param = "  int /*argi*/,\n"
-line = "\tlong resultOfcallback = (operationType == BIO_CB_RETURN) ? static_cast<long>(ret) : 1;\n"
-if src.count(param) != 1 or src.count(line) != 1:
-    sys.exit("system-deps.sh: onSslBioOut() in DtlsTransport.cpp is not the one this patch knows")
-src = src.replace(param, "  int argi,\n").replace(line, line +
-    "\t// CHORUS_NO_KTLS_ON_MEM_BIO: see scripts/mediasoup/system-deps.sh.\n"
-    "\tif (operationType == (BIO_CB_CTRL | BIO_CB_RETURN) &&\n"
-    "\t    (argi == BIO_CTRL_GET_KTLS_SEND || argi == BIO_CTRL_GET_KTLS_RECV))\n"
-    "\t{\n\t\treturn 0;\n\t}\n")
-open(path, "w").write(src)
-PY
 echo "system-deps: $worker now builds against Debian's libraries"

@@ -186,7 +186,8 @@ const sentExtensions = getSupportedRtpCapabilities().headerExtensions!.filter(
  * side offered (mediasoup issue 1126), and an answer may not renumber them. A player that gave
  * its MID extension an id the node's packets use for another extension reads garbage
  * there and drops every packet. libwebrtc players put MID on 4, where mediasoup's video carries
- * abs-send-time: their video cannot be played until the worker can renumber per consumer.
+ * abs-send-time. Chorus's worker renumbers per consumer (patch 002 of scripts/mediasoup/patches),
+ * and the WHEP route asks this only of a worker that lacks the patch.
  */
 export function extensionClash(offer: ParsedOffer, kind: 'audio' | 'video'): string | undefined {
   // One BUNDLE transport: the player reads every packet with the ids of all its sections.

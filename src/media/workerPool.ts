@@ -9,6 +9,7 @@ import * as mediasoup from 'mediasoup';
 import type { types } from 'mediasoup';
 import type { Logger } from '../observability/logger.js';
 import { countObjects, type ObjectCounts } from './objectCounts.js';
+import { workerBuild, type WorkerBuild } from './workerBuild.js';
 
 export interface WorkerPoolOptions {
   size: number;
@@ -24,6 +25,8 @@ export interface WorkerSlot {
   objects: ObjectCounts;
   /** Consumers + transports currently placed on this worker. */
   load: number;
+  /** The binary it runs: mediasoup version, Chorus patches, SRTP crypto (see workerBuild). */
+  build: WorkerBuild;
 }
 
 interface PoolEvents {
@@ -50,7 +53,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const pool = new WorkerPool(options, log);
     for (let index = 0; index < options.size; index++) {
       const worker = await pool.#spawn(index);
-      pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker) });
+      pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker), build: workerBuild(worker.pid) });
     }
     return pool;
   }
@@ -89,7 +92,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       rtcMaxPort: this.options.rtcMaxPort,
       appData: { index },
     });
-    this.#log.info({ worker: index, pid: worker.pid }, 'mediasoup worker started');
+    this.#log.info({ worker: index, pid: worker.pid, build: workerBuild(worker.pid) }, 'mediasoup worker started');
     worker.on('died', (error) => this.#onDied(index, worker, error));
     return worker;
   }
@@ -106,6 +109,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         const worker = await this.#spawn(index);
         slot.worker = worker;
         slot.objects = countObjects(worker);
+        slot.build = workerBuild(worker.pid);
         this.emit('workerspawned', slot);
       } catch (spawnError) {
         this.#log.error({ worker: index, err: spawnError }, 'respawning mediasoup worker failed; retrying');

@@ -40,6 +40,12 @@ export interface WhipDeps {
   tokens: TokenService;
   rooms: RoomManager;
   store: StateStore;
+  /**
+   * Whether the workers send each consumer's packets under the header extension ids its offer
+   * gave (patch 002 of scripts/mediasoup/patches). Without it, a section whose MID id the node's
+   * packets use for another extension is declined (see extensionClash).
+   */
+  renumbersExtensions: () => boolean;
 }
 
 const sessionParams = z.strictObject({ roomId: roomIdSchema, sessionId: z.uuid() });
@@ -238,7 +244,8 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
     const receiving = offer.sections.filter((s) => s.direction === 'recvonly' || s.direction === 'sendrecv');
     if (receiving.length === 0) throw new SdpError('BAD_REQUEST', 'the offer receives nothing (WHEP sections are recvonly)');
     for (const section of receiving) if (!playable(section)) throw new SdpError('MEDIA_REJECTED', `${section.kind} section ${section.mid}: none of its codecs is one the node sends`);
-    const clashes = new Map(receiving.map((section) => [section, extensionClash(offer, section.kind)]));
+    const renumbers = deps.renumbersExtensions();
+    const clashes = new Map(receiving.map((section) => [section, renumbers ? undefined : extensionClash(offer, section.kind)]));
     const clash = [...clashes.values()].find(Boolean);
     if (clash && [...clashes.values()].every(Boolean)) throw new SdpError('MEDIA_REJECTED', `the node cannot send this player anything it can read: ${clash}`);
     // Refused before joining when it is plain nothing plays yet, so the player's token is not spent.

@@ -168,7 +168,7 @@ test('a page publishes over WHIP with a registry client: an SDK listener, the HL
   await Promise.all([publisher.close(), player.close()]);
 }, 120_000);
 
-test('a class: a teacher\'s page publishes over WHIP, a student\'s WHEP player sees and hears it (video first, so libwebrtc numbers MID where the node\'s packets leave it alone)', async () => {
+test('a class: a teacher\'s page publishes over WHIP, a student\'s WHEP player (audio first: Chromium numbers MID 4, where the router\'s video carries abs-send-time) sees and hears it', async () => {
   const room = 'whep-e2e-class';
   const teacher = await openPage('teacher');
   const published = await teacher.evaluate(
@@ -178,10 +178,11 @@ test('a class: a teacher\'s page publishes over WHIP, a student\'s WHEP player s
   expect(published.sections).toEqual(['m=audio accepted', 'm=video accepted']);
   const student = await openPage('student');
   const played = await student.evaluate(
-    ([url, token]) => (window as unknown as { play(u: string, t: string, k: string[]): Promise<{ sections: string[]; offer: string }> }).play(url, token, ['video', 'audio']),
+    ([url, token]) => (window as unknown as { play(u: string, t: string, k: string[]): Promise<{ sections: string[]; offer: string }> }).play(url, token, ['audio', 'video']),
     [`${node.url}/whep/${room}`, await node.tokens.mint({ room, identity: 'whep-student', role: 'student', kind: 'class' })] as const,
   );
-  expect(played.sections).toEqual(['m=video accepted', 'm=audio accepted']);
+  expect(played.offer).toMatch(/a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid/);
+  expect(played.sections).toEqual(['m=audio accepted', 'm=video accepted']);
   await sees(student, { r: 0, g: 255, b: 0 }, 'the WHEP student');
   await hears(student, 659, 'the WHEP student');
   expect(pageErrors).toEqual([]);

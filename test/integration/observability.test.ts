@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as mediasoup from 'mediasoup';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { joinListener, type TestListener } from '../support/listener.js';
@@ -132,6 +133,18 @@ describe('metrics during a live broadcast', () => {
     expect(info['uptimeSeconds']).toEqual(expect.any(Number));
     expect(info['workers']).toHaveLength(2);
     expect((info['workers'] as Array<{ alive: boolean; pid: number }>).every((w) => w.alive && w.pid > 0)).toBe(true);
+  });
+
+  test('/health/info says which worker build runs: the install built it from source with every patch of the series, SRTP on OpenSSL', async () => {
+    const info = (await (await fetch(`${node.url}/health/info`)).json()) as { workers: Array<{ build: Record<string, unknown> }> };
+    const series = readdirSync(new URL('../../scripts/mediasoup/patches/', import.meta.url))
+      .filter((f) => f.startsWith(`mediasoup+${mediasoup.version}+`) && f.endsWith('.patch'))
+      .map((f) => f.slice(`mediasoup+${mediasoup.version}+`.length, -'.patch'.length))
+      .sort();
+    expect(series.length).toBeGreaterThan(0);
+    for (const { build } of info.workers) {
+      expect(build).toEqual({ mediasoup: mediasoup.version, build: 'source', patches: series, srtpCrypto: 'openssl' });
+    }
   });
 
   test('when everyone leaves, the room and peer gauges fall back and the room drops out of the per-room series', async () => {
