@@ -1,13 +1,13 @@
 /**
  * What SRTP costs per packet with each libsrtp the worker can link: Debian's libsrtp2 (NSS
- * crypto) and the OpenSSL build scripts/mediasoup/libsrtp-openssl.sh makes for the worker.
+ * crypto) and the OpenSSL build scripts/mediasoup/static-libs.sh makes for the worker.
  * Compiles bench/srtp/protect.c against each, runs them in turn (--rounds times), and reports the
  * median microseconds to protect one 100-byte RTP packet.
  *
  *   npm run bench:srtp -- [--packets N] [--rounds R] [--out DIR]
  *
  * Needs gcc, pkg-config and libsrtp2-dev (the worker's build installs them) and the OpenSSL build
- * (run scripts/setup-worker.sh once). Prints one JSON line; appends it to <out>/srtp.jsonl and
+ * (scripts/mediasoup/static-libs.sh, run by scripts/setup-worker.sh). Prints one JSON line; appends it to <out>/srtp.jsonl and
  * rewrites <out>/srtp.html.
  */
 import { execFileSync } from 'node:child_process';
@@ -35,7 +35,7 @@ if (!Number.isInteger(packets) || packets < 1 || !Number.isInteger(rounds) || ro
 }
 
 const cacheRoot = process.env['CHORUS_CACHE_DIR'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'chorus');
-const prefix = join(cacheRoot, 'libsrtp-openssl-2.5.0');
+const prefix = join(cacheRoot, 'static-libs', 'libsrtp');
 const pcDir = (dir: string): string | undefined => {
   if (!existsSync(dir)) return undefined;
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {

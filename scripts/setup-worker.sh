@@ -59,7 +59,7 @@ if [ -x "$cached" ] && verify "$cached"; then
   install_default "$cached"; log "cached worker: $cached"; exit 0
 fi
 
-prebuilt_manifest="{\"mediasoup\":\"$version\",\"build\":\"prebuilt\",\"patches\":[],\"srtpCrypto\":\"openssl\"}"
+prebuilt_manifest="{\"mediasoup\":\"$version\",\"build\":\"prebuilt\",\"patches\":[],\"srtpCrypto\":\"openssl\",\"liburing\":true}"
 if [ "${CHORUS_WORKER_BUILD:-source}" = prebuilt ]; then
   if [ -f "$default_bin" ] && [ ! -L "$default_bin" ] && verify "$default_bin"; then
     keep "$default_bin" "$prebuilt_manifest"; exit 0
@@ -102,19 +102,28 @@ src="$cache_root/build/src-$version"; build="$cache_root/build/mediasoup-$versio
 rm -rf "$src" "$build"; mkdir -p "$(dirname "$src")"
 cp -r "$ms/worker" "$src"; rm -rf "$src/out"
 bash "$root/scripts/mediasoup/system-deps.sh" "$src"
-srtp_prefix="$cache_root/libsrtp-openssl-2.5.0"
-if bash "$root/scripts/mediasoup/libsrtp-openssl.sh" "$srtp_prefix"; then
-  PKG_CONFIG_PATH="$(find "$srtp_prefix" -name libsrtp2.pc -printf '%h\n' | head -n 1)${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-  export PKG_CONFIG_PATH
-else
-  log "could not build libsrtp on OpenSSL; linking Debian's libsrtp2 (NSS crypto, about 3x the cost per packet)"
-fi
+# libsrtp on OpenSSL and liburing >= 2.5, built from Debian's sources (static-libs.sh); each one
+# that cannot be built is left out (Debian's NSS libsrtp2; no io_uring) and build.json says so.
+uring=false
+for lib in libsrtp liburing; do
+  prefix="$cache_root/static-libs/$lib"
+  if bash "$root/scripts/mediasoup/static-libs.sh" "$lib" "$prefix"; then
+    PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    [ "$lib" = liburing ] && uring=true
+  else
+    log "could not build $lib from Debian's sources; building without it (see scripts/mediasoup/README.md)"
+  fi
+done
+export PKG_CONFIG_PATH
+# io_uring needs a kernel >= 6 (the worker's own rule) and liburing >= 2.5 (Debian 12 has 2.3).
 meson setup "$build" "$src" --buildtype release -Db_ndebug=true --wrap-mode=nodownload \
-  -Dms_disable_liburing=true
+  -Dms_disable_liburing="$([ "$uring" = true ] && echo false || echo true)"
 meson compile -C "$build" flatbuffers-generator
 meson compile -C "$build" -j "$(nproc)" mediasoup-worker
 verify "$build/mediasoup-worker"
 # Read from the binary, not assumed: NSS in its libraries means Debian's libsrtp2 was linked.
 srtp_crypto=openssl; ldd "$build/mediasoup-worker" | grep -q libnss3 && srtp_crypto=nss
-keep "$build/mediasoup-worker" "{\"mediasoup\":\"$version\",\"build\":\"source\",\"patches\":[$(IFS=,; echo "${patches[*]}")],\"srtpCrypto\":\"$srtp_crypto\"}"
+# The worker's meson links liburing on kernels >= 6 only.
+liburing=false; [ "$uring" = true ] && [ "$(uname -r | cut -d. -f1)" -ge 6 ] && liburing=true
+keep "$build/mediasoup-worker" "{\"mediasoup\":\"$version\",\"build\":\"source\",\"patches\":[$(IFS=,; echo "${patches[*]}")],\"srtpCrypto\":\"$srtp_crypto\",\"liburing\":$liburing}"
 rm -rf "$build" "$src"

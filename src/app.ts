@@ -179,7 +179,19 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const limits = new Limits(config.limits, audit, redisStore && { client: redisStore.client, prefix: config.redis!.prefix });
 
   const workers = await WorkerPool.start(
-    { size: config.media.workers, logLevel: config.media.logLevel, rtcMinPort: config.media.minPort, rtcMaxPort: config.media.maxPort },
+    {
+      size: config.media.workers,
+      logLevel: config.media.logLevel,
+      rtcMinPort: config.media.minPort,
+      rtcMaxPort: config.media.maxPort,
+      webRtcServer: config.media.serverPort === undefined ? undefined : {
+        port: config.media.serverPort,
+        ip: config.media.listenIp,
+        announcedAddress: config.media.announcedAddress,
+        udp: config.media.enableUdp,
+        tcp: config.media.enableTcp,
+      },
+    },
     log,
   );
   const mediaStats = new MediaStatsSampler(

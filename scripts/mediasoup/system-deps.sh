@@ -57,7 +57,7 @@ absl_container_lib = static_library('sys_absl', 'empty.c')"
 # The worker uses versatica's libsrtp 3 fork (size_t lengths, separate in/out buffers), which
 # no distribution packages. libsrtp 2 does the same crypto in place with int lengths; a header
 # adapts the four calls the worker makes. pkg-config finds the OpenSSL build that
-# libsrtp-openssl.sh leaves on PKG_CONFIG_PATH, else Debian's libsrtp2 (on NSS).
+# static-libs.sh leaves on PKG_CONFIG_PATH, else Debian's libsrtp2 (on NSS).
 subproject libsrtp3 "project('libsrtp3', 'c')
 libsrtp3_dep = declare_dependency(include_directories: include_directories('include'),
   dependencies: [dependency('libsrtp2', version: '>=2.4')])

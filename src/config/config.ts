@@ -64,6 +64,12 @@ export const envSchema = z
     /** Address put in ICE candidates: the one clients can reach. Default: first LAN IPv4. */
     RTC_ANNOUNCED_ADDRESS: z.string().optional(),
     RTC_MIN_PORT: port.default(40000),
+    /**
+     * When set, worker i listens on this port + i (UDP, and TCP when enabled) with one mediasoup
+     * WebRtcServer, and every WebRTC transport on it shares that port, instead of each taking its
+     * own from RTC_MIN_PORT..RTC_MAX_PORT. One port per worker to open in a firewall or a pod spec.
+     */
+    RTC_SERVER_PORT: port.optional(),
     RTC_MAX_PORT: port.default(49999),
     RTC_ENABLE_TCP: bool.default(true),
     RTC_ENABLE_UDP: bool.default(true),
@@ -367,6 +373,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       announcedAddress: e.RTC_ANNOUNCED_ADDRESS ?? (listenIsWildcard ? (lanAddress() ?? '127.0.0.1') : undefined),
       minPort: e.RTC_MIN_PORT,
       maxPort: e.RTC_MAX_PORT,
+      serverPort: e.RTC_SERVER_PORT,
       enableUdp: e.RTC_ENABLE_UDP,
       enableTcp: e.RTC_ENABLE_TCP,
       initialAvailableOutgoingBitrate: e.RTC_INITIAL_BITRATE,

@@ -25,6 +25,8 @@ export interface TransportSettings {
   enableUdp: boolean;
   enableTcp: boolean;
   initialAvailableOutgoingBitrate: number;
+  /** RTC_SERVER_PORT: the first worker's shared port (the pool opens them; see WorkerPool). */
+  serverPort?: number | undefined;
 }
 
 export interface RouterSlot {
@@ -179,17 +181,18 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
   async createTransport(direction: 'send' | 'recv', forceTcp: boolean, profile?: PayloadProfile): Promise<types.WebRtcTransport> {
     const slot = direction === 'send' ? this.origin : await this.#slotForReceiver(profile);
     const s = this.settings;
-    const listenInfos: types.TransportListenInfo[] = [];
-    const portRange = { min: s.minPort, max: s.maxPort };
-    const base = { ip: s.listenIp, announcedAddress: s.announcedAddress, portRange };
-    if (s.enableUdp && !forceTcp) listenInfos.push({ ...base, protocol: 'udp' });
-    if (s.enableTcp || forceTcp) listenInfos.push({ ...base, protocol: 'tcp' });
-    const transport = await slot.router.createWebRtcTransport({
-      listenInfos,
+    // On the worker's shared port when it has one (RTC_SERVER_PORT) and that port speaks what
+    // this peer needs; else a port of its own from the range.
+    const server = this.pool.serverOf(slot.worker);
+    const serverTcp = server !== undefined && s.enableTcp;
+    const common = {
       preferUdp: true,
       initialAvailableOutgoingBitrate: s.initialAvailableOutgoingBitrate,
       appData: { direction, routerId: slot.router.id },
-    });
+    };
+    const transport = await (server && (!forceTcp || serverTcp)
+      ? slot.router.createWebRtcTransport({ ...common, webRtcServer: server, enableUdp: s.enableUdp && !forceTcp, enableTcp: serverTcp })
+      : slot.router.createWebRtcTransport({ ...common, listenInfos: this.#listenInfos(forceTcp) }));
     if (direction === 'recv') slot.recvTransports++;
     this.pool.adjustLoad(slot.worker, 1);
     transport.observer.once('close', () => {
@@ -201,6 +204,15 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
       consumer.observer.once('close', () => this.pool.adjustLoad(slot.worker, -1));
     });
     return transport;
+  }
+
+  #listenInfos(forceTcp: boolean): types.TransportListenInfo[] {
+    const s = this.settings;
+    const base = { ip: s.listenIp, announcedAddress: s.announcedAddress, portRange: { min: s.minPort, max: s.maxPort } };
+    const listenInfos: types.TransportListenInfo[] = [];
+    if (s.enableUdp && !forceTcp) listenInfos.push({ ...base, protocol: 'udp' });
+    if (s.enableTcp || forceTcp) listenInfos.push({ ...base, protocol: 'tcp' });
+    return listenInfos;
   }
 
   /** Registers a producer made on the origin so fan-out routers get it too. */

@@ -13,6 +13,8 @@ const manifest = z.object({
   build: z.enum(['source', 'prebuilt']),
   patches: z.array(z.string()),
   srtpCrypto: z.enum(['openssl', 'nss']),
+  /** Sends go through io_uring, submitted once per event-loop turn (liburing linked). */
+  liburing: z.boolean().default(false),
 });
 
 export type WorkerBuild = z.infer<typeof manifest> | { build: 'unknown'; patches: string[]; binary?: string };

@@ -16,6 +16,8 @@ export interface WorkerPoolOptions {
   logLevel: types.WorkerLogLevel;
   rtcMinPort: number;
   rtcMaxPort: number;
+  /** One WebRtcServer per worker, worker i on `port + i` (RTC_SERVER_PORT); else none. */
+  webRtcServer?: { port: number; ip: string; announcedAddress?: string; udp: boolean; tcp: boolean };
 }
 
 export interface WorkerSlot {
@@ -27,6 +29,8 @@ export interface WorkerSlot {
   load: number;
   /** The binary it runs: mediasoup version, Chorus patches, SRTP crypto (see workerBuild). */
   build: WorkerBuild;
+  /** The worker's shared RTC port, when the pool runs one (RTC_SERVER_PORT). */
+  webRtcServer?: types.WebRtcServer;
 }
 
 interface PoolEvents {
@@ -51,9 +55,14 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   static async start(options: WorkerPoolOptions, log: Logger): Promise<WorkerPool> {
     const pool = new WorkerPool(options, log);
-    for (let index = 0; index < options.size; index++) {
-      const worker = await pool.#spawn(index);
-      pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker), build: workerBuild(worker.pid) });
+    try {
+      for (let index = 0; index < options.size; index++) {
+        const { worker, webRtcServer } = await pool.#spawn(index);
+        pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker), build: workerBuild(worker.pid), webRtcServer });
+      }
+    } catch (error) {
+      pool.close();
+      throw error;
     }
     return pool;
   }
@@ -80,21 +89,41 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return from.reduce((best, s) => (s.load < best.load ? s : best));
   }
 
+  /** The shared RTC port of `worker`, when the pool runs one. */
+  serverOf(worker: types.Worker): types.WebRtcServer | undefined {
+    const server = this.#slots.find((s) => s.worker === worker)?.webRtcServer;
+    return server && !server.closed ? server : undefined;
+  }
+
   adjustLoad(worker: types.Worker, delta: number): void {
     const slot = this.#slots.find((s) => s.worker === worker);
     if (slot) slot.load = Math.max(0, slot.load + delta);
   }
 
-  async #spawn(index: number): Promise<types.Worker> {
+  async #spawn(index: number): Promise<{ worker: types.Worker; webRtcServer?: types.WebRtcServer }> {
     const worker = await mediasoup.createWorker({
       logLevel: this.options.logLevel,
       rtcMinPort: this.options.rtcMinPort,
       rtcMaxPort: this.options.rtcMaxPort,
       appData: { index },
     });
-    this.#log.info({ worker: index, pid: worker.pid, build: workerBuild(worker.pid) }, 'mediasoup worker started');
     worker.on('died', (error) => this.#onDied(index, worker, error));
-    return worker;
+    let webRtcServer: types.WebRtcServer | undefined;
+    const server = this.options.webRtcServer;
+    if (server) {
+      const base = { ip: server.ip, announcedAddress: server.announcedAddress, port: server.port + index };
+      const listenInfos: types.TransportListenInfo[] = [];
+      if (server.udp) listenInfos.push({ ...base, protocol: 'udp' });
+      if (server.tcp) listenInfos.push({ ...base, protocol: 'tcp' });
+      try {
+        webRtcServer = await worker.createWebRtcServer({ listenInfos });
+      } catch (error) {
+        worker.close();
+        throw new Error(`worker ${index}: cannot listen on RTC port ${base.port} (RTC_SERVER_PORT + ${index}): ${(error as Error).message}`);
+      }
+    }
+    this.#log.info({ worker: index, pid: worker.pid, build: workerBuild(worker.pid), rtcPort: webRtcServer ? server!.port + index : undefined }, 'mediasoup worker started');
+    return { worker, webRtcServer };
   }
 
   #onDied(index: number, worker: types.Worker, error: Error): void {
@@ -106,8 +135,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const respawn = async (): Promise<void> => {
       if (this.#closed) return;
       try {
-        const worker = await this.#spawn(index);
+        const { worker, webRtcServer } = await this.#spawn(index);
         slot.worker = worker;
+        slot.webRtcServer = webRtcServer;
         slot.objects = countObjects(worker);
         slot.build = workerBuild(worker.pid);
         this.emit('workerspawned', slot);
