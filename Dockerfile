@@ -8,15 +8,18 @@
 
 FROM node:20-bookworm AS build
 WORKDIR /app
-# mediasoup's worker is downloaded prebuilt from GitHub when reachable, else built from source
-# against Debian's libraries (scripts/setup-worker.sh); both end verified in this cache.
+# mediasoup's worker is built from source with Chorus's patch series, against Debian's libraries
+# (scripts/setup-worker.sh, scripts/mediasoup/README.md), and ends verified in this cache.
 ENV CHORUS_CACHE_DIR=/opt/chorus-cache
 COPY . .
-# The worker is linked from the cache: the binary itself goes into node_modules for the runtime
+# The worker is linked from the cache: the binary itself, and the build.json beside it that
+# /health/info reports (patches, SRTP crypto, io_uring), go into node_modules for the runtime
 # stage; then development dependencies are dropped.
 RUN scripts/setup.sh \
  && worker=node_modules/mediasoup/worker/out/Release/mediasoup-worker \
- && cp --remove-destination "$(readlink -f "$worker")" "$worker" \
+ && built="$(readlink -f "$worker")" \
+ && cp --remove-destination "$built" "$worker" \
+ && cp "$(dirname "$built")/build.json" "$(dirname "$worker")/build.json" \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf /opt/chorus-cache/build /opt/chorus-cache/meson-venv
 

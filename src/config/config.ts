@@ -294,6 +294,8 @@ export interface Config {
     logLevel: 'debug' | 'warn' | 'error' | 'none';
     maxConsumersPerWorker: number;
     opusBitrate: number;
+    /** RTC_SERVER_PORT: the first worker's shared port (WorkerPool opens one per worker). */
+    serverPort: number | undefined;
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; maxClassStudents: number; maxClassStage: number; stalePeerMs: number; idleRoomMs: number; callP2p: { enabled: boolean; backMs: number } };
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };

@@ -25,8 +25,6 @@ export interface TransportSettings {
   enableUdp: boolean;
   enableTcp: boolean;
   initialAvailableOutgoingBitrate: number;
-  /** RTC_SERVER_PORT: the first worker's shared port (the pool opens them; see WorkerPool). */
-  serverPort?: number | undefined;
 }
 
 export interface RouterSlot {

@@ -57,8 +57,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const pool = new WorkerPool(options, log);
     try {
       for (let index = 0; index < options.size; index++) {
-        const { worker, webRtcServer } = await pool.#spawn(index);
-        pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker), build: workerBuild(worker.pid), webRtcServer });
+        const { worker, build, webRtcServer } = await pool.#spawn(index);
+        pool.#slots.push({ index, worker, load: 0, objects: countObjects(worker), build, webRtcServer });
       }
     } catch (error) {
       pool.close();
@@ -100,7 +100,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     if (slot) slot.load = Math.max(0, slot.load + delta);
   }
 
-  async #spawn(index: number): Promise<{ worker: types.Worker; webRtcServer?: types.WebRtcServer }> {
+  async #spawn(index: number): Promise<{ worker: types.Worker; build: WorkerBuild; webRtcServer?: types.WebRtcServer }> {
     const worker = await mediasoup.createWorker({
       logLevel: this.options.logLevel,
       rtcMinPort: this.options.rtcMinPort,
@@ -122,8 +122,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         throw new Error(`worker ${index}: cannot listen on RTC port ${base.port} (RTC_SERVER_PORT + ${index}): ${(error as Error).message}`);
       }
     }
-    this.#log.info({ worker: index, pid: worker.pid, build: workerBuild(worker.pid), rtcPort: webRtcServer ? server!.port + index : undefined }, 'mediasoup worker started');
-    return { worker, webRtcServer };
+    const build = workerBuild(worker.pid);
+    this.#log.info({ worker: index, pid: worker.pid, build, rtcPort: webRtcServer ? server!.port + index : undefined }, 'mediasoup worker started');
+    return { worker, build, webRtcServer };
   }
 
   #onDied(index: number, worker: types.Worker, error: Error): void {
@@ -135,11 +136,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const respawn = async (): Promise<void> => {
       if (this.#closed) return;
       try {
-        const { worker, webRtcServer } = await this.#spawn(index);
+        const { worker, build, webRtcServer } = await this.#spawn(index);
         slot.worker = worker;
         slot.webRtcServer = webRtcServer;
         slot.objects = countObjects(worker);
-        slot.build = workerBuild(worker.pid);
+        slot.build = build;
         this.emit('workerspawned', slot);
       } catch (spawnError) {
         this.#log.error({ worker: index, err: spawnError }, 'respawning mediasoup worker failed; retrying');
