@@ -102,10 +102,13 @@ src="$cache_root/build/src-$version"; build="$cache_root/build/mediasoup-$versio
 rm -rf "$src" "$build"; mkdir -p "$(dirname "$src")"
 cp -r "$ms/worker" "$src"; rm -rf "$src/out"
 bash "$root/scripts/mediasoup/system-deps.sh" "$src"
-# libsrtp on OpenSSL and liburing >= 2.5, built from Debian's sources (static-libs.sh); each one
-# that cannot be built is left out (Debian's NSS libsrtp2; no io_uring) and build.json says so.
+# libsrtp on OpenSSL, built from Debian's source (static-libs.sh), else Debian's NSS libsrtp2.
+# liburing (io_uring sends) only when asked for with CHORUS_WORKER_LIBURING=true: a worker built
+# with it broke a class's second recording in test/e2e/class.test.ts, even with io_uring turned
+# off at run time (bench/README.md, "Levers: io_uring sends"). build.json says which.
 uring=false
-for lib in libsrtp liburing; do
+libs=(libsrtp); [ "${CHORUS_WORKER_LIBURING:-false}" = true ] && libs+=(liburing)
+for lib in "${libs[@]}"; do
   prefix="$cache_root/static-libs/$lib"
   if bash "$root/scripts/mediasoup/static-libs.sh" "$lib" "$prefix"; then
     PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"

@@ -3,8 +3,9 @@
 # package the way the worker needs them:
 #   - libsrtp 2.5.0 on OpenSSL's crypto. Debian's libsrtp2 uses NSS, which sets up a PK11 context
 #     for every packet; OpenSSL's EVP path uses the CPU's AES and SHA instructions (bench:srtp).
-#   - liburing 2.9. The worker sends through io_uring, batched once per event-loop turn, when built
-#     with liburing >= 2.5 on a kernel >= 6; Debian 12 has 2.3.
+#   - liburing 2.9, when setup-worker.sh is asked for it (CHORUS_WORKER_LIBURING=true). The worker
+#     sends through io_uring, batched once per event-loop turn, when built with liburing >= 2.5 on
+#     a kernel >= 6; Debian 12 has 2.3.
 # Sources are Debian's own upstream tarballs from Debian's package pool (reachable wherever
 # Debian's apt is), each checked against the sha256 in Debian's .dsc.
 # Usage: static-libs.sh <lib> <prefix>, lib = libsrtp | liburing. Exits non-zero when the source

@@ -143,7 +143,7 @@ describe('metrics during a live broadcast', () => {
       .sort();
     expect(series.length).toBeGreaterThan(0);
     for (const { build } of info.workers) {
-      expect(build).toEqual({ mediasoup: mediasoup.version, build: 'source', patches: series, srtpCrypto: 'openssl', liburing: true });
+      expect(build).toEqual({ mediasoup: mediasoup.version, build: 'source', patches: series, srtpCrypto: 'openssl', liburing: false });
     }
   });
 
