@@ -15,7 +15,7 @@ import { ChorusError } from '../protocol/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { routerCodecs } from './codecs.js';
 import type { PayloadProfile } from './payloadProfile.js';
-import type { WorkerPool } from './workerPool.js';
+import type { WorkerPool, WorkerSlot } from './workerPool.js';
 
 export interface TransportSettings {
   listenIp: string;
@@ -121,15 +121,10 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
    * every current producer piped to it), else the emptiest router we have. A broadcast's (spread)
    * goes to the least-loaded worker whatever the budget. Each payload profile has its own routers.
    */
-  async #slotForReceiver(profile: PayloadProfile | undefined): Promise<RouterSlot> {
+  async #slotForReceiver(profile: PayloadProfile | undefined, spreadTo: WorkerSlot | undefined): Promise<RouterSlot> {
     const key = profile?.key ?? '';
     const slots = this.#slots.filter((s) => s.profile === key);
-    if (this.spread && !profile) {
-      // Every core from the first receiver: the least-loaded live worker (transports and
-      // consumers of every room) takes the next one, on this room's router there.
-      const target = this.pool.leastLoaded();
-      return slots.find((s) => s.worker === target.worker) ?? (await this.#routerOn(target, undefined));
-    }
+    if (spreadTo) return slots.find((s) => s.worker === spreadTo.worker) ?? (await this.#routerOn(spreadTo, undefined));
     const withRoom = slots.find((s) => s.recvTransports < this.maxConsumersPerWorker);
     if (withRoom) return withRoom;
     const used = new Set(slots.map((s) => s.worker));
@@ -177,7 +172,34 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
 
   /** `profile`: the receiver's own payload types, for a receive transport (see PayloadProfile). */
   async createTransport(direction: 'send' | 'recv', forceTcp: boolean, profile?: PayloadProfile): Promise<types.WebRtcTransport> {
-    const slot = direction === 'send' ? this.origin : await this.#slotForReceiver(profile);
+    // Every core from the first receiver (a broadcast): the least-loaded live worker (transports
+    // and consumers of every room) takes the next one, on this room's router there. Its load is
+    // counted at once, so receivers arriving together do not all pick the same worker.
+    const spreadTo = direction === 'recv' && this.spread && !profile ? this.pool.leastLoaded() : undefined;
+    if (spreadTo) this.pool.adjustLoad(spreadTo.worker, 1);
+    let slot: RouterSlot;
+    let transport: types.WebRtcTransport;
+    try {
+      slot = direction === 'send' ? this.origin : await this.#slotForReceiver(profile, spreadTo);
+      transport = await this.#transportOn(slot, direction, forceTcp);
+    } catch (error) {
+      if (spreadTo) this.pool.adjustLoad(spreadTo.worker, -1);
+      throw error;
+    }
+    if (direction === 'recv') slot.recvTransports++;
+    if (!spreadTo) this.pool.adjustLoad(slot.worker, 1);
+    transport.observer.once('close', () => {
+      if (direction === 'recv') slot.recvTransports--;
+      this.pool.adjustLoad(slot.worker, -1);
+    });
+    transport.observer.on('newconsumer', (consumer) => {
+      this.pool.adjustLoad(slot.worker, 1);
+      consumer.observer.once('close', () => this.pool.adjustLoad(slot.worker, -1));
+    });
+    return transport;
+  }
+
+  #transportOn(slot: RouterSlot, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
     const s = this.settings;
     // On the worker's shared port when it has one (RTC_SERVER_PORT) and that port speaks what
     // this peer needs; else a port of its own from the range.
@@ -188,20 +210,9 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
       initialAvailableOutgoingBitrate: s.initialAvailableOutgoingBitrate,
       appData: { direction, routerId: slot.router.id },
     };
-    const transport = await (server && (!forceTcp || serverTcp)
+    return server && (!forceTcp || serverTcp)
       ? slot.router.createWebRtcTransport({ ...common, webRtcServer: server, enableUdp: s.enableUdp && !forceTcp, enableTcp: serverTcp })
-      : slot.router.createWebRtcTransport({ ...common, listenInfos: this.#listenInfos(forceTcp) }));
-    if (direction === 'recv') slot.recvTransports++;
-    this.pool.adjustLoad(slot.worker, 1);
-    transport.observer.once('close', () => {
-      if (direction === 'recv') slot.recvTransports--;
-      this.pool.adjustLoad(slot.worker, -1);
-    });
-    transport.observer.on('newconsumer', (consumer) => {
-      this.pool.adjustLoad(slot.worker, 1);
-      consumer.observer.once('close', () => this.pool.adjustLoad(slot.worker, -1));
-    });
-    return transport;
+      : slot.router.createWebRtcTransport({ ...common, listenInfos: this.#listenInfos(forceTcp) });
   }
 
   #listenInfos(forceTcp: boolean): types.TransportListenInfo[] {
