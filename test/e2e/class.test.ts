@@ -5,7 +5,7 @@
  * gone; a question to the teacher reaches the teacher alone. Screenshots go to
  * artifacts/screenshots/.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
@@ -17,18 +17,23 @@ import { Visitors } from '../support/visitors.js';
 import { blockWebRtc } from '../support/blockWebRtc.js';
 import { joinCallPeer } from '../support/callPeer.js';
 import { startTestNode } from '../support/testNode.js';
+import { captureLogs, type LogLine } from '../support/logCapture.js';
 
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
 
 let node: ChorusNode;
 let recordings: string;
 let browser: Browser;
+/** The node's recording lines (ffmpeg's stderr, runs ending, keyframe asks): what a failure prints. */
+let logLines: LogLine[] = [];
 const visitors = new Visitors(() => browser, { width: 1000, height: 900 });
 
 beforeAll(async () => {
   const webDir = await buildWeb();
   recordings = mkdtempSync(join(tmpdir(), 'chorus-e2e-rec-'));
-  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_RECORDINGS_DIR: recordings });
+  const captured = captureLogs('debug', 'e2e-class');
+  logLines = captured.lines;
+  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_RECORDINGS_DIR: recordings }, captured.log);
   browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   mkdirSync(screenshots, { recursive: true });
 }, 120_000);
@@ -39,6 +44,20 @@ afterAll(async () => {
   await node?.close();
   rmSync(recordings, { recursive: true, force: true });
 });
+
+/** Every file under `dir` with its size: what ffmpeg wrote so far. */
+function filesUnder(dir: string, prefix = ''): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? filesUnder(join(dir, entry.name), `${prefix}${entry.name}/`) : [`${prefix}${entry.name} ${statSync(join(dir, entry.name)).size}`]));
+}
+
+/** The node's log lines about `room`'s recording, the last 40, without their common fields. */
+function recordingLines(room: string): string {
+  return logLines
+    .filter((line) => line['room'] === room || (typeof line['producer'] === 'string' && line.msg === 'dynacast'))
+    .slice(-40)
+    .map(({ level, time, pid, hostname, node: _node, ...fields }) => JSON.stringify({ level, time, ...fields }))
+    .join('\n');
+}
 
 const visitor = (name: string, url: string): Promise<Page> => visitors.join(name, url);
 
@@ -200,7 +219,7 @@ test('a student whose WebRTC cannot connect watches the live recording over HLS 
     const state = await blocked.evaluate(() => ({ mode: window.chorusDebug?.['mode'], trouble: window.chorusDebug?.['hlsTrouble'], time: window.chorusDebug?.['hlsTime'], width: window.chorusDebug?.['hlsWidth'], state: window.chorusDebug?.['state'] }));
     const href = await blocked.locator('#recording-status a').getAttribute('href').catch(() => null);
     const playlist = href ? await (await fetch(new URL(href, node.url))).text() : 'no link';
-    throw new Error(`${String(error)}\npage: ${JSON.stringify(state)}\nerrors: ${visitors.errors.join(' | ')}\nplaylist: ${playlist}`);
+    throw new Error(`${String(error)}\npage: ${JSON.stringify(state)}\nerrors: ${visitors.errors.join(' | ')}\nplaylist: ${playlist}\nfiles: ${filesUnder(recordings).join(', ')}\nnode: ${recordingLines(room)}`);
   };
   await blocked.waitForFunction(() => window.chorusDebug?.['mode'] === 'hls', undefined, { timeout: 30_000, polling: 100 }).catch(explain);
   // The recording plays: picture and time advancing.
