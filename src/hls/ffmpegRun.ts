@@ -7,7 +7,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FfmpegProcess, freeUdpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
+import { FfmpegProcess, type FfmpegExit } from '../media/ffmpegProcess.js';
 import type { Logger } from '../observability/logger.js';
 
 /** Segment files ffmpeg writes: `seg-<run>-<index>.ts`. Nothing else in a room dir is served. */
@@ -32,12 +32,6 @@ export interface FinishedSegment {
   uri: string;
   index: number;
   duration: number;
-}
-
-/** Two UDP ports free on loopback right now (RTP and RTCP), released for ffmpeg. */
-export async function freeUdpPortPair(): Promise<[number, number]> {
-  const [rtp, rtcp] = await freeUdpPorts(2);
-  return [rtp!, rtcp!];
 }
 
 /** The SDP ffmpeg reads to receive what the PlainTransport sends (RFC 7587: opus/48000/2). */

@@ -20,7 +20,8 @@ import { ExponentialBackoff, type IBackoff } from 'cockatiel';
 import type { types } from 'mediasoup';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
-import { FfmpegRun, freeUdpPortPair } from './ffmpegRun.js';
+import { freeRtpPorts } from '../media/ffmpegProcess.js';
+import { FfmpegRun } from './ffmpegRun.js';
 import { RollingPlaylist } from './playlist.js';
 import type { HlsSettings } from './settings.js';
 
@@ -200,7 +201,7 @@ export class RoomHls extends EventEmitter<RoomHlsEvents> {
   async #startRun(live: LiveBroadcast, now: number): Promise<void> {
     const number = ++this.#runs;
     await mkdir(this.dir, { recursive: true });
-    const [rtpPort, rtcpPort] = await freeUdpPortPair();
+    const { rtp: rtpPort, rtcp: rtcpPort } = (await freeRtpPorts(1))[0]!;
     // RTCP on its own port (rtcpMux off): ffmpeg's SDP input expects RTP and RTCP apart.
     const transport = await live.router.createPlainTransport({
       listenInfo: { protocol: 'udp', ip: '127.0.0.1' },

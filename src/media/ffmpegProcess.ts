@@ -4,8 +4,7 @@
  * (SIGINT: it closes the open segment and ends the playlist), killed if it does not in time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { once } from 'node:events';
+import { createSocket, type Socket } from 'node:dgram';
 import type { Logger } from '../observability/logger.js';
 
 export interface FfmpegExit {
@@ -13,17 +12,52 @@ export interface FfmpegExit {
   signal: NodeJS.Signals | null;
 }
 
-/** `n` UDP ports free on loopback right now (bound together, then released for ffmpeg). */
-export async function freeUdpPorts(n: number): Promise<number[]> {
-  const sockets = Array.from({ length: n }, () => createSocket('udp4'));
+/** One RTP port for ffmpeg and the RTCP port it will use beside it. */
+export interface RtpPorts {
+  rtp: number;
+  rtcp: number;
+}
+
+/** Attempts at finding a free port whose neighbour is free too, per pair. */
+const PAIR_ATTEMPTS = 50;
+
+async function bound(port: number): Promise<Socket | undefined> {
+  const socket = createSocket('udp4');
+  const ok = await new Promise<boolean>((resolve) => {
+    socket.once('error', () => resolve(false));
+    socket.bind(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) return socket;
+  socket.close();
+  return undefined;
+}
+
+/**
+ * `n` pairs of UDP ports free on loopback right now, each an RTP port and the next one up, bound
+ * together and then released for ffmpeg. ffmpeg's SDP input ignores `a=rtcp` and always takes
+ * RTCP on the RTP port + 1, binding it without asking: a neighbour nobody checked can be taken,
+ * and ffmpeg then exits before receiving anything.
+ */
+export async function freeRtpPorts(n: number): Promise<RtpPorts[]> {
+  const held: Socket[] = [];
+  const pairs: RtpPorts[] = [];
   try {
-    await Promise.all(sockets.map(async (socket) => {
-      socket.bind(0, '127.0.0.1');
-      await once(socket, 'listening');
-    }));
-    return sockets.map((s) => s.address().port);
+    for (let attempt = 0; pairs.length < n; attempt++) {
+      if (attempt >= n * PAIR_ATTEMPTS) throw new Error(`no ${n} free UDP port pairs on loopback after ${attempt} attempts`);
+      const rtp = await bound(0);
+      if (!rtp) continue;
+      const port = rtp.address().port;
+      const rtcp = port < 65535 ? await bound(port + 1) : undefined;
+      if (!rtcp) {
+        rtp.close();
+        continue;
+      }
+      held.push(rtp, rtcp);
+      pairs.push({ rtp: port, rtcp: port + 1 });
+    }
+    return pairs;
   } finally {
-    for (const socket of sockets) socket.close();
+    for (const socket of held) socket.close();
   }
 }
 

@@ -8,7 +8,7 @@
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { types } from 'mediasoup';
-import { FfmpegProcess, freeUdpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
+import { FfmpegProcess, freeRtpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface StageSources {
@@ -141,12 +141,12 @@ export class StageRun {
   static async start(sources: StageSources, options: StageRunOptions): Promise<StageRun> {
     const producers = [sources.video, sources.audio].filter((p): p is types.Producer => p !== undefined && !p.closed);
     if (producers.length === 0) throw new Error('nothing to record');
-    const ports = await freeUdpPorts(producers.length * 2);
+    const ports = await freeRtpPorts(producers.length);
     const legs: Leg[] = [];
     try {
       for (const [i, producer] of producers.entries()) {
         const transport = await sources.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: false, comedia: false });
-        const [rtpPort, rtcpPort] = [ports[i * 2]!, ports[i * 2 + 1]!];
+        const { rtp: rtpPort, rtcp: rtcpPort } = ports[i]!;
         await transport.connect({ ip: '127.0.0.1', port: rtpPort, rtcpPort });
         const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: RECEIVE, paused: true });
         // The recording is the stage at its best: the top simulcast layer.
