@@ -42,6 +42,8 @@ export interface StageRunOptions {
 
 /** The playlist ffmpeg writes in the recording's directory. */
 export const PLAYLIST = 'index.m3u8';
+/** The recording's frame rate, whatever the camera sends (WebRTC cameras vary theirs with the network). */
+export const RECORDING_FPS = 30;
 /** Keyframe asks stop after this many 700 ms ticks, segment or not. */
 const KEYFRAME_TICKS = 90;
 /** Segment files: nothing else in a recording's directory is served. */
@@ -77,9 +79,12 @@ export function recordingArgs(hasVideo: boolean, hasAudio: boolean, segmentSecon
   const { width: w, height: h } = frame;
   // One frame size for the whole run: a simulcast camera starts on its lowest layer (80×45 for a
   // 320×180 capture, which x264 refuses) and climbs; every layer is scaled into the same frame.
-  const fit = `scale=${w}:${h}:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2,setsar=1`;
+  // One frame rate too: when the camera's first keyframe comes after ffmpeg stopped probing (the
+  // microphone filled its analysis window), ffmpeg knows no rate and takes the RTP clock's,
+  // 90,000 frames a second, then duplicates frames to fill it and never catches up to write a segment.
+  const fit = `scale=${w}:${h}:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=${w}:${h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=${RECORDING_FPS}`;
   return [
-    '-hide_banner', '-nostdin', '-loglevel', 'error',
+    '-hide_banner', '-nostdin', '-loglevel', 'warning',
     '-protocol_whitelist', 'file,udp,rtp',
     '-analyzeduration', '1000000', '-probesize', '1000000',
     '-reorder_queue_size', '128',
