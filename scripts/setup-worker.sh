@@ -103,11 +103,10 @@ rm -rf "$src" "$build"; mkdir -p "$(dirname "$src")"
 cp -r "$ms/worker" "$src"; rm -rf "$src/out"
 bash "$root/scripts/mediasoup/system-deps.sh" "$src"
 # libsrtp on OpenSSL, built from Debian's source (static-libs.sh), else Debian's NSS libsrtp2.
-# liburing (io_uring sends) only when asked for with CHORUS_WORKER_LIBURING=true: a worker built
-# with it broke a class's second recording in test/e2e/class.test.ts, even with io_uring turned
-# off at run time (bench/README.md, "Levers: io_uring sends"). build.json says which.
+# liburing too (io_uring sends, bench/README.md "Levers: io_uring sends"), unless
+# CHORUS_WORKER_LIBURING=false. build.json says which.
 uring=false
-libs=(libsrtp); [ "${CHORUS_WORKER_LIBURING:-false}" = true ] && libs+=(liburing)
+libs=(libsrtp); [ "${CHORUS_WORKER_LIBURING:-true}" = true ] && libs+=(liburing)
 for lib in "${libs[@]}"; do
   prefix="$cache_root/static-libs/$lib"
   if bash "$root/scripts/mediasoup/static-libs.sh" "$lib" "$prefix"; then

@@ -3,7 +3,7 @@
 # package the way the worker needs them:
 #   - libsrtp 2.5.0 on OpenSSL's crypto. Debian's libsrtp2 uses NSS, which sets up a PK11 context
 #     for every packet; OpenSSL's EVP path uses the CPU's AES and SHA instructions (bench:srtp).
-#   - liburing 2.9, when setup-worker.sh is asked for it (CHORUS_WORKER_LIBURING=true). The worker
+#   - liburing 2.9 (unless CHORUS_WORKER_LIBURING=false). The worker
 #     sends through io_uring, batched once per event-loop turn, when built with liburing >= 2.5 on
 #     a kernel >= 6; Debian 12 has 2.3.
 # Sources are Debian's own upstream tarballs from Debian's package pool (reachable wherever
