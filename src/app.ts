@@ -296,8 +296,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   });
 
   const signaling = {
-    pingIntervalMs: 5000,
-    pingTimeoutMs: 5000,
+    pingIntervalMs: config.http.pingIntervalMs,
+    pingTimeoutMs: config.http.pingTimeoutMs,
     corsOrigins: config.http.corsOrigins ?? (true as const),
     trustProxy: config.http.trustProxy,
     handshakeTimeoutMs: config.limits.handshakeTimeoutMs,

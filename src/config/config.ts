@@ -144,6 +144,14 @@ export const envSchema = z
      * or 100000 behind a trusted proxy, where every client arrives from the proxy's address.
      */
     CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).optional(),
+    /**
+     * Socket.IO heartbeat: a ping to every client this often, and a client that has not answered
+     * within the timeout is gone. Each ping is a write and a read per connection (at 5 s, a fifth
+     * of an idle node's time with 200 listeners); a dead media path is noticed apart from it
+     * (CHORUS_STALE_PEER_MS, ICE consent).
+     */
+    CHORUS_PING_INTERVAL_MS: z.coerce.number().int().min(1000).max(300_000).default(15_000),
+    CHORUS_PING_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(10_000),
     /** A connection with no HTTP request, or a Socket.IO session not connected, after this long is closed. */
     CHORUS_HANDSHAKE_TIMEOUT_MS: z.coerce.number().int().min(500).max(60_000).default(5000),
     /** Refusal warnings (limits, floods): at most one line per offender per this interval. */
@@ -275,6 +283,9 @@ export interface Config {
     trustProxy: boolean;
     corsOrigins: string[] | undefined;
     tls: { certPath: string; keyPath: string } | undefined;
+    /** Socket.IO heartbeat: ping every `pingIntervalMs`; no answer within `pingTimeoutMs` and the client is gone. */
+    pingIntervalMs: number;
+    pingTimeoutMs: number;
   };
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   tokens: {
@@ -353,6 +364,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       trustProxy: e.CHORUS_TRUST_PROXY,
       corsOrigins: e.CHORUS_CORS_ORIGINS?.split(',').map((o) => o.trim()).filter(Boolean),
       tls: e.CHORUS_TLS_CERT && e.CHORUS_TLS_KEY ? { certPath: e.CHORUS_TLS_CERT, keyPath: e.CHORUS_TLS_KEY } : undefined,
+      pingIntervalMs: e.CHORUS_PING_INTERVAL_MS,
+      pingTimeoutMs: e.CHORUS_PING_TIMEOUT_MS,
     },
     logLevel: e.LOG_LEVEL,
     tokens: {
