@@ -89,6 +89,8 @@ export const envSchema = z
     CHORUS_CLASS_MAX_STAGE: z.coerce.number().int().min(1).max(50).default(6),
     /** manual: teachers start and stop recording the stage; always: every class is recorded; off. */
     CHORUS_CLASS_RECORD: z.enum(['off', 'manual', 'always']).default('manual'),
+    /** A recording's ffmpeg sent media this long without writing a segment is hung: killed and run again. */
+    CHORUS_RECORDING_STALL_MS: z.coerce.number().int().min(2000).max(600_000).default(15_000),
     /** Where class recordings are written (HLS: live while recording, then the replay); default <CHORUS_DATA_DIR>/recordings. */
     CHORUS_RECORDINGS_DIR: z.string().optional(),
     /** auto: a call of two clients that can goes peer-to-peer; off: calls always use the SFU. */
@@ -462,6 +464,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ffmpeg: e.CHORUS_HLS_FFMPEG,
       segmentSeconds: 2,
       mode: e.CHORUS_CLASS_RECORD,
+      stallMs: e.CHORUS_RECORDING_STALL_MS,
     },
     hls: e.CHORUS_HLS
       ? {

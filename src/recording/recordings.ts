@@ -29,6 +29,8 @@ export interface RecordingSettings {
   segmentSeconds: number;
   /** `manual`: teachers start and stop; `always`: every class from its teacher's first track; `off`. */
   mode: RecordMode;
+  /** A run sent media this long without writing a segment is hung: killed, and a new run continues. */
+  stallMs?: number | undefined;
 }
 
 /** Recordings listed per tenant (the newest first). */
@@ -160,7 +162,7 @@ export class Recordings {
   }
 
   #runOf(roomId: string, info: RecordingInfo, sources: StageSources, append: boolean): Promise<StageRun> {
-    return StageRun.start(sources, { ffmpeg: this.settings.ffmpeg, dir: this.dirOf(roomId, info.id), segmentSeconds: this.settings.segmentSeconds, append, log: this.log.child({ room: roomId, recording: info.id }) });
+    return StageRun.start(sources, { ffmpeg: this.settings.ffmpeg, dir: this.dirOf(roomId, info.id), segmentSeconds: this.settings.segmentSeconds, append, stallMs: this.settings.stallMs, log: this.log.child({ room: roomId, recording: info.id }) });
   }
 
   /** A recorded track ending changes the stage. */

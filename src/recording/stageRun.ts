@@ -37,6 +37,8 @@ export interface StageRunOptions {
   segmentSeconds: number;
   /** Continue the directory's playlist after a discontinuity (the stage changed) instead of starting one. */
   append?: boolean | undefined;
+  /** A run that is sent media for this long without writing a segment is hung, and killed (default 15 s). */
+  stallMs?: number | undefined;
   log: Logger;
 }
 
@@ -44,6 +46,9 @@ export interface StageRunOptions {
 export const PLAYLIST = 'index.m3u8';
 /** The recording's frame rate, whatever the camera sends (WebRTC cameras vary theirs with the network). */
 export const RECORDING_FPS = 30;
+/** How often a run's progress is checked against the media it is sent. */
+const WATCH_MS = 1000;
+const DEFAULT_STALL_MS = 15_000;
 /** Keyframe asks stop after this many 700 ms ticks, segment or not. */
 const KEYFRAME_TICKS = 90;
 /** Segment files: nothing else in a recording's directory is served. */
@@ -117,12 +122,15 @@ export async function endPlaylist(dir: string): Promise<boolean> {
 
 export class StageRun {
   readonly #keyframes: NodeJS.Timeout;
+  readonly #watchdog: NodeJS.Timeout;
   #stopping = false;
 
   private constructor(
     private readonly legs: Leg[],
     private readonly process: FfmpegProcess,
     dir: string,
+    stallMs: number,
+    log: Logger,
   ) {
     // ffmpeg decodes from a keyframe, and a WebRTC encoder sends one only when asked: a few asks
     // in the first seconds; then, while this run has added no segment to the playlist (ffmpeg can
@@ -141,6 +149,50 @@ export class StageRun {
       void Promise.all([before, segments()]).then(([had, has]) => (has > had ? clearInterval(this.#keyframes) : ask()));
     }, 700);
     this.#keyframes.unref();
+    this.#watchdog = this.#watch(segments, stallMs, log);
+    void process.exited.then(() => {
+      clearInterval(this.#keyframes);
+      clearInterval(this.#watchdog);
+    });
+  }
+
+  /**
+   * A hung ffmpeg (stuck, or too slow to ever keep up) writes no segment while media keeps coming:
+   * killed, it ends by itself and the recording starts a new run. Time without media to record
+   * (a paused camera, a muted microphone) does not count against it.
+   */
+  #watch(segments: () => Promise<number>, stallMs: number, log: Logger): NodeJS.Timeout {
+    let had = -1;
+    let sent = -1;
+    let progressAt = Date.now();
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || this.#stopping || this.process.exit) return;
+      busy = true;
+      void Promise.all([segments(), this.#bytesSent()])
+        .then(([has, bytes]) => {
+          const now = Date.now();
+          if (has > had || bytes <= sent) progressAt = now;
+          [had, sent] = [has, bytes];
+          if (now - progressAt > stallMs && !this.#stopping) {
+            log.warn({ pid: this.process.pid, segments: has, stallMs, ffmpeg: this.process.stderrTail.slice(-5) }, 'recording ffmpeg hung: media sent, no segment written; killing it');
+            void this.process.kill();
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => (busy = false));
+    }, WATCH_MS);
+    timer.unref();
+    return timer;
+  }
+
+  async #bytesSent(): Promise<number> {
+    let total = 0;
+    for (const leg of this.legs) {
+      if (leg.transport.closed) continue;
+      for (const stats of await leg.transport.getStats()) total += stats.bytesSent;
+    }
+    return total;
   }
 
   static async start(sources: StageSources, options: StageRunOptions): Promise<StageRun> {
@@ -162,7 +214,8 @@ export class StageRun {
       await writeFile(join(options.dir, 'stage.sdp'), sdp);
       const hasVideo = legs.some((l) => l.kind === 'video');
       const hasAudio = legs.some((l) => l.kind === 'audio');
-      const run = new StageRun(legs, new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append, recordingFrame(sources.size)), options.dir, options.log), options.dir);
+      const ffmpeg = new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append, recordingFrame(sources.size)), options.dir, options.log);
+      const run = new StageRun(legs, ffmpeg, options.dir, options.stallMs ?? DEFAULT_STALL_MS, options.log);
       // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
       for (const leg of legs) await leg.consumer.resume();
       return run;
@@ -189,6 +242,7 @@ export class StageRun {
   async stop(graceMs = 5000): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#keyframes);
+    clearInterval(this.#watchdog);
     await this.process.stop(graceMs);
     for (const leg of this.legs) leg.transport.close();
   }

@@ -6,7 +6,7 @@
  * that room or the tenant's API key; the admin API lists it.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -158,6 +158,58 @@ test('CHORUS_CLASS_RECORD=always records a class from its teacher\'s tracks to t
     await always.close();
   }
 }, 60_000);
+
+/** The ffmpeg processes whose working directory is `dir` (a recording's runs). */
+function ffmpegsIn(dir: string): number[] {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'ffmpeg' && readlinkSync(`/proc/${pid}/cwd`) === dir;
+    } catch {
+      return false;
+    }
+  });
+}
+
+test('a hung recording ffmpeg (SIGSTOP) is noticed by the segments it stops writing while media comes, killed, and a new run continues the playlist', async () => {
+  const stalls = await startTestNode({ CHORUS_RECORDINGS_DIR: dir, CHORUS_RECORDING_STALL_MS: '3000' });
+  let stopped: number | undefined;
+  try {
+    const room = 'class-rec-hang';
+    const teacher = await joinCallPeer(stalls, room, 'teacher', 440, { token: await stalls.tokens.mint({ room, identity: 'teacher', role: 'teacher', kind: 'class' }), camera: { colour: palette.green, width: 320, height: 180 } });
+    peers.push(teacher);
+    const started = (await teacher.client.record('start'))!;
+    const recording = join(dir, room, started.id);
+    const playlist = (): string => {
+      try {
+        return readFileSync(join(recording, 'index.m3u8'), 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    await until(() => (playlist().match(/^seg-\d+\.ts$/gm) ?? []).length >= 2, 30_000, 'two segments');
+    const [hung] = ffmpegsIn(recording);
+    expect(hung).toBeGreaterThan(0);
+    stopped = hung;
+    process.kill(hung!, 'SIGSTOP');
+    // A new run: another ffmpeg in the same directory, writing after a discontinuity.
+    await until(() => ffmpegsIn(recording).some((pid) => pid !== hung), 20_000, 'a new ffmpeg run');
+    await until(() => (playlist().split('#EXT-X-DISCONTINUITY')[1]?.match(/^seg-\d+\.ts$/gm) ?? []).length >= 1, 20_000, 'a segment of the new run');
+    await until(() => !ffmpegsIn(recording).includes(hung!), 5000, 'the hung ffmpeg to be killed');
+    stopped = undefined;
+    expect(await teacher.client.record('stop')).toBeNull();
+    expect(playlist()).toContain('#EXT-X-ENDLIST');
+  } finally {
+    if (stopped !== undefined) {
+      try {
+        process.kill(stopped, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    for (const p of peers.splice(0)) await p.close();
+    await stalls.close();
+  }
+}, 90_000);
 
 test('a recording outlives its node\'s restart: the records list it, ended, and the same node serves its replay', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'chorus-rec-data-'));
