@@ -148,9 +148,9 @@ export const envSchema = z
     CHORUS_LIMIT_TCP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).optional(),
     /**
      * Socket.IO heartbeat: a ping to every client this often, and a client that has not answered
-     * within the timeout is gone. Each ping is a write and a read per connection (at 5 s, a fifth
-     * of an idle node's time with 200 listeners); a dead media path is noticed apart from it
-     * (CHORUS_STALE_PEER_MS, ICE consent).
+     * within the timeout is gone. Each ping is a write and a read per connection (at 5 s, about
+     * half of the node's main thread with 200 quiet listeners); a dead media path is noticed apart
+     * from it (CHORUS_STALE_PEER_MS, ICE consent).
      */
     CHORUS_PING_INTERVAL_MS: z.coerce.number().int().min(1000).max(300_000).default(15_000),
     CHORUS_PING_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(10_000),
