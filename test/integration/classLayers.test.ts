@@ -59,7 +59,11 @@ test('a student on a 350 kbit/s link gets the low layer and keeps moving, a free
   const latest = (): Sample | undefined => samples.at(-1);
 
   await until(() => (videoOf(free, teacher)?.width ?? 0) === 320, 30_000, 'the free student to receive the high layer (320 wide: at 640×360 the encoder sends two layers)');
-  await until(() => latest()?.width === 160 && (latest()?.frames ?? 0) > 0, 30_000, 'the constrained student to settle on the low layer (160 wide)');
+  // Settled means two seconds (ten samples) in a row on the low layer with frames: a new
+  // subscriber starts there, and in its first second the policy can still lift it on the
+  // transport's initial estimate before the link's feedback brings it down (seen once in CI, a
+  // 490 ms stall; a known startup transient, not what this test measures).
+  await until(() => samples.length >= 10 && samples.slice(-10).every((s) => s.width === 160 && s.frames > 0), 30_000, 'the constrained student to settle on the low layer (160 wide, 2 s in a row)');
   // Settled: five seconds on the low layer, frames coming. The node's layer policy keeps the
   // ceiling where the estimate fits, so mediasoup never tries the higher layer on this link (left
   // to itself it did, now and then, and the picture stalled up to ~0.9 s while it came back down).
