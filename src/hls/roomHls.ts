@@ -21,6 +21,7 @@ import type { types } from 'mediasoup';
 import type { Logger } from '../observability/logger.js';
 import { ChorusError } from '../protocol/errors.js';
 import { freeRtpPorts } from '../media/ffmpegProcess.js';
+import { StallWatch } from '../media/stallWatch.js';
 import { FfmpegRun } from './ffmpegRun.js';
 import { RollingPlaylist } from './playlist.js';
 import type { HlsSettings } from './settings.js';
@@ -35,8 +36,8 @@ interface ActiveRun {
   ffmpeg: FfmpegRun;
   transport: types.PlainTransport;
   producer: types.Producer;
-  startedAt: number;
-  lastSegmentAt: number;
+  /** Owed a segment from its start, and again after each one. */
+  stall: StallWatch;
   segments: number;
 }
 
@@ -166,7 +167,7 @@ export class RoomHls extends EventEmitter<RoomHlsEvents> {
         this.#log.warn({ run: run.ffmpeg.options.run, exit: run.ffmpeg.exit, stderr: run.ffmpeg.stderrTail }, 'ffmpeg exited by itself');
         await this.#endRun(run, 'ffmpeg exited');
         this.#failed(now);
-      } else if (now - Math.max(run.startedAt, run.lastSegmentAt) > this.settings.stallMs) {
+      } else if (run.stall.stalled(now)) {
         this.#log.warn({ run: run.ffmpeg.options.run, pid: run.ffmpeg.pid, segments: run.segments, stderr: run.ffmpeg.stderrTail }, 'ffmpeg produced no segment in time; killing it');
         await run.ffmpeg.kill();
         await this.#endRun(run, 'ffmpeg hung');
@@ -229,7 +230,7 @@ export class RoomHls extends EventEmitter<RoomHlsEvents> {
       });
       await consumer.resume();
       this.playlist.startRun();
-      this.#run = { ffmpeg, transport, producer: live.producer, startedAt: now, lastSegmentAt: 0, segments: 0 };
+      this.#run = { ffmpeg, transport, producer: live.producer, stall: new StallWatch(this.settings.stallMs, now), segments: 0 };
       this.#log.info({ run: number, pid: ffmpeg.pid, producer: live.producer.id, rtpPort, rtcpPort }, 'ffmpeg started');
     } catch (error) {
       transport.close();
@@ -243,7 +244,7 @@ export class RoomHls extends EventEmitter<RoomHlsEvents> {
       // Players that read the previous playlist may still ask for these for a few seconds.
       for (const old of removed) this.#doomed.push({ uri: old.uri, at: now + this.playlist.targetDuration * 3000 });
       run.segments++;
-      run.lastSegmentAt = now;
+      run.stall.progressed(now);
       if (this.#failures > 0) {
         this.#failures = 0;
         this.#backoff = undefined;

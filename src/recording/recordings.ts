@@ -30,7 +30,7 @@ export interface RecordingSettings {
   /** `manual`: teachers start and stop; `always`: every class from its teacher's first track; `off`. */
   mode: RecordMode;
   /** A run sent media this long without writing a segment is hung: killed, and a new run continues. */
-  stallMs?: number | undefined;
+  stallMs: number;
 }
 
 /** Recordings listed per tenant (the newest first). */

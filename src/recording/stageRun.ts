@@ -9,6 +9,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { types } from 'mediasoup';
 import { FfmpegProcess, freeRtpPorts, type FfmpegExit } from '../media/ffmpegProcess.js';
+import { StallWatch } from '../media/stallWatch.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface StageSources {
@@ -37,8 +38,8 @@ export interface StageRunOptions {
   segmentSeconds: number;
   /** Continue the directory's playlist after a discontinuity (the stage changed) instead of starting one. */
   append?: boolean | undefined;
-  /** A run that is sent media for this long without writing a segment is hung, and killed (default 15 s). */
-  stallMs?: number | undefined;
+  /** A run that is sent media for this long without writing a segment is hung, and killed. */
+  stallMs: number;
   log: Logger;
 }
 
@@ -46,10 +47,9 @@ export interface StageRunOptions {
 export const PLAYLIST = 'index.m3u8';
 /** The recording's frame rate, whatever the camera sends (WebRTC cameras vary theirs with the network). */
 export const RECORDING_FPS = 30;
-/** How often a run's progress is checked against the media it is sent. */
-const WATCH_MS = 1000;
-const DEFAULT_STALL_MS = 15_000;
-/** Keyframe asks stop after this many 700 ms ticks, segment or not. */
+/** How often a run's progress is checked against the media it is sent, and keyframes asked. */
+const TICK_MS = 700;
+/** Keyframe asks stop after this many ticks, segment or not. */
 const KEYFRAME_TICKS = 90;
 /** Segment files: nothing else in a recording's directory is served. */
 export const recordingFile = /^(index\.m3u8|seg-\d{1,6}\.ts)$/;
@@ -121,8 +121,7 @@ export async function endPlaylist(dir: string): Promise<boolean> {
 }
 
 export class StageRun {
-  readonly #keyframes: NodeJS.Timeout;
-  readonly #watchdog: NodeJS.Timeout;
+  readonly #timer: NodeJS.Timeout;
   #stopping = false;
 
   private constructor(
@@ -132,58 +131,46 @@ export class StageRun {
     stallMs: number,
     log: Logger,
   ) {
-    // ffmpeg decodes from a keyframe, and a WebRTC encoder sends one only when asked: a few asks
-    // in the first seconds; then, while this run has added no segment to the playlist (ffmpeg can
-    // take seconds to start on a busy host), one every ~3 s, for at most about a minute.
-    let ticks = 0;
     const segments = (): Promise<number> => readFile(join(dir, PLAYLIST), 'utf8').then((text) => text.split('#EXTINF').length - 1, () => 0);
-    const before = segments();
     const ask = (): void => {
       for (const leg of legs) if (leg.kind === 'video' && !leg.consumer.closed) void leg.consumer.requestKeyFrame().catch(() => undefined);
     };
-    this.#keyframes = setInterval(() => {
-      ticks++;
-      if (ticks <= 4) return ask();
-      if (ticks > KEYFRAME_TICKS) return clearInterval(this.#keyframes);
-      if (ticks % 4 !== 0) return;
-      void Promise.all([before, segments()]).then(([had, has]) => (has > had ? clearInterval(this.#keyframes) : ask()));
-    }, 700);
-    this.#keyframes.unref();
-    this.#watchdog = this.#watch(segments, stallMs, log);
-    void process.exited.then(() => {
-      clearInterval(this.#keyframes);
-      clearInterval(this.#watchdog);
-    });
-  }
-
-  /**
-   * A hung ffmpeg (stuck, or too slow to ever keep up) writes no segment while media keeps coming:
-   * killed, it ends by itself and the recording starts a new run. Time without media to record
-   * (a paused camera, a muted microphone) does not count against it.
-   */
-  #watch(segments: () => Promise<number>, stallMs: number, log: Logger): NodeJS.Timeout {
+    // One count of the playlist per tick serves both jobs below.
+    //  - ffmpeg decodes from a keyframe, and a WebRTC encoder sends one only when asked: a few asks
+    //    in the first seconds; then, while this run has added no segment to the playlist (ffmpeg
+    //    can take seconds to start on a busy host), one every ~3 s, for at most about a minute.
+    //  - A hung ffmpeg (stuck, or too slow to ever keep up) writes no segment while media keeps
+    //    coming: killed, it ends by itself and the recording starts a new run. Time without media
+    //    to record (a paused camera, a muted microphone) does not count against it.
+    const stall = new StallWatch(stallMs, Date.now());
+    const before = segments();
+    let ticks = 0;
+    let asking = true;
     let had = -1;
     let sent = -1;
-    let progressAt = Date.now();
     let busy = false;
-    const timer = setInterval(() => {
+    this.#timer = setInterval(() => {
+      ticks++;
+      if (asking && ticks <= 4) ask();
       if (busy || this.#stopping || this.process.exit) return;
       busy = true;
-      void Promise.all([segments(), this.#bytesSent()])
-        .then(([has, bytes]) => {
+      void Promise.all([before, segments(), this.#bytesSent()])
+        .then(([first, has, bytes]) => {
           const now = Date.now();
-          if (has > had || bytes <= sent) progressAt = now;
+          if (has > first) asking = false;
+          else if (asking && ticks > 4 && ticks % 4 === 0 && ticks <= KEYFRAME_TICKS) ask();
+          if (has > had || bytes <= sent) stall.progressed(now);
           [had, sent] = [has, bytes];
-          if (now - progressAt > stallMs && !this.#stopping) {
+          if (stall.stalled(now) && !this.#stopping) {
             log.warn({ pid: this.process.pid, segments: has, stallMs, ffmpeg: this.process.stderrTail.slice(-5) }, 'recording ffmpeg hung: media sent, no segment written; killing it');
             void this.process.kill();
           }
         })
         .catch(() => undefined)
         .finally(() => (busy = false));
-    }, WATCH_MS);
-    timer.unref();
-    return timer;
+    }, TICK_MS);
+    this.#timer.unref();
+    void process.exited.then(() => clearInterval(this.#timer));
   }
 
   async #bytesSent(): Promise<number> {
@@ -215,7 +202,7 @@ export class StageRun {
       const hasVideo = legs.some((l) => l.kind === 'video');
       const hasAudio = legs.some((l) => l.kind === 'audio');
       const ffmpeg = new FfmpegProcess(options.ffmpeg, recordingArgs(hasVideo, hasAudio, options.segmentSeconds, options.append, recordingFrame(sources.size)), options.dir, options.log);
-      const run = new StageRun(legs, ffmpeg, options.dir, options.stallMs ?? DEFAULT_STALL_MS, options.log);
+      const run = new StageRun(legs, ffmpeg, options.dir, options.stallMs, options.log);
       // ffmpeg needs a moment to bind its ports; packets sent before are lost (a keyframe is asked again).
       for (const leg of legs) await leg.consumer.resume();
       return run;
@@ -241,8 +228,7 @@ export class StageRun {
 
   async stop(graceMs = 5000): Promise<void> {
     this.#stopping = true;
-    clearInterval(this.#keyframes);
-    clearInterval(this.#watchdog);
+    clearInterval(this.#timer);
     await this.process.stop(graceMs);
     for (const leg of this.legs) leg.transport.close();
   }
