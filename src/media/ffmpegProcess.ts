@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
+import { existsSync } from 'node:fs';
 import type { Logger } from '../observability/logger.js';
 
 export interface FfmpegExit {
@@ -17,6 +18,16 @@ export interface RtpPorts {
   rtp: number;
   rtcp: number;
 }
+
+/**
+ * util-linux's setpriv, where there is one: ffmpeg is started through it with a parent-death
+ * signal, so a node that dies without stopping its children (SIGKILL, the OOM killer) takes its
+ * ffmpeg runs with it instead of leaving them holding ports and CPU. setpriv execs ffmpeg: the pid,
+ * signals and exit status are ffmpeg's own.
+ */
+const SETPRIV = process.platform === 'linux' ? ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path)) : undefined;
+/** setpriv's exit status when it could not exec the program (util-linux's EX_EXEC_ENOENT / EX_EXEC_FAILED). */
+const EXEC_FAILED = new Set([126, 127]);
 
 /** Attempts at finding a free port whose neighbour is free too, per pair. */
 const PAIR_ATTEMPTS = 50;
@@ -69,10 +80,18 @@ export class FfmpegProcess {
 
   /** Starts `ffmpeg args` in `cwd` (where it reads and writes); `log` gets its stderr at debug. */
   constructor(ffmpeg: string, args: string[], cwd: string, log: Logger) {
-    const child = spawn(ffmpeg, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = SETPRIV
+      ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', ffmpeg, ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(ffmpeg, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
     this.#child = child;
     this.#exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
+      // 'close', not 'exit': stderr is read to its end by then (what setpriv said, ffmpeg's last words).
+      child.once('close', (code, signal) => {
+        if (this.#exit) return;
+        // A missing ffmpeg is setpriv's exit status, not a spawn error: logged the same way.
+        if (SETPRIV && code !== null && EXEC_FAILED.has(code) && this.#stderr.some((line) => line.startsWith('setpriv:'))) {
+          log.error({ ffmpeg, setpriv: this.#stderr.at(-1) }, 'ffmpeg could not be started');
+        }
         this.#exit = { code, signal };
         resolve();
       });
