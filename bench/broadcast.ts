@@ -24,7 +24,7 @@ import { startBenchNode, type BenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { readRuns } from './lib/runLog.js';
 import { fetchRequestTimes } from './lib/serverTimes.js';
-import { TreeSampler, busiestThreads, machineUsagePct, round, threadTicks, usage } from './lib/procstat.js';
+import { TreeSampler, busiestThreads, machineUsagePct, nodeThreadShares, round, threadTicks, usage } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(benchDir, '..');
@@ -318,7 +318,8 @@ async function run(): Promise<void> {
   sampler.sample();
   const windowStart = performance.now();
   const parentCpuBefore = process.cpuUsage();
-  const threadPids = (): number[] => listenerProcs.map((c) => c.pid);
+  const nodePid = server?.proc.pid;
+  const threadPids = (): number[] => [...listenerProcs.map((c) => c.pid), ...(nodePid ? [nodePid] : [])];
   const threadsBefore = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
   log(`steady state: measuring for ${durationS} s`);
   await sleep(durationS * 1000);
@@ -411,6 +412,9 @@ async function run(): Promise<void> {
     },
     serverCpuPctPerKpps: receivedPps > 0 ? round(srv.cpuPct / (receivedPps / 1000), 2) : null,
     serverProcs: srv.procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct, rssMiB: p.rssMiB })),
+    // The node's JavaScript runs on its main thread (tid = pid); its other threads are V8's
+    // collector and libuv's pool. Issue 21's "node < 1 %" is about the sum; this says which.
+    nodeThreads: nodePid ? nodeThreadShares(threadsBefore.get(nodePid) ?? new Map(), threadsAfter.get(nodePid) ?? new Map(), nodePid, windowS) : undefined,
     loadgenProcsCpuPct: { broadcaster: bc.cpuPct, listeners: lg.map((u) => u.cpuPct) },
     /** Busiest thread of each listener process: one saturated libwebrtc thread caps a process. */
     loadgenBusiestThread: listenerProcs.map((c) => busiestThreads(threadsBefore.get(c.pid) ?? new Map(), threadsAfter.get(c.pid) ?? new Map(), windowS, 1)[0]),

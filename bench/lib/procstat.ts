@@ -220,6 +220,24 @@ export function busiestThreads(
   return rows.sort((a, b) => b.cpuPct - a.cpuPct).slice(0, top);
 }
 
+/** A process's main thread (tid = pid) against all its other threads, % of one core, between two threadTicks() snapshots. */
+export function nodeThreadShares(
+  before: Map<number, { comm: string; ticks: number }>,
+  after: Map<number, { comm: string; ticks: number }>,
+  pid: number,
+  seconds: number,
+): { mainCpuPct: number; otherCpuPct: number } {
+  let main = 0;
+  let other = 0;
+  for (const [tid, end] of after) {
+    const ticks = end.ticks - (before.get(tid)?.ticks ?? 0);
+    if (tid === pid) main += ticks;
+    else other += ticks;
+  }
+  const pct = (ticks: number): number => round((ticks / clkTck() / seconds) * 100, 2);
+  return { mainCpuPct: pct(main), otherCpuPct: pct(other) };
+}
+
 /** Context switches so far of every thread of `pid` (a wake-up each, near enough, when idle). */
 export function contextSwitches(pid: number): number {
   let total = 0;
