@@ -3,9 +3,12 @@ import type { ChorusNode } from '../../src/app.js';
 import { joinListener, type TestListener } from '../support/listener.js';
 import { nodeClient, startTestNode, tokenFor, toneBroadcaster, until } from '../support/testNode.js';
 
-// RTC_SERVER_PORT: one shared port per worker instead of one per transport. These ports lie outside
-// the 20000-29999 range the other test nodes take transport ports from.
-const BASE = 33_400;
+// RTC_SERVER_PORT: one shared port per worker instead of one per transport. These fixed ports lie
+// above Linux's ephemeral range (32768-60999), where any socket bound to port 0 elsewhere in the
+// suite (an ffmpeg's RTP pair, a client's TCP connection) could hold them for a moment: CI once
+// failed this file's start on 33400 that way. Also clear of the test nodes' RTC ranges
+// (20000-32999) and of coturn's relay ports (61000-65019, test/support/coturn.ts).
+const BASE = 65_400;
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
