@@ -1,43 +1,19 @@
 #!/usr/bin/env bash
-# For bench/mediasoup-upstream/build.sh: scripts/mediasoup/system-deps.sh (which tracks the pinned
-# 3.19.x) adapted to mediasoup 3.32.x.
-# Points the worker's meson subprojects at Debian's system libraries (pkg-config) instead of
-# wraps that download from GitHub. Usage: system-deps.sh <worker source directory>.
-# Differences from 3.19: no usrsctp (the worker has its own SCTP stack), no abseil, no liburing
-# (io_uring removed in 3.20.7); unordered_dense is found with dependency('unordered_dense'),
-# i.e. pkg-config, and libsrtp3's API is now the opaque-policy one (srtp_policy_create() ...).
-#
-# unordered_dense: Debian 12 does not package it. Set UNORDERED_DENSE_INCLUDE to a directory
-# that holds ankerl/unordered_dense.h; this script then writes a unordered_dense.pc into
-# $worker/../pkgconfig-extra, which the caller must put on PKG_CONFIG_PATH.
+# For bench/mediasoup-upstream/build.sh: the project's scripts/mediasoup/system-deps.sh (which
+# tracks the pinned 3.19.x) first, then what mediasoup 3.32.x needs on top of it. Usage:
+# system-deps.sh <worker source directory>.
+#  - 3.32's libsrtp 3 API builds its settings through an opaque policy (srtp_policy_create() and
+#    setters, then srtp_create()); the project's header adapts the packet calls only, so it is
+#    kept as srtp-packets.h and a new srtp.h adds the policy calls on libsrtp 2's plain struct.
+#  - unordered_dense (Debian 12 does not package it): set UNORDERED_DENSE_INCLUDE to a directory
+#    holding ankerl/unordered_dense.h, and this writes an unordered_dense.pc into
+#    $worker/../pkgconfig-extra, which the caller puts on PKG_CONFIG_PATH.
+# The project's usrsctp, abseil and liburing subprojects are left in place; 3.32 asks for none
+# of them (its own SCTP stack; io_uring removed in 3.20.7), so meson never reads them.
 set -euo pipefail
-worker="$1"; sub="$worker/subprojects"
-rm -rf "$sub"/*.wrap "$sub/packagecache"
-
-subproject() {
-  mkdir -p "$sub/$1"
-  printf 'void chorus_sysdep_%s(void) {}\n' "${1//-/_}" > "$sub/$1/empty.c"
-  printf '%s\n' "$2" > "$sub/$1/meson.build"
-}
-
-subproject openssl "project('openssl', 'c')
-openssl_dep = dependency('openssl', version: '>=3.0')
-libcrypto_lib = static_library('sys_crypto', 'empty.c')
-libssl_lib = static_library('sys_ssl', 'empty.c')"
-
-subproject libuv "project('libuv', 'c')
-libuv_dep = dependency('libuv')
-libuv = static_library('sys_uv', 'empty.c')"
-printf "option('build_tests', type: 'boolean', value: false)\noption('build_benchmarks', type: 'boolean', value: false)\n" \
-  > "$sub/libuv/meson_options.txt"
-
-subproject flatbuffers "project('flatbuffers', 'c', 'cpp')
-flatbuffers_dep = dependency('flatbuffers')
-flatbuffers_lib = static_library('sys_flatbuffers', 'empty.c')"
-
-# Only the worker's own unit tests use Catch2; they are not built.
-subproject catch2 "project('catch2', 'cpp')
-catch2_dep = declare_dependency()"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+worker="$1"; include="$worker/subprojects/libsrtp3/include"
+bash "$here/../../scripts/mediasoup/system-deps.sh" "$worker" >/dev/null
 
 if [ -n "${UNORDERED_DENSE_INCLUDE:-}" ]; then
   [ -f "$UNORDERED_DENSE_INCLUDE/ankerl/unordered_dense.h" ] \
@@ -49,34 +25,17 @@ if [ -n "${UNORDERED_DENSE_INCLUDE:-}" ]; then
     "${ver:-0}" "$UNORDERED_DENSE_INCLUDE" > "$pc/unordered_dense.pc"
 fi
 
-# The worker uses versatica's libsrtp 3 fork (size_t lengths, separate in/out buffers, an opaque
-# srtp_policy_t built with srtp_policy_create()/..._set_*()), which no distribution packages.
-# libsrtp 2 does the same crypto in place with int lengths and a plain policy struct; this header
-# adapts the calls the worker makes. pkg-config finds the OpenSSL build of libsrtp 2.5.0
-# (static-libs.sh) when it is on PKG_CONFIG_PATH, else Debian's libsrtp2 (on NSS).
-subproject libsrtp3 "project('libsrtp3', 'c')
-libsrtp3_dep = declare_dependency(include_directories: include_directories('include'),
-  dependencies: [dependency('libsrtp2', version: '>=2.4')])
-libsrtp3 = static_library('sys_srtp', 'empty.c')"
-printf "option('crypto-library', type: 'string', value: 'openssl')\noption('crypto-library-kdf', type: 'string', value: 'disabled')\noption('tests', type: 'string', value: 'disabled')\n" \
-  > "$sub/libsrtp3/meson_options.txt"
-mkdir -p "$sub/libsrtp3/include"
-cat > "$sub/libsrtp3/include/srtp.h" <<'HEADER'
-#ifndef CHORUS_SRTP3_ON_SRTP2_H
-#define CHORUS_SRTP3_ON_SRTP2_H
+mv "$include/srtp.h" "$include/srtp-packets.h"
+cat > "$include/srtp.h" <<'HEADER'
+#ifndef CHORUS_SRTP3_POLICY_ON_SRTP2_H
+#define CHORUS_SRTP3_POLICY_ON_SRTP2_H
 // libsrtp 2's policy struct is renamed so that srtp_policy_t can be libsrtp 3's opaque handle.
 // The functions have C linkage, so the typedef's name does not reach any symbol.
 #define srtp_policy_t chorus_srtp2_policy_t
-#include <srtp2/srtp.h>
+#include "srtp-packets.h"
 #undef srtp_policy_t
 #ifdef __cplusplus
-#include <climits>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <new>
-#define srtp_err_status_buffer_small static_cast<srtp_err_status_t>(28)
-#define srtp_err_status_cryptex_err static_cast<srtp_err_status_t>(29)
 struct chorus_srtp3_policy
 {
   chorus_srtp2_policy_t p;
@@ -124,36 +83,8 @@ inline srtp_err_status_t srtp_policy_set_window_size(srtp_policy_t policy, size_
 { policy->p.window_size = static_cast<unsigned long>(size); return srtp_err_status_ok; }
 inline srtp_err_status_t srtp_create(srtp_t* session, srtp_policy_t policy)
 { return ::srtp_create(session, &policy->p); }
-namespace chorus_srtp {
-using InPlace = srtp_err_status_t (*)(srtp_t, void*, int*);
-// libsrtp2 transforms in place; copy into the caller's output buffer first, after checking it
-// has room for the authentication tag that protect appends.
-inline srtp_err_status_t Transform(InPlace fn, srtp_t ctx, const uint8_t* in, size_t inLen,
-  uint8_t* out, size_t* outLen, size_t growth)
-{
-  if (inLen > INT_MAX || *outLen < inLen + growth)
-    return srtp_err_status_buffer_small;
-  if (out != in)
-    std::memmove(out, in, inLen);
-  int len = static_cast<int>(inLen);
-  const srtp_err_status_t status = fn(ctx, out, &len);
-  if (status == srtp_err_status_ok)
-    *outLen = static_cast<size_t>(len);
-  return status;
-}
-} // namespace chorus_srtp
-inline srtp_err_status_t srtp_protect(srtp_t c, const uint8_t* in, size_t n, uint8_t* out, size_t* outN, size_t)
-{ return chorus_srtp::Transform(::srtp_protect, c, in, n, out, outN, SRTP_MAX_TAG_LEN); }
-inline srtp_err_status_t srtp_protect_rtcp(srtp_t c, const uint8_t* in, size_t n, uint8_t* out, size_t* outN, size_t)
-{ return chorus_srtp::Transform(::srtp_protect_rtcp, c, in, n, out, outN, SRTP_MAX_TAG_LEN + 4); }
-inline srtp_err_status_t srtp_unprotect(srtp_t c, const uint8_t* in, size_t n, uint8_t* out, size_t* outN)
-{ return chorus_srtp::Transform(::srtp_unprotect, c, in, n, out, outN, 0); }
-inline srtp_err_status_t srtp_unprotect_rtcp(srtp_t c, const uint8_t* in, size_t n, uint8_t* out, size_t* outN)
-{ return chorus_srtp::Transform(::srtp_unprotect_rtcp, c, in, n, out, outN, 0); }
-inline srtp_err_status_t srtp_stream_remove(srtp_t session, uint32_t ssrc)
-{ return ::srtp_remove_stream(session, ssrc); }
 #endif
 #endif
 HEADER
 
-echo "system-deps-3.32: $worker now builds against Debian's libraries"
+echo "system-deps (mediasoup-upstream): $worker now builds against Debian's libraries"
