@@ -1,6 +1,6 @@
 import type { types } from 'mediasoup';
 import { trackIdOf } from './roomMedia.js';
-import { allocate, DEFAULT_LAYER_RULES, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
+import { allocate, Climbs, DEFAULT_LAYER_RULES, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
 
 /** What a subscriber's tile asks of one video. */
 export interface TileView {
@@ -34,6 +34,7 @@ interface Entry {
   current: Target | undefined;
   lastDownAt: number;
   lastChangeAt: number;
+  climbs: Climbs;
 }
 
 /**
@@ -74,7 +75,7 @@ export class Downlink {
 
   add(consumer: types.Consumer, view: TileView): void {
     if (this.#closed) return;
-    this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0 });
+    this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0, climbs: new Climbs(this.#options.rules ?? DEFAULT_LAYER_RULES) });
     consumer.observer.once('close', () => {
       this.#entries.delete(consumer);
       this.#options.applied(new Set([trackIdOf(consumer)]));
@@ -159,6 +160,7 @@ export class Downlink {
         current: entry.current,
         lastDownAt: entry.lastDownAt,
         lastChangeAt: entry.lastChangeAt,
+        upHoldMs: entry.climbs.holdMs(now),
       })),
       now,
       rules,
@@ -173,7 +175,7 @@ export class Downlink {
         if (previous !== undefined && isLower(target, previous)) entry.lastDownAt = now;
         entry.lastChangeAt = now;
         changed.add(trackIdOf(consumer));
-        await this.#options.apply(consumer, target, previous).catch((error: unknown) => {
+        await this.#options.apply(consumer, target, previous).then(() => entry.climbs.changed(previous, target, now), (error: unknown) => {
           if (entry.current === target) entry.current = previous;
           this.#failed.set(consumer, error);
           if (!consumer.closed) this.#options.onError(error);

@@ -41,6 +41,8 @@ export interface Demand {
   /** When its ceiling last went down, and last changed at all (ms, the caller's clock). */
   lastDownAt: number;
   lastChangeAt: number;
+  /** This demand's up hold now (grown after climbs that failed; see `Climbs`). Undefined: the rules'. */
+  upHoldMs?: number | undefined;
 }
 
 export interface LayerRules {
@@ -56,9 +58,11 @@ export interface LayerRules {
    * enlarged on a link with room to spare.
    */
   upMargin: number;
+  /** The longest the up hold grows to after climbs that failed, one after another. */
+  maxUpHoldMs: number;
 }
 
-export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2 };
+export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
 
 /**
  * The ceiling for each demand. Order of service: prioritised first, then larger tiles. First
@@ -84,7 +88,7 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
     let floor: number | 'off' = keep ? 0 : 'off';
     // Pausing and resuming follow the same holds as stepping down and up.
     if (floor === 'off' && demand.current !== undefined && demand.current !== 'off' && now - demand.lastDownAt < rules.downHoldMs) floor = 0;
-    if (floor === 0 && demand.current === 'off' && now - demand.lastChangeAt < rules.upHoldMs) floor = 'off';
+    if (floor === 0 && demand.current === 'off' && now - demand.lastChangeAt < (demand.upHoldMs ?? rules.upHoldMs)) floor = 'off';
     if (floor === 'off') {
       result.set(demand.id, 'off');
       return;
@@ -131,8 +135,49 @@ function held(demand: Demand, usable: readonly Rung[], fits: Rung, now: number, 
   const currentRung = usable[at]!;
   const fitsAt = usable.indexOf(fits);
   if (fitsAt < at) return now - demand.lastDownAt >= rules.downHoldMs ? fits : currentRung;
-  if (fitsAt === at || (!comfortable && now - demand.lastChangeAt < rules.upHoldMs)) return currentRung;
+  if (fitsAt === at || (!comfortable && now - demand.lastChangeAt < (demand.upHoldMs ?? rules.upHoldMs))) return currentRung;
   return fits;
+}
+
+/**
+ * One video's climbs on one subscriber's link, for an up hold that grows.
+ *
+ * The estimate can make a layer fit that the link cannot carry: a marginal link whose probes
+ * succeed while its queue, a keyframe later, does not. With a fixed hold the policy climbs,
+ * stalls, comes down and climbs again every few seconds, a stall each time. A climb that comes
+ * back down within its hold failed, so the next waits twice as long (up to `maxUpHoldMs`); a
+ * climb that lasts its hold resets it.
+ */
+export class Climbs {
+  #holdMs: number;
+  #climbedAt: number | undefined;
+  readonly #rules: LayerRules;
+
+  constructor(rules: LayerRules) {
+    this.#rules = rules;
+    this.#holdMs = rules.upHoldMs;
+  }
+
+  /** The up hold in force at `now` (a climb that has lasted its hold resets it first). */
+  holdMs(now: number): number {
+    if (this.#climbedAt !== undefined && now - this.#climbedAt >= this.#holdMs) {
+      this.#climbedAt = undefined;
+      this.#holdMs = this.#rules.upHoldMs;
+    }
+    return this.#holdMs;
+  }
+
+  /** Records an applied change from `previous` (undefined: the first choice, not a climb) to `next`. */
+  changed(previous: Target | undefined, next: Target, now: number): void {
+    if (previous === undefined) return;
+    if (isLower(previous, next)) {
+      this.#climbedAt = now;
+      return;
+    }
+    if (!isLower(next, previous)) return;
+    if (this.#climbedAt !== undefined && now - this.#climbedAt < this.#holdMs) this.#holdMs = Math.min(this.#holdMs * 2, this.#rules.maxUpHoldMs);
+    this.#climbedAt = undefined;
+  }
 }
 
 /** Whether `next` is below `previous` (off counts as below every layer). */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { allocate, type Demand, type Rung } from '../../src/media/layerPolicy.js';
+import { allocate, Climbs, type Demand, type Rung } from '../../src/media/layerPolicy.js';
 
 /** Three spatial layers of three temporal layers each, cumulative bitrates as mediasoup measures them. */
 const ladder: Rung[] = [
@@ -15,7 +15,7 @@ const ladder: Rung[] = [
 ].map(([spatial, temporal, bitrate]) => ({ spatial: spatial!, temporal: temporal!, bitrate: bitrate! }));
 
 const NOW = 100_000;
-const rules = { headroom: 1, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2 };
+const rules = { headroom: 1, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
 
 function camera(id: string, over: Partial<Demand> = {}): Demand {
   return { id, prioritised: false, area: 640 * 360, maxSpatial: 2, maxTemporal: 2, ladder, current: undefined, lastDownAt: 0, lastChangeAt: 0, ...over };
@@ -96,5 +96,61 @@ describe('the layer policy', () => {
 
   test('nothing measured yet: the video is left as it is', () => {
     expect(allocate(5_000_000, [camera('a', { ladder: [] })], NOW, rules).has('a')).toBe(false);
+  });
+
+  test('a demand\'s own up hold, when it has one, holds its climbs and its resumes', () => {
+    const low = camera('a', { current: { spatial: 0, temporal: 0 }, lastDownAt: NOW - 5000, lastChangeAt: NOW - 5000, upHoldMs: 8000 });
+    expect(allocate(1_100_000, [low], NOW, rules).get('a')).toEqual({ spatial: 0, temporal: 0 });
+    expect(allocate(1_100_000, [{ ...low, lastChangeAt: NOW - 8000 }], NOW, rules).get('a')).toEqual({ spatial: 2, temporal: 2 });
+    const first = camera('first', { area: 10_000_000, current: { spatial: 0, temporal: 0 }, lastChangeAt: NOW - 10_000, lastDownAt: NOW - 10_000 });
+    const paused = camera('second', { current: 'off', lastDownAt: NOW - 5000, lastChangeAt: NOW - 5000, upHoldMs: 8000 });
+    expect(allocate(5_000_000, [first, paused], NOW, rules).get('second')).toBe('off');
+    expect(allocate(5_000_000, [first, { ...paused, upHoldMs: undefined }], NOW, rules).get('second')).toEqual({ spatial: 2, temporal: 2 });
+  });
+});
+
+describe('the up hold after climbs', () => {
+  const low = { spatial: 0, temporal: 0 };
+  const high = { spatial: 2, temporal: 2 };
+
+  test('a climb that comes back down within its hold doubles the next hold, up to the most', () => {
+    const climbs = new Climbs(rules);
+    let t = NOW;
+    climbs.changed(undefined, low, t);
+    expect(climbs.holdMs(t)).toBe(4000);
+    const seen: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      t += climbs.holdMs(t);
+      climbs.changed(low, high, t);
+      t += 1500;
+      climbs.changed(high, low, t);
+      seen.push(climbs.holdMs(t));
+    }
+    expect(seen).toEqual([8000, 16_000, 16_000, 16_000]);
+    // Paused right after a resume fails the same way.
+    const paused = new Climbs(rules);
+    paused.changed(low, 'off', NOW);
+    paused.changed('off', low, NOW + 4000);
+    paused.changed(low, 'off', NOW + 5000);
+    expect(paused.holdMs(NOW + 5000)).toBe(8000);
+  });
+
+  test('a climb that lasts its hold resets it; a step down that follows no climb changes nothing', () => {
+    const climbs = new Climbs(rules);
+    climbs.changed(low, high, NOW);
+    climbs.changed(high, low, NOW + 1000);
+    expect(climbs.holdMs(NOW + 1000)).toBe(8000);
+    climbs.changed(low, high, NOW + 9000);
+    // Not yet lasted: the grown hold stands.
+    expect(climbs.holdMs(NOW + 16_999)).toBe(8000);
+    expect(climbs.holdMs(NOW + 17_000)).toBe(4000);
+    // Down long after the climb held: the link changed, the climb did not fail.
+    climbs.changed(high, low, NOW + 30_000);
+    expect(climbs.holdMs(NOW + 30_000)).toBe(4000);
+    // The first choice for a video is not a climb.
+    const fresh = new Climbs(rules);
+    fresh.changed(undefined, high, NOW);
+    fresh.changed(high, low, NOW + 100);
+    expect(fresh.holdMs(NOW + 100)).toBe(4000);
   });
 });
