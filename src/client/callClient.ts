@@ -202,6 +202,8 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
   /** Consumers by track id, and the consumes under way. */
   readonly #consumers = new Map<string, types.Consumer>();
   readonly #consuming = new Set<string>();
+  /** The receive transport a consumer was made on only to connect it (see `#reconcile`). */
+  #proving: types.Transport | undefined;
   #state: CallState = 'idle';
   #info: Responses['join'] | undefined;
   #device: Device | undefined;
@@ -919,6 +921,19 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
       else this.#dropConsumer(trackId);
     }
     const missing = [...wanted.values()].filter((t) => !this.#consumers.has(t.trackId) && !this.#consuming.has(t.trackId));
+    // The SFU path stays proven while the call is direct, so moving back to it costs no ICE or
+    // DTLS. A receive transport connects with its first consumer; when the direct link carried
+    // the other's tracks before any consumer was made (the link won the race with the room's
+    // delta), one consumer is made anyway and retired once the transport has connected.
+    const recv = this.#recv;
+    if (missing.length === 0 && played.size > 0 && this.#consumers.size === 0 && this.#consuming.size === 0 && recv.connectionState === 'new' && this.#proving !== recv) {
+      const tracks = [...this.#participants.values()].flatMap((p) => [...p.tracks.values()]).filter((t) => played.has(t.trackId));
+      const track = tracks.find((t) => t.kind === 'audio') ?? tracks[0];
+      if (track) {
+        this.#proving = recv;
+        missing.push(track);
+      }
+    }
     // A few at a time: joining a full call subscribes to ~100 tracks, and a hundred requests at
     // once would meet the node's per-session rate (and gain nothing: the handler runs them in turn).
     const generation = this.#generation;
@@ -930,6 +945,7 @@ export class CallClient extends Emitter<CallEvents, CallEvents> {
     // A failed consume (a track that went away meanwhile is simply no longer wanted) is retried,
     // after the delay the node asked for when it was a rate limit.
     if (failures.length > 0) {
+      if (this.#proving === recv && recv.connectionState === 'new') this.#proving = undefined;
       const asked = failures.map((e) => (e instanceof ChorusClientError && e.code === 'LIMIT_REACHED' ? (e.retryAfterMs ?? 1000) : 1000));
       this.#scheduleReconcile(Math.min(5000, Math.max(...asked)));
     }
