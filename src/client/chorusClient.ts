@@ -104,6 +104,8 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
    * consumer of one must be dropped, not played. Only the last few matter.
    */
   #superseded: string[] = [];
+  /** Broadcast news received so far (started, paused, resumed, ended): a join answer older than some is not taken in. */
+  #broadcastNews = 0;
   /**
    * The node predates the short join path (its schema refused `join.transport`): use the classic
    * requests with it. A rolling upgrade serves new pages while some nodes are still old.
@@ -381,6 +383,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       if (reason === 'io server disconnect') this.#scheduleReconnect();
     });
     s.on('broadcast:started', ({ producerId }) => {
+      this.#broadcastNews++;
       const previous = this.#broadcast.producerId;
       if (previous !== undefined && previous !== producerId) this.#supersede(previous);
       this.#setBroadcast({ live: true, paused: false, producerId });
@@ -394,9 +397,16 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       clearTimeout(this.#consumeTimer);
       void this.#consume(this.#generation);
     });
-    s.on('broadcast:paused', ({ producerId }) => this.#setBroadcast({ live: true, paused: true, producerId }));
-    s.on('broadcast:resumed', ({ producerId }) => this.#setBroadcast({ live: true, paused: false, producerId }));
+    s.on('broadcast:paused', ({ producerId }) => {
+      this.#broadcastNews++;
+      this.#setBroadcast({ live: true, paused: true, producerId });
+    });
+    s.on('broadcast:resumed', ({ producerId }) => {
+      this.#broadcastNews++;
+      this.#setBroadcast({ live: true, paused: false, producerId });
+    });
     s.on('broadcast:ended', ({ producerId }) => {
+      this.#broadcastNews++;
       this.#supersede(producerId);
       this.#setBroadcast({ live: false, paused: false });
       if (this.#consumer?.producerId === producerId) this.#dropConsumer();
@@ -455,6 +465,7 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     clearTimeout(this.#retryTimer);
     const generation = ++this.#generation;
     const previousPeerId = this.#info?.peerId;
+    const newsBefore = this.#broadcastNews;
     try {
       const info = await request(this.#socket, 'join', {
         roomId: this.#options.roomId,
@@ -477,11 +488,16 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
       this.#info = info;
       this.#listeners = info.listeners;
       // The join's snapshot of the broadcast is taken in now: news that arrives while the media
-      // path is set up below is newer and must win over it, not be overwritten by it.
-      // Unless it names a stream we have already heard is over (a node answering from a stale
-      // view while a new origin took over).
+      // path is set up below is newer and must win over it, not be overwritten by it. So must
+      // news that came while the join was answered: the node subscribes this session to the
+      // room's events before it reads the state, so whatever came since was sent after that read
+      // began, and the answer (which waited on a transport, or on a cluster read) can be older
+      // (taking it made a listener wait in silence for a broadcast that had started). Nor is a
+      // snapshot taken that names a stream we have already heard is over (a node answering from
+      // a stale view while a new origin took over).
       const snapshot = info.broadcast.producerId;
-      if (snapshot === undefined || !this.#superseded.includes(snapshot)) this.#broadcast = info.broadcast;
+      const newer = this.#broadcastNews !== newsBefore;
+      if (!newer && (snapshot === undefined || !this.#superseded.includes(snapshot))) this.#broadcast = info.broadcast;
       const device = this.#device ?? new Device(this.#options.handlerFactory ? { handlerFactory: this.#options.handlerFactory } : {});
       if (!device.loaded) await device.load({ routerRtpCapabilities: info.routerRtpCapabilities as types.RtpCapabilities });
       this.#device = device;

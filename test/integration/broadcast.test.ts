@@ -113,6 +113,44 @@ describe('a broadcast on one node', () => {
     await l!.hears(784);
   });
 
+  test('a listener whose join answer is older than the news it already got (the broadcast started while the answer was made) hears it', async () => {
+    const tone = toneTrack(659);
+    const b = nodeClient(node, 'stale-answer', await tokenFor(node, 'stale-answer', 'broadcaster', 'imam-stale-answer'));
+    cleanup.push(async () => {
+      await b.close();
+      tone.stop();
+    });
+    await b.join();
+    // The listener's join reads the broadcast's state (nothing live), then, before its answer
+    // leaves, the broadcast starts and its news goes out to the room, the listener included: on
+    // the wire the news comes first and the answer, older, after it. A slow transport or a
+    // node elsewhere in a cluster makes that window; here it is held open.
+    const room = node.rooms.get('stale-answer')!;
+    const read = room.broadcastState.bind(room);
+    let held = false;
+    room.broadcastState = async () => {
+      const state = await read();
+      if (held) return state;
+      held = true;
+      const started = new Promise<void>((resolve) => {
+        const seen = (e: { type: string; room?: string }): void => {
+          if (e.type !== 'broadcast.started' || e.room !== 'stale-answer') return;
+          node.audit.off('event', seen);
+          resolve();
+        };
+        node.audit.on('event', seen);
+      });
+      void b.publish(tone.track);
+      await started;
+      expect(state.live).toBe(false);
+      return state;
+    };
+    const [l] = await listeners('stale-answer', 1);
+    expect(held).toBe(true);
+    await l!.hears(659);
+    expect(l!.client.broadcast.live).toBe(true);
+  });
+
   test('listeners who arrive first wait, then hear the broadcast when it starts', async () => {
     const early = await listeners('early', 2);
     for (const l of early) {
