@@ -1,0 +1,140 @@
+/**
+ * What Socket.IO's heartbeat costs the node, and why: the node's own signaling server alone in a
+ * process of its own (bench/lib/heartbeatServer.ts), N idle clients in this one, for each ping
+ * interval asked: the server's CPU (% of one core) and wake-ups a second over the window, and
+ * from them the cost of one ping and its answer. Pings spread over the interval (each client's
+ * timer runs from its own last answer) wake the event loop one by one; many due at once share
+ * a wake-up. The difference between the two is what this shows.
+ *
+ *   npm run bench:heartbeat -- [--clients N] [--intervals MS,MS,...] [--duration S] [--out DIR]
+ *
+ * Prints one JSON line (progress to stderr), appends it to <out>/heartbeat.jsonl and rewrites
+ * <out>/heartbeat.html.
+ */
+import { spawn } from 'node:child_process';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { io, type Socket } from 'socket.io-client';
+import { gitCommit } from './lib/gitCommit.js';
+import { clkTck, contextSwitches, round, threadTicks } from './lib/procstat.js';
+import { lineChart } from './lib/report.js';
+import { recordRun } from './lib/runLog.js';
+
+const { values: args } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '200' },
+    intervals: { type: 'string', default: '1000,5000,15000,25000,60000,600000' },
+    duration: { type: 'string', default: '20' },
+    out: { type: 'string', default: 'bench/results' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const usageText = 'usage: npm run bench:heartbeat -- [--clients N] [--intervals MS,MS,...] [--duration S] [--out DIR]';
+if (args.help) {
+  process.stdout.write(`${usageText}\n`);
+  process.exit(0);
+}
+const clients = Number(args.clients);
+const durationS = Number(args.duration);
+const intervals = args.intervals.split(',').map(Number);
+if (!(Number.isInteger(clients) && clients >= 1 && clients <= 5000) || !(Number.isInteger(durationS) && durationS >= 5 && durationS <= 600) || !intervals.every((ms) => Number.isInteger(ms) && ms >= 100)) {
+  process.stderr.write(`--clients 1..5000, --duration 5..600 s, --intervals whole ms >= 100\n${usageText}\n`);
+  process.exit(2);
+}
+const log = (line: string): void => void process.stderr.write(`[heartbeat] ${line}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const ticksOf = (pid: number): number => [...threadTicks(pid).values()].reduce((sum, t) => sum + t.ticks, 0);
+
+interface Point {
+  pingIntervalMs: number;
+  pingsPerS: number;
+  serverCpuPct: number;
+  serverWakeupsPerS: number;
+  /** Server CPU per ping and answer above the same server with (nearly) no pings, µs (null: too few pings to tell). */
+  usPerPing: number | null;
+}
+
+interface HeartbeatRun {
+  ts: string;
+  commit: string | undefined;
+  command: string;
+  machine: { cpus: number; model: string; node: string };
+  clients: number;
+  durationS: number;
+  points: Point[];
+}
+
+async function measure(pingIntervalMs: number): Promise<Omit<Point, 'usPerPing'>> {
+  const server = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/heartbeatServer.ts', String(pingIntervalMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const sockets: Socket[] = [];
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening`)));
+      server.stdout!.once('data', (chunk: Buffer) => resolve((JSON.parse(String(chunk)) as { port: number }).port));
+    });
+    for (let i = 0; i < clients; i++) {
+      const socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false });
+      sockets.push(socket);
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('connect_error', reject);
+      });
+    }
+    // Past start-up, and past one whole interval where that is short, so the timers run as they will.
+    await sleep(Math.min(3000 + pingIntervalMs, 8000));
+    const pid = server.pid!;
+    const [ticks0, wake0, t0] = [ticksOf(pid), contextSwitches(pid), performance.now()];
+    await sleep(durationS * 1000);
+    const seconds = (performance.now() - t0) / 1000;
+    const dropped = sockets.filter((s) => !s.connected).length;
+    if (dropped > 0) throw new Error(`${dropped} clients were dropped during the window`);
+    return {
+      pingIntervalMs,
+      pingsPerS: round((clients * 1000) / pingIntervalMs, 2),
+      serverCpuPct: round(((ticksOf(pid) - ticks0) / clkTck() / seconds) * 100, 2),
+      serverWakeupsPerS: round((contextSwitches(pid) - wake0) / seconds, 1),
+    };
+  } finally {
+    for (const socket of sockets) socket.close();
+    server.kill();
+  }
+}
+
+function render(runs: HeartbeatRun[]): string {
+  const last = runs.at(-1)!;
+  const points = (pick: (p: Point) => number): Array<[number, number]> => last.points.map((p) => [p.pingsPerS, pick(p)]);
+  const rows = runs
+    .flatMap((r, i) => r.points.map((p) => `<tr><td>${i + 1}</td><td>${r.commit ?? ''}</td><td>${r.clients}</td><td>${p.pingIntervalMs}</td><td>${p.pingsPerS}</td><td>${p.serverCpuPct}</td><td>${p.serverWakeupsPerS}</td><td>${p.usPerPing ?? ''}</td></tr>`))
+    .join('');
+  return `<!doctype html><meta charset="utf-8"><title>Chorus heartbeat</title><body style="font-family:sans-serif">
+<h1>Socket.IO's heartbeat on the node's signaling server (${last.clients} idle clients, last run)</h1>
+${lineChart({ title: 'Server CPU against pings a second', xLabel: 'pings / s', yLabel: '% of a core', series: [{ name: 'server CPU', points: points((p) => p.serverCpuPct) }] })}
+${lineChart({ title: 'Server wake-ups against pings a second', xLabel: 'pings / s', yLabel: 'wake-ups / s', series: [{ name: 'wake-ups', points: points((p) => p.serverWakeupsPerS) }] })}
+<table border="1" cellpadding="4"><tr><th>run</th><th>commit</th><th>clients</th><th>interval ms</th><th>pings/s</th><th>server %</th><th>wake-ups/s</th><th>µs per ping</th></tr>${rows}</table>`;
+}
+
+const measured: Array<Omit<Point, 'usPerPing'>> = [];
+for (const ms of intervals) {
+  log(`${clients} clients, a ping every ${ms} ms: measuring ${durationS} s`);
+  measured.push(await measure(ms));
+}
+// The reference: the longest interval asked (nearly no pings in the window).
+const base = measured.reduce((a, b) => (b.pingIntervalMs > a.pingIntervalMs ? b : a));
+const run: HeartbeatRun = {
+  ts: new Date().toISOString(),
+  commit: gitCommit(),
+  command: `npm run bench:heartbeat -- --clients ${clients} --intervals ${intervals.join(',')} --duration ${durationS}`,
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+  clients,
+  durationS,
+  points: measured.map((p) => ({
+    ...p,
+    // Only where the pings stand well above the run-to-run noise of an idle process (±0.2 % here).
+    usPerPing: p.pingsPerS - base.pingsPerS < 20 ? null : round(((p.serverCpuPct - base.serverCpuPct) / 100 / (p.pingsPerS - base.pingsPerS)) * 1e6, 1),
+  })),
+};
+const written = recordRun(args.out, 'heartbeat', run, render);
+process.stdout.write(`${JSON.stringify(run)}\n`);
+log(`recorded in ${written.jsonl}; chart ${written.html}`);
+process.exit(0);
