@@ -23,16 +23,22 @@ afterAll(async () => {
   await node?.close();
 });
 
-async function broadcaster(roomId: string, frequency: number): Promise<{ client: ChorusClient; tone: ToneSource }> {
+/** A broadcaster joined to `roomId` with its tone ready, not yet publishing. */
+async function seated(roomId: string, frequency: number): Promise<{ client: ChorusClient; tone: ToneSource }> {
   const tone = toneTrack(frequency);
   const client = nodeClient(node, roomId, await tokenFor(node, roomId, 'broadcaster', `imam-${roomId}`));
-  await client.join();
-  await client.publish(tone.track);
   cleanup.push(async () => {
     await client.close();
     tone.stop();
   });
+  await client.join();
   return { client, tone };
+}
+
+async function broadcaster(roomId: string, frequency: number): Promise<{ client: ChorusClient; tone: ToneSource }> {
+  const seat = await seated(roomId, frequency);
+  await seat.client.publish(seat.tone.track);
+  return seat;
 }
 
 async function listeners(roomId: string, n: number): Promise<TestListener[]> {
@@ -99,13 +105,7 @@ describe('a broadcast on one node', () => {
   });
 
   test('a listener whose join crosses the start of the broadcast hears it', async () => {
-    const tone = toneTrack(784);
-    const b = nodeClient(node, 'crossing', await tokenFor(node, 'crossing', 'broadcaster', 'imam-crossing'));
-    cleanup.push(async () => {
-      await b.close();
-      tone.stop();
-    });
-    await b.join();
+    const { client: b, tone } = await seated('crossing', 784);
     // The broadcast starts the moment the listener's join is accepted, so its news reaches the
     // listener while it is still loading its device and creating its receive transport.
     node.rooms.get('crossing')!.once('peerjoined', () => void b.publish(tone.track));
@@ -114,13 +114,7 @@ describe('a broadcast on one node', () => {
   });
 
   test('a listener whose join answer is older than the news it already got (the broadcast started while the answer was made) hears it', async () => {
-    const tone = toneTrack(659);
-    const b = nodeClient(node, 'stale-answer', await tokenFor(node, 'stale-answer', 'broadcaster', 'imam-stale-answer'));
-    cleanup.push(async () => {
-      await b.close();
-      tone.stop();
-    });
-    await b.join();
+    const { client: b, tone } = await seated('stale-answer', 659);
     // The listener's join reads the broadcast's state (nothing live), then, before its answer
     // leaves, the broadcast starts and its news goes out to the room, the listener included: on
     // the wire the news comes first and the answer, older, after it. A slow transport or a
