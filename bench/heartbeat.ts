@@ -2,9 +2,9 @@
  * What Socket.IO's heartbeat costs the node, and why: the node's own signaling server alone in a
  * process of its own (bench/lib/heartbeatServer.ts), N idle clients in this one, for each ping
  * interval asked: the server's CPU (% of one core) and wake-ups a second over the window, and
- * from them the cost of one ping and its answer. Pings spread over the interval (each client's
- * timer runs from its own last answer) wake the event loop one by one; many due at once share
- * a wake-up. The difference between the two is what this shows.
+ * from them the cost of one ping and its answer above the longest interval asked (nearly no
+ * pings). Each client's ping timer runs from its own last answer, so the pings come spread over
+ * the interval; the wake-ups show how many of them the event loop handles at a time.
  *
  *   npm run bench:heartbeat -- [--clients N] [--intervals MS,MS,...] [--duration S] [--out DIR]
  *
@@ -16,7 +16,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import { gitCommit } from './lib/gitCommit.js';
-import { clkTck, contextSwitches, round, threadTicks } from './lib/procstat.js';
+import { clkTck, contextSwitches, readStat, round } from './lib/procstat.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
 
@@ -44,7 +44,7 @@ if (!(Number.isInteger(clients) && clients >= 1 && clients <= 5000) || !(Number.
 }
 const log = (line: string): void => void process.stderr.write(`[heartbeat] ${line}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const ticksOf = (pid: number): number => [...threadTicks(pid).values()].reduce((sum, t) => sum + t.ticks, 0);
+const ticksOf = (pid: number): number => readStat(pid)?.ticks ?? 0;
 
 interface Point {
   pingIntervalMs: number;

@@ -88,7 +88,7 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
     let floor: number | 'off' = keep ? 0 : 'off';
     // Pausing and resuming follow the same holds as stepping down and up.
     if (floor === 'off' && demand.current !== undefined && demand.current !== 'off' && now - demand.lastDownAt < rules.downHoldMs) floor = 0;
-    if (floor === 0 && demand.current === 'off' && now - demand.lastChangeAt < (demand.upHoldMs ?? rules.upHoldMs)) floor = 'off';
+    if (floor === 0 && demand.current === 'off' && now - demand.lastChangeAt < upHold(demand, rules)) floor = 'off';
     if (floor === 'off') {
       result.set(demand.id, 'off');
       return;
@@ -135,8 +135,13 @@ function held(demand: Demand, usable: readonly Rung[], fits: Rung, now: number, 
   const currentRung = usable[at]!;
   const fitsAt = usable.indexOf(fits);
   if (fitsAt < at) return now - demand.lastDownAt >= rules.downHoldMs ? fits : currentRung;
-  if (fitsAt === at || (!comfortable && now - demand.lastChangeAt < (demand.upHoldMs ?? rules.upHoldMs))) return currentRung;
+  if (fitsAt === at || (!comfortable && now - demand.lastChangeAt < upHold(demand, rules))) return currentRung;
   return fits;
+}
+
+/** The up hold in force for `demand`: its own (grown after failed climbs) or the rules'. */
+function upHold(demand: Demand, rules: LayerRules): number {
+  return demand.upHoldMs ?? rules.upHoldMs;
 }
 
 /**
