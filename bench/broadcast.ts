@@ -6,7 +6,7 @@
  *   npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR]
  *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
  *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]
- *       [--signaling short|classic] [--werift-stock]
+ *       [--signaling short|classic] [--werift-stock] [--source tone|speech] [--frame-ms MS]
  *
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
@@ -22,6 +22,7 @@ import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type Listene
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
+import { loadConfig } from '../src/config/config.js';
 import { readRuns } from './lib/runLog.js';
 import { fetchRequestTimes } from './lib/serverTimes.js';
 import { TreeSampler, busiestThreads, machineUsagePct, nodeThreadShares, round, threadTicks, usage } from './lib/procstat.js';
@@ -47,15 +48,25 @@ const { values: args } = parseArgs({
     signaling: { type: 'string', default: 'short' },
     'werift-stock': { type: 'boolean', default: false },
     source: { type: 'string', default: 'tone' },
+    'frame-ms': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock] [--source tone|speech]';
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock] [--source tone|speech] [--frame-ms 10|20|40|60]';
 if (args.help || !args.listeners) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
+}
+
+function frameMsSetting(value: string | undefined): number {
+  try {
+    return loadConfig(value === undefined ? {} : { CHORUS_BROADCAST_FRAME_MS: value }).media.broadcastFrameMs;
+  } catch {
+    process.stderr.write(`--frame-ms must be 10, 20, 40 or 60\n${usageText}\n`);
+    process.exit(2);
+  }
 }
 
 function int(name: string, value: string | undefined, min: number): number {
@@ -86,6 +97,9 @@ if (!signalingPaths.includes(signaling)) {
   process.stderr.write(`--signaling must be one of ${signalingPaths.join(', ')}\n${usageText}\n`);
   process.exit(2);
 }
+// What the node asks the broadcaster for (CHORUS_BROADCAST_FRAME_MS): the flag, else the
+// environment the bench runs in, else the node's default, read through its own settings.
+const frameMs = frameMsSetting(args['frame-ms'] ?? process.env['CHORUS_BROADCAST_FRAME_MS']);
 const source = args.source as 'tone' | 'speech';
 if (source !== 'tone' && source !== 'speech') {
   process.stderr.write(`--source must be tone or speech\n${usageText}\n`);
@@ -247,6 +261,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 async function startServer(): Promise<string> {
   const env: Record<string, string> = { CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: String(workers) };
   if (args['max-consumers-per-worker']) env['CHORUS_MAX_CONSUMERS_PER_WORKER'] = args['max-consumers-per-worker'];
+  env['CHORUS_BROADCAST_FRAME_MS'] = String(frameMs);
   server = await startBenchNode(env, log);
   return server.url;
 }
@@ -363,6 +378,7 @@ async function run(): Promise<void> {
     procs: K,
     workers,
     source,
+    frameMs,
     joined: ok.length,
     failed: N - ok.length + dropped,
     joinMs: { p50: percentile(joinTimes, 50), p95: percentile(joinTimes, 95), p99: percentile(joinTimes, 99), max: percentile(joinTimes, 100) },

@@ -509,6 +509,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     placement: publisherPlacement,
     watch,
     observeFirstMedia: (seconds) => metrics.observeFirstMedia(seconds),
+    opus: { bitrate: config.media.opusBitrate, frameMs: config.media.broadcastFrameMs },
   };
   const handlers = createHandlers(handlerDeps);
   registerWhipRoutes(http, {

@@ -28,8 +28,14 @@ export interface ChorusClientOptions {
   roomId: string;
   token: string;
   handlerFactory?: types.HandlerFactory;
-  /** Opus average bitrate for publishing (16-32 kbit/s suits one voice). */
+  /** Opus average bitrate for publishing (16-32 kbit/s suits one voice). Default: what the node's join answer asks for. */
   opusBitrate?: number;
+  /**
+   * Audio per packet when publishing, in ms (Opus: 10, 20, 40 or 60). Longer packets mean fewer
+   * of them: less header overhead on every listener's link and less work per listener on the
+   * node, for that much more delay. Default: what the node's join answer asks for.
+   */
+  opusFrameMs?: number;
   /**
    * A resume token from an earlier session of this client (see `resumeToken`), e.g. kept in
    * sessionStorage so a page reload rejoins as the same identity without a new join token.
@@ -652,11 +658,13 @@ export class ChorusClient extends Emitter<ClientEvents, ClientEvents> {
     const track = this.#publishTrack;
     const transport = this.#transport;
     if (!track || !transport || transport.direction !== 'send' || this.#producer || generation !== this.#generation) return;
-    const bitrate = this.#options.opusBitrate ?? 24000;
+    const asked = this.#info?.opus;
+    const bitrate = this.#options.opusBitrate ?? asked?.bitrate ?? 24000;
+    const frameMs = this.#options.opusFrameMs ?? asked?.frameMs;
     this.#producer = await transport.produce({
       track,
       encodings: [{ maxBitrate: Math.round(bitrate * 1.35) }],
-      codecOptions: { opusStereo: false, opusDtx: true, opusFec: true, opusMaxAverageBitrate: bitrate },
+      codecOptions: { opusStereo: false, opusDtx: true, opusFec: true, opusMaxAverageBitrate: bitrate, ...(frameMs ? { opusPtime: frameMs } : {}) },
       stopTracks: false,
     });
     if (this.#paused) {

@@ -77,6 +77,17 @@ export const envSchema = z
 
     /** Opus target for speech (kbit/s average). 16-32 is the useful range for one voice. */
     CHORUS_OPUS_BITRATE: z.coerce.number().int().min(16000).max(32000).default(24000),
+    /**
+     * Audio per packet a broadcaster sends, ms (Opus frame sizes libwebrtc encodes: 10, 20, 40,
+     * 60). A broadcast is one-way, so it trades that much delay for a third of the packets at 60:
+     * every listener's link carries a third of the headers and the node does a third of the
+     * per-listener work. Calls and classes stay at 20 (people answer each other there).
+     */
+    CHORUS_BROADCAST_FRAME_MS: z.coerce
+      .number()
+      .int()
+      .refine((ms) => [10, 20, 40, 60].includes(ms), 'must be 10, 20, 40 or 60')
+      .default(60),
     /** How often, at most, each room's listener count is pushed to its clients. */
     CHORUS_COUNT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
     /** Per-room listener cap on this node (a later cluster issue lifts this across nodes). */
@@ -307,6 +318,8 @@ export interface Config {
     logLevel: 'debug' | 'warn' | 'error' | 'none';
     maxConsumersPerWorker: number;
     opusBitrate: number;
+    /** CHORUS_BROADCAST_FRAME_MS: audio per packet a broadcaster is asked to send. */
+    broadcastFrameMs: number;
     /** RTC_SERVER_PORT: the first worker's shared port (WorkerPool opens one per worker). */
     serverPort: number | undefined;
   };
@@ -395,6 +408,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       enableTcp: e.RTC_ENABLE_TCP,
       initialAvailableOutgoingBitrate: e.RTC_INITIAL_BITRATE,
       opusBitrate: e.CHORUS_OPUS_BITRATE,
+      broadcastFrameMs: e.CHORUS_BROADCAST_FRAME_MS,
     },
     rooms: {
       countIntervalMs: e.CHORUS_COUNT_INTERVAL_MS,

@@ -240,6 +240,8 @@ export interface AnsweredSection {
   accepted?: Accepted | undefined;
   /** For a section the node sends on (WHEP): the SSRCs and CNAME of the consumer. */
   sending?: { ssrc: number; rtxSsrc?: number | undefined; cname: string } | undefined;
+  /** Audio the node receives: the packet length it asks the sender for (`a=ptime`), in ms. */
+  ptimeMs?: number | undefined;
 }
 
 /**
@@ -253,7 +255,7 @@ export function writeAnswer(offer: ParsedOffer, transport: AnswerTransport, answ
   // The node's DTLS role is the opposite of the offerer's.
   const setup = offer.dtlsParameters.role === 'client' ? 'passive' : 'active';
   const accepted = answered.filter((a) => a.accepted).map((a) => a.section.mid);
-  const media = answered.map(({ section, accepted: ok, sending }): Media => {
+  const media = answered.map(({ section, accepted: ok, sending, ptimeMs }): Media => {
     const offered = section.media;
     if (!ok) {
       return { type: section.kind, port: 0, protocol: offered.protocol, payloads: String(offered.rtp?.[0]?.payload ?? 0), rtp: [], fmtp: [], mid: section.mid, direction: 'inactive' };
@@ -293,6 +295,7 @@ export function writeAnswer(offer: ParsedOffer, transport: AnswerTransport, answ
       endOfCandidates: 'end-of-candidates',
     };
     if (offered.rtcpRsize) m.rtcpRsize = 'rtcp-rsize';
+    if (ptimeMs !== undefined) m.ptime = ptimeMs;
     const sendRids = (offered.rids ?? []).filter((r) => r.direction === 'send');
     if (section.kind === 'video' && sendRids.length > 0) {
       m.rids = sendRids.map((r) => ({ id: r.id, direction: 'recv' }));

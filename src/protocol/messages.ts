@@ -217,6 +217,11 @@ export interface Responses {
     routerRtpCapabilities: unknown;
     broadcast: BroadcastState;
     listeners: number;
+    /**
+     * One-way rooms (a broadcast), to a role that publishes a microphone: how the node asks it to
+     * encode (Opus average bitrate in bit/s, audio per packet in ms). An SDK's own options win.
+     */
+    opus?: { bitrate: number; frameMs: number } | undefined;
     /** STUN/TURN servers for this session, TURN credentials minted for it. */
     iceServers: Array<{ urls: string[]; username?: string; credential?: string }>;
     /** Rejoin with this after a drop: same identity, no new join token needed. */

@@ -85,6 +85,12 @@ export interface RoomPolicy {
   readonly carriesMedia: boolean;
   /** Two participants may carry the room's media directly (CHORUS_CALL_P2P), the SFU from three on. */
   readonly peerToPeer: boolean;
+  /**
+   * Media goes one way, to an audience that does not answer in real time (a broadcast): its
+   * publisher is asked for longer audio packets (CHORUS_BROADCAST_FRAME_MS), fewer of them for
+   * every listener, at the cost of that much delay nobody converses across.
+   */
+  readonly oneWay: boolean;
 }
 
 /** Whether `role` may publish anything at all in rooms of `policy`. */
@@ -124,6 +130,7 @@ export const broadcastPolicy: RoomPolicy = {
   sharedPlayback: false,
   carriesMedia: true,
   peerToPeer: false,
+  oneWay: true,
   chats: false,
   recordsStage: false,
 };
@@ -156,6 +163,7 @@ export const watchPolicy: RoomPolicy = {
   peerToPeer: false,
   chats: false,
   recordsStage: false,
+  oneWay: false,
 };
 
 const callSources: readonly TrackSource[] = ['microphone', 'camera', 'screen', 'screen-audio'];
@@ -189,6 +197,7 @@ export const callPolicy: RoomPolicy = {
   peerToPeer: true,
   chats: false,
   recordsStage: false,
+  oneWay: false,
 };
 
 /** Teachers and assistants a class admits besides its students. */
@@ -231,6 +240,7 @@ export const classPolicy: RoomPolicy = {
   peerToPeer: false,
   chats: true,
   recordsStage: true,
+  oneWay: false,
 };
 
 const policies: Record<RoomKind, RoomPolicy> = { broadcast: broadcastPolicy, watch: watchPolicy, call: callPolicy, class: classPolicy };

@@ -49,6 +49,8 @@ export interface HandlerDeps {
   placement?: PublisherPlacement | undefined;
   /** A client's join-to-first-media time, as it measured it (metrics). */
   observeFirstMedia?: ((seconds: number) => void) | undefined;
+  /** How a one-way room's publisher is asked to encode its microphone (CHORUS_OPUS_BITRATE, CHORUS_BROADCAST_FRAME_MS). */
+  opus: { bitrate: number; frameMs: number };
 }
 
 export interface PublisherPlacement {
@@ -106,7 +108,7 @@ async function joinTransports(room: Room, peer: Peer, forceTcp: boolean, profile
   return { ...(transport ? { transport } : {}), ...(recvTransport ? { recvTransport } : {}) };
 }
 
-export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch, observeFirstMedia }: HandlerDeps): Handlers {
+export function createHandlers({ rooms, tokens, limits, audit, turn, store, resumeTtlSeconds, placement, watch, observeFirstMedia, opus }: HandlerDeps): Handlers {
   return {
     async join(session, { roomId, token, previousPeerId, transport: wantsTransport, p2p }) {
       if (session.joining || (session.peer && !session.peer.closed)) {
@@ -188,6 +190,7 @@ export function createHandlers({ rooms, tokens, limits, audit, turn, store, resu
           broadcast,
           room: snapshot,
           listeners,
+          ...(room.policy.oneWay && room.policy.publishable(peer.role).includes('microphone') ? { opus } : {}),
           iceServers: iceServersFor(turn, peer.identity),
           resumeToken,
           ...(playback ? { watch: playback } : {}),

@@ -224,7 +224,8 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
         const produce = checked(requests.produce, { transportId: transport.id, kind: section.kind, rtpParameters: accepted.rtpParameters, source: section.kind === 'audio' ? 'microphone' : 'camera' }, section);
         try {
           await handlers.produce(participant, produce, context());
-          answered.push({ section, accepted });
+          // A broadcast asks for longer audio packets; a sender that reads `a=ptime` (libwebrtc does) follows.
+          answered.push({ section, accepted, ...(section.kind === 'audio' && joined.opus ? { ptimeMs: joined.opus.frameMs } : {}) });
         } catch (error) {
           // Video where the room takes only audio (a broadcast from OBS): that section is declined.
           if (section.kind === 'video' && error instanceof ChorusError && error.code !== 'INTERNAL') {

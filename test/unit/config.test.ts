@@ -41,6 +41,12 @@ describe('config', () => {
     expect(() => loadConfig({ CHORUS_OPUS_BITRATE: '64000' })).toThrow(/CHORUS_OPUS_BITRATE/);
   });
 
+  test('a broadcaster\'s packet length: 60 ms by default, one of the Opus frame sizes libwebrtc encodes', () => {
+    expect(loadConfig({}).media.broadcastFrameMs).toBe(60);
+    expect(loadConfig({ CHORUS_BROADCAST_FRAME_MS: '20' }).media.broadcastFrameMs).toBe(20);
+    for (const bad of ['30', '120', '0', 'long']) expect(() => loadConfig({ CHORUS_BROADCAST_FRAME_MS: bad })).toThrow(/CHORUS_BROADCAST_FRAME_MS/);
+  });
+
   test('observability settings: optional dependencies as a list, a metrics token long enough, bounded per-room metrics', () => {
     expect(loadConfig({}).observability).toEqual({ metricsToken: undefined, metricsRooms: 20, sampleIntervalMs: 5000, consumersPerRoom: 50, optionalDependencies: [] });
     expect(loadConfig({ CHORUS_READY_OPTIONAL: ' database, redis ,' }).observability.optionalDependencies).toEqual(['database', 'redis']);
