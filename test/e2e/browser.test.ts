@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { buildWeb, repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
+import { microphoneProducer, timestampSteps } from '../support/rtpSteps.js';
 import { startTestNode, tokenFor } from '../support/testNode.js';
 
 const screenshots = join(repoRoot, 'artifacts', 'screenshots');
@@ -119,6 +120,12 @@ describe('the web pages in Chromium', () => {
     await waitForState(broadcaster, 'live');
     expect(await debug(broadcaster, 'publishing')).toBe(true);
     await waitForSound(broadcaster);
+    // The node asks a broadcast for 60 ms packets (CHORUS_BROADCAST_FRAME_MS) and Chromium sends
+    // them: every step of the RTP clock is whole 60 ms frames (48 kHz: 2880 ticks; more across
+    // the silences between its fake microphone's beeps, where DTX skips frames; 20 ms frames
+    // would step 960).
+    const steps = await timestampSteps(await microphoneProducer(node, 'E2E-test-room'), 15, 20_000);
+    expect(steps.filter((step) => step % 2880 !== 0)).toEqual([]);
     // Permission granted: the picker now lists the microphone by name.
     expect(await broadcaster.locator('#mic option').count()).toBeGreaterThan(1);
 

@@ -6,7 +6,6 @@
  */
 import wrtc from '@roamhq/wrtc';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
-import type { types } from 'mediasoup';
 import type { ChorusNode } from '../../src/app.js';
 import type { ChorusClientOptions } from '../../src/client/chorusClient.js';
 import { pinnedLocalDescription } from '../../src/client/node.js';
@@ -15,6 +14,7 @@ import { io } from 'socket.io-client';
 import { request } from '../../src/client/signaling.js';
 import { callToken } from '../support/callPeer.js';
 import { joinListener } from '../support/listener.js';
+import { microphoneProducer, timestampSteps } from '../support/rtpSteps.js';
 import { nodeClient, startTestNode, tokenFor, until } from '../support/testNode.js';
 
 let node: ChorusNode;
@@ -30,46 +30,6 @@ afterEach(async () => {
 afterAll(async () => {
   await node?.close();
 });
-
-/** The room's only microphone producer on the node, once it exists. */
-async function microphoneProducer(roomId: string): Promise<types.Producer> {
-  let found: types.Producer | undefined;
-  await until(
-    () => {
-      const peers = [...(node.rooms.rooms.get(roomId)?.peers.values() ?? [])];
-      found = peers.flatMap((p) => [...p.producers.values()]).find((p) => p.kind === 'audio' && !p.closed);
-      return found !== undefined;
-    },
-    10_000,
-    `a microphone producer in ${roomId}`,
-  );
-  return found!;
-}
-
-/**
- * The RTP timestamp steps between consecutive media packets the producer receives, over `count`
- * steps. Padding (no payload: libwebrtc probes the uplink with it at first, on the audio stream
- * when there is no other) is skipped. A tone never goes silent, so DTX does not stretch a step.
- */
-async function timestampSteps(producer: types.Producer, count: number): Promise<number[]> {
-  const steps: number[] = [];
-  let last: number | undefined;
-  const onTrace = (trace: types.ProducerTraceEventData): void => {
-    const packet = (trace.info as { rtpPacket?: { timestamp: number; payloadSize: bigint | number } } | undefined)?.rtpPacket;
-    if (trace.type !== 'rtp' || !packet || Number(packet.payloadSize) === 0) return;
-    if (last !== undefined && steps.length < count) steps.push((packet.timestamp - last) >>> 0);
-    last = packet.timestamp;
-  };
-  producer.on('trace', onTrace);
-  await producer.enableTraceEvent(['rtp']);
-  try {
-    await until(() => steps.length >= count, 10_000, `${count} media packets from the producer`);
-  } finally {
-    await producer.enableTraceEvent([]);
-    producer.off('trace', onTrace);
-  }
-  return steps;
-}
 
 /** Steps in the middle of the stream: the encoder's first packets may differ while it settles. */
 const settled = (steps: number[]): number[] => steps.slice(5);
@@ -90,14 +50,14 @@ test('a broadcaster is asked for 60 ms packets and sends them; its listener stil
   await publishTone('frames-60');
   const listener = await joinListener(node, 'frames-60');
   cleanup.push(() => listener.close());
-  const steps = settled(await timestampSteps(await microphoneProducer('frames-60'), 25));
+  const steps = settled(await timestampSteps(await microphoneProducer(node, 'frames-60'), 25));
   expect(new Set(steps)).toEqual(new Set([2880]));
   await listener.hears(700);
 });
 
 test('an SDK that sets its own packet length keeps it (20 ms: 960 ticks a packet)', async () => {
   await publishTone('frames-20', { opusFrameMs: 20 });
-  const steps = settled(await timestampSteps(await microphoneProducer('frames-20'), 25));
+  const steps = settled(await timestampSteps(await microphoneProducer(node, 'frames-20'), 25));
   expect(new Set(steps)).toEqual(new Set([960]));
 });
 
@@ -133,6 +93,6 @@ test('a WHIP publisher into a broadcast is answered with a=ptime:60, and libwebr
   expect(answer).toMatch(/^a=ptime:60\r?$/m);
   cleanup.push(() => fetch(`${node.url}${response.headers.get('location')!}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }));
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  const steps = settled(await timestampSteps(await microphoneProducer(roomId), 25));
+  const steps = settled(await timestampSteps(await microphoneProducer(node, roomId), 25));
   expect(new Set(steps)).toEqual(new Set([2880]));
 });
