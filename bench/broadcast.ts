@@ -25,7 +25,7 @@ import { gitCommit } from './lib/gitCommit.js';
 import { loadConfig } from '../src/config/config.js';
 import { readRuns } from './lib/runLog.js';
 import { fetchRequestTimes } from './lib/serverTimes.js';
-import { TreeSampler, busiestThreads, machineUsagePct, nodeThreadShares, round, threadTicks, usage } from './lib/procstat.js';
+import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, nodeThreadShares, round, threadTicks, tree, usage } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(benchDir, '..');
@@ -336,12 +336,20 @@ async function run(): Promise<void> {
   const nodePid = server?.proc.pid;
   const threadPids = (): number[] => [...listenerProcs.map((c) => c.pid), ...(nodePid ? [nodePid] : [])];
   const threadsBefore = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
+  // Wake-ups: on a VM each costs a paravirtualised context switch, which shows in CPU at low load.
+  const workerPids = (): number[] => (nodePid ? tree(nodePid).filter((s) => s.pid !== nodePid && s.comm.startsWith('mediasoup')).map((s) => s.pid) : []);
+  const wakeups = (): { main: number; workers: number } => ({
+    main: nodePid ? contextSwitches(nodePid, nodePid) : 0,
+    workers: workerPids().reduce((sum, pid) => sum + contextSwitches(pid), 0),
+  });
+  const wakeupsBefore = wakeups();
   log(`steady state: measuring for ${durationS} s`);
   await sleep(durationS * 1000);
   sampler.sample();
   const windowEnd = performance.now();
   const parentCpu = process.cpuUsage(parentCpuBefore);
   const threadsAfter = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
+  const wakeupsAfter = wakeups();
   listenerProcs.forEach((c) => c.send({ type: 'finish' }));
   broadcaster.send({ type: 'finish' });
   const sentAfter = await broadcaster.next('sent', 30_000);
@@ -431,6 +439,8 @@ async function run(): Promise<void> {
     // The node's JavaScript runs on its main thread (tid = pid); its other threads are V8's
     // collector and libuv's pool. Issue 21's "node < 1 %" is about the sum; this says which.
     nodeThreads: nodePid ? nodeThreadShares(threadsBefore.get(nodePid) ?? new Map(), threadsAfter.get(nodePid) ?? new Map(), nodePid, windowS) : undefined,
+    // Context switches a second over the window: the node's main thread, and all the workers' threads.
+    wakeupsPerSec: { nodeMain: round((wakeupsAfter.main - wakeupsBefore.main) / windowS, 1), workers: round((wakeupsAfter.workers - wakeupsBefore.workers) / windowS, 1) },
     loadgenProcsCpuPct: { broadcaster: bc.cpuPct, listeners: lg.map((u) => u.cpuPct) },
     /** Busiest thread of each listener process: one saturated libwebrtc thread caps a process. */
     loadgenBusiestThread: listenerProcs.map((c) => busiestThreads(threadsBefore.get(c.pid) ?? new Map(), threadsAfter.get(c.pid) ?? new Map(), windowS, 1)[0]),

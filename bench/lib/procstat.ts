@@ -238,12 +238,15 @@ export function nodeThreadShares(
   return { mainCpuPct: pct(main), otherCpuPct: pct(other) };
 }
 
-/** Context switches so far of every thread of `pid` (a wake-up each, near enough, when idle). */
-export function contextSwitches(pid: number): number {
+/**
+ * Context switches so far of every thread of `pid`, or of its thread `tid` alone (a wake-up each,
+ * near enough, when mostly idle).
+ */
+export function contextSwitches(pid: number, tid?: number): number {
   let total = 0;
   let tasks: string[] = [];
   try {
-    tasks = readdirSync(`/proc/${pid}/task`);
+    tasks = tid === undefined ? readdirSync(`/proc/${pid}/task`) : [String(tid)];
   } catch {
     return 0;
   }
