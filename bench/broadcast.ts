@@ -25,7 +25,7 @@ import { gitCommit } from './lib/gitCommit.js';
 import { loadConfig } from '../src/config/config.js';
 import { readRuns } from './lib/runLog.js';
 import { fetchRequestTimes } from './lib/serverTimes.js';
-import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, nodeThreadShares, round, threadTicks, tree, usage } from './lib/procstat.js';
+import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, nodeThreadShares, round, threadTicks, usage, workerPids } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(benchDir, '..');
@@ -337,10 +337,9 @@ async function run(): Promise<void> {
   const threadPids = (): number[] => [...listenerProcs.map((c) => c.pid), ...(nodePid ? [nodePid] : [])];
   const threadsBefore = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
   // Wake-ups: on a VM each costs a paravirtualised context switch, which shows in CPU at low load.
-  const workerPids = (): number[] => (nodePid ? tree(nodePid).filter((s) => s.pid !== nodePid && s.comm.startsWith('mediasoup')).map((s) => s.pid) : []);
   const wakeups = (): { main: number; workers: number } => ({
     main: nodePid ? contextSwitches(nodePid, nodePid) : 0,
-    workers: workerPids().reduce((sum, pid) => sum + contextSwitches(pid), 0),
+    workers: nodePid ? workerPids(nodePid).reduce((sum, pid) => sum + contextSwitches(pid), 0) : 0,
   });
   const wakeupsBefore = wakeups();
   log(`steady state: measuring for ${durationS} s`);

@@ -13,7 +13,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { startBenchNode } from './lib/benchNode.js';
 import { gitCommit } from './lib/gitCommit.js';
-import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, round, threadTicks, tree, usage } from './lib/procstat.js';
+import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, round, threadTicks, usage, workerPids } from './lib/procstat.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
 
@@ -87,9 +87,7 @@ try {
   await sleep(settleS * 1000);
   node.rememberTree();
   const sampler = new TreeSampler(() => new Map([['server', root]]));
-  // The workers are the node's children (tsx's esbuild service, gone after start-up, is not one).
-  const workerPids = (): number[] => tree(root).filter((s) => s.pid !== root && s.comm.startsWith('mediasoup')).map((s) => s.pid);
-  const wakeups = (): { node: number; workers: number } => ({ node: contextSwitches(root), workers: workerPids().reduce((sum, pid) => sum + contextSwitches(pid), 0) });
+  const wakeups = (): { node: number; workers: number } => ({ node: contextSwitches(root), workers: workerPids(root).reduce((sum, pid) => sum + contextSwitches(pid), 0) });
   const before = wakeups();
   const threadsBefore = threadTicks(root);
   const from = performance.now();

@@ -238,6 +238,13 @@ export function nodeThreadShares(
   return { mainCpuPct: pct(main), otherCpuPct: pct(other) };
 }
 
+/** The mediasoup workers under a node's process (tsx's esbuild service, gone after start-up, is not one). */
+export function workerPids(node: number): number[] {
+  return tree(node)
+    .filter((s) => s.pid !== node && s.comm.startsWith('mediasoup'))
+    .map((s) => s.pid);
+}
+
 /**
  * Context switches so far of every thread of `pid`, or of its thread `tid` alone (a wake-up each,
  * near enough, when mostly idle).
