@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import type { ChorusNode } from '../../src/app.js';
 import { repoRoot } from '../support/buildWeb.js';
 import { launchChromium } from '../support/chromium.js';
@@ -59,6 +59,11 @@ afterAll(async () => {
   await node?.close();
   await new Promise((resolve) => site?.close(resolve));
   if (hlsDir) rmSync(hlsDir, { recursive: true, force: true });
+});
+
+// Each test answers for its own pages' errors.
+beforeEach(() => {
+  pageErrors.length = 0;
 });
 
 async function openPage(name: string): Promise<Page> {
@@ -157,7 +162,9 @@ test('a page publishes over WHIP with a registry client: an SDK listener, the HL
   expect(requests).toContain('player PATCH /whep 200');
   await hears(player, 523, 'the WHEP player after its ICE restart');
 
-  // The player leaves with DELETE; the broadcast goes on for the SDK listener.
+  // The player leaves with DELETE once its last trickle is answered (whip-whep would otherwise
+  // race its own DELETE and reject, uncaught, on the 404); the broadcast goes on for the SDK listener.
+  await until(() => player.evaluate(() => (window as unknown as { playerQuiet(): boolean }).playerQuiet()), 10_000, 'the WHEP player to finish trickling');
   await player.evaluate(() => (window as unknown as { stopPlaying(): Promise<void> }).stopPlaying());
   await until(() => listeners() === 1, 5000, 'the WHEP player to leave');
   // The publisher's DELETE ends the broadcast for everyone.

@@ -5,6 +5,20 @@ import { WHEPClient } from '/whep.js';
 
 const audio = new AudioContext();
 
+// The requests the page has sent and not yet had answered. whip-whep trickles from timers it
+// does not await, and its stop() sends DELETE at once: a trickle still in flight then meets a
+// resource already gone (404, correct per RFC 9725) and rejects where no one catches it.
+let inFlight = 0;
+const send = window.fetch.bind(window);
+window.fetch = async (...args) => {
+  inFlight += 1;
+  try {
+    return await send(...args);
+  } finally {
+    inFlight -= 1;
+  }
+};
+
 /** A steady tone and a canvas of one colour: media the test can recognise on the far side. */
 function source(frequency, colour) {
   const oscillator = audio.createOscillator();
@@ -111,5 +125,8 @@ window.playerState = () => ({
   ufrag: window.playerPc.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1],
   restarting: Boolean(window.whep.restartIce),
 });
+
+/** Whether the player has nothing more to say: its candidates all gathered and trickled, no request unanswered. */
+window.playerQuiet = () => window.playerPc.iceGatheringState === 'complete' && !window.whep.iceTrickeTimeout && !window.whep.restartIce && inFlight === 0;
 
 window.stopPlaying = () => window.whep.stop();
