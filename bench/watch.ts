@@ -20,8 +20,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import { TokenService } from '../src/auth/tokens.js';
@@ -31,6 +31,7 @@ import { freePort } from '../test/support/ports.js';
 import { TreeSampler, usage, round } from './lib/procstat.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
+import { builtServerArgs } from './lib/serverBuild.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -71,7 +72,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 async function startServer(redis: RedisServer, secret: string, id: number): Promise<{ proc: ChildProcess; url: string }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', pathToFileURL(join(root, 'bench/lib/orphanGuard.ts')).href, 'src/main.ts'], {
+  const proc = spawn(process.execPath, builtServerArgs((line) => process.stderr.write(`${line}\n`)), {
     cwd: root,
     stdio: ['ignore', 'ignore', 'inherit'],
     env: {

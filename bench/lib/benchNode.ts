@@ -1,7 +1,6 @@
 /**
- * A Chorus node as a separate process for a benchmark: `node --import tsx src/main.ts` (tsx's
- * loader without its CLI's wrapper process, so the pid we sample is the node), with the orphan
- * guard preloaded, loopback RTC, and per-IP abuse limits lifted (every client here is
+ * A Chorus node as a separate process for a benchmark: what `npm start` runs (`node
+ * dist/server/main.js`, compiled first if stale), with the orphan guard preloaded, loopback RTC, and per-IP abuse limits lifted (every client here is
  * 127.0.0.1). Its data directory (embedded records database, HLS) is its own, fresh: runs do not
  * share a database with each other or with a developer's server, and each starts from the same
  * state. stop() leaves no mediasoup worker behind and removes that directory.
@@ -10,9 +9,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/support/ports.js';
 import { allStats, tree } from './procstat.js';
+import { builtServerArgs } from './serverBuild.js';
 
 const libDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(libDir, '../..');
@@ -35,7 +35,7 @@ export async function startBenchNode(env: Record<string, string>, log: (line: st
   // BENCH_NODE_ARGS: extra flags for the node process only (`--cpu-prof --cpu-prof-dir=DIR` to
   // profile it; node refuses --cpu-prof in NODE_OPTIONS, which would reach every process anyway).
   const extraArgs = (process.env['BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...extraArgs, '--import', 'tsx', '--import', pathToFileURL(join(libDir, 'orphanGuard.ts')).href, 'src/main.ts'], {
+  const proc = spawn(process.execPath, [...extraArgs, ...builtServerArgs(log)], {
     cwd: repoRoot,
     env: {
       ...process.env,

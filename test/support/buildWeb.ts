@@ -12,7 +12,8 @@ export const webDir = join(repoRoot, 'dist', 'web');
 /** Everything that ends up in the pages' bundles. */
 const sources = ['src/web', 'src/client', 'src/protocol', 'vite.config.ts', 'scripts/sample-video.mjs'].map((p) => join(repoRoot, p));
 
-function newestMtime(path: string): number {
+/** The newest modification time under `path` (0 when it does not exist). */
+export function newestMtime(path: string): number {
   if (!existsSync(path)) return 0;
   const stat = statSync(path);
   if (!stat.isDirectory()) return stat.mtimeMs;

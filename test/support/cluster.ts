@@ -31,7 +31,7 @@ import { startRedis, type RedisServer } from './redisServer.js';
 const repoRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const NGINX = '/usr/sbin/nginx';
 const NGINX_TEMPLATE = join(repoRoot, 'deploy/nginx.conf');
-const ORPHAN_GUARD = pathToFileURL(join(repoRoot, 'bench/lib/orphanGuard.ts')).href;
+const ORPHAN_GUARD = pathToFileURL(join(repoRoot, 'bench/lib/orphanGuard.mjs')).href;
 
 export interface ClusterOptions {
   /** Number of Chorus nodes (default 3). */
