@@ -6,11 +6,12 @@
  * the sources given to `attach`.
  */
 import { readFile } from 'node:fs/promises';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ObjectCounts } from '../media/objectCounts.js';
 import type { types } from 'mediasoup';
 import { roles, roomKinds } from '../protocol/messages.js';
+import { LoopDelay } from './loopDelay.js';
 
 /** What the metrics read at scrape time; each returns the current state, nothing is cached. */
 export interface MetricSources {
@@ -37,17 +38,20 @@ export interface RoomMediaSample {
 }
 
 const BREAKER_STATES = ['closed', 'open', 'half-open', 'isolated'] as const;
-const EVENT_LOOP_RESOLUTION_MS = 50;
+const EVENT_LOOP_RESOLUTION_MS = 200;
 
 export class ChorusMetrics {
   readonly registry = new Registry();
   /**
-   * A timer every 50 ms, not 10: the default resolution woke an idle node a hundred times a
-   * second (twice over with prom-client's own monitor), for a measure whose use is the stalls of
-   * tens of milliseconds and more that delay media signaling (bench:idle, bench/README.md).
+   * A timer every 200 ms, not 10: each wake-up of an idle node costs about 0.1 ms of a core on a
+   * small VM (the default woke it a hundred times a second, twice over with prom-client's own
+   * monitor; at 50 ms these wakes were half an idle node's cost: bench:idle, bench/README.md).
+   * Every stall longer than the resolution is caught, shorter ones in proportion to their length;
+   * how busy the loop is between scrapes is `chorus_event_loop_utilization`, which needs no timer.
    */
-  readonly #eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  readonly #eventLoop = new LoopDelay(EVENT_LOOP_RESOLUTION_MS);
   #sources: MetricSources | undefined;
+  #utilizationAt: EventLoopUtilization = performance.eventLoopUtilization();
 
   readonly #joins: Counter<'role'>;
   readonly #joinFailures: Counter<'code'>;
@@ -80,7 +84,6 @@ export class ChorusMetrics {
     // prom-client keeps its own event-loop histogram besides ours: one timer a second for it (its
     // nodejs_eventloop_lag_* stay, coarse); chorus_event_loop_delay_seconds is the one to read.
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
-    this.#eventLoop.enable();
 
     new Gauge({
       name: 'chorus_rooms',
@@ -296,18 +299,25 @@ export class ChorusMetrics {
       },
     });
     new Gauge({
+      name: 'chorus_event_loop_utilization',
+      help: 'Share of the time since the previous scrape the event loop spent running, not waiting (perf_hooks eventLoopUtilization)',
+      registers,
+      collect: function (this: Gauge) {
+        const now = performance.eventLoopUtilization();
+        this.set(performance.eventLoopUtilization(now, self.#utilizationAt).utilization);
+        self.#utilizationAt = now;
+      },
+    });
+    new Gauge({
       name: 'chorus_event_loop_delay_seconds',
-      help: 'Event-loop delay since the previous scrape (perf_hooks monitorEventLoopDelay)',
+      help: 'How late the event loop ran a timer due every 200 ms, since the previous scrape',
       labelNames: ['quantile'],
       registers,
       collect: function (this: Gauge<'quantile'>) {
-        const h = self.#eventLoop;
-        // A fresh histogram has no samples and reports NaN/huge sentinels: show zeros instead.
-        const seconds = (ns: number): number => (Number.isFinite(ns) && h.count > 0 ? ns / 1e9 : 0);
-        this.set({ quantile: '0.5' }, seconds(h.percentile(50)));
-        this.set({ quantile: '0.99' }, seconds(h.percentile(99)));
-        this.set({ quantile: 'max' }, seconds(h.max));
-        h.reset();
+        const delay = self.#eventLoop.snapshot();
+        this.set({ quantile: '0.5' }, delay.p50);
+        this.set({ quantile: '0.99' }, delay.p99);
+        this.set({ quantile: 'max' }, delay.max);
       },
     });
   }
@@ -404,7 +414,7 @@ export class ChorusMetrics {
   }
 
   close(): void {
-    this.#eventLoop.disable();
+    this.#eventLoop.close();
     this.registry.clear();
   }
 }

@@ -125,6 +125,23 @@ describe('metrics during a live broadcast', () => {
     expect(value(series, 'chorus_transport_failures_total', { stage: 'dtls_failed' })).toBeUndefined();
   });
 
+  test('a stall of the event loop shows in the delay\'s max, and its busy time in the utilization', async () => {
+    await scrape(node);
+    // Half a second of work that never yields (on this process's loop, which the node shares).
+    const until = performance.now() + 500;
+    let spins = 0;
+    while (performance.now() < until) spins++;
+    expect(spins).toBeGreaterThan(0);
+    // The sampling timer, overdue, fires in the loop's next timers phase: before the scrape's
+    // request can be read, which takes the loop more than one turn.
+    const series = await scrape(node);
+    // The sampling timer due within the stall fired at its end: at least 500 - 200 ms late.
+    expect(value(series, 'chorus_event_loop_delay_seconds', { quantile: 'max' })).toBeGreaterThanOrEqual(0.3);
+    const utilization = value(series, 'chorus_event_loop_utilization')!;
+    expect(utilization).toBeGreaterThan(0.3);
+    expect(utilization).toBeLessThanOrEqual(1);
+  });
+
   test('/health/info names the node, its version and uptime, and counts rooms, peers and workers', async () => {
     const response = await fetch(`${node.url}/health/info`);
     expect(response.status).toBe(200);
