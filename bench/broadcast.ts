@@ -7,6 +7,7 @@
  *       [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S]
  *       [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift]
  *       [--signaling short|classic] [--werift-stock] [--source tone|speech] [--frame-ms MS]
+ *       [--records embedded|postgres]
  *
  * Prints one JSON line to stdout (progress goes to stderr), appends the run to
  * <out>/results.jsonl and rewrites <out>/broadcast.html from every run there.
@@ -21,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { peerImpls, type BroadcasterProcConfig, type ChildToParent, type ListenerProcConfig, type ListenerResult, type JoinPhase, type ParentToChild, type PeerImpl, signalingPaths, type SignalingPath } from './lib/messages.js';
 import { renderHtml, type RunRecord } from './lib/report.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
+import { startPostgres, type PostgresServer } from '../test/support/postgresServer.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { loadConfig } from '../src/config/config.js';
 import { readRuns } from './lib/runLog.js';
@@ -49,12 +51,13 @@ const { values: args } = parseArgs({
     'werift-stock': { type: 'boolean', default: false },
     source: { type: 'string', default: 'tone' },
     'frame-ms': { type: 'string' },
+    records: { type: 'string', default: 'embedded' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
 
-const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock] [--source tone|speech] [--frame-ms 10|20|40|60]';
+const usageText = 'usage: npm run bench:broadcast -- --listeners N [--procs K] [--duration S] [--out DIR] [--workers W] [--stagger MS] [--join-timeout MS] [--threshold RMS] [--settle S] [--keep-sinks] [--max-consumers-per-worker C] [--broadcaster-nice NICE] [--peer wrtc|werift] [--signaling short|classic] [--werift-stock] [--source tone|speech] [--frame-ms 10|20|40|60] [--records embedded|postgres]';
 if (args.help || !args.listeners) {
   process.stderr.write(`${usageText}\n`);
   process.exit(args.help ? 0 : 2);
@@ -111,6 +114,13 @@ if (source === 'speech' && peer !== 'werift') {
 }
 if (signaling === 'classic' && peer !== 'werift') {
   process.stderr.write(`--signaling classic needs --peer werift (the SDK always takes the short path)\n${usageText}\n`);
+  process.exit(2);
+}
+// Where the node keeps its records: its embedded PGlite (the default a laptop gets), or a
+// PostgreSQL of its own (DATABASE_URL, what production is told to use), measured apart.
+const records = args.records as 'embedded' | 'postgres';
+if (records !== 'embedded' && records !== 'postgres') {
+  process.stderr.write(`--records must be embedded or postgres\n${usageText}\n`);
   process.exit(2);
 }
 const weriftStock = args['werift-stock'];
@@ -235,6 +245,7 @@ function forkTs(script: string, config: unknown): ChildProcess {
 // ---- everything we start, so it can all be stopped, even on failure --------------------------
 
 let server: BenchNode | undefined;
+let database: PostgresServer | undefined;
 let broadcaster: Child | undefined;
 const listenerProcs: Child[] = [];
 let sampleTimer: ReturnType<typeof setInterval> | undefined;
@@ -245,6 +256,7 @@ async function cleanup(): Promise<void> {
     clearInterval(sampleTimer);
     await Promise.all([...listenerProcs, ...(broadcaster ? [broadcaster] : [])].map((c) => c.stop(8000)));
     await server?.stop();
+    await database?.stop();
   })();
   return cleaning;
 }
@@ -262,6 +274,11 @@ async function startServer(): Promise<string> {
   const env: Record<string, string> = { CHORUS_TOKEN_SECRET: secret, MEDIASOUP_WORKERS: String(workers) };
   if (args['max-consumers-per-worker']) env['CHORUS_MAX_CONSUMERS_PER_WORKER'] = args['max-consumers-per-worker'];
   env['CHORUS_BROADCAST_FRAME_MS'] = String(frameMs);
+  if (records === 'postgres') {
+    database = await startPostgres();
+    env['DATABASE_URL'] = await database.createDatabase('chorus_bench');
+    log(`records in PostgreSQL (pid ${database.pid}, ${database.url})`);
+  }
   server = await startBenchNode(env, log);
   return server.url;
 }
@@ -276,6 +293,7 @@ async function run(): Promise<void> {
   const sampler = new TreeSampler(() => {
     const roots = new Map<string, number>();
     if (server?.proc.pid) roots.set('server', server.proc.pid);
+    if (database?.pid) roots.set('database', database.pid);
     if (broadcaster) roots.set('broadcaster', broadcaster.pid);
     listenerProcs.forEach((c, i) => roots.set(`listeners-${i}`, c.pid));
     return roots;
@@ -368,6 +386,7 @@ async function run(): Promise<void> {
 
   const win = sampler.window(windowStart - 1, windowEnd + 1);
   const srv = usage(win, 'server');
+  const db = database ? usage(win, 'database') : undefined;
   const bc = usage(win, 'broadcaster');
   const lg = listenerProcs.map((_, i) => usage(win, `listeners-${i}`));
   const loadgenCpu = round(bc.cpuPct + lg.reduce((s, u) => s + u.cpuPct, 0), 1);
@@ -386,6 +405,7 @@ async function run(): Promise<void> {
     workers,
     source,
     frameMs,
+    records,
     joined: ok.length,
     failed: N - ok.length + dropped,
     joinMs: { p50: percentile(joinTimes, 50), p95: percentile(joinTimes, 95), p99: percentile(joinTimes, 99), max: percentile(joinTimes, 100) },
@@ -397,6 +417,9 @@ async function run(): Promise<void> {
     loadgenCpuPct: loadgenCpu,
     loadgenRssMiB: loadgenRss,
     listenersPerServerCore: serverCpuCores > 0 ? Math.round(ok.length / serverCpuCores) : null,
+    // With --records postgres: the database's processes (postmaster and backends), outside the
+    // server figure as issue 21 defines it, and listeners per core of the two together.
+    ...(db ? { databaseCpuPct: db.cpuPct, databaseRssMiB: db.rssMiB, listenersPerServerAndDatabaseCore: srv.cpuPct + db.cpuPct > 0 ? Math.round(ok.length / ((srv.cpuPct + db.cpuPct) / 100)) : null } : {}),
     cpuPerListenerPctOfCore: ok.length > 0 ? round(srv.cpuPct / ok.length, 3) : null,
     machine: { cpus: cores, model: cpus()[0]?.model ?? 'unknown', node: process.version },
     command,
@@ -447,7 +470,7 @@ async function run(): Promise<void> {
     /** This benchmark's own parent process (sampling, IPC), not in either figure above. */
     benchParentCpuPct: round(((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
     /** Machine busy minus server, load generator and parent: other work on a shared machine. */
-    otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - loadgenCpu - ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
+    otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - (db?.cpuPct ?? 0) - loadgenCpu - ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
     /** Node-side time per signaling request over the ramp (its /metrics histogram): count, mean, bucket holding p95. */
     serverRequestMs,
     ramp: {

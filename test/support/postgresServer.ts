@@ -21,6 +21,8 @@ export interface PostgresServer {
   /** `postgres://postgres@127.0.0.1:<port>/postgres`. */
   url: string;
   port: number;
+  /** The postmaster's pid (its backends are its children), for measuring what it costs. */
+  readonly pid: number | undefined;
   /** Creates a database and returns its URL (one per test keeps tests apart). */
   createDatabase(name: string): Promise<string>;
   log(): string;
@@ -182,6 +184,9 @@ export async function startPostgres(options: { readyMs?: number } = {}): Promise
   return {
     url,
     port,
+    get pid() {
+      return current.child.pid;
+    },
     log: () => current.output(),
     async createDatabase(name) {
       const client = new pg.Client({ connectionString: url });
