@@ -1,9 +1,10 @@
 /**
  * A Chorus node as a separate process for a benchmark: what `npm start` runs (`node
  * dist/server/main.js`, compiled first if stale), with the orphan guard preloaded, loopback RTC,
- * and per-IP abuse limits lifted (every client here is 127.0.0.1). Its data directory (embedded records database, HLS) is its own, fresh: runs do not
- * share a database with each other or with a developer's server, and each starts from the same
- * state. stop() leaves no mediasoup worker behind and removes that directory.
+ * and per-IP abuse limits lifted (every client here is 127.0.0.1). Its data directory (embedded
+ * records database, HLS) is its own, fresh: runs do not share a database with each other or with
+ * a developer's server, and each starts from the same state. stop() leaves no mediasoup worker
+ * behind and removes that directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
