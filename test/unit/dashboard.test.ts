@@ -64,6 +64,7 @@ describe('Grafana dashboard (deploy/grafana/chorus.json)', () => {
       'chorus_db_query_duration_seconds',
       'chorus_circuit_breaker_state',
       'chorus_event_loop_delay_seconds',
+      'chorus_event_loop_utilization',
     ]) {
       expect(used.has(name), name).toBe(true);
     }
