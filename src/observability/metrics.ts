@@ -310,7 +310,7 @@ export class ChorusMetrics {
     });
     new Gauge({
       name: 'chorus_event_loop_delay_seconds',
-      help: 'How late the event loop ran a timer due every 200 ms, since the previous scrape',
+      help: `How late the event loop ran a timer due every ${EVENT_LOOP_RESOLUTION_MS} ms, since the previous scrape`,
       labelNames: ['quantile'],
       registers,
       collect: function (this: Gauge<'quantile'>) {
