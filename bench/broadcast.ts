@@ -392,9 +392,11 @@ async function run(): Promise<void> {
   const loadgenCpu = round(bc.cpuPct + lg.reduce((s, u) => s + u.cpuPct, 0), 1);
   const loadgenRss = round(bc.rssMiB + lg.reduce((s, u) => s + u.rssMiB, 0), 1);
   const ramp = sampler.window(rampStart - 1100, rampEnd + 1);
+  const rampDbCpu = database ? usage(ramp, 'database').cpuPct : 0;
   const rampLoadgenCpu = round(usage(ramp, 'broadcaster').cpuPct + listenerProcs.reduce((sum, _, i) => sum + usage(ramp, `listeners-${i}`).cpuPct, 0), 1);
   const serverCpuCores = round(srv.cpuPct / 100, 3);
   const windowS = (windowEnd - windowStart) / 1000;
+  const parentCpuPct = ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100;
   const sent = sentAfter.packetsSent - sentBefore.packetsSent;
   const receivedPps = received / windowS;
   const phase = (p: JoinPhase): number => percentile(ok.map((r) => r.phases[p] ?? 0), 50);
@@ -468,9 +470,9 @@ async function run(): Promise<void> {
     loadgenBusiestThread: listenerProcs.map((c) => busiestThreads(threadsBefore.get(c.pid) ?? new Map(), threadsAfter.get(c.pid) ?? new Map(), windowS, 1)[0]),
     machineCpuPct: machineUsagePct(win, cores),
     /** This benchmark's own parent process (sampling, IPC), not in either figure above. */
-    benchParentCpuPct: round(((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
+    benchParentCpuPct: round(parentCpuPct, 1),
     /** Machine busy minus server, load generator and parent: other work on a shared machine. */
-    otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - (db?.cpuPct ?? 0) - loadgenCpu - ((parentCpu.user + parentCpu.system) / 1e6 / windowS) * 100, 1),
+    otherCpuPct: round(machineUsagePct(win, cores) - srv.cpuPct - (db?.cpuPct ?? 0) - loadgenCpu - parentCpuPct, 1),
     /** Node-side time per signaling request over the ramp (its /metrics histogram): count, mean, bucket holding p95. */
     serverRequestMs,
     ramp: {
@@ -479,7 +481,7 @@ async function run(): Promise<void> {
       loadgenCpuPct: rampLoadgenCpu,
       machineCpuPct: machineUsagePct(ramp, cores),
       /** Other work during the ramp, when join times are taken (otherCpuPct above is the window's). */
-      otherCpuPct: round(machineUsagePct(ramp, cores) - usage(ramp, 'server').cpuPct - rampLoadgenCpu, 1),
+      otherCpuPct: round(machineUsagePct(ramp, cores) - usage(ramp, 'server').cpuPct - rampDbCpu - rampLoadgenCpu, 1),
     },
   };
 

@@ -238,7 +238,7 @@ export function nodeThreadShares(
   return { mainCpuPct: pct(main), otherCpuPct: pct(other) };
 }
 
-/** The mediasoup workers under a node's process (tsx's esbuild service, gone after start-up, is not one). */
+/** The mediasoup workers under a node's process (not its other children, such as an HLS ffmpeg). */
 export function workerPids(node: number): number[] {
   return tree(node)
     .filter((s) => s.pid !== node && s.comm.startsWith('mediasoup'))
