@@ -16,6 +16,7 @@ import { registerAdminRoutes } from './admin/routes.js';
 import { Webhooks } from './webhooks/webhooks.js';
 import { HealthChecks, packageVersion } from './observability/health.js';
 import { MediaStatsSampler } from './observability/mediaStats.js';
+import { StatsPoller, targetsOf } from './observability/statsPoller.js';
 import { ChorusMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Limits } from './limits/limits.js';
@@ -193,16 +194,6 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       },
     },
     log,
-  );
-  const mediaStats = new MediaStatsSampler(
-    workers,
-    metrics,
-    {
-      maxRooms: config.observability.metricsRooms,
-      consumersPerRoom: config.observability.consumersPerRoom,
-      intervalMs: config.observability.sampleIntervalMs,
-    },
-    log.child({ component: 'metrics' }),
   );
   if (redisStore) health.register('redis', () => ({ up: redisStore.healthy, detail: redisStore.breakerState }));
   const startedAt = Date.now();
@@ -458,10 +449,21 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const watch = new WatchService({ store, channel, audit, log, nodeId: config.nodeId, settings: config.watch });
   watch.attach(rooms);
   const stopRecording = records && recordNode(rooms, audit, records, config.nodeId);
-  const sampler =
-    records && config.records!.qualitySampleMs > 0
-      ? new QualitySampler(rooms, records, config.nodeId, config.records!.qualitySampleMs, log, config.records!.qualitySampleBudget)
+  // One stats read per producer or consumer per turn feeds both the quality records and the
+  // per-room gauges; the budget bounds the node's stats requests however many rooms it holds.
+  const { stats } = config.observability;
+  const statsPoller =
+    stats.intervalMs > 0 && (records || config.observability.metricsRooms > 0)
+      ? new StatsPoller(() => targetsOf(rooms.rooms.values()), stats, log.child({ component: 'stats' }))
       : undefined;
+  const sampler = records && statsPoller ? new QualitySampler(statsPoller, records, config.nodeId) : undefined;
+  const mediaStats = new MediaStatsSampler(
+    workers,
+    metrics,
+    { maxRooms: config.observability.metricsRooms, intervalMs: config.observability.sampleIntervalMs },
+    log.child({ component: 'metrics' }),
+    statsPoller,
+  );
   // Redis is back (maybe empty): say where this node's broadcasts are at once, not at the next renewal.
   redisStore?.on('health', (healthy) => {
     if (healthy) pipes?.reannounce();
@@ -562,6 +564,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     io.local.disconnectSockets(true);
     gatewayParticipants.close();
     watch.close();
+    statsPoller?.stop();
     sampler?.stop();
     await hls?.close();
     await rooms.closeAll();

@@ -228,11 +228,15 @@ export const envSchema = z
     CHORUS_RECORDS_FLUSH_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
     /** Records held in memory while the database is down; beyond that they spill to a file. */
     CHORUS_RECORDS_QUEUE_MAX: z.coerce.number().int().min(10).default(10_000),
-    /** How often each session's quality (loss, jitter, RTT, bitrate) is sampled; 0 turns it off. */
+    /**
+     * How often the node reads its producers' and consumers' stats from mediasoup (a pass): each
+     * read is a quality record (loss, jitter, RTT, bitrate) and feeds the per-room gauges. 0: no
+     * reads (no quality records; per-room gauges count listeners only).
+     */
     CHORUS_QUALITY_SAMPLE_MS: z.coerce.number().int().min(0).default(10_000),
     /**
-     * At most this many producers and consumers are asked for stats in one sampling pass; past it
-     * they take turns, so a node with many listeners spends a bounded share of its time on it.
+     * At most this many producers and consumers are asked for stats in one pass; past it they take
+     * turns, so a node with many listeners or rooms spends a bounded share of its time on it.
      */
     CHORUS_QUALITY_SAMPLE_BUDGET: z.coerce.number().int().min(1).default(50),
 
@@ -243,10 +247,8 @@ export const envSchema = z
     CHORUS_METRICS_TOKEN: z.string().min(16, 'CHORUS_METRICS_TOKEN must be at least 16 characters').optional(),
     /** Rooms given their own series (bitrate, loss, jitter): the N with most listeners; 0 turns them off. */
     CHORUS_METRICS_ROOMS: z.coerce.number().int().min(0).max(1000).default(20),
-    /** How often per-room media stats are sampled from mediasoup. */
+    /** How often the per-room gauges are summed up from the latest stats reads (which cost nothing more). */
     CHORUS_METRICS_SAMPLE_INTERVAL_MS: z.coerce.number().int().min(500).max(300_000).default(5000),
-    /** Consumers per room whose stats are read each sample (egress is scaled from them). */
-    CHORUS_METRICS_CONSUMERS_PER_ROOM: z.coerce.number().int().min(1).max(10_000).default(50),
     /** Dependencies whose outage marks the node degraded but still ready (comma-separated: redis, database). */
     CHORUS_READY_OPTIONAL: z.string().default(''),
     /** Watch rooms: a member whose player is further than this from the room is told to resync. */
@@ -332,7 +334,8 @@ export interface Config {
     metricsToken: string | undefined;
     metricsRooms: number;
     sampleIntervalMs: number;
-    consumersPerRoom: number;
+    /** The node's stats reads (quality records and per-room gauges): a pass this often, of at most `budget` objects. */
+    stats: { intervalMs: number; budget: number };
     /** Dependencies that only degrade readiness (the others make the node unready). */
     optionalDependencies: string[];
   };
@@ -461,7 +464,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       metricsToken: e.CHORUS_METRICS_TOKEN,
       metricsRooms: e.CHORUS_METRICS_ROOMS,
       sampleIntervalMs: e.CHORUS_METRICS_SAMPLE_INTERVAL_MS,
-      consumersPerRoom: e.CHORUS_METRICS_CONSUMERS_PER_ROOM,
+      stats: { intervalMs: e.CHORUS_QUALITY_SAMPLE_MS, budget: e.CHORUS_QUALITY_SAMPLE_BUDGET },
       optionalDependencies: e.CHORUS_READY_OPTIONAL.split(',').map((d) => d.trim()).filter(Boolean),
     },
     records: e.CHORUS_RECORDS
@@ -469,8 +472,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           databaseUrl: e.DATABASE_URL,
           flushMs: e.CHORUS_RECORDS_FLUSH_MS,
           queueMax: e.CHORUS_RECORDS_QUEUE_MAX,
-          qualitySampleMs: e.CHORUS_QUALITY_SAMPLE_MS,
-          qualitySampleBudget: e.CHORUS_QUALITY_SAMPLE_BUDGET,
         }
       : undefined,
     recordings: {

@@ -1,16 +1,17 @@
 /**
  * Watches the mediasoup objects of every room through the workers' observers (so rooms and peers
- * need no metrics code), counts WebRTC transport failures, and periodically samples per-room
- * media quality from mediasoup stats.
+ * need no metrics code), counts WebRTC transport failures, and periodically sums up per-room
+ * media quality from the node's stats readings (StatsPoller), which it does not request itself:
+ * each producer and consumer is read once per turn for records and metrics alike.
  *
- * Cost and cardinality are bounded: only the `maxRooms` rooms with most listeners get series,
- * and at most `consumersPerRoom` consumers of each are asked for stats per sample (egress bitrate
- * is scaled up from them). Each getStats is a round trip to the worker, so sampling every consumer
- * of a 10 000-listener room every few seconds would be a load of its own.
+ * Cardinality is bounded: only the `maxRooms` rooms with most listeners get series. A room's
+ * gauges come from the latest reading of each of its objects; past the poller's budget objects
+ * take turns, so a large room's egress is scaled up from the consumers read so far.
  */
 import type { types } from 'mediasoup';
 import type { Logger } from './logger.js';
 import type { RoomMediaSample } from './metrics.js';
+import type { StatsSource } from './statsPoller.js';
 
 export interface MediaStatsSink {
   transportFailure(stage: 'ice_disconnected' | 'dtls_failed'): void;
@@ -20,7 +21,7 @@ export interface MediaStatsSink {
 export interface MediaStatsOptions {
   /** Rooms given series, most listeners first; 0 samples nothing (failures are still counted). */
   maxRooms: number;
-  consumersPerRoom: number;
+  /** How often the gauges are summed up again from the latest readings. */
   intervalMs: number;
 }
 
@@ -36,79 +37,84 @@ interface RoomObjects {
   producers: Set<types.Producer>;
 }
 
+/** What a consumer's latest reading said of its outbound stream (what the node sends to a listener). */
+interface EgressReading {
+  bitrate: number;
+  loss: number;
+}
+
+/** What a producer's latest reading said of its inbound streams (one per simulcast layer). */
+interface IngressReading {
+  loss: number[];
+  jitterSeconds: number[];
+}
+
 export class MediaStatsSampler {
   readonly #rooms = new Map<string, RoomObjects>();
   readonly #timer: NodeJS.Timeout | undefined;
   readonly #onSpawn = (slot: { worker: types.Worker }): void => this.#watchWorker(slot.worker);
-  #sampling = false;
+  readonly #egress = new WeakMap<types.Consumer, EgressReading>();
+  readonly #ingress = new WeakMap<types.Producer, IngressReading>();
+  readonly #unsubscribe: () => void;
 
   constructor(
     private readonly pool: WorkerSource,
     private readonly sink: MediaStatsSink,
     private readonly options: MediaStatsOptions,
     private readonly log: Logger,
+    readings: StatsSource | undefined,
   ) {
     for (const slot of pool.slots) this.#watchWorker(slot.worker);
     pool.on('workerspawned', this.#onSpawn);
+    this.#unsubscribe = readings && options.maxRooms > 0 ? readings.subscribe((reading) => {
+      if ('consumer' in reading) {
+        // A consumer's stats hold its outbound stream (to the listener) and the producer's inbound one.
+        const outbound = reading.stats.find((s) => s.type === 'outbound-rtp');
+        if (outbound) this.#egress.set(reading.consumer, { bitrate: outbound.bitrate, loss: outbound.fractionLost / 256 });
+      } else {
+        const clockRate = reading.producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
+        this.#ingress.set(reading.producer, {
+          loss: reading.stats.map((s) => s.fractionLost / 256),
+          // mediasoup keeps jitter in RTP timestamp units (RFC 3550): divide by the clock rate.
+          jitterSeconds: reading.stats.map((s) => s.jitter / clockRate),
+        });
+      }
+    }) : () => undefined;
     if (options.maxRooms > 0) {
-      this.#timer = setInterval(() => void this.sample(), options.intervalMs);
+      this.#timer = setInterval(() => this.sample(), options.intervalMs);
       this.#timer.unref();
     }
   }
 
-  /** Reads stats now and hands the result to the sink (also run on the interval). */
-  async sample(): Promise<void> {
-    if (this.#sampling) return;
-    this.#sampling = true;
+  /** Sums up the latest readings room by room and hands the result to the sink (also run on the interval). */
+  sample(): void {
     try {
       const ranked = [...this.#rooms.entries()].sort((a, b) => b[1].consumers.size - a[1].consumers.size);
       const chosen = ranked.slice(0, this.options.maxRooms);
-      const samples = await Promise.all(chosen.map(([room, objects]) => this.#sampleRoom(room, objects)));
-      this.sink.setRoomSamples(samples, ranked.length - chosen.length);
+      this.sink.setRoomSamples(chosen.map(([room, objects]) => this.#sampleRoom(room, objects)), ranked.length - chosen.length);
     } catch (error) {
-      this.log.warn({ err: error }, 'sampling media stats failed');
-    } finally {
-      this.#sampling = false;
+      this.log.warn({ err: error }, 'summing up media stats failed');
     }
   }
 
   close(): void {
     clearInterval(this.#timer);
+    this.#unsubscribe();
     this.pool.off('workerspawned', this.#onSpawn);
     this.#rooms.clear();
   }
 
-  async #sampleRoom(room: string, objects: RoomObjects): Promise<RoomMediaSample> {
+  #sampleRoom(room: string, objects: RoomObjects): RoomMediaSample {
     const consumers = [...objects.consumers].filter((c) => !c.closed);
-    const sampled = pick(consumers, this.options.consumersPerRoom);
-    const consumerStats = await Promise.all(sampled.map((c) => c.getStats().catch(() => [])));
-    let bitrate = 0;
-    const egressLoss: number[] = [];
-    for (const stats of consumerStats) {
-      // A consumer's stats hold its outbound stream (to the listener) and the producer's inbound one.
-      const outbound = stats.find((s) => s.type === 'outbound-rtp');
-      if (!outbound) continue;
-      bitrate += outbound.bitrate;
-      egressLoss.push(outbound.fractionLost / 256);
-    }
-    const ingressLoss: number[] = [];
-    const jitter: number[] = [];
-    for (const producer of objects.producers) {
-      if (producer.closed) continue;
-      const clockRate = producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
-      for (const s of await producer.getStats().catch(() => [])) {
-        ingressLoss.push(s.fractionLost / 256);
-        // mediasoup keeps jitter in RTP timestamp units (RFC 3550): divide by the clock rate.
-        jitter.push(s.jitter / clockRate);
-      }
-    }
+    const read = consumers.flatMap((c) => this.#egress.get(c) ?? []);
+    const ingress = [...objects.producers].filter((p) => !p.closed).flatMap((p) => this.#ingress.get(p) ?? []);
     return {
       room,
       listeners: consumers.length,
-      egressBitrateBps: sampled.length > 0 ? (bitrate * consumers.length) / sampled.length : 0,
-      egressLoss: mean(egressLoss),
-      ingressLoss: mean(ingressLoss),
-      ingressJitterSeconds: mean(jitter),
+      egressBitrateBps: read.length > 0 ? (read.reduce((n, r) => n + r.bitrate, 0) * consumers.length) / read.length : 0,
+      egressLoss: mean(read.map((r) => r.loss)),
+      ingressLoss: mean(ingress.flatMap((r) => r.loss)),
+      ingressJitterSeconds: mean(ingress.flatMap((r) => r.jitterSeconds)),
     };
   }
 
@@ -166,11 +172,4 @@ function isWebRtc(transport: types.Transport): transport is types.WebRtcTranspor
 
 function mean(values: number[]): number | undefined {
   return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-/** Up to `n` items spread evenly over the list (the same ones each time while the room is stable). */
-function pick<T>(items: T[], n: number): T[] {
-  if (items.length <= n) return items;
-  const step = items.length / n;
-  return Array.from({ length: n }, (_, i) => items[Math.floor(i * step)]!);
 }

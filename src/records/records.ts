@@ -18,10 +18,6 @@ export interface RecordsSettings {
   databaseUrl: string | undefined;
   flushMs: number;
   queueMax: number;
-  /** How often session quality is sampled; 0 turns sampling off. */
-  qualitySampleMs: number;
-  /** Producers and consumers sampled per pass at most; past it they take turns. */
-  qualitySampleBudget: number;
 }
 
 export interface RecordsStatus extends WriterStatus {

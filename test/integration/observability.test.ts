@@ -37,7 +37,7 @@ let node: ChorusNode;
 const cleanup: Array<() => Promise<void> | void> = [];
 
 beforeAll(async () => {
-  node = await startTestNode({ CHORUS_NODE_ID: 'metrics-node', CHORUS_METRICS_SAMPLE_INTERVAL_MS: '500' });
+  node = await startTestNode({ CHORUS_NODE_ID: 'metrics-node', CHORUS_METRICS_SAMPLE_INTERVAL_MS: '500', CHORUS_QUALITY_SAMPLE_MS: '500' });
 });
 afterAll(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();

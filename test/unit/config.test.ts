@@ -47,8 +47,17 @@ describe('config', () => {
     for (const bad of ['30', '120', '0', 'long']) expect(() => loadConfig({ CHORUS_BROADCAST_FRAME_MS: bad })).toThrow(/CHORUS_BROADCAST_FRAME_MS/);
   });
 
-  test('observability settings: optional dependencies as a list, a metrics token long enough, bounded per-room metrics', () => {
-    expect(loadConfig({}).observability).toEqual({ metricsToken: undefined, metricsRooms: 20, sampleIntervalMs: 5000, consumersPerRoom: 50, optionalDependencies: [] });
+  test('observability settings: optional dependencies as a list, a metrics token long enough, bounded per-room metrics and stats reads', () => {
+    expect(loadConfig({}).observability).toEqual({
+      metricsToken: undefined,
+      metricsRooms: 20,
+      sampleIntervalMs: 5000,
+      stats: { intervalMs: 10_000, budget: 50 },
+      optionalDependencies: [],
+    });
+    // Stats reads do not depend on records being kept: the per-room gauges read them too.
+    expect(loadConfig({ CHORUS_RECORDS: 'false', CHORUS_QUALITY_SAMPLE_MS: '0', CHORUS_QUALITY_SAMPLE_BUDGET: '7' }).observability.stats).toEqual({ intervalMs: 0, budget: 7 });
+    expect(() => loadConfig({ CHORUS_QUALITY_SAMPLE_BUDGET: '0' })).toThrow(/CHORUS_QUALITY_SAMPLE_BUDGET/);
     expect(loadConfig({ CHORUS_READY_OPTIONAL: ' database, redis ,' }).observability.optionalDependencies).toEqual(['database', 'redis']);
     expect(() => loadConfig({ CHORUS_METRICS_TOKEN: 'short' })).toThrow(/CHORUS_METRICS_TOKEN/);
     expect(() => loadConfig({ CHORUS_METRICS_SAMPLE_INTERVAL_MS: '10' })).toThrow(/CHORUS_METRICS_SAMPLE_INTERVAL_MS/);
@@ -56,9 +65,9 @@ describe('config', () => {
   });
 
   test('records: PGlite by default, PostgreSQL with DATABASE_URL, off on request', () => {
-    expect(loadConfig({}).records).toEqual({ databaseUrl: undefined, flushMs: 1000, queueMax: 10_000, qualitySampleMs: 10_000, qualitySampleBudget: 50 });
+    expect(loadConfig({}).records).toEqual({ databaseUrl: undefined, flushMs: 1000, queueMax: 10_000 });
     const url = 'postgresql://chorus:pw@db:5432/chorus';
-    expect(loadConfig({ DATABASE_URL: url, CHORUS_RECORDS_FLUSH_MS: '250', CHORUS_QUALITY_SAMPLE_MS: '0' }).records).toMatchObject({ databaseUrl: url, flushMs: 250, qualitySampleMs: 0 });
+    expect(loadConfig({ DATABASE_URL: url, CHORUS_RECORDS_FLUSH_MS: '250' }).records).toMatchObject({ databaseUrl: url, flushMs: 250 });
     expect(loadConfig({ CHORUS_RECORDS: 'false' }).records).toBeUndefined();
     expect(() => loadConfig({ DATABASE_URL: 'postgres://' })).toThrow(/DATABASE_URL/);
   });
