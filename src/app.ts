@@ -289,11 +289,12 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
   const signaling = {
     pingIntervalMs: config.http.pingIntervalMs,
     pingTimeoutMs: config.http.pingTimeoutMs,
+    pingAlignMs: config.http.pingAlignMs,
     corsOrigins: config.http.corsOrigins ?? (true as const),
     trustProxy: config.http.trustProxy,
     handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
   };
-  const io = createSignalingServer(http.server, signaling);
+  const io = createSignalingServer(http.server, signaling, log.child({ component: 'signaling' }));
   // Refusal warnings, one line per offender and interval, shared by every layer that refuses.
   const refusalLog = new LogThrottle(config.limits.logIntervalMs);
   // After Socket.IO attached (see ConnectionGuard.attach).

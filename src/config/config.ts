@@ -165,6 +165,12 @@ export const envSchema = z
      */
     CHORUS_PING_INTERVAL_MS: z.coerce.number().int().min(1000).max(300_000).default(15_000),
     CHORUS_PING_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(10_000),
+    /**
+     * Pings that fall due within one step of this grid go out together, in one wake-up, each at
+     * most one step after engine.io would have sent it (see HeartbeatGrid); 0 leaves every
+     * connection on a timer of its own.
+     */
+    CHORUS_PING_ALIGN_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
     /** A connection with no HTTP request, or a Socket.IO session not connected, after this long is closed. */
     CHORUS_HANDSHAKE_TIMEOUT_MS: z.coerce.number().int().min(500).max(60_000).default(5000),
     /** Refusal warnings (limits, floods): at most one line per offender per this interval. */
@@ -301,6 +307,8 @@ export interface Config {
     /** Socket.IO heartbeat: ping every `pingIntervalMs`; no answer within `pingTimeoutMs` and the client is gone. */
     pingIntervalMs: number;
     pingTimeoutMs: number;
+    /** Pings due within one step of this grid go out together; 0: engine.io's per-connection timers. */
+    pingAlignMs: number;
   };
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   tokens: {
@@ -384,6 +392,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tls: e.CHORUS_TLS_CERT && e.CHORUS_TLS_KEY ? { certPath: e.CHORUS_TLS_CERT, keyPath: e.CHORUS_TLS_KEY } : undefined,
       pingIntervalMs: e.CHORUS_PING_INTERVAL_MS,
       pingTimeoutMs: e.CHORUS_PING_TIMEOUT_MS,
+      pingAlignMs: e.CHORUS_PING_ALIGN_MS,
     },
     logLevel: e.LOG_LEVEL,
     tokens: {

@@ -13,12 +13,15 @@ import { ChorusError, type WireError } from '../protocol/errors.js';
 import { requests, wireLimits, type Method, type ServerEvents } from '../protocol/messages.js';
 import { peerAddress, roomAddress } from './channel.js';
 import { createHandlers, type HandlerDeps, type Session } from './handlers.js';
+import { HeartbeatGrid } from './heartbeatGrid.js';
 
 export type SignalingServer = Server<Record<string, never>, ServerEvents>;
 
 export interface SignalingOptions {
   pingIntervalMs: number;
   pingTimeoutMs: number;
+  /** Pings due within one step of this grid go out together (HeartbeatGrid); 0: engine.io's own timers. */
+  pingAlignMs: number;
   corsOrigins: string[] | true;
   /** Believe X-Forwarded-For (only behind a proxy you run). */
   trustProxy: boolean;
@@ -65,7 +68,7 @@ function sameHost(origin: string, host: string | undefined): boolean {
   }
 }
 
-export function createSignalingServer(httpServer: HttpServer, options: SignalingOptions): SignalingServer {
+export function createSignalingServer(httpServer: HttpServer, options: SignalingOptions, log: Logger): SignalingServer {
   const io = new Server<Record<string, never>, ServerEvents>(httpServer, {
     maxHttpBufferSize: wireLimits.maxMessageBytes,
     pingInterval: options.pingIntervalMs,
@@ -95,6 +98,10 @@ export function createSignalingServer(httpServer: HttpServer, options: Signaling
       if (!joined.has(conn)) (conn.transport as { socket?: { terminate?: () => void } }).socket?.terminate?.();
     });
   });
+  if (options.pingAlignMs > 0) {
+    const grid = new HeartbeatGrid(io.engine, options.pingIntervalMs, options.pingAlignMs, log);
+    httpServer.once('close', () => grid.close());
+  }
   return io;
 }
 
