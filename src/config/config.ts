@@ -293,7 +293,12 @@ export const envSchema = z
     message: 'set both CHORUS_TLS_CERT and CHORUS_TLS_KEY, or neither',
   })
   .refine((e) => e.RTC_MIN_PORT <= e.RTC_MAX_PORT, { message: 'RTC_MIN_PORT must be <= RTC_MAX_PORT' })
-  .refine((e) => e.RTC_ENABLE_UDP || e.RTC_ENABLE_TCP, { message: 'enable at least one of RTC_ENABLE_UDP, RTC_ENABLE_TCP' });
+  .refine((e) => e.RTC_ENABLE_UDP || e.RTC_ENABLE_TCP, { message: 'enable at least one of RTC_ENABLE_UDP, RTC_ENABLE_TCP' })
+  // A client expects the next ping within interval + timeout of the last; the grid may send one
+  // up to a step late, which must leave the client time to hear it.
+  .refine((e) => e.CHORUS_PING_ALIGN_MS * 2 <= e.CHORUS_PING_TIMEOUT_MS, {
+    message: 'CHORUS_PING_ALIGN_MS must be at most half of CHORUS_PING_TIMEOUT_MS (clients would time out waiting for a late ping)',
+  });
 
 export interface Config {
   nodeId: string;

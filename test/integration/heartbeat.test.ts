@@ -13,7 +13,7 @@ import { startTestNode, until } from '../support/testNode.js';
 let node: ChorusNode;
 
 beforeAll(async () => {
-  node = await startTestNode({ CHORUS_PING_INTERVAL_MS: '1000', CHORUS_PING_TIMEOUT_MS: '1000' });
+  node = await startTestNode({ CHORUS_PING_INTERVAL_MS: '1000', CHORUS_PING_TIMEOUT_MS: '2000' });
 });
 
 afterAll(async () => {
@@ -59,15 +59,16 @@ test('the defaults: a ping every 15 s, 10 s to answer it, pings aligned to a 1 s
   expect(() => loadConfig({ CHORUS_PING_INTERVAL_MS: '10' })).toThrow(/CHORUS_PING_INTERVAL_MS/);
   expect(() => loadConfig({ CHORUS_PING_ALIGN_MS: '-1' })).toThrow(/CHORUS_PING_ALIGN_MS/);
   expect(loadConfig({ CHORUS_PING_ALIGN_MS: '0' }).http.pingAlignMs).toBe(0);
+  expect(() => loadConfig({ CHORUS_PING_TIMEOUT_MS: '1500' })).toThrow(/CHORUS_PING_ALIGN_MS must be at most half of CHORUS_PING_TIMEOUT_MS/);
 });
 
 test('the handshake announces the configured heartbeat; a client that stops answering is dropped after it, one that answers stays', async () => {
   const silent = await engine(false);
   const answering = await engine(true);
-  expect(silent.open).toMatchObject({ pingInterval: 1000, pingTimeout: 1000 });
+  expect(silent.open).toMatchObject({ pingInterval: 1000, pingTimeout: 2000 });
   await until(() => silent.closedAt !== undefined, 10_000, 'the silent client to be dropped');
-  // Dropped no earlier than one interval and one timeout (2 s) after its handshake.
-  expect(silent.closedAt! - silent.openedAt).toBeGreaterThanOrEqual(1800);
+  // Dropped no earlier than one interval and one timeout (3 s) after its handshake.
+  expect(silent.closedAt! - silent.openedAt).toBeGreaterThanOrEqual(2800);
   expect(silent.pings).toBeGreaterThanOrEqual(1);
   await until(() => answering.pings >= 3, 10_000, 'three pings to the answering client');
   expect(answering.closedAt).toBeUndefined();
