@@ -94,11 +94,16 @@ export class HeartbeatGrid {
     // here, and clearTimeout ignores an object that is not a timer.
     conn.pingIntervalTimer = {
       refresh: () => {
-        this.#due.get(step)?.delete(conn);
+        this.#forget(conn, step);
         step = this.#schedule(conn);
       },
     };
-    conn.once('close', () => this.#due.get(step)?.delete(conn));
+    conn.once('close', () => this.#forget(conn, step));
+  }
+
+  #forget(conn: EngineConnection, step: number): void {
+    const set = this.#due.get(step);
+    if (set?.delete(conn) && set.size === 0) this.#due.delete(step);
   }
 
   /** Files `conn` under the first step at least one interval from now; returns that step. */
@@ -118,7 +123,8 @@ export class HeartbeatGrid {
     clearTimeout(this.#timer);
     this.#armedFor = next;
     if (next === Number.POSITIVE_INFINITY) return;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, next * this.stepMs - performance.now()));
+    // A millisecond over: Node's timers count whole milliseconds and may fire a fraction early.
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, next * this.stepMs - performance.now()) + 1);
     // Pings alone never keep a process alive (engine.io's timers do not either).
     this.#timer.unref();
   }
