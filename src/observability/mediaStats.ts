@@ -11,7 +11,7 @@
 import type { types } from 'mediasoup';
 import type { Logger } from './logger.js';
 import type { RoomMediaSample } from './metrics.js';
-import type { StatsSource } from './statsPoller.js';
+import type { StatsReading, StatsSource } from './statsPoller.js';
 
 export interface MediaStatsSink {
   transportFailure(stage: 'ice_disconnected' | 'dtls_failed'): void;
@@ -66,20 +66,7 @@ export class MediaStatsSampler {
   ) {
     for (const slot of pool.slots) this.#watchWorker(slot.worker);
     pool.on('workerspawned', this.#onSpawn);
-    this.#unsubscribe = readings && options.maxRooms > 0 ? readings.subscribe((reading) => {
-      if ('consumer' in reading) {
-        // A consumer's stats hold its outbound stream (to the listener) and the producer's inbound one.
-        const outbound = reading.stats.find((s) => s.type === 'outbound-rtp');
-        if (outbound) this.#egress.set(reading.consumer, { bitrate: outbound.bitrate, loss: outbound.fractionLost / 256 });
-      } else {
-        const clockRate = reading.producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
-        this.#ingress.set(reading.producer, {
-          loss: reading.stats.map((s) => s.fractionLost / 256),
-          // mediasoup keeps jitter in RTP timestamp units (RFC 3550): divide by the clock rate.
-          jitterSeconds: reading.stats.map((s) => s.jitter / clockRate),
-        });
-      }
-    }) : () => undefined;
+    this.#unsubscribe = readings && options.maxRooms > 0 ? readings.subscribe((reading) => this.#keep(reading)) : () => undefined;
     if (options.maxRooms > 0) {
       this.#timer = setInterval(() => this.sample(), options.intervalMs);
       this.#timer.unref();
@@ -102,6 +89,22 @@ export class MediaStatsSampler {
     this.#unsubscribe();
     this.pool.off('workerspawned', this.#onSpawn);
     this.#rooms.clear();
+  }
+
+  /** Keeps what a reading says, in place of the object's previous one. */
+  #keep(reading: StatsReading): void {
+    if ('consumer' in reading) {
+      // A consumer's stats hold its outbound stream (to the listener) and the producer's inbound one.
+      const outbound = reading.stats.find((s) => s.type === 'outbound-rtp');
+      if (outbound) this.#egress.set(reading.consumer, { bitrate: outbound.bitrate, loss: outbound.fractionLost / 256 });
+      return;
+    }
+    const clockRate = reading.producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
+    this.#ingress.set(reading.producer, {
+      loss: reading.stats.map((s) => s.fractionLost / 256),
+      // mediasoup keeps jitter in RTP timestamp units (RFC 3550): divide by the clock rate.
+      jitterSeconds: reading.stats.map((s) => s.jitter / clockRate),
+    });
   }
 
   #sampleRoom(room: string, objects: RoomObjects): RoomMediaSample {
