@@ -103,7 +103,10 @@ export class HeartbeatGrid {
 
   #forget(conn: EngineConnection, step: number): void {
     const set = this.#due.get(step);
-    if (set?.delete(conn) && set.size === 0) this.#due.delete(step);
+    if (!set?.delete(conn) || set.size > 0) return;
+    this.#due.delete(step);
+    // The timer may have been armed for that step alone.
+    this.#arm();
   }
 
   /** Files `conn` under the first step at least one interval from now; returns that step. */
@@ -125,7 +128,7 @@ export class HeartbeatGrid {
     if (next === Number.POSITIVE_INFINITY) return;
     // A millisecond over: Node's timers count whole milliseconds and may fire a fraction early.
     this.#timer = setTimeout(() => this.#fire(), Math.max(0, next * this.stepMs - performance.now()) + 1);
-    // Pings alone never keep a process alive (engine.io's timers do not either).
+    // The listening server keeps the node alive; a ping due must not keep a closing one.
     this.#timer.unref();
   }
 
