@@ -9,7 +9,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { MediaStatsSampler } from '../../src/observability/mediaStats.js';
 import type { RoomMediaSample } from '../../src/observability/metrics.js';
-import { StatsPoller, targetsOf, type StatsReading } from '../../src/observability/statsPoller.js';
+import { STATS_BURST, StatsPoller, targetsOf, type StatsReading } from '../../src/observability/statsPoller.js';
 import type { NewRecord } from '../../src/records/nodeRecorder.js';
 import { QualitySampler } from '../../src/records/qualitySampler.js';
 import type { Room } from '../../src/rooms/room.js';
@@ -117,4 +117,36 @@ test('a subscriber that throws does not stop the others, and a stopped poller re
   poller.stop();
   await poller.pass();
   expect(seen.length).toBeLessThanOrEqual(2);
+});
+
+test('a pass sends its reads in bursts: up to STATS_BURST in flight together, the next burst after their answers', async () => {
+  // One microphone and STATS_BURST + 2 consumers of it: a full burst, then the rest.
+  const { room, consumers } = await classWith(STATS_BURST + 2);
+  const objects: (types.Consumer | types.Producer)[] = [...consumers, ...[...room.peers.values()].flatMap((p) => [...p.producers.values()])];
+  let inFlight = 0;
+  const bursts: number[] = [];
+  for (const object of objects) {
+    const getStats = object.getStats.bind(object) as () => Promise<never>;
+    object.getStats = async () => {
+      // A read asked while none is out starts a burst.
+      if (inFlight === 0) bursts.push(0);
+      inFlight++;
+      bursts[bursts.length - 1]!++;
+      try {
+        return await getStats();
+      } finally {
+        inFlight--;
+      }
+    };
+  }
+  const poller = new StatsPoller(() => targetsOf([room]), { intervalMs: 0, budget: 100 }, silent);
+  const read: string[] = [];
+  poller.subscribe((r) => read.push('consumer' in r ? r.consumer.id : r.producer.id));
+  try {
+    await poller.pass();
+    expect(read.length).toBe(objects.length);
+    expect(bursts).toEqual([STATS_BURST, objects.length - STATS_BURST]);
+  } finally {
+    poller.stop();
+  }
 });
