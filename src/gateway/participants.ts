@@ -14,6 +14,7 @@ import type { RoomChannel } from '../rooms/channel.js';
 import type { Peer } from '../rooms/peer.js';
 import type { Room } from '../rooms/room.js';
 import type { Session } from '../signaling/handlers.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 export interface GatewayEvent {
   /** Increasing per participant from 1: the SSE id a reconnecting stream names. */
@@ -128,14 +129,13 @@ export class GatewayParticipants {
   readonly #all = new Map<string, GatewayParticipant>();
   readonly #byPeer = new Map<string, GatewayParticipant>();
   readonly #byRoom = new Map<string, Set<GatewayParticipant>>();
-  readonly #sweep: NodeJS.Timeout;
+  readonly #sweep: GridTimer;
 
   constructor(
     private readonly staleMs: number,
     private readonly log: Logger,
   ) {
-    this.#sweep = setInterval(() => this.#reap(), Math.max(250, Math.min(5000, staleMs / 4)));
-    this.#sweep.unref();
+    this.#sweep = repeatOnGrid(Math.max(250, Math.min(5000, staleMs / 4)), () => this.#reap());
   }
 
   get size(): number {
@@ -213,7 +213,7 @@ export class GatewayParticipants {
 
   /** The node is closing: streams end (rooms close their sessions themselves). */
   close(): void {
-    clearInterval(this.#sweep);
+    this.#sweep.stop();
     for (const participant of [...this.#all.values()]) this.#forget(participant);
   }
 }

@@ -13,6 +13,7 @@ import { ChorusError } from '../protocol/errors.js';
 import { RoomHls, type LiveBroadcast } from './roomHls.js';
 import type { HlsSettings } from './settings.js';
 import { ViewerWindow } from './viewers.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 /** How often viewer counts are recomputed; a count that stays above zero is reported again every RENEW_TICKS. */
 const VIEWER_TICK_MS = 1000;
@@ -41,9 +42,9 @@ export type HlsPlace = { kind: 'here'; session: RoomHls } | { kind: 'elsewhere';
 export class HlsService {
   readonly #sessions = new Map<string, RoomHls>();
   readonly #root: string;
-  readonly #alwaysTimer: NodeJS.Timeout | undefined;
+  readonly #alwaysTimer: GridTimer | undefined;
   readonly #viewers = new Map<string, { window: ViewerWindow; reported: number }>();
-  readonly #viewerTimer: NodeJS.Timeout;
+  readonly #viewerTimer: GridTimer;
   #viewerTicks = 0;
   #closed = false;
 
@@ -51,13 +52,11 @@ export class HlsService {
     // Per node: several nodes may share a data directory (or a host).
     this.#root = join(deps.settings.dir, deps.nodeId);
     if (deps.settings.always) {
-      this.#alwaysTimer = setInterval(() => {
+      this.#alwaysTimer = repeatOnGrid(1000, () => {
         for (const roomId of deps.liveRooms()) if (!this.#sessions.has(roomId)) this.#open(roomId);
-      }, 1000);
-      this.#alwaysTimer.unref();
+      });
     }
-    this.#viewerTimer = setInterval(() => this.#countViewers(), VIEWER_TICK_MS);
-    this.#viewerTimer.unref();
+    this.#viewerTimer = repeatOnGrid(VIEWER_TICK_MS, () => this.#countViewers());
   }
 
   get settings(): HlsSettings {
@@ -131,8 +130,8 @@ export class HlsService {
 
   async close(): Promise<void> {
     this.#closed = true;
-    clearInterval(this.#alwaysTimer);
-    clearInterval(this.#viewerTimer);
+    this.#alwaysTimer?.stop();
+    this.#viewerTimer.stop();
     await Promise.all([...this.#sessions.values()].map((s) => s.close('node closing')));
     await rm(this.#root, { recursive: true, force: true });
   }

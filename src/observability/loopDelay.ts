@@ -1,6 +1,7 @@
 /**
  * How late the event loop runs a timer due every `resolutionMs`: the delay a signaling message
- * arriving at that moment would have waited.
+ * arriving at that moment would have waited. The timer is on the node's grid (see gridTimer), so
+ * the node's other periodic work runs in its wake-ups.
  *
  * Node's own monitorEventLoopDelay records the whole interval between its ticks (the resolution
  * included, so an idle loop reads as late by the resolution), and after a reset it drops its
@@ -8,6 +9,7 @@
  * records only its lateness, against the previous tick, which a reset does not forget.
  */
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
+import { repeatOnGrid, SLACK_MS, type GridTimer } from '../time/gridTimer.js';
 
 export interface LoopDelaySnapshot {
   /** Seconds; 0 when no tick ran since the previous snapshot. */
@@ -18,21 +20,17 @@ export interface LoopDelaySnapshot {
 
 export class LoopDelay {
   readonly #histogram: RecordableHistogram = createHistogram();
-  readonly #timer: NodeJS.Timeout;
-  #due: number;
+  readonly #timer: GridTimer;
 
   constructor(readonly resolutionMs: number) {
-    this.#due = performance.now() + resolutionMs;
-    this.#timer = setInterval(() => this.#tick(), resolutionMs);
-    // Measuring the loop must not keep a closing process alive.
-    this.#timer.unref();
+    // Measuring the loop must not keep a closing process alive (a grid timer does not).
+    this.#timer = repeatOnGrid(resolutionMs, (due) => this.#tick(due));
   }
 
-  #tick(): void {
-    const now = performance.now();
+  #tick(due: number): void {
+    const late = performance.now() - (due + SLACK_MS);
     // The histogram takes integers of at least 1: nanoseconds, with an on-time tick as 1 ns.
-    this.#histogram.record(Math.max(1, Math.round((now - this.#due) * 1e6)));
-    this.#due = now + this.resolutionMs;
+    this.#histogram.record(Math.max(1, Math.round(late * 1e6)));
   }
 
   /** The delays since the previous snapshot, and starts a new period. */
@@ -45,6 +43,6 @@ export class LoopDelay {
   }
 
   close(): void {
-    clearInterval(this.#timer);
+    this.#timer.stop();
   }
 }

@@ -12,6 +12,7 @@ import type { types } from 'mediasoup';
 import type { Logger } from './logger.js';
 import type { RoomMediaSample } from './metrics.js';
 import type { StatsReading, StatsSource } from './statsPoller.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 export interface MediaStatsSink {
   transportFailure(stage: 'ice_disconnected' | 'dtls_failed'): void;
@@ -51,7 +52,7 @@ interface IngressReading {
 
 export class MediaStatsSampler {
   readonly #rooms = new Map<string, RoomObjects>();
-  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #timer: GridTimer | undefined;
   readonly #onSpawn = (slot: { worker: types.Worker }): void => this.#watchWorker(slot.worker);
   readonly #egress = new WeakMap<types.Consumer, EgressReading>();
   readonly #ingress = new WeakMap<types.Producer, IngressReading>();
@@ -68,8 +69,7 @@ export class MediaStatsSampler {
     pool.on('workerspawned', this.#onSpawn);
     this.#unsubscribe = readings && options.maxRooms > 0 ? readings.subscribe((reading) => this.#keep(reading)) : () => undefined;
     if (options.maxRooms > 0) {
-      this.#timer = setInterval(() => this.sample(), options.intervalMs);
-      this.#timer.unref();
+      this.#timer = repeatOnGrid(options.intervalMs, () => this.sample());
     }
   }
 
@@ -85,7 +85,7 @@ export class MediaStatsSampler {
   }
 
   close(): void {
-    clearInterval(this.#timer);
+    this.#timer?.stop();
     this.#unsubscribe();
     this.pool.off('workerspawned', this.#onSpawn);
     this.#rooms.clear();

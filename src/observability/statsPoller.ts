@@ -14,6 +14,7 @@
  */
 import type { types } from 'mediasoup';
 import type { Logger } from './logger.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 /** Something whose stats can be read, and where it belongs. */
 export type StatsTarget = { room: string; peer: string } & ({ producer: types.Producer } | { consumer: types.Consumer });
@@ -57,7 +58,7 @@ export function targetsOf(rooms: Iterable<{ id: string; peers: ReadonlyMap<strin
 }
 
 export class StatsPoller implements StatsSource {
-  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #timer: GridTimer | undefined;
   readonly #subscribers = new Set<StatsSubscriber>();
   #busy = false;
   #stopped = false;
@@ -70,8 +71,7 @@ export class StatsPoller implements StatsSource {
     private readonly log: Logger,
   ) {
     if (options.intervalMs > 0) {
-      this.#timer = setInterval(() => void this.pass(), options.intervalMs);
-      this.#timer.unref();
+      this.#timer = repeatOnGrid(options.intervalMs, () => void this.pass());
     }
   }
 
@@ -105,7 +105,7 @@ export class StatsPoller implements StatsSource {
 
   stop(): void {
     this.#stopped = true;
-    clearInterval(this.#timer);
+    this.#timer?.stop();
     this.#subscribers.clear();
   }
 

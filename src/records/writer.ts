@@ -26,6 +26,7 @@ import type { Logger } from '../observability/logger.js';
 import type { RecordStore } from './recordStore.js';
 import { SpillFile } from './spill.js';
 import type { ChorusRecord } from './types.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 export interface WriterOptions {
   /** How often queued records are written. */
@@ -88,7 +89,7 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
   readonly #rejected: SpillFile;
   readonly #breaker: CircuitBreakerPolicy;
   readonly #policy: IPolicy;
-  readonly #timer: NodeJS.Timeout;
+  readonly #timer: GridTimer;
   #memory: ChorusRecord[] = [];
   /** How far into the spill file records have been committed. */
   #spillOffset = 0;
@@ -133,8 +134,7 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
     this.#policy = wrap(retries, this.#breaker);
     this.#breaker.onBreak(() => this.#log.warn({ halfOpenAfterMs: this.#options.halfOpenAfterMs }, 'records database unavailable: circuit open, records queue and spill'));
     this.#breaker.onReset(() => this.#log.info('records database back: circuit closed'));
-    this.#timer = setInterval(() => void this.#run(), this.#options.flushMs);
-    this.#timer.unref();
+    this.#timer = repeatOnGrid(this.#options.flushMs, () => void this.#run());
     // A spill file left by an earlier run (the database was down when it closed) drains first.
     if (this.#spill.bytes > 0) {
       this.#log.info({ bytes: this.#spill.bytes, path: this.#spill.path }, 'records spill file found; draining it');
@@ -185,7 +185,7 @@ export class RecordWriter extends EventEmitter<WriterEvents> {
   async close(deadlineMs: number): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#timer);
+    this.#timer.stop();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs)));
     const flushed = await Promise.race([this.flush(), deadline]);

@@ -14,6 +14,7 @@
  * them on engine.io's timer, saying so once in the log.
  */
 import type { Logger } from '../observability/logger.js';
+import { untilStep } from '../time/gridTimer.js';
 
 /** The engine.io socket members this needs; all of them are engine.io's own, not public. */
 interface EngineConnection {
@@ -126,8 +127,8 @@ export class HeartbeatGrid {
     clearTimeout(this.#timer);
     this.#armedFor = next;
     if (next === Number.POSITIVE_INFINITY) return;
-    // A millisecond over: Node's timers count whole milliseconds and may fire a fraction early.
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, next * this.stepMs - performance.now()) + 1);
+    // On the node's grid (see gridTimer): a step of 1 s is shared with the node's other periodic work.
+    this.#timer = setTimeout(() => this.#fire(), untilStep(next, this.stepMs));
     // The listening server keeps the node alive; a ping due must not keep a closing one.
     this.#timer.unref();
   }

@@ -19,6 +19,7 @@ import type { RoomManager } from '../rooms/roomManager.js';
 import type { PeerRecord, StateStore } from '../store/stateStore.js';
 import { applyControl, initialState, measureDrift, nextHost, takesHostOnJoin, withHost, type Drift } from './state.js';
 import { parseWatchState } from './stored.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 export interface WatchSettings {
   /** Drift beyond which a member is told to resync. */
@@ -69,15 +70,14 @@ export class WatchService implements WatchRequests {
   readonly #archiveTimers = new Map<string, NodeJS.Timeout>();
   /** Per room, the tail of this node's queued changes. */
   readonly #queues = new Map<string, Promise<void>>();
-  readonly #sweepTimer: NodeJS.Timeout;
+  readonly #sweepTimer: GridTimer;
   #sweeping = false;
   #closed = false;
   readonly #log: Logger;
 
   constructor(private readonly deps: WatchServiceDeps) {
     this.#log = deps.log.child({ component: 'watch' });
-    this.#sweepTimer = setInterval(() => void this.#sweep(), Math.max(50, Math.floor(deps.settings.reportIntervalMs / 2)));
-    this.#sweepTimer.unref();
+    this.#sweepTimer = repeatOnGrid(Math.max(50, Math.floor(deps.settings.reportIntervalMs / 2)), () => void this.#sweep());
   }
 
   get settings(): WatchSettings {
@@ -157,7 +157,7 @@ export class WatchService implements WatchRequests {
 
   close(): void {
     this.#closed = true;
-    clearInterval(this.#sweepTimer);
+    this.#sweepTimer.stop();
     for (const timer of this.#archiveTimers.values()) clearTimeout(timer);
     this.#archiveTimers.clear();
     this.#members.clear();
