@@ -5,10 +5,12 @@
 import { expect, test } from 'vitest';
 import { repeatOnGrid, type GridTimer } from '../../src/time/gridTimer.js';
 
+type Run = { due: number; at: number };
+
 /** The first `count` runs of a grid timer of `periodMs`: their due times and when they ran. */
-function runs(periodMs: number, count: number, during?: (due: number, index: number) => void): Promise<{ due: number; at: number }[]> {
+function runs(periodMs: number, count: number, during?: (due: number, index: number) => void): Promise<Run[]> {
   return new Promise((resolve) => {
-    const seen: { due: number; at: number }[] = [];
+    const seen: Run[] = [];
     const timer: GridTimer = repeatOnGrid(periodMs, (due) => {
       seen.push({ due, at: performance.now() });
       during?.(due, seen.length - 1);
@@ -39,7 +41,7 @@ test('a stall does not make it catch up: the steps it covered are skipped', asyn
     // A stall of the loop: 70 ms of work in the first run.
     if (index === 0) for (stallEnd = performance.now() + 70; performance.now() < stallEnd; );
   });
-  const [first, second, third] = seen as [{ due: number }, { due: number }, { due: number }];
+  const [first, second, third] = seen as [Run, Run, Run];
   // At most the step set before the stall runs late (the second); the third is after the stall,
   // where catching up would have run the three steps it covered.
   expect(second.due).toBeGreaterThan(first.due);
