@@ -6,15 +6,16 @@
  * node woke 13 times a second to send one and 13 more to read one answer, and those wake-ups,
  * not the bytes, were most of what a quiet node cost (`npm run bench:heartbeat`). Here a ping
  * falls due at the first grid step at least one interval after the client's last answer (never
- * sooner than engine.io would send it, at most one step later), and all pings due at a step go
- * out in one wake-up; their answers come back close together and are read in a few.
+ * sooner than engine.io would send it, but for the few ms a timer may fire early; at most one step
+ * later), and all pings due at a step go out in one wake-up, with the node's other periodic work
+ * (see gridTimer); their answers come back close together and are read in a few.
  *
  * It takes over engine.io's own per-connection ping timer, which is not a public interface: on
  * each connection it checks the members it needs (engine.io 6) and leaves any connection without
  * them on engine.io's timer, saying so once in the log.
  */
 import type { Logger } from '../observability/logger.js';
-import { untilStep } from '../time/gridTimer.js';
+import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 /** The engine.io socket members this needs; all of them are engine.io's own, not public. */
 interface EngineConnection {
@@ -46,8 +47,8 @@ export interface EngineLike {
 export class HeartbeatGrid {
   /** Connections by the grid step (a count of `stepMs` on the monotonic clock) their ping is due at. */
   readonly #due = new Map<number, Set<EngineConnection>>();
-  #timer: NodeJS.Timeout | undefined;
-  #armedFor = Number.POSITIVE_INFINITY;
+  /** Runs while a ping is due at some step; on the node's grid (see gridTimer). */
+  #timer: GridTimer | undefined;
   #warned = false;
   #pingsSent = 0;
   readonly #onConnection = (conn: unknown): void => this.#adopt(conn);
@@ -75,9 +76,8 @@ export class HeartbeatGrid {
 
   close(): void {
     this.engine.off('connection', this.#onConnection);
-    clearTimeout(this.#timer);
+    this.#timer?.stop();
     this.#timer = undefined;
-    this.#armedFor = Number.POSITIVE_INFINITY;
     this.#due.clear();
   }
 
@@ -106,7 +106,7 @@ export class HeartbeatGrid {
     const set = this.#due.get(step);
     if (!set?.delete(conn) || set.size > 0) return;
     this.#due.delete(step);
-    // The timer may have been armed for that step alone.
+    // The timer may have been running for that step alone.
     this.#arm();
   }
 
@@ -121,23 +121,21 @@ export class HeartbeatGrid {
   }
 
   #arm(): void {
-    let next = Number.POSITIVE_INFINITY;
-    for (const step of this.#due.keys()) if (step < next) next = step;
-    if (next === this.#armedFor) return;
-    clearTimeout(this.#timer);
-    this.#armedFor = next;
-    if (next === Number.POSITIVE_INFINITY) return;
-    // On the node's grid (see gridTimer): a step of 1 s is shared with the node's other periodic work.
-    this.#timer = setTimeout(() => this.#fire(), untilStep(next, this.stepMs));
-    // The listening server keeps the node alive; a ping due must not keep a closing one.
-    this.#timer.unref();
+    if (this.#due.size === 0) {
+      this.#timer?.stop();
+      this.#timer = undefined;
+      return;
+    }
+    // Unref'd, as grid timers are: the listening server keeps the node alive, a ping due must
+    // not keep a closing one.
+    this.#timer ??= repeatOnGrid(this.stepMs, (due) => this.#fire(due));
   }
 
-  #fire(): void {
-    this.#armedFor = Number.POSITIVE_INFINITY;
-    const now = performance.now() / this.stepMs;
+  /** Sends the pings due at the step `due` (a time on the monotonic clock) and before it. */
+  #fire(due: number): void {
+    const reached = Math.round(due / this.stepMs);
     for (const [step, conns] of this.#due) {
-      if (step > now) continue;
+      if (step > reached) continue;
       this.#due.delete(step);
       for (const conn of conns) {
         if (conn.readyState !== 'open') continue;

@@ -1,13 +1,17 @@
 /**
  * Repeating timers whose runs fall on whole multiples of their period on the process's monotonic
  * clock (`performance.now()`), so the node's periodic work shares wake-ups: everything due every
- * 1 s, 5 s or 10 s runs in the same wake-up as the 200 ms loop-delay tick and Socket.IO's pings
- * on their 1 s grid, instead of each timer waking the process at a phase of its own (set by when
- * it was created, as `setInterval` does). On the 2-vCPU VM the benchmarks run on, a wake-up cost
- * about as much as the little work each one did.
+ * 200 ms, 1 s, 5 s or 10 s, and Socket.IO's pings on their 1 s grid, runs in one wake-up of the
+ * process a step, instead of each timer waking it at a phase of its own (set by when it was
+ * created, as `setInterval` does). On the 2-vCPU VM the benchmarks run on, a wake-up cost about as
+ * much as the little work each one did.
  *
- * A stalled loop does not make it catch up: the steps the stall covered are skipped (a stall inside
- * the timer's own run leaves one late run, as the next step is set before the run).
+ * All grid timers of the process share one Node timer, armed for the earliest step any of them is
+ * due at. Separate Node timers would not share wake-ups reliably: Node counts each from the loop's
+ * cached time, so timers set for the same instant from different points of a turn expire
+ * milliseconds apart, each in a wake-up of its own.
+ *
+ * A stalled loop does not make a timer catch up: the steps the stall covered are skipped.
  */
 export interface GridTimer {
   stop(): void;
@@ -18,38 +22,84 @@ export interface GridTimerOptions {
   ref?: boolean;
 }
 
-/** How long after its step a grid timer fires: Node's timers count whole milliseconds and may fire a fraction early. */
+/** How long after its step the shared timer is set to fire: Node's timers count whole milliseconds and may fire a fraction early. */
 export const SLACK_MS = 1;
+/** How early a run may come: Node's timer set late in a busy turn fires up to that turn's length early. */
+const EARLY_MS = 5;
 
-/** The first step after `now` of a grid of `periodMs`, as a step number. */
-export function nextStep(periodMs: number, now = performance.now()): number {
-  return Math.floor(now / periodMs) + 1;
+interface Entry {
+  readonly periodMs: number;
+  readonly run: (due: number) => void;
+  readonly ref: boolean;
+  /** The next step's time on `performance.now()`. */
+  due: number;
+  stopped: boolean;
 }
 
-/** Milliseconds to wait for step `step` of a grid of `periodMs`. */
-export function untilStep(step: number, periodMs: number, now = performance.now()): number {
-  return Math.max(0, step * periodMs - now) + SLACK_MS;
+const entries = new Set<Entry>();
+let timer: NodeJS.Timeout | undefined;
+let armedFor = Number.POSITIVE_INFINITY;
+let armedRef = false;
+
+/** The first step of a grid of `periodMs` after `now`, as a time on `performance.now()`. */
+function stepAfter(periodMs: number, now: number): number {
+  return (Math.floor(now / periodMs) + 1) * periodMs;
+}
+
+function arm(): void {
+  let next = Number.POSITIVE_INFINITY;
+  let ref = false;
+  for (const entry of entries) {
+    next = Math.min(next, entry.due);
+    ref ||= entry.ref;
+  }
+  if (next === armedFor && ref === armedRef) return;
+  clearTimeout(timer);
+  timer = undefined;
+  armedFor = next;
+  armedRef = ref;
+  if (next === Number.POSITIVE_INFINITY) return;
+  timer = setTimeout(fire, Math.max(0, next - performance.now()) + SLACK_MS);
+  if (!ref) timer.unref();
+}
+
+function fire(): void {
+  armedFor = Number.POSITIVE_INFINITY;
+  const now = performance.now();
+  const due: [Entry, number][] = [];
+  for (const entry of entries) {
+    if (entry.due > now + EARLY_MS) continue;
+    due.push([entry, entry.due]);
+    entry.due = Math.max(entry.due + entry.periodMs, stepAfter(entry.periodMs, now));
+  }
+  // Armed again before the runs: a run that stops its own timer, or starts one, re-arms it.
+  arm();
+  for (const [entry, at] of due) {
+    if (entry.stopped) continue;
+    try {
+      entry.run(at);
+    } catch (error) {
+      // What a throwing setInterval callback does (an uncaught exception), without keeping the
+      // other timers due at this step from running.
+      process.nextTick(() => {
+        throw error;
+      });
+    }
+  }
 }
 
 /** Calls `run(due)` at every step of a grid of `periodMs` (`due`: the step's time on `performance.now()`). */
 export function repeatOnGrid(periodMs: number, run: (due: number) => void, options: GridTimerOptions = {}): GridTimer {
   if (!(periodMs > 0)) throw new RangeError(`a grid timer needs a period over 0 ms, not ${periodMs}`);
-  let step = nextStep(periodMs);
-  let timer: NodeJS.Timeout;
-  const arm = (): void => {
-    timer = setTimeout(fire, untilStep(step, periodMs));
-    if (!options.ref) timer.unref();
-  };
-  const fire = (): void => {
-    const due = step * periodMs;
-    // Node counts a timer from the loop's cached time, which lags when the timer was set late in a
-    // busy turn: then it fires early, and waits for its step again rather than run before it.
-    if (performance.now() < due) return arm();
-    // Armed again before the run, so a run that stops its own timer stops the next one.
-    step = Math.max(step + 1, nextStep(periodMs));
-    arm();
-    run(due);
-  };
+  const entry: Entry = { periodMs, run, ref: options.ref ?? false, due: stepAfter(periodMs, performance.now()), stopped: false };
+  entries.add(entry);
   arm();
-  return { stop: () => clearTimeout(timer) };
+  return {
+    stop: () => {
+      if (entry.stopped) return;
+      entry.stopped = true;
+      entries.delete(entry);
+      arm();
+    },
+  };
 }
