@@ -74,7 +74,8 @@ async function startServer(redis: RedisServer, secret: string, id: number): Prom
   const port = await freePort();
   const proc = spawn(process.execPath, builtServerArgs((line) => process.stderr.write(`${line}\n`)), {
     cwd: root,
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // stdin: the orphan guard's pipe (bench/lib/orphanGuard.mjs); nothing is written to it.
+    stdio: ['pipe', 'ignore', 'inherit'],
     env: {
       ...process.env,
       CHORUS_HOST: '127.0.0.1',

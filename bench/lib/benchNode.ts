@@ -51,7 +51,8 @@ export async function startBenchNode(env: Record<string, string>, log: (line: st
       CHORUS_DATA_DIR: dataDir,
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // stdin: the orphan guard's pipe (bench/lib/orphanGuard.mjs); nothing is written to it.
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   for (const stream of [proc.stdout, proc.stderr]) {

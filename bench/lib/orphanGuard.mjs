@@ -1,10 +1,13 @@
 /**
  * Plain JavaScript, so the compiled node (`dist/server/main.js`) can preload it as well as tsx can.
- * Preloaded (`--import`) into the Chorus node the benchmark starts: if the benchmark parent dies
- * without cleaning up (SIGKILL, crash), the node notices within a second that it was re-parented
- * and stops itself with SIGTERM, which closes its mediasoup workers. No orphan workers.
+ * Preloaded (`--import`) into the Chorus node the benchmark starts, whose stdin is a pipe from the
+ * benchmark: if the benchmark parent dies without cleaning up (SIGKILL, crash), the pipe closes,
+ * and the node stops itself with SIGTERM, which closes its mediasoup workers. No orphan workers.
+ * A pipe, not a timer polling the parent: the node under measurement must not wake for the bench.
  */
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
-}, 1000).unref();
+const stdin = process.stdin;
+stdin.on('end', () => process.kill(process.pid, 'SIGTERM'));
+stdin.on('error', () => process.kill(process.pid, 'SIGTERM'));
+stdin.resume();
+// Watching the pipe must not keep a node that is closing alive.
+stdin.unref?.();

@@ -26,7 +26,8 @@ function upToDate(): boolean {
 }
 
 /**
- * Node's arguments to run the built server with the orphan guard preloaded; builds it first if
+ * Node's arguments to run the built server with the orphan guard preloaded (spawn it with stdin a
+ * pipe from the caller: the guard watches it); builds it first if
  * it is stale (`tsc -p tsconfig.build.json`, about 15 s).
  */
 export function builtServerArgs(log: (line: string) => void): string[] {
