@@ -6,7 +6,7 @@
  * Node's own monitorEventLoopDelay records the whole interval between its ticks (the resolution
  * included, so an idle loop reads as late by the resolution), and after a reset it drops its
  * first tick: a stall that spans the first tick after a scrape went unseen. Here each tick
- * records only its lateness, against the previous tick, which a reset does not forget.
+ * records only its lateness, against its step on the grid, which a reset does not forget.
  */
 import { createHistogram, performance, type RecordableHistogram } from 'node:perf_hooks';
 import { repeatOnGrid, SLACK_MS, type GridTimer } from '../time/gridTimer.js';
