@@ -277,7 +277,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       const child = spawn(process.execPath, ['--import', 'tsx', '--import', ORPHAN_GUARD, 'src/main.ts'], {
         cwd: repoRoot,
         env: this.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        // stdin: the orphan guard's pipe (bench/lib/orphanGuard.mjs); nothing is written to it.
+        stdio: ['pipe', 'pipe', 'pipe'],
       });
       track(child);
       this.process = child;
