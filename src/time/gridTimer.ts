@@ -11,15 +11,11 @@
  * cached time, so timers set for the same instant from different points of a turn expire
  * milliseconds apart, each in a wake-up of its own.
  *
- * A stalled loop does not make a timer catch up: the steps the stall covered are skipped.
+ * A stalled loop does not make a timer catch up: the steps the stall covered are skipped. Grid
+ * timers do not keep the process alive: periodic housekeeping must not hold a closing node.
  */
 export interface GridTimer {
   stop(): void;
-}
-
-export interface GridTimerOptions {
-  /** Whether the timer keeps the process alive. Default false: housekeeping must not hold a closing node. */
-  ref?: boolean;
 }
 
 /** How long after its step the shared timer is set to fire: Node's timers count whole milliseconds and may fire a fraction early. */
@@ -30,7 +26,6 @@ const EARLY_MS = 5;
 interface Entry {
   readonly periodMs: number;
   readonly run: (due: number) => void;
-  readonly ref: boolean;
   /** The next step's time on `performance.now()`. */
   due: number;
   stopped: boolean;
@@ -39,7 +34,6 @@ interface Entry {
 const entries = new Set<Entry>();
 let timer: NodeJS.Timeout | undefined;
 let armedFor = Number.POSITIVE_INFINITY;
-let armedRef = false;
 
 /** The first step of a grid of `periodMs` after `now`, as a time on `performance.now()`. */
 function stepAfter(periodMs: number, now: number): number {
@@ -48,19 +42,14 @@ function stepAfter(periodMs: number, now: number): number {
 
 function arm(): void {
   let next = Number.POSITIVE_INFINITY;
-  let ref = false;
-  for (const entry of entries) {
-    next = Math.min(next, entry.due);
-    ref ||= entry.ref;
-  }
-  if (next === armedFor && ref === armedRef) return;
+  for (const entry of entries) next = Math.min(next, entry.due);
+  if (next === armedFor) return;
   clearTimeout(timer);
   timer = undefined;
   armedFor = next;
-  armedRef = ref;
   if (next === Number.POSITIVE_INFINITY) return;
   timer = setTimeout(fire, Math.max(0, next - performance.now()) + SLACK_MS);
-  if (!ref) timer.unref();
+  timer.unref();
 }
 
 function fire(): void {
@@ -89,9 +78,9 @@ function fire(): void {
 }
 
 /** Calls `run(due)` at every step of a grid of `periodMs` (`due`: the step's time on `performance.now()`). */
-export function repeatOnGrid(periodMs: number, run: (due: number) => void, options: GridTimerOptions = {}): GridTimer {
+export function repeatOnGrid(periodMs: number, run: (due: number) => void): GridTimer {
   if (!(periodMs > 0)) throw new RangeError(`a grid timer needs a period over 0 ms, not ${periodMs}`);
-  const entry: Entry = { periodMs, run, ref: options.ref ?? false, due: stepAfter(periodMs, performance.now()), stopped: false };
+  const entry: Entry = { periodMs, run, due: stepAfter(periodMs, performance.now()), stopped: false };
   entries.add(entry);
   arm();
   return {
