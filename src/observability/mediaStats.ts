@@ -11,7 +11,7 @@
 import type { types } from 'mediasoup';
 import type { Logger } from './logger.js';
 import type { RoomMediaSample } from './metrics.js';
-import type { StatsReading, StatsSource } from './statsPoller.js';
+import { jitterSecondsOf, lossOf, type StatsReading, type StatsSource } from './statsPoller.js';
 import { repeatOnGrid, type GridTimer } from '../time/gridTimer.js';
 
 export interface MediaStatsSink {
@@ -96,14 +96,13 @@ export class MediaStatsSampler {
     if ('consumer' in reading) {
       // A consumer's stats hold its outbound stream (to the listener) and the producer's inbound one.
       const outbound = reading.stats.find((s) => s.type === 'outbound-rtp');
-      if (outbound) this.#egress.set(reading.consumer, { bitrate: outbound.bitrate, loss: outbound.fractionLost / 256 });
+      if (outbound) this.#egress.set(reading.consumer, { bitrate: outbound.bitrate, loss: lossOf(outbound) });
       return;
     }
-    const clockRate = reading.producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
-    this.#ingress.set(reading.producer, {
-      loss: reading.stats.map((s) => s.fractionLost / 256),
-      // mediasoup keeps jitter in RTP timestamp units (RFC 3550): divide by the clock rate.
-      jitterSeconds: reading.stats.map((s) => s.jitter / clockRate),
+    const producer = reading.producer;
+    this.#ingress.set(producer, {
+      loss: reading.stats.map(lossOf),
+      jitterSeconds: reading.stats.map((s) => jitterSecondsOf(s, producer)),
     });
   }
 

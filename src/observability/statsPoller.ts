@@ -28,6 +28,16 @@ export type StatsReading = { room: string; peer: string; at: number } & (
 /** Reads in flight at once at most: small enough a burst not to hold a worker from its media for long. */
 export const STATS_BURST = 25;
 
+/** A reading's loss as a fraction, 0..1: mediasoup reports RTCP's fraction lost in 256ths. */
+export function lossOf(stat: { fractionLost: number }): number {
+  return stat.fractionLost / 256;
+}
+
+/** A producer's jitter in seconds: mediasoup keeps it in RTP timestamp units (RFC 3550), at the codec's clock rate. */
+export function jitterSecondsOf(stat: { jitter: number }, producer: types.Producer): number {
+  return stat.jitter / (producer.rtpParameters.codecs[0]?.clockRate ?? 48_000);
+}
+
 export type StatsSubscriber = (reading: StatsReading) => void;
 
 /** What a subscriber needs of the poller. */

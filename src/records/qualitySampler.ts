@@ -6,7 +6,7 @@
  */
 import { trackIdOf } from '../media/roomMedia.js';
 import type { types } from 'mediasoup';
-import type { StatsReading, StatsSource } from '../observability/statsPoller.js';
+import { jitterSecondsOf, lossOf, type StatsReading, type StatsSource } from '../observability/statsPoller.js';
 import type { RecordSink } from './nodeRecorder.js';
 
 export class QualitySampler {
@@ -42,7 +42,6 @@ export class QualitySampler {
       jitter: Math.max(...stats.map((s) => s.jitter)),
       roundTripTime: stats.find((s) => s.roundTripTime !== undefined)?.roundTripTime,
     };
-    const clockRate = producer.rtpParameters.codecs[0]?.clockRate ?? 48_000;
     this.sink.record({
       kind: 'quality',
       peer,
@@ -50,10 +49,9 @@ export class QualitySampler {
       node: this.nodeId,
       direction: 'send',
       track: producer.id,
-      packetLoss: stream.fractionLost / 256,
+      packetLoss: lossOf(stream),
       packetsLost: stream.packetsLost,
-      // mediasoup keeps jitter in RTP timestamp units.
-      jitterMs: (stream.jitter / clockRate) * 1000,
+      jitterMs: jitterSecondsOf(stream, producer) * 1000,
       rttMs: stream.roundTripTime ?? null,
       bitrate: stream.bitrate,
     });
@@ -83,7 +81,7 @@ export class QualitySampler {
       node: this.nodeId,
       direction: 'recv',
       track: consumer.id,
-      packetLoss: stream.fractionLost / 256,
+      packetLoss: lossOf(stream),
       packetsLost: stream.packetsLost,
       jitterMs: null,
       rttMs: stream.roundTripTime ?? null,
