@@ -8,6 +8,7 @@ import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
 import type { Logger } from '../observability/logger.js';
+import { ensurePgliteDirectory } from './pgliteCreate.js';
 
 export interface SqlExecutor {
   query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
@@ -104,6 +105,14 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
  */
 const LOCK = { stale: 10_000, update: 2_500 };
 
+/**
+ * PGlite's shared buffers live in the node's own memory, and PostgreSQL's default of 128 MB is
+ * sized for a server of its own: measured, an open records database held RSS 307 MB with it and
+ * 191 MB with 32 MB. Records are mostly appended; pages past these are read through the
+ * operating system's file cache.
+ */
+const PGLITE_SETTINGS = ['-c', 'shared_buffers=32MB'];
+
 export async function openPglite(dir: string, log?: Logger, lockRetries = 6): Promise<SqlDatabase> {
   mkdirSync(dir, { recursive: true });
   let release: () => Promise<void>;
@@ -123,7 +132,8 @@ export async function openPglite(dir: string, log?: Logger, lockRetries = 6): Pr
   }
   let db: PGlite;
   try {
-    db = new PGlite(dir);
+    await ensurePgliteDirectory(dir);
+    db = new PGlite(dir, { startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS] });
     await db.waitReady;
   } catch (error) {
     await release();
