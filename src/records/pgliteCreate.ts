@@ -30,7 +30,7 @@ const [entry, dir] = process.argv.slice(1);
 `;
 
 /** True when `dir` holds a PostgreSQL data directory. */
-export function isPgliteDirectory(dir: string): boolean {
+function isPgliteDirectory(dir: string): boolean {
   return existsSync(join(dir, 'PG_VERSION'));
 }
 
