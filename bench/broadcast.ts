@@ -26,7 +26,7 @@ import { startPostgres, type PostgresServer } from '../test/support/postgresServ
 import { gitCommit } from './lib/gitCommit.js';
 import { loadConfig } from '../src/config/config.js';
 import { readRuns } from './lib/runLog.js';
-import { fetchRequestTimes } from './lib/serverTimes.js';
+import { fetchGcPauses, fetchRequestTimes, gcPausesBetween } from './lib/serverTimes.js';
 import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, nodeThreadShares, round, threadTicks, usage, workerPids } from './lib/procstat.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -348,6 +348,7 @@ async function run(): Promise<void> {
   broadcaster.send({ type: 'baseline' });
   await Promise.all(listenerProcs.map((c) => c.next('baselined', 30_000)));
   const sentBefore = await broadcaster.next('sent', 30_000);
+  const gcBefore = await fetchGcPauses(url);
   sampler.sample();
   const windowStart = performance.now();
   const parentCpuBefore = process.cpuUsage();
@@ -367,6 +368,7 @@ async function run(): Promise<void> {
   const parentCpu = process.cpuUsage(parentCpuBefore);
   const threadsAfter = new Map(threadPids().map((pid) => [pid, threadTicks(pid)]));
   const wakeupsAfter = wakeups();
+  const gcAfter = await fetchGcPauses(url);
   listenerProcs.forEach((c) => c.send({ type: 'finish' }));
   broadcaster.send({ type: 'finish' });
   const sentAfter = await broadcaster.next('sent', 30_000);
@@ -465,6 +467,8 @@ async function run(): Promise<void> {
     nodeThreads: nodePid ? nodeThreadShares(threadsBefore.get(nodePid) ?? new Map(), threadsAfter.get(nodePid) ?? new Map(), nodePid, windowS) : undefined,
     // Context switches a second over the window: the node's main thread, and all the workers' threads.
     wakeupsPerSec: { nodeMain: round((wakeupsAfter.main - wakeupsBefore.main) / windowS, 1), workers: round((wakeupsAfter.workers - wakeupsBefore.workers) / windowS, 1) },
+    /** The node's garbage-collection pauses in the window, ms by kind (its /metrics, read around it). */
+    nodeGcMs: gcPausesBetween(gcBefore, gcAfter),
     loadgenProcsCpuPct: { broadcaster: bc.cpuPct, listeners: lg.map((u) => u.cpuPct) },
     /** Busiest thread of each listener process: one saturated libwebrtc thread caps a process. */
     loadgenBusiestThread: listenerProcs.map((c) => busiestThreads(threadsBefore.get(c.pid) ?? new Map(), threadsAfter.get(c.pid) ?? new Map(), windowS, 1)[0]),

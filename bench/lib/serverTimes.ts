@@ -55,3 +55,42 @@ export async function fetchRequestTimes(url: string): Promise<Record<string, Req
     return undefined;
   }
 }
+
+const GC = 'nodejs_gc_duration_seconds_sum';
+
+/**
+ * The node's main-thread garbage-collection pauses so far, seconds by kind (prom-client's
+ * `nodejs_gc_duration_seconds`: minor, major, incremental, weakcb). Two readings around a window
+ * say how much of the node's CPU in it was its collector stopping JavaScript.
+ */
+export function gcPauses(exposition: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(GC)) continue;
+    const m = /^\w+\{[^}]*kind="([^"]+)"[^}]*\} (\S+)$/.exec(line);
+    if (m) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+export async function fetchGcPauses(url: string): Promise<Record<string, number> | undefined> {
+  try {
+    const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+    return response.ok ? gcPauses(await response.text()) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Milliseconds of each kind between two readings, and their total; undefined if either is missing. */
+export function gcPausesBetween(before: Record<string, number> | undefined, after: Record<string, number> | undefined): Record<string, number> | undefined {
+  if (!before || !after) return undefined;
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [kind, seconds] of Object.entries(after)) {
+    const ms = Math.round((seconds - (before[kind] ?? 0)) * 10000) / 10;
+    out[kind] = ms;
+    total += ms;
+  }
+  return { ...out, total: Math.round(total * 10) / 10 };
+}
