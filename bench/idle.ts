@@ -16,6 +16,7 @@ import { gitCommit } from './lib/gitCommit.js';
 import { TreeSampler, busiestThreads, contextSwitches, machineUsagePct, round, threadTicks, usage, workerPids } from './lib/procstat.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
+import { fetchGcPauses, gcPausesBetween } from './lib/serverTimes.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -64,6 +65,8 @@ export interface IdleRun {
   machineCpuPct: number;
   /** The node process's busiest threads over the window. */
   nodeThreads: { thread: string; cpuPct: number }[];
+  /** The node's garbage-collection pauses in the window, ms of its main thread by kind (its /metrics). */
+  nodeGcMs?: Record<string, number> | undefined;
 }
 
 function render(runs: IdleRun[]): string {
@@ -88,6 +91,8 @@ try {
   node.rememberTree();
   const sampler = new TreeSampler(() => new Map([['server', root]]));
   const wakeups = (): { node: number; workers: number } => ({ node: contextSwitches(root), workers: workerPids(root).reduce((sum, pid) => sum + contextSwitches(pid), 0) });
+  // Read first: the scrape wakes the node, which the window must not count.
+  const gcBefore = await fetchGcPauses(node.url);
   const before = wakeups();
   const threadsBefore = threadTicks(root);
   const from = performance.now();
@@ -96,6 +101,7 @@ try {
     if (i < durationS) await sleep(1000);
   }
   const after = wakeups();
+  const gcAfter = await fetchGcPauses(node.url);
   const seconds = (performance.now() - from) / 1000;
   const window = sampler.samples;
   const server = usage(window, 'server');
@@ -115,6 +121,7 @@ try {
     workersWakeupsPerS: round((after.workers - before.workers) / seconds, 1),
     machineCpuPct: machineUsagePct(window, cores),
     nodeThreads: busiestThreads(threadsBefore, threadTicks(root), seconds, 4),
+    nodeGcMs: gcPausesBetween(gcBefore, gcAfter),
   };
   const written = recordRun(args.out, 'idle', run, render);
   process.stdout.write(`${JSON.stringify(run)}\n`);
