@@ -16,13 +16,17 @@ import { promisify } from 'node:util';
 const CREATE_TIMEOUT_MS = 180_000;
 
 // CommonJS, as `node -e` runs it; PGlite's CommonJS entry is passed in, resolved from here.
+// Its stdin is a pipe the node never writes to: it ends when the node dies, and then so does the
+// child, rather than go on writing where the node's next start will be creating.
 const CHILD = `
 const [entry, dir] = process.argv.slice(1);
+process.stdin.on('end', () => process.exit(1)).resume();
 (async () => {
   const { PGlite } = require(entry);
   const db = new PGlite(dir);
   await db.waitReady;
   await db.close();
+  process.exit(0);
 })().catch((error) => {
   process.stderr.write(String(error && error.stack || error));
   process.exit(1);
@@ -35,12 +39,12 @@ function isPgliteDirectory(dir: string): boolean {
 }
 
 /**
- * Makes `dir` a new database unless it is one already. It is created beside `dir` and renamed
+ * Makes `dir` a new database unless it is one already (then true). It is created beside `dir` and renamed
  * into place, so a start stopped half-way leaves no half-made database; the caller holds the
  * directory's lock, so a leftover from such a start is nobody else's.
  */
-export async function ensurePgliteDirectory(dir: string): Promise<void> {
-  if (isPgliteDirectory(dir)) return;
+export async function ensurePgliteDirectory(dir: string): Promise<boolean> {
+  if (isPgliteDirectory(dir)) return false;
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new Error(`${dir} is not empty and holds no database (no PG_VERSION): move its files away, or point CHORUS_DATA_DIR elsewhere`);
   }
@@ -56,4 +60,5 @@ export async function ensurePgliteDirectory(dir: string): Promise<void> {
   }
   if (existsSync(dir)) rmdirSync(dir);
   renameSync(building, dir);
+  return true;
 }

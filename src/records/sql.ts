@@ -132,7 +132,8 @@ export async function openPglite(dir: string, log?: Logger, lockRetries = 6): Pr
   }
   let db: PGlite;
   try {
-    await ensurePgliteDirectory(dir);
+    const started = performance.now();
+    if (await ensurePgliteDirectory(dir)) log?.info({ dir, ms: Math.round(performance.now() - started) }, 'records database created (first start)');
     db = new PGlite(dir, { startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS] });
     await db.waitReady;
   } catch (error) {
