@@ -18,7 +18,7 @@ const CREATE_TIMEOUT_MS = 180_000;
 // CommonJS, as `node -e` runs it; PGlite's CommonJS entry is passed in, resolved from here.
 // Its stdin is a pipe the node never writes to: it ends when the node dies, and then so does the
 // child, rather than go on writing where the node's next start will be creating.
-const CHILD = `
+export const CREATE_CHILD_SCRIPT = `
 const [entry, dir] = process.argv.slice(1);
 process.stdin.on('end', () => process.exit(1)).resume();
 (async () => {
@@ -52,7 +52,7 @@ export async function ensurePgliteDirectory(dir: string): Promise<boolean> {
   rmSync(building, { recursive: true, force: true });
   const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
   try {
-    await promisify(execFile)(process.execPath, ['-e', CHILD, entry, building], { timeout: CREATE_TIMEOUT_MS, maxBuffer: 16 << 20 });
+    await promisify(execFile)(process.execPath, ['-e', CREATE_CHILD_SCRIPT, entry, building], { timeout: CREATE_TIMEOUT_MS, maxBuffer: 16 << 20 });
   } catch (error) {
     rmSync(building, { recursive: true, force: true });
     const stderr = (error as { stderr?: string }).stderr?.trim();

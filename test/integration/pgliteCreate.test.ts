@@ -3,11 +3,14 @@
  * process (the node keeps none of initdb's memory), renamed into place whole, and refused with
  * a clear error where the directory holds something else.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { ensurePgliteDirectory } from '../../src/records/pgliteCreate.js';
+import { CREATE_CHILD_SCRIPT, ensurePgliteDirectory } from '../../src/records/pgliteCreate.js';
 import { openPglite } from '../../src/records/sql.js';
 
 test('a fresh directory is created outside the node, holds its rows, and costs the node little memory', async () => {
@@ -70,4 +73,15 @@ test('a directory that cannot be created is a clear error, and nothing is left h
   await expect(ensurePgliteDirectory(dir)).rejects.toThrow(/creating the records database in \/proc\/.* failed: /);
   expect(existsSync(`${dir}.creating`)).toBe(false);
   expect(existsSync(dir)).toBe(false);
+});
+
+test('the creating child stops, creating nothing, once the node that started it is gone (its stdin ends)', async () => {
+  const building = join(mkdtempSync(join(tmpdir(), 'chorus-pglite-create-')), 'pglite.creating');
+  const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  const child = spawn(process.execPath, ['-e', CREATE_CHILD_SCRIPT, entry, building], { stdio: ['pipe', 'ignore', 'ignore'] });
+  // What a dead node's end of the pipe does: it closes.
+  child.stdin.end();
+  const [code] = (await once(child, 'exit')) as [number | null];
+  expect(code).toBe(1);
+  expect(existsSync(join(building, 'PG_VERSION'))).toBe(false);
 });
