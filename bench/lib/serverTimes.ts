@@ -47,13 +47,19 @@ export function requestTimes(exposition: string): Record<string, RequestTimes> {
   return out;
 }
 
-export async function fetchRequestTimes(url: string): Promise<Record<string, RequestTimes> | undefined> {
+/** The node's /metrics text, or undefined when it cannot be read (a figure then goes missing, not the run). */
+async function fetchExposition(url: string): Promise<string | undefined> {
   try {
-    const response = await fetch(`${url}/metrics`);
-    return response.ok ? requestTimes(await response.text()) : undefined;
+    const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+    return response.ok ? await response.text() : undefined;
   } catch {
     return undefined;
   }
+}
+
+export async function fetchRequestTimes(url: string): Promise<Record<string, RequestTimes> | undefined> {
+  const text = await fetchExposition(url);
+  return text === undefined ? undefined : requestTimes(text);
 }
 
 const GC = 'nodejs_gc_duration_seconds_sum';
@@ -74,12 +80,8 @@ export function gcPauses(exposition: string): Record<string, number> {
 }
 
 export async function fetchGcPauses(url: string): Promise<Record<string, number> | undefined> {
-  try {
-    const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
-    return response.ok ? gcPauses(await response.text()) : undefined;
-  } catch {
-    return undefined;
-  }
+  const text = await fetchExposition(url);
+  return text === undefined ? undefined : gcPauses(text);
 }
 
 /** Milliseconds of each kind between two readings, and their total; undefined if either is missing. */
