@@ -206,7 +206,10 @@ export class WatchService implements WatchRequests {
         if (member.lastSeen < deadline && !member.peer.closed) await this.#expire(member);
         else if (!member.room.closed) rooms.set(member.room.id, member.room);
       }
-      for (const roomId of rooms.keys()) await this.#checkRoom(roomId, now).catch((error: unknown) => this.#log.warn({ err: error, room: roomId }, 'watch sweep failed'));
+      for (const roomId of rooms.keys()) {
+        if (this.#closed) return;
+        await this.#checkRoom(roomId, now).catch((error: unknown) => this.#log.warn({ err: error, room: roomId }, 'watch sweep failed'));
+      }
     } finally {
       this.#sweeping = false;
     }
@@ -233,6 +236,9 @@ export class WatchService implements WatchRequests {
     const hostGone =
       host === null ||
       (host.nodeId === this.deps.nodeId ? !this.#members.has(host.peerId) : (await this.deps.store.getPeer(roomId, host.peerId)) === undefined);
+    // A sweep that was under way when this node closed finds its members cleared: its hosts are
+    // not gone, the node is, and the nodes that stay hand hosting over.
+    if (this.#closed) return;
     if (hostGone) {
       if (host) await this.#succeed(roomId, host.peerId, 'gone');
       else {
