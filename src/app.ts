@@ -564,7 +564,7 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     // Only this node's clients (the adapter would disconnect the whole cluster's).
     io.local.disconnectSockets(true);
     gatewayParticipants.close();
-    watch.close();
+    await watch.close();
     statsPoller?.stop();
     sampler?.stop();
     await hls?.close();

@@ -71,13 +71,19 @@ export class WatchService implements WatchRequests {
   /** Per room, the tail of this node's queued changes. */
   readonly #queues = new Map<string, Promise<void>>();
   readonly #sweepTimer: GridTimer;
-  #sweeping = false;
+  /** The sweep under way, if any (close waits for it). */
+  #sweeping: Promise<void> | undefined;
   #closed = false;
   readonly #log: Logger;
 
   constructor(private readonly deps: WatchServiceDeps) {
     this.#log = deps.log.child({ component: 'watch' });
-    this.#sweepTimer = repeatOnGrid(Math.max(50, Math.floor(deps.settings.reportIntervalMs / 2)), () => void this.#sweep());
+    this.#sweepTimer = repeatOnGrid(Math.max(50, Math.floor(deps.settings.reportIntervalMs / 2)), () => {
+      if (this.#sweeping || this.#closed) return;
+      this.#sweeping = this.#sweep()
+        .catch((error: unknown) => this.#log.warn({ err: error }, 'watch sweep failed'))
+        .finally(() => (this.#sweeping = undefined));
+    });
   }
 
   get settings(): WatchSettings {
@@ -155,12 +161,14 @@ export class WatchService implements WatchRequests {
     return { ...drift, version: state.version };
   }
 
-  close(): void {
+  /** Stops sweeping; resolves once a sweep under way has ended (bounded: a few store reads). */
+  async close(): Promise<void> {
     this.#closed = true;
     this.#sweepTimer.stop();
     for (const timer of this.#archiveTimers.values()) clearTimeout(timer);
     this.#archiveTimers.clear();
     this.#members.clear();
+    await this.#sweeping;
   }
 
   #memberOf(room: Room, peer: Peer): Member {
@@ -196,22 +204,17 @@ export class WatchService implements WatchRequests {
 
   /** Heartbeats, hosts lost with their node, and state leases, for the rooms with members here. */
   async #sweep(): Promise<void> {
-    if (this.#sweeping || this.#closed) return;
-    this.#sweeping = true;
-    try {
-      const now = Date.now();
-      const deadline = now - this.deps.settings.reportIntervalMs * 2.5;
-      const rooms = new Map<string, Room>();
-      for (const member of [...this.#members.values()]) {
-        if (member.lastSeen < deadline && !member.peer.closed) await this.#expire(member);
-        else if (!member.room.closed) rooms.set(member.room.id, member.room);
-      }
-      for (const roomId of rooms.keys()) {
-        if (this.#closed) return;
-        await this.#checkRoom(roomId, now).catch((error: unknown) => this.#log.warn({ err: error, room: roomId }, 'watch sweep failed'));
-      }
-    } finally {
-      this.#sweeping = false;
+    const now = Date.now();
+    const deadline = now - this.deps.settings.reportIntervalMs * 2.5;
+    const rooms = new Map<string, Room>();
+    for (const member of [...this.#members.values()]) {
+      if (this.#closed) return;
+      if (member.lastSeen < deadline && !member.peer.closed) await this.#expire(member);
+      else if (!member.room.closed) rooms.set(member.room.id, member.room);
+    }
+    for (const roomId of rooms.keys()) {
+      if (this.#closed) return;
+      await this.#checkRoom(roomId, now).catch((error: unknown) => this.#log.warn({ err: error, room: roomId }, 'watch sweep failed'));
     }
   }
 
