@@ -1,6 +1,6 @@
 import type { types } from 'mediasoup';
 import { trackIdOf } from './roomMedia.js';
-import { allocate, Climbs, DEFAULT_LAYER_RULES, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
+import { allocate, Climbs, DEFAULT_LAYER_RULES, EstimateHistory, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
 
 /** What a subscriber's tile asks of one video. */
 export interface TileView {
@@ -46,9 +46,7 @@ interface Entry {
 export class Downlink {
   readonly #options: DownlinkOptions;
   readonly #entries = new Map<types.Consumer, Entry>();
-  #estimate: number;
-  /** Recent estimates (the up hold's span): the budget is their lowest. */
-  readonly #recent: Array<{ at: number; bps: number }> = [];
+  readonly #estimates: EstimateHistory;
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
@@ -57,14 +55,14 @@ export class Downlink {
 
   constructor(transport: types.WebRtcTransport, options: DownlinkOptions) {
     this.#options = options;
-    this.#estimate = options.initialBitrate;
+    const rules = options.rules ?? DEFAULT_LAYER_RULES;
+    this.#estimates = new EstimateHistory(options.initialBitrate, Math.max(rules.upHoldMs, rules.pauseHoldMs));
     transport.enableTraceEvent(['bwe']).catch((error: unknown) => options.onError(error));
     transport.on('trace', (trace) => {
       if (trace.type !== 'bwe') return;
       const available = Number((trace.info as { availableBitrate?: unknown }).availableBitrate);
       if (!(available > 0)) return;
-      this.#estimate = available;
-      this.#recent.push({ at: (this.#options.now ?? Date.now)(), bps: available });
+      this.#estimates.add((this.#options.now ?? Date.now)(), available);
       void this.reassess();
     });
     transport.observer.once('close', () => {
@@ -75,6 +73,7 @@ export class Downlink {
 
   add(consumer: types.Consumer, view: TileView): void {
     if (this.#closed) return;
+    if (this.#entries.size === 0) this.#estimates.restart((this.#options.now ?? Date.now)());
     this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0, climbs: new Climbs(this.#options.rules ?? DEFAULT_LAYER_RULES) });
     consumer.observer.once('close', () => {
       this.#entries.delete(consumer);
@@ -143,11 +142,12 @@ export class Downlink {
     const shown = [...this.#entries].filter(([consumer, entry]) => entry.view.visible && !consumer.closed);
     const ladders = await Promise.all(shown.map(([consumer]) => this.#options.ladder(consumer)));
     const now = (this.#options.now ?? Date.now)();
-    // The lowest estimate of the last upHoldMs: a dip counts at once, a rise only once it has
-    // lasted (a probe misread, or a moment of slack on a congested link, must not buy a layer).
-    while (this.#recent.length > 1 && now - this.#recent[0]!.at > rules.upHoldMs) this.#recent.shift();
-    const estimate = this.#recent.length > 0 ? Math.min(...this.#recent.map((r) => r.bps)) : this.#estimate;
-    const budget = estimate * rules.headroom - this.#options.audioReserveBps * this.#options.audioTracks();
+    // Layers follow the lowest estimate of the last up hold: a dip counts at once, a rise only
+    // once it has lasted (a probe misread, or a moment of slack on a congested link, must not buy
+    // a layer). A pause follows only a dip that has lasted the pause hold (see allocate).
+    const audio = this.#options.audioReserveBps * this.#options.audioTracks();
+    const budget = this.#estimates.lowest(now, rules.upHoldMs) * rules.headroom - audio;
+    const lasting = this.#estimates.highestInForce(now, rules.pauseHoldMs) * rules.headroom - audio;
     const decisions = allocate(
       budget,
       shown.map(([consumer, entry], i) => ({
@@ -164,7 +164,9 @@ export class Downlink {
       })),
       now,
       rules,
+      lasting,
     );
+    if ([...decisions.values()].some((d) => d === 'off')) console.error('DBG off', JSON.stringify({ t: new Date().toISOString().slice(11, 23), budget, lasting, decisions: [...decisions.values()] }));
     const changed = new Set<string>();
     await Promise.all(
       shown.map(async ([consumer, entry]) => {

@@ -50,6 +50,13 @@ export interface LayerRules {
   headroom: number;
   /** At most one step down per this long. */
   downHoldMs: number;
+  /**
+   * A video that flows is paused for want of bandwidth only once the estimate has been too low
+   * for it this long. Right after a link starts carrying video (a call moving from peer-to-peer
+   * to the SFU, a subscriber joining) its estimate is what little it carried, and a busy machine
+   * reads as a dip: both last a second or two. A freeze costs more than a lower layer.
+   */
+  pauseHoldMs: number;
   /** At least this long since the last change before stepping up to a layer that only just fits. */
   upHoldMs: number;
   /**
@@ -62,7 +69,7 @@ export interface LayerRules {
   maxUpHoldMs: number;
 }
 
-export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
+export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
 
 /**
  * The ceiling for each demand. Order of service: prioritised first, then larger tiles. First
@@ -71,11 +78,17 @@ export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 100
  * climb back); the others are paused. Then, in the same order, each climbs as far as the rest
  * of the budget and its view allow. Temporal layers are the first to go: the ladder steps
  * through a spatial layer's frame rates before dropping the spatial layer.
+ *
+ * `budget` is what the lowest estimate of the last up hold leaves for video: climbs and resumes
+ * spend it. `lasting` is what the highest estimate in force over the last pause hold leaves: a
+ * video that flows is paused only when its lowest layer does not fit that. A dip of the estimate
+ * shorter than the pause hold steps layers down but freezes no picture.
  */
-export function allocate(budget: number, demands: readonly Demand[], now: number, rules: LayerRules = DEFAULT_LAYER_RULES): Map<string, Target> {
+export function allocate(budget: number, demands: readonly Demand[], now: number, rules: LayerRules = DEFAULT_LAYER_RULES, lasting: number = budget): Map<string, Target> {
   const order = [...demands].sort((a, b) => Number(b.prioritised) - Number(a.prioritised) || b.area - a.area || a.id.localeCompare(b.id));
   const result = new Map<string, Target>();
   let remaining = budget;
+  let lastingRemaining = lasting;
   const floors = new Map<string, number>();
   order.forEach((demand, index) => {
     const usable = usableRungs(demand);
@@ -84,7 +97,7 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
       return;
     }
     const lowest = usable[0]!;
-    const keep = demand.prioritised || index === 0 || lowest.bitrate <= remaining;
+    const keep = demand.prioritised || index === 0 || lowest.bitrate <= (demand.current === 'off' ? remaining : lastingRemaining);
     let floor: number | 'off' = keep ? 0 : 'off';
     // Pausing and resuming follow the same holds as stepping down and up.
     if (floor === 'off' && demand.current !== undefined && demand.current !== 'off' && now - demand.lastDownAt < rules.downHoldMs) floor = 0;
@@ -95,6 +108,7 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
     }
     floors.set(demand.id, 0);
     remaining -= lowest.bitrate;
+    lastingRemaining -= lowest.bitrate;
   });
   for (const demand of order) {
     if (!floors.has(demand.id)) continue;
@@ -111,6 +125,50 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
     result.set(demand.id, { spatial: chosen.spatial, temporal: chosen.temporal });
   }
   return result;
+}
+
+/**
+ * A downlink's bandwidth estimates over the last few seconds (ms and bits per second, the
+ * caller's clock), for the two readings the policy takes of them. Keeps what is newer than
+ * `keepMs`, and the reading in force when that span began.
+ */
+export class EstimateHistory {
+  readonly #readings: Array<{ at: number; bps: number }> = [];
+
+  /** `initial`: the estimate in force before the first reading. */
+  constructor(
+    private readonly initial: number,
+    private readonly keepMs: number,
+  ) {}
+
+  add(at: number, bps: number): void {
+    this.#readings.push({ at, bps });
+    while (this.#readings.length > 1 && at - this.#readings[1]!.at > this.keepMs) this.#readings.shift();
+  }
+
+  /**
+   * The link starts carrying video again: what it measured while it carried little (an
+   * estimate only rises as traffic shows the link holds more) says nothing of what it holds, so
+   * from `at` the initial estimate, or the last reading if higher, is in force again.
+   */
+  restart(at: number): void {
+    this.add(at, Math.max(this.initial, this.#readings.at(-1)?.bps ?? 0));
+  }
+
+  /** The lowest reading of the last `spanMs` (none that recent: the newest): a rise counts once it has lasted. */
+  lowest(now: number, spanMs: number): number {
+    const recent = this.#readings.filter((r) => now - r.at <= spanMs);
+    if (recent.length === 0) return this.#readings.at(-1)?.bps ?? this.initial;
+    return Math.min(...recent.map((r) => r.bps));
+  }
+
+  /** The highest estimate in force at any moment of the last `spanMs` (≤ keepMs): a dip counts once it has lasted. */
+  highestInForce(now: number, spanMs: number): number {
+    // Readings are in time order: the last one before the span is the one in force as it began.
+    let highest = this.initial;
+    for (const r of this.#readings) highest = now - r.at > spanMs ? r.bps : Math.max(highest, r.bps);
+    return highest;
+  }
 }
 
 /** Where the current layer is in `usable` (-1: none, off, or not in the view). */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { allocate, Climbs, type Demand, type Rung } from '../../src/media/layerPolicy.js';
+import { allocate, Climbs, EstimateHistory, type Demand, type Rung } from '../../src/media/layerPolicy.js';
 
 /** Three spatial layers of three temporal layers each, cumulative bitrates as mediasoup measures them. */
 const ladder: Rung[] = [
@@ -15,7 +15,7 @@ const ladder: Rung[] = [
 ].map(([spatial, temporal, bitrate]) => ({ spatial: spatial!, temporal: temporal!, bitrate: bitrate! }));
 
 const NOW = 100_000;
-const rules = { headroom: 1, downHoldMs: 1000, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
+const rules = { headroom: 1, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
 
 function camera(id: string, over: Partial<Demand> = {}): Demand {
   return { id, prioritised: false, area: 640 * 360, maxSpatial: 2, maxTemporal: 2, ladder, current: undefined, lastDownAt: 0, lastChangeAt: 0, ...over };
@@ -94,6 +94,26 @@ describe('the layer policy', () => {
     expect(allocate(5_000_000, [first, { ...paused, lastChangeAt: NOW - 4000 }], NOW, rules).get('second')).toEqual({ spatial: 2, temporal: 2 });
   });
 
+  test('a dip of the estimate shorter than the pause hold steps layers down but pauses nothing; one that lasts pauses', () => {
+    const first = camera('first', { area: 10_000_000, current: { spatial: 0, temporal: 0 }, lastChangeAt: NOW - 10_000, lastDownAt: NOW - 10_000 });
+    const second = camera('second', { current: { spatial: 1, temporal: 2 }, lastDownAt: NOW - 10_000, lastChangeAt: NOW - 10_000 });
+    // The lowest estimate of the up hold leaves 60 kbit/s; the highest in force over the pause hold, plenty.
+    const brief = allocate(60_000, [first, second], NOW, rules, 1_000_000);
+    expect(brief.get('second')).toEqual({ spatial: 0, temporal: 0 });
+    expect(brief.get('first')).toEqual({ spatial: 0, temporal: 0 });
+    // The dip has lasted the pause hold.
+    expect(allocate(60_000, [first, second], NOW, rules, 60_000).get('second')).toBe('off');
+    // A new video is not paused on a moment's dip either.
+    expect(allocate(60_000, [first, camera('new')], NOW, rules, 1_000_000).get('new')).toEqual({ spatial: 0, temporal: 0 });
+  });
+
+  test('a paused video resumes on the lowest estimate of the up hold, not on a moment\'s rise', () => {
+    const first = camera('first', { area: 10_000_000, current: { spatial: 0, temporal: 0 }, lastChangeAt: NOW - 10_000, lastDownAt: NOW - 10_000 });
+    const paused = camera('second', { current: 'off', lastDownAt: NOW - 10_000, lastChangeAt: NOW - 10_000 });
+    expect(allocate(60_000, [first, paused], NOW, rules, 1_000_000).get('second')).toBe('off');
+    expect(allocate(1_000_000, [first, paused], NOW, rules, 1_000_000).get('second')).not.toBe('off');
+  });
+
   test('nothing measured yet: the video is left as it is', () => {
     expect(allocate(5_000_000, [camera('a', { ladder: [] })], NOW, rules).has('a')).toBe(false);
   });
@@ -152,5 +172,56 @@ describe('the up hold after climbs', () => {
     fresh.changed(undefined, high, NOW);
     fresh.changed(high, low, NOW + 100);
     expect(fresh.holdMs(NOW + 100)).toBe(4000);
+  });
+});
+
+describe('a downlink\'s estimates', () => {
+  test('the lowest of a span counts a dip at once and a rise once it has lasted', () => {
+    const history = new EstimateHistory(600_000, 4000);
+    expect(history.lowest(0, 4000)).toBe(600_000);
+    history.add(0, 1_000_000);
+    history.add(1000, 130_000);
+    history.add(1300, 900_000);
+    expect(history.lowest(1300, 4000)).toBe(130_000);
+    expect(history.lowest(5000, 4000)).toBe(130_000);
+    expect(history.lowest(5400, 4000)).toBe(900_000);
+    // Nothing that recent: the newest reading.
+    expect(history.lowest(60_000, 4000)).toBe(900_000);
+  });
+
+  test('the highest in force over a span: a dip counts once it has lasted the span', () => {
+    const history = new EstimateHistory(600_000, 4000);
+    // Before any reading, the initial estimate was in force; a first low reading has not lasted.
+    history.add(10_000, 130_000);
+    expect(history.highestInForce(10_000, 1000)).toBe(600_000);
+    expect(history.highestInForce(11_001, 1000)).toBe(130_000);
+    history.add(11_500, 900_000);
+    history.add(12_000, 120_000);
+    // 900k was in force within the last second; then, a second after the dip began, only 120k.
+    expect(history.highestInForce(12_400, 1000)).toBe(900_000);
+    expect(history.highestInForce(13_001, 1000)).toBe(120_000);
+    // Long after, the reading in force when the span began is kept (older ones are dropped).
+    history.add(20_000, 100_000);
+    expect(history.highestInForce(20_500, 1000)).toBe(120_000);
+    expect(history.highestInForce(21_001, 1000)).toBe(100_000);
+  });
+
+  test('a link that starts carrying video again: its idle readings are no evidence for a pause', () => {
+    const history = new EstimateHistory(600_000, 4000);
+    // Idle (peer-to-peer, say): the estimate sits at what little the link carried.
+    history.add(1000, 200_000);
+    history.add(2000, 200_000);
+    history.restart(5000);
+    expect(history.highestInForce(5500, 2500)).toBe(600_000);
+    // A higher last reading stays in force.
+    const fast = new EstimateHistory(600_000, 4000);
+    fast.add(1000, 2_000_000);
+    fast.restart(5000);
+    expect(fast.highestInForce(5500, 2500)).toBe(2_000_000);
+    // A low estimate that lasts the hold after the restart counts.
+    history.add(5200, 150_000);
+    expect(history.highestInForce(7800, 2500)).toBe(150_000);
+    // Climbs still go by the lowest of the up hold.
+    expect(history.lowest(5500, 4000)).toBe(150_000);
   });
 });
