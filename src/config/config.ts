@@ -74,6 +74,7 @@ export const envSchema = z
     RTC_ENABLE_TCP: bool.default(true),
     RTC_ENABLE_UDP: bool.default(true),
     RTC_INITIAL_BITRATE: z.coerce.number().int().min(16000).default(600_000),
+    RTC_MIN_BITRATE: z.coerce.number().int().min(0).default(0),
 
     /** Opus target for speech (kbit/s average). 16-32 is the useful range for one voice. */
     CHORUS_OPUS_BITRATE: z.coerce.number().int().min(16000).max(32000).default(24000),
@@ -424,6 +425,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       enableUdp: e.RTC_ENABLE_UDP,
       enableTcp: e.RTC_ENABLE_TCP,
       initialAvailableOutgoingBitrate: e.RTC_INITIAL_BITRATE,
+      minOutgoingBitrate: e.RTC_MIN_BITRATE,
       opusBitrate: e.CHORUS_OPUS_BITRATE,
       broadcastFrameMs: e.CHORUS_BROADCAST_FRAME_MS,
     },

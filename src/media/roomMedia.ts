@@ -25,6 +25,12 @@ export interface TransportSettings {
   enableUdp: boolean;
   enableTcp: boolean;
   initialAvailableOutgoingBitrate: number;
+  /**
+   * A floor under each transport's bandwidth estimate (bit/s; 0: none). For a network that is
+   * never the bottleneck (a LAN, a loopback test), where a busy receiver's delays would
+   * otherwise read as congestion and step its video down or pause it.
+   */
+  minOutgoingBitrate?: number | undefined;
 }
 
 export interface RouterSlot {
@@ -199,7 +205,7 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
     return transport;
   }
 
-  #transportOn(slot: RouterSlot, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
+  async #transportOn(slot: RouterSlot, direction: 'send' | 'recv', forceTcp: boolean): Promise<types.WebRtcTransport> {
     const s = this.settings;
     // On the worker's shared port when it has one (RTC_SERVER_PORT) and that port speaks what
     // this peer needs; else a port of its own from the range.
@@ -210,9 +216,18 @@ export class RoomMedia extends EventEmitter<RoomMediaEvents> {
       initialAvailableOutgoingBitrate: s.initialAvailableOutgoingBitrate,
       appData: { direction, routerId: slot.router.id },
     };
-    return server && (!forceTcp || serverTcp)
+    const transport = await (server && (!forceTcp || serverTcp)
       ? slot.router.createWebRtcTransport({ ...common, webRtcServer: server, enableUdp: s.enableUdp && !forceTcp, enableTcp: serverTcp })
-      : slot.router.createWebRtcTransport({ ...common, listenInfos: this.#listenInfos(forceTcp) });
+      : slot.router.createWebRtcTransport({ ...common, listenInfos: this.#listenInfos(forceTcp) }));
+    if (s.minOutgoingBitrate) {
+      try {
+        await transport.setMinOutgoingBitrate(s.minOutgoingBitrate);
+      } catch (error) {
+        transport.close();
+        throw error;
+      }
+    }
+    return transport;
   }
 
   #listenInfos(forceTcp: boolean): types.TransportListenInfo[] {

@@ -24,7 +24,10 @@ const visitors = new Visitors(() => browser);
 
 beforeAll(async () => {
   const webDir = await buildWeb();
-  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_CALL_P2P_BACK_MS: '1000' });
+  // Loopback is never the bottleneck: the floor keeps three busy browsers' delays from reading
+  // as congestion, so a pause measured here is the switch's, not the layer policy's (which has
+  // its own tests: test/unit/layerPolicy.test.ts, and a constrained link in classLayers.test.ts).
+  node = await startTestNode({ CHORUS_WEB_DIR: webDir, CHORUS_DEMO: 'true', CHORUS_CALL_P2P_BACK_MS: '1000', RTC_MIN_BITRATE: '1000000' });
   browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
   mkdirSync(screenshots, { recursive: true });
 }, 120_000);

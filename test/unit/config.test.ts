@@ -12,6 +12,13 @@ describe('config', () => {
     expect(config.media.enableUdp && config.media.enableTcp).toBe(true);
   });
 
+  test('a floor under the bandwidth estimate: none unless set, and a bad one is refused by name', () => {
+    expect(loadConfig({}).media.minOutgoingBitrate).toBe(0);
+    expect(loadConfig({ RTC_MIN_BITRATE: '1500000' }).media.minOutgoingBitrate).toBe(1_500_000);
+    expect(() => loadConfig({ RTC_MIN_BITRATE: '-1' })).toThrow(/RTC_MIN_BITRATE/);
+    expect(() => loadConfig({ RTC_MIN_BITRATE: 'fast' })).toThrow(/RTC_MIN_BITRATE/);
+  });
+
   test('configured keys turn demo minting off unless asked for', () => {
     const secret = 'k'.repeat(40);
     expect(loadConfig({ CHORUS_TOKEN_SECRET: secret }).tokens.demo).toBe(false);
