@@ -166,7 +166,6 @@ export class Downlink {
       rules,
       lasting,
     );
-    if ([...decisions.values()].some((d) => d === 'off')) console.error('DBG off', JSON.stringify({ t: new Date().toISOString().slice(11, 23), budget, lasting, decisions: [...decisions.values()] }));
     const changed = new Set<string>();
     await Promise.all(
       shown.map(async ([consumer, entry]) => {
