@@ -62,7 +62,7 @@ export class Downlink {
       if (trace.type !== 'bwe') return;
       const available = Number((trace.info as { availableBitrate?: unknown }).availableBitrate);
       if (!(available > 0)) return;
-      this.#estimates.add((this.#options.now ?? Date.now)(), available);
+      this.#estimates.add(this.#now(), available);
       void this.reassess();
     });
     transport.observer.once('close', () => {
@@ -71,9 +71,13 @@ export class Downlink {
     });
   }
 
+  #now(): number {
+    return (this.#options.now ?? Date.now)();
+  }
+
   add(consumer: types.Consumer, view: TileView): void {
     if (this.#closed) return;
-    if (this.#entries.size === 0) this.#estimates.restart((this.#options.now ?? Date.now)());
+    if (this.#entries.size === 0) this.#estimates.restart(this.#now());
     this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0, climbs: new Climbs(this.#options.rules ?? DEFAULT_LAYER_RULES) });
     consumer.observer.once('close', () => {
       this.#entries.delete(consumer);
@@ -141,7 +145,7 @@ export class Downlink {
     const rules = this.#options.rules ?? DEFAULT_LAYER_RULES;
     const shown = [...this.#entries].filter(([consumer, entry]) => entry.view.visible && !consumer.closed);
     const ladders = await Promise.all(shown.map(([consumer]) => this.#options.ladder(consumer)));
-    const now = (this.#options.now ?? Date.now)();
+    const now = this.#now();
     // Layers follow the lowest estimate of the last up hold: a dip counts at once, a rise only
     // once it has lasted (a probe misread, or a moment of slack on a congested link, must not buy
     // a layer). A pause follows only a dip that has lasted the pause hold (see allocate).
