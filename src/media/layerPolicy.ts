@@ -67,9 +67,18 @@ export interface LayerRules {
   upMargin: number;
   /** The longest the up hold grows to after climbs that failed, one after another. */
   maxUpHoldMs: number;
+  /**
+   * For this long after a link starts carrying video, its videos get only their smallest
+   * picture; then the first real choice is made, free of holds. Until then the link's estimate is
+   * the initial guess (600 kbit/s by default) or the first readings of probes, which overshoot a
+   * slow link: on a 350 kbit/s link they put a student on the larger picture, whose keyframe
+   * alone held the link for most of a second, with the smaller one's keyframe queued behind it
+   * once the estimate came down. A small keyframe arrives at once. 0: none.
+   */
+  smallStartMs: number;
 }
 
-export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
+export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000, smallStartMs: 2000 };
 
 /**
  * The ceiling for each demand. Order of service: prioritised first, then larger tiles. First
