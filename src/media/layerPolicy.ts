@@ -71,9 +71,9 @@ export interface LayerRules {
    * For this long after a link starts carrying video, its videos get only their smallest
    * picture; then the first real choice is made, free of holds. Until then the link's estimate is
    * the initial guess (600 kbit/s by default) or the first readings of probes, which overshoot a
-   * slow link: on a 350 kbit/s link they put a student on the larger picture, whose keyframe
-   * alone held the link for most of a second, with the smaller one's keyframe queued behind it
-   * once the estimate came down. A small keyframe arrives at once. 0: none.
+   * slow link: a student on a 250–350 kbit/s link was first given the larger picture, then the
+   * smaller one a moment later, and on a busy machine its first two seconds had 0–5 frames and
+   * gaps over a second (test/integration/classLayers.test.ts). 0: none.
    */
   smallStartMs: number;
 }
