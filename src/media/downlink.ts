@@ -1,6 +1,6 @@
 import type { types } from 'mediasoup';
 import { trackIdOf } from './roomMedia.js';
-import { allocate, Climbs, DEFAULT_LAYER_RULES, EstimateHistory, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
+import { allocate, Climbs, DEFAULT_LAYER_RULES, deliveredBitrate, EstimateHistory, isLower, sameTarget, type LayerRules, type Rung, type Target } from './layerPolicy.js';
 
 /** What a subscriber's tile asks of one video. */
 export interface TileView {
@@ -45,6 +45,7 @@ interface Entry {
  */
 export class Downlink {
   readonly #options: DownlinkOptions;
+  readonly #transport: types.WebRtcTransport;
   readonly #entries = new Map<types.Consumer, Entry>();
   readonly #estimates: EstimateHistory;
   #running: Promise<void> | undefined;
@@ -55,6 +56,7 @@ export class Downlink {
 
   constructor(transport: types.WebRtcTransport, options: DownlinkOptions) {
     this.#options = options;
+    this.#transport = transport;
     const rules = options.rules ?? DEFAULT_LAYER_RULES;
     this.#estimates = new EstimateHistory(options.initialBitrate, Math.max(rules.upHoldMs, rules.pauseHoldMs));
     transport.enableTraceEvent(['bwe']).catch((error: unknown) => options.onError(error));
@@ -79,6 +81,11 @@ export class Downlink {
     if (this.#closed) return;
     if (this.#entries.size === 0) this.#estimates.restart(this.#now());
     this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0, climbs: new Climbs(this.#options.rules ?? DEFAULT_LAYER_RULES) });
+    // A falling score is the receiver reporting loss (RTCP, about once a second): its link may
+    // carry much less than the estimate says (see deliveredBitrate).
+    consumer.on('score', (score) => {
+      if (score.score < 10) void this.#readLoss(consumer);
+    });
     consumer.observer.once('close', () => {
       this.#entries.delete(consumer);
       this.#options.applied(new Set([trackIdOf(consumer)]));
@@ -138,6 +145,20 @@ export class Downlink {
       }
     })();
     return this.#running;
+  }
+
+  async #readLoss(consumer: types.Consumer): Promise<void> {
+    try {
+      const [stats, [link]] = await Promise.all([consumer.getStats(), this.#transport.getStats()]);
+      const sent = stats.find((s) => s.type === 'outbound-rtp');
+      const delivered = deliveredBitrate(link?.sendBitrate ?? 0, sent?.fractionLost ?? 0);
+      if (delivered === undefined || this.#closed) return;
+      this.#estimates.add(this.#now(), delivered);
+      await this.reassess();
+    } catch (error) {
+      // Closed while the stats were read: nothing to decide for.
+      if (!consumer.closed && !this.#closed) this.#options.onError(error);
+    }
   }
 
   async #decide(): Promise<void> {

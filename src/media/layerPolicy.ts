@@ -132,6 +132,24 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
  * caller's clock), for the two readings the policy takes of them. Keeps what is newer than
  * `keepMs`, and the reading in force when that span began.
  */
+/**
+ * RTCP's fraction lost (of 256) from which a receiver's loss is taken as congestion rather than
+ * noise: 10 %, where libwebrtc's own loss-based estimate starts to cut.
+ */
+export const CONGESTED_FRACTION_LOST = 26;
+
+/**
+ * A reading of what a link carries, from loss: when a receiver reports losing `fractionLost`/256
+ * of what was sent at `sentBps`, the link delivered about the rest. Undefined below
+ * `CONGESTED_FRACTION_LOST`. The transport-cc estimate follows a link that narrows under a
+ * flowing picture over seconds (on a queue that is already full it sees no growing delay, and it
+ * cuts for loss by steps); one receiver report says at once how much got through.
+ */
+export function deliveredBitrate(sentBps: number, fractionLost: number): number | undefined {
+  if (!(sentBps > 0) || !(fractionLost >= CONGESTED_FRACTION_LOST)) return undefined;
+  return sentBps * (1 - Math.min(fractionLost, 256) / 256);
+}
+
 export class EstimateHistory {
   readonly #readings: Array<{ at: number; bps: number }> = [];
 

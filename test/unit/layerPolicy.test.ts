@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { allocate, Climbs, EstimateHistory, type Demand, type Rung } from '../../src/media/layerPolicy.js';
+import { allocate, Climbs, deliveredBitrate, EstimateHistory, type Demand, type Rung } from '../../src/media/layerPolicy.js';
 
 /** Three spatial layers of three temporal layers each, cumulative bitrates as mediasoup measures them. */
 const ladder: Rung[] = [
@@ -204,6 +204,25 @@ describe('a downlink\'s estimates', () => {
     history.add(20_000, 100_000);
     expect(history.highestInForce(20_500, 1000)).toBe(120_000);
     expect(history.highestInForce(21_001, 1000)).toBe(100_000);
+  });
+
+  test('a receiver losing a tenth or more of what was sent: the link carried about the rest', () => {
+    // RTCP's fraction lost is out of 256; 26 is 10 %.
+    expect(deliveredBitrate(500_000, 0)).toBeUndefined();
+    expect(deliveredBitrate(500_000, 25)).toBeUndefined();
+    expect(deliveredBitrate(500_000, 26)).toBeCloseTo(449_219, 0);
+    expect(deliveredBitrate(500_000, 128)).toBe(250_000);
+    expect(deliveredBitrate(500_000, 255)).toBeCloseTo(1953, 0);
+    // Nothing sent, nothing learnt.
+    expect(deliveredBitrate(0, 128)).toBeUndefined();
+    // As a reading among the estimates: layers step down on it at once; a pause waits for a dip
+    // that lasts (a single report is not one).
+    const history = new EstimateHistory(600_000, 4000);
+    history.add(1000, 2_000_000);
+    history.add(2000, deliveredBitrate(500_000, 160)!);
+    history.add(2100, 1_500_000);
+    expect(history.lowest(2100, 4000)).toBeCloseTo(187_500, 0);
+    expect(history.highestInForce(2100, 2500)).toBe(2_000_000);
   });
 
   test('a link that starts carrying video again: its idle readings are no evidence for a pause', () => {
