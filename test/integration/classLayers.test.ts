@@ -1,9 +1,11 @@
 /**
- * Quality per student: a student whose downlink is 350 kbit/s (its own network namespace, `tc`
+ * Quality per student: a student whose downlink is 250 kbit/s (its own network namespace, `tc`
  * on the link to it) receives the teacher's camera on the low simulcast layer and keeps moving,
  * while a student on a free link receives the high one; when the limit is lifted, the
- * constrained student climbs back. The node's bandwidth estimate per transport (transport-cc)
- * decides; nothing here tells it which student is constrained.
+ * constrained student climbs back; when it narrows again under the larger picture, the student
+ * steps down and moves again within seconds, and the node's retransmissions stay under the link's
+ * rate. The node's bandwidth estimate per transport (transport-cc) and its receivers' loss reports
+ * decide; nothing here tells it which student is constrained.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -13,14 +15,17 @@ import { joinCallPeer, videoOf, type CallPeer } from '../support/callPeer.js';
 import { createNetns, type Netns } from '../support/netns.js';
 import { palette } from '../support/nodeVideo.js';
 import { startTestNode, until } from '../support/testNode.js';
+import { watchTransports, type TransportWatch } from '../support/transportWatch.js';
 
 let netns: Netns;
 let node: ChorusNode;
 const peers: CallPeer[] = [];
 let receiver: ChildProcess | undefined;
+let transports: TransportWatch;
 
 beforeAll(async () => {
   netns = await createNetns();
+  transports = watchTransports();
   // Signaling and media on the host end of the veth: reachable from the namespace and from here.
   node = await startTestNode({ CHORUS_HOST: netns.hostIp, RTC_LISTEN_IP: netns.hostIp, RTC_ANNOUNCED_ADDRESS: netns.hostIp });
 });
@@ -31,6 +36,7 @@ afterAll(async () => {
   for (const p of peers) await p.close();
   await node?.close();
   await netns?.close();
+  transports?.stop();
 });
 
 interface Sample {
@@ -39,7 +45,7 @@ interface Sample {
   longestGapMs: number;
 }
 
-test('a student on a 350 kbit/s link gets the low layer and keeps moving, a free one the high layer; lifted, it climbs back', async () => {
+test('a student on a 250 kbit/s link gets the low layer and keeps moving, a free one the high layer; lifted, it climbs back; narrowed again, it steps down and moves again', async () => {
   const room = 'class-layers';
   const mint = (identity: string, role: 'teacher' | 'student'): Promise<string> => node.tokens.mint({ room, identity, role, kind: 'class', name: identity });
   const teacher = await joinCallPeer(node, room, 'teacher', 400, { token: await mint('teacher', 'teacher'), camera: { colour: palette.blue, width: 640, height: 360, grain: 128 } });
@@ -50,7 +56,10 @@ test('a student on a 350 kbit/s link gets the low layer and keeps moving, a free
   const camera = [...free.client.participants.values()].flatMap((p) => [...p.tracks.values()]).find((t) => t.source === 'camera')!;
   await free.client.setView(camera.trackId, { visible: true, width: 1280, height: 720 });
 
-  await netns.limit(350);
+  // 250 kbit/s: the larger picture's base layer (measured 210–240 kbit/s) and the audio do not fit.
+  // At 350 they do, and by its rules (frame rate goes before picture size) the policy may give the
+  // larger picture at a quarter of the frame rate (seen once in twelve runs under load).
+  await netns.limit(250);
   receiver = spawn('ip', ['netns', 'exec', netns.name, process.execPath, '--import', 'tsx', 'test/support/videoReceiverProcess.ts', node.url, room, await mint('constrained', 'student')], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -85,6 +94,30 @@ test('a student on a 350 kbit/s link gets the low layer and keeps moving, a free
   // The limit lifted: the node's estimate for that student rises, and so does its layer.
   await netns.limit(undefined);
   await until(() => (latest()?.width ?? 0) >= 320, 45_000, 'the constrained student to climb back above the low layer');
+  // The link narrows under a flowing picture (to where the larger picture's base layer does not
+  // fit): the node steps it down, and it moves again within seconds. The transport-cc estimate
+  // follows such a link over seconds (it cuts for loss by steps, and a full queue shows no growing
+  // delay); with it alone, the picture froze over 3 s in 11 of 16 runs, up to 7.1 s. The receiver's loss reports step
+  // it down within a report or two (deliveredBitrate in the layer policy). What the node
+  // retransmits to it is read from its transport every half second: mediasoup answered every NACK
+  // (up to 1.2 Mbit/s into this 250 kbit/s link, keeping its queue full after the step down);
+  // the worker's patch 003 holds retransmissions to what the link can carry.
+  const link = await transports.sendingTo(netns.nsIp);
+  expect(link, 'the node\'s transport to the constrained student').toBeDefined();
+  await netns.limit(250);
+  const narrowed = samples.length;
+  const retransmitted: number[] = [];
+  const reading = setInterval(() => {
+    link!.getStats().then(([stats]) => retransmitted.push(Math.round((stats?.rtxSendBitrate ?? 0) / 1000)), () => undefined);
+  }, 500);
+  await until(() => samples.length > narrowed && (latest()?.width ?? 0) === 160, 30_000, 'the constrained student to step back down to the low layer');
+  const after = samples.length;
+  await until(() => latest()!.frames > samples[after - 1]!.frames + 2, 20_000, 'frames on the low layer after the step down');
+  clearInterval(reading);
+  const frozeMs = Math.max(...samples.slice(narrowed).map((s) => s.longestGapMs));
+  console.log(JSON.stringify({ test: 'class-layers-narrowed', stepDownMs: (after - narrowed) * 200, longestGapMs: frozeMs, retransmittedKbps: retransmitted }));
+  expect(frozeMs, JSON.stringify(samples.slice(narrowed))).toBeLessThan(5000);
+  expect(Math.max(...retransmitted), 'retransmissions (kbit/s, every 500 ms) into the 250 kbit/s link').toBeLessThan(250);
   // Each step was counted.
   const metrics = await (await fetch(`${node.url}/metrics`)).text();
   const changes = (direction: string): number => Number(new RegExp(`chorus_consumer_layer_changes_total\\{kind="class",direction="${direction}"[^}]*\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
