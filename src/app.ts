@@ -9,7 +9,6 @@ import { ApiKeyring } from './auth/apiKeys.js';
 import { TokenService } from './auth/tokens.js';
 import type { Config } from './config/config.js';
 import { createHttpServer } from './http/server.js';
-import { DEFAULT_LAYER_RULES } from './media/layerPolicy.js';
 import { WorkerPool } from './media/workerPool.js';
 import { AuditLog } from './observability/audit.js';
 import { RoomAdmin } from './admin/roomAdmin.js';
@@ -428,7 +427,6 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
       maxClassStage: config.rooms.maxClassStage,
       observeLayerChange: (kind: string, direction: 'up' | 'down') => metrics.layerChanged(kind, direction),
       initialBitrate: config.media.initialAvailableOutgoingBitrate,
-      layerRules: { ...DEFAULT_LAYER_RULES, smallStartMs: config.media.layerSmallStartMs },
       recordings,
       callP2p: config.rooms.callP2p,
       countIntervalMs: config.rooms.countIntervalMs,

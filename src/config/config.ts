@@ -75,8 +75,6 @@ export const envSchema = z
     RTC_ENABLE_UDP: bool.default(true),
     RTC_INITIAL_BITRATE: z.coerce.number().int().min(16000).default(600_000),
     RTC_MIN_BITRATE: z.coerce.number().int().min(0).default(0),
-    /** How long a receive link's first videos are held to their smallest picture (LayerRules.smallStartMs). */
-    CHORUS_LAYER_SMALL_START_MS: z.coerce.number().int().min(0).max(30_000).default(2000),
 
     /** Opus target for speech (kbit/s average). 16-32 is the useful range for one voice. */
     CHORUS_OPUS_BITRATE: z.coerce.number().int().min(16000).max(32000).default(24000),
@@ -340,8 +338,6 @@ export interface Config {
     broadcastFrameMs: number;
     /** RTC_SERVER_PORT: the first worker's shared port (WorkerPool opens one per worker). */
     serverPort: number | undefined;
-    /** CHORUS_LAYER_SMALL_START_MS: a receive link's first videos on their smallest picture this long. */
-    layerSmallStartMs: number;
   };
   rooms: { countIntervalMs: number; maxPeersPerRoom: number; maxCallParticipants: number; maxClassStudents: number; maxClassStage: number; stalePeerMs: number; idleRoomMs: number; callP2p: { enabled: boolean; backMs: number } };
   webhooks: { urls: string[]; maxAttempts: number; timeoutMs: number; initialDelayMs: number };
@@ -430,7 +426,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       enableTcp: e.RTC_ENABLE_TCP,
       initialAvailableOutgoingBitrate: e.RTC_INITIAL_BITRATE,
       minOutgoingBitrate: e.RTC_MIN_BITRATE,
-      layerSmallStartMs: e.CHORUS_LAYER_SMALL_START_MS,
       opusBitrate: e.CHORUS_OPUS_BITRATE,
       broadcastFrameMs: e.CHORUS_BROADCAST_FRAME_MS,
     },

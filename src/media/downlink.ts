@@ -32,8 +32,6 @@ export interface DownlinkOptions {
 interface Entry {
   view: TileView;
   current: Target | undefined;
-  /** Chosen in the link's small start (LayerRules.smallStartMs): the next choice is made afresh. */
-  provisional: boolean;
   lastDownAt: number;
   lastChangeAt: number;
   climbs: Climbs;
@@ -53,9 +51,6 @@ export class Downlink {
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
-  /** Until then the link's videos are held to their smallest picture (LayerRules.smallStartMs). */
-  #smallUntil = 0;
-  #smallTimer: NodeJS.Timeout | undefined;
   /** The last decision for a consumer that could not be applied, kept for `settle`. */
   readonly #failed = new WeakMap<types.Consumer, unknown>();
 
@@ -74,7 +69,6 @@ export class Downlink {
     });
     transport.observer.once('close', () => {
       this.#closed = true;
-      clearTimeout(this.#smallTimer);
       this.#entries.clear();
     });
   }
@@ -85,17 +79,8 @@ export class Downlink {
 
   add(consumer: types.Consumer, view: TileView): void {
     if (this.#closed) return;
-    if (this.#entries.size === 0) {
-      this.#estimates.restart(this.#now());
-      const smallMs = (this.#options.rules ?? DEFAULT_LAYER_RULES).smallStartMs;
-      this.#smallUntil = this.#now() + smallMs;
-      clearTimeout(this.#smallTimer);
-      if (smallMs > 0) {
-        this.#smallTimer = setTimeout(() => void this.reassess(), smallMs);
-        this.#smallTimer.unref();
-      }
-    }
-    this.#entries.set(consumer, { view, current: undefined, provisional: true, lastDownAt: 0, lastChangeAt: 0, climbs: new Climbs(this.#options.rules ?? DEFAULT_LAYER_RULES) });
+    if (this.#entries.size === 0) this.#estimates.restart(this.#now());
+    this.#entries.set(consumer, { view, current: undefined, lastDownAt: 0, lastChangeAt: 0, climbs: new Climbs(this.#options.rules ?? DEFAULT_LAYER_RULES) });
     // A falling score is the receiver reporting loss (RTCP, about once a second): its link may
     // carry much less than the estimate says (see deliveredBitrate).
     consumer.on('score', (score) => {
@@ -182,7 +167,6 @@ export class Downlink {
     const shown = [...this.#entries].filter(([consumer, entry]) => entry.view.visible && !consumer.closed);
     const ladders = await Promise.all(shown.map(([consumer]) => this.#options.ladder(consumer)));
     const now = this.#now();
-    const early = now < this.#smallUntil;
     // Layers follow the lowest estimate of the last up hold: a dip counts at once, a rise only
     // once it has lasted (a probe misread, or a moment of slack on a congested link, must not buy
     // a layer). A pause follows only a dip that has lasted the pause hold (see allocate).
@@ -195,10 +179,10 @@ export class Downlink {
         id: consumer.id,
         prioritised: this.#options.prioritised(consumer),
         area: entry.view.area,
-        maxSpatial: early ? 0 : entry.view.maxSpatial,
+        maxSpatial: entry.view.maxSpatial,
         maxTemporal: entry.view.maxTemporal,
         ladder: ladders[i]!,
-        current: entry.provisional ? undefined : entry.current,
+        current: entry.current,
         lastDownAt: entry.lastDownAt,
         lastChangeAt: entry.lastChangeAt,
         upHoldMs: entry.climbs.holdMs(now),
@@ -211,7 +195,6 @@ export class Downlink {
     await Promise.all(
       shown.map(async ([consumer, entry]) => {
         const target = decisions.get(consumer.id);
-        if (!early && target !== undefined) entry.provisional = false;
         if (target === undefined || sameTarget(target, entry.current)) return;
         const previous = entry.current;
         entry.current = target;

@@ -67,18 +67,9 @@ export interface LayerRules {
   upMargin: number;
   /** The longest the up hold grows to after climbs that failed, one after another. */
   maxUpHoldMs: number;
-  /**
-   * For this long after a link starts carrying video, its videos get only their smallest
-   * picture; then the first real choice is made, free of holds. Until then the link's estimate is
-   * the initial guess (600 kbit/s by default) or the first readings of probes, which overshoot a
-   * slow link: a student on a 250–350 kbit/s link was first given the larger picture, then the
-   * smaller one a moment later, and on a busy machine its first two seconds had 0–5 frames and
-   * gaps over a second (test/integration/classLayers.test.ts). 0: none.
-   */
-  smallStartMs: number;
 }
 
-export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000, smallStartMs: 2000 };
+export const DEFAULT_LAYER_RULES: LayerRules = { headroom: 0.85, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
 
 /**
  * The ceiling for each demand. Order of service: prioritised first, then larger tiles. First

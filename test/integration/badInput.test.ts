@@ -242,9 +242,7 @@ describe('call rooms: refusals over the socket, each with its code, leaving the 
     // No burst on track controls: the flood below meets the steady rate (test/unit/limits.test.ts
     // covers the burst).
     // An estimate above every layer: these tests are about refusals, not the layer policy's budget.
-    // No small start either: its timer would change a consumer's layers in the middle of "refused,
-    // and nothing changed".
-    callNode = await startTestNode({ RTC_INITIAL_BITRATE: '10000000', CHORUS_LAYER_SMALL_START_MS: '0', CHORUS_CALL_MAX_PARTICIPANTS: String(CAP), CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '1000', CHORUS_LIMIT_TRACK_CONTROL_BURST: '0' });
+    callNode = await startTestNode({ RTC_INITIAL_BITRATE: '10000000', CHORUS_CALL_MAX_PARTICIPANTS: String(CAP), CHORUS_LIMIT_MESSAGES_PER_CONNECTION_PER_SECOND: '1000', CHORUS_LIMIT_TRACK_CONTROL_BURST: '0' });
   });
   afterEach(async () => {
     for (const s of callSockets.splice(0)) s.close();

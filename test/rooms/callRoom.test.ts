@@ -5,9 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { RoomChange } from '../../src/protocol/room.js';
-import { DEFAULT_LAYER_RULES } from '../../src/media/layerPolicy.js';
 import { deviceCaps, errorCode, grantFor, type Harness, joined, publish, rtpFor, startHarness } from '../support/roomHarness.js';
-import { until } from '../support/testNode.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -165,30 +163,6 @@ describe('call rooms: simulcast and views', () => {
       await room.viewTrack(b.peer, { consumerId: consumer.id, visible: true, width: 320, height: 180 });
       expect(consumer.paused).toBe(false);
     }
-  });
-
-  test("a link's first videos get their smallest picture for the small start, then what their view asks", async () => {
-    const smallStartMs = 400;
-    const { room } = await h.room('call', { layerRules: { ...DEFAULT_LAYER_RULES, smallStartMs } });
-    const a = await joined(room, 'participant');
-    const b = await joined(room, 'participant');
-    const cam = await publish(room, a, 'camera');
-    const started = Date.now();
-    const consumer = await room.consume(b.peer, b.recv.id, cam.id, deviceCaps(room));
-    await room.resumeConsumer(b.peer, consumer.id);
-    // A speaker tile at once (the view's ceiling, answered): held to the smallest picture while
-    // the link has told nothing.
-    expect(await room.viewTrack(b.peer, { consumerId: consumer.id, visible: true, width: 1280, height: 720 })).toEqual({ paused: false, spatialLayer: 2 });
-    expect(consumer.preferredLayers?.spatialLayer).toBe(0);
-    // Then the first real choice, free of the up hold (4 s): the top layer.
-    await until(() => consumer.preferredLayers?.spatialLayer === 2, 3000, 'the top layer after the small start');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(smallStartMs - 5);
-    // A second video on a link already carrying one starts on what its view asks.
-    const c = await joined(room, 'participant');
-    const second = await room.consume(b.peer, b.recv.id, (await publish(room, c, 'camera')).id, deviceCaps(room));
-    await room.resumeConsumer(b.peer, second.id);
-    await room.viewTrack(b.peer, { consumerId: second.id, visible: true, width: 1280, height: 720 });
-    expect(second.preferredLayers?.spatialLayer).toBe(2);
   });
 
   test('layers out of range, and views of audio, are bad requests that change nothing', async () => {

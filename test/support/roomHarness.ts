@@ -7,7 +7,6 @@ import type { types } from 'mediasoup';
 import { ChorusError } from '../../src/protocol/errors.js';
 import pino from 'pino';
 import type { VerifiedGrant } from '../../src/auth/tokens.js';
-import { DEFAULT_LAYER_RULES } from '../../src/media/layerPolicy.js';
 import { RoomMedia } from '../../src/media/roomMedia.js';
 import { WorkerPool } from '../../src/media/workerPool.js';
 import { AuditLog, type AuditEvent } from '../../src/observability/audit.js';
@@ -105,10 +104,8 @@ export async function startHarness(): Promise<Harness> {
         idleRoomMs: 0,
         speakerIntervalMs: 300,
         audioLevelIntervalMs: 200,
-        // Room rules, not bandwidth: an estimate no test's layers reach, and no small start on a
-        // link that never reads one (the policy has its own tests).
+        // Room rules, not bandwidth: an estimate no test's layers reach (the policy has its own tests).
         initialBitrate: 10_000_000,
-        layerRules: { ...DEFAULT_LAYER_RULES, smallStartMs: 0 },
         ...options,
       }, auditLog, silent);
       rooms.push(room);

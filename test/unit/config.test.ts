@@ -15,10 +15,6 @@ describe('config', () => {
   test('a floor under the bandwidth estimate: none unless set, and a bad one is refused by name', () => {
     expect(loadConfig({}).media.minOutgoingBitrate).toBe(0);
     expect(loadConfig({ RTC_MIN_BITRATE: '1500000' }).media.minOutgoingBitrate).toBe(1_500_000);
-    expect(loadConfig({}).media.layerSmallStartMs).toBe(2000);
-    expect(loadConfig({ CHORUS_LAYER_SMALL_START_MS: '0' }).media.layerSmallStartMs).toBe(0);
-    expect(() => loadConfig({ CHORUS_LAYER_SMALL_START_MS: '-1' })).toThrow(/CHORUS_LAYER_SMALL_START_MS/);
-    expect(() => loadConfig({ CHORUS_LAYER_SMALL_START_MS: 'soon' })).toThrow(/CHORUS_LAYER_SMALL_START_MS/);
     expect(() => loadConfig({ RTC_MIN_BITRATE: '-1' })).toThrow(/RTC_MIN_BITRATE/);
     expect(() => loadConfig({ RTC_MIN_BITRATE: 'fast' })).toThrow(/RTC_MIN_BITRATE/);
   });

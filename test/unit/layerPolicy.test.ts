@@ -15,7 +15,7 @@ const ladder: Rung[] = [
 ].map(([spatial, temporal, bitrate]) => ({ spatial: spatial!, temporal: temporal!, bitrate: bitrate! }));
 
 const NOW = 100_000;
-const rules = { headroom: 1, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000, smallStartMs: 0 };
+const rules = { headroom: 1, downHoldMs: 1000, pauseHoldMs: 2500, upHoldMs: 4000, upMargin: 2, maxUpHoldMs: 16_000 };
 
 function camera(id: string, over: Partial<Demand> = {}): Demand {
   return { id, prioritised: false, area: 640 * 360, maxSpatial: 2, maxTemporal: 2, ladder, current: undefined, lastDownAt: 0, lastChangeAt: 0, ...over };
