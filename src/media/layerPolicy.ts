@@ -128,11 +128,6 @@ export function allocate(budget: number, demands: readonly Demand[], now: number
 }
 
 /**
- * A downlink's bandwidth estimates over the last few seconds (ms and bits per second, the
- * caller's clock), for the two readings the policy takes of them. Keeps what is newer than
- * `keepMs`, and the reading in force when that span began.
- */
-/**
  * RTCP's fraction lost (of 256) from which a receiver's loss is taken as congestion rather than
  * noise: 10 %, where libwebrtc's own loss-based estimate starts to cut.
  */
@@ -150,6 +145,11 @@ export function deliveredBitrate(sentBps: number, fractionLost: number): number 
   return sentBps * (1 - Math.min(fractionLost, 256) / 256);
 }
 
+/**
+ * A downlink's bandwidth estimates over the last few seconds (ms and bits per second, the
+ * caller's clock), for the two readings the policy takes of them. Keeps what is newer than
+ * `keepMs`, and the reading in force when that span began.
+ */
 export class EstimateHistory {
   readonly #readings: Array<{ at: number; bps: number }> = [];
 
