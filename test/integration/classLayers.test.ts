@@ -110,10 +110,14 @@ test('a student on a 250 kbit/s link gets the low layer and keeps moving, a free
   const reading = setInterval(() => {
     link!.getStats().then(([stats]) => retransmitted.push(Math.round((stats?.rtxSendBitrate ?? 0) / 1000)), () => undefined);
   }, 500);
-  await until(() => samples.length > narrowed && (latest()?.width ?? 0) === 160, 30_000, 'the constrained student to step back down to the low layer');
-  const after = samples.length;
-  await until(() => latest()!.frames > samples[after - 1]!.frames + 2, 20_000, 'frames on the low layer after the step down');
-  clearInterval(reading);
+  let after: number;
+  try {
+    await until(() => samples.length > narrowed && (latest()?.width ?? 0) === 160, 30_000, 'the constrained student to step back down to the low layer');
+    after = samples.length;
+    await until(() => latest()!.frames > samples[after - 1]!.frames + 2, 20_000, 'frames on the low layer after the step down');
+  } finally {
+    clearInterval(reading);
+  }
   const frozeMs = Math.max(...samples.slice(narrowed).map((s) => s.longestGapMs));
   console.log(JSON.stringify({ test: 'class-layers-narrowed', stepDownMs: (after - narrowed) * 200, longestGapMs: frozeMs, retransmittedKbps: retransmitted }));
   expect(frozeMs, JSON.stringify(samples.slice(narrowed))).toBeLessThan(6000);
