@@ -11,6 +11,7 @@ import { isLifecycle, storable, type ChorusRecord } from './types.js';
 export interface RecordStore {
   readonly kind: SqlDatabase['kind'];
   readonly where: string;
+  readonly server: SqlDatabase['server'];
   /** Applies `batch` in one transaction, in order; safe to call again with the same records. */
   write(batch: readonly ChorusRecord[]): Promise<void>;
   /** Marks a room archived (rooms are never deleted). False when there is no such room. */
@@ -35,6 +36,10 @@ export class SqlRecordStore implements RecordStore {
 
   get where(): string {
     return this.db.where;
+  }
+
+  get server(): SqlDatabase['server'] {
+    return this.db.server;
   }
 
   async write(batch: readonly ChorusRecord[]): Promise<void> {

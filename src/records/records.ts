@@ -23,6 +23,8 @@ export interface RecordsSettings {
 export interface RecordsStatus extends WriterStatus {
   backend: 'postgres' | 'pglite';
   where: string;
+  /** The embedded database's own process: its pid, and how often it was started again. */
+  server?: { pid: number | undefined; restarts: number };
 }
 
 export class RecordsError extends Error {
@@ -59,7 +61,8 @@ export class Records extends EventEmitter<{ queued: [record: ChorusRecord] }> im
   }
 
   status(): RecordsStatus {
-    return { backend: this.store.kind, where: this.store.where, ...this.writer.status() };
+    const server = this.store.server;
+    return { backend: this.store.kind, where: this.store.where, ...(server && { server: { pid: server.pid, restarts: server.restarts } }), ...this.writer.status() };
   }
 
   /** The short form for /readyz: records never make a node unready, but show degradation. */

@@ -1,14 +1,15 @@
 /**
- * The two databases records can live in, behind one small interface: a real PostgreSQL (`pg`
- * pool, DATABASE_URL) or PGlite (PostgreSQL compiled to WebAssembly, in a data directory). Both
- * run the same migrations and the same statements.
+ * The two databases records can live in, behind one small interface: a real PostgreSQL
+ * (DATABASE_URL) or PGlite (PostgreSQL compiled to WebAssembly, in a data directory, served by a
+ * child process: pgliteServer.ts). The node talks to both through one `pg` pool; both run the
+ * same migrations and the same statements.
  */
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
 import type { Logger } from '../observability/logger.js';
 import { ensurePgliteDirectory } from './pgliteCreate.js';
+import { PgliteServer } from './pgliteServer.js';
 
 export interface SqlExecutor {
   query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
@@ -20,6 +21,8 @@ export interface SqlDatabase extends SqlExecutor {
   readonly kind: 'postgres' | 'pglite';
   /** Human-readable location, without credentials. */
   readonly where: string;
+  /** The process serving the embedded database (PGlite); none for an outside PostgreSQL. */
+  readonly server?: { readonly pid: number | undefined; readonly restarts: number };
   /** BEGIN … COMMIT around `fn`; ROLLBACK when it throws. */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -44,10 +47,14 @@ export interface PostgresOptions {
 }
 
 export function openPostgres(url: string, log: Logger, options: PostgresOptions = {}): SqlDatabase {
+  // Records are written by one flush at a time; a second connection serves reads meanwhile.
+  return overPool({ connectionString: url, max: 3 }, 'postgres', redactUrl(url), log, options);
+}
+
+/** A `pg` pool as a SqlDatabase: what both backends run on. */
+function overPool(config: pg.PoolConfig, kind: SqlDatabase['kind'], where: string, log: Logger | undefined, options: PostgresOptions): SqlDatabase {
   const pool = new pg.Pool({
-    connectionString: url,
-    // Records are written by one flush at a time; a second connection serves reads meanwhile.
-    max: 3,
+    ...config,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
     query_timeout: options.queryTimeoutMs ?? 30_000,
     idleTimeoutMillis: 30_000,
@@ -55,7 +62,7 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
   });
   // An idle client losing its server (a restart) is reported here; without a listener it would
   // crash the node. The next query reconnects.
-  pool.on('error', (error) => log.warn({ error: error.message }, 'records database connection lost'));
+  pool.on('error', (error) => log?.warn({ error: error.message }, 'records database connection lost'));
   const executor = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
     async query<R>(text: string, params?: unknown[]) {
       return (await client.query(text, params)).rows as R[];
@@ -65,8 +72,8 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
     },
   });
   return {
-    kind: 'postgres',
-    where: redactUrl(url),
+    kind,
+    where,
     ...executor(pool),
     async transaction(fn) {
       const client = await pool.connect();
@@ -106,7 +113,7 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
 const LOCK = { stale: 10_000, update: 2_500 };
 
 /**
- * PGlite's shared buffers live in the node's own memory, and PostgreSQL's default of 128 MB is
+ * PGlite's shared buffers live in its process's memory, and PostgreSQL's default of 128 MB is
  * sized for a server of its own: measured, an open records database held RSS 307 MB with it and
  * 191 MB with 32 MB. Records are mostly appended; pages past these are read through the
  * operating system's file cache.
@@ -130,32 +137,25 @@ export async function openPglite(dir: string, log?: Logger, lockRetries = 6): Pr
     }
     throw error;
   }
-  let db: PGlite;
+  let server: PgliteServer;
   try {
     const started = performance.now();
     if (await ensurePgliteDirectory(dir)) log?.info({ dir, ms: Math.round(performance.now() - started) }, 'records database created (first start)');
-    db = new PGlite(dir, { startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS] });
-    await db.waitReady;
+    server = await PgliteServer.start(dir, { settings: PGLITE_SETTINGS, log });
   } catch (error) {
     await release();
     throw error;
   }
-  const executor = (target: Pick<PGlite, 'query' | 'exec'>): SqlExecutor => ({
-    async query<R>(text: string, params?: unknown[]) {
-      return (await target.query<R>(text, params)).rows;
-    },
-    async exec(text: string) {
-      await target.exec(text);
-    },
-  });
+  // PGlite is one session: with one connection a transaction holds it and other statements wait
+  // their turn in the pool, which is the order PGlite would run them in anyway.
+  const db = overPool({ host: server.socketDir, user: 'postgres', database: 'postgres', max: 1 }, 'pglite', `pglite:${dir}`, log, {});
   return {
-    kind: 'pglite',
-    where: `pglite:${dir}`,
-    ...executor(db),
-    transaction: (fn) => db.transaction((tx) => fn(executor(tx))),
+    ...db,
+    server,
     async close() {
       try {
         await db.close();
+        await server.close();
       } finally {
         await release().catch(() => undefined);
       }
