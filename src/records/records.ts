@@ -66,9 +66,9 @@ export class Records extends EventEmitter<{ queued: [record: ChorusRecord] }> im
   }
 
   /** The short form for /readyz: records never make a node unready, but show degradation. */
-  health(): Pick<RecordsStatus, 'backend' | 'breaker' | 'queued' | 'spilledBytes'> {
-    const { backend, breaker, queued, spilledBytes } = this.status();
-    return { backend, breaker, queued, spilledBytes };
+  health(): Pick<RecordsStatus, 'backend' | 'breaker' | 'queued' | 'spilledBytes' | 'server'> {
+    const { backend, breaker, queued, spilledBytes, server } = this.status();
+    return { backend, breaker, queued, spilledBytes, ...(server && { server }) };
   }
 
   /** Flushes within `deadlineMs` (spilling the rest for the next start), then disconnects. */

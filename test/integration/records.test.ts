@@ -272,12 +272,12 @@ describe.each(['postgres', 'pglite'] as const)('abuse limits recorded in %s', (k
  * Takes the records database away while joins and leaves go on, returns once writes are seen
  * spilling, and resolves to what gives it back (or waits for it to come back by itself).
  */
-type Outage = (records: Records, churned: () => number) => Promise<() => Promise<void>>;
+type Outage = (node: ChorusNode, records: Records, churned: () => number) => Promise<() => Promise<void>>;
 
 const outages: Record<'postgres' | 'pglite', { env: () => Promise<Record<string, string>>; outage: Outage }> = {
   postgres: {
     env: async () => ({ DATABASE_URL: await server.createDatabase('chaos') }),
-    async outage(records, churned) {
+    async outage(_node, records, churned) {
       await server.kill();
       let down = true;
       // Should this test fail during the outage, the tests after it still get their database.
@@ -295,14 +295,18 @@ const outages: Record<'postgres' | 'pglite', { env: () => Promise<Record<string,
   pglite: {
     env: async () => ({}),
     // The embedded database's process killed outright: the node starts it again by itself.
-    async outage(records, churned) {
+    async outage(node, records, churned) {
       const { server: before, spilled } = records.status();
       expect(before?.pid).toBeGreaterThan(0);
       process.kill(before!.pid!, 'SIGKILL');
       const killedAt = churned();
       await until(() => churned() >= killedAt + 20 && records.status().spilled > spilled, 30_000, 'joins and leaves spilling while the PGlite process is gone');
-      return () =>
-        until(() => (records.status().server?.restarts ?? 0) >= 1 && records.status().server?.pid !== undefined, 30_000, 'the PGlite process to be started again');
+      return async () => {
+        await until(() => (records.status().server?.restarts ?? 0) >= 1 && records.status().server?.pid !== undefined, 30_000, 'the PGlite process to be started again');
+        // What an operator sees: the process, and that it was started again.
+        const ready = (await (await fetch(`${node.url}/readyz`)).json()) as { records: { backend: string; server?: { pid: number; restarts: number } } };
+        expect(ready.records).toMatchObject({ backend: 'pglite', server: { pid: records.status().server!.pid, restarts: 1 } });
+      };
     },
   },
 };
@@ -364,7 +368,7 @@ test('with joins and leaves: every event and session row arrives exactly once', 
 
   await until(() => churned() >= 2, 20_000, 'churn before the outage');
   expect(await records.flush()).toBe(true);
-  const back = await outage(records, churned);
+  const back = await outage(node, records, churned);
   await back();
   const restartedAt = cycles;
   await until(() => churned() >= restartedAt + 5, 30_000, 'churn after the database is back');
