@@ -2,8 +2,8 @@
  * What a node costs doing nothing: a Chorus node (embedded defaults: memory state, embedded
  * records) started in its own process, left alone for a settle time, then measured over a window:
  * CPU of the node process, of its records process (the embedded database) and of its mediasoup
- * workers (% of one core), and how often the node and the workers
- * threads woke (context switches a second, voluntary and not, summed over every thread).
+ * workers (% of one core), and how often the threads of the node and of the workers woke
+ * (context switches a second, voluntary and not, summed over every thread).
  *
  *   npm run bench:idle -- [--duration S] [--settle S] [--workers W] [--out DIR]
  *
