@@ -11,7 +11,6 @@
  * records writer spills them as it does for an unreachable PostgreSQL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -52,6 +51,9 @@ async function main() {
   }));
   process.stdin.on('end', stop).resume();
   process.on('SIGTERM', stop);
+  // Ctrl-C at a terminal reaches the whole process group: the node then closes, flushing its
+  // records here first, and ends this process itself.
+  process.on('SIGINT', () => undefined);
   await server.start();
   process.stdout.write('ready\\n');
 }
@@ -70,6 +72,11 @@ export interface PgliteServerOptions {
 /** The last few KB a child wrote to stderr, for the error that says why it stopped. */
 function tail(text: string, max = 4096): string {
   return text.length > max ? text.slice(-max) : text;
+}
+
+/** How a child ended. Not events.once: that rejects on 'error' (a failed spawn), unhandled here. */
+function exitOf(child: ChildProcess): Promise<[number | null, NodeJS.Signals | null]> {
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
 }
 
 export class PgliteServer {
@@ -126,11 +133,13 @@ export class PgliteServer {
     // The pipe breaking as the child dies must not become an unhandled error in the node.
     child.stdin!.on('error', () => undefined);
     const started = Date.now();
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    const exited = exitOf(child);
     let timer: NodeJS.Timeout | undefined;
     const ready = new Promise<void>((resolve, reject) => {
+      let stdout = '';
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-        if (chunk.includes('ready')) resolve();
+        stdout = tail(stdout + chunk, 64);
+        if (stdout.includes('ready')) resolve();
       });
       child.once('error', reject);
       void exited.then(([code, signal]) => reject(new Error(`the records database process exited (${signal ?? `code ${code}`}) before it served: ${stderr.trim() || 'no output'}`)));
@@ -178,7 +187,7 @@ export class PgliteServer {
     const child = this.#child;
     this.#child = undefined;
     if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
+      const exited = exitOf(child);
       child.stdin!.end();
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
       await exited;

@@ -56,6 +56,20 @@ test('its socket is in a directory only the node can enter, gone once closed; ps
   expect(existsSync(socketDir)).toBe(false);
 });
 
+test('Ctrl-C at a terminal (SIGINT to the process group) leaves it serving: the node closes it', async () => {
+  const db = await openPglite(dir);
+  try {
+    const pid = db.server!.pid!;
+    process.kill(pid, 'SIGINT');
+    // Two round trips after the signal: the child has handled it by the time they answer.
+    expect(await db.query('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    expect(await db.query('SELECT 2 AS two')).toEqual([{ two: 2 }]);
+    expect(db.server).toMatchObject({ pid, restarts: 0 });
+  } finally {
+    await db.close();
+  }
+});
+
 test('killed, it is started again by itself, with what was committed before', async () => {
   const db = await openPglite(dir);
   try {
