@@ -482,6 +482,8 @@ async function run(): Promise<void> {
     ramp: {
       seconds: round((rampEnd - rampStart) / 1000, 1),
       serverCpuPct: usage(ramp, 'server').cpuPct,
+      /** The server's processes during the ramp (node, records process, workers), by comm. */
+      serverProcs: usage(ramp, 'server').procs.map((p) => ({ comm: p.comm, cpuPct: p.cpuPct })),
       loadgenCpuPct: rampLoadgenCpu,
       machineCpuPct: machineUsagePct(ramp, cores),
       /** Other work during the ramp, when join times are taken (otherCpuPct above is the window's). */
