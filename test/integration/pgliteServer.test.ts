@@ -43,6 +43,22 @@ test("a slow statement runs in the database's process: the node's event loop kee
   }
 });
 
+test('it is vacuumed and analyzed on a timer, as PGlite runs no autovacuum', async () => {
+  const db = await openPglite(dir, undefined, 6, { vacuumEveryMs: 300 });
+  try {
+    await db.exec('DROP TABLE IF EXISTS churned; CREATE TABLE churned (id int PRIMARY KEY, v int)');
+    await db.exec('INSERT INTO churned SELECT g, 0 FROM generate_series(1, 2000) g; UPDATE churned SET v = v + 1; UPDATE churned SET v = v + 1');
+    const stats = async () =>
+      (await db.query<{ dead: number; vacuumed: boolean; analyzed: boolean }>(
+        `SELECT n_dead_tup::int AS dead, last_vacuum IS NOT NULL AS vacuumed, last_analyze IS NOT NULL AS analyzed FROM pg_stat_user_tables WHERE relname = 'churned'`,
+      ))[0];
+    await until(async () => (await stats())?.vacuumed === true, 20_000, 'a vacuum to run');
+    expect(await stats()).toEqual({ dead: 0, vacuumed: true, analyzed: true });
+  } finally {
+    await db.close();
+  }
+});
+
 test('its socket is in a directory only the node can enter, gone once closed; ps names it', async () => {
   const server = await PgliteServer.start(dir);
   const socketDir = server.socketDir;
