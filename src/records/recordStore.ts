@@ -64,7 +64,11 @@ export class SqlRecordStore implements RecordStore {
             )
           ).map((r) => r.id),
         );
-        for (const record of lifecycle) if (fresh.has(record.id)) await applyLifecycle(tx, record);
+        const applied = lifecycle.filter((r) => fresh.has(r.id));
+        for (const [i, record] of applied.entries()) {
+          await applyLifecycle(tx, record);
+          if (record.kind === 'session.joined' && peakAfter(applied, i)) await updatePeak(tx, record.room);
+        }
       }
       if (events.length > 0) {
         await tx.query(
@@ -124,6 +128,31 @@ function round(value: number | null): number | null {
   return value === null ? null : Math.round(value);
 }
 
+/** Sessions open now, across the cluster's nodes (they all write here): the room's peak. */
+async function updatePeak(tx: SqlExecutor, room: string): Promise<void> {
+  await tx.query(
+    `UPDATE rooms SET peak_participants = GREATEST(peak_participants, (SELECT count(*) FROM sessions WHERE room = $1 AND left_at IS NULL)) WHERE id = $1`,
+    [room],
+  );
+}
+
+/**
+ * Whether the room's open sessions may peak after the join at `i`: not when the room's
+ * next session change in this batch is another join, since within the transaction the count only
+ * grows until a leave. Counting once per run of joins instead of once per join matters because
+ * the count grows with the room: a ramp of joins costs one count per batch.
+ */
+function peakAfter(batch: readonly Lifecycle[], i: number): boolean {
+  const joined = batch[i]!;
+  const room = 'room' in joined ? joined.room : undefined;
+  for (const next of batch.slice(i + 1)) {
+    if (!('room' in next) || next.room !== room) continue;
+    if (next.kind === 'session.joined') return false;
+    if (next.kind === 'session.left') return true;
+  }
+  return true;
+}
+
 async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void> {
   switch (record.kind) {
     case 'room.opened':
@@ -160,11 +189,6 @@ async function applyLifecycle(tx: SqlExecutor, record: Lifecycle): Promise<void>
         [sessionId, record.room, record.identity, record.role, record.node, record.peer, record.at],
       );
       await tx.query('INSERT INTO session_peers (peer_id, session_id) VALUES ($1, $2) ON CONFLICT (peer_id) DO NOTHING', [record.peer, sessionId]);
-      // Sessions open now, across the cluster's nodes (they all write here): the room's peak.
-      await tx.query(
-        `UPDATE rooms SET peak_participants = GREATEST(peak_participants, (SELECT count(*) FROM sessions WHERE room = $1 AND left_at IS NULL)) WHERE id = $1`,
-        [record.room],
-      );
       if (resumed && resumed.node !== record.node) {
         // The join record's id is unique and applied once: a fine id for the event it implies.
         await tx.query(

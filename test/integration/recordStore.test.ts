@@ -264,6 +264,48 @@ describe.each(['postgres', 'pglite'] as const)('track records on %s', (kind) => 
   });
 });
 
+describe.each(['postgres', 'pglite'] as const)('a room\'s peak on %s', (kind) => {
+  test('is the most sessions open at once, counted once per run of joins in a batch', async () => {
+    const db = await database(kind);
+    await migrate(db);
+    // The same database, counting the statements that count the room's open sessions.
+    let counts = 0;
+    const counting: SqlDatabase = {
+      ...db,
+      transaction: (fn) =>
+        db.transaction((tx) =>
+          fn({
+            query: (text, params) => {
+              if (text.includes('peak_participants')) counts++;
+              return tx.query(text, params);
+            },
+            exec: (text) => tx.exec(text),
+          }),
+        ),
+    };
+    const store = new SqlRecordStore(counting);
+    const room = `peak-${kind}`;
+    const peak = async (): Promise<number> => Number((await db.query<{ p: number }>('SELECT peak_participants AS p FROM rooms WHERE id = $1', [room]))[0]!.p);
+    const t = 1_700_000_000_000;
+    let at = t;
+    const join = (peer: string): ChorusRecord => stamp({ kind: 'session.joined', peer, room, identity: peer, role: 'listener', node: 'A' }, ++at);
+    const leave = (peer: string): ChorusRecord => stamp({ kind: 'session.left', peer, room, reason: 'left' }, ++at);
+    await store.write([stamp({ kind: 'room.opened', room, roomKind: 'broadcast', node: 'A' }, t)]);
+
+    // A ramp: fifty joins in one batch are one count.
+    await store.write(Array.from({ length: 50 }, (_, i) => join(`r${i}`)));
+    expect(await peak()).toBe(50);
+    expect(counts).toBe(1);
+
+    // The peak inside a batch is kept although the batch ends lower: three more join, all leave.
+    counts = 0;
+    await store.write([join('a'), join('b'), join('c'), ...Array.from({ length: 50 }, (_, i) => leave(`r${i}`)), leave('a'), join('d'), leave('b')]);
+    expect(await peak()).toBe(53);
+    expect(counts).toBe(2);
+    expect(await db.query<{ n: string }>('SELECT count(*)::int AS n FROM sessions WHERE room = $1 AND left_at IS NULL', [room])).toEqual([{ n: 2 }]);
+  });
+});
+
 describe.each(['postgres', 'pglite'] as const)('recording records on %s', (kind) => {
   test('a recording delivered twice is one row, listed for its tenant only, the newest first, ended once', async () => {
     const db = await database(kind);
