@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
-import { existsSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from '../observability/logger.js';
 
 export interface FfmpegExit {
@@ -43,6 +44,34 @@ async function bound(port: number): Promise<Socket | undefined> {
   return undefined;
 }
 
+/** Where ffmpeg's ports are looked for: above the well-known and registered-but-common ports. */
+const PAIR_RANGE_LOW = 10_000;
+
+/**
+ * The ports to pick ffmpeg's pairs from, below the kernel's ephemeral range (where it picks a port
+ * for every `bind(0)` and outgoing socket on the machine): between the moment a pair is found free
+ * and the moment ffmpeg binds it (a process start, ~0.1 s), any socket anywhere could be given a
+ * port from that range, and ffmpeg then exits with `bind failed: Address already in use` (seen
+ * once in a full test run). Below it, only a program naming that port can take it. Undefined where
+ * the range cannot be read or leaves no room: then the kernel picks, as before.
+ */
+function pairRange(): { low: number; high: number } | undefined {
+  try {
+    const [ephemeralLow] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (!ephemeralLow || ephemeralLow - PAIR_RANGE_LOW < 1000) return undefined;
+    return { low: PAIR_RANGE_LOW, high: ephemeralLow - 1 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A candidate RTP port: even (RTP's convention, RTCP on the odd one above), in `range`, else the kernel's. */
+async function candidate(range: { low: number; high: number } | undefined): Promise<Socket | undefined> {
+  if (!range) return bound(0);
+  const evens = Math.floor((range.high - 1 - range.low) / 2);
+  return bound(range.low + 2 * randomInt(evens));
+}
+
 /**
  * `n` pairs of UDP ports free on loopback right now, each an RTP port and the next one up, bound
  * together and then released for ffmpeg. ffmpeg's SDP input ignores `a=rtcp` and always takes
@@ -52,10 +81,11 @@ async function bound(port: number): Promise<Socket | undefined> {
 export async function freeRtpPorts(n: number): Promise<RtpPorts[]> {
   const held: Socket[] = [];
   const pairs: RtpPorts[] = [];
+  const range = pairRange();
   try {
     for (let attempt = 0; pairs.length < n; attempt++) {
       if (attempt >= n * PAIR_ATTEMPTS) throw new Error(`no ${n} free UDP port pairs on loopback after ${attempt} attempts`);
-      const rtp = await bound(0);
+      const rtp = await candidate(range);
       if (!rtp) continue;
       const port = rtp.address().port;
       const rtcp = port < 65535 ? await bound(port + 1) : undefined;

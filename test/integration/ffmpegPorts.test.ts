@@ -1,10 +1,11 @@
 /**
  * The ports the node hands ffmpeg are the ports ffmpeg takes: it reads RTP on the SDP's media
  * port and, whatever `a=rtcp` says, RTCP on the port above it. A run whose RTCP neighbour was
- * never checked could find it taken and end before it received anything.
+ * never checked could find it taken and end before it received anything; ports from the kernel's
+ * ephemeral range could be given to any other socket before ffmpeg bound them.
  */
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -31,6 +32,14 @@ test('port pairs are an RTP port and the one above it, all distinct and free', a
   const ports = pairs.flatMap(({ rtp, rtcp }) => [rtp, rtcp]);
   expect(new Set(ports).size).toBe(6);
   for (const port of ports) expect(await bindable(port)).toBe(true);
+  // Below the kernel's ephemeral range, where no bind(0) or outgoing socket can be given one of
+  // them before ffmpeg binds it; RTP on the even port.
+  const [ephemeralLow] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  for (const { rtp, rtcp } of pairs) {
+    expect(rtp % 2).toBe(0);
+    expect(rtp).toBeGreaterThanOrEqual(10_000);
+    expect(rtcp).toBeLessThan(ephemeralLow!);
+  }
 });
 
 test('ffmpeg reading a recording SDP binds exactly the pairs it was given', async () => {
