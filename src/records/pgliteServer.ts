@@ -45,6 +45,8 @@ async function main() {
   const stop = () => (stopping ??= (async () => {
     await server.stop().catch(() => undefined);
     await db.close();
+    // The socket's private directory: a node that was killed cannot remove it.
+    require('node:fs').rmSync(require('node:path').dirname(socketPath), { recursive: true, force: true });
   })().then(() => process.exit(0), (error) => {
     process.stderr.write(String(error && error.stack || error));
     process.exit(1);
