@@ -159,10 +159,8 @@ export class PgliteServer {
       if (this.#closing || this.#child !== child) return;
       this.#child = undefined;
       if (Date.now() - started >= RESTART_RESET_AFTER_MS) this.#restartDelay = RESTART_FIRST_MS;
-      const delayMs = this.#restartDelay;
-      this.#restartDelay = Math.min(this.#restartDelay * 2, RESTART_MAX_MS);
+      const delayMs = this.#scheduleRestart();
       this.options.log?.error({ code, signal, stderr: stderr.trim() || undefined, restartInMs: delayMs }, 'the records database process exited; records spill to disk until it is back');
-      this.#restartTimer = setTimeout(() => void this.#restart(), delayMs);
     });
   }
 
@@ -175,11 +173,17 @@ export class PgliteServer {
       this.options.log?.info({ restarts: this.#restarts }, 'the records database process is back');
     } catch (error) {
       if (this.#closing) return;
-      const delayMs = this.#restartDelay;
-      this.#restartDelay = Math.min(this.#restartDelay * 2, RESTART_MAX_MS);
+      const delayMs = this.#scheduleRestart();
       this.options.log?.error({ err: error, restartInMs: delayMs }, 'the records database process did not start again');
-      this.#restartTimer = setTimeout(() => void this.#restart(), delayMs);
     }
+  }
+
+  /** Starts the child again after the current delay, doubling it for next time; answers the delay. */
+  #scheduleRestart(): number {
+    const delayMs = this.#restartDelay;
+    this.#restartDelay = Math.min(delayMs * 2, RESTART_MAX_MS);
+    this.#restartTimer = setTimeout(() => void this.#restart(), delayMs);
+    return delayMs;
   }
 
   /** Stops the child, letting it close the database (killed after 10 s), and removes the socket. */

@@ -145,7 +145,8 @@ async function updatePeak(tx: SqlExecutor, room: string): Promise<void> {
 function peakAfter(batch: readonly Lifecycle[], i: number): boolean {
   const joined = batch[i]!;
   const room = 'room' in joined ? joined.room : undefined;
-  for (const next of batch.slice(i + 1)) {
+  for (let j = i + 1; j < batch.length; j++) {
+    const next = batch[j]!;
     if (!('room' in next) || next.room !== room) continue;
     if (next.kind === 'session.joined') return false;
     if (next.kind === 'session.left') return true;
