@@ -25,6 +25,16 @@ const RESTART_FIRST_MS = 500;
 const RESTART_MAX_MS = 30_000;
 /** A child that served this long before it exited is restarted at the first delay again. */
 const RESTART_RESET_AFTER_MS = 60_000;
+/**
+ * V8 compiles PGlite's WebAssembly with its fast baseline compiler first and optimizes only what
+ * runs hot, and in a database most of the code a statement walks never counts as hot: measured
+ * (`npm run bench:records`), over 3,000 records in batches of 10 the process spent 1.55 ms of CPU
+ * per record with the baseline tier and 0.88 ms with every function optimized on first call, and
+ * over a fresh start's first 400 records 3.5-5.8 ms against 1.5-1.8 ms. That is the cost a
+ * broadcast's first ramp of joins meets. Optimizing on first call adds about 1.2 s to the start
+ * (0.9 s of CPU), paid once, while nothing is waiting on records yet.
+ */
+export const RECORDS_V8_FLAGS = ['--no-liftoff'];
 /** The file name libpq and `pg` look for in a socket directory for port 5432. */
 const SOCKET_NAME = '.s.PGSQL.5432';
 
@@ -68,6 +78,8 @@ main().catch((error) => {
 export interface PgliteServerOptions {
   /** PostgreSQL settings, as `-c name=value` pairs. */
   settings?: string[];
+  /** V8 flags for the child; RECORDS_V8_FLAGS unless given (benches compare against none). */
+  v8Flags?: string[];
   log?: Logger;
 }
 
@@ -126,7 +138,7 @@ export class PgliteServer {
     const socketPath = join(this.socketDir, SOCKET_NAME);
     // A killed child leaves its socket file, and listening on an existing path fails.
     rmSync(socketPath, { force: true });
-    const child = spawn(process.execPath, ['-e', SERVER_CHILD_SCRIPT, ...this.#entries, this.dir, socketPath, ...(this.options.settings ?? [])], {
+    const child = spawn(process.execPath, [...(this.options.v8Flags ?? RECORDS_V8_FLAGS), '-e', SERVER_CHILD_SCRIPT, ...this.#entries, this.dir, socketPath, ...(this.options.settings ?? [])], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#child = child;
