@@ -30,11 +30,11 @@ const RESTART_RESET_AFTER_MS = 60_000;
  * runs hot, and in a database most of the code a statement walks never counts as hot: measured
  * (`npm run bench:records`), over 3,000 records in batches of 10 the process spent 1.55 ms of CPU
  * per record with the baseline tier and 0.88 ms with every function optimized on first call, and
- * over a fresh start's first 400 records 3.5-5.8 ms against 1.5-1.8 ms. That is the cost a
+ * over a fresh start's first 400 records 3.5-5.8 ms against 1.5-2.0 ms. That is the cost a
  * broadcast's first ramp of joins meets. Optimizing on first call adds about 1.2 s to the start
  * (0.9 s of CPU), paid once, while nothing is waiting on records yet.
  */
-export const RECORDS_V8_FLAGS = ['--no-liftoff'];
+const RECORDS_V8_FLAGS = ['--no-liftoff'];
 /** The file name libpq and `pg` look for in a socket directory for port 5432. */
 const SOCKET_NAME = '.s.PGSQL.5432';
 
@@ -78,8 +78,6 @@ main().catch((error) => {
 export interface PgliteServerOptions {
   /** PostgreSQL settings, as `-c name=value` pairs. */
   settings?: string[];
-  /** V8 flags for the child; RECORDS_V8_FLAGS unless given (benches compare against none). */
-  v8Flags?: string[];
   log?: Logger;
 }
 
@@ -138,7 +136,7 @@ export class PgliteServer {
     const socketPath = join(this.socketDir, SOCKET_NAME);
     // A killed child leaves its socket file, and listening on an existing path fails.
     rmSync(socketPath, { force: true });
-    const child = spawn(process.execPath, [...(this.options.v8Flags ?? RECORDS_V8_FLAGS), '-e', SERVER_CHILD_SCRIPT, ...this.#entries, this.dir, socketPath, ...(this.options.settings ?? [])], {
+    const child = spawn(process.execPath, [...RECORDS_V8_FLAGS, '-e', SERVER_CHILD_SCRIPT, ...this.#entries, this.dir, socketPath, ...(this.options.settings ?? [])], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#child = child;
