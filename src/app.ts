@@ -278,6 +278,8 @@ export async function startNode(config: Config, log: Logger = createLogger(confi
     info: () => ({
       node: config.nodeId,
       version,
+      // The runtime's own version: an operator can see a node still on a Node.js past its end of life.
+      nodeVersion: process.versions.node,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       draining,
       rooms: rooms.rooms.size,

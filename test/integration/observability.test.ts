@@ -147,7 +147,7 @@ describe('metrics during a live broadcast', () => {
     expect(response.status).toBe(200);
     const info = (await response.json()) as Record<string, unknown>;
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-    expect(info).toMatchObject({ node: 'metrics-node', version: pkg.version, rooms: 1, peers: 3, draining: false });
+    expect(info).toMatchObject({ node: 'metrics-node', version: pkg.version, nodeVersion: process.versions.node, rooms: 1, peers: 3, draining: false });
     expect(info['uptimeSeconds']).toEqual(expect.any(Number));
     expect(info['workers']).toHaveLength(2);
     expect((info['workers'] as Array<{ alive: boolean; pid: number }>).every((w) => w.alive && w.pid > 0)).toBe(true);

@@ -16,7 +16,7 @@ export interface TestListener {
   close(): Promise<void>;
 }
 
-export async function joinListener(node: ChorusNode, roomId: string, options: Partial<ChorusClientOptions> = {}): Promise<TestListener> {
+export async function joinListener(node: Pick<ChorusNode, 'url' | 'tokens'>, roomId: string, options: Partial<ChorusClientOptions> = {}): Promise<TestListener> {
   const client = nodeClient(node, roomId, await tokenFor(node, roomId, 'listener'), options);
   let probe: AudioProbe | undefined;
   const events: string[] = [];

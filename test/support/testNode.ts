@@ -40,12 +40,12 @@ export async function startTestNodes(ids: string[], env: Record<string, string>)
   return nodes;
 }
 
-export async function tokenFor(node: ChorusNode, room: string, role: Role, identity = `${role}-${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
+export async function tokenFor(node: Pick<ChorusNode, 'tokens'>, room: string, role: Role, identity = `${role}-${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
   return node.tokens.mint({ room, identity, role });
 }
 
 /** An SDK client backed by Node WebRTC, not yet joined. */
-export function nodeClient(node: ChorusNode, roomId: string, token: string, extra: Partial<ChorusClientOptions> = {}): ChorusClient {
+export function nodeClient(node: Pick<ChorusNode, 'url'>, roomId: string, token: string, extra: Partial<ChorusClientOptions> = {}): ChorusClient {
   return new ChorusClient({
     url: node.url,
     roomId,
@@ -74,7 +74,7 @@ export interface ToneBroadcaster {
 }
 
 /** A broadcaster (the real SDK) joined to `room` on `node` and publishing a `frequency` Hz tone. */
-export async function toneBroadcaster(node: ChorusNode, room: string, frequency: number, identity = 'speaker'): Promise<ToneBroadcaster> {
+export async function toneBroadcaster(node: Pick<ChorusNode, 'url' | 'tokens'>, room: string, frequency: number, identity = 'speaker'): Promise<ToneBroadcaster> {
   const tone = toneTrack(frequency);
   const client = nodeClient(node, room, await tokenFor(node, room, 'broadcaster', identity));
   const stop = async (): Promise<void> => {

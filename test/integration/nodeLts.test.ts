@@ -1,0 +1,100 @@
+/**
+ * Chorus on the newest Node.js LTS, whatever Node runs the suite: Node 20 reached its end of life
+ * in April 2026, and package.json's engines accept 22.12 and later. `scripts/setup.sh --test`
+ * installs the official binary from the npm registry (package.json `config.testNodeLts`); here
+ * the node runs on it with its embedded defaults (the records database's process included, which
+ * runs on the same binary), a broadcaster and a listener of the SDK join from this process, and
+ * the listener hears the tone. Then SIGTERM stops it cleanly.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, test } from 'vitest';
+import { ApiKeyring } from '../../src/auth/apiKeys.js';
+import { TokenService } from '../../src/auth/tokens.js';
+import { repoRoot } from '../support/buildWeb.js';
+import { joinListener, type TestListener } from '../support/listener.js';
+import { toneBroadcaster, until, type ToneBroadcaster } from '../support/testNode.js';
+
+const SECRET = 'n'.repeat(40);
+const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { config: { testNodeLts: string } };
+const lts = pkg.config.testNodeLts;
+const cacheRoot = process.env['CHORUS_CACHE_DIR'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'chorus');
+const binary = join(cacheRoot, `node-${lts}`, 'node_modules', `node-linux-${process.arch}`, 'bin', 'node');
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+test(`a broadcast on Node.js ${lts}: the node starts with its embedded defaults, a listener hears the speaker, SIGTERM stops it cleanly`, async () => {
+  expect(existsSync(binary), `${binary} is missing: run scripts/setup.sh --test`).toBe(true);
+  const dataDir = mkdtempSync(join(tmpdir(), 'chorus-lts-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = {};
+  // The suite's own settings stay out: the node is configured here alone.
+  for (const [key, value] of Object.entries(process.env)) if (!/^(CHORUS_|REDIS_|DATABASE_URL|RTC_|MEDIASOUP_|TURN_|LOG_LEVEL|NODE_OPTIONS)/.test(key)) env[key] = value;
+  Object.assign(env, {
+    CHORUS_HOST: '127.0.0.1',
+    CHORUS_PORT: '0',
+    CHORUS_DATA_DIR: dataDir,
+    CHORUS_API_KEYS: `test:${SECRET}`,
+    CHORUS_HLS: 'false',
+    MEDIASOUP_WORKERS: '1',
+    RTC_LISTEN_IP: '127.0.0.1',
+    RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  });
+  const child: ChildProcess = spawn(binary, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  let url: string | undefined;
+  await until(
+    () => {
+      if (child.exitCode !== null) throw new Error(`the node exited: ${err.slice(-2000)}`);
+      const line = out.split('\n').find((l) => l.includes('"chorus node listening"'));
+      url = line ? (JSON.parse(line) as { url?: string }).url : undefined;
+      return url !== undefined;
+    },
+    90_000,
+    'the node to listen',
+  );
+  const info = (await (await fetch(`${url}/health/info`)).json()) as { nodeVersion: string };
+  expect(info.nodeVersion).toBe(lts);
+  const ready = (await (await fetch(`${url}/readyz`)).json()) as { records?: { server?: { pid?: number } } };
+  // The embedded records database's own process runs on the same binary.
+  const recordsPid = ready.records?.server?.pid;
+  expect(recordsPid, JSON.stringify(ready)).toEqual(expect.any(Number));
+  expect(readlinkSync(`/proc/${recordsPid}/exe`)).toBe(realpathSync(binary));
+
+  const node = { url: url!, tokens: new TokenService(new ApiKeyring([{ id: 'test', secret: SECRET }]), 3600) };
+  const room = `lts-${Date.now()}`;
+  let speaker: ToneBroadcaster | undefined;
+  let listener: TestListener | undefined;
+  try {
+    speaker = await toneBroadcaster(node, room, 440);
+    listener = await joinListener(node, room);
+    await listener.hears(440, 20_000);
+  } finally {
+    await listener?.close();
+    await speaker?.stop();
+  }
+
+  child.kill('SIGTERM');
+  const { code } = await exited;
+  expect(code, err.slice(-2000)).toBe(0);
+  expect(out).toContain('"msg":"shutting down"');
+  expect(out).not.toContain('shutdown failed');
+  // Its records process went with it.
+  expect(existsSync(`/proc/${recordsPid}`)).toBe(false);
+}, 180_000);
