@@ -6,7 +6,9 @@
 #   docker run --rm -p 3000:3000 -p 40000-40999:40000-40999/udp \
 #     -e RTC_MIN_PORT=40000 -e RTC_MAX_PORT=40999 -e RTC_ANNOUNCED_ADDRESS=<public ip> chorus
 
-FROM node:20-bookworm AS build
+# Node 24 (LTS): Node 20 reached its end of life in April 2026. What runs here on 24 is tested
+# outside Docker (README, "Node.js"): scripts/setup.sh and the server with its records process.
+FROM node:24-bookworm AS build
 WORKDIR /app
 # mediasoup's worker is built from source with Chorus's patch series, against Debian's libraries
 # (scripts/setup-worker.sh, scripts/mediasoup/README.md), and ends verified in this cache.
@@ -23,7 +25,7 @@ RUN scripts/setup.sh \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf /opt/chorus-cache/build /opt/chorus-cache/meson-venv
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 # Shared libraries of a worker built from source (a prebuilt one needs none of them).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 libuv1 libsrtp2-1 libusrsctp2 libabsl20220623 libnss3 \

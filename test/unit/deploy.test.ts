@@ -197,10 +197,11 @@ describe('Dockerfile', () => {
     expect(cmd.join(' ')).toBe(pkg.scripts['start']);
   });
 
-  test('multi-stage: the build stage runs the README setup (npm ci + build), the runtime is node:20-bookworm-slim', () => {
+  test('multi-stage: the build stage runs the README setup (npm ci + build), the runtime is node:24-bookworm-slim (Node 20 is past its end of life)', () => {
     const stages = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?$/gim)].map((m) => ({ image: m[1], name: m[2] }));
     expect(stages).toHaveLength(2);
-    expect(stages[1]!.image).toBe('node:20-bookworm-slim');
+    expect(stages[0]!.image).toBe('node:24-bookworm');
+    expect(stages[1]!.image).toBe('node:24-bookworm-slim');
     expect(dockerfile).toMatch(/^RUN scripts\/setup\.sh/m);
     const setup = read('scripts/setup.sh');
     // Both run in the image build: .dockerignore keeps node_modules and dist (and their skip
