@@ -6,7 +6,6 @@
  * runs on the same binary), a broadcaster and a listener of the SDK join from this process, and
  * the listener hears the tone. Then SIGTERM stops it cleanly.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +13,9 @@ import { afterAll, expect, test } from 'vitest';
 import { ApiKeyring } from '../../src/auth/apiKeys.js';
 import { TokenService } from '../../src/auth/tokens.js';
 import { repoRoot } from '../support/buildWeb.js';
+import { startMain, started, withoutChorusSettings } from '../support/mainProcess.js';
 import { joinListener, type TestListener } from '../support/listener.js';
-import { toneBroadcaster, until, type ToneBroadcaster } from '../support/testNode.js';
+import { toneBroadcaster, type ToneBroadcaster } from '../support/testNode.js';
 
 const SECRET = 'n'.repeat(40);
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { config: { testNodeLts: string } };
@@ -32,9 +32,9 @@ test(`a broadcast on Node.js ${lts}: the node starts with its embedded defaults,
   expect(existsSync(binary), `${binary} is missing: run scripts/setup.sh --test`).toBe(true);
   const dataDir = mkdtempSync(join(tmpdir(), 'chorus-lts-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const env: NodeJS.ProcessEnv = {};
-  // The suite's own settings stay out: the node is configured here alone.
-  for (const [key, value] of Object.entries(process.env)) if (!/^(CHORUS_|REDIS_|DATABASE_URL|RTC_|MEDIASOUP_|TURN_|LOG_LEVEL|NODE_OPTIONS)/.test(key)) env[key] = value;
+  const env = withoutChorusSettings();
+  // Flags meant for the suite's own Node stay out too.
+  delete env['NODE_OPTIONS'];
   Object.assign(env, {
     CHORUS_HOST: '127.0.0.1',
     CHORUS_PORT: '0',
@@ -46,29 +46,15 @@ test(`a broadcast on Node.js ${lts}: the node starts with its embedded defaults,
     RTC_ANNOUNCED_ADDRESS: '127.0.0.1',
     LOG_LEVEL: 'info',
   });
-  const child: ChildProcess = spawn(binary, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const main = startMain(env, { node: binary });
   cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
+    if (main.child.exitCode === null && main.child.signalCode === null) {
+      main.child.kill('SIGKILL');
+      await main.exited;
     }
   });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-  let url: string | undefined;
-  await until(
-    () => {
-      if (child.exitCode !== null) throw new Error(`the node exited: ${err.slice(-2000)}`);
-      const line = out.split('\n').find((l) => l.includes('"chorus node listening"'));
-      url = line ? (JSON.parse(line) as { url?: string }).url : undefined;
-      return url !== undefined;
-    },
-    90_000,
-    'the node to listen',
-  );
+  await started(main, 90_000);
+  const url = main.logLines().find((l) => l.msg === 'chorus node listening')?.['url'] as string;
   const info = (await (await fetch(`${url}/health/info`)).json()) as { nodeVersion: string };
   expect(info.nodeVersion).toBe(lts);
   const ready = (await (await fetch(`${url}/readyz`)).json()) as { records?: { server?: { pid?: number } } };
@@ -77,7 +63,7 @@ test(`a broadcast on Node.js ${lts}: the node starts with its embedded defaults,
   expect(recordsPid, JSON.stringify(ready)).toEqual(expect.any(Number));
   expect(readlinkSync(`/proc/${recordsPid}/exe`)).toBe(realpathSync(binary));
 
-  const node = { url: url!, tokens: new TokenService(new ApiKeyring([{ id: 'test', secret: SECRET }]), 3600) };
+  const node = { url, tokens: new TokenService(new ApiKeyring([{ id: 'test', secret: SECRET }]), 3600) };
   const room = `lts-${Date.now()}`;
   let speaker: ToneBroadcaster | undefined;
   let listener: TestListener | undefined;
@@ -90,11 +76,11 @@ test(`a broadcast on Node.js ${lts}: the node starts with its embedded defaults,
     await speaker?.stop();
   }
 
-  child.kill('SIGTERM');
-  const { code } = await exited;
-  expect(code, err.slice(-2000)).toBe(0);
-  expect(out).toContain('"msg":"shutting down"');
-  expect(out).not.toContain('shutdown failed');
+  main.child.kill('SIGTERM');
+  const { code } = await main.exited;
+  expect(code, main.stderr().slice(-2000)).toBe(0);
+  expect(main.stdout()).toContain('"msg":"shutting down"');
+  expect(main.stdout()).not.toContain('shutdown failed');
   // Its records process went with it.
   expect(existsSync(`/proc/${recordsPid}`)).toBe(false);
 }, 180_000);

@@ -2,13 +2,13 @@
  * `npm start`'s process as an operator meets it: `node --import tsx src/main.ts` with an
  * environment, read through its stdout (JSON log lines) and stderr.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, test } from 'vitest';
-import { repoRoot } from '../support/buildWeb.js';
+import { startMain as spawnMain, started, withoutChorusSettings, type MainProcess } from '../support/mainProcess.js';
 import { freePort } from '../support/ports.js';
 import { getFrom, rawConnection, type RawConnection } from '../support/rawSocket.js';
 import { until } from '../support/testNode.js';
@@ -29,12 +29,8 @@ afterEach(async () => {
 
 /** The test's own environment without any Chorus setting that could leak into the child. */
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!/^(CHORUS_|REDIS_|DATABASE_URL|RTC_|MEDIASOUP_|TURN_|LOG_LEVEL)/.test(key)) env[key] = value;
-  }
   return {
-    ...env,
+    ...withoutChorusSettings(),
     CHORUS_HOST: '127.0.0.1',
     CHORUS_DATA_DIR: mkdtempSync(join(tmpdir(), 'chorus-start-')),
     CHORUS_RECORDS: 'false',
@@ -49,51 +45,11 @@ function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   };
 }
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-interface Started {
-  child: ChildProcess;
-  /** The JSON log lines printed so far. */
-  logLines: () => LogLine[];
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** `npm start`'s process; with `openFiles`, under that `ulimit -n` (a login shell on Debian gives 1,024). */
-function startMain(env: NodeJS.ProcessEnv, openFiles?: number): Started {
-  const child =
-    openFiles === undefined
-      ? spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('bash', ['-c', `ulimit -n ${openFiles} && exec "$0" --import tsx src/main.ts`, process.execPath], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const logLines = (): LogLine[] =>
-    out
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as LogLine);
-  return { child, logLines, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Resolves once the node printed its 'open …' line; rejects if it exited first. */
-async function started(main: Started): Promise<void> {
-  await until(
-    () => {
-      if (main.child.exitCode !== null) throw new Error(`node exited: ${main.stderr()}`);
-      return main.logLines().some((l) => l.msg.startsWith('open '));
-    },
-    60_000,
-    'the start-up lines',
-  );
+/** `npm start`'s process, killed after the test if it is still running. */
+function startMain(env: NodeJS.ProcessEnv, openFiles?: number): MainProcess {
+  const main = spawnMain(env, { openFiles });
+  children.push(main.child);
+  return main;
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
