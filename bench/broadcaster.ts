@@ -4,17 +4,16 @@
  * WebRTC and publishes a sine tone, or (`source: 'speech'`) the shipped speech sample on a loop,
  * pauses included, so Opus DTX has silences to skip. Started by bench/broadcast.ts over IPC.
  *
- * The tone is fed by the clock, not by one frame per timer tick: on a busy machine timers fire
- * late, and a source that pushes one 10 ms frame per tick would send fewer packets than real
- * time, which looks like a lighter load rather than a worse one. Late frames are pushed in a
- * catch-up burst (at most 200 ms of audio; more than that is skipped and counted).
+ * The audio is fed by the clock (`clockedAudio`, test/support/nodePeer.ts), not one frame per timer
+ * tick: on a busy machine timers fire late, and a source pushing one 10 ms frame per tick would
+ * send fewer packets than real time, which looks like a lighter load rather than a worse one.
+ * Frames it was too late to push, beyond a 200 ms catch-up burst, are skipped and counted.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import wrtc from '@roamhq/wrtc';
 import { TokenService } from '../src/auth/tokens.js';
 import { ChorusClient } from '../src/client/chorusClient.js';
-import { webrtcHandlerFactory } from '../test/support/nodePeer.js';
+import { clockedAudio, FRAME, SAMPLE_RATE, sine, webrtcHandlerFactory } from '../test/support/nodePeer.js';
 import type { BroadcasterProcConfig, ChildToParent, ParentToChild } from './lib/messages.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as BroadcasterProcConfig;
@@ -23,22 +22,6 @@ const send = (message: ChildToParent): void => {
   if (process.connected) process.send?.(message);
 };
 process.on('disconnect', () => process.exit(1));
-
-const SAMPLE_RATE = 48000;
-const FRAME = SAMPLE_RATE / 100;
-const MAX_BURST = 20;
-
-/** A sine tone, one 10 ms frame a call. */
-function tone(frequency: number, amplitude: number): (samples: Int16Array) => void {
-  const step = (2 * Math.PI * frequency) / SAMPLE_RATE;
-  let phase = 0;
-  return (samples) => {
-    for (let i = 0; i < FRAME; i++) {
-      samples[i] = Math.round(Math.sin(phase) * amplitude * 32767);
-      phase += step;
-    }
-  };
-}
 
 /** The speech sample (bench/assets/speech.ogg, decoded by ffmpeg once), one 10 ms frame a call, looped. */
 function speech(): (samples: Int16Array) => void {
@@ -53,39 +36,9 @@ function speech(): (samples: Int16Array) => void {
   };
 }
 
-function clocked(fill: (samples: Int16Array) => void) {
-  const source = new wrtc.nonstandard.RTCAudioSource();
-  const track = source.createTrack();
-  const samples = new Int16Array(FRAME);
-  const stats = { pushed: 0, skipped: 0 };
-  const start = performance.now();
-  const push = (): void => {
-    fill(samples);
-    source.onData({ samples, sampleRate: SAMPLE_RATE, bitsPerSample: 16, channelCount: 1, numberOfFrames: FRAME });
-    stats.pushed++;
-  };
-  const timer = setInterval(() => {
-    const due = Math.floor((performance.now() - start) / 10);
-    let behind = due - stats.pushed - stats.skipped;
-    if (behind > MAX_BURST) {
-      stats.skipped += behind - MAX_BURST;
-      behind = MAX_BURST;
-    }
-    for (let i = 0; i < behind; i++) push();
-  }, 10);
-  return {
-    track: track as unknown as MediaStreamTrack,
-    stats,
-    stop(): void {
-      clearInterval(timer);
-      track.stop();
-    },
-  };
-}
-
 const tokens = new TokenService(new TextEncoder().encode(config.secret), 3600);
 const token = await tokens.mint({ room: config.roomId, identity: 'bench-broadcaster', role: 'broadcaster' });
-const audio = clocked(config.source === 'speech' ? speech() : tone(config.frequency, 0.5));
+const audio = clockedAudio(config.source === 'speech' ? speech() : sine(config.frequency, 0.5));
 const client = new ChorusClient({
   url: config.url,
   roomId: config.roomId,

@@ -20,12 +20,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import wrtc from '@roamhq/wrtc';
 import { parse, types } from 'hls-parser';
 import { startNode } from '../src/app.js';
 import { loadConfig } from '../src/config/config.js';
 import { ChorusClient } from '../src/client/chorusClient.js';
-import { webrtcHandlerFactory } from '../test/support/nodePeer.js';
+import { clockedAudio, FRAME, SAMPLE_RATE, webrtcHandlerFactory, type ClockedAudio } from '../test/support/nodePeer.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
 
@@ -52,8 +51,6 @@ const argv = process.argv.slice(2).join(' ');
 const command = process.env['npm_lifecycle_event'] === 'bench:hls' ? `npm run bench:hls -- ${argv}`.trim() : `tsx bench/hls.ts ${argv}`.trim();
 const log = (message: string): void => void process.stderr.write(`[bench:hls ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 
-const SAMPLE_RATE = 48000;
-const FRAME = SAMPLE_RATE / 100;
 const BURST_MS = 200;
 /** Far enough apart that a zero-crossing estimate on a short window tells them apart. */
 const FREQUENCIES = [500, 800, 1100, 1400, 1700, 2000, 2300, 2600];
@@ -67,15 +64,11 @@ interface Emission {
 
 /**
  * Silence with a tone burst every interval plus a random part of a segment, fed by the clock
- * (late timers catch up). The random part spreads bursts over every position within a segment:
+ * (`clockedAudio`: late timers catch up). The random part spreads bursts over every position within a segment:
  * with a fixed interval that is a multiple of the segment length, every burst would land at the
  * same point of its segment and the figure would describe that point only.
  */
-function burstSource(emissions: Emission[]) {
-  const source = new wrtc.nonstandard.RTCAudioSource();
-  const track = source.createTrack();
-  const samples = new Int16Array(FRAME);
-  const start = performance.now();
+function burstSource(emissions: Emission[]): ClockedAudio {
   const burstFrames = BURST_MS / 10;
   const nextGap = (): number => Math.round((intervalMs + Math.random() * segmentSeconds * 1000) / 10);
   let pushed = 0;
@@ -83,7 +76,7 @@ function burstSource(emissions: Emission[]) {
   let burstStart = nextGap();
   let bursts = 0;
   let frequency = FREQUENCIES[0]!;
-  const push = (): void => {
+  return clockedAudio((samples) => {
     if (pushed === burstStart) {
       frequency = FREQUENCIES[bursts++ % FREQUENCIES.length]!;
       emissions.push({ at: Date.now(), frequency });
@@ -99,20 +92,8 @@ function burstSource(emissions: Emission[]) {
       phase = 0;
       if (pushed >= burstStart + burstFrames) burstStart += nextGap();
     }
-    source.onData({ samples, sampleRate: SAMPLE_RATE, bitsPerSample: 16, channelCount: 1, numberOfFrames: FRAME });
     pushed++;
-  };
-  const timer = setInterval(() => {
-    const due = Math.floor((performance.now() - start) / 10);
-    while (pushed < due) push();
-  }, 5);
-  return {
-    track: track as unknown as MediaStreamTrack,
-    stop(): void {
-      clearInterval(timer);
-      track.stop();
-    },
-  };
+  });
 }
 
 function decode(segment: Buffer): Promise<Float32Array> {
