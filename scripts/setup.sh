@@ -6,7 +6,8 @@
 #                             tests), ffmpeg, coturn (the TURN relay test), redis-server and
 #                             nginx (the cluster tests start their own instances), and postgresql
 #                             (the records tests start their own server from its binaries),
-#                             openssl (certificates for the Redis-over-TLS test).
+#                             openssl (certificates for the Redis-over-TLS test), iproute2 and
+#                             nftables (clients in network namespaces: constrained and lossy links).
 # Needs Node.js 20.19+ or 22.12+ (what Vite, which builds the pages, supports) and npm. Runs
 # apt-get as root, or through sudo. A second run is quick: npm ci is skipped while node_modules
 # was installed from this very package-lock.json (a stamp in node_modules), and the build while
@@ -32,7 +33,7 @@ fi
 # it has to build from source; here go the packages every install needs.
 # ffmpeg runs the HLS fallback (src/hls) on every node and makes the watch page's sample video.
 packages="ca-certificates curl python3 python3-venv ffmpeg"
-$want_test && packages="$packages chromium coturn redis-server nginx postgresql openssl iproute2"
+$want_test && packages="$packages chromium coturn redis-server nginx postgresql openssl iproute2 nftables"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
