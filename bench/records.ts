@@ -24,6 +24,7 @@ import { createLogger } from '../src/observability/logger.js';
 import { startPostgres, type PostgresServer } from '../test/support/postgresServer.js';
 import { gitCommit } from './lib/gitCommit.js';
 import { allStats, clkTck, round, tree } from './lib/procstat.js';
+import { cli } from './lib/cli.js';
 import { lineChart } from './lib/report.js';
 import { recordRun } from './lib/runLog.js';
 
@@ -39,21 +40,10 @@ const { values: args } = parseArgs({
   strict: true,
 });
 const usageText = 'usage: npm run bench:records -- [--records embedded,postgres] [--batches 10,100,500] [--sessions N] [--out DIR] [--note TEXT]';
-if (args.help) {
-  process.stdout.write(`${usageText}\n`);
-  process.exit(0);
-}
-const fail = (message: string): never => {
-  process.stderr.write(`${message}\n${usageText}\n`);
-  process.exit(2);
-};
+const { fail, whole } = cli(usageText, args.help);
 const backends = args.records.split(',').map((b) => (b === 'embedded' || b === 'postgres' ? b : fail(`--records: embedded and/or postgres, not ${b}`)));
-const batches = args.batches.split(',').map((b) => {
-  const n = Number(b);
-  return Number.isInteger(n) && n >= 1 && n <= 5000 ? n : fail(`--batches: whole numbers from 1 to 5000, not ${b}`);
-});
-const sessions = Number(args.sessions);
-if (!Number.isInteger(sessions) || sessions < 1 || sessions > 100_000) fail('--sessions must be a whole number from 1 to 100000');
+const batches = args.batches.split(',').map((b) => whole('batches', b, 1, 5000));
+const sessions = whole('sessions', args.sessions, 1, 100_000);
 const log = (line: string): void => void process.stderr.write(`[records] ${line}\n`);
 const silent = createLogger('silent', 'bench');
 
