@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { audioWindow, type AudioCounters } from '../test/support/audioCounters.js';
 import { createNetns, type Netns } from '../test/support/netns.js';
 import { startRemoteListeners, type RemoteListeners } from '../test/support/remoteListeners.js';
+import { stopChild } from '../test/support/stopChild.js';
 import { loadConfig } from '../src/config/config.js';
 import { TokenService } from '../src/auth/tokens.js';
 import { startBenchNode, type BenchNode } from './lib/benchNode.js';
@@ -134,11 +135,8 @@ let broadcaster: ChildProcess | undefined;
 let remote: RemoteListeners | undefined;
 
 async function stopRoom(): Promise<void> {
-  const closing = remote?.close();
-  if (broadcaster?.connected) broadcaster.send({ type: 'close' });
-  const exited = (p: ChildProcess | undefined): Promise<void> =>
-    !p || p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : Promise.race([new Promise<void>((r) => p.once('exit', () => r())), sleep(8000).then(() => void p.kill('SIGKILL'))]);
-  await Promise.all([closing, exited(broadcaster)]);
+  const speaker = broadcaster;
+  await Promise.all([remote?.close(), speaker && stopChild(speaker, () => speaker.connected && speaker.send({ type: 'close' }))]);
   [remote, broadcaster] = [undefined, undefined];
   await node?.stop();
   node = undefined;

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import type { AudioCounters, ListenersProcessConfig } from './audioCounters.js';
 import type { Netns } from './netns.js';
+import { stopChild } from './stopChild.js';
 
 export interface RemoteListeners {
   /** Every listener's counters now, in the order of their tokens. */
@@ -45,14 +46,7 @@ export async function startRemoteListeners(netns: Netns, config: ListenersProces
     }
     return JSON.parse(lines.shift()!) as Record<string, unknown>;
   };
-  const close = async (): Promise<void> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    proc.stdin?.end();
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 8000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const close = (): Promise<void> => stopChild(proc, () => proc.stdin?.end());
   try {
     await next('ready line', 60_000);
   } catch (error) {
